@@ -1,0 +1,201 @@
+//! Server bootstrap shared by every service: bind early, serve gRPC with
+//! health and reflection, a default deadline, size limits, and a bounded
+//! graceful drain.
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tonic::{
+    service::Routes,
+    transport::{Server, server::TcpIncoming},
+};
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+/// Listener and limits of one gRPC server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Deadline applied to calls that set none, and the cap on those that do.
+    pub default_timeout_ms: u64,
+    /// Largest accepted request message, in bytes.
+    pub max_message_bytes: usize,
+    /// Largest accepted metadata (HTTP/2 header list), in bytes.
+    pub max_metadata_bytes: u32,
+    /// How long in-flight calls may run after a shutdown signal.
+    pub drain_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            default_timeout_ms: 10_000,
+            max_message_bytes: 1024 * 1024,
+            max_metadata_bytes: 16 * 1024,
+            drain_grace_ms: 10_000,
+        }
+    }
+}
+
+/// What a service hands to [`GrpcServer::serve`]: its routes, the gRPC
+/// service names to report in health, and descriptor sets for reflection.
+#[derive(Debug)]
+pub struct App {
+    /// The service's own gRPC services.
+    pub routes: Routes,
+    /// Fully qualified gRPC service names, e.g. `rapport.profiles.v1.ProfilesService`.
+    pub service_names: Vec<&'static str>,
+    /// Encoded `FileDescriptorSet`s that describe those services.
+    pub file_descriptor_sets: Vec<&'static [u8]>,
+}
+
+/// A gRPC server whose socket is already bound, so its address is known (and
+/// can be printed or handed to a test) before serving starts.
+pub struct GrpcServer {
+    listener: TcpListener,
+    addr: SocketAddr,
+    config: ServerConfig,
+    health: HealthReporter,
+}
+
+impl std::fmt::Debug for GrpcServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcServer").field("addr", &self.addr).finish()
+    }
+}
+
+impl GrpcServer {
+    /// Binds the listener now. Binding early makes a taken port fail at boot,
+    /// before any other work, and lets `127.0.0.1:0` report its real port.
+    pub async fn bind(config: ServerConfig) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let (health, _) = tonic_health::server::health_reporter();
+        Ok(Self {
+            listener,
+            addr,
+            config,
+            health,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves `app` until `shutdown` resolves, then drains.
+    ///
+    /// On shutdown: every service reports NOT_SERVING (so a load balancer stops
+    /// sending new calls), the listener closes, in-flight calls get
+    /// `drain_grace_ms` to finish, and whatever is left is cancelled.
+    pub async fn serve(
+        self,
+        app: App,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), tonic::transport::Error> {
+        let Self {
+            listener,
+            addr,
+            config,
+            health,
+        } = self;
+        let health_service = tonic_health::pb::health_server::HealthServer::new(
+            tonic_health::server::HealthService::from_health_reporter(health.clone()),
+        );
+        let mut reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        let mut reflection_alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        for fds in &app.file_descriptor_sets {
+            reflection = reflection.register_encoded_file_descriptor_set(fds);
+            reflection_alpha = reflection_alpha.register_encoded_file_descriptor_set(fds);
+        }
+        // Both reflection versions: grpcurl and Postman still speak v1alpha.
+        let reflection = reflection
+            .build_v1()
+            .expect("descriptor sets compiled by rapport-proto are valid");
+        let reflection_alpha = reflection_alpha
+            .build_v1alpha()
+            .expect("descriptor sets compiled by rapport-proto are valid");
+        for name in &app.service_names {
+            health
+                .set_service_status(*name, ServingStatus::Serving)
+                .await;
+        }
+        health.set_service_status("", ServingStatus::Serving).await;
+
+        let routes = app
+            .routes
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(reflection_alpha);
+
+        // tonic ignores Server::tcp_nodelay with serve_with_incoming: set it on
+        // the incoming stream, or small responses wait for Nagle.
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = Server::builder()
+            .timeout(Duration::from_millis(config.default_timeout_ms))
+            .http2_max_header_list_size(config.max_metadata_bytes)
+            .layer(rapport_telemetry::rpc::layer())
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stop_rx.await;
+            });
+        let mut server = tokio::spawn(server);
+
+        tokio::select! {
+            ended = &mut server => return flatten(ended),
+            () = shutdown => {}
+        }
+        tracing::info!(%addr, "shutdown requested: reporting NOT_SERVING and draining");
+        for name in &app.service_names {
+            health
+                .set_service_status(*name, ServingStatus::NotServing)
+                .await;
+        }
+        health.set_service_status("", ServingStatus::NotServing).await;
+        let _ = stop_tx.send(());
+        let grace = Duration::from_millis(config.drain_grace_ms);
+        match tokio::time::timeout(grace, &mut server).await {
+            Ok(ended) => flatten(ended),
+            Err(_) => {
+                tracing::warn!(%addr, grace_ms = config.drain_grace_ms, "drain grace elapsed; cancelling remaining calls");
+                server.abort();
+                Ok(())
+            }
+        }
+    }
+}
+
+fn flatten(
+    joined: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
+) -> Result<(), tonic::transport::Error> {
+    match joined {
+        Ok(result) => result,
+        // The server task only ends by returning; a panic inside it is a bug
+        // we surface loudly rather than hide.
+        Err(join) => std::panic::resume_unwind(join.into_panic()),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    // Kubernetes sends SIGTERM to start a graceful shutdown; a developer presses Ctrl-C.
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler only fails outside a Tokio runtime");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

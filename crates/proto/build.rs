@@ -1,0 +1,44 @@
+//! Compiles `proto/` with protox (pure Rust), so a fresh machine needs no protoc.
+use std::{env, path::PathBuf};
+
+use protox::prost::Message as _;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
+    let mut files = Vec::new();
+    collect(&root, &root, &mut files)?;
+    files.sort();
+    let fds = protox::compile(&files, [&root])?;
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    // compile_fds does not write file_descriptor_set_path: reflection needs the set, so write it.
+    std::fs::write(out_dir.join("rapport_descriptor.bin"), fds.encode_to_vec())?;
+    tonic_prost_build::configure()
+        .build_client(env::var_os("CARGO_FEATURE_CLIENT").is_some())
+        .build_server(env::var_os("CARGO_FEATURE_SERVER").is_some())
+        .build_transport(env::var_os("CARGO_FEATURE_CLIENT").is_some())
+        // BTreeMap keeps map encoding deterministic: request fingerprints for
+        // idempotency hash the encoded bytes.
+        .btree_map(".")
+        .compile_fds(fds)?;
+    // compile_fds emits no rerun-if-changed lines of its own.
+    println!("cargo:rerun-if-changed={}", root.display());
+    Ok(())
+}
+
+fn collect(
+    root: &PathBuf,
+    dir: &PathBuf,
+    out: &mut Vec<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            println!("cargo:rerun-if-changed={}", path.display());
+            collect(root, &path, out)?;
+        } else if path.extension().is_some_and(|e| e == "proto") {
+            let rel = path.strip_prefix(root)?.to_string_lossy().replace('\\', "/");
+            out.push(rel);
+        }
+    }
+    Ok(())
+}

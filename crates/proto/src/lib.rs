@@ -1,0 +1,48 @@
+//! Generated protobuf messages and gRPC stubs for every Rapport contract in `proto/`.
+//! The module tree mirrors the protobuf packages. This crate holds no logic.
+#![forbid(unsafe_code)]
+#![allow(clippy::all, missing_docs)]
+
+/// `rapport.*` packages.
+pub mod rapport {
+    /// `rapport.type.*`: value types shared by several services.
+    pub mod r#type {
+        /// `rapport.type.v1`.
+        pub mod v1 {
+            tonic::include_proto!("rapport.r#type.v1");
+        }
+    }
+    /// `rapport.profiles.*`: customer profiles.
+    pub mod profiles {
+        /// `rapport.profiles.v1`.
+        pub mod v1 {
+            tonic::include_proto!("rapport.profiles.v1");
+        }
+    }
+}
+
+pub use rapport::profiles::v1 as profiles;
+pub use rapport::r#type::v1 as types;
+
+/// Encoded `FileDescriptorSet` of every Rapport proto, for gRPC reflection and
+/// descriptor-driven tooling.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("rapport_descriptor");
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+
+    #[test]
+    fn descriptor_set_names_every_service() {
+        let fds = prost_types::FileDescriptorSet::decode(super::FILE_DESCRIPTOR_SET).unwrap();
+        let services: Vec<String> = fds
+            .file
+            .iter()
+            .flat_map(|f| {
+                let pkg = f.package().to_owned();
+                f.service.iter().map(move |s| format!("{pkg}.{}", s.name()))
+            })
+            .collect();
+        assert!(services.contains(&"rapport.profiles.v1.ProfilesService".to_owned()));
+    }
+}
