@@ -12,6 +12,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     // compile_fds does not write file_descriptor_set_path: reflection needs the set, so write it.
     std::fs::write(out_dir.join("rapport_descriptor.bin"), fds.encode_to_vec())?;
+    let mut config = prost_build::Config::new();
+    // Event payloads travel as google.protobuf.Any: messages need their type
+    // names, with the conventional type URL prefix.
+    config
+        .enable_type_names()
+        .type_name_domain(["."], "type.googleapis.com");
     tonic_prost_build::configure()
         .build_client(env::var_os("CARGO_FEATURE_CLIENT").is_some())
         .build_server(env::var_os("CARGO_FEATURE_SERVER").is_some())
@@ -19,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // BTreeMap keeps map encoding deterministic: request fingerprints for
         // idempotency hash the encoded bytes.
         .btree_map(".")
-        .compile_fds(fds)?;
+        .compile_fds_with_config(fds, config)?;
     // compile_fds emits no rerun-if-changed lines of its own.
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())

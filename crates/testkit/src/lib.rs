@@ -1,1 +1,359 @@
-//! placeholder
+//! rapport-testkit: what service integration tests share — a fresh database per
+//! test (SQLite by default, PostgreSQL when `RAPPORT_TEST_POSTGRES_URL` is set),
+//! a handle that serves a bound service and shuts it down, and gRPC client
+//! helpers. It is a dev-dependency only and must not depend on any service.
+#![forbid(unsafe_code)]
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use sea_orm::{ConnectOptions, ConnectionTrait as _, Database};
+use tokio::{sync::oneshot, task::JoinHandle};
+use tonic::{
+    metadata::MetadataValue,
+    transport::{Channel, Endpoint},
+};
+
+/// Environment variable that switches tests to PostgreSQL: the URL of a server
+/// and a database the role may connect to, with the right to create databases,
+/// e.g. `postgres://rapport:rapport@127.0.0.1:5432/postgres`.
+pub const POSTGRES_URL_ENV: &str = "RAPPORT_TEST_POSTGRES_URL";
+
+/// Page-token secret for services under test (fixed, so failures reproduce;
+/// never used outside tests).
+pub const TEST_SECRET: &str = "rapport-test-page-token-secret-0123456789";
+
+/// The tenant metadata key (kept in step with `rapport_kit::context`).
+pub const TENANT_HEADER: &str = rapport_kit::context::TENANT_HEADER;
+
+/// A database that exists for one test only.
+///
+/// SQLite: a file in a temporary directory removed on drop. PostgreSQL: a
+/// database `rapport_t_<uuid>` created on the server named by
+/// [`POSTGRES_URL_ENV`] and dropped (forcibly) on drop.
+#[derive(Debug)]
+pub struct TestDb {
+    url: String,
+    backend: Backend,
+}
+
+#[derive(Debug)]
+enum Backend {
+    Sqlite {
+        // Held for its Drop, which removes the directory.
+        _dir: tempfile::TempDir,
+    },
+    Postgres {
+        admin_url: String,
+        database: String,
+    },
+}
+
+impl TestDb {
+    /// A new, empty database on the backend chosen by the environment.
+    pub async fn fresh() -> anyhow::Result<Self> {
+        match std::env::var(POSTGRES_URL_ENV) {
+            Ok(admin_url) if !admin_url.trim().is_empty() => Self::postgres(admin_url).await,
+            _ => Self::sqlite(),
+        }
+    }
+
+    fn sqlite() -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("rapport-test-")
+            .tempdir()
+            .context("creating a temporary directory for SQLite")?;
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        Ok(Self {
+            url,
+            backend: Backend::Sqlite { _dir: dir },
+        })
+    }
+
+    async fn postgres(admin_url: String) -> anyhow::Result<Self> {
+        let database = format!("rapport_t_{}", uuid::Uuid::now_v7().simple());
+        let url = with_database(&admin_url, &database)?;
+        let admin = admin_connection(&admin_url)
+            .await
+            .with_context(|| format!("connecting to {POSTGRES_URL_ENV}"))?;
+        let created = admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{database}\""))
+            .await
+            .with_context(|| format!("creating test database {database}"));
+        let _ = admin.close().await;
+        created?;
+        Ok(Self {
+            url,
+            backend: Backend::Postgres {
+                admin_url,
+                database,
+            },
+        })
+    }
+
+    /// The URL a service under test connects to.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// `"sqlite"` or `"postgres"`, for messages.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite { .. } => "sqlite",
+            Backend::Postgres { .. } => "postgres",
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Backend::Postgres {
+            admin_url,
+            database,
+        } = &self.backend
+        else {
+            return;
+        };
+        // Drop runs inside the test's runtime, which must not be blocked on
+        // itself: drop the database from a thread with its own runtime, and
+        // wait a bounded time so a test run does not leak databases.
+        let (admin_url, database) = (admin_url.clone(), database.clone());
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("testdb-drop".to_owned())
+            .spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    rt.block_on(drop_postgres_database(&admin_url, &database));
+                }
+                let _ = done_tx.send(());
+            });
+        if spawned.is_ok() {
+            let _ = done_rx.recv_timeout(Duration::from_secs(15));
+        }
+    }
+}
+
+async fn admin_connection(admin_url: &str) -> Result<sea_orm::DatabaseConnection, sea_orm::DbErr> {
+    let mut options = ConnectOptions::new(admin_url.to_owned());
+    options
+        .max_connections(1)
+        .min_connections(0)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false);
+    Database::connect(options).await
+}
+
+/// Best effort: errors are ignored, a leftover `rapport_t_*` database is
+/// harmless and easy to spot.
+async fn drop_postgres_database(admin_url: &str, database: &str) {
+    let Ok(admin) = admin_connection(admin_url).await else {
+        return;
+    };
+    // WITH (FORCE) (PostgreSQL 13+) ends the pool connections the service
+    // under test may still hold; older servers reject the clause, so retry
+    // without it.
+    let forced = admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"))
+        .await;
+    if forced.is_err() {
+        let _ = admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{database}\""))
+            .await;
+    }
+    let _ = admin.close().await;
+}
+
+/// `url` with its database (path) replaced by `database`, keeping the query.
+fn with_database(url: &str, database: &str) -> anyhow::Result<String> {
+    let scheme_end = url
+        .find("://")
+        .with_context(|| format!("{POSTGRES_URL_ENV} is not a URL"))?
+        + 3;
+    let (base, query) = match url.find('?') {
+        Some(q) => (&url[..q], &url[q..]),
+        None => (url, ""),
+    };
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    Ok(format!("{}/{database}{query}", &base[..authority_end]))
+}
+
+/// The future a served service waits on: it resolves when the test asks for
+/// shutdown, or when the [`Running`] handle is dropped.
+#[derive(Debug)]
+pub struct ShutdownSignal(oneshot::Receiver<()>);
+
+impl Future for ShutdownSignal {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // A dropped sender also means "stop".
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
+/// A service being served on the test's runtime.
+#[derive(Debug)]
+pub struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    /// Spawns `serve(shutdown)`, e.g.
+    /// `Running::start(|shutdown| profiles.serve(shutdown))`. The service must
+    /// already be bound, so clients can connect as soon as this returns.
+    pub fn start<F, Fut>(serve: F) -> Self
+    where
+        F: FnOnce(ShutdownSignal) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (stop, signal) = oneshot::channel();
+        let task = tokio::spawn(serve(ShutdownSignal(signal)));
+        Self {
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Signals shutdown and waits until the service has drained and returned
+    /// its result. A panic inside the service is propagated.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let Some(task) = self.task.take() else {
+            return Ok(());
+        };
+        match task.await {
+            Ok(result) => result,
+            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+            Err(join) => Err(anyhow::anyhow!("service task cancelled: {join}")),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Cannot await here: signal, and let the task drain on its own (the
+        // runtime cancels it when the test ends).
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A channel connected (eagerly) to `http://{addr}`.
+pub async fn connect(addr: SocketAddr) -> anyhow::Result<Channel> {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .context("building the endpoint")?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {addr}"))
+}
+
+/// A request carrying `msg` with the `x-rapport-tenant` metadata set to
+/// `tenant`. Panics if `tenant` is not valid metadata (a bug in the test).
+pub fn tenant_request<T>(tenant: &str, msg: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(msg);
+    let value: MetadataValue<_> = tenant
+        .parse()
+        .expect("a tenant used in tests is valid ASCII metadata");
+    request.metadata_mut().insert(TENANT_HEADER, value);
+    request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_the_database_of_a_url() {
+        assert_eq!(
+            with_database("postgres://u:p@127.0.0.1:5432/postgres", "t1").unwrap(),
+            "postgres://u:p@127.0.0.1:5432/t1"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@db/postgres?sslmode=disable", "t1").unwrap(),
+            "postgres://u:p@db/t1?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgresql://db:5432", "t1").unwrap(),
+            "postgresql://db:5432/t1"
+        );
+        assert!(with_database("not a url", "t1").is_err());
+    }
+
+    #[test]
+    fn the_test_secret_is_long_enough() {
+        assert!(TEST_SECRET.len() >= 32);
+    }
+
+    #[tokio::test]
+    async fn sqlite_test_dbs_are_distinct_and_removed() {
+        // Only meaningful on the default backend.
+        if std::env::var(POSTGRES_URL_ENV).is_ok() {
+            return;
+        }
+        let a = TestDb::fresh().await.unwrap();
+        let b = TestDb::fresh().await.unwrap();
+        assert_eq!(a.backend_name(), "sqlite");
+        assert_ne!(a.url(), b.url());
+        let path = a.url().trim_start_matches("sqlite://").to_owned();
+        let dir = std::path::Path::new(&path).parent().unwrap().to_owned();
+        assert!(dir.exists());
+        drop(a);
+        assert!(!dir.exists());
+    }
+
+    #[tokio::test]
+    async fn postgres_test_dbs_are_created_and_dropped() {
+        let Ok(admin_url) = std::env::var(POSTGRES_URL_ENV) else {
+            return;
+        };
+        let db = TestDb::fresh().await.unwrap();
+        assert_eq!(db.backend_name(), "postgres");
+        let conn = admin_connection(&db.url()).await.unwrap();
+        conn.execute_unprepared("CREATE TABLE t (id INT)").await.unwrap();
+        let name = db.url().rsplit('/').next().unwrap().to_owned();
+        // The open connection must not keep the database alive.
+        drop(db);
+        let admin = admin_connection(&admin_url).await.unwrap();
+        let left = admin
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DatabaseBackend::Postgres,
+                format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(left.try_get_by_index::<i64>(0).unwrap(), 0);
+        let _ = conn.close().await;
+    }
+
+    #[tokio::test]
+    async fn running_shutdown_resolves_the_signal() {
+        let running = Running::start(|shutdown| async move {
+            shutdown.await;
+            Ok(())
+        });
+        running.shutdown().await.unwrap();
+    }
+
+    #[test]
+    fn tenant_request_sets_the_metadata() {
+        let request = tenant_request("acme", ());
+        assert_eq!(request.metadata().get(TENANT_HEADER).unwrap(), "acme");
+    }
+}

@@ -1,1 +1,149 @@
-//! placeholder
+//! rapport-profiles: the customer profiles service — one customer across every
+//! channel, their contact preferences, consent ledger and lifecycle stage,
+//! merge, GDPR export and erasure. `domain/` holds the rules and never sees
+//! tonic, prost or sea_orm; `api/` adapts gRPC to it; `storage/` persists it.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod domain;
+mod events;
+pub mod storage;
+
+use std::{future::Future, net::SocketAddr};
+
+use anyhow::Context as _;
+use rapport_kit::{GrpcServer, PageTokens, ServerConfig, server::App};
+use rapport_proto::profiles::profiles_service_server::ProfilesServiceServer;
+use rapport_store::{Db, DbOptions};
+use serde::{Deserialize, Serialize};
+
+/// ErrorInfo domain of this service.
+pub const ERROR_DOMAIN: &str = "profiles.rapport.dev";
+
+/// Configuration of the profiles service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// gRPC listener and limits.
+    pub server: ServerConfig,
+    /// Database.
+    pub database: DatabaseConfig,
+    /// Secret that signs page tokens; every replica must share it. At least 32
+    /// characters. Secret: only from the environment.
+    pub page_token_secret: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+                ..ServerConfig::default()
+            },
+            database: DatabaseConfig::default(),
+            page_token_secret: String::new(),
+        }
+    }
+}
+
+/// Where the profiles data lives.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path/profiles.db` or `postgres://user:pass@host/db`.
+    pub url: String,
+    /// Run pending migrations at start (the embedded default); production runs
+    /// `rapport migrate` as a Job instead.
+    pub migrate: bool,
+    /// Pool settings.
+    pub pool: DbOptions,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://profiles.db".to_owned(),
+            migrate: true,
+            pool: DbOptions::default(),
+        }
+    }
+}
+
+/// A built, bound, not yet serving profiles service.
+#[derive(Debug)]
+pub struct Profiles {
+    server: GrpcServer,
+    db: Db,
+    app: App,
+}
+
+/// Runs the profiles migrations on `db`.
+pub async fn migrate(db: &Db) -> anyhow::Result<()> {
+    use rapport_profiles_migration::{Migrator, MigratorTrait as _};
+    Migrator::up(&db.writer, None)
+        .await
+        .context("running profiles migrations")
+}
+
+/// Connects to the database, migrates if configured, and binds the listener.
+pub async fn build(config: &Config) -> anyhow::Result<Profiles> {
+    if config.page_token_secret.len() < 32 {
+        anyhow::bail!("page_token_secret must be at least 32 characters");
+    }
+    let db = Db::connect(&config.database.url, &config.database.pool)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to {}",
+                rapport_store::db::redact_url(&config.database.url)
+            )
+        })?;
+    if config.database.migrate {
+        migrate(&db).await?;
+    }
+    let server = GrpcServer::bind(config.server.clone())
+        .await
+        .with_context(|| format!("binding {}", config.server.listen))?;
+    let repo = storage::SqlRepository::new(db.clone());
+    let service = domain::service::Profiles::new(repo, domain::clock::SystemClock);
+    let handler = api::handler::Handler::new(
+        service,
+        PageTokens::new(config.page_token_secret.as_bytes(), ERROR_DOMAIN),
+    );
+    let grpc = ProfilesServiceServer::new(handler)
+        .max_decoding_message_size(config.server.max_message_bytes)
+        .max_encoding_message_size(config.server.max_message_bytes * 4);
+    let grpc = tonic::service::interceptor::InterceptedService::new(
+        grpc,
+        rapport_kit::context::require_tenant,
+    );
+    let app = App {
+        routes: tonic::service::Routes::new(grpc),
+        service_names: vec![SERVICE_NAME],
+        file_descriptor_sets: vec![rapport_proto::FILE_DESCRIPTOR_SET],
+    };
+    Ok(Profiles { server, db, app })
+}
+
+/// Fully qualified gRPC service name.
+pub const SERVICE_NAME: &str = "rapport.profiles.v1.ProfilesService";
+
+impl Profiles {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// The service's database (tests inspect the outbox through it).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Serves until `shutdown` resolves, then drains and closes the database.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let Self { server, db, app } = self;
+        let result = server.serve(app, shutdown).await;
+        db.close().await;
+        result.context("serving profiles")
+    }
+}

@@ -1,1 +1,24 @@
-//! placeholder
+//! Database migrations of the profiles service (sea-orm-migration). One file
+//! per migration: sea-orm names a migration after its file stem.
+#![forbid(unsafe_code)]
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_create_profiles;
+
+/// All profiles migrations, oldest first.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_create_profiles::Migration)]
+    }
+
+    // Its own history table, so that several services may share one
+    // PostgreSQL database (with separate schemas or not) without clashing.
+    fn migration_table_name() -> DynIden {
+        "profiles_migrations".into_iden()
+    }
+}

@@ -1,0 +1,170 @@
+//! Connecting: one URL picks the backend.
+//!
+//! SQLite (the embedded default) runs in WAL mode with exactly one writer
+//! connection and a small pool of readers: SQLite allows one writer at a time,
+//! and a single writer connection turns would-be `SQLITE_BUSY` upgrade
+//! deadlocks into an orderly queue. PostgreSQL uses one pool for both.
+use std::time::Duration;
+
+use sea_orm::{
+    ConnectOptions, Database, DatabaseBackend, DatabaseConnection, DbErr,
+    sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
+};
+use serde::{Deserialize, Serialize};
+
+/// Pool settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DbOptions {
+    /// Most connections (PostgreSQL) or reader connections (SQLite).
+    pub max_connections: u32,
+    /// How long a query waits for a connection, or SQLite for a lock.
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// A service's database: where writes go and where reads go. On PostgreSQL
+/// both are the same pool.
+#[derive(Debug, Clone)]
+pub struct Db {
+    /// Connection for transactions that write.
+    pub writer: DatabaseConnection,
+    /// Connections for reads.
+    pub reader: DatabaseConnection,
+}
+
+impl Db {
+    /// The backend in use.
+    pub fn backend(&self) -> DatabaseBackend {
+        self.writer.get_database_backend()
+    }
+
+    /// Connects to `url`: `sqlite://path/to/file.db` (created if missing),
+    /// `sqlite::memory:` or `postgres://…`.
+    pub async fn connect(url: &str, options: &DbOptions) -> Result<Self, DbErr> {
+        let timeout = Duration::from_millis(options.acquire_timeout_ms);
+        if url.starts_with("sqlite:") {
+            let memory = url.contains(":memory:") || url.contains("mode=memory");
+            let url = if memory || url.contains("mode=") {
+                url.to_owned()
+            } else if url.contains('?') {
+                format!("{url}&mode=rwc")
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            let sqlite_opts = move |o: SqliteConnectOptions| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    // NORMAL is durable in WAL mode except for the last
+                    // transactions on power loss, the usual embedded trade-off.
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(timeout)
+                    .foreign_keys(true)
+            };
+            let mut w = ConnectOptions::new(url.clone());
+            w.max_connections(1)
+                .min_connections(1)
+                .acquire_timeout(timeout)
+                // A reaped in-memory connection would take the database with it.
+                .idle_timeout(None::<Duration>)
+                .max_lifetime(None::<Duration>)
+                .sqlx_logging(false)
+                .map_sqlx_sqlite_opts(sqlite_opts);
+            let writer = Database::connect(w).await?;
+            if memory {
+                // Each in-memory connection is its own database: read through the writer.
+                return Ok(Self {
+                    reader: writer.clone(),
+                    writer,
+                });
+            }
+            let mut r = ConnectOptions::new(url);
+            r.max_connections(options.max_connections.clamp(1, 8))
+                .min_connections(0)
+                .acquire_timeout(timeout)
+                .sqlx_logging(false)
+                .map_sqlx_sqlite_opts(sqlite_opts);
+            let reader = Database::connect(r).await?;
+            Ok(Self { writer, reader })
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let mut o = ConnectOptions::new(url.to_owned());
+            o.max_connections(options.max_connections.max(1))
+                .min_connections(1)
+                .acquire_timeout(timeout)
+                .connect_timeout(timeout)
+                .sqlx_logging(false);
+            let pool = Database::connect(o).await?;
+            Ok(Self {
+                reader: pool.clone(),
+                writer: pool,
+            })
+        } else {
+            Err(DbErr::Custom(
+                "database url must start with sqlite: or postgres://".to_owned(),
+            ))
+        }
+    }
+
+    /// Closes both pools.
+    pub async fn close(self) {
+        let _ = self.reader.close().await;
+        let _ = self.writer.close().await;
+    }
+}
+
+/// Redacts the password of a database URL for logs and `--dump-config`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::ConnectionTrait as _;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://rapport:s3cret@db:5432/rapport"),
+            "postgres://rapport:***@db:5432/rapport"
+        );
+        assert_eq!(redact_url("sqlite://data/p.db"), "sqlite://data/p.db");
+    }
+
+    #[tokio::test]
+    async fn sqlite_file_is_created_in_wal_mode() {
+        let dir = std::env::temp_dir().join(format!("rapport-store-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("t.db").display());
+        let db = Db::connect(&url, &DbOptions::default()).await.unwrap();
+        let row = db
+            .reader
+            .query_one_raw(sea_orm::Statement::from_string(
+                DatabaseBackend::Sqlite,
+                "PRAGMA journal_mode",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let mode: String = row.try_get_by_index(0).unwrap();
+        assert_eq!(mode, "wal");
+        db.close().await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

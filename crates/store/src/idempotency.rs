@@ -1,0 +1,137 @@
+//! Idempotency keys, kept in the service's own database so that the key and
+//! the change it guards commit in one transaction.
+//!
+//! Protocol: inside the write transaction, [`claim`] inserts the key first. If
+//! another request already holds the key, the insert fails (on PostgreSQL it
+//! waits for that transaction to finish first), the caller rolls back and
+//! answers from [`find`]. Then the change is made and [`complete`] stores the
+//! result. A request whose change fails rolls the key back with it, so a retry
+//! runs again.
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
+    QueryFilter, entity::prelude::*,
+};
+
+/// Idempotency row.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "idempotency_keys")]
+pub struct Model {
+    /// Tenant.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub tenant: String,
+    /// gRPC method.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub method: String,
+    /// Client request id.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub request_id: String,
+    /// Request fingerprint.
+    pub fingerprint: String,
+    /// Resource id the result is about.
+    pub subject: String,
+    /// Stored result (JSON); NULL only inside the claiming transaction.
+    pub response: Option<String>,
+    /// µs since the epoch.
+    pub create_time: i64,
+}
+
+/// No relations.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+/// One idempotency key of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    /// Tenant that sent the request.
+    pub tenant: String,
+    /// Full gRPC method name.
+    pub method: &'static str,
+    /// The client's request id.
+    pub request_id: String,
+    /// SHA-256 (hex) of the request without its request id.
+    pub fingerprint: String,
+}
+
+/// What a previous request with the same key left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prior {
+    /// Same request: here is its result (JSON).
+    Replay(String),
+    /// The key was used for a different request.
+    Mismatch,
+}
+
+/// Looks the key up outside any write transaction.
+pub async fn find<C: ConnectionTrait>(conn: &C, key: &Key) -> Result<Option<Prior>, DbErr> {
+    let row = Entity::find_by_id((key.tenant.clone(), key.method.to_owned(), key.request_id.clone()))
+        .one(conn)
+        .await?;
+    Ok(row.and_then(|r| {
+        if r.fingerprint != key.fingerprint {
+            Some(Prior::Mismatch)
+        } else {
+            r.response.map(Prior::Replay)
+        }
+    }))
+}
+
+/// Inserts the key as the first write of a transaction. `Ok(false)` means
+/// another request holds it: roll back and answer from [`find`].
+pub async fn claim<C: ConnectionTrait>(conn: &C, key: &Key, now_micros: i64) -> Result<bool, DbErr> {
+    let result = ActiveModel {
+        tenant: Set(key.tenant.clone()),
+        method: Set(key.method.to_owned()),
+        request_id: Set(key.request_id.clone()),
+        fingerprint: Set(key.fingerprint.clone()),
+        subject: Set(String::new()),
+        response: Set(None),
+        create_time: Set(now_micros),
+    }
+    .insert(conn)
+    .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if crate::is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Stores the result of the claimed key, in the same transaction.
+pub async fn complete<C: ConnectionTrait>(
+    conn: &C,
+    key: &Key,
+    subject: &str,
+    response_json: String,
+) -> Result<(), DbErr> {
+    Entity::update_many()
+        .col_expr(Column::Response, Expr::value(response_json))
+        .col_expr(Column::Subject, Expr::value(subject.to_owned()))
+        .filter(Column::Tenant.eq(key.tenant.clone()))
+        .filter(Column::Method.eq(key.method))
+        .filter(Column::RequestId.eq(key.request_id.clone()))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Deletes every key whose result is about `subject` (its stored results may
+/// hold personal data that an erasure must remove).
+pub async fn forget_subject<C: ConnectionTrait>(conn: &C, tenant: &str, subject: &str) -> Result<u64, DbErr> {
+    let r = Entity::delete_many()
+        .filter(Column::Tenant.eq(tenant))
+        .filter(Column::Subject.eq(subject))
+        .exec(conn)
+        .await?;
+    Ok(r.rows_affected)
+}
+
+/// Deletes keys recorded before `cutoff_micros`. Keys are kept at least 24 h.
+pub async fn purge_before<C: ConnectionTrait>(conn: &C, cutoff_micros: i64) -> Result<u64, DbErr> {
+    let r = Entity::delete_many()
+        .filter(Column::CreateTime.lt(cutoff_micros))
+        .exec(conn)
+        .await?;
+    Ok(r.rows_affected)
+}

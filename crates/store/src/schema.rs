@@ -1,0 +1,111 @@
+//! Tables every service's migrations create: the outbox and idempotency keys.
+use sea_orm_migration::{prelude::*, schema::*};
+
+/// Outbox columns.
+#[derive(DeriveIden)]
+pub enum Outbox {
+    /// Table name `outbox`.
+    Table,
+    /// Event id (UUIDv7), also the bus message id.
+    Id,
+    /// Tenant of the event.
+    Tenant,
+    /// Fully qualified event type.
+    EventType,
+    /// Resource name of the subject.
+    Subject,
+    /// Encoded `rapport.type.v1.EventEnvelope`.
+    Envelope,
+    /// When the change happened, µs since the epoch.
+    OccurTime,
+    /// When the relay published the row, µs since the epoch; NULL until then.
+    PublishTime,
+}
+
+/// Idempotency key columns.
+#[derive(DeriveIden)]
+pub enum IdempotencyKeys {
+    /// Table name `idempotency_keys`.
+    Table,
+    /// Tenant that sent the request.
+    Tenant,
+    /// Full gRPC method name.
+    Method,
+    /// The client's `request_id`.
+    RequestId,
+    /// SHA-256 of the request without its request_id.
+    Fingerprint,
+    /// Id of the resource the result is about (erasure deletes its keys).
+    Subject,
+    /// The first result, as JSON.
+    Response,
+    /// When the key was recorded, µs since the epoch.
+    CreateTime,
+}
+
+/// Creates the `outbox` table and its index.
+pub async fn create_outbox(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    manager
+        .create_table(
+            Table::create()
+                .table(Outbox::Table)
+                .if_not_exists()
+                .col(string_len(Outbox::Id, 36).primary_key())
+                .col(string_len(Outbox::Tenant, 63))
+                .col(string_len(Outbox::EventType, 128))
+                .col(string_len(Outbox::Subject, 256))
+                .col(blob(Outbox::Envelope))
+                .col(big_integer(Outbox::OccurTime))
+                .col(big_integer_null(Outbox::PublishTime))
+                .to_owned(),
+        )
+        .await?;
+    manager
+        .create_index(
+            Index::create()
+                .if_not_exists()
+                .name("outbox_unpublished")
+                .table(Outbox::Table)
+                .col(Outbox::PublishTime)
+                .col(Outbox::Id)
+                .to_owned(),
+        )
+        .await
+}
+
+/// Creates the `idempotency_keys` table and its indexes.
+pub async fn create_idempotency_keys(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    manager
+        .create_table(
+            Table::create()
+                .table(IdempotencyKeys::Table)
+                .if_not_exists()
+                .col(string_len(IdempotencyKeys::Tenant, 63))
+                .col(string_len(IdempotencyKeys::Method, 128))
+                .col(string_len(IdempotencyKeys::RequestId, 128))
+                .col(string_len(IdempotencyKeys::Fingerprint, 64))
+                .col(string_len(IdempotencyKeys::Subject, 64))
+                .col(text_null(IdempotencyKeys::Response))
+                .col(big_integer(IdempotencyKeys::CreateTime))
+                .primary_key(
+                    Index::create()
+                        .col(IdempotencyKeys::Tenant)
+                        .col(IdempotencyKeys::Method)
+                        .col(IdempotencyKeys::RequestId),
+                )
+                .to_owned(),
+        )
+        .await?;
+    for (name, cols) in [
+        ("idempotency_keys_subject", vec![IdempotencyKeys::Tenant, IdempotencyKeys::Subject]),
+        ("idempotency_keys_create_time", vec![IdempotencyKeys::CreateTime]),
+    ] {
+        let mut index = Index::create();
+        index.if_not_exists().name(name).table(IdempotencyKeys::Table);
+        for col in cols {
+            index.col(col);
+        }
+        manager.create_index(index.to_owned()).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! The one place where domain errors become gRPC statuses, and the one place
+//! they are logged. Messages and metadata carry ids, never personal data or
+//! SQL text.
+use rapport_kit::{ErrorBuilder, FieldViolations, error::invalid_argument, idempotency};
+use tonic::{Code, Status};
+
+use crate::{ERROR_DOMAIN, domain::Error};
+
+/// Converts domain violations.
+pub fn violations(v: crate::domain::Violations) -> FieldViolations {
+    let mut out = FieldViolations::new();
+    for (f, d) in v.0 {
+        out.add(f, d);
+    }
+    out
+}
+
+/// Maps a domain error to a status, logging it once.
+pub fn to_status(err: Error) -> Status {
+    let b = |code, reason| ErrorBuilder::new(code, ERROR_DOMAIN, reason);
+    let status = match &err {
+        Error::Invalid(v) => invalid_argument(ERROR_DOMAIN, violations(v.clone())),
+        Error::NotFound(id) => b(Code::NotFound, "CUSTOMER_NOT_FOUND")
+            .message(format!("customers/{id} does not exist"))
+            .meta("resource", format!("customers/{id}"))
+            .build(),
+        Error::IdentityTaken { field, holder } => b(Code::AlreadyExists, "IDENTITY_ALREADY_EXISTS")
+            .message(format!("{field} already belongs to customers/{holder}"))
+            .meta("field", field.clone())
+            .meta("holder", format!("customers/{holder}"))
+            .build(),
+        Error::EtagMismatch => b(Code::Aborted, "ETAG_MISMATCH")
+            .message("the customer changed since it was read; read it again and retry with the new etag")
+            .build(),
+        Error::Conflict => b(Code::Aborted, "CONCURRENT_MODIFICATION")
+            .message("the customer kept changing concurrently; retry")
+            .build(),
+        Error::NotActive(id, state) => b(Code::FailedPrecondition, "CUSTOMER_NOT_ACTIVE")
+            .message(format!("customers/{id} is {} and cannot change", state.as_str()))
+            .meta("resource", format!("customers/{id}"))
+            .meta("state", state.as_str())
+            .build(),
+        Error::StageUnchanged => b(Code::FailedPrecondition, "LIFECYCLE_STAGE_UNCHANGED")
+            .message("the customer is already at this lifecycle stage")
+            .build(),
+        Error::RequestIdReused => idempotency::reused(ERROR_DOMAIN),
+        Error::Unavailable(_) => b(Code::Unavailable, "DATABASE_UNAVAILABLE")
+            .message("the profiles database is unavailable; retry with backoff")
+            .build(),
+        Error::Internal(_) => b(Code::Internal, "INTERNAL").message("internal error").build(),
+    };
+    match &err {
+        Error::Internal(detail) | Error::Unavailable(detail) => {
+            tracing::error!(code = ?status.code(), error = %detail, "request failed");
+        }
+        // Client errors: the message may hold input, so log only the code.
+        _ => tracing::debug!(code = ?status.code(), "request refused"),
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic_types::StatusExt as _;
+
+    use super::*;
+    use crate::domain::{CustomerId, CustomerState, Violations};
+
+    #[test]
+    fn every_error_has_its_code_and_reason() {
+        let id = CustomerId(uuid::Uuid::nil());
+        let table = [
+            (Error::Invalid(Violations(vec![("name".into(), "bad".into())])), Code::InvalidArgument, "INVALID_ARGUMENT"),
+            (Error::NotFound(id), Code::NotFound, "CUSTOMER_NOT_FOUND"),
+            (Error::IdentityTaken { field: "customer.emails[0].address".into(), holder: id }, Code::AlreadyExists, "IDENTITY_ALREADY_EXISTS"),
+            (Error::EtagMismatch, Code::Aborted, "ETAG_MISMATCH"),
+            (Error::Conflict, Code::Aborted, "CONCURRENT_MODIFICATION"),
+            (Error::NotActive(id, CustomerState::Erased), Code::FailedPrecondition, "CUSTOMER_NOT_ACTIVE"),
+            (Error::StageUnchanged, Code::FailedPrecondition, "LIFECYCLE_STAGE_UNCHANGED"),
+            (Error::RequestIdReused, Code::InvalidArgument, "REQUEST_ID_REUSED"),
+            (Error::Unavailable("pool timed out".into()), Code::Unavailable, "DATABASE_UNAVAILABLE"),
+            (Error::Internal("SELECT * FROM customers".into()), Code::Internal, "INTERNAL"),
+        ];
+        for (err, code, reason) in table {
+            let status = to_status(err);
+            assert_eq!(status.code(), code, "{reason}");
+            let details = status.get_error_details();
+            let info = details.error_info().expect("ErrorInfo on every error");
+            assert_eq!(info.reason, reason);
+            assert_eq!(info.domain, ERROR_DOMAIN);
+            assert!(!status.message().contains("SELECT"), "SQL leaked: {}", status.message());
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! gRPC transport of the profiles service: conversions between protobuf and
+//! domain types, the error mapping, and the tonic handler.
+
+pub mod convert;
+pub mod error;
+pub mod handler;

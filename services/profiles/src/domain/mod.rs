@@ -1,0 +1,14 @@
+//! The profiles domain: what a customer is, the rules that keep profiles
+//! consistent, and the use-cases. No tonic, prost or sea_orm here: transport
+//! and storage adapt to these types, not the other way round.
+
+pub mod clock;
+pub mod error;
+pub mod model;
+pub mod repository;
+pub mod rules;
+pub mod service;
+pub mod values;
+
+pub use error::{Error, Violations};
+pub use model::*;

@@ -1,0 +1,468 @@
+//! The customer and the records around it.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::values::{AttributeKey, Email, Locale, Phone, Tag, TimeZone};
+
+/// The tenant every record belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Tenant(pub String);
+
+impl Tenant {
+    /// The tenant id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A new time-ordered (v7) id.
+            pub fn generate() -> Self {
+                Self(Uuid::now_v7())
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// Id of a customer (`customers/{id}`).
+    CustomerId
+);
+uuid_id!(
+    /// Id of a consent ledger entry.
+    ConsentEventId
+);
+uuid_id!(
+    /// Id of a lifecycle history entry.
+    LifecycleEventId
+);
+uuid_id!(
+    /// Id of a merge record.
+    MergeRecordId
+);
+uuid_id!(
+    /// Id of an erasure receipt.
+    ErasureReceiptId
+);
+
+/// Interaction channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// Email.
+    Email,
+    /// Voice.
+    Phone,
+    /// Live chat.
+    LiveChat,
+    /// SMS.
+    Sms,
+    /// Social networks.
+    Social,
+    /// Review sites.
+    ReviewSite,
+    /// In person.
+    InPerson,
+}
+
+impl Channel {
+    /// Stable storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Phone => "phone",
+            Channel::LiveChat => "live_chat",
+            Channel::Sms => "sms",
+            Channel::Social => "social",
+            Channel::ReviewSite => "review_site",
+            Channel::InPerson => "in_person",
+        }
+    }
+
+    /// Inverse of [`Channel::as_str`].
+    pub fn from_str_opt(s: &str) -> Option<Self> {
+        Some(match s {
+            "email" => Channel::Email,
+            "phone" => Channel::Phone,
+            "live_chat" => Channel::LiveChat,
+            "sms" => Channel::Sms,
+            "social" => Channel::Social,
+            "review_site" => Channel::ReviewSite,
+            "in_person" => Channel::InPerson,
+            _ => return None,
+        })
+    }
+}
+
+/// What a customer consents to be contacted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentPurpose {
+    /// Service messages.
+    Service,
+    /// Marketing.
+    Marketing,
+    /// Surveys.
+    Surveys,
+    /// Loyalty program.
+    Loyalty,
+}
+
+/// A consent decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentStatus {
+    /// Agreed.
+    Granted,
+    /// Withdrawn or refused.
+    Revoked,
+}
+
+/// Stage in the interaction cycle; the order is the cycle's order, so "the
+/// furthest stage" is the maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LifecycleStage {
+    /// Knows of the business.
+    Awareness,
+    /// Evaluating.
+    Consideration,
+    /// Bought or signed up.
+    Conversion,
+    /// Comes back.
+    Retention,
+    /// Recommends the business.
+    Advocacy,
+}
+
+/// Lifecycle of the record itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomerState {
+    /// Live.
+    Active,
+    /// Merged into another customer.
+    Merged,
+    /// Personal data erased.
+    Erased,
+}
+
+macro_rules! str_enum {
+    ($ty:ty { $($variant:ident => $s:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Stable storage name.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $s),+ }
+            }
+            /// Inverse of `as_str`.
+            pub fn from_str_opt(s: &str) -> Option<Self> {
+                match s { $($s => Some(Self::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+str_enum!(ConsentPurpose { Service => "service", Marketing => "marketing", Surveys => "surveys", Loyalty => "loyalty" });
+str_enum!(ConsentStatus { Granted => "granted", Revoked => "revoked" });
+str_enum!(LifecycleStage { Awareness => "awareness", Consideration => "consideration", Conversion => "conversion", Retention => "retention", Advocacy => "advocacy" });
+str_enum!(CustomerState { Active => "active", Merged => "merged", Erased => "erased" });
+
+/// One email address of a customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailEntry {
+    /// The address.
+    pub address: Email,
+    /// Free-form label.
+    pub label: String,
+    /// Default address.
+    pub primary: bool,
+    /// Ownership verified.
+    pub verified: bool,
+}
+
+/// One phone number of a customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhoneEntry {
+    /// E.164 number.
+    pub number: Phone,
+    /// Free-form label.
+    pub label: String,
+    /// Default number.
+    pub primary: bool,
+}
+
+/// How a customer is known on a channel other than email and phone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelIdentity {
+    /// The channel.
+    pub channel: Channel,
+    /// Network or site within the channel, lower case, may be empty.
+    pub provider: String,
+    /// Handle as given; compared case-insensitively.
+    pub handle: String,
+}
+
+/// Birthday with an optional year.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Birthday {
+    /// 1–12.
+    pub month: u8,
+    /// 1–31, valid for the month.
+    pub day: u8,
+    /// The year, when known.
+    pub year: Option<u16>,
+}
+
+/// Daily window without proactive contact, minutes after midnight in the
+/// customer's time zone; may cross midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuietHours {
+    /// Start, minutes after midnight.
+    pub start_minute: u16,
+    /// End, minutes after midnight.
+    pub end_minute: u16,
+}
+
+/// How and when a customer wants to be contacted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactPreferences {
+    /// Preferred channel.
+    pub preferred_channel: Option<Channel>,
+    /// Preferred language.
+    pub preferred_language: Option<Locale>,
+    /// Quiet hours.
+    pub quiet_hours: Option<QuietHours>,
+    /// No proactive contact at all.
+    pub do_not_contact: bool,
+}
+
+/// A typed custom attribute value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttributeValue {
+    /// Text.
+    String(String),
+    /// Whole number.
+    Int(i64),
+    /// Finite float.
+    Double(f64),
+    /// Boolean.
+    Bool(bool),
+    /// Point in time.
+    Timestamp(DateTime<Utc>),
+}
+
+/// The client-editable part of a customer: everything personal.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Display name.
+    pub display_name: String,
+    /// Given name.
+    pub given_name: String,
+    /// Family name.
+    pub family_name: String,
+    /// Emails; at most one primary.
+    pub emails: Vec<EmailEntry>,
+    /// Phones; at most one primary.
+    pub phones: Vec<PhoneEntry>,
+    /// Other channel identities.
+    pub identities: Vec<ChannelIdentity>,
+    /// Locale.
+    pub locale: Option<Locale>,
+    /// Time zone.
+    pub time_zone: Option<TimeZone>,
+    /// Birthday.
+    pub birthday: Option<Birthday>,
+    /// Contact preferences.
+    pub contact_preferences: ContactPreferences,
+    /// Tags.
+    pub tags: BTreeSet<Tag>,
+    /// Custom attributes.
+    pub attributes: BTreeMap<AttributeKey, AttributeValue>,
+}
+
+/// The current consent decision for one channel and purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentState {
+    /// Channel.
+    pub channel: Channel,
+    /// Purpose.
+    pub purpose: ConsentPurpose,
+    /// Decision.
+    pub status: ConsentStatus,
+    /// Where it was captured.
+    pub source: String,
+    /// When the customer decided.
+    pub capture_time: DateTime<Utc>,
+}
+
+/// A customer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Customer {
+    /// Id.
+    pub id: CustomerId,
+    /// Personal data.
+    pub profile: Profile,
+    /// Current consent per channel × purpose, sorted by (channel, purpose).
+    pub consents: Vec<ConsentState>,
+    /// Lifecycle stage.
+    pub lifecycle_stage: LifecycleStage,
+    /// Record state.
+    pub state: CustomerState,
+    /// Survivor when merged.
+    pub merged_into: Option<CustomerId>,
+    /// Creation time.
+    pub create_time: DateTime<Utc>,
+    /// Last change.
+    pub update_time: DateTime<Utc>,
+    /// Optimistic concurrency version; the etag is derived from it.
+    pub version: i64,
+}
+
+impl Customer {
+    /// The etag clients send back: the version, quoted as in HTTP.
+    pub fn etag(&self) -> String {
+        format!("\"{}\"", self.version)
+    }
+}
+
+/// One consent ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentEvent {
+    /// Id.
+    pub id: ConsentEventId,
+    /// The customer.
+    pub customer: CustomerId,
+    /// Channel.
+    pub channel: Channel,
+    /// Purpose.
+    pub purpose: ConsentPurpose,
+    /// Decision.
+    pub status: ConsentStatus,
+    /// Where it was captured.
+    pub source: String,
+    /// Evidence text.
+    pub evidence: String,
+    /// When the customer decided.
+    pub capture_time: DateTime<Utc>,
+    /// When it was recorded.
+    pub record_time: DateTime<Utc>,
+}
+
+/// One lifecycle history entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleEvent {
+    /// Id.
+    pub id: LifecycleEventId,
+    /// The customer.
+    pub customer: CustomerId,
+    /// Stage before; `None` for the creation entry.
+    pub from_stage: Option<LifecycleStage>,
+    /// Stage after.
+    pub to_stage: LifecycleStage,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub create_time: DateTime<Utc>,
+}
+
+/// Record of a merge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeRecord {
+    /// Id.
+    pub id: MergeRecordId,
+    /// Survivor.
+    pub survivor: CustomerId,
+    /// Merged (now a tombstone).
+    pub merged: CustomerId,
+    /// When.
+    pub create_time: DateTime<Utc>,
+}
+
+/// Receipt of an erasure; holds no personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureReceipt {
+    /// Id.
+    pub id: ErasureReceiptId,
+    /// The erased customer.
+    pub customer: CustomerId,
+    /// When.
+    pub erase_time: DateTime<Utc>,
+    /// What was removed.
+    pub erased_fields: Vec<String>,
+}
+
+/// Domain events, written to the outbox with the change. Ids and facts only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainEvent {
+    /// A customer was created.
+    Created {
+        /// Who.
+        customer: CustomerId,
+        /// Initial stage.
+        stage: LifecycleStage,
+    },
+    /// Fields changed.
+    Updated {
+        /// Who.
+        customer: CustomerId,
+        /// Changed field paths.
+        changed_paths: Vec<String>,
+    },
+    /// Two customers merged.
+    Merged {
+        /// Survivor.
+        survivor: CustomerId,
+        /// Tombstone.
+        merged: CustomerId,
+        /// The record.
+        record: MergeRecordId,
+    },
+    /// Personal data erased.
+    Erased {
+        /// Who.
+        customer: CustomerId,
+        /// The receipt.
+        receipt: ErasureReceiptId,
+    },
+    /// A consent decision was recorded.
+    ConsentChanged {
+        /// Who.
+        customer: CustomerId,
+        /// Channel.
+        channel: Channel,
+        /// Purpose.
+        purpose: ConsentPurpose,
+        /// Decision.
+        status: ConsentStatus,
+    },
+    /// The lifecycle stage changed.
+    StageChanged {
+        /// Who.
+        customer: CustomerId,
+        /// Before.
+        from: LifecycleStage,
+        /// After.
+        to: LifecycleStage,
+    },
+}

@@ -1,0 +1,636 @@
+//! Use-cases of the profiles service.
+//!
+//! Every mutation follows one shape: answer a replayed `request_id` from the
+//! stored result; read; apply the rules; commit the rows, their outbox events
+//! and the idempotency key in one transaction with an optimistic version
+//! check; on a lost race re-read and try again (a client that sent an etag
+//! gets ABORTED instead, since it asked to act on what it read).
+use chrono::{DateTime, Duration, Utc};
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{
+    clock::Clock,
+    error::{Error, Violations},
+    model::*,
+    repository::*,
+    rules::{self, FieldUpdate, IdentityKind},
+    values::{Email, Phone},
+};
+
+/// How often a mutation re-reads after losing a race before giving up.
+const MAX_ATTEMPTS: usize = 5;
+/// How far in the future a consent capture time may be (clock skew).
+const MAX_CAPTURE_SKEW: Duration = Duration::minutes(5);
+
+/// The profiles use-cases over a repository and a clock.
+#[derive(Debug, Clone)]
+pub struct Profiles<R, C> {
+    repo: R,
+    clock: C,
+}
+
+/// Input of [`Profiles::set_consent`].
+#[derive(Debug, Clone)]
+pub struct SetConsent {
+    /// Channel.
+    pub channel: Channel,
+    /// Purpose.
+    pub purpose: ConsentPurpose,
+    /// Decision.
+    pub status: ConsentStatus,
+    /// Where captured.
+    pub source: String,
+    /// Evidence.
+    pub evidence: String,
+    /// When the customer decided; now when `None`.
+    pub capture_time: Option<DateTime<Utc>>,
+}
+
+/// An identity to look up.
+#[derive(Debug, Clone)]
+pub enum IdentityQuery {
+    /// By email.
+    Email(Email),
+    /// By phone.
+    Phone(Phone),
+    /// By channel identity.
+    Channel(ChannelIdentity),
+}
+
+/// Position in search results.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SearchCursor {
+    /// Last text match returned (exact matches all come on the first page).
+    pub after: CustomerId,
+}
+
+/// Result of a merge.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Merged {
+    /// The survivor after the merge.
+    pub survivor: Customer,
+    /// The record.
+    pub record: MergeRecord,
+}
+
+/// Result of a consent change.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ConsentRecorded {
+    /// Ledger entry.
+    pub event: ConsentEvent,
+    /// Customer after.
+    pub customer: Customer,
+}
+
+/// Result of a stage change.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct StageChanged {
+    /// Customer after.
+    pub customer: Customer,
+    /// History entry.
+    pub event: LifecycleEvent,
+}
+
+enum Attempt<T> {
+    Done(T),
+    Retry,
+}
+
+impl<R: Repository, C: Clock> Profiles<R, C> {
+    /// Use-cases over `repo`, telling time by `clock`.
+    pub fn new(repo: R, clock: C) -> Self {
+        Self { repo, clock }
+    }
+
+    /// The current time of the service's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    async fn replay<T: DeserializeOwned>(&self, tenant: &Tenant, idem: Option<&Idempotency>) -> Result<Option<T>, Error> {
+        let Some(key) = idem else { return Ok(None) };
+        match self.repo.idempotent(tenant, key).await? {
+            None => Ok(None),
+            Some(Prior::Mismatch) => Err(Error::RequestIdReused),
+            Some(Prior::Replay(json)) => serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|e| Error::Internal(format!("stored idempotent result unreadable: {e}"))),
+        }
+    }
+
+    /// Commits `change` with `result` as the stored idempotent answer.
+    async fn commit<T: Serialize + DeserializeOwned>(
+        &self,
+        mut change: ChangeSet,
+        idem: Option<&Idempotency>,
+        subject: CustomerId,
+        result: T,
+        keys: &[rules::IdentityKey],
+    ) -> Result<Attempt<T>, Error> {
+        if let Some(key) = idem {
+            let json = serde_json::to_string(&result).map_err(|e| Error::Internal(e.to_string()))?;
+            change.idempotency = Some((key.clone(), subject, json));
+        }
+        let tenant = change.tenant.clone();
+        match self.repo.commit(change).await {
+            Ok(()) => Ok(Attempt::Done(result)),
+            Err(CommitError::VersionConflict) => Ok(Attempt::Retry),
+            Err(CommitError::IdempotencyTaken) => match self.replay(&tenant, idem).await? {
+                Some(prior) => Ok(Attempt::Done(prior)),
+                // The other request rolled back; run again.
+                None => Ok(Attempt::Retry),
+            },
+            Err(CommitError::IdentityTaken { kind, value }) => {
+                // Lost a race with another writer: name the holder as the
+                // pre-check would have.
+                let holder = self.repo.holders(&tenant, &[(kind, value.clone())]).await?;
+                match holder.first() {
+                    Some((_, holder)) => {
+                        let field = keys
+                            .iter()
+                            .find(|k| k.kind == kind && k.value == value)
+                            .map(|k| k.field.clone())
+                            .unwrap_or_default();
+                        Err(Error::IdentityTaken { field, holder: *holder })
+                    }
+                    None => Ok(Attempt::Retry),
+                }
+            }
+            Err(CommitError::Failed(e)) => Err(e),
+        }
+    }
+
+    /// Fails with IdentityTaken if any identity of `profile` belongs to a
+    /// customer other than `owner`.
+    async fn check_identities(
+        &self,
+        tenant: &Tenant,
+        keys: &[rules::IdentityKey],
+        owners: &[CustomerId],
+    ) -> Result<(), Error> {
+        let lookup: Vec<(IdentityKind, String)> = keys.iter().map(|k| (k.kind, k.value.clone())).collect();
+        for (i, holder) in self.repo.holders(tenant, &lookup).await? {
+            if !owners.contains(&holder) {
+                return Err(Error::IdentityTaken { field: keys[i].field.clone(), holder });
+            }
+        }
+        Ok(())
+    }
+
+    async fn load(&self, tenant: &Tenant, id: CustomerId) -> Result<Customer, Error> {
+        self.repo.get(tenant, id).await?.ok_or(Error::NotFound(id))
+    }
+
+    async fn load_active(&self, tenant: &Tenant, id: CustomerId) -> Result<Customer, Error> {
+        let c = self.load(tenant, id).await?;
+        if c.state != CustomerState::Active {
+            return Err(Error::NotActive(id, c.state));
+        }
+        Ok(c)
+    }
+
+    fn check_etag(c: &Customer, etag: Option<&str>) -> Result<(), Error> {
+        match etag {
+            Some(e) if e != c.etag() => Err(Error::EtagMismatch),
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates a customer at stage AWARENESS.
+    pub async fn create(&self, tenant: &Tenant, mut profile: Profile, idem: Option<Idempotency>) -> Result<Customer, Error> {
+        if let Some(prior) = self.replay(tenant, idem.as_ref()).await? {
+            return Ok(prior);
+        }
+        let mut v = Violations::default();
+        rules::normalize_profile(&mut profile, "customer.", &mut v);
+        v.check()?;
+        let keys = rules::identity_keys(&profile, "customer.");
+        for _ in 0..MAX_ATTEMPTS {
+            self.check_identities(tenant, &keys, &[]).await?;
+            let now = self.clock.now();
+            let customer = Customer {
+                id: CustomerId::generate(),
+                profile: profile.clone(),
+                consents: Vec::new(),
+                lifecycle_stage: LifecycleStage::Awareness,
+                state: CustomerState::Active,
+                merged_into: None,
+                create_time: now,
+                update_time: now,
+                version: 1,
+            };
+            let mut change = ChangeSet::new(tenant, now);
+            change.lifecycle_events.push(LifecycleEvent {
+                id: LifecycleEventId::generate(),
+                customer: customer.id,
+                from_stage: None,
+                to_stage: LifecycleStage::Awareness,
+                reason: "created".to_owned(),
+                create_time: now,
+            });
+            change.events.push(DomainEvent::Created { customer: customer.id, stage: customer.lifecycle_stage });
+            change.customers.push(CustomerWrite::Insert(customer.clone()));
+            if let Attempt::Done(c) = self.commit(change, idem.as_ref(), customer.id, customer.clone(), &keys).await? {
+                return Ok(c);
+            }
+        }
+        Err(Error::Conflict)
+    }
+
+    /// One customer, tombstones included.
+    pub async fn get(&self, tenant: &Tenant, id: CustomerId) -> Result<Customer, Error> {
+        self.load(tenant, id).await
+    }
+
+    /// Applies `updates`; `etag` (when given) must match.
+    pub async fn update(
+        &self,
+        tenant: &Tenant,
+        id: CustomerId,
+        updates: Vec<FieldUpdate>,
+        etag: Option<String>,
+        idem: Option<Idempotency>,
+    ) -> Result<Customer, Error> {
+        if let Some(prior) = self.replay(tenant, idem.as_ref()).await? {
+            return Ok(prior);
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            let current = self.load_active(tenant, id).await?;
+            Self::check_etag(&current, etag.as_deref())?;
+            let mut profile = rules::apply_updates(&current.profile, updates.clone());
+            let mut v = Violations::default();
+            rules::normalize_profile(&mut profile, "customer.", &mut v);
+            v.check()?;
+            let keys = rules::identity_keys(&profile, "customer.");
+            self.check_identities(tenant, &keys, &[id]).await?;
+            let changed = rules::changed_paths(&current.profile, &profile);
+            if changed.is_empty() {
+                // Nothing changes: no new version, no event.
+                return Ok(current);
+            }
+            let now = self.clock.now();
+            let expected_version = current.version;
+            let updated = Customer { profile, update_time: now, version: current.version + 1, ..current };
+            let mut change = ChangeSet::new(tenant, now);
+            change.events.push(DomainEvent::Updated { customer: id, changed_paths: changed });
+            change.customers.push(CustomerWrite::Update { customer: updated.clone(), expected_version });
+            match self.commit(change, idem.as_ref(), id, updated, &keys).await? {
+                Attempt::Done(c) => return Ok(c),
+                Attempt::Retry if etag.is_some() => return Err(Error::EtagMismatch),
+                Attempt::Retry => continue,
+            }
+        }
+        Err(Error::Conflict)
+    }
+
+    /// A page of customers and the cursor of the next page.
+    pub async fn list(
+        &self,
+        tenant: &Tenant,
+        filter: &ListFilter,
+        order: ListOrder,
+        after: Option<ListCursor>,
+        limit: u32,
+    ) -> Result<(Vec<Customer>, Option<ListCursor>), Error> {
+        // One extra row tells whether another page exists.
+        let mut rows = self.repo.list(tenant, filter, order, after.as_ref(), limit + 1).await?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next = more.then(|| rows.last().map(|c| cursor_of(c, order.key))).flatten();
+        Ok((rows, next))
+    }
+
+    /// Free-text search; customers holding an identity equal to the query come first.
+    pub async fn search(
+        &self,
+        tenant: &Tenant,
+        query: &str,
+        after: Option<SearchCursor>,
+        limit: u32,
+    ) -> Result<(Vec<Customer>, Option<SearchCursor>), Error> {
+        let needle = query.trim().to_lowercase();
+        let mut match_keys = vec![needle.clone()];
+        if let Ok(phone) = Phone::parse(query) {
+            match_keys.push(phone.as_str().to_owned());
+        }
+        let exact = self.repo.exact_matches(tenant, &match_keys).await?;
+        let exclude: Vec<CustomerId> = exact.iter().map(|c| c.id).collect();
+        let mut page = if after.is_none() { exact } else { Vec::new() };
+        let room = (limit as usize).saturating_sub(page.len()) as u32;
+        let mut more = false;
+        if room > 0 {
+            let mut rest = self
+                .repo
+                .text_matches(tenant, &needle, &exclude, after.map(|c| c.after), room + 1)
+                .await?;
+            more = rest.len() > room as usize;
+            rest.truncate(room as usize);
+            page.extend(rest);
+        }
+        let next = more.then(|| page.last().map(|c| SearchCursor { after: c.id })).flatten();
+        Ok((page, next))
+    }
+
+    /// The active customer holding an identity.
+    pub async fn lookup(&self, tenant: &Tenant, query: &IdentityQuery) -> Result<Option<Customer>, Error> {
+        let key = match query {
+            IdentityQuery::Email(e) => (IdentityKind::Email, e.normalized()),
+            IdentityQuery::Phone(p) => (IdentityKind::Phone, p.as_str().to_owned()),
+            IdentityQuery::Channel(c) => (IdentityKind::Channel, rules::channel_key(c).0),
+        };
+        let Some((_, holder)) = self.repo.holders(tenant, &[key]).await?.into_iter().next() else {
+            return Ok(None);
+        };
+        let c = self.repo.get(tenant, holder).await?;
+        Ok(c.filter(|c| c.state == CustomerState::Active))
+    }
+
+    /// Merges `merged` into `survivor`.
+    pub async fn merge(
+        &self,
+        tenant: &Tenant,
+        survivor_id: CustomerId,
+        merged_id: CustomerId,
+        idem: Option<Idempotency>,
+    ) -> Result<Merged, Error> {
+        if survivor_id == merged_id {
+            return Err(Violations::one("merged", "must differ from survivor"));
+        }
+        if let Some(prior) = self.replay(tenant, idem.as_ref()).await? {
+            return Ok(prior);
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            let survivor = self.load_active(tenant, survivor_id).await?;
+            let merged = self.load_active(tenant, merged_id).await?;
+            let mut profile = rules::merge_profiles(&survivor.profile, &merged.profile);
+            let mut v = Violations::default();
+            rules::normalize_profile(&mut profile, "", &mut v);
+            if !v.is_empty() {
+                let why: Vec<String> = v.0.into_iter().map(|(f, d)| format!("{f}: {d}")).collect();
+                return Err(Violations::one("merged", format!("the merged profile would break limits: {}", why.join("; "))));
+            }
+            let now = self.clock.now();
+            let record = MergeRecord { id: MergeRecordId::generate(), survivor: survivor_id, merged: merged_id, create_time: now };
+            let stage = survivor.lifecycle_stage.max(merged.lifecycle_stage);
+            let consents = rules::merge_consents(&survivor.consents, &merged.consents);
+            let tombstone = Customer {
+                profile: Profile::default(),
+                consents: Vec::new(),
+                state: CustomerState::Merged,
+                merged_into: Some(survivor_id),
+                update_time: now,
+                version: merged.version + 1,
+                ..merged.clone()
+            };
+            let changed = rules::changed_paths(&survivor.profile, &profile);
+            let new_survivor = Customer {
+                profile,
+                consents,
+                lifecycle_stage: stage,
+                update_time: now,
+                version: survivor.version + 1,
+                ..survivor.clone()
+            };
+            let mut change = ChangeSet::new(tenant, now);
+            change.customers.push(CustomerWrite::Update { customer: tombstone, expected_version: merged.version });
+            change.customers.push(CustomerWrite::Update { customer: new_survivor.clone(), expected_version: survivor.version });
+            change.move_history = Some((merged_id, survivor_id));
+            if stage != survivor.lifecycle_stage {
+                change.lifecycle_events.push(LifecycleEvent {
+                    id: LifecycleEventId::generate(),
+                    customer: survivor_id,
+                    from_stage: Some(survivor.lifecycle_stage),
+                    to_stage: stage,
+                    reason: "merge".to_owned(),
+                    create_time: now,
+                });
+                change.events.push(DomainEvent::StageChanged { customer: survivor_id, from: survivor.lifecycle_stage, to: stage });
+            }
+            change.merge_record = Some(record.clone());
+            change.events.push(DomainEvent::Merged { survivor: survivor_id, merged: merged_id, record: record.id });
+            if !changed.is_empty() {
+                change.events.push(DomainEvent::Updated { customer: survivor_id, changed_paths: changed });
+            }
+            let result = Merged { survivor: new_survivor, record };
+            if let Attempt::Done(m) = self.commit(change, idem.as_ref(), survivor_id, result, &[]).await? {
+                return Ok(m);
+            }
+        }
+        Err(Error::Conflict)
+    }
+
+    /// Appends a consent decision to the ledger and updates current consent.
+    pub async fn set_consent(
+        &self,
+        tenant: &Tenant,
+        id: CustomerId,
+        input: SetConsent,
+        idem: Option<Idempotency>,
+    ) -> Result<ConsentRecorded, Error> {
+        let now = self.clock.now();
+        if input.capture_time.is_some_and(|t| t > now + MAX_CAPTURE_SKEW) {
+            return Err(Violations::one("capture_time", "must not be in the future"));
+        }
+        if let Some(prior) = self.replay(tenant, idem.as_ref()).await? {
+            return Ok(prior);
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            let current = self.load_active(tenant, id).await?;
+            let now = self.clock.now();
+            let capture_time = input.capture_time.unwrap_or(now);
+            let event = ConsentEvent {
+                id: ConsentEventId::generate(),
+                customer: id,
+                channel: input.channel,
+                purpose: input.purpose,
+                status: input.status,
+                source: input.source.clone(),
+                evidence: input.evidence.clone(),
+                capture_time,
+                record_time: now,
+            };
+            let mut consents = current.consents.clone();
+            let changed = rules::apply_consent(
+                &mut consents,
+                ConsentState { channel: input.channel, purpose: input.purpose, status: input.status, source: input.source.clone(), capture_time },
+            );
+            let expected_version = current.version;
+            let customer = if changed {
+                Customer { consents, update_time: now, version: current.version + 1, ..current }
+            } else {
+                current
+            };
+            let mut change = ChangeSet::new(tenant, now);
+            change.consent_events.push(event.clone());
+            if changed {
+                change.customers.push(CustomerWrite::Update { customer: customer.clone(), expected_version });
+                change.events.push(DomainEvent::ConsentChanged { customer: id, channel: input.channel, purpose: input.purpose, status: input.status });
+            }
+            let result = ConsentRecorded { event, customer };
+            if let Attempt::Done(r) = self.commit(change, idem.as_ref(), id, result, &[]).await? {
+                return Ok(r);
+            }
+        }
+        Err(Error::Conflict)
+    }
+
+    /// Moves the customer to `stage`.
+    pub async fn change_stage(
+        &self,
+        tenant: &Tenant,
+        id: CustomerId,
+        stage: LifecycleStage,
+        reason: String,
+        etag: Option<String>,
+        idem: Option<Idempotency>,
+    ) -> Result<StageChanged, Error> {
+        if let Some(prior) = self.replay(tenant, idem.as_ref()).await? {
+            return Ok(prior);
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            let current = self.load_active(tenant, id).await?;
+            Self::check_etag(&current, etag.as_deref())?;
+            if current.lifecycle_stage == stage {
+                return Err(Error::StageUnchanged);
+            }
+            let now = self.clock.now();
+            let event = LifecycleEvent {
+                id: LifecycleEventId::generate(),
+                customer: id,
+                from_stage: Some(current.lifecycle_stage),
+                to_stage: stage,
+                reason: reason.clone(),
+                create_time: now,
+            };
+            let from = current.lifecycle_stage;
+            let expected_version = current.version;
+            let customer = Customer { lifecycle_stage: stage, update_time: now, version: current.version + 1, ..current };
+            let mut change = ChangeSet::new(tenant, now);
+            change.customers.push(CustomerWrite::Update { customer: customer.clone(), expected_version });
+            change.lifecycle_events.push(event.clone());
+            change.events.push(DomainEvent::StageChanged { customer: id, from, to: stage });
+            match self.commit(change, idem.as_ref(), id, StageChanged { customer, event }, &[]).await? {
+                Attempt::Done(r) => return Ok(r),
+                Attempt::Retry if etag.is_some() => return Err(Error::EtagMismatch),
+                Attempt::Retry => continue,
+            }
+        }
+        Err(Error::Conflict)
+    }
+
+    /// A page of the consent ledger.
+    pub async fn consent_events(
+        &self,
+        tenant: &Tenant,
+        id: CustomerId,
+        after: Option<LedgerCursor>,
+        limit: u32,
+    ) -> Result<(Vec<ConsentEvent>, Option<LedgerCursor>), Error> {
+        self.load(tenant, id).await?;
+        let mut rows = self.repo.consent_events(tenant, id, after, limit + 1).await?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next = more.then(|| rows.last().map(|e| (e.capture_time.timestamp_micros(), e.id.0))).flatten();
+        Ok((rows, next))
+    }
+
+    /// A page of the lifecycle history.
+    pub async fn lifecycle_events(
+        &self,
+        tenant: &Tenant,
+        id: CustomerId,
+        after: Option<LedgerCursor>,
+        limit: u32,
+    ) -> Result<(Vec<LifecycleEvent>, Option<LedgerCursor>), Error> {
+        self.load(tenant, id).await?;
+        let mut rows = self.repo.lifecycle_events(tenant, id, after, limit + 1).await?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next = more.then(|| rows.last().map(|e| (e.create_time.timestamp_micros(), e.id.0))).flatten();
+        Ok((rows, next))
+    }
+
+    /// Everything held about one customer, as one JSON document.
+    pub async fn export(&self, tenant: &Tenant, id: CustomerId) -> Result<serde_json::Value, Error> {
+        let customer = self.load(tenant, id).await?;
+        let mut consent = Vec::new();
+        let mut after = None;
+        loop {
+            let (page, next) = self.consent_events(tenant, id, after, 500).await?;
+            consent.extend(page);
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        let mut lifecycle = Vec::new();
+        let mut after = None;
+        loop {
+            let (page, next) = self.lifecycle_events(tenant, id, after, 500).await?;
+            lifecycle.extend(page);
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        let merges = self.repo.merge_records(tenant, id).await?;
+        Ok(serde_json::json!({
+            "schema": "rapport.profiles.export.v1",
+            "export_time": self.clock.now(),
+            "customer": customer,
+            "consent_events": consent,
+            "lifecycle_events": lifecycle,
+            "merge_records": merges,
+        }))
+    }
+
+    /// Erases the customer's personal data and keeps a receipt.
+    pub async fn erase(&self, tenant: &Tenant, id: CustomerId, idem: Option<Idempotency>) -> Result<ErasureReceipt, Error> {
+        if let Some(prior) = self.replay(tenant, idem.as_ref()).await? {
+            return Ok(prior);
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            let current = self.load_active(tenant, id).await?;
+            let now = self.clock.now();
+            let receipt = ErasureReceipt {
+                id: ErasureReceiptId::generate(),
+                customer: id,
+                erase_time: now,
+                erased_fields: rules::ERASED_FIELDS.iter().map(|s| (*s).to_owned()).collect(),
+            };
+            let expected_version = current.version;
+            // Consent decisions stay (channel, purpose, status, time: the proof
+            // a business may need to keep); where they came from does not.
+            let consents = current
+                .consents
+                .iter()
+                .map(|c| ConsentState { source: String::new(), ..c.clone() })
+                .collect();
+            let tombstone = Customer {
+                profile: Profile::default(),
+                consents,
+                state: CustomerState::Erased,
+                update_time: now,
+                version: current.version + 1,
+                ..current
+            };
+            let mut change = ChangeSet::new(tenant, now);
+            change.customers.push(CustomerWrite::Update { customer: tombstone, expected_version });
+            change.erasure = Some(receipt.clone());
+            change.events.push(DomainEvent::Erased { customer: id, receipt: receipt.id });
+            if let Attempt::Done(r) = self.commit(change, idem.as_ref(), id, receipt.clone(), &[]).await? {
+                return Ok(r);
+            }
+        }
+        Err(Error::Conflict)
+    }
+}
+
+/// The keyset cursor of a row for a sort key.
+fn cursor_of(c: &Customer, key: SortKey) -> ListCursor {
+    match key {
+        SortKey::CreateTime => ListCursor { time: Some(c.create_time.timestamp_micros()), text: None, id: c.id.0 },
+        SortKey::UpdateTime => ListCursor { time: Some(c.update_time.timestamp_micros()), text: None, id: c.id.0 },
+        SortKey::DisplayName => ListCursor { time: None, text: Some(c.profile.display_name.clone()), id: c.id.0 },
+    }
+}

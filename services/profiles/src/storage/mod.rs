@@ -1,0 +1,606 @@
+//! sea-orm storage of the profiles domain: the only module that speaks SQL.
+//!
+//! A customer is one row: queryable columns (state, stage, display name,
+//! times, search text) plus a JSON document with the rest of the profile.
+//! Identities and tags have their own tables so the database enforces
+//! identity uniqueness per tenant and tag filters use an index.
+mod entities;
+
+use std::collections::HashMap;
+
+use rapport_store::{Db, from_micros, idempotency, is_unique_violation, micros};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    sea_query::{Expr, LikeExpr, Query},
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{
+    Error,
+    model::*,
+    repository::*,
+    rules::{self, IdentityKind},
+};
+use entities::*;
+
+/// The sea-orm repository.
+#[derive(Debug, Clone)]
+pub struct SqlRepository {
+    db: Db,
+}
+
+impl SqlRepository {
+    /// A repository over `db`.
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+/// The JSON document column.
+#[derive(Serialize, Deserialize)]
+struct Document {
+    profile: Profile,
+    consents: Vec<ConsentState>,
+}
+
+fn db_err(e: DbErr) -> Error {
+    match e {
+        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => Error::Unavailable(e.to_string()),
+        other => Error::Internal(other.to_string()),
+    }
+}
+
+fn corrupt(what: &str, id: &str) -> Error {
+    Error::Internal(format!("stored {what} {id} is unreadable"))
+}
+
+fn parse_uuid(s: &str) -> Result<Uuid, Error> {
+    Uuid::parse_str(s).map_err(|_| corrupt("id", s))
+}
+
+fn to_customer(row: customers::Model) -> Result<Customer, Error> {
+    let doc: Document = serde_json::from_str(&row.document).map_err(|_| corrupt("customer", &row.id))?;
+    Ok(Customer {
+        id: CustomerId(parse_uuid(&row.id)?),
+        profile: doc.profile,
+        consents: doc.consents,
+        lifecycle_stage: LifecycleStage::from_str_opt(&row.lifecycle_stage).ok_or_else(|| corrupt("stage", &row.id))?,
+        state: CustomerState::from_str_opt(&row.state).ok_or_else(|| corrupt("state", &row.id))?,
+        merged_into: row.merged_into.as_deref().map(parse_uuid).transpose()?.map(CustomerId),
+        create_time: from_micros(row.create_time),
+        update_time: from_micros(row.update_time),
+        version: row.version,
+    })
+}
+
+fn to_row(tenant: &Tenant, c: &Customer) -> Result<customers::ActiveModel, Error> {
+    let doc = serde_json::to_string(&Document { profile: c.profile.clone(), consents: c.consents.clone() })
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(customers::ActiveModel {
+        tenant: Set(tenant.0.clone()),
+        id: Set(c.id.to_string()),
+        version: Set(c.version),
+        state: Set(c.state.as_str().to_owned()),
+        lifecycle_stage: Set(c.lifecycle_stage.as_str().to_owned()),
+        display_name: Set(c.profile.display_name.clone()),
+        search_text: Set(rules::search_text(&c.profile)),
+        document: Set(doc),
+        merged_into: Set(c.merged_into.map(|m| m.to_string())),
+        create_time: Set(micros(c.create_time)),
+        update_time: Set(micros(c.update_time)),
+    })
+}
+
+fn to_consent_event(r: consent_events::Model) -> Result<ConsentEvent, Error> {
+    Ok(ConsentEvent {
+        id: ConsentEventId(parse_uuid(&r.id)?),
+        customer: CustomerId(parse_uuid(&r.customer_id)?),
+        channel: Channel::from_str_opt(&r.channel).ok_or_else(|| corrupt("consent channel", &r.id))?,
+        purpose: ConsentPurpose::from_str_opt(&r.purpose).ok_or_else(|| corrupt("consent purpose", &r.id))?,
+        status: ConsentStatus::from_str_opt(&r.status).ok_or_else(|| corrupt("consent status", &r.id))?,
+        source: r.source,
+        evidence: r.evidence,
+        capture_time: from_micros(r.capture_time),
+        record_time: from_micros(r.record_time),
+    })
+}
+
+fn to_lifecycle_event(r: lifecycle_events::Model) -> Result<LifecycleEvent, Error> {
+    Ok(LifecycleEvent {
+        id: LifecycleEventId(parse_uuid(&r.id)?),
+        customer: CustomerId(parse_uuid(&r.customer_id)?),
+        from_stage: LifecycleStage::from_str_opt(&r.from_stage),
+        to_stage: LifecycleStage::from_str_opt(&r.to_stage).ok_or_else(|| corrupt("lifecycle stage", &r.id))?,
+        reason: r.reason,
+        create_time: from_micros(r.create_time),
+    })
+}
+
+fn to_merge_record(r: merge_records::Model) -> Result<MergeRecord, Error> {
+    Ok(MergeRecord {
+        id: MergeRecordId(parse_uuid(&r.id)?),
+        survivor: CustomerId(parse_uuid(&r.survivor_id)?),
+        merged: CustomerId(parse_uuid(&r.merged_id)?),
+        create_time: from_micros(r.create_time),
+    })
+}
+
+fn store_key(tenant: &Tenant, key: &Idempotency) -> idempotency::Key {
+    idempotency::Key {
+        tenant: tenant.0.clone(),
+        method: key.method,
+        request_id: key.request_id.clone(),
+        fingerprint: key.fingerprint.clone(),
+    }
+}
+
+/// Rewrites the identity and tag index rows of one customer.
+async fn write_indexes(txn: &DatabaseTransaction, tenant: &Tenant, c: &Customer) -> Result<(), CommitError> {
+    let id = c.id.to_string();
+    identities::Entity::delete_many()
+        .filter(identities::Column::Tenant.eq(&tenant.0))
+        .filter(identities::Column::CustomerId.eq(&id))
+        .exec(txn)
+        .await
+        .map_err(|e| CommitError::Failed(db_err(e)))?;
+    tags::Entity::delete_many()
+        .filter(tags::Column::Tenant.eq(&tenant.0))
+        .filter(tags::Column::CustomerId.eq(&id))
+        .exec(txn)
+        .await
+        .map_err(|e| CommitError::Failed(db_err(e)))?;
+    if c.state != CustomerState::Active {
+        // Tombstones hold no identities: merged ones moved to the survivor,
+        // erased ones are free for anyone to use again.
+        return Ok(());
+    }
+    for key in rules::identity_keys(&c.profile, "") {
+        let row = identities::ActiveModel {
+            tenant: Set(tenant.0.clone()),
+            kind: Set(key.kind.as_str().to_owned()),
+            value: Set(key.value.clone()),
+            match_key: Set(key.match_key.clone()),
+            customer_id: Set(id.clone()),
+        };
+        if let Err(e) = row.insert(txn).await {
+            return Err(if is_unique_violation(&e) {
+                CommitError::IdentityTaken { kind: key.kind, value: key.value }
+            } else {
+                CommitError::Failed(db_err(e))
+            });
+        }
+    }
+    for tag in &c.profile.tags {
+        tags::ActiveModel {
+            tenant: Set(tenant.0.clone()),
+            tag: Set(tag.as_str().to_owned()),
+            customer_id: Set(id.clone()),
+        }
+        .insert(txn)
+        .await
+        .map_err(|e| CommitError::Failed(db_err(e)))?;
+    }
+    Ok(())
+}
+
+impl SqlRepository {
+    async fn apply(&self, txn: &DatabaseTransaction, change: &ChangeSet) -> Result<(), CommitError> {
+        let failed = |e: DbErr| CommitError::Failed(db_err(e));
+        let tenant = &change.tenant;
+        let now = micros(change.occur_time);
+        if let Some((key, _, _)) = &change.idempotency {
+            // First write of the transaction: a concurrent twin blocks here
+            // (PostgreSQL) or is serialized behind us (SQLite's one writer).
+            if !idempotency::claim(txn, &store_key(tenant, key), now).await.map_err(failed)? {
+                return Err(CommitError::IdempotencyTaken);
+            }
+        }
+        for write in &change.customers {
+            match write {
+                CustomerWrite::Insert(c) => {
+                    let row = to_row(tenant, c).map_err(CommitError::Failed)?;
+                    customers::Entity::insert(row).exec(txn).await.map_err(failed)?;
+                    write_indexes(txn, tenant, c).await?;
+                }
+                CustomerWrite::Update { customer: c, expected_version } => {
+                    let row = to_row(tenant, c).map_err(CommitError::Failed)?;
+                    let result = customers::Entity::update_many()
+                        .set(row)
+                        .filter(customers::Column::Tenant.eq(&tenant.0))
+                        .filter(customers::Column::Id.eq(c.id.to_string()))
+                        .filter(customers::Column::Version.eq(*expected_version))
+                        .exec(txn)
+                        .await
+                        .map_err(failed)?;
+                    if result.rows_affected != 1 {
+                        return Err(CommitError::VersionConflict);
+                    }
+                    write_indexes(txn, tenant, c).await?;
+                }
+            }
+        }
+        if let Some((from, to)) = change.move_history {
+            let (from, to) = (from.to_string(), to.to_string());
+            consent_events::Entity::update_many()
+                .col_expr(consent_events::Column::CustomerId, Expr::value(to.clone()))
+                .filter(consent_events::Column::Tenant.eq(&tenant.0))
+                .filter(consent_events::Column::CustomerId.eq(&from))
+                .exec(txn)
+                .await
+                .map_err(failed)?;
+            lifecycle_events::Entity::update_many()
+                .col_expr(lifecycle_events::Column::CustomerId, Expr::value(to.clone()))
+                .filter(lifecycle_events::Column::Tenant.eq(&tenant.0))
+                .filter(lifecycle_events::Column::CustomerId.eq(&from))
+                .exec(txn)
+                .await
+                .map_err(failed)?;
+            // Stored results about the merged customer now concern the
+            // survivor: erasing the survivor must remove them too.
+            idempotency::Entity::update_many()
+                .col_expr(idempotency::Column::Subject, Expr::value(to))
+                .filter(idempotency::Column::Tenant.eq(&tenant.0))
+                .filter(idempotency::Column::Subject.eq(&from))
+                .exec(txn)
+                .await
+                .map_err(failed)?;
+        }
+        for e in &change.consent_events {
+            consent_events::ActiveModel {
+                tenant: Set(tenant.0.clone()),
+                id: Set(e.id.to_string()),
+                customer_id: Set(e.customer.to_string()),
+                channel: Set(e.channel.as_str().to_owned()),
+                purpose: Set(e.purpose.as_str().to_owned()),
+                status: Set(e.status.as_str().to_owned()),
+                source: Set(e.source.clone()),
+                evidence: Set(e.evidence.clone()),
+                capture_time: Set(micros(e.capture_time)),
+                record_time: Set(micros(e.record_time)),
+            }
+            .insert(txn)
+            .await
+            .map_err(failed)?;
+        }
+        for e in &change.lifecycle_events {
+            lifecycle_events::ActiveModel {
+                tenant: Set(tenant.0.clone()),
+                id: Set(e.id.to_string()),
+                customer_id: Set(e.customer.to_string()),
+                from_stage: Set(e.from_stage.map(|s| s.as_str()).unwrap_or("").to_owned()),
+                to_stage: Set(e.to_stage.as_str().to_owned()),
+                reason: Set(e.reason.clone()),
+                create_time: Set(micros(e.create_time)),
+            }
+            .insert(txn)
+            .await
+            .map_err(failed)?;
+        }
+        if let Some(m) = &change.merge_record {
+            merge_records::ActiveModel {
+                tenant: Set(tenant.0.clone()),
+                id: Set(m.id.to_string()),
+                survivor_id: Set(m.survivor.to_string()),
+                merged_id: Set(m.merged.to_string()),
+                create_time: Set(micros(m.create_time)),
+            }
+            .insert(txn)
+            .await
+            .map_err(failed)?;
+        }
+        if let Some(r) = &change.erasure {
+            let id = r.customer.to_string();
+            consent_events::Entity::update_many()
+                .col_expr(consent_events::Column::Source, Expr::value(""))
+                .col_expr(consent_events::Column::Evidence, Expr::value(""))
+                .filter(consent_events::Column::Tenant.eq(&tenant.0))
+                .filter(consent_events::Column::CustomerId.eq(&id))
+                .exec(txn)
+                .await
+                .map_err(failed)?;
+            lifecycle_events::Entity::update_many()
+                .col_expr(lifecycle_events::Column::Reason, Expr::value(""))
+                .filter(lifecycle_events::Column::Tenant.eq(&tenant.0))
+                .filter(lifecycle_events::Column::CustomerId.eq(&id))
+                .exec(txn)
+                .await
+                .map_err(failed)?;
+            // Stored results of earlier requests may hold the erased data.
+            // This request's own key still has an empty subject here.
+            idempotency::forget_subject(txn, &tenant.0, &id).await.map_err(failed)?;
+            erasure_receipts::ActiveModel {
+                tenant: Set(tenant.0.clone()),
+                id: Set(r.id.to_string()),
+                customer_id: Set(id),
+                erased_fields: Set(serde_json::to_string(&r.erased_fields).unwrap_or_default()),
+                erase_time: Set(micros(r.erase_time)),
+            }
+            .insert(txn)
+            .await
+            .map_err(failed)?;
+        }
+        for event in &change.events {
+            let envelope = crate::events::envelope(tenant, change.occur_time, event);
+            rapport_store::outbox::append(txn, &envelope).await.map_err(failed)?;
+        }
+        if let Some((key, subject, json)) = &change.idempotency {
+            idempotency::complete(txn, &store_key(tenant, key), &subject.to_string(), json.clone())
+                .await
+                .map_err(failed)?;
+        }
+        Ok(())
+    }
+}
+
+impl Repository for SqlRepository {
+    async fn get(&self, tenant: &Tenant, id: CustomerId) -> Result<Option<Customer>, Error> {
+        customers::Entity::find_by_id((tenant.0.clone(), id.to_string()))
+            .one(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .map(to_customer)
+            .transpose()
+    }
+
+    async fn holders(&self, tenant: &Tenant, keys: &[(IdentityKind, String)]) -> Result<Vec<(usize, CustomerId)>, Error> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut any = Condition::any();
+        for (kind, value) in keys {
+            any = any.add(
+                Condition::all()
+                    .add(identities::Column::Kind.eq(kind.as_str()))
+                    .add(identities::Column::Value.eq(value.as_str())),
+            );
+        }
+        let rows = identities::Entity::find()
+            .filter(identities::Column::Tenant.eq(&tenant.0))
+            .filter(any)
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?;
+        let index: HashMap<(&str, &str), usize> =
+            keys.iter().enumerate().map(|(i, (k, v))| ((k.as_str(), v.as_str()), i)).collect();
+        let mut out = Vec::new();
+        for r in &rows {
+            if let Some(i) = index.get(&(r.kind.as_str(), r.value.as_str())) {
+                out.push((*i, CustomerId(parse_uuid(&r.customer_id)?)));
+            }
+        }
+        out.sort_by_key(|(i, _)| *i);
+        Ok(out)
+    }
+
+    async fn list(
+        &self,
+        tenant: &Tenant,
+        filter: &ListFilter,
+        order: ListOrder,
+        after: Option<&ListCursor>,
+        limit: u32,
+    ) -> Result<Vec<Customer>, Error> {
+        use customers::Column as C;
+        let mut q = customers::Entity::find()
+            .filter(C::Tenant.eq(&tenant.0))
+            .filter(C::State.eq(filter.state.as_str()));
+        if let Some(stage) = filter.stage {
+            q = q.filter(C::LifecycleStage.eq(stage.as_str()));
+        }
+        if let Some(tag) = &filter.tag {
+            q = q.filter(
+                C::Id.in_subquery(
+                    Query::select()
+                        .column(tags::Column::CustomerId)
+                        .from(tags::Entity)
+                        .and_where(tags::Column::Tenant.eq(&tenant.0))
+                        .and_where(tags::Column::Tag.eq(tag.as_str()))
+                        .to_owned(),
+                ),
+            );
+        }
+        if let Some(t) = filter.update_time_after {
+            q = q.filter(C::UpdateTime.gt(micros(t)));
+        }
+        let col = match order.key {
+            SortKey::CreateTime => C::CreateTime,
+            SortKey::UpdateTime => C::UpdateTime,
+            SortKey::DisplayName => C::DisplayName,
+        };
+        if let Some(cursor) = after {
+            let value: sea_orm::Value = match order.key {
+                SortKey::DisplayName => cursor.text.clone().unwrap_or_default().into(),
+                _ => cursor.time.unwrap_or_default().into(),
+            };
+            let id = cursor.id.to_string();
+            let keyset = if order.descending {
+                Condition::any()
+                    .add(col.lt(value.clone()))
+                    .add(Condition::all().add(col.eq(value)).add(C::Id.lt(id)))
+            } else {
+                Condition::any()
+                    .add(col.gt(value.clone()))
+                    .add(Condition::all().add(col.eq(value)).add(C::Id.gt(id)))
+            };
+            q = q.filter(keyset);
+        }
+        q = if order.descending {
+            q.order_by_desc(col).order_by_desc(C::Id)
+        } else {
+            q.order_by_asc(col).order_by_asc(C::Id)
+        };
+        q.limit(u64::from(limit))
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(to_customer)
+            .collect()
+    }
+
+    async fn exact_matches(&self, tenant: &Tenant, match_keys: &[String]) -> Result<Vec<Customer>, Error> {
+        let ids: Vec<String> = identities::Entity::find()
+            .filter(identities::Column::Tenant.eq(&tenant.0))
+            .filter(identities::Column::MatchKey.is_in(match_keys.iter().cloned()))
+            .limit(100)
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|r| r.customer_id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        customers::Entity::find()
+            .filter(customers::Column::Tenant.eq(&tenant.0))
+            .filter(customers::Column::Id.is_in(ids))
+            .filter(customers::Column::State.eq(CustomerState::Active.as_str()))
+            .order_by_asc(customers::Column::Id)
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(to_customer)
+            .collect()
+    }
+
+    async fn text_matches(
+        &self,
+        tenant: &Tenant,
+        needle: &str,
+        exclude: &[CustomerId],
+        after: Option<CustomerId>,
+        limit: u32,
+    ) -> Result<Vec<Customer>, Error> {
+        let escaped: String = needle
+            .chars()
+            .flat_map(|c| match c {
+                '%' | '_' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        let mut q = customers::Entity::find()
+            .filter(customers::Column::Tenant.eq(&tenant.0))
+            .filter(customers::Column::State.eq(CustomerState::Active.as_str()))
+            .filter(customers::Column::SearchText.like(LikeExpr::new(format!("%{escaped}%")).escape('\\')));
+        if !exclude.is_empty() {
+            q = q.filter(customers::Column::Id.is_not_in(exclude.iter().map(|c| c.to_string())));
+        }
+        if let Some(after) = after {
+            q = q.filter(customers::Column::Id.gt(after.to_string()));
+        }
+        q.order_by_asc(customers::Column::Id)
+            .limit(u64::from(limit))
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(to_customer)
+            .collect()
+    }
+
+    async fn consent_events(
+        &self,
+        tenant: &Tenant,
+        customer: CustomerId,
+        after: Option<LedgerCursor>,
+        limit: u32,
+    ) -> Result<Vec<ConsentEvent>, Error> {
+        use consent_events::Column as C;
+        let mut q = consent_events::Entity::find()
+            .filter(C::Tenant.eq(&tenant.0))
+            .filter(C::CustomerId.eq(customer.to_string()));
+        if let Some((t, id)) = after {
+            q = q.filter(
+                Condition::any()
+                    .add(C::CaptureTime.gt(t))
+                    .add(Condition::all().add(C::CaptureTime.eq(t)).add(C::Id.gt(id.to_string()))),
+            );
+        }
+        q.order_by_asc(C::CaptureTime)
+            .order_by_asc(C::Id)
+            .limit(u64::from(limit))
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(to_consent_event)
+            .collect()
+    }
+
+    async fn lifecycle_events(
+        &self,
+        tenant: &Tenant,
+        customer: CustomerId,
+        after: Option<LedgerCursor>,
+        limit: u32,
+    ) -> Result<Vec<LifecycleEvent>, Error> {
+        use lifecycle_events::Column as C;
+        let mut q = lifecycle_events::Entity::find()
+            .filter(C::Tenant.eq(&tenant.0))
+            .filter(C::CustomerId.eq(customer.to_string()));
+        if let Some((t, id)) = after {
+            q = q.filter(
+                Condition::any()
+                    .add(C::CreateTime.gt(t))
+                    .add(Condition::all().add(C::CreateTime.eq(t)).add(C::Id.gt(id.to_string()))),
+            );
+        }
+        q.order_by_asc(C::CreateTime)
+            .order_by_asc(C::Id)
+            .limit(u64::from(limit))
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(to_lifecycle_event)
+            .collect()
+    }
+
+    async fn merge_records(&self, tenant: &Tenant, customer: CustomerId) -> Result<Vec<MergeRecord>, Error> {
+        let id = customer.to_string();
+        merge_records::Entity::find()
+            .filter(merge_records::Column::Tenant.eq(&tenant.0))
+            .filter(
+                Condition::any()
+                    .add(merge_records::Column::SurvivorId.eq(&id))
+                    .add(merge_records::Column::MergedId.eq(&id)),
+            )
+            .order_by_asc(merge_records::Column::Id)
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(to_merge_record)
+            .collect()
+    }
+
+    async fn idempotent(&self, tenant: &Tenant, key: &Idempotency) -> Result<Option<Prior>, Error> {
+        // Readers see every committed transaction (WAL on SQLite), so a
+        // request that lost the claim race sees the winner's result here.
+        let prior = idempotency::find(&self.db.reader, &store_key(tenant, key)).await.map_err(db_err)?;
+        Ok(prior.map(|p| match p {
+            idempotency::Prior::Replay(json) => Prior::Replay(json),
+            idempotency::Prior::Mismatch => Prior::Mismatch,
+        }))
+    }
+
+    async fn commit(&self, change: ChangeSet) -> Result<(), CommitError> {
+        let failed = |e: DbErr| CommitError::Failed(db_err(e));
+        let txn = self.db.writer.begin().await.map_err(failed)?;
+        match self.apply(&txn, &change).await {
+            Ok(()) => txn.commit().await.map_err(failed),
+            Err(e) => {
+                // Dropping would roll back too; doing it explicitly returns
+                // the connection promptly and surfaces rollback failures in logs.
+                if let Err(rb) = txn.rollback().await {
+                    tracing::warn!(error = %rb, "rollback failed");
+                }
+                Err(e)
+            }
+        }
+    }
+}
