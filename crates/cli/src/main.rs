@@ -1,1 +1,97 @@
-fn main() {}
+//! `rapport`: runs Rapport. `dev` starts every service in one process on
+//! embedded storage; `serve <service>` runs one service from configuration
+//! (a Kubernetes Deployment); `migrate <service>` applies database migrations
+//! (a Kubernetes Job).
+#![forbid(unsafe_code)]
+
+mod config;
+mod dev;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Rapport, the customer-interaction platform.
+#[derive(Debug, Parser)]
+#[command(name = "rapport", version, about)]
+struct Cli {
+    /// TOML configuration file; `RAPPORT_…` environment variables override it
+    /// (`__` separates levels: `RAPPORT_PROFILES__DATABASE__URL`).
+    #[arg(long, global = true, env = "RAPPORT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print the effective configuration (secrets redacted) and exit.
+    #[arg(long, global = true)]
+    dump_config: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every service in one process on SQLite under a local data directory.
+    Dev {
+        /// Where the embedded databases and generated secrets live.
+        #[arg(long, default_value = ".rapport", env = "RAPPORT_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Run one service from configuration.
+    Serve {
+        /// The service.
+        service: Service,
+    },
+    /// Apply pending database migrations of a service, then exit.
+    Migrate {
+        /// The service.
+        service: Service,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Service {
+    /// Customer profiles.
+    Profiles,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut config = config::load(cli.config.as_deref())?;
+    if let Command::Dev { data_dir } = &cli.command {
+        dev::prepare(&mut config, data_dir)?;
+    }
+    if cli.dump_config {
+        println!("{}", config::dump(&config)?);
+        return Ok(());
+    }
+
+    let telemetry = rapport_telemetry::init("rapport", config.log.format()?, &config.log.effective_filter())?;
+    let result = match cli.command {
+        Command::Dev { data_dir } => dev::run(config, &data_dir).await,
+        Command::Serve { service: Service::Profiles } => serve_profiles(config).await,
+        Command::Migrate { service: Service::Profiles } => migrate_profiles(config).await,
+    };
+    if let Err(err) = &result {
+        tracing::error!(error = format!("{err:#}"), "rapport stopped with an error");
+    }
+    // Flush spans on a blocking thread: the exporter needs the runtime to run.
+    tokio::task::spawn_blocking(move || telemetry.shutdown()).await.ok();
+    result
+}
+
+async fn serve_profiles(config: config::RapportConfig) -> anyhow::Result<()> {
+    let profiles = rapport_profiles::build(&config.profiles).await?;
+    tracing::info!(addr = %profiles.local_addr(), service = rapport_profiles::SERVICE_NAME, "serving");
+    profiles.serve(rapport_kit::server::shutdown_signal()).await
+}
+
+async fn migrate_profiles(config: config::RapportConfig) -> anyhow::Result<()> {
+    let url = &config.profiles.database.url;
+    let db = rapport_store::Db::connect(url, &config.profiles.database.pool)
+        .await
+        .with_context(|| format!("connecting to {}", rapport_store::db::redact_url(url)))?;
+    rapport_profiles::migrate(&db).await?;
+    tracing::info!(database = %rapport_store::db::redact_url(url), "profiles migrations applied");
+    db.close().await;
+    Ok(())
+}

@@ -163,7 +163,9 @@ async fn drop_postgres_database(admin_url: &str, database: &str) {
     // under test may still hold; older servers reject the clause, so retry
     // without it.
     let forced = admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"))
+        .execute_unprepared(&format!(
+            "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+        ))
         .await;
     if forced.is_err() {
         let _ = admin
@@ -325,7 +327,9 @@ mod tests {
         let db = TestDb::fresh().await.unwrap();
         assert_eq!(db.backend_name(), "postgres");
         let conn = admin_connection(&db.url()).await.unwrap();
-        conn.execute_unprepared("CREATE TABLE t (id INT)").await.unwrap();
+        conn.execute_unprepared("CREATE TABLE t (id INT)")
+            .await
+            .unwrap();
         let name = db.url().rsplit('/').next().unwrap().to_owned();
         // The open connection must not keep the database alive.
         drop(db);

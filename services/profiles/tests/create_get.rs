@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 
 use common::*;
 use pb::{
-    Birthday, ContactPreferences, CustomerState, LifecycleStage, QuietHours, lookup_customer_request,
+    Birthday, ContactPreferences, CustomerState, LifecycleStage, QuietHours,
+    lookup_customer_request,
 };
 use tonic::Code;
 
@@ -31,7 +32,10 @@ async fn create_returns_an_active_customer_with_server_fields() {
     assert!(!created.etag.is_empty(), "etag is set");
     let create_time = to_chrono(created.create_time.as_ref().expect("create_time"));
     let update_time = to_chrono(created.update_time.as_ref().expect("update_time"));
-    assert!(create_time >= before, "create_time {create_time} is now-ish");
+    assert!(
+        create_time >= before,
+        "create_time {create_time} is now-ish"
+    );
     assert!(update_time >= create_time);
     assert_eq!(created.display_name, "Ada Lovelace");
     assert_eq!(created.given_name, "Ada");
@@ -40,7 +44,11 @@ async fn create_returns_an_active_customer_with_server_fields() {
     assert_eq!(created.time_zone, "Europe/London");
     assert_eq!(created.tags, vec!["vip".to_owned()]);
     assert_eq!(created.emails.len(), 1);
-    assert!(created.emails[0].address.eq_ignore_ascii_case("ada@example.com"));
+    assert!(
+        created.emails[0]
+            .address
+            .eq_ignore_ascii_case("ada@example.com")
+    );
     assert!(created.merged_into.is_empty());
 
     let fetched = h.get(&created.name).await;
@@ -238,11 +246,11 @@ async fn phone_separators_are_normalized_to_e164() {
 async fn invalid_fields_are_named_in_field_violations() {
     let h = start().await;
     let base = || customer("Valid Name", "valid@example.com");
-    let too_many_emails: Vec<_> = (0..11).map(|i| email(&format!("e{i}@example.com"))).collect();
-    let too_many_tags: Vec<String> = (0..51).map(|i| format!("tag{i}")).collect();
-    let too_many_attributes = (0..51)
-        .map(|i| (format!("key{i}"), attr_int(i)))
+    let too_many_emails: Vec<_> = (0..11)
+        .map(|i| email(&format!("e{i}@example.com")))
         .collect();
+    let too_many_tags: Vec<String> = (0..51).map(|i| format!("tag{i}")).collect();
+    let too_many_attributes = (0..51).map(|i| (format!("key{i}"), attr_int(i))).collect();
 
     // (case, customer, field, exact?)
     let cases: Vec<(&str, pb::Customer, &str, bool)> = vec![
@@ -433,7 +441,12 @@ async fn invalid_fields_are_named_in_field_violations() {
             Ok(created) => panic!("{case}: accepted as {}", created.name),
             Err(status) => status,
         };
-        assert_eq!(err.code(), Code::InvalidArgument, "{case}: {}", describe(&err));
+        assert_eq!(
+            err.code(),
+            Code::InvalidArgument,
+            "{case}: {}",
+            describe(&err)
+        );
         if exact {
             assert_violation(&err, field);
         } else {
@@ -468,7 +481,9 @@ async fn valid_edge_values_are_accepted() {
                 }),
                 do_not_contact: false,
             }),
-            emails: (0..10).map(|i| email(&format!("e{i}@example.com"))).collect(),
+            emails: (0..10)
+                .map(|i| email(&format!("e{i}@example.com")))
+                .collect(),
             tags: (0..50).map(|i| format!("tag{i}")).collect(),
             attributes: (0..50).map(|i| (format!("key{i}"), attr_int(i))).collect(),
             ..Default::default()
@@ -528,7 +543,11 @@ async fn concurrent_creates_with_one_request_id_create_one_customer() {
     let calls = (0..10).map(|_| {
         let mut client = h.client();
         let request = request.clone();
-        async move { client.create_customer(tenant_request(TENANT, request)).await }
+        async move {
+            client
+                .create_customer(tenant_request(TENANT, request))
+                .await
+        }
     });
     let results = futures::future::join_all(calls).await;
     let names: BTreeSet<String> = results
@@ -538,7 +557,11 @@ async fn concurrent_creates_with_one_request_id_create_one_customer() {
             Err(status) => panic!("a replay failed: {}", describe(&status)),
         })
         .collect();
-    assert_eq!(names.len(), 1, "every replay returns the same customer: {names:?}");
+    assert_eq!(
+        names.len(),
+        1,
+        "every replay returns the same customer: {names:?}"
+    );
     let name = names.into_iter().next().unwrap();
     assert_eq!(h.active_names_in(TENANT).await, vec![name.clone()]);
     assert_eq!(count_events(&h.events(&name).await, "CustomerCreated"), 1);
@@ -566,15 +589,23 @@ async fn a_request_id_reused_for_another_body_is_rejected() {
     assert_eq!(h.active_names_in(TENANT).await, vec![first.name]);
 
     // Keys are per tenant: another tenant may use the same request id.
-    h.try_create_in(OTHER_TENANT, customer("Second", "second@example.com"), "req-1")
-        .await
-        .unwrap();
+    h.try_create_in(
+        OTHER_TENANT,
+        customer("Second", "second@example.com"),
+        "req-1",
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
 async fn malformed_request_ids_are_rejected() {
     let h = start().await;
-    for bad in ["has space".to_owned(), "r".repeat(129), "tab\there".to_owned()] {
+    for bad in [
+        "has space".to_owned(),
+        "r".repeat(129),
+        "tab\there".to_owned(),
+    ] {
         let err = expect_err(
             h.try_create_in(TENANT, customer("X", "x@example.com"), &bad)
                 .await,
@@ -602,7 +633,8 @@ async fn create_writes_one_customer_created_event() {
     assert!(envelope.occur_time.is_some());
     let any = envelope.payload.as_ref().unwrap();
     assert!(
-        any.type_url.ends_with("rapport.profiles.v1.CustomerCreated"),
+        any.type_url
+            .ends_with("rapport.profiles.v1.CustomerCreated"),
         "{}",
         any.type_url
     );

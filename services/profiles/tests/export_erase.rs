@@ -40,9 +40,13 @@ async fn seeded(h: &Harness) -> pb::Customer {
     })
     .await
     .unwrap();
-    h.change_stage(stage_change(&c.name, LifecycleStage::Conversion, "first order"))
-        .await
-        .unwrap();
+    h.change_stage(stage_change(
+        &c.name,
+        LifecycleStage::Conversion,
+        "first order",
+    ))
+    .await
+    .unwrap();
     h.get(&c.name).await
 }
 
@@ -56,15 +60,41 @@ async fn export_is_one_json_document_with_everything() {
     let export = h.export(&c.name).await.unwrap();
     assert_eq!(export.content_type, "application/json");
     let doc: serde_json::Value = serde_json::from_slice(&export.data).expect("export is JSON");
-    for key in ["customer", "consent_events", "lifecycle_events", "merge_records"] {
+    for key in [
+        "customer",
+        "consent_events",
+        "lifecycle_events",
+        "merge_records",
+    ] {
         assert!(doc.get(key).is_some(), "export lacks {key:?}: {doc}");
     }
-    assert!(doc["consent_events"].as_array().is_some_and(|a| a.len() == 1), "{doc}");
-    assert!(doc["lifecycle_events"].as_array().is_some_and(|a| a.len() >= 2), "{doc}");
-    assert!(doc["merge_records"].as_array().is_some_and(|a| a.len() == 1), "{doc}");
+    assert!(
+        doc["consent_events"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1),
+        "{doc}"
+    );
+    assert!(
+        doc["lifecycle_events"]
+            .as_array()
+            .is_some_and(|a| a.len() >= 2),
+        "{doc}"
+    );
+    assert!(
+        doc["merge_records"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1),
+        "{doc}"
+    );
     let text = String::from_utf8(export.data.clone()).unwrap();
-    assert!(text.to_lowercase().contains(EMAIL), "the export holds the email");
-    assert!(text.contains("other@example.com"), "and the merged-in email");
+    assert!(
+        text.to_lowercase().contains(EMAIL),
+        "the export holds the email"
+    );
+    assert!(
+        text.contains("other@example.com"),
+        "and the merged-in email"
+    );
     assert!(text.contains(&c.name));
 
     // Another tenant cannot export it.
@@ -72,7 +102,9 @@ async fn export_is_one_json_document_with_everything() {
         h.client()
             .export_customer_data(tenant_request(
                 OTHER_TENANT,
-                pb::ExportCustomerDataRequest { name: c.name.clone() },
+                pb::ExportCustomerDataRequest {
+                    name: c.name.clone(),
+                },
             ))
             .await,
     );
@@ -89,7 +121,11 @@ async fn erase_leaves_a_tombstone_without_personal_data() {
     let c = seeded(&h).await;
 
     let receipt = h.erase(&c.name, "erase-1").await.unwrap();
-    assert!(is_name_with_uuid(&receipt.name, "erasureReceipts/"), "{}", receipt.name);
+    assert!(
+        is_name_with_uuid(&receipt.name, "erasureReceipts/"),
+        "{}",
+        receipt.name
+    );
     assert_eq!(receipt.customer, c.name);
     assert!(receipt.erase_time.is_some());
     assert!(!receipt.erased_fields.is_empty());
@@ -124,8 +160,17 @@ async fn erase_leaves_a_tombstone_without_personal_data() {
     // The export shows no trace of the person.
     let export = h.export(&c.name).await.unwrap();
     let text = String::from_utf8(export.data).unwrap().to_lowercase();
-    for secret in [EMAIL, "private-person", "ada_private", "4155550177", "engines"] {
-        assert!(!text.contains(secret), "export still holds {secret:?}: {text}");
+    for secret in [
+        EMAIL,
+        "private-person",
+        "ada_private",
+        "4155550177",
+        "engines",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "export still holds {secret:?}: {text}"
+        );
     }
 
     // The identities are free for someone new.
@@ -136,7 +181,10 @@ async fn erase_leaves_a_tombstone_without_personal_data() {
         })
         .await;
     assert_ne!(reborn.name, c.name);
-    assert_eq!(h.lookup_in(TENANT, by_email(EMAIL)).await.unwrap().name, reborn.name);
+    assert_eq!(
+        h.lookup_in(TENANT, by_email(EMAIL)).await.unwrap().name,
+        reborn.name
+    );
 
     // A replay answers the same receipt; a new erase is refused.
     let replay = h.erase(&c.name, "erase-1").await.unwrap();
@@ -147,7 +195,12 @@ async fn erase_leaves_a_tombstone_without_personal_data() {
     assert_error(&err, Code::FailedPrecondition, "CUSTOMER_NOT_ACTIVE");
 
     let events = h.events(&c.name).await;
-    assert_eq!(count_events(&events, "CustomerErased"), 1, "{:?}", event_types(&events));
+    assert_eq!(
+        count_events(&events, "CustomerErased"),
+        1,
+        "{:?}",
+        event_types(&events)
+    );
     let erased: pb::CustomerErased = payload(
         events
             .iter()
@@ -205,7 +258,11 @@ async fn no_event_carries_personal_data() {
     h.erase(&c.name, "").await.unwrap();
 
     let rows = h.outbox_rows(TENANT).await;
-    assert!(rows.len() >= 7, "every change wrote an event: {}", rows.len());
+    assert!(
+        rows.len() >= 7,
+        "every change wrote an event: {}",
+        rows.len()
+    );
     for row in &rows {
         for secret in [
             EMAIL,

@@ -12,7 +12,10 @@ fn names(customers: &[pb::Customer]) -> Vec<String> {
     customers.iter().map(|c| c.name.clone()).collect()
 }
 
-async fn search(h: &Harness, request: SearchCustomersRequest) -> Result<pb::SearchCustomersResponse, tonic::Status> {
+async fn search(
+    h: &Harness,
+    request: SearchCustomersRequest,
+) -> Result<pb::SearchCustomersResponse, tonic::Status> {
     h.client()
         .search_customers(tenant_request(TENANT, request))
         .await
@@ -97,9 +100,13 @@ async fn list_filters_by_stage_tag_and_update_time() {
         })
         .await;
     let c = h.create(customer("C", "c@example.com")).await;
-    h.change_stage(stage_change(&b.name, LifecycleStage::Consideration, "demo booked"))
-        .await
-        .unwrap();
+    h.change_stage(stage_change(
+        &b.name,
+        LifecycleStage::Consideration,
+        "demo booked",
+    ))
+    .await
+    .unwrap();
 
     let vip = h
         .list_all_in(
@@ -252,10 +259,19 @@ async fn list_orders_as_asked() {
                 },
             )
             .await;
-        assert_eq!(&names(&paged), expected, "order_by {order_by:?}, page_size 1");
+        assert_eq!(
+            &names(&paged),
+            expected,
+            "order_by {order_by:?}, page_size 1"
+        );
     }
 
-    for bad in ["name", "create_time sideways", "display_name asc desc", "DROP TABLE"] {
+    for bad in [
+        "name",
+        "create_time sideways",
+        "display_name asc desc",
+        "DROP TABLE",
+    ] {
         let err = expect_err(h.list_in(TENANT, order(bad)).await);
         assert_violation(&err, "order_by");
     }
@@ -268,7 +284,10 @@ async fn page_sizes_default_cap_and_reject_negatives() {
         h.create(customer(&format!("P{i:02}"), &format!("p{i}@example.com")))
             .await;
     }
-    let first = h.list_in(TENANT, ListCustomersRequest::default()).await.unwrap();
+    let first = h
+        .list_in(TENANT, ListCustomersRequest::default())
+        .await
+        .unwrap();
     assert_eq!(first.customers.len(), 50, "default page size");
     assert!(!first.next_page_token.is_empty());
     let rest = h
@@ -294,7 +313,11 @@ async fn page_sizes_default_cap_and_reject_negatives() {
         )
         .await
         .unwrap();
-    assert_eq!(big.customers.len(), 52, "large page sizes are lowered, not rejected");
+    assert_eq!(
+        big.customers.len(),
+        52,
+        "large page sizes are lowered, not rejected"
+    );
     assert!(big.next_page_token.is_empty());
 
     let err = expect_err(
@@ -318,7 +341,10 @@ async fn pagination_is_stable_under_concurrent_inserts() {
     let mut seeded = BTreeSet::new();
     for i in 0..30 {
         let c = h
-            .create(customer(&format!("Seed {i}"), &format!("seed{i}@example.com")))
+            .create(customer(
+                &format!("Seed {i}"),
+                &format!("seed{i}@example.com"),
+            ))
             .await;
         seeded.insert(c.name);
     }
@@ -330,7 +356,10 @@ async fn pagination_is_stable_under_concurrent_inserts() {
             for i in 0..20 {
                 let mut client = client.clone();
                 let request = pb::CreateCustomerRequest {
-                    customer: Some(customer(&format!("Late {i}"), &format!("late{i}@example.com"))),
+                    customer: Some(customer(
+                        &format!("Late {i}"),
+                        &format!("late{i}@example.com"),
+                    )),
                     request_id: String::new(),
                 };
                 let c = client
@@ -401,7 +430,11 @@ async fn bad_page_tokens_are_rejected() {
         order_by: "create_time".into(),
         ..Default::default()
     };
-    let token = h.list_in(TENANT, base.clone()).await.unwrap().next_page_token;
+    let token = h
+        .list_in(TENANT, base.clone())
+        .await
+        .unwrap()
+        .next_page_token;
     assert!(!token.is_empty());
     // The token works as issued, even with another page size.
     h.list_in(
@@ -503,7 +536,11 @@ async fn search_matches_names_emails_phones_and_handles() {
         ("GUINF", &linus),
     ] {
         let found = search_all(&h, query).await;
-        assert_eq!(names(&found), vec![expected.name.clone()], "query {query:?}");
+        assert_eq!(
+            names(&found),
+            vec![expected.name.clone()],
+            "query {query:?}"
+        );
     }
     assert!(search_all(&h, "nobody-matches-this").await.is_empty());
 }
@@ -527,7 +564,10 @@ async fn search_ranks_an_exact_identity_match_first() {
         })
         .await;
     let found = search_all(&h, "ZED").await;
-    assert_eq!(found.first().map(|c| c.name.as_str()), Some(holder.name.as_str()));
+    assert_eq!(
+        found.first().map(|c| c.name.as_str()),
+        Some(holder.name.as_str())
+    );
     assert_eq!(
         names(&found).into_iter().collect::<BTreeSet<_>>(),
         [fan.name, shaw.name, holder.name.clone()].into()
@@ -570,7 +610,10 @@ async fn search_validates_the_query_and_paginates() {
     let mut created = BTreeSet::new();
     for i in 0..25 {
         let c = h
-            .create(customer(&format!("Pager {i}"), &format!("pager{i}@example.com")))
+            .create(customer(
+                &format!("Pager {i}"),
+                &format!("pager{i}@example.com"),
+            ))
             .await;
         created.insert(c.name);
     }
@@ -644,9 +687,15 @@ async fn search_validates_the_query_and_paginates() {
 #[tokio::test]
 async fn search_returns_only_active_customers() {
     let h = start().await;
-    let survivor = h.create(customer("Searchable Survivor", "keep@example.com")).await;
-    let merged = h.create(customer("Searchable Merged", "gone@example.com")).await;
-    let erased = h.create(customer("Searchable Erased", "erased@example.com")).await;
+    let survivor = h
+        .create(customer("Searchable Survivor", "keep@example.com"))
+        .await;
+    let merged = h
+        .create(customer("Searchable Merged", "gone@example.com"))
+        .await;
+    let erased = h
+        .create(customer("Searchable Erased", "erased@example.com"))
+        .await;
     h.merge(&survivor.name, &merged.name, "").await.unwrap();
     h.erase(&erased.name, "").await.unwrap();
 
@@ -656,7 +705,11 @@ async fn search_returns_only_active_customers() {
     let found = search_all(&h, "gone@example.com").await;
     assert_eq!(names(&found), vec![survivor.name.clone()]);
     assert!(search_all(&h, "erased@example.com").await.is_empty());
-    assert!(found.iter().all(|c| c.state == CustomerState::Active as i32));
+    assert!(
+        found
+            .iter()
+            .all(|c| c.state == CustomerState::Active as i32)
+    );
 }
 
 #[tokio::test]
@@ -699,7 +752,10 @@ async fn lookup_validates_its_input() {
     let h = start().await;
     let err = expect_err(
         h.client()
-            .lookup_customer(tenant_request(TENANT, pb::LookupCustomerRequest { identity: None }))
+            .lookup_customer(tenant_request(
+                TENANT,
+                pb::LookupCustomerRequest { identity: None },
+            ))
             .await,
     );
     assert_violation(&err, "identity");

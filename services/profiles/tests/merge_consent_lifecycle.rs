@@ -68,9 +68,13 @@ async fn merge_moves_identities_and_fills_gaps_of_the_survivor() {
         .await;
 
     // Survivor: CONSIDERATION, marketing email granted at t1.
-    h.change_stage(stage_change(&survivor.name, LifecycleStage::Consideration, "demo"))
-        .await
-        .unwrap();
+    h.change_stage(stage_change(
+        &survivor.name,
+        LifecycleStage::Consideration,
+        "demo",
+    ))
+    .await
+    .unwrap();
     h.set_consent(consent(
         &survivor.name,
         Channel::Email,
@@ -81,9 +85,13 @@ async fn merge_moves_identities_and_fills_gaps_of_the_survivor() {
     .await
     .unwrap();
     // Merged: RETENTION, marketing email revoked later (t2), SMS service at t0.
-    h.change_stage(stage_change(&merged.name, LifecycleStage::Retention, "second order"))
-        .await
-        .unwrap();
+    h.change_stage(stage_change(
+        &merged.name,
+        LifecycleStage::Retention,
+        "second order",
+    ))
+    .await
+    .unwrap();
     h.set_consent(consent(
         &merged.name,
         Channel::Email,
@@ -103,19 +111,36 @@ async fn merge_moves_identities_and_fills_gaps_of_the_survivor() {
     .await
     .unwrap();
 
-    let response = h.merge(&survivor.name, &merged.name, "merge-1").await.unwrap();
+    let response = h
+        .merge(&survivor.name, &merged.name, "merge-1")
+        .await
+        .unwrap();
     let after = response.customer.clone().expect("survivor in the response");
     let record = response.merge_record.clone().expect("merge record");
-    assert!(is_name_with_uuid(&record.name, "mergeRecords/"), "{}", record.name);
+    assert!(
+        is_name_with_uuid(&record.name, "mergeRecords/"),
+        "{}",
+        record.name
+    );
     assert_eq!(record.survivor, survivor.name);
     assert_eq!(record.merged, merged.name);
     assert!(record.create_time.is_some());
 
     assert_eq!(after.name, survivor.name);
     assert_eq!(after.state, CustomerState::Active as i32);
-    assert_eq!(after.display_name, "Survivor", "the survivor keeps its own values");
-    let emails: BTreeSet<String> = after.emails.iter().map(|e| e.address.to_lowercase()).collect();
-    assert_eq!(emails, ["m@example.com".to_owned(), "s@example.com".to_owned()].into());
+    assert_eq!(
+        after.display_name, "Survivor",
+        "the survivor keeps its own values"
+    );
+    let emails: BTreeSet<String> = after
+        .emails
+        .iter()
+        .map(|e| e.address.to_lowercase())
+        .collect();
+    assert_eq!(
+        emails,
+        ["m@example.com".to_owned(), "s@example.com".to_owned()].into()
+    );
     assert_eq!(
         after.emails.iter().filter(|e| e.primary).count(),
         1,
@@ -124,13 +149,19 @@ async fn merge_moves_identities_and_fills_gaps_of_the_survivor() {
     );
     assert_eq!(after.phones.len(), 1);
     assert_eq!(after.phones[0].number, "+15145550100");
-    assert_eq!(after.identities, vec![identity(Channel::Social, "instagram", "mia")]);
+    assert_eq!(
+        after.identities,
+        vec![identity(Channel::Social, "instagram", "mia")]
+    );
     let tags: BTreeSet<String> = after.tags.iter().cloned().collect();
     assert_eq!(tags, ["a".to_owned(), "b".to_owned()].into());
     assert_eq!(after.attributes.get("k"), Some(&attr_str("from survivor")));
     assert_eq!(after.attributes.get("only_s"), Some(&attr_int(1)));
     assert_eq!(after.attributes.get("only_m"), Some(&attr_bool(true)));
-    assert_eq!(after.given_name, "Mia", "empty fields are filled from the merged one");
+    assert_eq!(
+        after.given_name, "Mia",
+        "empty fields are filled from the merged one"
+    );
     assert_eq!(after.locale, "fr-CA");
     assert_eq!(after.time_zone, "America/Toronto");
     assert_eq!(after.birthday, merged.birthday);
@@ -189,7 +220,12 @@ async fn merge_moves_identities_and_fills_gaps_of_the_survivor() {
 
     // The event is about the survivor.
     let events = h.events(&survivor.name).await;
-    assert_eq!(count_events(&events, "CustomersMerged"), 1, "{:?}", event_types(&events));
+    assert_eq!(
+        count_events(&events, "CustomersMerged"),
+        1,
+        "{:?}",
+        event_types(&events)
+    );
     let merged_event = events
         .iter()
         .find(|e| e.r#type == "rapport.profiles.v1.CustomersMerged")
@@ -200,9 +236,15 @@ async fn merge_moves_identities_and_fills_gaps_of_the_survivor() {
     assert_eq!(event.merge_record, record.name);
 
     // A replay answers the same record and writes nothing.
-    let replay = h.merge(&survivor.name, &merged.name, "merge-1").await.unwrap();
+    let replay = h
+        .merge(&survivor.name, &merged.name, "merge-1")
+        .await
+        .unwrap();
     assert_eq!(replay.merge_record.unwrap().name, record.name);
-    assert_eq!(count_events(&h.events(&survivor.name).await, "CustomersMerged"), 1);
+    assert_eq!(
+        count_events(&h.events(&survivor.name).await, "CustomersMerged"),
+        1
+    );
 
     // Merging the tombstone again is a precondition failure.
     let err = expect_err(h.merge(&survivor.name, &merged.name, "merge-2").await);
@@ -232,11 +274,16 @@ async fn merge_rejects_bad_pairs() {
     assert_violation(&err, "merged");
 
     // Another tenant's customer is not found, not merged.
-    let foreign = h.create_in(OTHER_TENANT, customer("F", "f@example.com")).await;
+    let foreign = h
+        .create_in(OTHER_TENANT, customer("F", "f@example.com"))
+        .await;
     let err = expect_err(h.merge(&a.name, &foreign.name, "").await);
     assert_error(&err, Code::NotFound, "CUSTOMER_NOT_FOUND");
     assert_eq!(
-        h.try_get_in(OTHER_TENANT, &foreign.name).await.unwrap().state,
+        h.try_get_in(OTHER_TENANT, &foreign.name)
+            .await
+            .unwrap()
+            .state,
         CustomerState::Active as i32
     );
     assert_eq!(h.get(&a.name).await.state, CustomerState::Active as i32);
@@ -245,7 +292,9 @@ async fn merge_rejects_bad_pairs() {
 #[tokio::test]
 async fn set_consent_records_the_latest_decision_per_channel_and_purpose() {
     let h = start().await;
-    let c = h.create(customer("Consenting", "consent@example.com")).await;
+    let c = h
+        .create(customer("Consenting", "consent@example.com"))
+        .await;
     let now = Utc::now();
 
     let granted = h
@@ -324,8 +373,18 @@ async fn set_consent_records_the_latest_decision_per_channel_and_purpose() {
         ))
         .await
         .unwrap();
-    let captured = to_chrono(surveys.consent_event.unwrap().capture_time.as_ref().unwrap());
-    assert!((captured - Utc::now()).num_seconds().abs() < 300, "{captured}");
+    let captured = to_chrono(
+        surveys
+            .consent_event
+            .unwrap()
+            .capture_time
+            .as_ref()
+            .unwrap(),
+    );
+    assert!(
+        (captured - Utc::now()).num_seconds().abs() < 300,
+        "{captured}"
+    );
     let current = h.get(&c.name).await;
     assert_eq!(consent_map(&current).len(), 2);
 
@@ -339,7 +398,11 @@ async fn set_consent_records_the_latest_decision_per_channel_and_purpose() {
     let mut sorted = times.clone();
     sorted.sort();
     assert_eq!(times, sorted);
-    assert_eq!(ledger[0].status, ConsentStatus::Granted as i32, "the late, oldest one first");
+    assert_eq!(
+        ledger[0].status,
+        ConsentStatus::Granted as i32,
+        "the late, oldest one first"
+    );
     assert_eq!(ledger[0].channel, Channel::Email as i32);
 
     // Small pages walk the same ledger.
@@ -378,11 +441,19 @@ async fn set_consent_records_the_latest_decision_per_channel_and_purpose() {
         .chain(&rest.consent_events)
         .map(|e| e.name.clone())
         .collect();
-    assert_eq!(walked, ledger.iter().map(|e| e.name.clone()).collect::<Vec<_>>());
+    assert_eq!(
+        walked,
+        ledger.iter().map(|e| e.name.clone()).collect::<Vec<_>>()
+    );
 
     // One ConsentChanged per recorded decision.
     let events = h.events(&c.name).await;
-    assert_eq!(count_events(&events, "ConsentChanged"), 4, "{:?}", event_types(&events));
+    assert_eq!(
+        count_events(&events, "ConsentChanged"),
+        4,
+        "{:?}",
+        event_types(&events)
+    );
     let first: pb::ConsentChanged = payload(
         events
             .iter()
@@ -398,7 +469,9 @@ async fn set_consent_records_the_latest_decision_per_channel_and_purpose() {
 #[tokio::test]
 async fn set_consent_validates_its_input() {
     let h = start().await;
-    let c = h.create(customer("Consenting", "consent@example.com")).await;
+    let c = h
+        .create(customer("Consenting", "consent@example.com"))
+        .await;
 
     let err = expect_err(
         h.set_consent(pb::SetConsentRequest {
@@ -426,7 +499,13 @@ async fn set_consent_validates_its_input() {
     let err = expect_err(
         h.set_consent(pb::SetConsentRequest {
             channel: 99,
-            ..consent(&c.name, Channel::Email, ConsentPurpose::Marketing, ConsentStatus::Granted, None)
+            ..consent(
+                &c.name,
+                Channel::Email,
+                ConsentPurpose::Marketing,
+                ConsentStatus::Granted,
+                None,
+            )
         })
         .await,
     );
@@ -450,7 +529,9 @@ async fn set_consent_validates_its_input() {
 #[tokio::test]
 async fn set_consent_replayed_with_its_request_id_appends_once() {
     let h = start().await;
-    let c = h.create(customer("Consenting", "consent@example.com")).await;
+    let c = h
+        .create(customer("Consenting", "consent@example.com"))
+        .await;
     let request = pb::SetConsentRequest {
         request_id: "consent-1".into(),
         ..consent(
@@ -492,11 +573,18 @@ async fn lifecycle_changes_are_recorded_in_order() {
     assert_eq!(history[0].reason, "created");
 
     let changed = h
-        .change_stage(stage_change(&c.name, LifecycleStage::Conversion, "first purchase"))
+        .change_stage(stage_change(
+            &c.name,
+            LifecycleStage::Conversion,
+            "first purchase",
+        ))
         .await
         .unwrap();
     let customer_after = changed.customer.unwrap();
-    assert_eq!(customer_after.lifecycle_stage, LifecycleStage::Conversion as i32);
+    assert_eq!(
+        customer_after.lifecycle_stage,
+        LifecycleStage::Conversion as i32
+    );
     assert_ne!(customer_after.etag, c.etag);
     let entry = changed.lifecycle_event.unwrap();
     assert!(
@@ -509,17 +597,30 @@ async fn lifecycle_changes_are_recorded_in_order() {
     assert_eq!(entry.reason, "first purchase");
 
     // Backwards moves are allowed; the history keeps everything.
-    h.change_stage(stage_change(&c.name, LifecycleStage::Consideration, "refund"))
-        .await
-        .unwrap();
+    h.change_stage(stage_change(
+        &c.name,
+        LifecycleStage::Consideration,
+        "refund",
+    ))
+    .await
+    .unwrap();
     let history = h.lifecycle_events(&c.name).await;
     let steps: Vec<(i32, i32)> = history.iter().map(|e| (e.from_stage, e.to_stage)).collect();
     assert_eq!(
         steps,
         vec![
-            (LifecycleStage::Unspecified as i32, LifecycleStage::Awareness as i32),
-            (LifecycleStage::Awareness as i32, LifecycleStage::Conversion as i32),
-            (LifecycleStage::Conversion as i32, LifecycleStage::Consideration as i32),
+            (
+                LifecycleStage::Unspecified as i32,
+                LifecycleStage::Awareness as i32
+            ),
+            (
+                LifecycleStage::Awareness as i32,
+                LifecycleStage::Conversion as i32
+            ),
+            (
+                LifecycleStage::Conversion as i32,
+                LifecycleStage::Consideration as i32
+            ),
         ]
     );
     let page = h
@@ -539,7 +640,12 @@ async fn lifecycle_changes_are_recorded_in_order() {
     assert!(!page.next_page_token.is_empty());
 
     let events = h.events(&c.name).await;
-    assert_eq!(count_events(&events, "LifecycleStageChanged"), 2, "{:?}", event_types(&events));
+    assert_eq!(
+        count_events(&events, "LifecycleStageChanged"),
+        2,
+        "{:?}",
+        event_types(&events)
+    );
     let first: pb::LifecycleStageChanged = payload(
         events
             .iter()
@@ -562,8 +668,12 @@ async fn lifecycle_changes_are_validated() {
     );
     assert_error(&err, Code::FailedPrecondition, "LIFECYCLE_STAGE_UNCHANGED");
     let err = expect_err(
-        h.change_stage(stage_change(&c.name, LifecycleStage::Unspecified, "why not"))
-            .await,
+        h.change_stage(stage_change(
+            &c.name,
+            LifecycleStage::Unspecified,
+            "why not",
+        ))
+        .await,
     );
     assert_violation(&err, "stage");
     let err = expect_err(

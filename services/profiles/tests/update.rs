@@ -64,7 +64,10 @@ async fn only_masked_fields_change() {
     expected.update_time = updated.update_time;
     assert_eq!(updated, expected, "nothing but display_name changed");
     assert_ne!(updated.etag, created.etag);
-    assert!(to_chrono(updated.update_time.as_ref().unwrap()) >= to_chrono(created.update_time.as_ref().unwrap()));
+    assert!(
+        to_chrono(updated.update_time.as_ref().unwrap())
+            >= to_chrono(created.update_time.as_ref().unwrap())
+    );
     assert_eq!(h.get(&created.name).await, updated);
 }
 
@@ -121,7 +124,11 @@ async fn every_updatable_path_can_be_replaced() {
     assert_eq!(updated.given_name, new.given_name);
     assert_eq!(updated.family_name, new.family_name);
     assert_eq!(updated.emails.len(), 1);
-    assert!(updated.emails[0].address.eq_ignore_ascii_case("augusta@example.com"));
+    assert!(
+        updated.emails[0]
+            .address
+            .eq_ignore_ascii_case("augusta@example.com")
+    );
     assert!(updated.emails[0].primary, "a lone email becomes primary");
     assert_eq!(updated.phones[0].number, "+442079460000");
     assert_eq!(updated.identities, new.identities);
@@ -142,7 +149,10 @@ async fn every_updatable_path_can_be_replaced() {
         Code::NotFound,
         "CUSTOMER_NOT_FOUND",
     );
-    let found = h.lookup_in(TENANT, by_email("augusta@example.com")).await.unwrap();
+    let found = h
+        .lookup_in(TENANT, by_email("augusta@example.com"))
+        .await
+        .unwrap();
     assert_eq!(found.name, created.name);
     h.create(customer("New Ada", "ada@example.com")).await;
 }
@@ -273,7 +283,11 @@ async fn the_update_mask_is_required_and_limited_to_updatable_paths() {
         let err = expect_err(h.update(target(), paths).await);
         assert_violation(&err, &format!("update_mask.paths[{bad_index}]"));
     }
-    assert_eq!(h.get(&created.name).await, created, "no rejected update changed anything");
+    assert_eq!(
+        h.get(&created.name).await,
+        created,
+        "no rejected update changed anything"
+    );
 }
 
 #[tokio::test]
@@ -432,7 +446,10 @@ async fn concurrent_read_modify_write_loses_no_update() {
                     update_mask: Some(mask(&["tags"])),
                     request_id: String::new(),
                 };
-                match client.update_customer(tenant_request(TENANT, request)).await {
+                match client
+                    .update_customer(tenant_request(TENANT, request))
+                    .await
+                {
                     Ok(_) => return,
                     Err(status) if status.code() == Code::Aborted => continue,
                     Err(status) => panic!("writer {i}: {}", describe(&status)),
@@ -474,7 +491,11 @@ async fn an_update_that_clashes_with_another_customer_changes_nothing() {
     assert_error(&err, Code::AlreadyExists, "IDENTITY_ALREADY_EXISTS");
     assert_eq!(error_metadata(&err).get("holder"), Some(&other.name));
     assert_eq!(h.get(&created.name).await, created, "nothing changed");
-    assert_eq!(h.events(&created.name).await.len(), events_before, "no event");
+    assert_eq!(
+        h.events(&created.name).await.len(),
+        events_before,
+        "no event"
+    );
 }
 
 #[tokio::test]
@@ -562,9 +583,15 @@ async fn an_update_replayed_with_its_request_id_applies_once() {
         .update_with_id(request.clone(), &["tags"], "upd-1")
         .await
         .unwrap();
-    assert_eq!(replay.etag, first.etag, "the replay answers the first result");
+    assert_eq!(
+        replay.etag, first.etag,
+        "the replay answers the first result"
+    );
     assert_eq!(h.get(&created.name).await.display_name, "Between");
-    assert_eq!(count_events(&h.events(&created.name).await, "CustomerUpdated"), 2);
+    assert_eq!(
+        count_events(&h.events(&created.name).await, "CustomerUpdated"),
+        2
+    );
 
     let err = expect_err(
         h.update_with_id(

@@ -189,7 +189,11 @@ impl Harness {
     }
 
     /// Every customer of `tenant` matching `request`, following page tokens.
-    pub async fn list_all_in(&self, tenant: &str, mut request: ListCustomersRequest) -> Vec<Customer> {
+    pub async fn list_all_in(
+        &self,
+        tenant: &str,
+        mut request: ListCustomersRequest,
+    ) -> Vec<Customer> {
         let mut all = Vec::new();
         for _ in 0..1_000 {
             let page = self
@@ -263,7 +267,11 @@ impl Harness {
         self.client()
             .erase_customer(tenant_request(TENANT, request))
             .await
-            .map(|r| r.into_inner().erasure_receipt.expect("response has a receipt"))
+            .map(|r| {
+                r.into_inner()
+                    .erasure_receipt
+                    .expect("response has a receipt")
+            })
     }
 
     /// LookupCustomer in `tenant`.
@@ -462,7 +470,11 @@ pub fn consent(
 }
 
 /// A ChangeLifecycleStage request.
-pub fn stage_change(name: &str, stage: pb::LifecycleStage, reason: &str) -> pb::ChangeLifecycleStageRequest {
+pub fn stage_change(
+    name: &str,
+    stage: pb::LifecycleStage,
+    reason: &str,
+) -> pb::ChangeLifecycleStageRequest {
     pb::ChangeLifecycleStageRequest {
         name: name.to_owned(),
         stage: stage as i32,
@@ -482,7 +494,11 @@ pub fn by_phone(number: &str) -> pb::lookup_customer_request::Identity {
 }
 
 /// A lookup by channel identity.
-pub fn by_identity(channel: Channel, provider: &str, handle: &str) -> pb::lookup_customer_request::Identity {
+pub fn by_identity(
+    channel: Channel,
+    provider: &str,
+    handle: &str,
+) -> pb::lookup_customer_request::Identity {
     pb::lookup_customer_request::Identity::ChannelIdentity(identity(channel, provider, handle))
 }
 
@@ -548,7 +564,10 @@ pub fn describe(status: &Status) -> String {
 
 /// `ErrorInfo.reason` of `status`, if any.
 pub fn reason(status: &Status) -> Option<String> {
-    status.get_error_details().error_info().map(|i| i.reason.clone())
+    status
+        .get_error_details()
+        .error_info()
+        .map(|i| i.reason.clone())
 }
 
 /// `ErrorInfo.metadata` of `status` (empty when absent).
@@ -572,7 +591,12 @@ pub fn violation_fields(status: &Status) -> Vec<String> {
 /// Asserts the code and `ErrorInfo.reason` of an error.
 #[track_caller]
 pub fn assert_error(status: &Status, code: Code, expected_reason: &str) {
-    assert_eq!(status.code(), code, "unexpected status: {}", describe(status));
+    assert_eq!(
+        status.code(),
+        code,
+        "unexpected status: {}",
+        describe(status)
+    );
     assert_eq!(
         reason(status).as_deref(),
         Some(expected_reason),

@@ -1,0 +1,355 @@
+//! Tenant metadata and isolation, resource-name validation, and the server's
+//! own surface: health, reflection and graceful shutdown.
+mod common;
+
+use common::*;
+use pb::{ListCustomersRequest, SearchCustomersRequest};
+use tonic::Code;
+
+#[tokio::test]
+async fn calls_without_a_valid_tenant_are_unauthenticated() {
+    let h = start().await;
+    let mut client = h.client();
+
+    let err = expect_err(
+        client
+            .create_customer(tonic::Request::new(pb::CreateCustomerRequest {
+                customer: Some(customer("No Tenant", "none@example.com")),
+                request_id: String::new(),
+            }))
+            .await,
+    );
+    assert_error(&err, Code::Unauthenticated, "TENANT_MISSING");
+    let err = expect_err(
+        client
+            .list_customers(tonic::Request::new(ListCustomersRequest::default()))
+            .await,
+    );
+    assert_error(&err, Code::Unauthenticated, "TENANT_MISSING");
+    let err = expect_err(
+        client
+            .get_customer(tonic::Request::new(pb::GetCustomerRequest {
+                name: unknown_customer(),
+            }))
+            .await,
+    );
+    assert_error(&err, Code::Unauthenticated, "TENANT_MISSING");
+
+    for bad in ["ACME", "-acme", "acme corp", "a/b", &"a".repeat(64)] {
+        let err = expect_err(
+            client
+                .list_customers(tenant_request(bad, ListCustomersRequest::default()))
+                .await,
+        );
+        assert_error(&err, Code::Unauthenticated, "TENANT_INVALID");
+        let err = expect_err(
+            client
+                .create_customer(tenant_request(
+                    bad,
+                    pb::CreateCustomerRequest {
+                        customer: Some(customer("Bad Tenant", "bad@example.com")),
+                        request_id: String::new(),
+                    },
+                ))
+                .await,
+        );
+        assert_error(&err, Code::Unauthenticated, "TENANT_INVALID");
+    }
+    // Edge of the valid range.
+    client
+        .list_customers(tenant_request(
+            &"a".repeat(63),
+            ListCustomersRequest::default(),
+        ))
+        .await
+        .unwrap();
+    client
+        .list_customers(tenant_request(
+            "0-tenant_x",
+            ListCustomersRequest::default(),
+        ))
+        .await
+        .unwrap();
+
+    // Nothing was created anywhere.
+    assert!(h.active_names_in(TENANT).await.is_empty());
+    assert!(h.outbox_rows("acme").await.is_empty());
+}
+
+#[tokio::test]
+async fn tenants_are_isolated() {
+    let h = start().await;
+    let a = h
+        .create(pb::Customer {
+            phones: vec![phone("+14155550123")],
+            identities: vec![identity(Channel::LiveChat, "", "visitor-7")],
+            ..customer("Shared Name", "shared@example.com")
+        })
+        .await;
+
+    let err = expect_err(h.try_get_in(OTHER_TENANT, &a.name).await);
+    assert_error(&err, Code::NotFound, "CUSTOMER_NOT_FOUND");
+    assert!(h.active_names_in(OTHER_TENANT).await.is_empty());
+    let found = h
+        .client()
+        .search_customers(tenant_request(
+            OTHER_TENANT,
+            SearchCustomersRequest {
+                query: "shared".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(found.customers.is_empty());
+    for key in [
+        by_email("shared@example.com"),
+        by_phone("+14155550123"),
+        by_identity(Channel::LiveChat, "", "visitor-7"),
+    ] {
+        let err = expect_err(h.lookup_in(OTHER_TENANT, key).await);
+        assert_error(&err, Code::NotFound, "CUSTOMER_NOT_FOUND");
+    }
+    let err = expect_err(
+        h.client()
+            .update_customer(tenant_request(
+                OTHER_TENANT,
+                pb::UpdateCustomerRequest {
+                    customer: Some(pb::Customer {
+                        name: a.name.clone(),
+                        display_name: "Hijacked".into(),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(mask(&["display_name"])),
+                    request_id: String::new(),
+                },
+            ))
+            .await,
+    );
+    assert_error(&err, Code::NotFound, "CUSTOMER_NOT_FOUND");
+    let err = expect_err(
+        h.client()
+            .list_consent_events(tenant_request(
+                OTHER_TENANT,
+                pb::ListConsentEventsRequest {
+                    parent: a.name.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await,
+    );
+    assert_error(&err, Code::NotFound, "CUSTOMER_NOT_FOUND");
+
+    // Uniqueness is per tenant: the same identities are free in B.
+    let b = h
+        .create_in(
+            OTHER_TENANT,
+            pb::Customer {
+                phones: vec![phone("+14155550123")],
+                identities: vec![identity(Channel::LiveChat, "", "visitor-7")],
+                ..customer("Shared Name", "SHARED@example.com")
+            },
+        )
+        .await;
+    assert_ne!(a.name, b.name);
+    assert_eq!(
+        h.lookup_in(OTHER_TENANT, by_email("shared@example.com"))
+            .await
+            .unwrap()
+            .name,
+        b.name
+    );
+    assert_eq!(
+        h.lookup_in(TENANT, by_email("shared@example.com"))
+            .await
+            .unwrap()
+            .name,
+        a.name
+    );
+    assert_eq!(h.get(&a.name).await.display_name, "Shared Name");
+    assert_eq!(h.active_names_in(TENANT).await, vec![a.name.clone()]);
+    assert_eq!(h.active_names_in(OTHER_TENANT).await, vec![b.name.clone()]);
+
+    // Events are tagged with their own tenant.
+    let b_events = rapport_store::outbox::for_subject(&h.db.reader, OTHER_TENANT, &b.name)
+        .await
+        .unwrap();
+    assert_eq!(b_events.len(), 1);
+    assert_eq!(b_events[0].tenant, OTHER_TENANT);
+    assert!(
+        rapport_store::outbox::for_subject(&h.db.reader, OTHER_TENANT, &a.name)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn malformed_resource_names_are_invalid_and_unknown_ones_not_found() {
+    let h = start().await;
+    for bad in [
+        "",
+        "customers/",
+        "foo/123",
+        "customers/not-a-uuid",
+        "customers/123e4567-e89b-12d3-a456-426614174000/extra",
+        "Customers/123e4567-e89b-12d3-a456-426614174000",
+    ] {
+        let err = expect_err(h.try_get_in(TENANT, bad).await);
+        assert_violation(&err, "name");
+    }
+    let err = expect_err(h.try_get_in(TENANT, &unknown_customer()).await);
+    assert_error(&err, Code::NotFound, "CUSTOMER_NOT_FOUND");
+
+    let err = expect_err(
+        h.client()
+            .list_consent_events(tenant_request(
+                TENANT,
+                pb::ListConsentEventsRequest {
+                    parent: "customers/not-a-uuid".into(),
+                    ..Default::default()
+                },
+            ))
+            .await,
+    );
+    assert_violation(&err, "parent");
+    let err = expect_err(
+        h.client()
+            .list_lifecycle_events(tenant_request(
+                TENANT,
+                pb::ListLifecycleEventsRequest {
+                    parent: "foo/123".into(),
+                    ..Default::default()
+                },
+            ))
+            .await,
+    );
+    assert_violation(&err, "parent");
+    let err = expect_err(
+        h.client()
+            .list_lifecycle_events(tenant_request(
+                TENANT,
+                pb::ListLifecycleEventsRequest {
+                    parent: unknown_customer(),
+                    ..Default::default()
+                },
+            ))
+            .await,
+    );
+    assert_error(&err, Code::NotFound, "CUSTOMER_NOT_FOUND");
+    let err = expect_err(
+        h.set_consent(consent(
+            "customers/",
+            Channel::Email,
+            pb::ConsentPurpose::Marketing,
+            pb::ConsentStatus::Granted,
+            None,
+        ))
+        .await,
+    );
+    assert_violation(&err, "name");
+    let err = expect_err(
+        h.change_stage(stage_change(
+            "customers/not-a-uuid",
+            pb::LifecycleStage::Retention,
+            "why",
+        ))
+        .await,
+    );
+    assert_violation(&err, "name");
+}
+
+#[tokio::test]
+async fn health_reports_the_service_serving() {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let h = start().await;
+    let mut health = HealthClient::new(h.channel.clone());
+    for service in [rapport_profiles::SERVICE_NAME, ""] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .unwrap_or_else(|s| panic!("health of {service:?}: {}", describe(&s)))
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "service {service:?}");
+    }
+    let err = expect_err(
+        health
+            .check(HealthCheckRequest {
+                service: "no.such.Service".into(),
+            })
+            .await,
+    );
+    assert_eq!(err.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn reflection_lists_the_service() {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let h = start().await;
+    let mut reflection = ServerReflectionClient::new(h.channel.clone());
+    let requests = futures::stream::iter([
+        ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        },
+        ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol(
+                rapport_profiles::SERVICE_NAME.to_owned(),
+            )),
+        },
+    ]);
+    let mut responses = reflection
+        .server_reflection_info(requests)
+        .await
+        .unwrap()
+        .into_inner();
+
+    let first = responses.message().await.unwrap().expect("a response");
+    let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
+        panic!("unexpected reflection response {first:?}");
+    };
+    let services: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        services.iter().any(|s| s == rapport_profiles::SERVICE_NAME),
+        "{services:?}"
+    );
+    assert!(
+        services.iter().any(|s| s == "grpc.health.v1.Health"),
+        "{services:?}"
+    );
+
+    let second = responses.message().await.unwrap().expect("a response");
+    let Some(MessageResponse::FileDescriptorResponse(files)) = second.message_response else {
+        panic!("unexpected reflection response {second:?}");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+}
+
+#[tokio::test]
+async fn shutdown_drains_and_then_refuses_new_calls() {
+    let mut h = start().await;
+    let created = h.create(customer("Before", "before@example.com")).await;
+    let addr = h.addr;
+
+    h.shutdown().await;
+
+    assert!(
+        rapport_testkit::connect(addr).await.is_err(),
+        "the port still accepts connections after shutdown"
+    );
+    let result = h.try_get_in(TENANT, &created.name).await;
+    assert!(
+        result.is_err(),
+        "a call succeeded after shutdown: {result:?}"
+    );
+}
