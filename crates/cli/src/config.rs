@@ -82,7 +82,11 @@ pub fn load(file: Option<&Path>) -> anyhow::Result<RapportConfig> {
     }
     figment = figment.merge(
         Env::prefixed("RAPPORT_")
-            .filter(|k| SECTIONS.iter().any(|s| k.as_str().to_lowercase().starts_with(s)))
+            .filter(|k| {
+                SECTIONS
+                    .iter()
+                    .any(|s| k.as_str().to_lowercase().starts_with(s))
+            })
             .split("__"),
     );
     let config: RapportConfig = figment
@@ -137,7 +141,7 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("RAPPORT_PROFILES__SERVER__DEFAULT_TIMEOUT_MS", "soon");
             let err = load(None).unwrap_err().to_string();
-            assert!(err.contains("default_timeout_ms"), "{err}");
+            assert!(err.to_lowercase().contains("default_timeout_ms"), "{err}");
             Ok(())
         });
     }
@@ -148,9 +152,16 @@ mod tests {
             jail.create_file("bad.toml", "[profiles]\npage_token_secret = \"x\"\n")?;
             let err = load(Some(Path::new("bad.toml"))).unwrap_err().to_string();
             assert!(err.contains("RAPPORT_PROFILES__PAGE_TOKEN_SECRET"), "{err}");
-            jail.set_env("RAPPORT_PROFILES__PAGE_TOKEN_SECRET", "s3cret-s3cret-s3cret-s3cret-s3cret");
-            jail.set_env("RAPPORT_PROFILES__DATABASE__URL", "postgres://u:pw@db/rapport");
-            let dumped = dump(&load(None).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            jail.set_env(
+                "RAPPORT_PROFILES__PAGE_TOKEN_SECRET",
+                "s3cret-s3cret-s3cret-s3cret-s3cret",
+            );
+            jail.set_env(
+                "RAPPORT_PROFILES__DATABASE__URL",
+                "postgres://u:pw@db/rapport",
+            );
+            let dumped =
+                dump(&load(None).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
             assert!(!dumped.contains("s3cret"), "{dumped}");
             assert!(!dumped.contains(":pw@"), "{dumped}");
             Ok(())

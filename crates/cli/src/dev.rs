@@ -10,10 +10,12 @@ use crate::config::RapportConfig;
 /// Points the configuration at the data directory and fills in dev secrets,
 /// unless the environment or a file already set them.
 pub fn prepare(config: &mut RapportConfig, data_dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     let defaults = rapport_profiles::Config::default();
     if config.profiles.database.url == defaults.database.url {
-        config.profiles.database.url = format!("sqlite://{}", data_dir.join("profiles.db").display());
+        config.profiles.database.url =
+            format!("sqlite://{}", data_dir.join("profiles.db").display());
     }
     config.profiles.database.migrate = true;
     if config.profiles.page_token_secret.is_empty() {
@@ -42,7 +44,12 @@ fn dev_secret(data_dir: &Path, name: &str) -> anyhow::Result<String> {
 #[cfg(unix)]
 fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt as _;
-    std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
 }
 
 #[cfg(not(unix))]
@@ -57,7 +64,10 @@ pub async fn run(config: RapportConfig, data_dir: &Path) -> anyhow::Result<()> {
     tracing::info!(%addr, service = rapport_profiles::SERVICE_NAME, "serving");
 
     println!();
-    println!("Rapport dev is running (data in {}). Ctrl-C stops it.", data_dir.display());
+    println!(
+        "Rapport dev is running (data in {}). Ctrl-C stops it.",
+        data_dir.display()
+    );
     println!("  profiles  {addr}  {}", rapport_profiles::SERVICE_NAME);
     println!();
     println!("Every call needs the metadata `x-rapport-tenant: <tenant>`. Try:");

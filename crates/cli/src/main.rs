@@ -65,17 +65,27 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let telemetry = rapport_telemetry::init("rapport", config.log.format()?, &config.log.effective_filter())?;
+    let telemetry = rapport_telemetry::init(
+        "rapport",
+        config.log.format()?,
+        &config.log.effective_filter(),
+    )?;
     let result = match cli.command {
         Command::Dev { data_dir } => dev::run(config, &data_dir).await,
-        Command::Serve { service: Service::Profiles } => serve_profiles(config).await,
-        Command::Migrate { service: Service::Profiles } => migrate_profiles(config).await,
+        Command::Serve {
+            service: Service::Profiles,
+        } => serve_profiles(config).await,
+        Command::Migrate {
+            service: Service::Profiles,
+        } => migrate_profiles(config).await,
     };
     if let Err(err) = &result {
         tracing::error!(error = format!("{err:#}"), "rapport stopped with an error");
     }
     // Flush spans on a blocking thread: the exporter needs the runtime to run.
-    tokio::task::spawn_blocking(move || telemetry.shutdown()).await.ok();
+    tokio::task::spawn_blocking(move || telemetry.shutdown())
+        .await
+        .ok();
     result
 }
 

@@ -23,7 +23,8 @@ pub struct TenantId(String);
 impl TenantId {
     /// Parses and validates a tenant id.
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+        let valid_char =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
         match raw.chars().next() {
             None => Err("must not be empty"),
             _ if raw.len() > 63 => Err("must be at most 63 characters"),
@@ -80,9 +81,11 @@ pub fn require_tenant(mut request: Request<()>) -> Result<Request<()>, Status> {
 
 fn extract<T>(request: &Request<T>) -> Result<RequestContext, Status> {
     let Some(raw) = request.metadata().get(TENANT_HEADER) else {
-        return Err(ErrorBuilder::new(Code::Unauthenticated, DOMAIN, "TENANT_MISSING")
-            .message(format!("the `{TENANT_HEADER}` metadata is required"))
-            .build());
+        return Err(
+            ErrorBuilder::new(Code::Unauthenticated, DOMAIN, "TENANT_MISSING")
+                .message(format!("the `{TENANT_HEADER}` metadata is required"))
+                .build(),
+        );
     };
     let tenant = raw
         .to_str()
@@ -121,14 +124,19 @@ mod tests {
         let err = require_tenant(Request::new(())).unwrap_err();
         assert_eq!(err.code(), Code::Unauthenticated);
         let mut req = Request::new(());
-        req.metadata_mut().insert(TENANT_HEADER, "ACME".parse().unwrap());
-        assert_eq!(require_tenant(req).unwrap_err().code(), Code::Unauthenticated);
+        req.metadata_mut()
+            .insert(TENANT_HEADER, "ACME".parse().unwrap());
+        assert_eq!(
+            require_tenant(req).unwrap_err().code(),
+            Code::Unauthenticated
+        );
     }
 
     #[test]
     fn valid_tenant_lands_in_extensions() {
         let mut req = Request::new(());
-        req.metadata_mut().insert(TENANT_HEADER, "acme".parse().unwrap());
+        req.metadata_mut()
+            .insert(TENANT_HEADER, "acme".parse().unwrap());
         let req = require_tenant(req).unwrap();
         let ctx = RequestContext::from_request(&req).unwrap();
         assert_eq!(ctx.tenant.as_str(), "acme");

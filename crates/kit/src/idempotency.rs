@@ -64,8 +64,14 @@ mod tests {
 
     #[test]
     fn fingerprint_depends_on_content() {
-        let a = prost_types::Duration { seconds: 1, nanos: 0 };
-        let b = prost_types::Duration { seconds: 2, nanos: 0 };
+        let a = prost_types::Duration {
+            seconds: 1,
+            nanos: 0,
+        };
+        let b = prost_types::Duration {
+            seconds: 2,
+            nanos: 0,
+        };
         assert_eq!(fingerprint(&a), fingerprint(&a.clone()));
         assert_ne!(fingerprint(&a), fingerprint(&b));
     }

@@ -23,7 +23,9 @@ pub struct PageTokens {
 
 impl std::fmt::Debug for PageTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PageTokens").field("key", &"<redacted>").finish()
+        f.debug_struct("PageTokens")
+            .field("key", &"<redacted>")
+            .finish()
     }
 }
 
@@ -39,7 +41,11 @@ impl PageTokens {
 
     fn mac(&self, tenant: &TenantId, filter: &str, cursor: &[u8]) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
-        for part in [b"rapport-page-v1".as_slice(), tenant.as_str().as_bytes(), filter.as_bytes()] {
+        for part in [
+            b"rapport-page-v1".as_slice(),
+            tenant.as_str().as_bytes(),
+            filter.as_bytes(),
+        ] {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part);
         }
@@ -84,7 +90,9 @@ impl PageTokens {
         self.mac(tenant, filter, &json)
             .verify_slice(&tag)
             .map_err(|_| invalid())?;
-        serde_json::from_slice(&json).map(Some).map_err(|_| invalid())
+        serde_json::from_slice(&json)
+            .map(Some)
+            .map_err(|_| invalid())
     }
 }
 
@@ -114,8 +122,9 @@ mod tests {
         let tokens = PageTokens::new(&[7; 32], "test.rapport.dev");
         let cursor = (1_700_000_000i64, "0192abcd".to_owned());
         let token = tokens.encode(&tenant("acme"), "stage=1", &cursor);
-        let back: Option<(i64, String)> =
-            tokens.decode(&tenant("acme"), "stage=1", &token, "page_token").unwrap();
+        let back: Option<(i64, String)> = tokens
+            .decode(&tenant("acme"), "stage=1", &token, "page_token")
+            .unwrap();
         assert_eq!(back, Some(cursor));
 
         // Another tenant, another filter, a flipped byte, another key: all refused.
@@ -127,9 +136,19 @@ mod tests {
         assert!(refused("acme", "stage=2", &token, &tokens));
         let mut forged = token.clone().into_bytes();
         forged[2] = if forged[2] == b'A' { b'B' } else { b'A' };
-        assert!(refused("acme", "stage=1", &String::from_utf8(forged).unwrap(), &tokens));
+        assert!(refused(
+            "acme",
+            "stage=1",
+            &String::from_utf8(forged).unwrap(),
+            &tokens
+        ));
         assert!(refused("acme", "stage=1", "garbage", &tokens));
-        assert!(refused("acme", "stage=1", &token, &PageTokens::new(&[8; 32], "x")));
+        assert!(refused(
+            "acme",
+            "stage=1",
+            &token,
+            &PageTokens::new(&[8; 32], "x")
+        ));
     }
 
     #[test]
@@ -137,6 +156,9 @@ mod tests {
         assert_eq!(page_size(0, 50, 500, "d").unwrap(), 50);
         assert_eq!(page_size(10, 50, 500, "d").unwrap(), 10);
         assert_eq!(page_size(10_000, 50, 500, "d").unwrap(), 500);
-        assert_eq!(page_size(-1, 50, 500, "d").unwrap_err().code(), Code::InvalidArgument);
+        assert_eq!(
+            page_size(-1, 50, 500, "d").unwrap_err().code(),
+            Code::InvalidArgument
+        );
     }
 }

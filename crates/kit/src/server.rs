@@ -62,7 +62,9 @@ pub struct GrpcServer {
 
 impl std::fmt::Debug for GrpcServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GrpcServer").field("addr", &self.addr).finish()
+        f.debug_struct("GrpcServer")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -141,6 +143,9 @@ impl GrpcServer {
             .timeout(Duration::from_millis(config.default_timeout_ms))
             .http2_max_header_list_size(config.max_metadata_bytes)
             .layer(rapport_telemetry::rpc::layer())
+            .layer(tower::util::MapResponseLayer::new(
+                oversize_as_invalid_argument as fn(_) -> _,
+            ))
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stop_rx.await;
@@ -157,7 +162,9 @@ impl GrpcServer {
                 .set_service_status(*name, ServingStatus::NotServing)
                 .await;
         }
-        health.set_service_status("", ServingStatus::NotServing).await;
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
         let _ = stop_tx.send(());
         let grace = Duration::from_millis(config.drain_grace_ms);
         match tokio::time::timeout(grace, &mut server).await {
@@ -169,6 +176,42 @@ impl GrpcServer {
             }
         }
     }
+}
+
+/// tonic refuses an over-limit request with a bare OUT_OF_RANGE. Clients get
+/// the same shape as every other invalid request instead: INVALID_ARGUMENT
+/// with `ErrorInfo` (as Google APIs answer a too-large payload), so nothing
+/// about it is retryable.
+fn oversize_as_invalid_argument(
+    response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let oversize = response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|s| s.as_bytes() == b"11")
+        && response
+            .headers()
+            .get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| {
+                m.contains("message%20length%20too%20large")
+                    || m.contains("message length too large")
+            });
+    if !oversize {
+        return response;
+    }
+    crate::ErrorBuilder::new(
+        tonic::Code::InvalidArgument,
+        "rapport.dev",
+        "REQUEST_TOO_LARGE",
+    )
+    .message("the request message is larger than this server accepts")
+    .violations(crate::FieldViolations::single(
+        "",
+        "the whole request exceeds the maximum message size",
+    ))
+    .build()
+    .into_http()
 }
 
 fn flatten(

@@ -65,9 +65,13 @@ pub enum Prior {
 
 /// Looks the key up outside any write transaction.
 pub async fn find<C: ConnectionTrait>(conn: &C, key: &Key) -> Result<Option<Prior>, DbErr> {
-    let row = Entity::find_by_id((key.tenant.clone(), key.method.to_owned(), key.request_id.clone()))
-        .one(conn)
-        .await?;
+    let row = Entity::find_by_id((
+        key.tenant.clone(),
+        key.method.to_owned(),
+        key.request_id.clone(),
+    ))
+    .one(conn)
+    .await?;
     Ok(row.and_then(|r| {
         if r.fingerprint != key.fingerprint {
             Some(Prior::Mismatch)
@@ -79,7 +83,11 @@ pub async fn find<C: ConnectionTrait>(conn: &C, key: &Key) -> Result<Option<Prio
 
 /// Inserts the key as the first write of a transaction. `Ok(false)` means
 /// another request holds it: roll back and answer from [`find`].
-pub async fn claim<C: ConnectionTrait>(conn: &C, key: &Key, now_micros: i64) -> Result<bool, DbErr> {
+pub async fn claim<C: ConnectionTrait>(
+    conn: &C,
+    key: &Key,
+    now_micros: i64,
+) -> Result<bool, DbErr> {
     let result = ActiveModel {
         tenant: Set(key.tenant.clone()),
         method: Set(key.method.to_owned()),
@@ -118,7 +126,11 @@ pub async fn complete<C: ConnectionTrait>(
 
 /// Deletes every key whose result is about `subject` (its stored results may
 /// hold personal data that an erasure must remove).
-pub async fn forget_subject<C: ConnectionTrait>(conn: &C, tenant: &str, subject: &str) -> Result<u64, DbErr> {
+pub async fn forget_subject<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &str,
+    subject: &str,
+) -> Result<u64, DbErr> {
     let r = Entity::delete_many()
         .filter(Column::Tenant.eq(tenant))
         .filter(Column::Subject.eq(subject))

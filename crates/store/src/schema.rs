@@ -97,11 +97,20 @@ pub async fn create_idempotency_keys(manager: &SchemaManager<'_>) -> Result<(), 
         )
         .await?;
     for (name, cols) in [
-        ("idempotency_keys_subject", vec![IdempotencyKeys::Tenant, IdempotencyKeys::Subject]),
-        ("idempotency_keys_create_time", vec![IdempotencyKeys::CreateTime]),
+        (
+            "idempotency_keys_subject",
+            vec![IdempotencyKeys::Tenant, IdempotencyKeys::Subject],
+        ),
+        (
+            "idempotency_keys_create_time",
+            vec![IdempotencyKeys::CreateTime],
+        ),
     ] {
         let mut index = Index::create();
-        index.if_not_exists().name(name).table(IdempotencyKeys::Table);
+        index
+            .if_not_exists()
+            .name(name)
+            .table(IdempotencyKeys::Table);
         for col in cols {
             index.col(col);
         }

@@ -13,7 +13,9 @@ use anyhow::Context as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
-use tracing_subscriber::{EnvFilter, Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _};
+use tracing_subscriber::{
+    EnvFilter, Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _,
+};
 
 /// How logs are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,7 +33,9 @@ impl std::str::FromStr for LogFormat {
         match s {
             "pretty" | "text" => Ok(Self::Pretty),
             "json" => Ok(Self::Json),
-            other => Err(format!("unknown log format {other:?}; expected `pretty` or `json`")),
+            other => Err(format!(
+                "unknown log format {other:?}; expected `pretty` or `json`"
+            )),
         }
     }
 }
@@ -76,7 +80,8 @@ pub fn init(service_name: &str, format: LogFormat, filter: &str) -> anyhow::Resu
     opentelemetry::global::set_text_map_propagator(
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
     );
-    let env_filter = EnvFilter::try_new(filter).with_context(|| format!("log filter {filter:?}"))?;
+    let env_filter =
+        EnvFilter::try_new(filter).with_context(|| format!("log filter {filter:?}"))?;
     let fmt = match format {
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)

@@ -3,15 +3,22 @@
 use std::time::Duration;
 
 use tower_http::{
-    classify::{GrpcFailureClass, GrpcErrorsAsFailures, SharedClassifier},
+    classify::{GrpcErrorsAsFailures, GrpcFailureClass, SharedClassifier},
     trace::{MakeSpan, OnEos, OnFailure, OnResponse, TraceLayer},
 };
 use tracing::{Span, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// The tower layer every Rapport server installs.
-pub type RpcTraceLayer =
-    TraceLayer<SharedClassifier<GrpcErrorsAsFailures>, RpcSpan, (), RecordStatus, (), RecordStatus, LogFailure>;
+pub type RpcTraceLayer = TraceLayer<
+    SharedClassifier<GrpcErrorsAsFailures>,
+    RpcSpan,
+    (),
+    RecordStatus,
+    (),
+    RecordStatus,
+    LogFailure,
+>;
 
 /// Builds the per-RPC tracing layer.
 pub fn layer() -> RpcTraceLayer {

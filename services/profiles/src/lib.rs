@@ -142,8 +142,29 @@ impl Profiles {
     /// Serves until `shutdown` resolves, then drains and closes the database.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let Self { server, db, app } = self;
+        let purge = tokio::spawn(purge_idempotency_keys(db.clone()));
         let result = server.serve(app, shutdown).await;
+        purge.abort();
         db.close().await;
         result.context("serving profiles")
+    }
+}
+
+/// Idempotency keys are promised for at least 24 hours; keeping them 48 gives
+/// clients retrying across a day boundary some slack.
+const IDEMPOTENCY_RETENTION: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
+
+/// Deletes expired idempotency keys once an hour.
+async fn purge_idempotency_keys(db: Db) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let cutoff = chrono::Utc::now() - IDEMPOTENCY_RETENTION;
+        match rapport_store::idempotency::purge_before(&db.writer, cutoff.timestamp_micros()).await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "purged expired idempotency keys"),
+            Err(e) => tracing::warn!(error = %e, "purging idempotency keys failed; will retry"),
+        }
     }
 }

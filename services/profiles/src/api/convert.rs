@@ -16,7 +16,10 @@ use crate::domain::{
 
 /// A protobuf timestamp.
 pub fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
 }
 
 /// A protobuf timestamp as a time, rounded down to microseconds (storage precision).
@@ -32,7 +35,10 @@ pub fn customer_id(name: &str, field: &str, v: &mut Violations) -> Option<Custom
     match name.strip_prefix("customers/").map(Uuid::parse_str) {
         Some(Ok(id)) => Some(CustomerId(id)),
         _ => {
-            v.add(field, "must be a customer resource name, `customers/{customer}`");
+            v.add(
+                field,
+                "must be a customer resource name, `customers/{customer}`",
+            );
             None
         }
     }
@@ -45,16 +51,18 @@ pub fn customer_name(id: CustomerId) -> String {
 
 /// Channel from protobuf; `Ok(None)` for UNSPECIFIED.
 pub fn channel_from_pb(raw: i32) -> Result<Option<Channel>, &'static str> {
-    Ok(Some(match PbChannel::try_from(raw).map_err(|_| "unknown channel")? {
-        PbChannel::Unspecified => return Ok(None),
-        PbChannel::Email => Channel::Email,
-        PbChannel::Phone => Channel::Phone,
-        PbChannel::LiveChat => Channel::LiveChat,
-        PbChannel::Sms => Channel::Sms,
-        PbChannel::Social => Channel::Social,
-        PbChannel::ReviewSite => Channel::ReviewSite,
-        PbChannel::InPerson => Channel::InPerson,
-    }))
+    Ok(Some(
+        match PbChannel::try_from(raw).map_err(|_| "unknown channel")? {
+            PbChannel::Unspecified => return Ok(None),
+            PbChannel::Email => Channel::Email,
+            PbChannel::Phone => Channel::Phone,
+            PbChannel::LiveChat => Channel::LiveChat,
+            PbChannel::Sms => Channel::Sms,
+            PbChannel::Social => Channel::Social,
+            PbChannel::ReviewSite => Channel::ReviewSite,
+            PbChannel::InPerson => Channel::InPerson,
+        },
+    ))
 }
 
 /// Channel to protobuf.
@@ -74,14 +82,16 @@ pub fn channel_to_pb(c: Option<Channel>) -> PbChannel {
 /// Stage from protobuf; `Ok(None)` for UNSPECIFIED.
 pub fn stage_from_pb(raw: i32) -> Result<Option<LifecycleStage>, &'static str> {
     use pb::LifecycleStage as S;
-    Ok(Some(match S::try_from(raw).map_err(|_| "unknown lifecycle stage")? {
-        S::Unspecified => return Ok(None),
-        S::Awareness => LifecycleStage::Awareness,
-        S::Consideration => LifecycleStage::Consideration,
-        S::Conversion => LifecycleStage::Conversion,
-        S::Retention => LifecycleStage::Retention,
-        S::Advocacy => LifecycleStage::Advocacy,
-    }))
+    Ok(Some(
+        match S::try_from(raw).map_err(|_| "unknown lifecycle stage")? {
+            S::Unspecified => return Ok(None),
+            S::Awareness => LifecycleStage::Awareness,
+            S::Consideration => LifecycleStage::Consideration,
+            S::Conversion => LifecycleStage::Conversion,
+            S::Retention => LifecycleStage::Retention,
+            S::Advocacy => LifecycleStage::Advocacy,
+        },
+    ))
 }
 
 /// Stage to protobuf.
@@ -100,13 +110,15 @@ pub fn stage_to_pb(s: Option<LifecycleStage>) -> pb::LifecycleStage {
 /// Purpose from protobuf; `Ok(None)` for UNSPECIFIED.
 pub fn purpose_from_pb(raw: i32) -> Result<Option<ConsentPurpose>, &'static str> {
     use pb::ConsentPurpose as P;
-    Ok(Some(match P::try_from(raw).map_err(|_| "unknown consent purpose")? {
-        P::Unspecified => return Ok(None),
-        P::Service => ConsentPurpose::Service,
-        P::Marketing => ConsentPurpose::Marketing,
-        P::Surveys => ConsentPurpose::Surveys,
-        P::Loyalty => ConsentPurpose::Loyalty,
-    }))
+    Ok(Some(
+        match P::try_from(raw).map_err(|_| "unknown consent purpose")? {
+            P::Unspecified => return Ok(None),
+            P::Service => ConsentPurpose::Service,
+            P::Marketing => ConsentPurpose::Marketing,
+            P::Surveys => ConsentPurpose::Surveys,
+            P::Loyalty => ConsentPurpose::Loyalty,
+        },
+    ))
 }
 
 /// Purpose to protobuf.
@@ -123,11 +135,13 @@ pub fn purpose_to_pb(p: ConsentPurpose) -> pb::ConsentPurpose {
 /// Consent status from protobuf; `Ok(None)` for UNSPECIFIED.
 pub fn status_from_pb(raw: i32) -> Result<Option<ConsentStatus>, &'static str> {
     use pb::ConsentStatus as S;
-    Ok(Some(match S::try_from(raw).map_err(|_| "unknown consent status")? {
-        S::Unspecified => return Ok(None),
-        S::Granted => ConsentStatus::Granted,
-        S::Revoked => ConsentStatus::Revoked,
-    }))
+    Ok(Some(
+        match S::try_from(raw).map_err(|_| "unknown consent status")? {
+            S::Unspecified => return Ok(None),
+            S::Granted => ConsentStatus::Granted,
+            S::Revoked => ConsentStatus::Revoked,
+        },
+    ))
 }
 
 /// Consent status to protobuf.
@@ -141,12 +155,14 @@ pub fn status_to_pb(s: ConsentStatus) -> pb::ConsentStatus {
 /// Customer state from protobuf; `Ok(None)` for UNSPECIFIED.
 pub fn state_from_pb(raw: i32) -> Result<Option<CustomerState>, &'static str> {
     use pb::CustomerState as S;
-    Ok(Some(match S::try_from(raw).map_err(|_| "unknown customer state")? {
-        S::Unspecified => return Ok(None),
-        S::Active => CustomerState::Active,
-        S::Merged => CustomerState::Merged,
-        S::Erased => CustomerState::Erased,
-    }))
+    Ok(Some(
+        match S::try_from(raw).map_err(|_| "unknown customer state")? {
+            S::Unspecified => return Ok(None),
+            S::Active => CustomerState::Active,
+            S::Merged => CustomerState::Merged,
+            S::Erased => CustomerState::Erased,
+        },
+    ))
 }
 
 fn state_to_pb(s: CustomerState) -> pb::CustomerState {
@@ -170,9 +186,19 @@ fn text_field(raw: &str, max: usize, field: String, v: &mut Violations) -> Strin
 fn emails(list: &[pb::EmailAddress], p: &str, v: &mut Violations) -> Vec<EmailEntry> {
     let mut out = Vec::new();
     for (i, e) in list.iter().enumerate() {
-        let label = text_field(&e.label, rules::MAX_LABEL, format!("{p}emails[{i}].label"), v);
+        let label = text_field(
+            &e.label,
+            rules::MAX_LABEL,
+            format!("{p}emails[{i}].label"),
+            v,
+        );
         match Email::parse(&e.address) {
-            Ok(address) => out.push(EmailEntry { address, label, primary: e.primary, verified: e.verified }),
+            Ok(address) => out.push(EmailEntry {
+                address,
+                label,
+                primary: e.primary,
+                verified: e.verified,
+            }),
             Err(why) => v.add(format!("{p}emails[{i}].address"), why),
         }
     }
@@ -182,9 +208,18 @@ fn emails(list: &[pb::EmailAddress], p: &str, v: &mut Violations) -> Vec<EmailEn
 fn phones(list: &[pb::PhoneNumber], p: &str, v: &mut Violations) -> Vec<PhoneEntry> {
     let mut out = Vec::new();
     for (i, e) in list.iter().enumerate() {
-        let label = text_field(&e.label, rules::MAX_LABEL, format!("{p}phones[{i}].label"), v);
+        let label = text_field(
+            &e.label,
+            rules::MAX_LABEL,
+            format!("{p}phones[{i}].label"),
+            v,
+        );
         match Phone::parse(&e.number) {
-            Ok(number) => out.push(PhoneEntry { number, label, primary: e.primary }),
+            Ok(number) => out.push(PhoneEntry {
+                number,
+                label,
+                primary: e.primary,
+            }),
             Err(why) => v.add(format!("{p}phones[{i}].number"), why),
         }
     }
@@ -196,7 +231,10 @@ fn identities(list: &[pb::ChannelIdentity], p: &str, v: &mut Violations) -> Vec<
     for (i, c) in list.iter().enumerate() {
         let channel = match channel_from_pb(c.channel) {
             Ok(Some(Channel::Email | Channel::Phone)) => {
-                v.add(format!("{p}identities[{i}].channel"), "use `emails` or `phones` for email and phone identities");
+                v.add(
+                    format!("{p}identities[{i}].channel"),
+                    "use `emails` or `phones` for email and phone identities",
+                );
                 None
             }
             Ok(Some(ch)) => Some(ch),
@@ -211,22 +249,42 @@ fn identities(list: &[pb::ChannelIdentity], p: &str, v: &mut Violations) -> Vec<
         };
         let provider = c.provider.trim().to_lowercase();
         if provider.len() > 64
-            || !provider.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '-' | '_' | '.'))
+            || !provider.chars().all(|ch| {
+                ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '-' | '_' | '.')
+            })
         {
-            v.add(format!("{p}identities[{i}].provider"), "must be at most 64 of a-z, 0-9, '-', '_' and '.'");
+            v.add(
+                format!("{p}identities[{i}].provider"),
+                "must be at most 64 of a-z, 0-9, '-', '_' and '.'",
+            );
         }
         let handle = c.handle.trim();
-        if handle.is_empty() || handle.chars().count() > rules::MAX_HANDLE || handle.chars().any(char::is_control) {
-            v.add(format!("{p}identities[{i}].handle"), "must be 1 to 256 characters without control characters");
+        if handle.is_empty()
+            || handle.chars().count() > rules::MAX_HANDLE
+            || handle.chars().any(char::is_control)
+        {
+            v.add(
+                format!("{p}identities[{i}].handle"),
+                "must be 1 to 256 characters without control characters",
+            );
         }
         if let Some(channel) = channel {
-            out.push(ChannelIdentity { channel, provider, handle: handle.to_owned() });
+            out.push(ChannelIdentity {
+                channel,
+                provider,
+                handle: handle.to_owned(),
+            });
         }
     }
     out
 }
 
-fn opt_value<T>(raw: &str, field: String, parse: fn(&str) -> Result<T, &'static str>, v: &mut Violations) -> Option<T> {
+fn opt_value<T>(
+    raw: &str,
+    field: String,
+    parse: fn(&str) -> Result<T, &'static str>,
+    v: &mut Violations,
+) -> Option<T> {
     if raw.is_empty() {
         return None;
     }
@@ -239,7 +297,12 @@ fn opt_value<T>(raw: &str, field: String, parse: fn(&str) -> Result<T, &'static 
     }
 }
 
-fn birthday(b: Option<&pb::Birthday>, p: &str, now: DateTime<Utc>, v: &mut Violations) -> Option<Birthday> {
+fn birthday(
+    b: Option<&pb::Birthday>,
+    p: &str,
+    now: DateTime<Utc>,
+    v: &mut Violations,
+) -> Option<Birthday> {
     let b = b?;
     match rules::birthday(b.month, b.day, b.year, now) {
         Ok(x) => Some(x),
@@ -252,14 +315,21 @@ fn birthday(b: Option<&pb::Birthday>, p: &str, now: DateTime<Utc>, v: &mut Viola
 
 fn quiet_hours(q: Option<&pb::QuietHours>, field: &str, v: &mut Violations) -> Option<QuietHours> {
     let q = q?;
-    let start = values::time_of_day(&q.start).map_err(|why| v.add(format!("{field}.start"), why)).ok();
-    let end = values::time_of_day(&q.end).map_err(|why| v.add(format!("{field}.end"), why)).ok();
+    let start = values::time_of_day(&q.start)
+        .map_err(|why| v.add(format!("{field}.start"), why))
+        .ok();
+    let end = values::time_of_day(&q.end)
+        .map_err(|why| v.add(format!("{field}.end"), why))
+        .ok();
     match (start, end) {
         (Some(s), Some(e)) if s == e => {
             v.add(format!("{field}.end"), "must differ from start");
             None
         }
-        (Some(start_minute), Some(end_minute)) => Some(QuietHours { start_minute, end_minute }),
+        (Some(start_minute), Some(end_minute)) => Some(QuietHours {
+            start_minute,
+            end_minute,
+        }),
         _ => None,
     }
 }
@@ -271,12 +341,27 @@ fn preferred_channel(raw: i32, field: String, v: &mut Violations) -> Option<Chan
     })
 }
 
-fn preferences(c: Option<&pb::ContactPreferences>, p: &str, v: &mut Violations) -> ContactPreferences {
-    let Some(c) = c else { return ContactPreferences::default() };
+fn preferences(
+    c: Option<&pb::ContactPreferences>,
+    p: &str,
+    v: &mut Violations,
+) -> ContactPreferences {
+    let Some(c) = c else {
+        return ContactPreferences::default();
+    };
     let f = format!("{p}contact_preferences");
     ContactPreferences {
-        preferred_channel: preferred_channel(c.preferred_channel, format!("{f}.preferred_channel"), v),
-        preferred_language: opt_value(&c.preferred_language, format!("{f}.preferred_language"), Locale::parse, v),
+        preferred_channel: preferred_channel(
+            c.preferred_channel,
+            format!("{f}.preferred_channel"),
+            v,
+        ),
+        preferred_language: opt_value(
+            &c.preferred_language,
+            format!("{f}.preferred_language"),
+            Locale::parse,
+            v,
+        ),
         quiet_hours: quiet_hours(c.quiet_hours.as_ref(), &format!("{f}.quiet_hours"), v),
         do_not_contact: c.do_not_contact,
     }
@@ -295,7 +380,11 @@ fn tags(list: &[String], p: &str, v: &mut Violations) -> BTreeSet<Tag> {
     out
 }
 
-fn attribute_value(a: &pb::AttributeValue, field: &str, v: &mut Violations) -> Option<AttributeValue> {
+fn attribute_value(
+    a: &pb::AttributeValue,
+    field: &str,
+    v: &mut Violations,
+) -> Option<AttributeValue> {
     use pb::attribute_value::Kind;
     match &a.kind {
         None => {
@@ -326,11 +415,17 @@ fn attribute_value(a: &pb::AttributeValue, field: &str, v: &mut Violations) -> O
     }
 }
 
-fn attributes(map: &BTreeMap<String, pb::AttributeValue>, p: &str, v: &mut Violations) -> BTreeMap<AttributeKey, AttributeValue> {
+fn attributes(
+    map: &BTreeMap<String, pb::AttributeValue>,
+    p: &str,
+    v: &mut Violations,
+) -> BTreeMap<AttributeKey, AttributeValue> {
     let mut out = BTreeMap::new();
     for (k, a) in map {
         let field = format!("{p}attributes.{k}");
-        let key = AttributeKey::parse(k).map_err(|why| v.add(field.clone(), why)).ok();
+        let key = AttributeKey::parse(k)
+            .map_err(|why| v.add(field.clone(), why))
+            .ok();
         if let (Some(key), Some(val)) = (key, attribute_value(a, &field, v)) {
             out.insert(key, val);
         }
@@ -339,11 +434,26 @@ fn attributes(map: &BTreeMap<String, pb::AttributeValue>, p: &str, v: &mut Viola
 }
 
 /// The editable part of a customer; output-only fields are ignored.
-pub fn profile_from_pb(c: &pb::Customer, p: &str, now: DateTime<Utc>, v: &mut Violations) -> Profile {
+pub fn profile_from_pb(
+    c: &pb::Customer,
+    p: &str,
+    now: DateTime<Utc>,
+    v: &mut Violations,
+) -> Profile {
     Profile {
-        display_name: text_field(&c.display_name, rules::MAX_DISPLAY_NAME, format!("{p}display_name"), v),
+        display_name: text_field(
+            &c.display_name,
+            rules::MAX_DISPLAY_NAME,
+            format!("{p}display_name"),
+            v,
+        ),
         given_name: text_field(&c.given_name, rules::MAX_NAME, format!("{p}given_name"), v),
-        family_name: text_field(&c.family_name, rules::MAX_NAME, format!("{p}family_name"), v),
+        family_name: text_field(
+            &c.family_name,
+            rules::MAX_NAME,
+            format!("{p}family_name"),
+            v,
+        ),
         emails: emails(&c.emails, p, v),
         phones: phones(&c.phones, p, v),
         identities: identities(&c.identities, p, v),
@@ -357,10 +467,24 @@ pub fn profile_from_pb(c: &pb::Customer, p: &str, now: DateTime<Utc>, v: &mut Vi
 }
 
 /// Paths that exist but are output only.
-const OUTPUT_ONLY: &[&str] = &["name", "consents", "lifecycle_stage", "state", "merged_into", "create_time", "update_time", "etag"];
+const OUTPUT_ONLY: &[&str] = &[
+    "name",
+    "consents",
+    "lifecycle_stage",
+    "state",
+    "merged_into",
+    "create_time",
+    "update_time",
+    "etag",
+];
 
 /// The updates an update mask selects, each validated.
-pub fn updates_from_mask(c: &pb::Customer, paths: &[String], now: DateTime<Utc>, v: &mut Violations) -> Vec<FieldUpdate> {
+pub fn updates_from_mask(
+    c: &pb::Customer,
+    paths: &[String],
+    now: DateTime<Utc>,
+    v: &mut Violations,
+) -> Vec<FieldUpdate> {
     let p = "customer.";
     let mut out = Vec::new();
     if paths.is_empty() {
@@ -369,21 +493,47 @@ pub fn updates_from_mask(c: &pb::Customer, paths: &[String], now: DateTime<Utc>,
     for (i, path) in paths.iter().enumerate() {
         let prefs = || c.contact_preferences.clone().unwrap_or_default();
         let update = match path.as_str() {
-            "display_name" => FieldUpdate::DisplayName(text_field(&c.display_name, rules::MAX_DISPLAY_NAME, format!("{p}display_name"), v)),
-            "given_name" => FieldUpdate::GivenName(text_field(&c.given_name, rules::MAX_NAME, format!("{p}given_name"), v)),
-            "family_name" => FieldUpdate::FamilyName(text_field(&c.family_name, rules::MAX_NAME, format!("{p}family_name"), v)),
+            "display_name" => FieldUpdate::DisplayName(text_field(
+                &c.display_name,
+                rules::MAX_DISPLAY_NAME,
+                format!("{p}display_name"),
+                v,
+            )),
+            "given_name" => FieldUpdate::GivenName(text_field(
+                &c.given_name,
+                rules::MAX_NAME,
+                format!("{p}given_name"),
+                v,
+            )),
+            "family_name" => FieldUpdate::FamilyName(text_field(
+                &c.family_name,
+                rules::MAX_NAME,
+                format!("{p}family_name"),
+                v,
+            )),
             "emails" => FieldUpdate::Emails(emails(&c.emails, p, v)),
             "phones" => FieldUpdate::Phones(phones(&c.phones, p, v)),
             "identities" => FieldUpdate::Identities(identities(&c.identities, p, v)),
-            "locale" => FieldUpdate::Locale(opt_value(&c.locale, format!("{p}locale"), Locale::parse, v)),
-            "time_zone" => FieldUpdate::TimeZone(opt_value(&c.time_zone, format!("{p}time_zone"), TimeZone::parse, v)),
-            "birthday" => FieldUpdate::Birthday(birthday(c.birthday.as_ref(), p, now, v)),
-            "contact_preferences" => FieldUpdate::ContactPreferences(preferences(c.contact_preferences.as_ref(), p, v)),
-            "contact_preferences.preferred_channel" => FieldUpdate::PreferredChannel(preferred_channel(
-                prefs().preferred_channel,
-                format!("{p}contact_preferences.preferred_channel"),
+            "locale" => {
+                FieldUpdate::Locale(opt_value(&c.locale, format!("{p}locale"), Locale::parse, v))
+            }
+            "time_zone" => FieldUpdate::TimeZone(opt_value(
+                &c.time_zone,
+                format!("{p}time_zone"),
+                TimeZone::parse,
                 v,
             )),
+            "birthday" => FieldUpdate::Birthday(birthday(c.birthday.as_ref(), p, now, v)),
+            "contact_preferences" => {
+                FieldUpdate::ContactPreferences(preferences(c.contact_preferences.as_ref(), p, v))
+            }
+            "contact_preferences.preferred_channel" => {
+                FieldUpdate::PreferredChannel(preferred_channel(
+                    prefs().preferred_channel,
+                    format!("{p}contact_preferences.preferred_channel"),
+                    v,
+                ))
+            }
             "contact_preferences.preferred_language" => FieldUpdate::PreferredLanguage(opt_value(
                 &prefs().preferred_language,
                 format!("{p}contact_preferences.preferred_language"),
@@ -395,14 +545,19 @@ pub fn updates_from_mask(c: &pb::Customer, paths: &[String], now: DateTime<Utc>,
                 &format!("{p}contact_preferences.quiet_hours"),
                 v,
             )),
-            "contact_preferences.do_not_contact" => FieldUpdate::DoNotContact(prefs().do_not_contact),
+            "contact_preferences.do_not_contact" => {
+                FieldUpdate::DoNotContact(prefs().do_not_contact)
+            }
             "tags" => FieldUpdate::Tags(tags(&c.tags, p, v)),
             "attributes" => FieldUpdate::Attributes(attributes(&c.attributes, p, v)),
             other if other.starts_with("attributes.") => {
                 let raw = &other["attributes.".len()..];
                 match AttributeKey::parse(raw) {
                     Ok(key) => {
-                        let value = c.attributes.get(raw).and_then(|a| attribute_value(a, &format!("{p}attributes.{raw}"), v));
+                        let value = c
+                            .attributes
+                            .get(raw)
+                            .and_then(|a| attribute_value(a, &format!("{p}attributes.{raw}"), v));
                         if c.attributes.contains_key(raw) && value.is_none() {
                             continue;
                         }
@@ -415,11 +570,17 @@ pub fn updates_from_mask(c: &pb::Customer, paths: &[String], now: DateTime<Utc>,
                 }
             }
             other if OUTPUT_ONLY.contains(&other) => {
-                v.add(format!("update_mask.paths[{i}]"), format!("`{other}` is output only"));
+                v.add(
+                    format!("update_mask.paths[{i}]"),
+                    format!("`{other}` is output only"),
+                );
                 continue;
             }
             other => {
-                v.add(format!("update_mask.paths[{i}]"), format!("`{other}` is not an updatable field"));
+                v.add(
+                    format!("update_mask.paths[{i}]"),
+                    format!("`{other}` is not an updatable field"),
+                );
                 continue;
             }
         };
@@ -457,12 +618,21 @@ pub fn customer_to_pb(c: &Customer) -> pb::Customer {
         emails: p
             .emails
             .iter()
-            .map(|e| pb::EmailAddress { address: e.address.to_string(), label: e.label.clone(), primary: e.primary, verified: e.verified })
+            .map(|e| pb::EmailAddress {
+                address: e.address.to_string(),
+                label: e.label.clone(),
+                primary: e.primary,
+                verified: e.verified,
+            })
             .collect(),
         phones: p
             .phones
             .iter()
-            .map(|e| pb::PhoneNumber { number: e.number.to_string(), label: e.label.clone(), primary: e.primary })
+            .map(|e| pb::PhoneNumber {
+                number: e.number.to_string(),
+                label: e.label.clone(),
+                primary: e.primary,
+            })
             .collect(),
         identities: p
             .identities
@@ -473,8 +643,16 @@ pub fn customer_to_pb(c: &Customer) -> pb::Customer {
                 handle: i.handle.clone(),
             })
             .collect(),
-        locale: p.locale.as_ref().map(ToString::to_string).unwrap_or_default(),
-        time_zone: p.time_zone.as_ref().map(ToString::to_string).unwrap_or_default(),
+        locale: p
+            .locale
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        time_zone: p
+            .time_zone
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         birthday: p.birthday.map(|b| pb::Birthday {
             month: i32::from(b.month),
             day: i32::from(b.day),
@@ -482,8 +660,15 @@ pub fn customer_to_pb(c: &Customer) -> pb::Customer {
         }),
         contact_preferences: (c.state == CustomerState::Active).then(|| pb::ContactPreferences {
             preferred_channel: channel_to_pb(prefs.preferred_channel) as i32,
-            preferred_language: prefs.preferred_language.as_ref().map(ToString::to_string).unwrap_or_default(),
-            quiet_hours: prefs.quiet_hours.map(|q| pb::QuietHours { start: hhmm(q.start_minute), end: hhmm(q.end_minute) }),
+            preferred_language: prefs
+                .preferred_language
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            quiet_hours: prefs.quiet_hours.map(|q| pb::QuietHours {
+                start: hhmm(q.start_minute),
+                end: hhmm(q.end_minute),
+            }),
             do_not_contact: prefs.do_not_contact,
         }),
         consents: c
@@ -499,7 +684,11 @@ pub fn customer_to_pb(c: &Customer) -> pb::Customer {
             .collect(),
         lifecycle_stage: stage_to_pb(Some(c.lifecycle_stage)) as i32,
         tags: p.tags.iter().map(ToString::to_string).collect(),
-        attributes: p.attributes.iter().map(|(k, a)| (k.to_string(), attribute_to_pb(a))).collect(),
+        attributes: p
+            .attributes
+            .iter()
+            .map(|(k, a)| (k.to_string(), attribute_to_pb(a)))
+            .collect(),
         state: state_to_pb(c.state) as i32,
         merged_into: c.merged_into.map(customer_name).unwrap_or_default(),
         create_time: Some(ts(c.create_time)),

@@ -30,13 +30,18 @@ pub fn to_status(err: Error) -> Status {
             .meta("holder", format!("customers/{holder}"))
             .build(),
         Error::EtagMismatch => b(Code::Aborted, "ETAG_MISMATCH")
-            .message("the customer changed since it was read; read it again and retry with the new etag")
+            .message(
+                "the customer changed since it was read; read it again and retry with the new etag",
+            )
             .build(),
         Error::Conflict => b(Code::Aborted, "CONCURRENT_MODIFICATION")
             .message("the customer kept changing concurrently; retry")
             .build(),
         Error::NotActive(id, state) => b(Code::FailedPrecondition, "CUSTOMER_NOT_ACTIVE")
-            .message(format!("customers/{id} is {} and cannot change", state.as_str()))
+            .message(format!(
+                "customers/{id} is {} and cannot change",
+                state.as_str()
+            ))
             .meta("resource", format!("customers/{id}"))
             .meta("state", state.as_str())
             .build(),
@@ -47,7 +52,9 @@ pub fn to_status(err: Error) -> Status {
         Error::Unavailable(_) => b(Code::Unavailable, "DATABASE_UNAVAILABLE")
             .message("the profiles database is unavailable; retry with backoff")
             .build(),
-        Error::Internal(_) => b(Code::Internal, "INTERNAL").message("internal error").build(),
+        Error::Internal(_) => b(Code::Internal, "INTERNAL")
+            .message("internal error")
+            .build(),
     };
     match &err {
         Error::Internal(detail) | Error::Unavailable(detail) => {
@@ -70,16 +77,47 @@ mod tests {
     fn every_error_has_its_code_and_reason() {
         let id = CustomerId(uuid::Uuid::nil());
         let table = [
-            (Error::Invalid(Violations(vec![("name".into(), "bad".into())])), Code::InvalidArgument, "INVALID_ARGUMENT"),
+            (
+                Error::Invalid(Violations(vec![("name".into(), "bad".into())])),
+                Code::InvalidArgument,
+                "INVALID_ARGUMENT",
+            ),
             (Error::NotFound(id), Code::NotFound, "CUSTOMER_NOT_FOUND"),
-            (Error::IdentityTaken { field: "customer.emails[0].address".into(), holder: id }, Code::AlreadyExists, "IDENTITY_ALREADY_EXISTS"),
+            (
+                Error::IdentityTaken {
+                    field: "customer.emails[0].address".into(),
+                    holder: id,
+                },
+                Code::AlreadyExists,
+                "IDENTITY_ALREADY_EXISTS",
+            ),
             (Error::EtagMismatch, Code::Aborted, "ETAG_MISMATCH"),
             (Error::Conflict, Code::Aborted, "CONCURRENT_MODIFICATION"),
-            (Error::NotActive(id, CustomerState::Erased), Code::FailedPrecondition, "CUSTOMER_NOT_ACTIVE"),
-            (Error::StageUnchanged, Code::FailedPrecondition, "LIFECYCLE_STAGE_UNCHANGED"),
-            (Error::RequestIdReused, Code::InvalidArgument, "REQUEST_ID_REUSED"),
-            (Error::Unavailable("pool timed out".into()), Code::Unavailable, "DATABASE_UNAVAILABLE"),
-            (Error::Internal("SELECT * FROM customers".into()), Code::Internal, "INTERNAL"),
+            (
+                Error::NotActive(id, CustomerState::Erased),
+                Code::FailedPrecondition,
+                "CUSTOMER_NOT_ACTIVE",
+            ),
+            (
+                Error::StageUnchanged,
+                Code::FailedPrecondition,
+                "LIFECYCLE_STAGE_UNCHANGED",
+            ),
+            (
+                Error::RequestIdReused,
+                Code::InvalidArgument,
+                "REQUEST_ID_REUSED",
+            ),
+            (
+                Error::Unavailable("pool timed out".into()),
+                Code::Unavailable,
+                "DATABASE_UNAVAILABLE",
+            ),
+            (
+                Error::Internal("SELECT * FROM customers".into()),
+                Code::Internal,
+                "INTERNAL",
+            ),
         ];
         for (err, code, reason) in table {
             let status = to_status(err);
@@ -88,7 +126,11 @@ mod tests {
             let info = details.error_info().expect("ErrorInfo on every error");
             assert_eq!(info.reason, reason);
             assert_eq!(info.domain, ERROR_DOMAIN);
-            assert!(!status.message().contains("SELECT"), "SQL leaked: {}", status.message());
+            assert!(
+                !status.message().contains("SELECT"),
+                "SQL leaked: {}",
+                status.message()
+            );
         }
     }
 }

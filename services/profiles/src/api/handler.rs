@@ -17,7 +17,9 @@ use crate::{
         Tenant, Violations,
         clock::Clock,
         model::*,
-        repository::{Idempotency, LedgerCursor, ListCursor, ListFilter, ListOrder, Repository, SortKey},
+        repository::{
+            Idempotency, LedgerCursor, ListCursor, ListFilter, ListOrder, Repository, SortKey,
+        },
         service::{IdentityQuery, Profiles, SearchCursor, SetConsent},
         values::{self, Email, Phone},
     },
@@ -43,7 +45,10 @@ impl<R, C> std::fmt::Debug for Handler<R, C> {
 impl<R: Repository, C: Clock> Handler<R, C> {
     /// A handler over the use-cases, signing page tokens with `tokens`.
     pub fn new(service: Profiles<R, C>, tokens: PageTokens) -> Self {
-        Self { service: Arc::new(service), tokens }
+        Self {
+            service: Arc::new(service),
+            tokens,
+        }
     }
 }
 
@@ -70,7 +75,11 @@ fn idem<M: Message + Clone>(
     };
     let mut canonical = msg.clone();
     clear(&mut canonical);
-    Ok(Some(Idempotency { method, request_id, fingerprint: idempotency::fingerprint(&canonical) }))
+    Ok(Some(Idempotency {
+        method,
+        request_id,
+        fingerprint: idempotency::fingerprint(&canonical),
+    }))
 }
 
 fn one_id(name: &str, field: &str) -> Result<CustomerId, Status> {
@@ -85,7 +94,12 @@ fn one_id(name: &str, field: &str) -> Result<CustomerId, Status> {
 fn order_from(raw: &str) -> Option<ListOrder> {
     let mut parts = raw.split_whitespace();
     let key = match parts.next() {
-        None => return Some(ListOrder { key: SortKey::CreateTime, descending: true }),
+        None => {
+            return Some(ListOrder {
+                key: SortKey::CreateTime,
+                descending: true,
+            });
+        }
         Some("create_time") => SortKey::CreateTime,
         Some("update_time") => SortKey::UpdateTime,
         Some("display_name") => SortKey::DisplayName,
@@ -96,7 +110,10 @@ fn order_from(raw: &str) -> Option<ListOrder> {
         Some("desc") => true,
         Some(_) => return None,
     };
-    parts.next().is_none().then_some(ListOrder { key, descending })
+    parts
+        .next()
+        .is_none()
+        .then_some(ListOrder { key, descending })
 }
 
 fn method(name: &str) -> &'static str {
@@ -113,49 +130,89 @@ fn method(name: &str) -> &'static str {
 
 #[tonic::async_trait]
 impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
-    async fn create_customer(&self, request: Request<pb::CreateCustomerRequest>) -> Result<Response<pb::CreateCustomerResponse>, Status> {
+    async fn create_customer(
+        &self,
+        request: Request<pb::CreateCustomerRequest>,
+    ) -> Result<Response<pb::CreateCustomerResponse>, Status> {
         let (_, tenant) = context(&request)?;
         let req = request.into_inner();
-        let key = idem(method("CreateCustomer"), &req, &req.request_id, |r| r.request_id.clear())?;
+        let key = idem(method("CreateCustomer"), &req, &req.request_id, |r| {
+            r.request_id.clear()
+        })?;
         let Some(customer) = req.customer.as_ref() else {
-            return Err(invalid(Violations(vec![("customer".into(), "is required".into())])));
+            return Err(invalid(Violations(vec![(
+                "customer".into(),
+                "is required".into(),
+            )])));
         };
         let mut v = Violations::default();
         let profile = convert::profile_from_pb(customer, "customer.", self.service.now(), &mut v);
         if !v.is_empty() {
             return Err(invalid(v));
         }
-        let created = self.service.create(&tenant, profile, key).await.map_err(to_status)?;
-        Ok(Response::new(pb::CreateCustomerResponse { customer: Some(customer_to_pb(&created)) }))
+        let created = self
+            .service
+            .create(&tenant, profile, key)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::CreateCustomerResponse {
+            customer: Some(customer_to_pb(&created)),
+        }))
     }
 
-    async fn get_customer(&self, request: Request<pb::GetCustomerRequest>) -> Result<Response<pb::GetCustomerResponse>, Status> {
+    async fn get_customer(
+        &self,
+        request: Request<pb::GetCustomerRequest>,
+    ) -> Result<Response<pb::GetCustomerResponse>, Status> {
         let (_, tenant) = context(&request)?;
         let id = one_id(&request.get_ref().name, "name")?;
         let c = self.service.get(&tenant, id).await.map_err(to_status)?;
-        Ok(Response::new(pb::GetCustomerResponse { customer: Some(customer_to_pb(&c)) }))
+        Ok(Response::new(pb::GetCustomerResponse {
+            customer: Some(customer_to_pb(&c)),
+        }))
     }
 
-    async fn update_customer(&self, request: Request<pb::UpdateCustomerRequest>) -> Result<Response<pb::UpdateCustomerResponse>, Status> {
+    async fn update_customer(
+        &self,
+        request: Request<pb::UpdateCustomerRequest>,
+    ) -> Result<Response<pb::UpdateCustomerResponse>, Status> {
         let (_, tenant) = context(&request)?;
         let req = request.into_inner();
-        let key = idem(method("UpdateCustomer"), &req, &req.request_id, |r| r.request_id.clear())?;
+        let key = idem(method("UpdateCustomer"), &req, &req.request_id, |r| {
+            r.request_id.clear()
+        })?;
         let mut v = Violations::default();
         let Some(customer) = req.customer.as_ref() else {
-            return Err(invalid(Violations(vec![("customer".into(), "is required".into())])));
+            return Err(invalid(Violations(vec![(
+                "customer".into(),
+                "is required".into(),
+            )])));
         };
         let id = convert::customer_id(&customer.name, "customer.name", &mut v);
-        let paths = req.update_mask.as_ref().map(|m| m.paths.clone()).unwrap_or_default();
+        let paths = req
+            .update_mask
+            .as_ref()
+            .map(|m| m.paths.clone())
+            .unwrap_or_default();
         let updates = convert::updates_from_mask(customer, &paths, self.service.now(), &mut v);
         let (Some(id), true) = (id, v.is_empty()) else {
             return Err(invalid(v));
         };
         let etag = (!customer.etag.is_empty()).then(|| customer.etag.clone());
-        let c = self.service.update(&tenant, id, updates, etag, key).await.map_err(to_status)?;
-        Ok(Response::new(pb::UpdateCustomerResponse { customer: Some(customer_to_pb(&c)) }))
+        let c = self
+            .service
+            .update(&tenant, id, updates, etag, key)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::UpdateCustomerResponse {
+            customer: Some(customer_to_pb(&c)),
+        }))
     }
 
-    async fn list_customers(&self, request: Request<pb::ListCustomersRequest>) -> Result<Response<pb::ListCustomersResponse>, Status> {
+    async fn list_customers(
+        &self,
+        request: Request<pb::ListCustomersRequest>,
+    ) -> Result<Response<pb::ListCustomersResponse>, Status> {
         let (tenant_id, tenant) = context(&request)?;
         let req = request.into_inner();
         let limit = page::page_size(req.page_size, LIST_DEFAULT, LIST_MAX, ERROR_DOMAIN)?;
@@ -169,7 +226,11 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
             None
         });
         let tag = (!req.tag.is_empty())
-            .then(|| values::Tag::parse(&req.tag).map_err(|why| v.add("tag", why)).ok())
+            .then(|| {
+                values::Tag::parse(&req.tag)
+                    .map_err(|why| v.add("tag", why))
+                    .ok()
+            })
             .flatten();
         let after = req.update_time_after.as_ref().and_then(|t| {
             let parsed = convert::from_ts(t);
@@ -185,7 +246,12 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         let Some(order) = order.filter(|_| v.is_empty()) else {
             return Err(invalid(v));
         };
-        let filter = ListFilter { state: state.unwrap_or(CustomerState::Active), stage, tag, update_time_after: after };
+        let filter = ListFilter {
+            state: state.unwrap_or(CustomerState::Active),
+            stage,
+            tag,
+            update_time_after: after,
+        };
         // The token binds to everything that shapes the result set.
         let scope = format!(
             "list;state={};stage={};tag={};after={};order={:?}/{}",
@@ -196,40 +262,74 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
             order.key,
             order.descending
         );
-        let cursor: Option<ListCursor> = self.tokens.decode(&tenant_id, &scope, &req.page_token, "page_token")?;
-        let (rows, next) = self.service.list(&tenant, &filter, order, cursor, limit).await.map_err(to_status)?;
+        let cursor: Option<ListCursor> =
+            self.tokens
+                .decode(&tenant_id, &scope, &req.page_token, "page_token")?;
+        let (rows, next) = self
+            .service
+            .list(&tenant, &filter, order, cursor, limit)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(pb::ListCustomersResponse {
             customers: rows.iter().map(customer_to_pb).collect(),
-            next_page_token: next.map(|c| self.tokens.encode(&tenant_id, &scope, &c)).unwrap_or_default(),
+            next_page_token: next
+                .map(|c| self.tokens.encode(&tenant_id, &scope, &c))
+                .unwrap_or_default(),
         }))
     }
 
-    async fn search_customers(&self, request: Request<pb::SearchCustomersRequest>) -> Result<Response<pb::SearchCustomersResponse>, Status> {
+    async fn search_customers(
+        &self,
+        request: Request<pb::SearchCustomersRequest>,
+    ) -> Result<Response<pb::SearchCustomersResponse>, Status> {
         let (tenant_id, tenant) = context(&request)?;
         let req = request.into_inner();
         let limit = page::page_size(req.page_size, SEARCH_DEFAULT, SEARCH_MAX, ERROR_DOMAIN)?;
         let query = req.query.trim();
         if query.is_empty() || query.chars().count() > 200 || query.chars().any(char::is_control) {
-            return Err(invalid(Violations(vec![("query".into(), "must be 1 to 200 characters".into())])));
+            return Err(invalid(Violations(vec![(
+                "query".into(),
+                "must be 1 to 200 characters".into(),
+            )])));
         }
         let scope = format!("search;q={}", query.to_lowercase());
-        let cursor: Option<SearchCursor> = self.tokens.decode(&tenant_id, &scope, &req.page_token, "page_token")?;
-        let (rows, next) = self.service.search(&tenant, query, cursor, limit).await.map_err(to_status)?;
+        let cursor: Option<SearchCursor> =
+            self.tokens
+                .decode(&tenant_id, &scope, &req.page_token, "page_token")?;
+        let (rows, next) = self
+            .service
+            .search(&tenant, query, cursor, limit)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(pb::SearchCustomersResponse {
             customers: rows.iter().map(customer_to_pb).collect(),
-            next_page_token: next.map(|c| self.tokens.encode(&tenant_id, &scope, &c)).unwrap_or_default(),
+            next_page_token: next
+                .map(|c| self.tokens.encode(&tenant_id, &scope, &c))
+                .unwrap_or_default(),
         }))
     }
 
-    async fn lookup_customer(&self, request: Request<pb::LookupCustomerRequest>) -> Result<Response<pb::LookupCustomerResponse>, Status> {
+    async fn lookup_customer(
+        &self,
+        request: Request<pb::LookupCustomerRequest>,
+    ) -> Result<Response<pb::LookupCustomerResponse>, Status> {
         use pb::lookup_customer_request::Identity;
         let (_, tenant) = context(&request)?;
         let req = request.into_inner();
         let bad = |field: &str, why: &str| invalid(Violations(vec![(field.into(), why.into())]));
         let query = match &req.identity {
-            None => return Err(bad("identity", "set exactly one of email, phone or channel_identity")),
-            Some(Identity::Email(e)) => IdentityQuery::Email(Email::parse(e).map_err(|why| bad("email", why))?),
-            Some(Identity::Phone(p)) => IdentityQuery::Phone(Phone::parse(p).map_err(|why| bad("phone", why))?),
+            None => {
+                return Err(bad(
+                    "identity",
+                    "set exactly one of email, phone or channel_identity",
+                ));
+            }
+            Some(Identity::Email(e)) => {
+                IdentityQuery::Email(Email::parse(e).map_err(|why| bad("email", why))?)
+            }
+            Some(Identity::Phone(p)) => {
+                IdentityQuery::Phone(Phone::parse(p).map_err(|why| bad("phone", why))?)
+            }
             Some(Identity::ChannelIdentity(c)) => {
                 let channel = match convert::channel_from_pb(c.channel) {
                     Ok(Some(ch)) => ch,
@@ -237,7 +337,10 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
                     Err(why) => return Err(bad("channel_identity.channel", why)),
                 };
                 if c.handle.trim().is_empty() || c.handle.len() > 1024 {
-                    return Err(bad("channel_identity.handle", "must be 1 to 256 characters"));
+                    return Err(bad(
+                        "channel_identity.handle",
+                        "must be 1 to 256 characters",
+                    ));
                 }
                 IdentityQuery::Channel(ChannelIdentity {
                     channel,
@@ -246,35 +349,60 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
                 })
             }
         };
-        match self.service.lookup(&tenant, &query).await.map_err(to_status)? {
-            Some(c) => Ok(Response::new(pb::LookupCustomerResponse { customer: Some(customer_to_pb(&c)) })),
-            None => Err(rapport_kit::ErrorBuilder::new(tonic::Code::NotFound, ERROR_DOMAIN, "CUSTOMER_NOT_FOUND")
-                .message("no active customer holds this identity")
-                .build()),
+        match self
+            .service
+            .lookup(&tenant, &query)
+            .await
+            .map_err(to_status)?
+        {
+            Some(c) => Ok(Response::new(pb::LookupCustomerResponse {
+                customer: Some(customer_to_pb(&c)),
+            })),
+            None => Err(rapport_kit::ErrorBuilder::new(
+                tonic::Code::NotFound,
+                ERROR_DOMAIN,
+                "CUSTOMER_NOT_FOUND",
+            )
+            .message("no active customer holds this identity")
+            .build()),
         }
     }
 
-    async fn merge_customers(&self, request: Request<pb::MergeCustomersRequest>) -> Result<Response<pb::MergeCustomersResponse>, Status> {
+    async fn merge_customers(
+        &self,
+        request: Request<pb::MergeCustomersRequest>,
+    ) -> Result<Response<pb::MergeCustomersResponse>, Status> {
         let (_, tenant) = context(&request)?;
         let req = request.into_inner();
-        let key = idem(method("MergeCustomers"), &req, &req.request_id, |r| r.request_id.clear())?;
+        let key = idem(method("MergeCustomers"), &req, &req.request_id, |r| {
+            r.request_id.clear()
+        })?;
         let mut v = Violations::default();
         let survivor = convert::customer_id(&req.survivor, "survivor", &mut v);
         let merged = convert::customer_id(&req.merged, "merged", &mut v);
         let (Some(survivor), Some(merged)) = (survivor, merged) else {
             return Err(invalid(v));
         };
-        let m = self.service.merge(&tenant, survivor, merged, key).await.map_err(to_status)?;
+        let m = self
+            .service
+            .merge(&tenant, survivor, merged, key)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(pb::MergeCustomersResponse {
             customer: Some(customer_to_pb(&m.survivor)),
             merge_record: Some(convert::merge_record_to_pb(&m.record)),
         }))
     }
 
-    async fn set_consent(&self, request: Request<pb::SetConsentRequest>) -> Result<Response<pb::SetConsentResponse>, Status> {
+    async fn set_consent(
+        &self,
+        request: Request<pb::SetConsentRequest>,
+    ) -> Result<Response<pb::SetConsentResponse>, Status> {
         let (_, tenant) = context(&request)?;
         let req = request.into_inner();
-        let key = idem(method("SetConsent"), &req, &req.request_id, |r| r.request_id.clear())?;
+        let key = idem(method("SetConsent"), &req, &req.request_id, |r| {
+            r.request_id.clear()
+        })?;
         let mut v = Violations::default();
         let id = convert::customer_id(&req.name, "name", &mut v);
         let channel = match convert::channel_from_pb(req.channel) {
@@ -313,8 +441,12 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         if req.source.trim().is_empty() {
             v.add("source", "is required");
         }
-        let source = values::text(req.source.trim(), 128).map_err(|why| v.add("source", why)).unwrap_or_default();
-        let evidence = values::text(&req.evidence, 4096).map_err(|why| v.add("evidence", why)).unwrap_or_default();
+        let source = values::text(req.source.trim(), 128)
+            .map_err(|why| v.add("source", why))
+            .unwrap_or_default();
+        let evidence = values::text(&req.evidence, 4096)
+            .map_err(|why| v.add("evidence", why))
+            .unwrap_or_default();
         let capture_time = match req.capture_time.as_ref().map(convert::from_ts) {
             None => None,
             Some(Some(t)) => Some(t),
@@ -323,28 +455,52 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
                 None
             }
         };
-        let (Some(id), Some(channel), Some(purpose), Some(status), true) = (id, channel, purpose, status, v.is_empty()) else {
+        let (Some(id), Some(channel), Some(purpose), Some(status), true) =
+            (id, channel, purpose, status, v.is_empty())
+        else {
             return Err(invalid(v));
         };
-        let input = SetConsent { channel, purpose, status, source, evidence, capture_time };
-        let r = self.service.set_consent(&tenant, id, input, key).await.map_err(to_status)?;
+        let input = SetConsent {
+            channel,
+            purpose,
+            status,
+            source,
+            evidence,
+            capture_time,
+        };
+        let r = self
+            .service
+            .set_consent(&tenant, id, input, key)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(pb::SetConsentResponse {
             consent_event: Some(convert::consent_event_to_pb(&r.event)),
             customer: Some(customer_to_pb(&r.customer)),
         }))
     }
 
-    async fn list_consent_events(&self, request: Request<pb::ListConsentEventsRequest>) -> Result<Response<pb::ListConsentEventsResponse>, Status> {
+    async fn list_consent_events(
+        &self,
+        request: Request<pb::ListConsentEventsRequest>,
+    ) -> Result<Response<pb::ListConsentEventsResponse>, Status> {
         let (tenant_id, tenant) = context(&request)?;
         let req = request.into_inner();
         let limit = page::page_size(req.page_size, LIST_DEFAULT, LIST_MAX, ERROR_DOMAIN)?;
         let id = one_id(&req.parent, "parent")?;
         let scope = format!("consent;{id}");
-        let cursor: Option<LedgerCursor> = self.tokens.decode(&tenant_id, &scope, &req.page_token, "page_token")?;
-        let (rows, next) = self.service.consent_events(&tenant, id, cursor, limit).await.map_err(to_status)?;
+        let cursor: Option<LedgerCursor> =
+            self.tokens
+                .decode(&tenant_id, &scope, &req.page_token, "page_token")?;
+        let (rows, next) = self
+            .service
+            .consent_events(&tenant, id, cursor, limit)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(pb::ListConsentEventsResponse {
             consent_events: rows.iter().map(convert::consent_event_to_pb).collect(),
-            next_page_token: next.map(|c| self.tokens.encode(&tenant_id, &scope, &c)).unwrap_or_default(),
+            next_page_token: next
+                .map(|c| self.tokens.encode(&tenant_id, &scope, &c))
+                .unwrap_or_default(),
         }))
     }
 
@@ -354,7 +510,9 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
     ) -> Result<Response<pb::ChangeLifecycleStageResponse>, Status> {
         let (_, tenant) = context(&request)?;
         let req = request.into_inner();
-        let key = idem(method("ChangeLifecycleStage"), &req, &req.request_id, |r| r.request_id.clear())?;
+        let key = idem(method("ChangeLifecycleStage"), &req, &req.request_id, |r| {
+            r.request_id.clear()
+        })?;
         let mut v = Violations::default();
         let id = convert::customer_id(&req.name, "name", &mut v);
         let stage = match convert::stage_from_pb(req.stage) {
@@ -371,12 +529,18 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         if req.reason.trim().is_empty() {
             v.add("reason", "is required");
         }
-        let reason = values::text(req.reason.trim(), 500).map_err(|why| v.add("reason", why)).unwrap_or_default();
+        let reason = values::text(req.reason.trim(), 500)
+            .map_err(|why| v.add("reason", why))
+            .unwrap_or_default();
         let (Some(id), Some(stage), true) = (id, stage, v.is_empty()) else {
             return Err(invalid(v));
         };
         let etag = (!req.etag.is_empty()).then(|| req.etag.clone());
-        let r = self.service.change_stage(&tenant, id, stage, reason, etag, key).await.map_err(to_status)?;
+        let r = self
+            .service
+            .change_stage(&tenant, id, stage, reason, etag, key)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(pb::ChangeLifecycleStageResponse {
             customer: Some(customer_to_pb(&r.customer)),
             lifecycle_event: Some(convert::lifecycle_event_to_pb(&r.event)),
@@ -392,11 +556,19 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         let limit = page::page_size(req.page_size, LIST_DEFAULT, LIST_MAX, ERROR_DOMAIN)?;
         let id = one_id(&req.parent, "parent")?;
         let scope = format!("lifecycle;{id}");
-        let cursor: Option<LedgerCursor> = self.tokens.decode(&tenant_id, &scope, &req.page_token, "page_token")?;
-        let (rows, next) = self.service.lifecycle_events(&tenant, id, cursor, limit).await.map_err(to_status)?;
+        let cursor: Option<LedgerCursor> =
+            self.tokens
+                .decode(&tenant_id, &scope, &req.page_token, "page_token")?;
+        let (rows, next) = self
+            .service
+            .lifecycle_events(&tenant, id, cursor, limit)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(pb::ListLifecycleEventsResponse {
             lifecycle_events: rows.iter().map(convert::lifecycle_event_to_pb).collect(),
-            next_page_token: next.map(|c| self.tokens.encode(&tenant_id, &scope, &c)).unwrap_or_default(),
+            next_page_token: next
+                .map(|c| self.tokens.encode(&tenant_id, &scope, &c))
+                .unwrap_or_default(),
         }))
     }
 
@@ -407,17 +579,32 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         let (_, tenant) = context(&request)?;
         let id = one_id(&request.get_ref().name, "name")?;
         let doc = self.service.export(&tenant, id).await.map_err(to_status)?;
-        let data = serde_json::to_vec_pretty(&doc).map_err(|e| to_status(crate::domain::Error::Internal(e.to_string())))?;
-        Ok(Response::new(pb::ExportCustomerDataResponse { content_type: "application/json".to_owned(), data }))
+        let data = serde_json::to_vec_pretty(&doc)
+            .map_err(|e| to_status(crate::domain::Error::Internal(e.to_string())))?;
+        Ok(Response::new(pb::ExportCustomerDataResponse {
+            content_type: "application/json".to_owned(),
+            data,
+        }))
     }
 
-    async fn erase_customer(&self, request: Request<pb::EraseCustomerRequest>) -> Result<Response<pb::EraseCustomerResponse>, Status> {
+    async fn erase_customer(
+        &self,
+        request: Request<pb::EraseCustomerRequest>,
+    ) -> Result<Response<pb::EraseCustomerResponse>, Status> {
         let (_, tenant) = context(&request)?;
         let req = request.into_inner();
-        let key = idem(method("EraseCustomer"), &req, &req.request_id, |r| r.request_id.clear())?;
+        let key = idem(method("EraseCustomer"), &req, &req.request_id, |r| {
+            r.request_id.clear()
+        })?;
         let id = one_id(&req.name, "name")?;
-        let receipt = self.service.erase(&tenant, id, key).await.map_err(to_status)?;
-        Ok(Response::new(pb::EraseCustomerResponse { erasure_receipt: Some(convert::receipt_to_pb(&receipt)) }))
+        let receipt = self
+            .service
+            .erase(&tenant, id, key)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::EraseCustomerResponse {
+            erasure_receipt: Some(convert::receipt_to_pb(&receipt)),
+        }))
     }
 }
 
@@ -427,9 +614,27 @@ mod tests {
 
     #[test]
     fn order_by_grammar() {
-        assert_eq!(order_from(""), Some(ListOrder { key: SortKey::CreateTime, descending: true }));
-        assert_eq!(order_from("display_name"), Some(ListOrder { key: SortKey::DisplayName, descending: false }));
-        assert_eq!(order_from("update_time desc"), Some(ListOrder { key: SortKey::UpdateTime, descending: true }));
+        assert_eq!(
+            order_from(""),
+            Some(ListOrder {
+                key: SortKey::CreateTime,
+                descending: true
+            })
+        );
+        assert_eq!(
+            order_from("display_name"),
+            Some(ListOrder {
+                key: SortKey::DisplayName,
+                descending: false
+            })
+        );
+        assert_eq!(
+            order_from("update_time desc"),
+            Some(ListOrder {
+                key: SortKey::UpdateTime,
+                descending: true
+            })
+        );
         assert_eq!(order_from("email"), None);
         assert_eq!(order_from("create_time sideways"), None);
         assert_eq!(order_from("create_time desc extra"), None);

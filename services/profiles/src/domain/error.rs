@@ -22,7 +22,11 @@ impl Violations {
 
     /// `Err(Error::Invalid)` when anything was recorded.
     pub fn check(self) -> Result<(), Error> {
-        if self.is_empty() { Ok(()) } else { Err(Error::Invalid(self)) }
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(self))
+        }
     }
 
     /// A single violation as an error.

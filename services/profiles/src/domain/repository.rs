@@ -159,7 +159,11 @@ pub type LedgerCursor = (i64, Uuid);
 /// Storage of the profiles service. Every method is scoped to one tenant.
 pub trait Repository: Send + Sync + 'static {
     /// One customer.
-    fn get(&self, tenant: &Tenant, id: CustomerId) -> impl Future<Output = Result<Option<Customer>, Error>> + Send;
+    fn get(
+        &self,
+        tenant: &Tenant,
+        id: CustomerId,
+    ) -> impl Future<Output = Result<Option<Customer>, Error>> + Send;
 
     /// Holders of identities: `(index into values, holder)` for every value held.
     fn holders(
@@ -214,10 +218,18 @@ pub trait Repository: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<LifecycleEvent>, Error>> + Send;
 
     /// Merge records naming the customer on either side.
-    fn merge_records(&self, tenant: &Tenant, customer: CustomerId) -> impl Future<Output = Result<Vec<MergeRecord>, Error>> + Send;
+    fn merge_records(
+        &self,
+        tenant: &Tenant,
+        customer: CustomerId,
+    ) -> impl Future<Output = Result<Vec<MergeRecord>, Error>> + Send;
 
     /// An earlier request with this key, if any.
-    fn idempotent(&self, tenant: &Tenant, key: &Idempotency) -> impl Future<Output = Result<Option<Prior>, Error>> + Send;
+    fn idempotent(
+        &self,
+        tenant: &Tenant,
+        key: &Idempotency,
+    ) -> impl Future<Output = Result<Option<Prior>, Error>> + Send;
 
     /// Applies a change set atomically.
     fn commit(&self, change: ChangeSet) -> impl Future<Output = Result<(), CommitError>> + Send;

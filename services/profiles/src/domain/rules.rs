@@ -69,7 +69,12 @@ pub struct IdentityKey {
 pub fn channel_key(identity: &ChannelIdentity) -> (String, String) {
     let handle = identity.handle.trim().to_lowercase();
     (
-        format!("{}:{}:{}", identity.channel.as_str(), identity.provider, handle),
+        format!(
+            "{}:{}:{}",
+            identity.channel.as_str(),
+            identity.provider,
+            handle
+        ),
         handle,
     )
 }
@@ -107,7 +112,12 @@ pub fn identity_keys(profile: &Profile, prefix: &str) -> Vec<IdentityKey> {
 }
 
 /// Validates a birthday; February 29 needs a leap year or no year.
-pub fn birthday(month: i32, day: i32, year: i32, now: DateTime<Utc>) -> Result<Birthday, &'static str> {
+pub fn birthday(
+    month: i32,
+    day: i32,
+    year: i32,
+    now: DateTime<Utc>,
+) -> Result<Birthday, &'static str> {
     if !(1..=12).contains(&month) {
         return Err("month must be 1 to 12");
     }
@@ -131,31 +141,65 @@ pub fn birthday(month: i32, day: i32, year: i32, now: DateTime<Utc>) -> Result<B
 /// when none is. Field paths start with `prefix` (e.g. `customer.`).
 pub fn normalize_profile(profile: &mut Profile, prefix: &str, v: &mut Violations) {
     if profile.emails.len() > MAX_EMAILS {
-        v.add(format!("{prefix}emails"), format!("at most {MAX_EMAILS} emails"));
+        v.add(
+            format!("{prefix}emails"),
+            format!("at most {MAX_EMAILS} emails"),
+        );
     }
     if profile.phones.len() > MAX_PHONES {
-        v.add(format!("{prefix}phones"), format!("at most {MAX_PHONES} phones"));
+        v.add(
+            format!("{prefix}phones"),
+            format!("at most {MAX_PHONES} phones"),
+        );
     }
     if profile.identities.len() > MAX_IDENTITIES {
-        v.add(format!("{prefix}identities"), format!("at most {MAX_IDENTITIES} identities"));
+        v.add(
+            format!("{prefix}identities"),
+            format!("at most {MAX_IDENTITIES} identities"),
+        );
     }
     if profile.tags.len() > MAX_TAGS {
         v.add(format!("{prefix}tags"), format!("at most {MAX_TAGS} tags"));
     }
     if profile.attributes.len() > MAX_ATTRIBUTES {
-        v.add(format!("{prefix}attributes"), format!("at most {MAX_ATTRIBUTES} attributes"));
+        v.add(
+            format!("{prefix}attributes"),
+            format!("at most {MAX_ATTRIBUTES} attributes"),
+        );
     }
 
-    let primaries: Vec<usize> = profile.emails.iter().enumerate().filter(|(_, e)| e.primary).map(|(i, _)| i).collect();
+    let primaries: Vec<usize> = profile
+        .emails
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.primary)
+        .map(|(i, _)| i)
+        .collect();
     if primaries.len() > 1 {
-        v.add(format!("{prefix}emails[{}].primary", primaries[1]), "at most one email may be primary");
-    } else if primaries.is_empty() && let Some(first) = profile.emails.first_mut() {
+        v.add(
+            format!("{prefix}emails[{}].primary", primaries[1]),
+            "at most one email may be primary",
+        );
+    } else if primaries.is_empty()
+        && let Some(first) = profile.emails.first_mut()
+    {
         first.primary = true;
     }
-    let primaries: Vec<usize> = profile.phones.iter().enumerate().filter(|(_, p)| p.primary).map(|(i, _)| i).collect();
+    let primaries: Vec<usize> = profile
+        .phones
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.primary)
+        .map(|(i, _)| i)
+        .collect();
     if primaries.len() > 1 {
-        v.add(format!("{prefix}phones[{}].primary", primaries[1]), "at most one phone may be primary");
-    } else if primaries.is_empty() && let Some(first) = profile.phones.first_mut() {
+        v.add(
+            format!("{prefix}phones[{}].primary", primaries[1]),
+            "at most one phone may be primary",
+        );
+    } else if primaries.is_empty()
+        && let Some(first) = profile.phones.first_mut()
+    {
         first.primary = true;
     }
 
@@ -255,7 +299,10 @@ pub fn changed_paths(before: &Profile, after: &Profile) -> Vec<String> {
     check("locale", before.locale != after.locale);
     check("time_zone", before.time_zone != after.time_zone);
     check("birthday", before.birthday != after.birthday);
-    check("contact_preferences", before.contact_preferences != after.contact_preferences);
+    check(
+        "contact_preferences",
+        before.contact_preferences != after.contact_preferences,
+    );
     check("tags", before.tags != after.tags);
     check("attributes", before.attributes != after.attributes);
     paths
@@ -319,17 +366,31 @@ pub fn merge_profiles(survivor: &Profile, merged: &Profile) -> Profile {
     sp.do_not_contact |= mp.do_not_contact;
 
     for e in &merged.emails {
-        if !p.emails.iter().any(|x| x.address.normalized() == e.address.normalized()) {
-            p.emails.push(EmailEntry { primary: p.emails.is_empty(), ..e.clone() });
+        if !p
+            .emails
+            .iter()
+            .any(|x| x.address.normalized() == e.address.normalized())
+        {
+            p.emails.push(EmailEntry {
+                primary: p.emails.is_empty(),
+                ..e.clone()
+            });
         }
     }
     for ph in &merged.phones {
         if !p.phones.iter().any(|x| x.number == ph.number) {
-            p.phones.push(PhoneEntry { primary: p.phones.is_empty(), ..ph.clone() });
+            p.phones.push(PhoneEntry {
+                primary: p.phones.is_empty(),
+                ..ph.clone()
+            });
         }
     }
     for c in &merged.identities {
-        if !p.identities.iter().any(|x| channel_key(x).0 == channel_key(c).0) {
+        if !p
+            .identities
+            .iter()
+            .any(|x| channel_key(x).0 == channel_key(c).0)
+        {
             p.identities.push(c.clone());
         }
     }
@@ -396,7 +457,12 @@ mod tests {
     }
 
     fn email(a: &str) -> EmailEntry {
-        EmailEntry { address: Email::parse(a).unwrap(), label: String::new(), primary: false, verified: false }
+        EmailEntry {
+            address: Email::parse(a).unwrap(),
+            label: String::new(),
+            primary: false,
+            verified: false,
+        }
     }
 
     fn consent(status: ConsentStatus, at: i64) -> ConsentState {
@@ -412,39 +478,67 @@ mod tests {
     #[test]
     fn older_consent_decision_does_not_override_newer() {
         let mut current = vec![consent(ConsentStatus::Revoked, 200)];
-        assert!(!apply_consent(&mut current, consent(ConsentStatus::Granted, 100)));
+        assert!(!apply_consent(
+            &mut current,
+            consent(ConsentStatus::Granted, 100)
+        ));
         assert_eq!(current[0].status, ConsentStatus::Revoked);
-        assert!(apply_consent(&mut current, consent(ConsentStatus::Granted, 300)));
+        assert!(apply_consent(
+            &mut current,
+            consent(ConsentStatus::Granted, 300)
+        ));
         assert_eq!(current[0].status, ConsentStatus::Granted);
     }
 
     #[test]
     fn merge_keeps_survivor_values_and_unites_identities() {
-        let mut survivor = Profile { display_name: "Ada".into(), emails: vec![email("ada@example.com")], ..Default::default() };
+        let mut survivor = Profile {
+            display_name: "Ada".into(),
+            emails: vec![email("ada@example.com")],
+            ..Default::default()
+        };
         survivor.emails[0].primary = true;
-        survivor.attributes.insert(AttributeKey::parse("plan").unwrap(), AttributeValue::String("gold".into()));
+        survivor.attributes.insert(
+            AttributeKey::parse("plan").unwrap(),
+            AttributeValue::String("gold".into()),
+        );
         let mut merged = Profile {
             display_name: "A. Lovelace".into(),
             given_name: "Ada".into(),
             emails: vec![email("ADA@example.com"), email("ada@work.example")],
             ..Default::default()
         };
-        merged.attributes.insert(AttributeKey::parse("plan").unwrap(), AttributeValue::String("free".into()));
-        merged.attributes.insert(AttributeKey::parse("ref").unwrap(), AttributeValue::Int(7));
+        merged.attributes.insert(
+            AttributeKey::parse("plan").unwrap(),
+            AttributeValue::String("free".into()),
+        );
+        merged
+            .attributes
+            .insert(AttributeKey::parse("ref").unwrap(), AttributeValue::Int(7));
         merged.tags.insert(Tag::parse("vip").unwrap());
         let p = merge_profiles(&survivor, &merged);
         assert_eq!(p.display_name, "Ada");
         assert_eq!(p.given_name, "Ada");
-        assert_eq!(p.emails.len(), 2, "the same address in another case is one identity");
+        assert_eq!(
+            p.emails.len(),
+            2,
+            "the same address in another case is one identity"
+        );
         assert_eq!(p.emails.iter().filter(|e| e.primary).count(), 1);
-        assert_eq!(p.attributes[&AttributeKey::parse("plan").unwrap()], AttributeValue::String("gold".into()));
+        assert_eq!(
+            p.attributes[&AttributeKey::parse("plan").unwrap()],
+            AttributeValue::String("gold".into())
+        );
         assert_eq!(p.attributes.len(), 2);
         assert!(p.tags.contains(&Tag::parse("vip").unwrap()));
     }
 
     #[test]
     fn merge_consents_keeps_latest_and_stage_order_is_the_cycle() {
-        let merged = merge_consents(&[consent(ConsentStatus::Granted, 100)], &[consent(ConsentStatus::Revoked, 150)]);
+        let merged = merge_consents(
+            &[consent(ConsentStatus::Granted, 100)],
+            &[consent(ConsentStatus::Revoked, 150)],
+        );
         assert_eq!(merged.len(), 1);
         assert_eq!(merged[0].status, ConsentStatus::Revoked);
         assert!(LifecycleStage::Advocacy > LifecycleStage::Retention);
@@ -453,7 +547,10 @@ mod tests {
 
     #[test]
     fn normalize_sets_one_primary_and_flags_duplicates() {
-        let mut p = Profile { emails: vec![email("a@example.com"), email("A@example.com")], ..Default::default() };
+        let mut p = Profile {
+            emails: vec![email("a@example.com"), email("A@example.com")],
+            ..Default::default()
+        };
         let mut v = Violations::default();
         normalize_profile(&mut p, "customer.", &mut v);
         assert!(p.emails[0].primary);
@@ -468,6 +565,9 @@ mod tests {
         assert!(birthday(2, 29, 2001, now).is_err());
         assert!(birthday(2, 30, 0, now).is_err());
         assert!(birthday(13, 1, 0, now).is_err());
-        assert_eq!(birthday(12, 10, 1815, now), Err("year must be 0 (unknown) or between 1900 and this year"));
+        assert_eq!(
+            birthday(12, 10, 1815, now),
+            Err("year must be 0 (unknown) or between 1900 and this year")
+        );
     }
 }

@@ -107,7 +107,11 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         self.clock.now()
     }
 
-    async fn replay<T: DeserializeOwned>(&self, tenant: &Tenant, idem: Option<&Idempotency>) -> Result<Option<T>, Error> {
+    async fn replay<T: DeserializeOwned>(
+        &self,
+        tenant: &Tenant,
+        idem: Option<&Idempotency>,
+    ) -> Result<Option<T>, Error> {
         let Some(key) = idem else { return Ok(None) };
         match self.repo.idempotent(tenant, key).await? {
             None => Ok(None),
@@ -128,7 +132,8 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         keys: &[rules::IdentityKey],
     ) -> Result<Attempt<T>, Error> {
         if let Some(key) = idem {
-            let json = serde_json::to_string(&result).map_err(|e| Error::Internal(e.to_string()))?;
+            let json =
+                serde_json::to_string(&result).map_err(|e| Error::Internal(e.to_string()))?;
             change.idempotency = Some((key.clone(), subject, json));
         }
         let tenant = change.tenant.clone();
@@ -151,7 +156,10 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                             .find(|k| k.kind == kind && k.value == value)
                             .map(|k| k.field.clone())
                             .unwrap_or_default();
-                        Err(Error::IdentityTaken { field, holder: *holder })
+                        Err(Error::IdentityTaken {
+                            field,
+                            holder: *holder,
+                        })
                     }
                     None => Ok(Attempt::Retry),
                 }
@@ -168,10 +176,14 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         keys: &[rules::IdentityKey],
         owners: &[CustomerId],
     ) -> Result<(), Error> {
-        let lookup: Vec<(IdentityKind, String)> = keys.iter().map(|k| (k.kind, k.value.clone())).collect();
+        let lookup: Vec<(IdentityKind, String)> =
+            keys.iter().map(|k| (k.kind, k.value.clone())).collect();
         for (i, holder) in self.repo.holders(tenant, &lookup).await? {
             if !owners.contains(&holder) {
-                return Err(Error::IdentityTaken { field: keys[i].field.clone(), holder });
+                return Err(Error::IdentityTaken {
+                    field: keys[i].field.clone(),
+                    holder,
+                });
             }
         }
         Ok(())
@@ -197,7 +209,12 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
     }
 
     /// Creates a customer at stage AWARENESS.
-    pub async fn create(&self, tenant: &Tenant, mut profile: Profile, idem: Option<Idempotency>) -> Result<Customer, Error> {
+    pub async fn create(
+        &self,
+        tenant: &Tenant,
+        mut profile: Profile,
+        idem: Option<Idempotency>,
+    ) -> Result<Customer, Error> {
         if let Some(prior) = self.replay(tenant, idem.as_ref()).await? {
             return Ok(prior);
         }
@@ -228,9 +245,17 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                 reason: "created".to_owned(),
                 create_time: now,
             });
-            change.events.push(DomainEvent::Created { customer: customer.id, stage: customer.lifecycle_stage });
-            change.customers.push(CustomerWrite::Insert(customer.clone()));
-            if let Attempt::Done(c) = self.commit(change, idem.as_ref(), customer.id, customer.clone(), &keys).await? {
+            change.events.push(DomainEvent::Created {
+                customer: customer.id,
+                stage: customer.lifecycle_stage,
+            });
+            change
+                .customers
+                .push(CustomerWrite::Insert(customer.clone()));
+            if let Attempt::Done(c) = self
+                .commit(change, idem.as_ref(), customer.id, customer.clone(), &keys)
+                .await?
+            {
                 return Ok(c);
             }
         }
@@ -270,11 +295,25 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
             }
             let now = self.clock.now();
             let expected_version = current.version;
-            let updated = Customer { profile, update_time: now, version: current.version + 1, ..current };
+            let updated = Customer {
+                profile,
+                update_time: now,
+                version: current.version + 1,
+                ..current
+            };
             let mut change = ChangeSet::new(tenant, now);
-            change.events.push(DomainEvent::Updated { customer: id, changed_paths: changed });
-            change.customers.push(CustomerWrite::Update { customer: updated.clone(), expected_version });
-            match self.commit(change, idem.as_ref(), id, updated, &keys).await? {
+            change.events.push(DomainEvent::Updated {
+                customer: id,
+                changed_paths: changed,
+            });
+            change.customers.push(CustomerWrite::Update {
+                customer: updated.clone(),
+                expected_version,
+            });
+            match self
+                .commit(change, idem.as_ref(), id, updated, &keys)
+                .await?
+            {
                 Attempt::Done(c) => return Ok(c),
                 Attempt::Retry if etag.is_some() => return Err(Error::EtagMismatch),
                 Attempt::Retry => continue,
@@ -293,10 +332,15 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         limit: u32,
     ) -> Result<(Vec<Customer>, Option<ListCursor>), Error> {
         // One extra row tells whether another page exists.
-        let mut rows = self.repo.list(tenant, filter, order, after.as_ref(), limit + 1).await?;
+        let mut rows = self
+            .repo
+            .list(tenant, filter, order, after.as_ref(), limit + 1)
+            .await?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
-        let next = more.then(|| rows.last().map(|c| cursor_of(c, order.key))).flatten();
+        let next = more
+            .then(|| rows.last().map(|c| cursor_of(c, order.key)))
+            .flatten();
         Ok((rows, next))
     }
 
@@ -327,12 +371,18 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
             rest.truncate(room as usize);
             page.extend(rest);
         }
-        let next = more.then(|| page.last().map(|c| SearchCursor { after: c.id })).flatten();
+        let next = more
+            .then(|| page.last().map(|c| SearchCursor { after: c.id }))
+            .flatten();
         Ok((page, next))
     }
 
     /// The active customer holding an identity.
-    pub async fn lookup(&self, tenant: &Tenant, query: &IdentityQuery) -> Result<Option<Customer>, Error> {
+    pub async fn lookup(
+        &self,
+        tenant: &Tenant,
+        query: &IdentityQuery,
+    ) -> Result<Option<Customer>, Error> {
         let key = match query {
             IdentityQuery::Email(e) => (IdentityKind::Email, e.normalized()),
             IdentityQuery::Phone(p) => (IdentityKind::Phone, p.as_str().to_owned()),
@@ -367,10 +417,18 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
             rules::normalize_profile(&mut profile, "", &mut v);
             if !v.is_empty() {
                 let why: Vec<String> = v.0.into_iter().map(|(f, d)| format!("{f}: {d}")).collect();
-                return Err(Violations::one("merged", format!("the merged profile would break limits: {}", why.join("; "))));
+                return Err(Violations::one(
+                    "merged",
+                    format!("the merged profile would break limits: {}", why.join("; ")),
+                ));
             }
             let now = self.clock.now();
-            let record = MergeRecord { id: MergeRecordId::generate(), survivor: survivor_id, merged: merged_id, create_time: now };
+            let record = MergeRecord {
+                id: MergeRecordId::generate(),
+                survivor: survivor_id,
+                merged: merged_id,
+                create_time: now,
+            };
             let stage = survivor.lifecycle_stage.max(merged.lifecycle_stage);
             let consents = rules::merge_consents(&survivor.consents, &merged.consents);
             let tombstone = Customer {
@@ -392,8 +450,14 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                 ..survivor.clone()
             };
             let mut change = ChangeSet::new(tenant, now);
-            change.customers.push(CustomerWrite::Update { customer: tombstone, expected_version: merged.version });
-            change.customers.push(CustomerWrite::Update { customer: new_survivor.clone(), expected_version: survivor.version });
+            change.customers.push(CustomerWrite::Update {
+                customer: tombstone,
+                expected_version: merged.version,
+            });
+            change.customers.push(CustomerWrite::Update {
+                customer: new_survivor.clone(),
+                expected_version: survivor.version,
+            });
             change.move_history = Some((merged_id, survivor_id));
             if stage != survivor.lifecycle_stage {
                 change.lifecycle_events.push(LifecycleEvent {
@@ -404,15 +468,32 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                     reason: "merge".to_owned(),
                     create_time: now,
                 });
-                change.events.push(DomainEvent::StageChanged { customer: survivor_id, from: survivor.lifecycle_stage, to: stage });
+                change.events.push(DomainEvent::StageChanged {
+                    customer: survivor_id,
+                    from: survivor.lifecycle_stage,
+                    to: stage,
+                });
             }
             change.merge_record = Some(record.clone());
-            change.events.push(DomainEvent::Merged { survivor: survivor_id, merged: merged_id, record: record.id });
+            change.events.push(DomainEvent::Merged {
+                survivor: survivor_id,
+                merged: merged_id,
+                record: record.id,
+            });
             if !changed.is_empty() {
-                change.events.push(DomainEvent::Updated { customer: survivor_id, changed_paths: changed });
+                change.events.push(DomainEvent::Updated {
+                    customer: survivor_id,
+                    changed_paths: changed,
+                });
             }
-            let result = Merged { survivor: new_survivor, record };
-            if let Attempt::Done(m) = self.commit(change, idem.as_ref(), survivor_id, result, &[]).await? {
+            let result = Merged {
+                survivor: new_survivor,
+                record,
+            };
+            if let Attempt::Done(m) = self
+                .commit(change, idem.as_ref(), survivor_id, result, &[])
+                .await?
+            {
                 return Ok(m);
             }
         }
@@ -428,7 +509,10 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         idem: Option<Idempotency>,
     ) -> Result<ConsentRecorded, Error> {
         let now = self.clock.now();
-        if input.capture_time.is_some_and(|t| t > now + MAX_CAPTURE_SKEW) {
+        if input
+            .capture_time
+            .is_some_and(|t| t > now + MAX_CAPTURE_SKEW)
+        {
             return Err(Violations::one("capture_time", "must not be in the future"));
         }
         if let Some(prior) = self.replay(tenant, idem.as_ref()).await? {
@@ -452,19 +536,38 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
             let mut consents = current.consents.clone();
             let changed = rules::apply_consent(
                 &mut consents,
-                ConsentState { channel: input.channel, purpose: input.purpose, status: input.status, source: input.source.clone(), capture_time },
+                ConsentState {
+                    channel: input.channel,
+                    purpose: input.purpose,
+                    status: input.status,
+                    source: input.source.clone(),
+                    capture_time,
+                },
             );
             let expected_version = current.version;
             let customer = if changed {
-                Customer { consents, update_time: now, version: current.version + 1, ..current }
+                Customer {
+                    consents,
+                    update_time: now,
+                    version: current.version + 1,
+                    ..current
+                }
             } else {
                 current
             };
             let mut change = ChangeSet::new(tenant, now);
             change.consent_events.push(event.clone());
             if changed {
-                change.customers.push(CustomerWrite::Update { customer: customer.clone(), expected_version });
-                change.events.push(DomainEvent::ConsentChanged { customer: id, channel: input.channel, purpose: input.purpose, status: input.status });
+                change.customers.push(CustomerWrite::Update {
+                    customer: customer.clone(),
+                    expected_version,
+                });
+                change.events.push(DomainEvent::ConsentChanged {
+                    customer: id,
+                    channel: input.channel,
+                    purpose: input.purpose,
+                    status: input.status,
+                });
             }
             let result = ConsentRecorded { event, customer };
             if let Attempt::Done(r) = self.commit(change, idem.as_ref(), id, result, &[]).await? {
@@ -504,12 +607,33 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
             };
             let from = current.lifecycle_stage;
             let expected_version = current.version;
-            let customer = Customer { lifecycle_stage: stage, update_time: now, version: current.version + 1, ..current };
+            let customer = Customer {
+                lifecycle_stage: stage,
+                update_time: now,
+                version: current.version + 1,
+                ..current
+            };
             let mut change = ChangeSet::new(tenant, now);
-            change.customers.push(CustomerWrite::Update { customer: customer.clone(), expected_version });
+            change.customers.push(CustomerWrite::Update {
+                customer: customer.clone(),
+                expected_version,
+            });
             change.lifecycle_events.push(event.clone());
-            change.events.push(DomainEvent::StageChanged { customer: id, from, to: stage });
-            match self.commit(change, idem.as_ref(), id, StageChanged { customer, event }, &[]).await? {
+            change.events.push(DomainEvent::StageChanged {
+                customer: id,
+                from,
+                to: stage,
+            });
+            match self
+                .commit(
+                    change,
+                    idem.as_ref(),
+                    id,
+                    StageChanged { customer, event },
+                    &[],
+                )
+                .await?
+            {
                 Attempt::Done(r) => return Ok(r),
                 Attempt::Retry if etag.is_some() => return Err(Error::EtagMismatch),
                 Attempt::Retry => continue,
@@ -527,10 +651,18 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         limit: u32,
     ) -> Result<(Vec<ConsentEvent>, Option<LedgerCursor>), Error> {
         self.load(tenant, id).await?;
-        let mut rows = self.repo.consent_events(tenant, id, after, limit + 1).await?;
+        let mut rows = self
+            .repo
+            .consent_events(tenant, id, after, limit + 1)
+            .await?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
-        let next = more.then(|| rows.last().map(|e| (e.capture_time.timestamp_micros(), e.id.0))).flatten();
+        let next = more
+            .then(|| {
+                rows.last()
+                    .map(|e| (e.capture_time.timestamp_micros(), e.id.0))
+            })
+            .flatten();
         Ok((rows, next))
     }
 
@@ -543,15 +675,27 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         limit: u32,
     ) -> Result<(Vec<LifecycleEvent>, Option<LedgerCursor>), Error> {
         self.load(tenant, id).await?;
-        let mut rows = self.repo.lifecycle_events(tenant, id, after, limit + 1).await?;
+        let mut rows = self
+            .repo
+            .lifecycle_events(tenant, id, after, limit + 1)
+            .await?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
-        let next = more.then(|| rows.last().map(|e| (e.create_time.timestamp_micros(), e.id.0))).flatten();
+        let next = more
+            .then(|| {
+                rows.last()
+                    .map(|e| (e.create_time.timestamp_micros(), e.id.0))
+            })
+            .flatten();
         Ok((rows, next))
     }
 
     /// Everything held about one customer, as one JSON document.
-    pub async fn export(&self, tenant: &Tenant, id: CustomerId) -> Result<serde_json::Value, Error> {
+    pub async fn export(
+        &self,
+        tenant: &Tenant,
+        id: CustomerId,
+    ) -> Result<serde_json::Value, Error> {
         let customer = self.load(tenant, id).await?;
         let mut consent = Vec::new();
         let mut after = None;
@@ -585,7 +729,12 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
     }
 
     /// Erases the customer's personal data and keeps a receipt.
-    pub async fn erase(&self, tenant: &Tenant, id: CustomerId, idem: Option<Idempotency>) -> Result<ErasureReceipt, Error> {
+    pub async fn erase(
+        &self,
+        tenant: &Tenant,
+        id: CustomerId,
+        idem: Option<Idempotency>,
+    ) -> Result<ErasureReceipt, Error> {
         if let Some(prior) = self.replay(tenant, idem.as_ref()).await? {
             return Ok(prior);
         }
@@ -596,7 +745,10 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                 id: ErasureReceiptId::generate(),
                 customer: id,
                 erase_time: now,
-                erased_fields: rules::ERASED_FIELDS.iter().map(|s| (*s).to_owned()).collect(),
+                erased_fields: rules::ERASED_FIELDS
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect(),
             };
             let expected_version = current.version;
             // Consent decisions stay (channel, purpose, status, time: the proof
@@ -604,7 +756,10 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
             let consents = current
                 .consents
                 .iter()
-                .map(|c| ConsentState { source: String::new(), ..c.clone() })
+                .map(|c| ConsentState {
+                    source: String::new(),
+                    ..c.clone()
+                })
                 .collect();
             let tombstone = Customer {
                 profile: Profile::default(),
@@ -615,10 +770,19 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                 ..current
             };
             let mut change = ChangeSet::new(tenant, now);
-            change.customers.push(CustomerWrite::Update { customer: tombstone, expected_version });
+            change.customers.push(CustomerWrite::Update {
+                customer: tombstone,
+                expected_version,
+            });
             change.erasure = Some(receipt.clone());
-            change.events.push(DomainEvent::Erased { customer: id, receipt: receipt.id });
-            if let Attempt::Done(r) = self.commit(change, idem.as_ref(), id, receipt.clone(), &[]).await? {
+            change.events.push(DomainEvent::Erased {
+                customer: id,
+                receipt: receipt.id,
+            });
+            if let Attempt::Done(r) = self
+                .commit(change, idem.as_ref(), id, receipt.clone(), &[])
+                .await?
+            {
                 return Ok(r);
             }
         }
@@ -629,8 +793,20 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
 /// The keyset cursor of a row for a sort key.
 fn cursor_of(c: &Customer, key: SortKey) -> ListCursor {
     match key {
-        SortKey::CreateTime => ListCursor { time: Some(c.create_time.timestamp_micros()), text: None, id: c.id.0 },
-        SortKey::UpdateTime => ListCursor { time: Some(c.update_time.timestamp_micros()), text: None, id: c.id.0 },
-        SortKey::DisplayName => ListCursor { time: None, text: Some(c.profile.display_name.clone()), id: c.id.0 },
+        SortKey::CreateTime => ListCursor {
+            time: Some(c.create_time.timestamp_micros()),
+            text: None,
+            id: c.id.0,
+        },
+        SortKey::UpdateTime => ListCursor {
+            time: Some(c.update_time.timestamp_micros()),
+            text: None,
+            id: c.id.0,
+        },
+        SortKey::DisplayName => ListCursor {
+            time: None,
+            text: Some(c.profile.display_name.clone()),
+            id: c.id.0,
+        },
     }
 }

@@ -156,10 +156,9 @@ impl Tag {
         if s.is_empty() || s.len() > Self::MAX_LEN {
             return Err("must be 1 to 64 characters");
         }
-        if !s
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | ':' | '.'))
-        {
+        if !s.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | ':' | '.')
+        }) {
             return Err("may contain only letters, digits, '-', '_', ':' and '.'");
         }
         Ok(Self(s))
@@ -173,7 +172,9 @@ impl AttributeKey {
         let ok = !raw.is_empty()
             && raw.len() <= 64
             && raw.starts_with(|c: char| c.is_ascii_alphabetic())
-            && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
@@ -188,7 +189,10 @@ pub fn text(raw: &str, max: usize) -> Result<String, String> {
     if raw.chars().count() > max {
         return Err(format!("must be at most {max} characters"));
     }
-    if raw.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if raw
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return Err("must not contain control characters".to_owned());
     }
     Ok(raw.to_owned())
@@ -216,16 +220,37 @@ mod tests {
     #[test]
     fn emails() {
         assert!(Email::parse("ada@example.com").is_ok());
-        assert_eq!(Email::parse("Ada@Example.COM").unwrap().normalized(), "ada@example.com");
-        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a da@example.com", "ada@exa mple.com", "ada@.com"] {
+        assert_eq!(
+            Email::parse("Ada@Example.COM").unwrap().normalized(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a da@example.com",
+            "ada@exa mple.com",
+            "ada@.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
 
     #[test]
     fn phones_normalize_to_e164() {
-        assert_eq!(Phone::parse("+1 (415) 555-0123").unwrap().as_str(), "+14155550123");
-        for bad in ["4155550123", "+0123456789", "+1", "+1415555012345678", "+1415abc0123"] {
+        assert_eq!(
+            Phone::parse("+1 (415) 555-0123").unwrap().as_str(),
+            "+14155550123"
+        );
+        for bad in [
+            "4155550123",
+            "+0123456789",
+            "+1",
+            "+1415555012345678",
+            "+1415abc0123",
+        ] {
             assert!(Phone::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -238,7 +263,10 @@ mod tests {
         for bad in ["", "english", "en_US", "e", "en--US"] {
             assert!(Locale::parse(bad).is_err(), "{bad:?} accepted");
         }
-        assert_eq!(TimeZone::parse("Europe/Paris").unwrap().as_str(), "Europe/Paris");
+        assert_eq!(
+            TimeZone::parse("Europe/Paris").unwrap().as_str(),
+            "Europe/Paris"
+        );
         assert!(TimeZone::parse("Mars/Olympus").is_err());
     }
 

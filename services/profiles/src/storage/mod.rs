@@ -10,8 +10,10 @@ use std::collections::HashMap;
 
 use rapport_store::{Db, from_micros, idempotency, is_unique_violation, micros};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, Condition, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
     sea_query::{Expr, LikeExpr, Query},
 };
 use serde::{Deserialize, Serialize};
@@ -61,14 +63,21 @@ fn parse_uuid(s: &str) -> Result<Uuid, Error> {
 }
 
 fn to_customer(row: customers::Model) -> Result<Customer, Error> {
-    let doc: Document = serde_json::from_str(&row.document).map_err(|_| corrupt("customer", &row.id))?;
+    let doc: Document =
+        serde_json::from_str(&row.document).map_err(|_| corrupt("customer", &row.id))?;
     Ok(Customer {
         id: CustomerId(parse_uuid(&row.id)?),
         profile: doc.profile,
         consents: doc.consents,
-        lifecycle_stage: LifecycleStage::from_str_opt(&row.lifecycle_stage).ok_or_else(|| corrupt("stage", &row.id))?,
+        lifecycle_stage: LifecycleStage::from_str_opt(&row.lifecycle_stage)
+            .ok_or_else(|| corrupt("stage", &row.id))?,
         state: CustomerState::from_str_opt(&row.state).ok_or_else(|| corrupt("state", &row.id))?,
-        merged_into: row.merged_into.as_deref().map(parse_uuid).transpose()?.map(CustomerId),
+        merged_into: row
+            .merged_into
+            .as_deref()
+            .map(parse_uuid)
+            .transpose()?
+            .map(CustomerId),
         create_time: from_micros(row.create_time),
         update_time: from_micros(row.update_time),
         version: row.version,
@@ -76,8 +85,11 @@ fn to_customer(row: customers::Model) -> Result<Customer, Error> {
 }
 
 fn to_row(tenant: &Tenant, c: &Customer) -> Result<customers::ActiveModel, Error> {
-    let doc = serde_json::to_string(&Document { profile: c.profile.clone(), consents: c.consents.clone() })
-        .map_err(|e| Error::Internal(e.to_string()))?;
+    let doc = serde_json::to_string(&Document {
+        profile: c.profile.clone(),
+        consents: c.consents.clone(),
+    })
+    .map_err(|e| Error::Internal(e.to_string()))?;
     Ok(customers::ActiveModel {
         tenant: Set(tenant.0.clone()),
         id: Set(c.id.to_string()),
@@ -97,9 +109,12 @@ fn to_consent_event(r: consent_events::Model) -> Result<ConsentEvent, Error> {
     Ok(ConsentEvent {
         id: ConsentEventId(parse_uuid(&r.id)?),
         customer: CustomerId(parse_uuid(&r.customer_id)?),
-        channel: Channel::from_str_opt(&r.channel).ok_or_else(|| corrupt("consent channel", &r.id))?,
-        purpose: ConsentPurpose::from_str_opt(&r.purpose).ok_or_else(|| corrupt("consent purpose", &r.id))?,
-        status: ConsentStatus::from_str_opt(&r.status).ok_or_else(|| corrupt("consent status", &r.id))?,
+        channel: Channel::from_str_opt(&r.channel)
+            .ok_or_else(|| corrupt("consent channel", &r.id))?,
+        purpose: ConsentPurpose::from_str_opt(&r.purpose)
+            .ok_or_else(|| corrupt("consent purpose", &r.id))?,
+        status: ConsentStatus::from_str_opt(&r.status)
+            .ok_or_else(|| corrupt("consent status", &r.id))?,
         source: r.source,
         evidence: r.evidence,
         capture_time: from_micros(r.capture_time),
@@ -112,7 +127,8 @@ fn to_lifecycle_event(r: lifecycle_events::Model) -> Result<LifecycleEvent, Erro
         id: LifecycleEventId(parse_uuid(&r.id)?),
         customer: CustomerId(parse_uuid(&r.customer_id)?),
         from_stage: LifecycleStage::from_str_opt(&r.from_stage),
-        to_stage: LifecycleStage::from_str_opt(&r.to_stage).ok_or_else(|| corrupt("lifecycle stage", &r.id))?,
+        to_stage: LifecycleStage::from_str_opt(&r.to_stage)
+            .ok_or_else(|| corrupt("lifecycle stage", &r.id))?,
         reason: r.reason,
         create_time: from_micros(r.create_time),
     })
@@ -137,7 +153,11 @@ fn store_key(tenant: &Tenant, key: &Idempotency) -> idempotency::Key {
 }
 
 /// Rewrites the identity and tag index rows of one customer.
-async fn write_indexes(txn: &DatabaseTransaction, tenant: &Tenant, c: &Customer) -> Result<(), CommitError> {
+async fn write_indexes(
+    txn: &DatabaseTransaction,
+    tenant: &Tenant,
+    c: &Customer,
+) -> Result<(), CommitError> {
     let id = c.id.to_string();
     identities::Entity::delete_many()
         .filter(identities::Column::Tenant.eq(&tenant.0))
@@ -166,7 +186,10 @@ async fn write_indexes(txn: &DatabaseTransaction, tenant: &Tenant, c: &Customer)
         };
         if let Err(e) = row.insert(txn).await {
             return Err(if is_unique_violation(&e) {
-                CommitError::IdentityTaken { kind: key.kind, value: key.value }
+                CommitError::IdentityTaken {
+                    kind: key.kind,
+                    value: key.value,
+                }
             } else {
                 CommitError::Failed(db_err(e))
             });
@@ -186,14 +209,21 @@ async fn write_indexes(txn: &DatabaseTransaction, tenant: &Tenant, c: &Customer)
 }
 
 impl SqlRepository {
-    async fn apply(&self, txn: &DatabaseTransaction, change: &ChangeSet) -> Result<(), CommitError> {
+    async fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        change: &ChangeSet,
+    ) -> Result<(), CommitError> {
         let failed = |e: DbErr| CommitError::Failed(db_err(e));
         let tenant = &change.tenant;
         let now = micros(change.occur_time);
         if let Some((key, _, _)) = &change.idempotency {
             // First write of the transaction: a concurrent twin blocks here
             // (PostgreSQL) or is serialized behind us (SQLite's one writer).
-            if !idempotency::claim(txn, &store_key(tenant, key), now).await.map_err(failed)? {
+            if !idempotency::claim(txn, &store_key(tenant, key), now)
+                .await
+                .map_err(failed)?
+            {
                 return Err(CommitError::IdempotencyTaken);
             }
         }
@@ -201,10 +231,16 @@ impl SqlRepository {
             match write {
                 CustomerWrite::Insert(c) => {
                     let row = to_row(tenant, c).map_err(CommitError::Failed)?;
-                    customers::Entity::insert(row).exec(txn).await.map_err(failed)?;
+                    customers::Entity::insert(row)
+                        .exec(txn)
+                        .await
+                        .map_err(failed)?;
                     write_indexes(txn, tenant, c).await?;
                 }
-                CustomerWrite::Update { customer: c, expected_version } => {
+                CustomerWrite::Update {
+                    customer: c,
+                    expected_version,
+                } => {
                     let row = to_row(tenant, c).map_err(CommitError::Failed)?;
                     let result = customers::Entity::update_many()
                         .set(row)
@@ -231,7 +267,10 @@ impl SqlRepository {
                 .await
                 .map_err(failed)?;
             lifecycle_events::Entity::update_many()
-                .col_expr(lifecycle_events::Column::CustomerId, Expr::value(to.clone()))
+                .col_expr(
+                    lifecycle_events::Column::CustomerId,
+                    Expr::value(to.clone()),
+                )
                 .filter(lifecycle_events::Column::Tenant.eq(&tenant.0))
                 .filter(lifecycle_events::Column::CustomerId.eq(&from))
                 .exec(txn)
@@ -309,7 +348,9 @@ impl SqlRepository {
                 .map_err(failed)?;
             // Stored results of earlier requests may hold the erased data.
             // This request's own key still has an empty subject here.
-            idempotency::forget_subject(txn, &tenant.0, &id).await.map_err(failed)?;
+            idempotency::forget_subject(txn, &tenant.0, &id)
+                .await
+                .map_err(failed)?;
             erasure_receipts::ActiveModel {
                 tenant: Set(tenant.0.clone()),
                 id: Set(r.id.to_string()),
@@ -323,12 +364,19 @@ impl SqlRepository {
         }
         for event in &change.events {
             let envelope = crate::events::envelope(tenant, change.occur_time, event);
-            rapport_store::outbox::append(txn, &envelope).await.map_err(failed)?;
-        }
-        if let Some((key, subject, json)) = &change.idempotency {
-            idempotency::complete(txn, &store_key(tenant, key), &subject.to_string(), json.clone())
+            rapport_store::outbox::append(txn, &envelope)
                 .await
                 .map_err(failed)?;
+        }
+        if let Some((key, subject, json)) = &change.idempotency {
+            idempotency::complete(
+                txn,
+                &store_key(tenant, key),
+                &subject.to_string(),
+                json.clone(),
+            )
+            .await
+            .map_err(failed)?;
         }
         Ok(())
     }
@@ -344,7 +392,11 @@ impl Repository for SqlRepository {
             .transpose()
     }
 
-    async fn holders(&self, tenant: &Tenant, keys: &[(IdentityKind, String)]) -> Result<Vec<(usize, CustomerId)>, Error> {
+    async fn holders(
+        &self,
+        tenant: &Tenant,
+        keys: &[(IdentityKind, String)],
+    ) -> Result<Vec<(usize, CustomerId)>, Error> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -362,8 +414,11 @@ impl Repository for SqlRepository {
             .all(&self.db.reader)
             .await
             .map_err(db_err)?;
-        let index: HashMap<(&str, &str), usize> =
-            keys.iter().enumerate().map(|(i, (k, v))| ((k.as_str(), v.as_str()), i)).collect();
+        let index: HashMap<(&str, &str), usize> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, (k, v))| ((k.as_str(), v.as_str()), i))
+            .collect();
         let mut out = Vec::new();
         for r in &rows {
             if let Some(i) = index.get(&(r.kind.as_str(), r.value.as_str())) {
@@ -440,7 +495,11 @@ impl Repository for SqlRepository {
             .collect()
     }
 
-    async fn exact_matches(&self, tenant: &Tenant, match_keys: &[String]) -> Result<Vec<Customer>, Error> {
+    async fn exact_matches(
+        &self,
+        tenant: &Tenant,
+        match_keys: &[String],
+    ) -> Result<Vec<Customer>, Error> {
         let ids: Vec<String> = identities::Entity::find()
             .filter(identities::Column::Tenant.eq(&tenant.0))
             .filter(identities::Column::MatchKey.is_in(match_keys.iter().cloned()))
@@ -485,7 +544,10 @@ impl Repository for SqlRepository {
         let mut q = customers::Entity::find()
             .filter(customers::Column::Tenant.eq(&tenant.0))
             .filter(customers::Column::State.eq(CustomerState::Active.as_str()))
-            .filter(customers::Column::SearchText.like(LikeExpr::new(format!("%{escaped}%")).escape('\\')));
+            .filter(
+                customers::Column::SearchText
+                    .like(LikeExpr::new(format!("%{escaped}%")).escape('\\')),
+            );
         if !exclude.is_empty() {
             q = q.filter(customers::Column::Id.is_not_in(exclude.iter().map(|c| c.to_string())));
         }
@@ -515,9 +577,11 @@ impl Repository for SqlRepository {
             .filter(C::CustomerId.eq(customer.to_string()));
         if let Some((t, id)) = after {
             q = q.filter(
-                Condition::any()
-                    .add(C::CaptureTime.gt(t))
-                    .add(Condition::all().add(C::CaptureTime.eq(t)).add(C::Id.gt(id.to_string()))),
+                Condition::any().add(C::CaptureTime.gt(t)).add(
+                    Condition::all()
+                        .add(C::CaptureTime.eq(t))
+                        .add(C::Id.gt(id.to_string())),
+                ),
             );
         }
         q.order_by_asc(C::CaptureTime)
@@ -544,9 +608,11 @@ impl Repository for SqlRepository {
             .filter(C::CustomerId.eq(customer.to_string()));
         if let Some((t, id)) = after {
             q = q.filter(
-                Condition::any()
-                    .add(C::CreateTime.gt(t))
-                    .add(Condition::all().add(C::CreateTime.eq(t)).add(C::Id.gt(id.to_string()))),
+                Condition::any().add(C::CreateTime.gt(t)).add(
+                    Condition::all()
+                        .add(C::CreateTime.eq(t))
+                        .add(C::Id.gt(id.to_string())),
+                ),
             );
         }
         q.order_by_asc(C::CreateTime)
@@ -560,7 +626,11 @@ impl Repository for SqlRepository {
             .collect()
     }
 
-    async fn merge_records(&self, tenant: &Tenant, customer: CustomerId) -> Result<Vec<MergeRecord>, Error> {
+    async fn merge_records(
+        &self,
+        tenant: &Tenant,
+        customer: CustomerId,
+    ) -> Result<Vec<MergeRecord>, Error> {
         let id = customer.to_string();
         merge_records::Entity::find()
             .filter(merge_records::Column::Tenant.eq(&tenant.0))
@@ -581,7 +651,9 @@ impl Repository for SqlRepository {
     async fn idempotent(&self, tenant: &Tenant, key: &Idempotency) -> Result<Option<Prior>, Error> {
         // Readers see every committed transaction (WAL on SQLite), so a
         // request that lost the claim race sees the winner's result here.
-        let prior = idempotency::find(&self.db.reader, &store_key(tenant, key)).await.map_err(db_err)?;
+        let prior = idempotency::find(&self.db.reader, &store_key(tenant, key))
+            .await
+            .map_err(db_err)?;
         Ok(prior.map(|p| match p {
             idempotency::Prior::Replay(json) => Prior::Replay(json),
             idempotency::Prior::Mismatch => Prior::Mismatch,
