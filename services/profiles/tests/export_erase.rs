@@ -21,7 +21,7 @@ async fn seeded(h: &Harness) -> pb::Customer {
             birthday: Some(pb::Birthday {
                 month: 12,
                 day: 10,
-                year: 1815,
+                year: 1985,
             }),
             tags: vec!["vip".into()],
             attributes: [("favourite".to_owned(), attr_str("engines"))].into(),
@@ -95,7 +95,8 @@ async fn export_is_one_json_document_with_everything() {
         text.contains("other@example.com"),
         "and the merged-in email"
     );
-    assert!(text.contains(&c.name));
+    // The document identifies the customer (by resource name or bare id).
+    assert!(text.contains(&customer_uuid(&c.name).to_string()));
 
     // Another tenant cannot export it.
     let err = expect_err(
@@ -320,4 +321,29 @@ async fn erase_forgets_stored_replies_about_the_customer() {
             row.method
         );
     }
+}
+
+/// Twins of one keyed erasure racing each other all get the same receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_twins_of_an_erasure_get_one_receipt() {
+    let h = start().await;
+    let c = h.create(customer(DISPLAY_NAME, EMAIL)).await;
+    let calls = (0..10).map(|_| {
+        let mut client = h.client();
+        let request = pb::EraseCustomerRequest {
+            name: c.name.clone(),
+            request_id: "twin-erase".into(),
+        };
+        async move { client.erase_customer(tenant_request(TENANT, request)).await }
+    });
+    let receipts: std::collections::BTreeSet<String> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| match r {
+            Ok(response) => response.into_inner().erasure_receipt.unwrap().name,
+            Err(status) => panic!("an EraseCustomer twin failed: {}", describe(&status)),
+        })
+        .collect();
+    assert_eq!(receipts.len(), 1, "{receipts:?}");
+    assert_eq!(count_events(&h.events(&c.name).await, "CustomerErased"), 1);
 }

@@ -17,7 +17,7 @@ fn rich_customer() -> pb::Customer {
         birthday: Some(Birthday {
             month: 12,
             day: 10,
-            year: 1815,
+            year: 1985,
         }),
         contact_preferences: Some(ContactPreferences {
             preferred_channel: Channel::Email as i32,

@@ -124,10 +124,34 @@ impl MigrationTrait for Migration {
             )
             .await?;
         use Customers as C;
-        index(manager, "customers_by_create", C::Table, &[C::Tenant, C::State, C::CreateTime, C::Id]).await?;
-        index(manager, "customers_by_update", C::Table, &[C::Tenant, C::State, C::UpdateTime, C::Id]).await?;
-        index(manager, "customers_by_name", C::Table, &[C::Tenant, C::State, C::DisplayName, C::Id]).await?;
-        index(manager, "customers_by_stage", C::Table, &[C::Tenant, C::LifecycleStage]).await?;
+        index(
+            manager,
+            "customers_by_create",
+            C::Table,
+            &[C::Tenant, C::State, C::CreateTime, C::Id],
+        )
+        .await?;
+        index(
+            manager,
+            "customers_by_update",
+            C::Table,
+            &[C::Tenant, C::State, C::UpdateTime, C::Id],
+        )
+        .await?;
+        index(
+            manager,
+            "customers_by_name",
+            C::Table,
+            &[C::Tenant, C::State, C::DisplayName, C::Id],
+        )
+        .await?;
+        index(
+            manager,
+            "customers_by_stage",
+            C::Table,
+            &[C::Tenant, C::LifecycleStage],
+        )
+        .await?;
 
         manager
             .create_table(
@@ -150,8 +174,20 @@ impl MigrationTrait for Migration {
             )
             .await?;
         use CustomerIdentities as I;
-        index(manager, "identities_by_customer", I::Table, &[I::Tenant, I::CustomerId]).await?;
-        index(manager, "identities_by_match_key", I::Table, &[I::Tenant, I::MatchKey]).await?;
+        index(
+            manager,
+            "identities_by_customer",
+            I::Table,
+            &[I::Tenant, I::CustomerId],
+        )
+        .await?;
+        index(
+            manager,
+            "identities_by_match_key",
+            I::Table,
+            &[I::Tenant, I::MatchKey],
+        )
+        .await?;
 
         manager
             .create_table(
@@ -170,7 +206,13 @@ impl MigrationTrait for Migration {
             )
             .await?;
         use CustomerTags as T;
-        index(manager, "tags_by_customer", T::Table, &[T::Tenant, T::CustomerId]).await?;
+        index(
+            manager,
+            "tags_by_customer",
+            T::Table,
+            &[T::Tenant, T::CustomerId],
+        )
+        .await?;
 
         manager
             .create_table(
@@ -186,12 +228,22 @@ impl MigrationTrait for Migration {
                     .col(text(ConsentEvents::Evidence))
                     .col(big_integer(ConsentEvents::CaptureTime))
                     .col(big_integer(ConsentEvents::RecordTime))
-                    .primary_key(Index::create().col(ConsentEvents::Tenant).col(ConsentEvents::Id))
+                    .primary_key(
+                        Index::create()
+                            .col(ConsentEvents::Tenant)
+                            .col(ConsentEvents::Id),
+                    )
                     .to_owned(),
             )
             .await?;
         use ConsentEvents as CE;
-        index(manager, "consent_events_by_customer", CE::Table, &[CE::Tenant, CE::CustomerId, CE::CaptureTime, CE::Id]).await?;
+        index(
+            manager,
+            "consent_events_by_customer",
+            CE::Table,
+            &[CE::Tenant, CE::CustomerId, CE::CaptureTime, CE::Id],
+        )
+        .await?;
 
         manager
             .create_table(
@@ -204,12 +256,22 @@ impl MigrationTrait for Migration {
                     .col(string_len(LifecycleEvents::ToStage, 16))
                     .col(string_len(LifecycleEvents::Reason, 500))
                     .col(big_integer(LifecycleEvents::CreateTime))
-                    .primary_key(Index::create().col(LifecycleEvents::Tenant).col(LifecycleEvents::Id))
+                    .primary_key(
+                        Index::create()
+                            .col(LifecycleEvents::Tenant)
+                            .col(LifecycleEvents::Id),
+                    )
                     .to_owned(),
             )
             .await?;
         use LifecycleEvents as LE;
-        index(manager, "lifecycle_events_by_customer", LE::Table, &[LE::Tenant, LE::CustomerId, LE::CreateTime, LE::Id]).await?;
+        index(
+            manager,
+            "lifecycle_events_by_customer",
+            LE::Table,
+            &[LE::Tenant, LE::CustomerId, LE::CreateTime, LE::Id],
+        )
+        .await?;
 
         manager
             .create_table(
@@ -220,13 +282,29 @@ impl MigrationTrait for Migration {
                     .col(string_len(MergeRecords::SurvivorId, 36))
                     .col(string_len(MergeRecords::MergedId, 36))
                     .col(big_integer(MergeRecords::CreateTime))
-                    .primary_key(Index::create().col(MergeRecords::Tenant).col(MergeRecords::Id))
+                    .primary_key(
+                        Index::create()
+                            .col(MergeRecords::Tenant)
+                            .col(MergeRecords::Id),
+                    )
                     .to_owned(),
             )
             .await?;
         use MergeRecords as M;
-        index(manager, "merge_records_by_survivor", M::Table, &[M::Tenant, M::SurvivorId]).await?;
-        index(manager, "merge_records_by_merged", M::Table, &[M::Tenant, M::MergedId]).await?;
+        index(
+            manager,
+            "merge_records_by_survivor",
+            M::Table,
+            &[M::Tenant, M::SurvivorId],
+        )
+        .await?;
+        index(
+            manager,
+            "merge_records_by_merged",
+            M::Table,
+            &[M::Tenant, M::MergedId],
+        )
+        .await?;
 
         manager
             .create_table(
@@ -237,7 +315,11 @@ impl MigrationTrait for Migration {
                     .col(string_len(ErasureReceipts::CustomerId, 36))
                     .col(text(ErasureReceipts::ErasedFields))
                     .col(big_integer(ErasureReceipts::EraseTime))
-                    .primary_key(Index::create().col(ErasureReceipts::Tenant).col(ErasureReceipts::Id))
+                    .primary_key(
+                        Index::create()
+                            .col(ErasureReceipts::Tenant)
+                            .col(ErasureReceipts::Id),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -259,7 +341,12 @@ impl MigrationTrait for Migration {
             "idempotency_keys",
         ] {
             manager
-                .drop_table(Table::drop().table(table.into_iden()).if_exists().to_owned())
+                .drop_table(
+                    Table::drop()
+                        .table(table.into_iden())
+                        .if_exists()
+                        .to_owned(),
+                )
                 .await?;
         }
         Ok(())

@@ -189,6 +189,110 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         Ok(())
     }
 
+    /// A request that lost a race to its own twin (same `request_id`) sees
+    /// the twin's change in its checks (the identity is taken, the stage is
+    /// already set, the customer is already merged or erased). The twin's key
+    /// committed with that change, so answer with the twin's result.
+    async fn settle<T: DeserializeOwned>(
+        &self,
+        tenant: &Tenant,
+        idem: Option<&Idempotency>,
+        result: Result<T, Error>,
+    ) -> Result<T, Error> {
+        match result {
+            Err(
+                e @ (Error::IdentityTaken { .. }
+                | Error::NotActive(..)
+                | Error::StageUnchanged
+                | Error::EtagMismatch
+                | Error::Conflict),
+            ) if idem.is_some() => match self.replay(tenant, idem).await? {
+                Some(prior) => Ok(prior),
+                None => Err(e),
+            },
+            other => other,
+        }
+    }
+
+    /// Creates a customer at stage AWARENESS.
+    pub async fn create(
+        &self,
+        tenant: &Tenant,
+        profile: Profile,
+        idem: Option<Idempotency>,
+    ) -> Result<Customer, Error> {
+        let result = self.create_once(tenant, profile, idem.clone()).await;
+        self.settle(tenant, idem.as_ref(), result).await
+    }
+
+    /// Applies `updates`; `etag` (when given) must match.
+    pub async fn update(
+        &self,
+        tenant: &Tenant,
+        id: CustomerId,
+        updates: Vec<FieldUpdate>,
+        etag: Option<String>,
+        idem: Option<Idempotency>,
+    ) -> Result<Customer, Error> {
+        let result = self
+            .update_once(tenant, id, updates, etag, idem.clone())
+            .await;
+        self.settle(tenant, idem.as_ref(), result).await
+    }
+
+    /// Merges `merged` into `survivor`.
+    pub async fn merge(
+        &self,
+        tenant: &Tenant,
+        survivor: CustomerId,
+        merged: CustomerId,
+        idem: Option<Idempotency>,
+    ) -> Result<Merged, Error> {
+        let result = self
+            .merge_once(tenant, survivor, merged, idem.clone())
+            .await;
+        self.settle(tenant, idem.as_ref(), result).await
+    }
+
+    /// Appends a consent decision to the ledger and updates current consent.
+    pub async fn set_consent(
+        &self,
+        tenant: &Tenant,
+        id: CustomerId,
+        input: SetConsent,
+        idem: Option<Idempotency>,
+    ) -> Result<ConsentRecorded, Error> {
+        let result = self.set_consent_once(tenant, id, input, idem.clone()).await;
+        self.settle(tenant, idem.as_ref(), result).await
+    }
+
+    /// Moves the customer to `stage`.
+    pub async fn change_stage(
+        &self,
+        tenant: &Tenant,
+        id: CustomerId,
+        stage: LifecycleStage,
+        reason: String,
+        etag: Option<String>,
+        idem: Option<Idempotency>,
+    ) -> Result<StageChanged, Error> {
+        let result = self
+            .change_stage_once(tenant, id, stage, reason, etag, idem.clone())
+            .await;
+        self.settle(tenant, idem.as_ref(), result).await
+    }
+
+    /// Erases the customer's personal data and keeps a receipt.
+    pub async fn erase(
+        &self,
+        tenant: &Tenant,
+        id: CustomerId,
+        idem: Option<Idempotency>,
+    ) -> Result<ErasureReceipt, Error> {
+        let result = self.erase_once(tenant, id, idem.clone()).await;
+        self.settle(tenant, idem.as_ref(), result).await
+    }
+
     async fn load(&self, tenant: &Tenant, id: CustomerId) -> Result<Customer, Error> {
         self.repo.get(tenant, id).await?.ok_or(Error::NotFound(id))
     }
@@ -208,8 +312,8 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         }
     }
 
-    /// Creates a customer at stage AWARENESS.
-    pub async fn create(
+    /// The body of [`Self::create`].
+    async fn create_once(
         &self,
         tenant: &Tenant,
         mut profile: Profile,
@@ -267,8 +371,8 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         self.load(tenant, id).await
     }
 
-    /// Applies `updates`; `etag` (when given) must match.
-    pub async fn update(
+    /// The body of [`Self::update`].
+    async fn update_once(
         &self,
         tenant: &Tenant,
         id: CustomerId,
@@ -395,8 +499,8 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         Ok(c.filter(|c| c.state == CustomerState::Active))
     }
 
-    /// Merges `merged` into `survivor`.
-    pub async fn merge(
+    /// The body of [`Self::merge`].
+    async fn merge_once(
         &self,
         tenant: &Tenant,
         survivor_id: CustomerId,
@@ -500,8 +604,8 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         Err(Error::Conflict)
     }
 
-    /// Appends a consent decision to the ledger and updates current consent.
-    pub async fn set_consent(
+    /// The body of [`Self::set_consent`].
+    async fn set_consent_once(
         &self,
         tenant: &Tenant,
         id: CustomerId,
@@ -577,8 +681,8 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         Err(Error::Conflict)
     }
 
-    /// Moves the customer to `stage`.
-    pub async fn change_stage(
+    /// The body of [`Self::change_stage`].
+    async fn change_stage_once(
         &self,
         tenant: &Tenant,
         id: CustomerId,
@@ -728,8 +832,8 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         }))
     }
 
-    /// Erases the customer's personal data and keeps a receipt.
-    pub async fn erase(
+    /// The body of [`Self::erase`].
+    async fn erase_once(
         &self,
         tenant: &Tenant,
         id: CustomerId,
