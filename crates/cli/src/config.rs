@@ -116,6 +116,8 @@ pub fn dump(config: &RapportConfig) -> anyhow::Result<String> {
 }
 
 #[cfg(test)]
+// figment::Jail's closures must return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
