@@ -54,7 +54,7 @@ impl LogConfig {
 }
 
 /// Keys that hold secrets: read only from the environment, redacted in dumps.
-const SECRET_KEYS: &[&str] = &["profiles.page_token_secret"];
+const SECRET_KEYS: &[&str] = &["profiles.page_token_secret", "profiles.assertion_key"];
 
 /// Top-level sections that `RAPPORT_…` variables may set. Other `RAPPORT_`
 /// variables (`RAPPORT_CONFIG`, `RAPPORT_DATA_DIR`, test settings) are not

@@ -21,6 +21,9 @@ pub fn prepare(config: &mut RapportConfig, data_dir: &Path) -> anyhow::Result<()
     if config.profiles.page_token_secret.is_empty() {
         config.profiles.page_token_secret = dev_secret(data_dir, "page_token_secret")?;
     }
+    if config.profiles.assertion_key.is_empty() {
+        config.profiles.assertion_key = dev_secret(data_dir, "assertion_key")?;
+    }
     Ok(())
 }
 

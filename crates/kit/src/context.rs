@@ -1,18 +1,21 @@
-//! Tenant and principal of a call, read from request metadata.
+//! Tenant and principal of a call.
 //!
-//! Today the tenant comes from the `x-rapport-tenant` header. The gateway will
-//! replace it with a signed assertion; services must only ever read tenant
-//! context through this module so that the change lands in one place.
+//! Services take tenant context only from the gateway's signed assertion (see
+//! [`crate::assertion`]): a client-sent `x-rapport-tenant` or a forged
+//! assertion gets UNAUTHENTICATED. Handlers read the verified context with
+//! [`RequestContext::from_request`].
 use std::fmt;
 
-use tonic::{Code, Request, Status};
+use tonic::{Code, Request, Status, service::Interceptor};
 
-use crate::error::ErrorBuilder;
+use crate::{
+    assertion::{ASSERTION_HEADER, AssertionKey, Claims, Refusal},
+    error::ErrorBuilder,
+};
 
-/// Metadata key holding the tenant id.
+/// Metadata key a client might use to claim a tenant. Never trusted: the
+/// gateway strips it and services ignore it.
 pub const TENANT_HEADER: &str = "x-rapport-tenant";
-/// Metadata key holding the calling principal (API key id, user or service).
-pub const PRINCIPAL_HEADER: &str = "x-rapport-principal";
 const DOMAIN: &str = "rapport.dev";
 
 /// A validated tenant id: 1 to 63 characters of `[a-z0-9_-]`, starting with a
@@ -48,67 +51,125 @@ impl fmt::Display for TenantId {
     }
 }
 
-/// Who is calling, on behalf of which tenant. Put into request extensions by
-/// [`require_tenant`].
+/// Who is calling, on behalf of which tenant, with which scopes. Put into
+/// request extensions by [`TenantGuard`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestContext {
     /// The tenant every query of this call is scoped to.
     pub tenant: TenantId,
-    /// The calling principal, `anonymous` when none was given.
+    /// The authenticated principal, e.g. `apiKeys/k1`.
     pub principal: String,
+    /// Scopes granted to the principal.
+    pub scopes: Vec<String>,
 }
 
 impl RequestContext {
-    /// The context of a request that passed [`require_tenant`].
+    /// The context of a request that passed [`TenantGuard`].
     ///
-    /// A handler reached without the interceptor is a wiring bug; it fails
-    /// closed with UNAUTHENTICATED rather than panicking.
+    /// A handler reached without the guard is a wiring bug; it fails closed
+    /// with UNAUTHENTICATED rather than trusting anything.
     pub fn from_request<T>(request: &Request<T>) -> Result<Self, Status> {
-        match request.extensions().get::<RequestContext>() {
-            Some(ctx) => Ok(ctx.clone()),
-            None => extract(request),
-        }
+        request
+            .extensions()
+            .get::<RequestContext>()
+            .cloned()
+            .ok_or_else(|| unauthenticated("ASSERTION_MISSING", "no verified tenant context"))
     }
 }
 
-/// Tonic interceptor: rejects a call without a valid tenant with
-/// UNAUTHENTICATED and stores the [`RequestContext`] in its extensions.
-pub fn require_tenant(mut request: Request<()>) -> Result<Request<()>, Status> {
-    let ctx = extract(&request)?;
-    request.extensions_mut().insert(ctx);
-    Ok(request)
+fn unauthenticated(reason: &'static str, message: &str) -> Status {
+    ErrorBuilder::new(Code::Unauthenticated, DOMAIN, reason)
+        .message(message.to_owned())
+        .build()
 }
 
-fn extract<T>(request: &Request<T>) -> Result<RequestContext, Status> {
-    let Some(raw) = request.metadata().get(TENANT_HEADER) else {
-        return Err(
-            ErrorBuilder::new(Code::Unauthenticated, DOMAIN, "TENANT_MISSING")
-                .message(format!("the `{TENANT_HEADER}` metadata is required"))
-                .build(),
-        );
-    };
-    let tenant = raw
-        .to_str()
-        .map_err(|_| "must be ASCII")
-        .and_then(TenantId::parse)
-        .map_err(|why| {
-            ErrorBuilder::new(Code::Unauthenticated, DOMAIN, "TENANT_INVALID")
-                .message(format!("the `{TENANT_HEADER}` metadata {why}"))
-                .build()
+/// Tonic interceptor: verifies the gateway's assertion, rejects the call with
+/// UNAUTHENTICATED when it is missing, forged or expired, and stores the
+/// [`RequestContext`] in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct TenantGuard {
+    key: AssertionKey,
+}
+
+impl TenantGuard {
+    /// A guard trusting assertions signed with `key`.
+    pub fn new(key: AssertionKey) -> Self {
+        Self { key }
+    }
+
+    /// Verifies the assertion of a request's metadata.
+    pub fn verify(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<RequestContext, Status> {
+        let Some(raw) = metadata.get(ASSERTION_HEADER) else {
+            return Err(unauthenticated(
+                "ASSERTION_MISSING",
+                "call through the gateway: no tenant assertion on this call",
+            ));
+        };
+        let now = chrono::Utc::now().timestamp();
+        let claims: Claims = raw
+            .to_str()
+            .map_err(|_| Refusal::Malformed)
+            .and_then(|v| self.key.verify(v, now))
+            .map_err(|why| {
+                let why = match why {
+                    Refusal::Malformed => "the tenant assertion is malformed",
+                    Refusal::BadSignature => "the tenant assertion is not signed by the gateway",
+                    Refusal::Expired => "the tenant assertion has expired",
+                };
+                unauthenticated("ASSERTION_INVALID", why)
+            })?;
+        let tenant = TenantId::parse(&claims.tenant).map_err(|why| {
+            unauthenticated("TENANT_INVALID", &format!("the asserted tenant {why}"))
         })?;
-    let principal = request
-        .metadata()
-        .get(PRINCIPAL_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|p| !p.is_empty() && p.len() <= 128)
-        .unwrap_or("anonymous")
-        .to_owned();
-    Ok(RequestContext { tenant, principal })
+        Ok(RequestContext {
+            tenant,
+            principal: claims.principal,
+            scopes: claims.scopes,
+        })
+    }
+}
+
+impl Interceptor for TenantGuard {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let ctx = self.verify(request.metadata())?;
+        request.extensions_mut().insert(ctx);
+        Ok(request)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(b: u8) -> AssertionKey {
+        AssertionKey::new(&[b; 32]).unwrap()
+    }
+
+    fn with_assertion(key: &AssertionKey, tenant: &str, expires: i64) -> Request<()> {
+        let mut req = Request::new(());
+        let claims = Claims {
+            tenant: tenant.into(),
+            principal: "apiKeys/k1".into(),
+            scopes: vec!["profiles.read".into()],
+            expires,
+        };
+        req.metadata_mut()
+            .insert(ASSERTION_HEADER, key.sign(&claims).parse().unwrap());
+        req
+    }
+
+    fn reason(status: &Status) -> String {
+        use tonic_types::StatusExt as _;
+        status
+            .get_error_details()
+            .error_info()
+            .unwrap()
+            .reason
+            .clone()
+    }
 
     #[test]
     fn tenant_ids_are_validated() {
@@ -120,26 +181,37 @@ mod tests {
     }
 
     #[test]
-    fn missing_tenant_is_unauthenticated() {
-        let err = require_tenant(Request::new(())).unwrap_err();
-        assert_eq!(err.code(), Code::Unauthenticated);
-        let mut req = Request::new(());
-        req.metadata_mut()
-            .insert(TENANT_HEADER, "ACME".parse().unwrap());
-        assert_eq!(
-            require_tenant(req).unwrap_err().code(),
-            Code::Unauthenticated
-        );
-    }
+    fn only_a_valid_assertion_gives_a_tenant() {
+        let mut guard = TenantGuard::new(key(1));
+        let later = chrono::Utc::now().timestamp() + 60;
 
-    #[test]
-    fn valid_tenant_lands_in_extensions() {
-        let mut req = Request::new(());
-        req.metadata_mut()
-            .insert(TENANT_HEADER, "acme".parse().unwrap());
-        let req = require_tenant(req).unwrap();
-        let ctx = RequestContext::from_request(&req).unwrap();
+        let ok = guard.call(with_assertion(&key(1), "acme", later)).unwrap();
+        let ctx = RequestContext::from_request(&ok).unwrap();
         assert_eq!(ctx.tenant.as_str(), "acme");
-        assert_eq!(ctx.principal, "anonymous");
+        assert_eq!(ctx.principal, "apiKeys/k1");
+
+        let mut spoofed = Request::new(());
+        spoofed
+            .metadata_mut()
+            .insert(TENANT_HEADER, "acme".parse().unwrap());
+        let err = guard.call(spoofed).unwrap_err();
+        assert_eq!(
+            (err.code(), reason(&err).as_str()),
+            (Code::Unauthenticated, "ASSERTION_MISSING")
+        );
+
+        let err = guard
+            .call(with_assertion(&key(2), "acme", later))
+            .unwrap_err();
+        assert_eq!(
+            (err.code(), reason(&err).as_str()),
+            (Code::Unauthenticated, "ASSERTION_INVALID")
+        );
+        let err = guard.call(with_assertion(&key(1), "acme", 1)).unwrap_err();
+        assert_eq!(reason(&err), "ASSERTION_INVALID");
+        let err = guard
+            .call(with_assertion(&key(1), "ACME", later))
+            .unwrap_err();
+        assert_eq!(reason(&err), "TENANT_INVALID");
     }
 }

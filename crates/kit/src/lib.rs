@@ -3,13 +3,15 @@
 //! idempotency keys. It holds no domain logic and touches no database.
 #![forbid(unsafe_code)]
 
+pub mod assertion;
 pub mod context;
 pub mod error;
 pub mod idempotency;
 pub mod page;
 pub mod server;
 
-pub use context::{RequestContext, TenantId};
+pub use assertion::AssertionKey;
+pub use context::{RequestContext, TenantGuard, TenantId};
 pub use error::{ErrorBuilder, FieldViolations};
 pub use page::PageTokens;
 pub use server::{GrpcServer, ServerConfig};

@@ -12,6 +12,20 @@ pub mod rapport {
             tonic::include_proto!("rapport.r#type.v1");
         }
     }
+    /// `rapport.api.*`: method options every contract uses (scopes, HTTP routes).
+    pub mod api {
+        /// `rapport.api.v1`.
+        pub mod v1 {
+            tonic::include_proto!("rapport.api.v1");
+        }
+    }
+    /// `rapport.gateway.*`: the gateway's admin API.
+    pub mod gateway {
+        /// `rapport.gateway.v1`.
+        pub mod v1 {
+            tonic::include_proto!("rapport.gateway.v1");
+        }
+    }
     /// `rapport.profiles.*`: customer profiles.
     pub mod profiles {
         /// `rapport.profiles.v1`.
@@ -21,6 +35,7 @@ pub mod rapport {
     }
 }
 
+pub use rapport::gateway::v1 as gateway;
 pub use rapport::profiles::v1 as profiles;
 pub use rapport::r#type::v1 as types;
 

@@ -265,13 +265,45 @@ pub async fn connect(addr: SocketAddr) -> anyhow::Result<Channel> {
         .with_context(|| format!("connecting to {addr}"))
 }
 
-/// A request carrying `msg` with the `x-rapport-tenant` metadata set to
-/// `tenant`. Panics if `tenant` is not valid metadata (a bug in the test).
+/// The secret services under test share with the (simulated) gateway.
+pub const TEST_ASSERTION_KEY: &str = "rapport-test-assertion-key-0123456789abcdef";
+
+/// A request carrying `msg` and a tenant assertion for `tenant`, signed with
+/// [`TEST_ASSERTION_KEY`] as the gateway would sign it. The tenant is not
+/// validated here, so tests can assert what services do with bad ones.
 pub fn tenant_request<T>(tenant: &str, msg: T) -> tonic::Request<T> {
+    signed_request(TEST_ASSERTION_KEY.as_bytes(), tenant, msg)
+}
+
+/// Like [`tenant_request`] but signed with an arbitrary key (a forgery when
+/// the key is not the service's).
+pub fn signed_request<T>(key: &[u8], tenant: &str, msg: T) -> tonic::Request<T> {
+    let key = rapport_kit::AssertionKey::new(key).expect("test keys are at least 32 bytes");
+    let claims = rapport_kit::assertion::Claims {
+        tenant: tenant.to_owned(),
+        principal: "test".to_owned(),
+        scopes: Vec::new(),
+        expires: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64 + 300)
+            .unwrap_or(i64::MAX),
+    };
     let mut request = tonic::Request::new(msg);
-    let value: MetadataValue<_> = tenant
+    let value: MetadataValue<_> = key
+        .sign(&claims)
         .parse()
-        .expect("a tenant used in tests is valid ASCII metadata");
+        .expect("an assertion is valid ASCII metadata");
+    request
+        .metadata_mut()
+        .insert(rapport_kit::assertion::ASSERTION_HEADER, value);
+    request
+}
+
+/// A request that only claims a tenant with the `x-rapport-tenant` header, as
+/// a client trying to spoof one would. Services must refuse it.
+pub fn spoofed_tenant_request<T>(tenant: &str, msg: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(msg);
+    let value: MetadataValue<_> = tenant.parse().expect("ASCII tenant");
     request.metadata_mut().insert(TENANT_HEADER, value);
     request
 }
@@ -356,8 +388,13 @@ mod tests {
     }
 
     #[test]
-    fn tenant_request_sets_the_metadata() {
+    fn tenant_request_carries_a_verifiable_assertion() {
         let request = tenant_request("acme", ());
-        assert_eq!(request.metadata().get(TENANT_HEADER).unwrap(), "acme");
+        let key = rapport_kit::AssertionKey::new(TEST_ASSERTION_KEY.as_bytes()).unwrap();
+        let ctx = rapport_kit::TenantGuard::new(key)
+            .verify(request.metadata())
+            .unwrap();
+        assert_eq!(ctx.tenant.as_str(), "acme");
+        assert!(request.metadata().get(TENANT_HEADER).is_none());
     }
 }

@@ -31,6 +31,10 @@ pub struct Config {
     /// Secret that signs page tokens; every replica must share it. At least 32
     /// characters. Secret: only from the environment.
     pub page_token_secret: String,
+    /// Secret shared with the gateway that signs tenant assertions; calls
+    /// without a valid assertion are refused. At least 32 characters. Secret:
+    /// only from the environment.
+    pub assertion_key: String,
 }
 
 impl Default for Config {
@@ -42,6 +46,7 @@ impl Default for Config {
             },
             database: DatabaseConfig::default(),
             page_token_secret: String::new(),
+            assertion_key: String::new(),
         }
     }
 }
@@ -90,6 +95,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Profiles> {
     if config.page_token_secret.len() < 32 {
         anyhow::bail!("page_token_secret must be at least 32 characters");
     }
+    let assertion_key = rapport_kit::AssertionKey::new(config.assertion_key.as_bytes())
+        .context("assertion_key must be at least 32 characters")?;
     let db = Db::connect(&config.database.url, &config.database.pool)
         .await
         .with_context(|| {
@@ -115,7 +122,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Profiles> {
         .max_encoding_message_size(config.server.max_message_bytes * 4);
     let grpc = tonic::service::interceptor::InterceptedService::new(
         grpc,
-        rapport_kit::context::require_tenant,
+        rapport_kit::TenantGuard::new(assertion_key),
     );
     let app = App {
         routes: tonic::service::Routes::new(grpc),

@@ -18,13 +18,13 @@ async fn calls_without_a_valid_tenant_are_unauthenticated() {
             }))
             .await,
     );
-    assert_error(&err, Code::Unauthenticated, "TENANT_MISSING");
+    assert_error(&err, Code::Unauthenticated, "ASSERTION_MISSING");
     let err = expect_err(
         client
             .list_customers(tonic::Request::new(ListCustomersRequest::default()))
             .await,
     );
-    assert_error(&err, Code::Unauthenticated, "TENANT_MISSING");
+    assert_error(&err, Code::Unauthenticated, "ASSERTION_MISSING");
     let err = expect_err(
         client
             .get_customer(tonic::Request::new(pb::GetCustomerRequest {
@@ -32,7 +32,7 @@ async fn calls_without_a_valid_tenant_are_unauthenticated() {
             }))
             .await,
     );
-    assert_error(&err, Code::Unauthenticated, "TENANT_MISSING");
+    assert_error(&err, Code::Unauthenticated, "ASSERTION_MISSING");
 
     for bad in ["ACME", "-acme", "acme corp", "a/b", &"a".repeat(64)] {
         let err = expect_err(
@@ -54,6 +54,27 @@ async fn calls_without_a_valid_tenant_are_unauthenticated() {
         );
         assert_error(&err, Code::Unauthenticated, "TENANT_INVALID");
     }
+    // A client-claimed tenant is ignored: only the gateway's assertion counts.
+    let err = expect_err(
+        client
+            .list_customers(rapport_testkit::spoofed_tenant_request(
+                TENANT,
+                ListCustomersRequest::default(),
+            ))
+            .await,
+    );
+    assert_error(&err, Code::Unauthenticated, "ASSERTION_MISSING");
+    // An assertion signed with any key but the gateway's is a forgery.
+    let err = expect_err(
+        client
+            .list_customers(rapport_testkit::signed_request(
+                b"not-the-gateway-key-not-the-gateway-key",
+                TENANT,
+                ListCustomersRequest::default(),
+            ))
+            .await,
+    );
+    assert_error(&err, Code::Unauthenticated, "ASSERTION_INVALID");
     // Edge of the valid range.
     client
         .list_customers(tenant_request(

@@ -21,7 +21,7 @@ use rapport_proto::profiles::{
 pub use rapport_proto::types::{Channel, EventEnvelope};
 use rapport_store::Db;
 pub use rapport_testkit::tenant_request;
-use rapport_testkit::{Running, TEST_SECRET, TestDb};
+use rapport_testkit::{Running, TEST_ASSERTION_KEY, TEST_SECRET, TestDb};
 use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
 use tonic::{Code, Status};
 use tonic_types::StatusExt as _;
@@ -68,6 +68,7 @@ pub async fn start() -> Harness {
             pool: Default::default(),
         },
         page_token_secret: TEST_SECRET.into(),
+        assertion_key: TEST_ASSERTION_KEY.into(),
     };
     let profiles = rapport_profiles::build(&config)
         .await
