@@ -1,17 +1,23 @@
 //! Compiles `proto/` with protox (pure Rust), so a fresh machine needs no protoc.
 use std::{env, path::PathBuf};
 
-use protox::prost::Message as _;
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let mut files = Vec::new();
     collect(&root, &root, &mut files)?;
     files.sort();
-    let fds = protox::compile(&files, [&root])?;
+    let mut compiler = protox::Compiler::new([&root])?;
+    compiler.include_imports(true).include_source_info(true);
+    compiler.open_files(&files)?;
+    let fds = compiler.file_descriptor_set();
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     // compile_fds does not write file_descriptor_set_path: reflection needs the set, so write it.
-    std::fs::write(out_dir.join("rapport_descriptor.bin"), fds.encode_to_vec())?;
+    // Encode through protox, not prost_types: prost drops unknown fields, and the
+    // custom method options (scopes, HTTP routes) the gateway reads are exactly that.
+    std::fs::write(
+        out_dir.join("rapport_descriptor.bin"),
+        compiler.encode_file_descriptor_set(),
+    )?;
     let mut config = prost_build::Config::new();
     // Event payloads travel as google.protobuf.Any: messages need their type
     // names, with the conventional type URL prefix.

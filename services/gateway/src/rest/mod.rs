@@ -1,0 +1,1 @@
+//! REST/JSON transcoding (filled in by the REST work).
