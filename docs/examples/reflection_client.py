@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Calls the Rapport profiles service with no generated code.
+"""Calls the Rapport profiles service through the gateway with no generated code.
 
-The message and service definitions are fetched at run time from the server's
+The message and service definitions are fetched at run time from the gateway's
 gRPC reflection service, so this works against any Rapport build. It creates a
 customer, reads it back by resource name, then finds it by email address.
 
     pip install grpcio grpcio-reflection protobuf
-    python3 docs/examples/reflection_client.py 127.0.0.1:50051 acme
+    python3 docs/examples/reflection_client.py 127.0.0.1:8080 rk_...
 """
 
 import argparse
@@ -25,7 +25,7 @@ SERVICE = "rapport.profiles.v1.ProfilesService"
 class ReflectionClient:
     """Calls unary methods of one service, with types learned by reflection."""
 
-    def __init__(self, channel, service_name, tenant):
+    def __init__(self, channel, service_name, api_key):
         # The descriptor pool asks the server for each file it needs (and the
         # files those import) the first time a symbol is looked up.
         self._pool = descriptor_pool.DescriptorPool(
@@ -33,8 +33,9 @@ class ReflectionClient:
         )
         self._channel = channel
         self._service = self._pool.FindServiceByName(service_name)
-        # Every call to a Rapport service is scoped to a tenant.
-        self._metadata = (("x-rapport-tenant", tenant),)
+        # Every call goes through the gateway with an API key; the key decides
+        # the tenant and the scopes.
+        self._metadata = (("authorization", f"Bearer {api_key}"),)
 
     def call(self, method_name, request):
         """Sends `request` (a dict in protobuf JSON form), returns a dict."""
@@ -58,8 +59,8 @@ def show(title, value):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("address", help="host:port of the profiles service, e.g. 127.0.0.1:50051")
-    parser.add_argument("tenant", help="tenant id: lower-case letters, digits, '-' and '_'")
+    parser.add_argument("address", help="host:port of the gateway, e.g. 127.0.0.1:8080")
+    parser.add_argument("api_key", help="an API key (rk_...), e.g. the one `rapport dev` prints")
     args = parser.parse_args()
 
     # A unique address per run, so the example can be run again and again
@@ -67,7 +68,7 @@ def main():
     email = f"ada+{uuid.uuid4().hex[:8]}@example.com"
 
     with grpc.insecure_channel(args.address) as channel:
-        client = ReflectionClient(channel, SERVICE, args.tenant)
+        client = ReflectionClient(channel, SERVICE, args.api_key)
 
         created = client.call(
             "CreateCustomer",

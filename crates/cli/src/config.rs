@@ -18,6 +18,8 @@ pub struct RapportConfig {
     pub log: LogConfig,
     /// The profiles service.
     pub profiles: rapport_profiles::Config,
+    /// The gateway.
+    pub gateway: rapport_gateway::Config,
 }
 
 /// Logging settings.
@@ -54,12 +56,17 @@ impl LogConfig {
 }
 
 /// Keys that hold secrets: read only from the environment, redacted in dumps.
-const SECRET_KEYS: &[&str] = &["profiles.page_token_secret", "profiles.assertion_key"];
+const SECRET_KEYS: &[&str] = &[
+    "profiles.page_token_secret",
+    "profiles.assertion_key",
+    "gateway.page_token_secret",
+    "gateway.assertion_key",
+];
 
 /// Top-level sections that `RAPPORT_…` variables may set. Other `RAPPORT_`
 /// variables (`RAPPORT_CONFIG`, `RAPPORT_DATA_DIR`, test settings) are not
 /// configuration keys.
-const SECTIONS: &[&str] = &["log__", "profiles__"];
+const SECTIONS: &[&str] = &["log__", "profiles__", "gateway__"];
 
 /// Loads the layered configuration.
 pub fn load(file: Option<&Path>) -> anyhow::Result<RapportConfig> {
@@ -108,9 +115,11 @@ pub fn dump(config: &RapportConfig) -> anyhow::Result<String> {
             *node = serde_json::Value::String("<redacted>".to_owned());
         }
     }
-    let url = &mut value["profiles"]["database"]["url"];
-    if let Some(s) = url.as_str() {
-        *url = serde_json::Value::String(rapport_store::db::redact_url(s));
+    for service in ["profiles", "gateway"] {
+        let url = &mut value[service]["database"]["url"];
+        if let Some(s) = url.as_str() {
+            *url = serde_json::Value::String(rapport_store::db::redact_url(s));
+        }
     }
     Ok(serde_json::to_string_pretty(&value)?)
 }

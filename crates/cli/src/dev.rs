@@ -24,7 +24,48 @@ pub fn prepare(config: &mut RapportConfig, data_dir: &Path) -> anyhow::Result<()
     if config.profiles.assertion_key.is_empty() {
         config.profiles.assertion_key = dev_secret(data_dir, "assertion_key")?;
     }
+    // The gateway signs what the services verify: one shared key.
+    if config.gateway.assertion_key.is_empty() {
+        config.gateway.assertion_key = config.profiles.assertion_key.clone();
+    }
+    if config.gateway.page_token_secret.is_empty() {
+        config.gateway.page_token_secret = dev_secret(data_dir, "gateway_page_token_secret")?;
+    }
+    let gateway_defaults = rapport_gateway::Config::default();
+    if config.gateway.database.url == gateway_defaults.database.url {
+        config.gateway.database.url = format!("sqlite://{}", data_dir.join("gateway.db").display());
+    }
+    config.gateway.database.migrate = true;
     Ok(())
+}
+
+/// The dev admin key: created on first start, kept in the data directory so
+/// every later start can print it again.
+async fn bootstrap_key(gateway: &rapport_gateway::Gateway, data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("secrets").join("bootstrap_api_key");
+    if let Ok(existing) = std::fs::read_to_string(&path)
+        && rapport_gateway::auth::api_keys::key_id(existing.trim()).is_some()
+    {
+        return Ok(existing.trim().to_owned());
+    }
+    let issued = gateway
+        .keys()
+        .issue(
+            rapport_gateway::auth::api_keys::NewKey {
+                display_name: "rapport dev bootstrap".to_owned(),
+                tenant: "demo".to_owned(),
+                scopes: vec!["admin".to_owned(), "platform".to_owned()],
+                expire_time: None,
+                rate_limit: 0,
+            },
+            chrono::Utc::now(),
+            None,
+        )
+        .await?
+        .context("a key without request id is always created")?;
+    std::fs::create_dir_all(path.parent().expect("joined path has a parent"))?;
+    open_private(&path)?.write_all(issued.secret.as_bytes())?;
+    Ok(issued.secret)
 }
 
 /// A random secret kept in the data directory, so that page tokens stay

@@ -1,11 +1,12 @@
-//! `rapport`: runs Rapport. `dev` starts every service in one process on
-//! embedded storage; `serve <service>` runs one service from configuration
-//! (a Kubernetes Deployment); `migrate <service>` applies database migrations
-//! (a Kubernetes Job).
+//! `rapport`: runs Rapport. `dev` starts every service and the gateway in one
+//! process on embedded storage; `serve <service>` runs one service from
+//! configuration (a Kubernetes Deployment); `migrate <service>` applies
+//! database migrations (a Kubernetes Job); `keys` manages API keys.
 #![forbid(unsafe_code)]
 
 mod config;
 mod dev;
+mod keys;
 
 use std::path::PathBuf;
 
@@ -29,7 +30,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run every service in one process on SQLite under a local data directory.
+    /// Run every service and the gateway in one process on SQLite under a
+    /// local data directory.
     Dev {
         /// Where the embedded databases and generated secrets live.
         #[arg(long, default_value = ".rapport", env = "RAPPORT_DATA_DIR")]
@@ -45,12 +47,19 @@ enum Command {
         /// The service.
         service: Service,
     },
+    /// Manage the gateway's API keys directly in its database.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Service {
     /// Customer profiles.
     Profiles,
+    /// The gateway.
+    Gateway,
 }
 
 #[tokio::main]
@@ -65,27 +74,19 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let telemetry = rapport_telemetry::init(
-        "rapport",
-        config.log.format()?,
-        &config.log.effective_filter(),
-    )?;
+    let telemetry = rapport_telemetry::init("rapport", config.log.format()?, &config.log.effective_filter())?;
     let result = match cli.command {
         Command::Dev { data_dir } => dev::run(config, &data_dir).await,
-        Command::Serve {
-            service: Service::Profiles,
-        } => serve_profiles(config).await,
-        Command::Migrate {
-            service: Service::Profiles,
-        } => migrate_profiles(config).await,
+        Command::Serve { service: Service::Profiles } => serve_profiles(config).await,
+        Command::Serve { service: Service::Gateway } => serve_gateway(config).await,
+        Command::Migrate { service } => migrate(config, service).await,
+        Command::Keys { command } => keys::run(&config.gateway, command).await,
     };
     if let Err(err) = &result {
         tracing::error!(error = format!("{err:#}"), "rapport stopped with an error");
     }
     // Flush spans on a blocking thread: the exporter needs the runtime to run.
-    tokio::task::spawn_blocking(move || telemetry.shutdown())
-        .await
-        .ok();
+    tokio::task::spawn_blocking(move || telemetry.shutdown()).await.ok();
     result
 }
 
@@ -95,13 +96,25 @@ async fn serve_profiles(config: config::RapportConfig) -> anyhow::Result<()> {
     profiles.serve(rapport_kit::server::shutdown_signal()).await
 }
 
-async fn migrate_profiles(config: config::RapportConfig) -> anyhow::Result<()> {
-    let url = &config.profiles.database.url;
-    let db = rapport_store::Db::connect(url, &config.profiles.database.pool)
+async fn serve_gateway(config: config::RapportConfig) -> anyhow::Result<()> {
+    let gateway = rapport_gateway::build(&config.gateway).await?;
+    tracing::info!(addr = %gateway.local_addr(), "gateway serving");
+    gateway.serve(rapport_kit::server::shutdown_signal()).await
+}
+
+async fn migrate(config: config::RapportConfig, service: Service) -> anyhow::Result<()> {
+    let (url, pool) = match service {
+        Service::Profiles => (&config.profiles.database.url, &config.profiles.database.pool),
+        Service::Gateway => (&config.gateway.database.url, &config.gateway.database.pool),
+    };
+    let db = rapport_store::Db::connect(url, pool)
         .await
         .with_context(|| format!("connecting to {}", rapport_store::db::redact_url(url)))?;
-    rapport_profiles::migrate(&db).await?;
-    tracing::info!(database = %rapport_store::db::redact_url(url), "profiles migrations applied");
+    match service {
+        Service::Profiles => rapport_profiles::migrate(&db).await?,
+        Service::Gateway => rapport_gateway::migrate(&db).await?,
+    }
+    tracing::info!(database = %rapport_store::db::redact_url(url), ?service, "migrations applied");
     db.close().await;
     Ok(())
 }

@@ -49,6 +49,9 @@ pub struct App {
     pub service_names: Vec<&'static str>,
     /// Encoded `FileDescriptorSet`s that describe those services.
     pub file_descriptor_sets: Vec<&'static [u8]>,
+    /// Accept HTTP/1.1 too (gRPC-web and REST front doors); plain gRPC
+    /// services speak HTTP/2 only.
+    pub accept_http1: bool,
 }
 
 /// A gRPC server whose socket is already bound, so its address is known (and
@@ -140,6 +143,7 @@ impl GrpcServer {
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = Server::builder()
+            .accept_http1(app.accept_http1)
             .timeout(Duration::from_millis(config.default_timeout_ms))
             .http2_max_header_list_size(config.max_metadata_bytes)
             .layer(rapport_telemetry::rpc::layer())

@@ -5,7 +5,292 @@
 //! trust only the tenant assertion it signs.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod audit;
 pub mod auth;
+pub mod backends;
 pub mod call;
 pub mod catalog;
+pub mod limits;
+pub mod pipeline;
 pub mod rest;
+pub mod storage;
+
+use std::{collections::BTreeMap, convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use rapport_kit::{AssertionKey, GrpcServer, PageTokens, ServerConfig, server::App};
+use rapport_proto::gateway::gateway_admin_service_server::GatewayAdminServiceServer;
+use rapport_store::{Db, DbOptions};
+use serde::{Deserialize, Serialize};
+use tonic::body::Body;
+use tower::{ServiceBuilder, ServiceExt as _};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::{
+    audit::AuditSink,
+    auth::{api_keys::ApiKeys, jwt::{JwtConfig, JwtVerifier}},
+    backends::{BackendConfig, Backends},
+    call::Protocol,
+    catalog::Catalog,
+    limits::RateLimits,
+    pipeline::{ADMIN_SERVICE, Pipeline, PipelineCall},
+    storage::Store,
+};
+
+/// Configuration of the gateway.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listener and limits. `server.default_timeout_ms` is the longest
+    /// deadline a call gets (client deadlines are capped to it).
+    pub server: ServerConfig,
+    /// Deadline for calls that set none.
+    pub default_timeout_ms: u64,
+    /// The gateway's own database (API keys, audit log).
+    pub database: DatabaseConfig,
+    /// Backends by fully qualified gRPC service name.
+    pub backends: BTreeMap<String, BackendConfig>,
+    /// How often backend host names are re-resolved.
+    pub resolve_every_ms: u64,
+    /// Calls in flight at once before new ones are shed.
+    pub concurrency_limit: usize,
+    /// Default per-key rate limit.
+    pub rate_limit: RateLimitConfig,
+    /// Origins allowed to call from a browser (gRPC-web, REST). Empty: none.
+    pub cors_origins: Vec<String>,
+    /// JWT bearer tokens; off unless a JWKS is configured.
+    pub jwt: JwtConfig,
+    /// Secret shared with every service, signing tenant assertions. At least
+    /// 32 characters. Secret: only from the environment.
+    pub assertion_key: String,
+    /// Lifetime of an assertion, seconds.
+    pub assertion_ttl_secs: u64,
+    /// Secret signing the admin API's page tokens. Secret.
+    pub page_token_secret: String,
+}
+
+/// Token bucket defaults.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Requests per second per API key or token subject.
+    pub per_second: u32,
+    /// Bucket size, in seconds of refill.
+    pub burst_seconds: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self { per_second: 100, burst_seconds: 2 }
+    }
+}
+
+/// Where the gateway's own data lives.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://…` or `postgres://…`.
+    pub url: String,
+    /// Migrate at start.
+    pub migrate: bool,
+    /// Pool settings.
+    pub pool: DbOptions,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: "sqlite://gateway.db".to_owned(), migrate: true, pool: DbOptions::default() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                default_timeout_ms: 60_000,
+                // Admin and REST requests are small; 4 MiB leaves room for
+                // services with bigger messages.
+                max_message_bytes: 4 * 1024 * 1024,
+                ..ServerConfig::default()
+            },
+            default_timeout_ms: 10_000,
+            database: DatabaseConfig::default(),
+            backends: BTreeMap::new(),
+            resolve_every_ms: 10_000,
+            concurrency_limit: 1024,
+            rate_limit: RateLimitConfig::default(),
+            cors_origins: Vec::new(),
+            jwt: JwtConfig::default(),
+            assertion_key: String::new(),
+            assertion_ttl_secs: 60,
+            page_token_secret: String::new(),
+        }
+    }
+}
+
+/// A built, bound gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    server: GrpcServer,
+    db: Db,
+    app: App,
+    keys: Arc<ApiKeys>,
+}
+
+/// Runs the gateway migrations.
+pub async fn migrate(db: &Db) -> anyhow::Result<()> {
+    use rapport_gateway_migration::{Migrator, MigratorTrait as _};
+    Migrator::up(&db.writer, None).await.context("running gateway migrations")
+}
+
+/// Opens the gateway's database (for `rapport keys` and `rapport migrate`).
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let db = Db::connect(&config.database.url, &config.database.pool)
+        .await
+        .with_context(|| format!("connecting to {}", rapport_store::db::redact_url(&config.database.url)))?;
+    if config.database.migrate {
+        migrate(&db).await?;
+    }
+    Ok(Store::new(db))
+}
+
+fn is_grpc(req: &http::Request<Body>) -> bool {
+    req.headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+fn mark_grpc_web(mut req: http::Request<Body>) -> http::Request<Body> {
+    let web = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc-web"));
+    if web {
+        req.extensions_mut().insert(Protocol::GrpcWeb);
+    }
+    req
+}
+
+/// Connects, migrates, starts backend pools and binds the listener.
+pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
+    let assertion = AssertionKey::new(config.assertion_key.as_bytes())
+        .context("assertion_key must be at least 32 characters")?;
+    if config.page_token_secret.len() < 32 {
+        anyhow::bail!("page_token_secret must be at least 32 characters");
+    }
+    let catalog = Arc::new(Catalog::load(rapport_proto::FILE_DESCRIPTOR_SET)?);
+    for service in config.backends.keys() {
+        if !catalog.methods().any(|m| &m.service == service) {
+            anyhow::bail!("backends.{service}: no such gRPC service in the contracts");
+        }
+    }
+    let store = open_store(config).await?;
+    let db = store.db().clone();
+    let keys = Arc::new(ApiKeys::new(store.clone()));
+    let audit = AuditSink::start(store.clone());
+    let jwt = JwtVerifier::from_config(&config.jwt).await?.map(Arc::new);
+    let admin = GatewayAdminServiceServer::new(admin::Handler::new(
+        keys.clone(),
+        store.clone(),
+        audit.clone(),
+        PageTokens::new(config.page_token_secret.as_bytes(), pipeline::DOMAIN),
+    ))
+    .max_decoding_message_size(config.server.max_message_bytes);
+    let backends = Backends::start(&config.backends, Duration::from_millis(config.resolve_every_ms.max(100)))?;
+    let pipeline = Arc::new(Pipeline {
+        catalog: catalog.clone(),
+        keys: keys.clone(),
+        jwt,
+        limits: RateLimits::new(config.rate_limit.per_second, config.rate_limit.burst_seconds),
+        concurrency: Arc::new(tokio::sync::Semaphore::new(config.concurrency_limit.max(1))),
+        backends,
+        admin,
+        assertion,
+        assertion_ttl: Duration::from_secs(config.assertion_ttl_secs.clamp(5, 3600)),
+        audit,
+        default_timeout: Duration::from_millis(config.default_timeout_ms),
+        max_timeout: Duration::from_millis(config.server.default_timeout_ms),
+    });
+
+    let rest = rest::router(catalog.clone(), Arc::new(PipelineCall(pipeline.clone())));
+    let front = tower::service_fn(move |req: http::Request<Body>| {
+        let pipeline = pipeline.clone();
+        let rest = rest.clone();
+        async move {
+            if is_grpc(&req) {
+                Ok::<_, Infallible>(pipeline.handle(req).await)
+            } else {
+                let resp = rest.oneshot(req.map(axum::body::Body::new)).await.unwrap_or_else(|never| match never {});
+                Ok(resp.map(Body::new))
+            }
+        }
+    });
+    let origins: Vec<http::HeaderValue> = config
+        .cors_origins
+        .iter()
+        .map(|o| http::HeaderValue::from_str(o).with_context(|| format!("cors_origins: {o:?} is not a header value")))
+        .collect::<anyhow::Result<_>>()?;
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([http::Method::GET, http::Method::POST, http::Method::PATCH, http::Method::PUT, http::Method::DELETE])
+        .allow_headers([
+            http::header::CONTENT_TYPE,
+            http::header::AUTHORIZATION,
+            http::HeaderName::from_static("x-api-key"),
+            http::HeaderName::from_static("x-grpc-web"),
+            http::HeaderName::from_static("x-user-agent"),
+            http::HeaderName::from_static("grpc-timeout"),
+        ])
+        .expose_headers([
+            http::HeaderName::from_static("grpc-status"),
+            http::HeaderName::from_static("grpc-message"),
+            http::HeaderName::from_static("grpc-status-details-bin"),
+            http::HeaderName::from_static("grpc-retry-pushback-ms"),
+        ])
+        .max_age(Duration::from_secs(600));
+    let front = ServiceBuilder::new()
+        .layer(cors)
+        .map_request(mark_grpc_web)
+        .layer(tonic_web::GrpcWebLayer::new())
+        .service(front);
+    let router = axum::Router::new().fallback_service(front);
+    let server = GrpcServer::bind(config.server.clone())
+        .await
+        .with_context(|| format!("binding {}", config.server.listen))?;
+    let app = App {
+        routes: tonic::service::Routes::from(router),
+        service_names: vec![ADMIN_SERVICE],
+        file_descriptor_sets: vec![rapport_proto::FILE_DESCRIPTOR_SET],
+        accept_http1: true,
+    };
+    Ok(Gateway { server, db, app, keys })
+}
+
+impl Gateway {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// API keys (for `rapport dev`'s bootstrap key).
+    pub fn keys(&self) -> &Arc<ApiKeys> {
+        &self.keys
+    }
+
+    /// The gateway's database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Serves until `shutdown`, then drains.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let Self { server, db, app, .. } = self;
+        let result = server.serve(app, shutdown).await;
+        db.close().await;
+        result.context("serving the gateway")
+    }
+}

@@ -128,6 +128,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Profiles> {
         routes: tonic::service::Routes::new(grpc),
         service_names: vec![SERVICE_NAME],
         file_descriptor_sets: vec![rapport_proto::FILE_DESCRIPTOR_SET],
+        accept_http1: false,
     };
     Ok(Profiles { server, db, app })
 }

@@ -1,0 +1,439 @@
+//! The path of every call through the gateway: find the RPC in the catalog,
+//! authenticate, check the scope the contract declares, rate-limit, replace
+//! whatever tenant metadata the client sent with a signed assertion, bound the
+//! deadline, forward the message bytes untouched, and audit the outcome.
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use chrono::Utc;
+use http_body::{Frame, SizeHint};
+use rapport_kit::{AssertionKey, ErrorBuilder, assertion::Claims};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::{Code, Status, body::Body};
+use tower::ServiceExt as _;
+
+use crate::{
+    audit::AuditSink,
+    auth::{AuthError, Principal, api_keys::ApiKeys, credential, jwt::JwtVerifier},
+    backends::Backends,
+    call::{GrpcCall, Protocol, RequestFacts, ResponseFuture},
+    catalog::{Catalog, MethodInfo},
+    limits::RateLimits,
+    storage::AuditRecord,
+};
+
+/// ErrorInfo domain of the gateway.
+pub const DOMAIN: &str = "gateway.rapport.dev";
+/// The admin service the gateway serves itself.
+pub const ADMIN_SERVICE: &str = "rapport.gateway.v1.GatewayAdminService";
+
+type AdminServer = rapport_proto::gateway::gateway_admin_service_server::GatewayAdminServiceServer<crate::admin::Handler>;
+
+/// Everything a call needs.
+pub struct Pipeline {
+    /// RPCs by path.
+    pub catalog: Arc<Catalog>,
+    /// API key verification.
+    pub keys: Arc<ApiKeys>,
+    /// JWT verification, when configured.
+    pub jwt: Option<Arc<JwtVerifier>>,
+    /// Per-principal token buckets.
+    pub limits: RateLimits,
+    /// Calls in flight, gateway-wide.
+    pub concurrency: Arc<Semaphore>,
+    /// Backend pools.
+    pub backends: Backends,
+    /// The admin API, served in-process behind the same checks.
+    pub admin: AdminServer,
+    /// Signs tenant assertions.
+    pub assertion: AssertionKey,
+    /// Lifetime of an assertion.
+    pub assertion_ttl: Duration,
+    /// Audit log.
+    pub audit: AuditSink,
+    /// Deadline for calls that set none.
+    pub default_timeout: Duration,
+    /// Longest deadline granted.
+    pub max_timeout: Duration,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").finish_non_exhaustive()
+    }
+}
+
+/// A status as a trailers-only gRPC response.
+pub fn status_response(status: Status) -> http::Response<Body> {
+    status.into_http()
+}
+
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Parses a `grpc-timeout` value (`100m`, `5S`, …).
+pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = v.split_at(v.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Formats a `grpc-timeout` value in milliseconds (at most 8 digits).
+pub fn format_grpc_timeout(d: Duration) -> String {
+    format!("{}m", d.as_millis().clamp(1, 99_999_999))
+}
+
+fn auth_status(err: AuthError) -> Status {
+    let message = match err {
+        AuthError::Missing => "send an API key (`authorization: Bearer rk_…` or `x-api-key`) or a bearer token",
+        AuthError::Malformed => "the credential is not an API key or a bearer token",
+        AuthError::UnknownKey => "the API key is not valid",
+        AuthError::Revoked => "the API key was revoked",
+        AuthError::Expired => "the credential has expired",
+        AuthError::InvalidToken(_) => "the bearer token is not valid",
+        AuthError::JwtDisabled => "bearer tokens are not accepted by this gateway",
+        AuthError::Unavailable => "credentials cannot be checked right now; retry",
+    };
+    let code = if err == AuthError::Unavailable { Code::Unavailable } else { Code::Unauthenticated };
+    let mut b = ErrorBuilder::new(code, DOMAIN, err.reason()).message(message);
+    if let AuthError::InvalidToken(check) = err {
+        b = b.meta("check", check);
+    }
+    b.build()
+}
+
+impl Pipeline {
+    async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, AuthError> {
+        let credential = credential(headers)?;
+        if credential.starts_with(crate::auth::api_keys::PREFIX) {
+            return self.keys.authenticate(credential, Utc::now()).await;
+        }
+        if credential.split('.').count() == 3 {
+            let Some(jwt) = &self.jwt else { return Err(AuthError::JwtDisabled) };
+            return jwt.verify(credential);
+        }
+        Err(AuthError::Malformed)
+    }
+
+    fn audit(&self, method: &str, principal: Option<&Principal>, facts: &RequestFacts, protocol: Protocol, code: Code) {
+        self.audit.record(AuditRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            event_time: Utc::now(),
+            tenant: principal.map(|p| p.tenant.clone()).unwrap_or_default(),
+            principal: principal.map(|p| p.id.clone()).unwrap_or_default(),
+            method: method.chars().take(200).collect(),
+            resource: facts.resource.chars().take(300).collect(),
+            request_id: facts.request_id.chars().take(128).collect(),
+            code: code_name(code).to_owned(),
+            protocol: protocol.as_str().to_owned(),
+        });
+    }
+
+    /// Handles one gRPC request.
+    pub async fn handle(self: Arc<Self>, mut req: http::Request<Body>) -> http::Response<Body> {
+        let protocol = req.extensions().get::<Protocol>().copied().unwrap_or(Protocol::Grpc);
+        let facts = req.extensions().get::<RequestFacts>().cloned().unwrap_or_default();
+        let path = req.uri().path().to_owned();
+        let Some(method) = self.catalog.method(&path).cloned() else {
+            return status_response(
+                ErrorBuilder::new(Code::Unimplemented, DOMAIN, "METHOD_NOT_FOUND")
+                    .message(format!("no RPC {path} behind this gateway"))
+                    .build(),
+            );
+        };
+        let routed = method.service == ADMIN_SERVICE || self.backends.channel(&method.service).is_some();
+        if !routed {
+            return status_response(
+                ErrorBuilder::new(Code::Unimplemented, DOMAIN, "SERVICE_NOT_ROUTED")
+                    .message(format!("{} is not routed by this gateway", method.service))
+                    .build(),
+            );
+        }
+
+        let principal = match self.authenticate(req.headers()).await {
+            Ok(p) => p,
+            Err(e) => {
+                let status = auth_status(e);
+                tracing::info!(method = %path, reason = e.reason(), "authentication refused");
+                self.audit(&path, None, &facts, protocol, status.code());
+                return status_response(status);
+            }
+        };
+        match method.scope.as_deref() {
+            None => {
+                // Fail closed: an RPC whose contract declares no scope is unusable.
+                let status = ErrorBuilder::new(Code::PermissionDenied, DOMAIN, "SCOPE_UNDECLARED")
+                    .message("this RPC declares no required scope and is refused")
+                    .build();
+                self.audit(&path, Some(&principal), &facts, protocol, status.code());
+                return status_response(status);
+            }
+            Some(scope) if !principal.allows(scope) => {
+                let status = ErrorBuilder::new(Code::PermissionDenied, DOMAIN, "SCOPE_MISSING")
+                    .message(format!("this RPC needs the `{scope}` scope"))
+                    .meta("required_scope", scope)
+                    .build();
+                tracing::info!(method = %path, principal = %principal.id, "scope refused");
+                self.audit(&path, Some(&principal), &facts, protocol, status.code());
+                return status_response(status);
+            }
+            Some(_) => {}
+        }
+        if let Err(wait) = self.limits.check(&principal) {
+            return rate_limited(wait);
+        }
+        let Ok(permit) = self.concurrency.clone().try_acquire_owned() else {
+            // Shed at once: a call refused now can be retried elsewhere; one
+            // queued behind an overload would only time out.
+            let mut resp = status_response(
+                ErrorBuilder::new(Code::ResourceExhausted, DOMAIN, "OVERLOADED")
+                    .message("the gateway is at capacity; retry shortly")
+                    .build(),
+            );
+            resp.headers_mut().insert("grpc-retry-pushback-ms", http::HeaderValue::from_static("100"));
+            return resp;
+        };
+
+        let timeout = prepare_headers(&mut req, &self, &principal);
+        if method.service == ADMIN_SERVICE {
+            req.extensions_mut().insert(principal.clone());
+        }
+        let forwarded = self.forward(&method, req);
+        let response = match tokio::time::timeout(timeout, forwarded).await {
+            Ok(resp) => resp,
+            Err(_) => status_response(
+                ErrorBuilder::new(Code::DeadlineExceeded, DOMAIN, "DEADLINE_EXCEEDED")
+                    .message("the call did not finish before its deadline")
+                    .build(),
+            ),
+        };
+
+        let audited = method.is_mutating();
+        let header_code = grpc_code(response.headers());
+        if let Some(code) = header_code {
+            // Trailers-only response: the outcome is known now.
+            if audited {
+                self.audit(&path, Some(&principal), &facts, protocol, code);
+            }
+            drop(permit);
+            return response;
+        }
+        let on_done: Option<Box<dyn FnOnce(Code) + Send>> = audited.then(|| {
+            let me = self.clone();
+            Box::new(move |code| me.audit(&path, Some(&principal), &facts, protocol, code)) as Box<dyn FnOnce(Code) + Send>
+        });
+        response.map(|body| Body::new(ObservedBody { inner: body, code: None, permit: Some(permit), on_done }))
+    }
+
+    async fn forward(&self, method: &MethodInfo, req: http::Request<Body>) -> http::Response<Body> {
+        if method.service == ADMIN_SERVICE {
+            return match self.admin.clone().oneshot(req).await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            };
+        }
+        let Some(channel) = self.backends.channel(&method.service) else {
+            return status_response(Status::unimplemented("service not routed"));
+        };
+        match channel.oneshot(req).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::warn!(service = %method.service, error = %e, "backend call failed");
+                status_response(
+                    ErrorBuilder::new(Code::Unavailable, DOMAIN, "BACKEND_UNAVAILABLE")
+                        .message(format!("{} is unavailable; retry with backoff", method.service))
+                        .build(),
+                )
+            }
+        }
+    }
+}
+
+/// RESOURCE_EXHAUSTED with RetryInfo and the gRPC retry pushback header, so
+/// clients back off for as long as the bucket needs.
+fn rate_limited(wait: Duration) -> http::Response<Body> {
+    let status = Status::with_error_details(
+        Code::ResourceExhausted,
+        "rate limit exceeded for this API key; retry after the delay",
+        {
+            let mut d = tonic_types::ErrorDetails::with_retry_info(Some(wait));
+            d.set_error_info("RATE_LIMITED", DOMAIN, std::collections::HashMap::new());
+            d
+        },
+    );
+    let mut resp = status_response(status);
+    let ms = wait.as_millis().max(1).to_string();
+    resp.headers_mut()
+        .insert("grpc-retry-pushback-ms", http::HeaderValue::from_str(&ms).expect("digits are a valid header"));
+    resp
+}
+
+use tonic_types::StatusExt as _;
+
+/// Strips what the client must not pass on, attaches the assertion and
+/// trace context, and sets the effective deadline, which it returns.
+fn prepare_headers(req: &mut http::Request<Body>, p: &Pipeline, principal: &Principal) -> Duration {
+    let headers = req.headers_mut();
+    let requested = headers
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout);
+    let timeout = requested.unwrap_or(p.default_timeout).min(p.max_timeout);
+    // The client's own claims about tenant or identity are never passed on,
+    // and neither are its credentials.
+    let spoofable: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-rapport-"))
+        .cloned()
+        .collect();
+    for k in spoofable {
+        headers.remove(k);
+    }
+    headers.remove(http::header::AUTHORIZATION);
+    headers.remove("x-api-key");
+    let claims = Claims {
+        tenant: principal.tenant.clone(),
+        principal: principal.id.clone(),
+        scopes: principal.scopes.iter().cloned().collect(),
+        expires: Utc::now().timestamp() + p.assertion_ttl.as_secs() as i64,
+    };
+    headers.insert(
+        rapport_kit::assertion::ASSERTION_HEADER,
+        http::HeaderValue::from_str(&p.assertion.sign(&claims)).expect("assertions are ASCII"),
+    );
+    headers.insert(
+        "grpc-timeout",
+        http::HeaderValue::from_str(&format_grpc_timeout(timeout)).expect("digits are a valid header"),
+    );
+    rapport_telemetry::propagation::inject_current(headers);
+    timeout
+}
+
+fn grpc_code(headers: &http::HeaderMap) -> Option<Code> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(Code::from_i32)
+}
+
+/// A response body that reports the call's final status when the stream
+/// ends (or the client goes away) and releases the concurrency permit then.
+struct ObservedBody {
+    inner: Body,
+    code: Option<Code>,
+    permit: Option<OwnedSemaphorePermit>,
+    on_done: Option<Box<dyn FnOnce(Code) + Send>>,
+}
+
+impl ObservedBody {
+    fn finish(&mut self, fallback: Code) {
+        self.permit.take();
+        if let Some(f) = self.on_done.take() {
+            f(self.code.unwrap_or(fallback));
+        }
+    }
+}
+
+impl Drop for ObservedBody {
+    fn drop(&mut self) {
+        // Dropped before the end: the client went away.
+        self.finish(Code::Cancelled);
+    }
+}
+
+impl http_body::Body for ObservedBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    this.code = grpc_code(trailers).or(this.code);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.code = Some(e.code());
+                this.finish(Code::Unknown);
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.finish(Code::Unknown);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The pipeline as the REST transcoder's way into the gateway.
+#[derive(Debug, Clone)]
+pub struct PipelineCall(pub Arc<Pipeline>);
+
+impl GrpcCall for PipelineCall {
+    fn call(&self, request: http::Request<Body>) -> ResponseFuture {
+        Box::pin(self.0.clone().handle(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts() {
+        assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_grpc_timeout("5"), None);
+        assert_eq!(parse_grpc_timeout("123456789m"), None);
+        assert_eq!(parse_grpc_timeout("1x"), None);
+        assert_eq!(format_grpc_timeout(Duration::from_secs(3)), "3000m");
+    }
+}

@@ -1,0 +1,220 @@
+//! The whole request path in one process: a real profiles service and a real
+//! gateway, each on `127.0.0.1:0` over its own fresh database (SQLite, or
+//! PostgreSQL when `RAPPORT_TEST_POSTGRES_URL` is set), real clients over
+//! real sockets.
+#![allow(dead_code)]
+
+use std::{collections::BTreeMap, net::SocketAddr};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http_body_util::{BodyExt as _, Full};
+use rapport_gateway::{
+    auth::api_keys::NewKey,
+    backends::BackendConfig,
+};
+use rapport_kit::ServerConfig;
+pub use rapport_proto::{gateway as gw, profiles as pb};
+use rapport_testkit::{Running, TEST_ASSERTION_KEY, TEST_SECRET, TestDb};
+use tonic::{Code, Status, metadata::MetadataValue, transport::Channel};
+use tonic_types::StatusExt as _;
+
+/// Profiles client through the gateway.
+pub type Profiles = pb::profiles_service_client::ProfilesServiceClient<Channel>;
+/// Admin client through the gateway.
+pub type Admin = gw::gateway_admin_service_client::GatewayAdminServiceClient<Channel>;
+
+/// A running stack. Field order is drop order.
+pub struct Stack {
+    /// Channel to the gateway.
+    pub channel: Channel,
+    /// Gateway address.
+    pub gateway: SocketAddr,
+    /// Profiles address (for direct-call tests).
+    pub profiles: SocketAddr,
+    /// Platform admin key (tenant `acme`).
+    pub admin_key: String,
+    keys: std::sync::Arc<rapport_gateway::auth::api_keys::ApiKeys>,
+    gateway_running: Option<Running>,
+    profiles_running: Option<Running>,
+    dbs: Vec<TestDb>,
+}
+
+/// Options of a stack.
+#[derive(Default, Clone)]
+pub struct Options {
+    /// Gateway configuration tweaks.
+    pub tweak: Option<fn(&mut rapport_gateway::Config)>,
+}
+
+pub async fn start() -> Stack {
+    start_with(Options::default()).await
+}
+
+pub async fn start_with(options: Options) -> Stack {
+    let profiles_db = TestDb::fresh().await.expect("profiles database");
+    let gateway_db = TestDb::fresh().await.expect("gateway database");
+    let profiles = rapport_profiles::build(&rapport_profiles::Config {
+        server: ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), ..Default::default() },
+        database: rapport_profiles::DatabaseConfig { url: profiles_db.url(), migrate: true, pool: Default::default() },
+        page_token_secret: TEST_SECRET.into(),
+        assertion_key: TEST_ASSERTION_KEY.into(),
+    })
+    .await
+    .expect("building profiles");
+    let profiles_addr = profiles.local_addr();
+    let profiles_running = Running::start(move |s| profiles.serve(s));
+
+    let mut config = rapport_gateway::Config {
+        server: ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            default_timeout_ms: 30_000,
+            max_message_bytes: 4 * 1024 * 1024,
+            ..Default::default()
+        },
+        database: rapport_gateway::DatabaseConfig { url: gateway_db.url(), migrate: true, pool: Default::default() },
+        backends: BTreeMap::from([(
+            "rapport.profiles.v1.ProfilesService".to_owned(),
+            BackendConfig { endpoints: vec![format!("http://{profiles_addr}")], connections: 2 },
+        )]),
+        assertion_key: TEST_ASSERTION_KEY.into(),
+        page_token_secret: TEST_SECRET.into(),
+        cors_origins: vec!["https://app.example.com".into()],
+        ..Default::default()
+    };
+    if let Some(tweak) = options.tweak {
+        tweak(&mut config);
+    }
+    let gateway = rapport_gateway::build(&config).await.expect("building the gateway");
+    let gateway_addr = gateway.local_addr();
+    let keys = gateway.keys().clone();
+    let gateway_running = Running::start(move |s| gateway.serve(s));
+    let admin_key = issue(&keys, "acme", &["admin", "platform"], None, 0).await;
+    let channel = rapport_testkit::connect(gateway_addr).await.expect("connecting to the gateway");
+    Stack {
+        channel,
+        gateway: gateway_addr,
+        profiles: profiles_addr,
+        admin_key,
+        keys,
+        gateway_running: Some(gateway_running),
+        profiles_running: Some(profiles_running),
+        dbs: vec![profiles_db, gateway_db],
+    }
+}
+
+/// Issues a key straight through the key store.
+pub async fn issue(
+    keys: &rapport_gateway::auth::api_keys::ApiKeys,
+    tenant: &str,
+    scopes: &[&str],
+    expire_time: Option<DateTime<Utc>>,
+    rate_limit: u32,
+) -> String {
+    keys.issue(
+        NewKey {
+            display_name: format!("test key of {tenant}"),
+            tenant: tenant.into(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            expire_time,
+            rate_limit,
+        },
+        Utc::now(),
+        None,
+    )
+    .await
+    .expect("issuing a key")
+    .expect("no request id, always created")
+    .secret
+}
+
+impl Stack {
+    /// A key of `tenant` with `scopes`.
+    pub async fn key(&self, tenant: &str, scopes: &[&str]) -> String {
+        issue(&self.keys, tenant, scopes, None, 0).await
+    }
+
+    /// A key with its own rate limit.
+    pub async fn limited_key(&self, tenant: &str, per_second: u32) -> String {
+        issue(&self.keys, tenant, &["profiles.read", "profiles.write"], None, per_second).await
+    }
+
+    /// A key that expired a minute ago.
+    pub async fn expired_key(&self, tenant: &str) -> String {
+        issue(&self.keys, tenant, &["profiles.read"], Some(Utc::now() - chrono::Duration::minutes(1)), 0).await
+    }
+
+    pub fn profiles(&self) -> Profiles {
+        Profiles::new(self.channel.clone())
+    }
+
+    pub fn admin(&self) -> Admin {
+        Admin::new(self.channel.clone())
+    }
+}
+
+/// A request with `authorization: Bearer {key}`.
+pub fn with_key<T>(key: &str, msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    let v: MetadataValue<_> = format!("Bearer {key}").parse().unwrap();
+    r.metadata_mut().insert("authorization", v);
+    r
+}
+
+/// Asserts code and ErrorInfo reason.
+pub fn assert_error(status: &Status, code: Code, reason: &str) {
+    assert_eq!(status.code(), code, "{status:?}");
+    let details = status.get_error_details();
+    let info = details.error_info().unwrap_or_else(|| panic!("no ErrorInfo on {status:?}"));
+    assert_eq!(info.reason, reason, "{status:?}");
+}
+
+pub fn customer(name: &str, email: &str) -> pb::Customer {
+    pb::Customer {
+        display_name: name.into(),
+        emails: vec![pb::EmailAddress { address: email.into(), ..Default::default() }],
+        ..Default::default()
+    }
+}
+
+/// A plain HTTP/1.1 response.
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+    pub trailers: Option<http::HeaderMap>,
+}
+
+impl HttpResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
+        })
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection, as curl would send it.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> HttpResponse {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .expect("http1 handshake");
+    tokio::spawn(conn);
+    let mut req = http::Request::builder().method(method).uri(path).header("host", addr.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(body.into())).unwrap();
+    let resp = sender.send_request(req).await.expect("send");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let collected = resp.into_body().collect().await.expect("body");
+    let trailers = collected.trailers().cloned();
+    HttpResponse { status, headers, body: collected.to_bytes(), trailers }
+}
