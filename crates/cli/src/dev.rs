@@ -101,28 +101,55 @@ fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::File::create(path)
 }
 
-/// Runs every service until SIGINT/SIGTERM.
-pub async fn run(config: RapportConfig, data_dir: &Path) -> anyhow::Result<()> {
+/// Runs every service and the gateway until SIGINT/SIGTERM.
+pub async fn run(mut config: RapportConfig, data_dir: &Path) -> anyhow::Result<()> {
     let profiles = rapport_profiles::build(&config.profiles).await?;
-    let addr = profiles.local_addr();
-    tracing::info!(%addr, service = rapport_profiles::SERVICE_NAME, "serving");
+    let profiles_addr = profiles.local_addr();
+    tracing::info!(addr = %profiles_addr, service = rapport_profiles::SERVICE_NAME, "serving");
+    config
+        .gateway
+        .backends
+        .entry(rapport_profiles::SERVICE_NAME.to_owned())
+        .or_insert_with(|| rapport_gateway::backends::BackendConfig {
+            endpoints: vec![format!("http://{profiles_addr}")],
+            connections: 2,
+        });
+    let gateway = rapport_gateway::build(&config.gateway).await?;
+    let addr = gateway.local_addr();
+    tracing::info!(%addr, "gateway serving");
+    let key = bootstrap_key(&gateway, data_dir).await?;
 
     println!();
+    println!("Rapport dev is running (data in {}). Ctrl-C stops it.", data_dir.display());
+    println!("  gateway   {addr}  gRPC, gRPC-web and REST/JSON; OpenAPI at http://{addr}/openapi.json");
     println!(
-        "Rapport dev is running (data in {}). Ctrl-C stops it.",
-        data_dir.display()
+        "  profiles  {profiles_addr}  {} (internal: call it through the gateway)",
+        rapport_profiles::SERVICE_NAME
     );
-    println!("  profiles  {addr}  {}", rapport_profiles::SERVICE_NAME);
     println!();
-    println!("Every call needs the metadata `x-rapport-tenant: <tenant>`. Try:");
+    println!("Bootstrap admin API key (tenant `demo`, scopes admin and platform):");
+    println!("  KEY={key}");
+    println!();
+    println!("Try:");
     println!(
-        "  grpcurl -plaintext -H 'x-rapport-tenant: demo' -d '{{\"customer\":{{\"display_name\":\"Ada Lovelace\",\"emails\":[{{\"address\":\"ada@example.com\"}}]}},\"request_id\":\"first-try\"}}' {addr} rapport.profiles.v1.ProfilesService/CreateCustomer"
+        "  grpcurl -plaintext -H \"authorization: Bearer $KEY\" -d '{{\"customer\":{{\"display_name\":\"Ada Lovelace\",\"emails\":[{{\"address\":\"ada@example.com\"}}]}},\"request_id\":\"first-try\"}}' {addr} rapport.profiles.v1.ProfilesService/CreateCustomer"
     );
     println!(
-        "  grpcurl -plaintext -H 'x-rapport-tenant: demo' -d '{{\"email\":\"ada@example.com\"}}' {addr} rapport.profiles.v1.ProfilesService/LookupCustomer"
+        "  curl -s -H \"authorization: Bearer $KEY\" 'http://{addr}/v1/customers:lookup?email=ada@example.com'"
     );
-    println!("  python3 docs/examples/reflection_client.py {addr} demo");
+    println!("  python3 docs/examples/reflection_client.py {addr} \"$KEY\"");
     println!();
 
-    profiles.serve(rapport_kit::server::shutdown_signal()).await
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let profiles_task = tokio::spawn(profiles.serve(wait(stop_rx.clone())));
+    let gateway_task = tokio::spawn(gateway.serve(wait(stop_rx)));
+    rapport_kit::server::shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    let (p, g) = tokio::join!(profiles_task, gateway_task);
+    p.context("profiles task")??;
+    g.context("gateway task")??;
+    Ok(())
 }

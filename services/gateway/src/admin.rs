@@ -38,6 +38,20 @@ impl std::fmt::Debug for Handler {
 }
 
 impl Handler {
+    /// The answer to a repeated CreateApiKey: the key as it is now, without
+    /// its secret (shown once).
+    async fn replay_create(&self, k: &store_idem::Key) -> Result<Option<pb::CreateApiKeyResponse>, Status> {
+        match store_idem::find(&self.store.db().reader, k).await.map_err(internal)? {
+            Some(store_idem::Prior::Mismatch) => Err(idempotency::reused(DOMAIN)),
+            Some(store_idem::Prior::Replay(key_id)) => {
+                let key_id: String = serde_json::from_str(&key_id).unwrap_or_default();
+                let record = self.store.key(&key_id).await.map_err(internal)?;
+                Ok(record.map(|r| pb::CreateApiKeyResponse { api_key: Some(key_to_pb(&r)), secret: String::new() }))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// A handler over the key store and the audit log.
     pub fn new(keys: Arc<ApiKeys>, store: Store, audit: AuditSink, tokens: PageTokens) -> Self {
         Self { keys, store, audit, tokens }
@@ -168,20 +182,8 @@ impl GatewayAdminService for Handler {
                 })
             }
         };
-        let replay = |k: &store_idem::Key| async move {
-            match store_idem::find(&self.store.db().reader, k).await.map_err(internal)? {
-                Some(store_idem::Prior::Mismatch) => Err(idempotency::reused(DOMAIN)),
-                Some(store_idem::Prior::Replay(key_id)) => {
-                    let key_id: String = serde_json::from_str(&key_id).unwrap_or_default();
-                    let record = self.store.key(&key_id).await.map_err(internal)?;
-                    // The secret is shown once; a replay returns the key without it.
-                    Ok(record.map(|r| pb::CreateApiKeyResponse { api_key: Some(key_to_pb(&r)), secret: String::new() }))
-                }
-                None => Ok(None),
-            }
-        };
         if let Some(k) = &idem_key
-            && let Some(prior) = replay(k).await?
+            && let Some(prior) = self.replay_create(k).await?
         {
             return Ok(Response::new(prior));
         }
@@ -203,7 +205,7 @@ impl GatewayAdminService for Handler {
             }
             None => {
                 let k = idem_key.as_ref().expect("only a keyed request can lose the claim");
-                match replay(k).await? {
+                match self.replay_create(k).await? {
                     Some(prior) => Ok(Response::new(prior)),
                     None => Err(ErrorBuilder::new(Code::Aborted, DOMAIN, "CONCURRENT_REQUEST")
                         .message("a request with this request_id is in progress; retry")

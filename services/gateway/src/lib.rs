@@ -156,14 +156,14 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(Store::new(db))
 }
 
-fn is_grpc(req: &http::Request<Body>) -> bool {
+fn is_grpc<B>(req: &http::Request<B>) -> bool {
     req.headers()
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/grpc"))
 }
 
-fn mark_grpc_web(mut req: http::Request<Body>) -> http::Request<Body> {
+fn mark_grpc_web<B>(mut req: http::Request<B>) -> http::Request<B> {
     let web = req
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -192,7 +192,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
     let db = store.db().clone();
     let keys = Arc::new(ApiKeys::new(store.clone()));
     let audit = AuditSink::start(store.clone());
-    let jwt = JwtVerifier::from_config(&config.jwt).await?.map(Arc::new);
+    let jwt = JwtVerifier::from_config(&config.jwt).await.context("jwt")?.map(Arc::new);
     let admin = GatewayAdminServiceServer::new(admin::Handler::new(
         keys.clone(),
         store.clone(),
@@ -217,16 +217,26 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
     });
 
     let rest = rest::router(catalog.clone(), Arc::new(PipelineCall(pipeline.clone())));
-    let front = tower::service_fn(move |req: http::Request<Body>| {
+    let grpc = tower::service_fn(move |req: http::Request<Body>| {
         let pipeline = pipeline.clone();
+        async move { Ok::<_, Infallible>(pipeline.handle(req).await) }
+    });
+    // gRPC-web is translated to gRPC on the way in and back on the way out.
+    // tonic-web refuses plain HTTP/1.1 requests, so REST must not pass through it.
+    let grpc = ServiceBuilder::new()
+        .map_request(mark_grpc_web::<axum::body::Body>)
+        .layer(tonic_web::GrpcWebLayer::new())
+        .service(grpc);
+    let front = tower::service_fn(move |req: http::Request<axum::body::Body>| {
+        let grpc = grpc.clone();
         let rest = rest.clone();
         async move {
-            if is_grpc(&req) {
-                Ok::<_, Infallible>(pipeline.handle(req).await)
+            let resp = if is_grpc(&req) {
+                grpc.oneshot(req).await?
             } else {
-                let resp = rest.oneshot(req.map(axum::body::Body::new)).await.unwrap_or_else(|never| match never {});
-                Ok(resp.map(Body::new))
-            }
+                rest.oneshot(req).await?.map(Body::new)
+            };
+            Ok::<_, Infallible>(resp)
         }
     });
     let origins: Vec<http::HeaderValue> = config
@@ -252,11 +262,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
             http::HeaderName::from_static("grpc-retry-pushback-ms"),
         ])
         .max_age(Duration::from_secs(600));
-    let front = ServiceBuilder::new()
-        .layer(cors)
-        .map_request(mark_grpc_web)
-        .layer(tonic_web::GrpcWebLayer::new())
-        .service(front);
+    let front = ServiceBuilder::new().layer(cors).service(front);
     let router = axum::Router::new().fallback_service(front);
     let server = GrpcServer::bind(config.server.clone())
         .await

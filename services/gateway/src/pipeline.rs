@@ -145,7 +145,7 @@ impl Pipeline {
         }
         if credential.split('.').count() == 3 {
             let Some(jwt) = &self.jwt else { return Err(AuthError::JwtDisabled) };
-            return jwt.verify(credential);
+            return jwt.verify_with_refresh(credential).await;
         }
         Err(AuthError::Malformed)
     }

@@ -22,22 +22,23 @@ async fn rest_round_trip_with_json_and_json_errors() {
     let created = http(s.gateway, "POST", "/v1/customers?requestId=rest-1", &json, body).await;
     assert_eq!(created.status, 200, "{}", String::from_utf8_lossy(&created.body));
     let created = created.json();
-    let name = created["name"].as_str().expect("name").to_owned();
+    // The body is the RPC's response message: `{"customer": {...}}`.
+    let name = created["customer"]["name"].as_str().expect("name").to_owned();
     assert!(name.starts_with("customers/"));
-    assert_eq!(created["lifecycleStage"], "LIFECYCLE_STAGE_AWARENESS");
+    assert_eq!(created["customer"]["lifecycleStage"], "LIFECYCLE_STAGE_AWARENESS");
 
     // Get.
     let got = http(s.gateway, "GET", &format!("/v1/{name}"), &json, "").await;
     assert_eq!(got.status, 200);
     let got = got.json();
-    assert_eq!(got["displayName"], "Ada Lovelace");
-    let etag = got["etag"].as_str().unwrap().to_owned();
+    assert_eq!(got["customer"]["displayName"], "Ada Lovelace");
+    let etag = got["customer"]["etag"].as_str().unwrap().to_owned();
 
     // Update with a mask and the etag.
     let patch = serde_json::json!({"timeZone": "Europe/London", "etag": etag}).to_string();
     let updated = http(s.gateway, "PATCH", &format!("/v1/{name}?updateMask=timeZone"), &json, patch.clone()).await;
     assert_eq!(updated.status, 200, "{}", String::from_utf8_lossy(&updated.body));
-    assert_eq!(updated.json()["timeZone"], "Europe/London");
+    assert_eq!(updated.json()["customer"]["timeZone"], "Europe/London");
     // The same etag again is stale now: 409 with the gRPC code name.
     let stale = http(s.gateway, "PATCH", &format!("/v1/{name}?updateMask=timeZone"), &json, patch).await;
     assert_eq!(stale.status, 409);

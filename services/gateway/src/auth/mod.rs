@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 pub struct Principal {
     /// Tenant the caller acts for.
     pub tenant: String,
-    /// Stable id for audit and rate limits: `apiKeys/{key_id}` or `jwt:{iss}#{sub}`.
+    /// Stable id for audit and rate limits: `apiKeys/{key_id}` or `jwt:{sub}` (one issuer per gateway).
     pub id: String,
     /// Granted scopes.
     pub scopes: BTreeSet<String>,
