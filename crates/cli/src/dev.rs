@@ -41,7 +41,10 @@ pub fn prepare(config: &mut RapportConfig, data_dir: &Path) -> anyhow::Result<()
 
 /// The dev admin key: created on first start, kept in the data directory so
 /// every later start can print it again.
-async fn bootstrap_key(gateway: &rapport_gateway::Gateway, data_dir: &Path) -> anyhow::Result<String> {
+async fn bootstrap_key(
+    gateway: &rapport_gateway::Gateway,
+    data_dir: &Path,
+) -> anyhow::Result<String> {
     let path = data_dir.join("secrets").join("bootstrap_api_key");
     if let Ok(existing) = std::fs::read_to_string(&path)
         && rapport_gateway::auth::api_keys::key_id(existing.trim()).is_some()
@@ -120,8 +123,13 @@ pub async fn run(mut config: RapportConfig, data_dir: &Path) -> anyhow::Result<(
     let key = bootstrap_key(&gateway, data_dir).await?;
 
     println!();
-    println!("Rapport dev is running (data in {}). Ctrl-C stops it.", data_dir.display());
-    println!("  gateway   {addr}  gRPC, gRPC-web and REST/JSON; OpenAPI at http://{addr}/openapi.json");
+    println!(
+        "Rapport dev is running (data in {}). Ctrl-C stops it.",
+        data_dir.display()
+    );
+    println!(
+        "  gateway   {addr}  gRPC, gRPC-web and REST/JSON; OpenAPI at http://{addr}/openapi.json"
+    );
     println!(
         "  profiles  {profiles_addr}  {} (internal: call it through the gateway)",
         rapport_profiles::SERVICE_NAME

@@ -44,8 +44,15 @@ pub enum KeysCommand {
 pub async fn run(config: &rapport_gateway::Config, command: KeysCommand) -> anyhow::Result<()> {
     let store = rapport_gateway::open_store(config).await?;
     match command {
-        KeysCommand::Create { tenant, scopes, name, expires_in_days, rate_limit } => {
-            rapport_kit::TenantId::parse(&tenant).map_err(|why| anyhow::anyhow!("--tenant {why}"))?;
+        KeysCommand::Create {
+            tenant,
+            scopes,
+            name,
+            expires_in_days,
+            rate_limit,
+        } => {
+            rapport_kit::TenantId::parse(&tenant)
+                .map_err(|why| anyhow::anyhow!("--tenant {why}"))?;
             if scopes.is_empty() || !scopes.iter().all(|s| valid_scope(s)) {
                 anyhow::bail!("--scopes: give one or more lower-case scopes such as profiles.read");
             }
@@ -57,7 +64,8 @@ pub async fn run(config: &rapport_gateway::Config, command: KeysCommand) -> anyh
                         display_name: name,
                         tenant,
                         scopes,
-                        expire_time: expires_in_days.map(|d| now + chrono::Duration::days(i64::from(d))),
+                        expire_time: expires_in_days
+                            .map(|d| now + chrono::Duration::days(i64::from(d))),
                         rate_limit,
                     },
                     now,
@@ -71,7 +79,10 @@ pub async fn run(config: &rapport_gateway::Config, command: KeysCommand) -> anyh
         }
         KeysCommand::List { tenant } => {
             let rows = store.keys(tenant.as_deref(), None, 1000).await?;
-            println!("{:<18} {:<20} {:<12} {:<8} scopes", "key id", "name", "tenant", "revoked");
+            println!(
+                "{:<18} {:<20} {:<12} {:<8} scopes",
+                "key id", "name", "tenant", "revoked"
+            );
             for k in rows {
                 println!(
                     "{:<18} {:<20} {:<12} {:<8} {}",

@@ -74,11 +74,19 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let telemetry = rapport_telemetry::init("rapport", config.log.format()?, &config.log.effective_filter())?;
+    let telemetry = rapport_telemetry::init(
+        "rapport",
+        config.log.format()?,
+        &config.log.effective_filter(),
+    )?;
     let result = match cli.command {
         Command::Dev { data_dir } => dev::run(config, &data_dir).await,
-        Command::Serve { service: Service::Profiles } => serve_profiles(config).await,
-        Command::Serve { service: Service::Gateway } => serve_gateway(config).await,
+        Command::Serve {
+            service: Service::Profiles,
+        } => serve_profiles(config).await,
+        Command::Serve {
+            service: Service::Gateway,
+        } => serve_gateway(config).await,
         Command::Migrate { service } => migrate(config, service).await,
         Command::Keys { command } => keys::run(&config.gateway, command).await,
     };
@@ -86,7 +94,9 @@ async fn main() -> anyhow::Result<()> {
         tracing::error!(error = format!("{err:#}"), "rapport stopped with an error");
     }
     // Flush spans on a blocking thread: the exporter needs the runtime to run.
-    tokio::task::spawn_blocking(move || telemetry.shutdown()).await.ok();
+    tokio::task::spawn_blocking(move || telemetry.shutdown())
+        .await
+        .ok();
     result
 }
 
@@ -104,7 +114,10 @@ async fn serve_gateway(config: config::RapportConfig) -> anyhow::Result<()> {
 
 async fn migrate(config: config::RapportConfig, service: Service) -> anyhow::Result<()> {
     let (url, pool) = match service {
-        Service::Profiles => (&config.profiles.database.url, &config.profiles.database.pool),
+        Service::Profiles => (
+            &config.profiles.database.url,
+            &config.profiles.database.pool,
+        ),
         Service::Gateway => (&config.gateway.database.url, &config.gateway.database.pool),
     };
     let db = rapport_store::Db::connect(url, pool)

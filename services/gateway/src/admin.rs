@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rapport_kit::{ErrorBuilder, FieldViolations, PageTokens, TenantId, error::invalid_argument, idempotency, page};
+use rapport_kit::{
+    ErrorBuilder, FieldViolations, PageTokens, TenantId, error::invalid_argument, idempotency, page,
+};
 use rapport_proto::gateway::{self as pb, gateway_admin_service_server::GatewayAdminService};
 use rapport_store::{idempotency as store_idem, micros};
 use tonic::{Code, Request, Response, Status};
@@ -40,13 +42,22 @@ impl std::fmt::Debug for Handler {
 impl Handler {
     /// The answer to a repeated CreateApiKey: the key as it is now, without
     /// its secret (shown once).
-    async fn replay_create(&self, k: &store_idem::Key) -> Result<Option<pb::CreateApiKeyResponse>, Status> {
-        match store_idem::find(&self.store.db().reader, k).await.map_err(internal)? {
+    async fn replay_create(
+        &self,
+        k: &store_idem::Key,
+    ) -> Result<Option<pb::CreateApiKeyResponse>, Status> {
+        match store_idem::find(&self.store.db().reader, k)
+            .await
+            .map_err(internal)?
+        {
             Some(store_idem::Prior::Mismatch) => Err(idempotency::reused(DOMAIN)),
             Some(store_idem::Prior::Replay(key_id)) => {
                 let key_id: String = serde_json::from_str(&key_id).unwrap_or_default();
                 let record = self.store.key(&key_id).await.map_err(internal)?;
-                Ok(record.map(|r| pb::CreateApiKeyResponse { api_key: Some(key_to_pb(&r)), secret: String::new() }))
+                Ok(record.map(|r| pb::CreateApiKeyResponse {
+                    api_key: Some(key_to_pb(&r)),
+                    secret: String::new(),
+                }))
             }
             None => Ok(None),
         }
@@ -54,12 +65,20 @@ impl Handler {
 
     /// A handler over the key store and the audit log.
     pub fn new(keys: Arc<ApiKeys>, store: Store, audit: AuditSink, tokens: PageTokens) -> Self {
-        Self { keys, store, audit, tokens }
+        Self {
+            keys,
+            store,
+            audit,
+            tokens,
+        }
     }
 }
 
 fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
 }
 
 fn from_ts(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
@@ -99,13 +118,17 @@ fn principal<T>(req: &Request<T>) -> Result<Principal, Status> {
     // The pipeline put it there; without it the call did not come through
     // the gateway's checks, so refuse.
     req.extensions().get::<Principal>().cloned().ok_or_else(|| {
-        ErrorBuilder::new(Code::Unauthenticated, DOMAIN, "CREDENTIALS_MISSING").message("not authenticated").build()
+        ErrorBuilder::new(Code::Unauthenticated, DOMAIN, "CREDENTIALS_MISSING")
+            .message("not authenticated")
+            .build()
     })
 }
 
 fn internal(e: sea_orm::DbErr) -> Status {
     tracing::error!(error = %e, "gateway storage failed");
-    ErrorBuilder::new(Code::Internal, DOMAIN, "INTERNAL").message("internal error").build()
+    ErrorBuilder::new(Code::Internal, DOMAIN, "INTERNAL")
+        .message("internal error")
+        .build()
 }
 
 /// The tenant an admin may act on: its own, or any with the platform scope.
@@ -114,16 +137,21 @@ fn tenant_scope(p: &Principal, requested: &str) -> Result<Option<String>, Status
         return Ok((!requested.is_empty()).then(|| requested.to_owned()));
     }
     if !requested.is_empty() && requested != p.tenant {
-        return Err(ErrorBuilder::new(Code::PermissionDenied, DOMAIN, "TENANT_FORBIDDEN")
-            .message("an admin manages only its own tenant; this needs the `platform` scope")
-            .build());
+        return Err(
+            ErrorBuilder::new(Code::PermissionDenied, DOMAIN, "TENANT_FORBIDDEN")
+                .message("an admin manages only its own tenant; this needs the `platform` scope")
+                .build(),
+        );
     }
     Ok(Some(p.tenant.clone()))
 }
 
 #[tonic::async_trait]
 impl GatewayAdminService for Handler {
-    async fn create_api_key(&self, request: Request<pb::CreateApiKeyRequest>) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
+    async fn create_api_key(
+        &self,
+        request: Request<pb::CreateApiKeyRequest>,
+    ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
         let caller = principal(&request)?;
         let req = request.into_inner();
         let mut v = FieldViolations::new();
@@ -143,7 +171,10 @@ impl GatewayAdminService for Handler {
         }
         for (i, s) in key.scopes.iter().enumerate() {
             if !valid_scope(s) {
-                v.add(format!("api_key.scopes[{i}]"), "scopes are lower-case names such as `profiles.read`");
+                v.add(
+                    format!("api_key.scopes[{i}]"),
+                    "scopes are lower-case names such as `profiles.read`",
+                );
             }
         }
         let now = Utc::now();
@@ -164,10 +195,13 @@ impl GatewayAdminService for Handler {
             return Err(invalid_argument(DOMAIN, v));
         }
         tenant_scope(&caller, &key.tenant)?;
-        if key.scopes.iter().any(|s| s == PLATFORM_SCOPE) && !caller.scopes.contains(PLATFORM_SCOPE) {
-            return Err(ErrorBuilder::new(Code::PermissionDenied, DOMAIN, "SCOPE_ESCALATION")
-                .message("only a platform admin can grant the `platform` scope")
-                .build());
+        if key.scopes.iter().any(|s| s == PLATFORM_SCOPE) && !caller.scopes.contains(PLATFORM_SCOPE)
+        {
+            return Err(
+                ErrorBuilder::new(Code::PermissionDenied, DOMAIN, "SCOPE_ESCALATION")
+                    .message("only a platform admin can grant the `platform` scope")
+                    .build(),
+            );
         }
         let idem_key = match idempotency::request_id(&req.request_id, DOMAIN)? {
             None => None,
@@ -194,7 +228,11 @@ impl GatewayAdminService for Handler {
             expire_time,
             rate_limit: key.rate_limit_per_second.max(0) as u32,
         };
-        let issued = self.keys.issue(new, now, idem_key.as_ref()).await.map_err(internal)?;
+        let issued = self
+            .keys
+            .issue(new, now, idem_key.as_ref())
+            .await
+            .map_err(internal)?;
         match issued {
             Some(issued) => {
                 tracing::info!(key = %issued.record.key_id, tenant = %issued.record.tenant, by = %caller.id, "api key created");
@@ -204,45 +242,86 @@ impl GatewayAdminService for Handler {
                 }))
             }
             None => {
-                let k = idem_key.as_ref().expect("only a keyed request can lose the claim");
+                let k = idem_key
+                    .as_ref()
+                    .expect("only a keyed request can lose the claim");
                 match self.replay_create(k).await? {
                     Some(prior) => Ok(Response::new(prior)),
-                    None => Err(ErrorBuilder::new(Code::Aborted, DOMAIN, "CONCURRENT_REQUEST")
-                        .message("a request with this request_id is in progress; retry")
-                        .build()),
+                    None => Err(
+                        ErrorBuilder::new(Code::Aborted, DOMAIN, "CONCURRENT_REQUEST")
+                            .message("a request with this request_id is in progress; retry")
+                            .build(),
+                    ),
                 }
             }
         }
     }
 
-    async fn list_api_keys(&self, request: Request<pb::ListApiKeysRequest>) -> Result<Response<pb::ListApiKeysResponse>, Status> {
+    async fn list_api_keys(
+        &self,
+        request: Request<pb::ListApiKeysRequest>,
+    ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
         let caller = principal(&request)?;
         let req = request.into_inner();
         let limit = page::page_size(req.page_size, 50, 500, DOMAIN)?;
         let tenant = tenant_scope(&caller, &req.tenant)?;
-        let token_tenant = TenantId::parse(&caller.tenant).map_err(|_| Status::internal("bad principal tenant"))?;
+        let token_tenant = TenantId::parse(&caller.tenant)
+            .map_err(|_| Status::internal("bad principal tenant"))?;
         let scope = format!("keys;{}", tenant.as_deref().unwrap_or("*"));
-        let after: Option<(i64, String)> = self.tokens.decode(&token_tenant, &scope, &req.page_token, "page_token")?;
-        let mut rows = self.store.keys(tenant.as_deref(), after, u64::from(limit) + 1).await.map_err(internal)?;
+        let after: Option<(i64, String)> =
+            self.tokens
+                .decode(&token_tenant, &scope, &req.page_token, "page_token")?;
+        let mut rows = self
+            .store
+            .keys(tenant.as_deref(), after, u64::from(limit) + 1)
+            .await
+            .map_err(internal)?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let next = more
-            .then(|| rows.last().map(|k| self.tokens.encode(&token_tenant, &scope, &(micros(k.create_time), k.key_id.clone()))))
+            .then(|| {
+                rows.last().map(|k| {
+                    self.tokens.encode(
+                        &token_tenant,
+                        &scope,
+                        &(micros(k.create_time), k.key_id.clone()),
+                    )
+                })
+            })
             .flatten()
             .unwrap_or_default();
-        Ok(Response::new(pb::ListApiKeysResponse { api_keys: rows.iter().map(key_to_pb).collect(), next_page_token: next }))
+        Ok(Response::new(pb::ListApiKeysResponse {
+            api_keys: rows.iter().map(key_to_pb).collect(),
+            next_page_token: next,
+        }))
     }
 
-    async fn revoke_api_key(&self, request: Request<pb::RevokeApiKeyRequest>) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
+    async fn revoke_api_key(
+        &self,
+        request: Request<pb::RevokeApiKeyRequest>,
+    ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
         let caller = principal(&request)?;
         let name = &request.get_ref().name;
-        let Some(key_id) = name.strip_prefix("apiKeys/").filter(|id| !id.is_empty() && id.len() <= 32) else {
-            return Err(invalid_argument(DOMAIN, FieldViolations::single("name", "must be `apiKeys/{key_id}`")));
+        let Some(key_id) = name
+            .strip_prefix("apiKeys/")
+            .filter(|id| !id.is_empty() && id.len() <= 32)
+        else {
+            return Err(invalid_argument(
+                DOMAIN,
+                FieldViolations::single("name", "must be `apiKeys/{key_id}`"),
+            ));
         };
         let not_found = || {
-            ErrorBuilder::new(Code::NotFound, DOMAIN, "API_KEY_NOT_FOUND").message(format!("{name} does not exist")).build()
+            ErrorBuilder::new(Code::NotFound, DOMAIN, "API_KEY_NOT_FOUND")
+                .message(format!("{name} does not exist"))
+                .build()
         };
-        let record = self.store.key(key_id).await.map_err(internal)?.ok_or_else(not_found)?;
+        let record = self
+            .store
+            .key(key_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(not_found)?;
         // Another tenant's key is NOT_FOUND, not PERMISSION_DENIED: its
         // existence is none of this admin's business.
         if !caller.scopes.contains(PLATFORM_SCOPE) && record.tenant != caller.tenant {
@@ -251,8 +330,13 @@ impl GatewayAdminService for Handler {
         self.store.revoke(key_id).await.map_err(internal)?;
         self.keys.forget(key_id);
         tracing::info!(key = %key_id, by = %caller.id, "api key revoked");
-        let record = ApiKeyRecord { revoked: true, ..record };
-        Ok(Response::new(pb::RevokeApiKeyResponse { api_key: Some(key_to_pb(&record)) }))
+        let record = ApiKeyRecord {
+            revoked: true,
+            ..record
+        };
+        Ok(Response::new(pb::RevokeApiKeyResponse {
+            api_key: Some(key_to_pb(&record)),
+        }))
     }
 
     async fn list_audit_events(
@@ -281,7 +365,8 @@ impl GatewayAdminService for Handler {
             principal: (!req.principal.is_empty()).then(|| req.principal.clone()),
             tenant,
         };
-        let token_tenant = TenantId::parse(&caller.tenant).map_err(|_| Status::internal("bad principal tenant"))?;
+        let token_tenant = TenantId::parse(&caller.tenant)
+            .map_err(|_| Status::internal("bad principal tenant"))?;
         let scope = format!(
             "audit;{:?};{:?};{:?};{:?}",
             filter.start.map(micros),
@@ -289,14 +374,25 @@ impl GatewayAdminService for Handler {
             filter.principal,
             filter.tenant
         );
-        let after: Option<(i64, String)> = self.tokens.decode(&token_tenant, &scope, &req.page_token, "page_token")?;
+        let after: Option<(i64, String)> =
+            self.tokens
+                .decode(&token_tenant, &scope, &req.page_token, "page_token")?;
         // Read-your-writes: the caller's own earlier calls are in the log.
         self.audit.flush().await;
-        let mut rows = self.store.audit(&filter, after, u64::from(limit) + 1).await.map_err(internal)?;
+        let mut rows = self
+            .store
+            .audit(&filter, after, u64::from(limit) + 1)
+            .await
+            .map_err(internal)?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let next = more
-            .then(|| rows.last().map(|a| self.tokens.encode(&token_tenant, &scope, &(micros(a.event_time), a.id.clone()))))
+            .then(|| {
+                rows.last().map(|a| {
+                    self.tokens
+                        .encode(&token_tenant, &scope, &(micros(a.event_time), a.id.clone()))
+                })
+            })
             .flatten()
             .unwrap_or_default();
         Ok(Response::new(pb::ListAuditEventsResponse {

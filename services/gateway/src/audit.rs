@@ -39,7 +39,10 @@ impl AuditSink {
     pub fn start(store: Store) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(write_loop(store, rx));
-        Self { tx, dropped: Arc::new(AtomicU64::new(0)) }
+        Self {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// Queues a record without waiting.
@@ -73,7 +76,11 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<Item>) {
                 Item::Record(r) => batch.push(r),
                 Item::Flush(w) => waiters.push(w),
             }
-            next = if batch.len() < BATCH { rx.try_recv().ok() } else { None };
+            next = if batch.len() < BATCH {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
         }
         if let Err(e) = store.append_audit(&batch).await {
             tracing::error!(error = %e, records = batch.len(), "writing audit records failed");

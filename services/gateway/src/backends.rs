@@ -26,7 +26,10 @@ pub struct BackendConfig {
 
 impl Default for BackendConfig {
     fn default() -> Self {
-        Self { endpoints: Vec::new(), connections: 2 }
+        Self {
+            endpoints: Vec::new(),
+            connections: 2,
+        }
     }
 }
 
@@ -48,11 +51,15 @@ impl Drop for Backends {
 type Key = (SocketAddr, usize);
 
 fn host_port(url: &str) -> anyhow::Result<(String, u16)> {
-    let uri: http::Uri = url.parse().with_context(|| format!("backend endpoint {url:?} is not a URL"))?;
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("backend endpoint {url:?} is not a URL"))?;
     if uri.scheme_str() != Some("http") {
         anyhow::bail!("backend endpoint {url:?} must be http:// (h2c inside the cluster)");
     }
-    let host = uri.host().with_context(|| format!("backend endpoint {url:?} has no host"))?;
+    let host = uri
+        .host()
+        .with_context(|| format!("backend endpoint {url:?} has no host"))?;
     let port = uri.port_u16().unwrap_or(80);
     Ok((host.trim_matches(['[', ']']).to_owned(), port))
 }
@@ -81,7 +88,10 @@ async fn resolve_loop(
         // An empty answer is more likely a DNS hiccup than a backend with no
         // pods: keep the connections we have.
         if !addrs.is_empty() {
-            let wanted: HashSet<Key> = addrs.iter().flat_map(|a| (0..connections).map(move |i| (*a, i))).collect();
+            let wanted: HashSet<Key> = addrs
+                .iter()
+                .flat_map(|a| (0..connections).map(move |i| (*a, i)))
+                .collect();
             for gone in current.difference(&wanted) {
                 if tx.send(Change::Remove(*gone)).await.is_err() {
                     return;
@@ -99,7 +109,12 @@ async fn resolve_loop(
                 }
             }
             if wanted != current {
-                tracing::info!(service, addresses = addrs.len(), connections = wanted.len(), "backend pool updated");
+                tracing::info!(
+                    service,
+                    addresses = addrs.len(),
+                    connections = wanted.len(),
+                    "backend pool updated"
+                );
             }
             current = wanted;
         }
@@ -109,14 +124,21 @@ async fn resolve_loop(
 
 impl Backends {
     /// Starts a pool and a resolver per service. Must run inside a Tokio runtime.
-    pub fn start(config: &BTreeMap<String, BackendConfig>, resolve_every: Duration) -> anyhow::Result<Self> {
+    pub fn start(
+        config: &BTreeMap<String, BackendConfig>,
+        resolve_every: Duration,
+    ) -> anyhow::Result<Self> {
         let mut channels = HashMap::new();
         let mut resolvers = Vec::new();
         for (service, backend) in config {
             if backend.endpoints.is_empty() {
                 anyhow::bail!("backends.{service}: no endpoints");
             }
-            let targets = backend.endpoints.iter().map(|e| host_port(e)).collect::<anyhow::Result<Vec<_>>>()?;
+            let targets = backend
+                .endpoints
+                .iter()
+                .map(|e| host_port(e))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let (channel, tx) = Channel::balance_channel::<Key>(1024);
             resolvers.push(tokio::spawn(resolve_loop(
                 service.clone(),
@@ -127,7 +149,10 @@ impl Backends {
             )));
             channels.insert(service.clone(), channel);
         }
-        Ok(Self { channels, resolvers })
+        Ok(Self {
+            channels,
+            resolvers,
+        })
     }
 
     /// The channel of a service.
@@ -147,7 +172,10 @@ mod tests {
 
     #[test]
     fn endpoints_must_be_h2c_urls() {
-        assert_eq!(host_port("http://profiles:50051").unwrap(), ("profiles".into(), 50051));
+        assert_eq!(
+            host_port("http://profiles:50051").unwrap(),
+            ("profiles".into(), 50051)
+        );
         assert_eq!(host_port("http://[::1]:9").unwrap(), ("::1".into(), 9));
         assert!(host_port("https://profiles:50051").is_err());
         assert!(host_port("profiles:50051").is_err());

@@ -16,7 +16,10 @@ pub mod pipeline;
 pub mod rest;
 pub mod storage;
 
-use std::{collections::BTreeMap, convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap, convert::Infallible, future::Future, net::SocketAddr, sync::Arc,
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use rapport_kit::{AssertionKey, GrpcServer, PageTokens, ServerConfig, server::App};
@@ -29,7 +32,10 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
     audit::AuditSink,
-    auth::{api_keys::ApiKeys, jwt::{JwtConfig, JwtVerifier}},
+    auth::{
+        api_keys::ApiKeys,
+        jwt::{JwtConfig, JwtVerifier},
+    },
     backends::{BackendConfig, Backends},
     call::Protocol,
     catalog::Catalog,
@@ -82,7 +88,10 @@ pub struct RateLimitConfig {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        Self { per_second: 100, burst_seconds: 2 }
+        Self {
+            per_second: 100,
+            burst_seconds: 2,
+        }
     }
 }
 
@@ -100,7 +109,11 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: "sqlite://gateway.db".to_owned(), migrate: true, pool: DbOptions::default() }
+        Self {
+            url: "sqlite://gateway.db".to_owned(),
+            migrate: true,
+            pool: DbOptions::default(),
+        }
     }
 }
 
@@ -142,14 +155,21 @@ pub struct Gateway {
 /// Runs the gateway migrations.
 pub async fn migrate(db: &Db) -> anyhow::Result<()> {
     use rapport_gateway_migration::{Migrator, MigratorTrait as _};
-    Migrator::up(&db.writer, None).await.context("running gateway migrations")
+    Migrator::up(&db.writer, None)
+        .await
+        .context("running gateway migrations")
 }
 
 /// Opens the gateway's database (for `rapport keys` and `rapport migrate`).
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let db = Db::connect(&config.database.url, &config.database.pool)
         .await
-        .with_context(|| format!("connecting to {}", rapport_store::db::redact_url(&config.database.url)))?;
+        .with_context(|| {
+            format!(
+                "connecting to {}",
+                rapport_store::db::redact_url(&config.database.url)
+            )
+        })?;
     if config.database.migrate {
         migrate(&db).await?;
     }
@@ -192,7 +212,10 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
     let db = store.db().clone();
     let keys = Arc::new(ApiKeys::new(store.clone()));
     let audit = AuditSink::start(store.clone());
-    let jwt = JwtVerifier::from_config(&config.jwt).await.context("jwt")?.map(Arc::new);
+    let jwt = JwtVerifier::from_config(&config.jwt)
+        .await
+        .context("jwt")?
+        .map(Arc::new);
     let admin = GatewayAdminServiceServer::new(admin::Handler::new(
         keys.clone(),
         store.clone(),
@@ -200,12 +223,18 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
         PageTokens::new(config.page_token_secret.as_bytes(), pipeline::DOMAIN),
     ))
     .max_decoding_message_size(config.server.max_message_bytes);
-    let backends = Backends::start(&config.backends, Duration::from_millis(config.resolve_every_ms.max(100)))?;
+    let backends = Backends::start(
+        &config.backends,
+        Duration::from_millis(config.resolve_every_ms.max(100)),
+    )?;
     let pipeline = Arc::new(Pipeline {
         catalog: catalog.clone(),
         keys: keys.clone(),
         jwt,
-        limits: RateLimits::new(config.rate_limit.per_second, config.rate_limit.burst_seconds),
+        limits: RateLimits::new(
+            config.rate_limit.per_second,
+            config.rate_limit.burst_seconds,
+        ),
         concurrency: Arc::new(tokio::sync::Semaphore::new(config.concurrency_limit.max(1))),
         backends,
         admin,
@@ -242,11 +271,20 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
     let origins: Vec<http::HeaderValue> = config
         .cors_origins
         .iter()
-        .map(|o| http::HeaderValue::from_str(o).with_context(|| format!("cors_origins: {o:?} is not a header value")))
+        .map(|o| {
+            http::HeaderValue::from_str(o)
+                .with_context(|| format!("cors_origins: {o:?} is not a header value"))
+        })
         .collect::<anyhow::Result<_>>()?;
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
-        .allow_methods([http::Method::GET, http::Method::POST, http::Method::PATCH, http::Method::PUT, http::Method::DELETE])
+        .allow_methods([
+            http::Method::GET,
+            http::Method::POST,
+            http::Method::PATCH,
+            http::Method::PUT,
+            http::Method::DELETE,
+        ])
         .allow_headers([
             http::header::CONTENT_TYPE,
             http::header::AUTHORIZATION,
@@ -273,7 +311,12 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
         file_descriptor_sets: vec![rapport_proto::FILE_DESCRIPTOR_SET],
         accept_http1: true,
     };
-    Ok(Gateway { server, db, app, keys })
+    Ok(Gateway {
+        server,
+        db,
+        app,
+        keys,
+    })
 }
 
 impl Gateway {
@@ -294,7 +337,9 @@ impl Gateway {
 
     /// Serves until `shutdown`, then drains.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let Self { server, db, app, .. } = self;
+        let Self {
+            server, db, app, ..
+        } = self;
         let result = server.serve(app, shutdown).await;
         db.close().await;
         result.context("serving the gateway")

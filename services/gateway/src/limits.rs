@@ -36,7 +36,8 @@ impl RateLimits {
     /// holding `burst_seconds` worth of requests.
     pub fn new(default_per_second: u32, burst_seconds: u32) -> Self {
         Self {
-            default_per_second: NonZeroU32::new(default_per_second.max(1)).expect("max(1) is non-zero"),
+            default_per_second: NonZeroU32::new(default_per_second.max(1))
+                .expect("max(1) is non-zero"),
             burst_seconds: burst_seconds.max(1),
             buckets: Mutex::new(HashMap::new()),
             clock: DefaultClock::default(),
@@ -54,8 +55,11 @@ impl RateLimits {
             match buckets.get(&principal.id) {
                 Some((r, l)) if *r == rate.get() => l.clone(),
                 _ => {
-                    let burst = NonZeroU32::new(rate.get().saturating_mul(self.burst_seconds)).unwrap_or(rate);
-                    let l = Arc::new(RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)));
+                    let burst = NonZeroU32::new(rate.get().saturating_mul(self.burst_seconds))
+                        .unwrap_or(rate);
+                    let l = Arc::new(RateLimiter::direct(
+                        Quota::per_second(rate).allow_burst(burst),
+                    ));
                     buckets.insert(principal.id.clone(), (rate.get(), l.clone()));
                     l
                 }
@@ -72,7 +76,12 @@ mod tests {
     use super::*;
 
     fn principal(id: &str, rps: Option<u32>) -> Principal {
-        Principal { tenant: "acme".into(), id: id.into(), scopes: Default::default(), rate_limit_per_second: rps }
+        Principal {
+            tenant: "acme".into(),
+            id: id.into(),
+            scopes: Default::default(),
+            rate_limit_per_second: rps,
+        }
     }
 
     #[test]

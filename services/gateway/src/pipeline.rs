@@ -32,7 +32,9 @@ pub const DOMAIN: &str = "gateway.rapport.dev";
 /// The admin service the gateway serves itself.
 pub const ADMIN_SERVICE: &str = "rapport.gateway.v1.GatewayAdminService";
 
-type AdminServer = rapport_proto::gateway::gateway_admin_service_server::GatewayAdminServiceServer<crate::admin::Handler>;
+type AdminServer = rapport_proto::gateway::gateway_admin_service_server::GatewayAdminServiceServer<
+    crate::admin::Handler,
+>;
 
 /// Everything a call needs.
 pub struct Pipeline {
@@ -120,7 +122,9 @@ pub fn format_grpc_timeout(d: Duration) -> String {
 
 fn auth_status(err: AuthError) -> Status {
     let message = match err {
-        AuthError::Missing => "send an API key (`authorization: Bearer rk_…` or `x-api-key`) or a bearer token",
+        AuthError::Missing => {
+            "send an API key (`authorization: Bearer rk_…` or `x-api-key`) or a bearer token"
+        }
         AuthError::Malformed => "the credential is not an API key or a bearer token",
         AuthError::UnknownKey => "the API key is not valid",
         AuthError::Revoked => "the API key was revoked",
@@ -129,7 +133,11 @@ fn auth_status(err: AuthError) -> Status {
         AuthError::JwtDisabled => "bearer tokens are not accepted by this gateway",
         AuthError::Unavailable => "credentials cannot be checked right now; retry",
     };
-    let code = if err == AuthError::Unavailable { Code::Unavailable } else { Code::Unauthenticated };
+    let code = if err == AuthError::Unavailable {
+        Code::Unavailable
+    } else {
+        Code::Unauthenticated
+    };
     let mut b = ErrorBuilder::new(code, DOMAIN, err.reason()).message(message);
     if let AuthError::InvalidToken(check) = err {
         b = b.meta("check", check);
@@ -144,13 +152,22 @@ impl Pipeline {
             return self.keys.authenticate(credential, Utc::now()).await;
         }
         if credential.split('.').count() == 3 {
-            let Some(jwt) = &self.jwt else { return Err(AuthError::JwtDisabled) };
+            let Some(jwt) = &self.jwt else {
+                return Err(AuthError::JwtDisabled);
+            };
             return jwt.verify_with_refresh(credential).await;
         }
         Err(AuthError::Malformed)
     }
 
-    fn audit(&self, method: &str, principal: Option<&Principal>, facts: &RequestFacts, protocol: Protocol, code: Code) {
+    fn audit(
+        &self,
+        method: &str,
+        principal: Option<&Principal>,
+        facts: &RequestFacts,
+        protocol: Protocol,
+        code: Code,
+    ) {
         self.audit.record(AuditRecord {
             id: uuid::Uuid::now_v7().to_string(),
             event_time: Utc::now(),
@@ -166,8 +183,16 @@ impl Pipeline {
 
     /// Handles one gRPC request.
     pub async fn handle(self: Arc<Self>, mut req: http::Request<Body>) -> http::Response<Body> {
-        let protocol = req.extensions().get::<Protocol>().copied().unwrap_or(Protocol::Grpc);
-        let facts = req.extensions().get::<RequestFacts>().cloned().unwrap_or_default();
+        let protocol = req
+            .extensions()
+            .get::<Protocol>()
+            .copied()
+            .unwrap_or(Protocol::Grpc);
+        let facts = req
+            .extensions()
+            .get::<RequestFacts>()
+            .cloned()
+            .unwrap_or_default();
         let path = req.uri().path().to_owned();
         let Some(method) = self.catalog.method(&path).cloned() else {
             return status_response(
@@ -176,7 +201,8 @@ impl Pipeline {
                     .build(),
             );
         };
-        let routed = method.service == ADMIN_SERVICE || self.backends.channel(&method.service).is_some();
+        let routed =
+            method.service == ADMIN_SERVICE || self.backends.channel(&method.service).is_some();
         if !routed {
             return status_response(
                 ErrorBuilder::new(Code::Unimplemented, DOMAIN, "SERVICE_NOT_ROUTED")
@@ -225,7 +251,10 @@ impl Pipeline {
                     .message("the gateway is at capacity; retry shortly")
                     .build(),
             );
-            resp.headers_mut().insert("grpc-retry-pushback-ms", http::HeaderValue::from_static("100"));
+            resp.headers_mut().insert(
+                "grpc-retry-pushback-ms",
+                http::HeaderValue::from_static("100"),
+            );
             return resp;
         };
 
@@ -255,9 +284,17 @@ impl Pipeline {
         }
         let on_done: Option<Box<dyn FnOnce(Code) + Send>> = audited.then(|| {
             let me = self.clone();
-            Box::new(move |code| me.audit(&path, Some(&principal), &facts, protocol, code)) as Box<dyn FnOnce(Code) + Send>
+            Box::new(move |code| me.audit(&path, Some(&principal), &facts, protocol, code))
+                as Box<dyn FnOnce(Code) + Send>
         });
-        response.map(|body| Body::new(ObservedBody { inner: body, code: None, permit: Some(permit), on_done }))
+        response.map(|body| {
+            Body::new(ObservedBody {
+                inner: body,
+                code: None,
+                permit: Some(permit),
+                on_done,
+            })
+        })
     }
 
     async fn forward(&self, method: &MethodInfo, req: http::Request<Body>) -> http::Response<Body> {
@@ -276,7 +313,10 @@ impl Pipeline {
                 tracing::warn!(service = %method.service, error = %e, "backend call failed");
                 status_response(
                     ErrorBuilder::new(Code::Unavailable, DOMAIN, "BACKEND_UNAVAILABLE")
-                        .message(format!("{} is unavailable; retry with backoff", method.service))
+                        .message(format!(
+                            "{} is unavailable; retry with backoff",
+                            method.service
+                        ))
                         .build(),
                 )
             }
@@ -298,8 +338,10 @@ fn rate_limited(wait: Duration) -> http::Response<Body> {
     );
     let mut resp = status_response(status);
     let ms = wait.as_millis().max(1).to_string();
-    resp.headers_mut()
-        .insert("grpc-retry-pushback-ms", http::HeaderValue::from_str(&ms).expect("digits are a valid header"));
+    resp.headers_mut().insert(
+        "grpc-retry-pushback-ms",
+        http::HeaderValue::from_str(&ms).expect("digits are a valid header"),
+    );
     resp
 }
 
@@ -338,7 +380,8 @@ fn prepare_headers(req: &mut http::Request<Body>, p: &Pipeline, principal: &Prin
     );
     headers.insert(
         "grpc-timeout",
-        http::HeaderValue::from_str(&format_grpc_timeout(timeout)).expect("digits are a valid header"),
+        http::HeaderValue::from_str(&format_grpc_timeout(timeout))
+            .expect("digits are a valid header"),
     );
     rapport_telemetry::propagation::inject_current(headers);
     timeout
@@ -381,7 +424,10 @@ impl http_body::Body for ObservedBody {
     type Data = Bytes;
     type Error = Status;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {

@@ -2,8 +2,8 @@
 //! log. The only module that speaks SQL.
 use rapport_store::{Db, from_micros, idempotency, micros};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait, sea_query::Expr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait, sea_query::Expr,
 };
 
 use chrono::{DateTime, Utc};
@@ -221,9 +221,11 @@ impl Store {
         }
         if let Some((t, id)) = after {
             q = q.filter(
-                Condition::any()
-                    .add(C::CreateTime.lt(t))
-                    .add(Condition::all().add(C::CreateTime.eq(t)).add(C::KeyId.lt(id))),
+                Condition::any().add(C::CreateTime.lt(t)).add(
+                    Condition::all()
+                        .add(C::CreateTime.eq(t))
+                        .add(C::KeyId.lt(id)),
+                ),
             );
         }
         Ok(q.order_by_desc(C::CreateTime)
@@ -272,7 +274,9 @@ impl Store {
             code: Set(r.code.clone()),
             protocol: Set(r.protocol.clone()),
         });
-        audit_events::Entity::insert_many(rows).exec(&self.db.writer).await?;
+        audit_events::Entity::insert_many(rows)
+            .exec(&self.db.writer)
+            .await?;
         Ok(())
     }
 

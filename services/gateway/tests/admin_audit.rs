@@ -30,7 +30,12 @@ async fn keys_are_created_shown_once_listed_without_secrets_and_scoped_by_tenant
 
     // The new key works, with exactly its scopes.
     let mut p = s.profiles();
-    p.list_customers(with_key(&created.secret, pb::ListCustomersRequest::default())).await.expect("new key reads");
+    p.list_customers(with_key(
+        &created.secret,
+        pb::ListCustomersRequest::default(),
+    ))
+    .await
+    .expect("new key reads");
 
     // A retry with the same request id creates nothing new and shows no secret.
     let again = admin
@@ -53,11 +58,24 @@ async fn keys_are_created_shown_once_listed_without_secrets_and_scoped_by_tenant
     assert!(again.secret.is_empty());
 
     let listed = admin
-        .list_api_keys(with_key(&s.admin_key, gw::ListApiKeysRequest { tenant: "acme".into(), ..Default::default() }))
+        .list_api_keys(with_key(
+            &s.admin_key,
+            gw::ListApiKeysRequest {
+                tenant: "acme".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(listed.api_keys.iter().filter(|k| k.key_id == key.key_id).count(), 1);
+    assert_eq!(
+        listed
+            .api_keys
+            .iter()
+            .filter(|k| k.key_id == key.key_id)
+            .count(),
+        1
+    );
 
     // A tenant admin cannot mint keys for another tenant.
     let tenant_admin = s.key("globex", &["admin"]).await;
@@ -65,7 +83,12 @@ async fn keys_are_created_shown_once_listed_without_secrets_and_scoped_by_tenant
         .create_api_key(with_key(
             &tenant_admin,
             gw::CreateApiKeyRequest {
-                api_key: Some(gw::ApiKey { display_name: "sneaky".into(), tenant: "acme".into(), scopes: vec!["profiles.read".into()], ..Default::default() }),
+                api_key: Some(gw::ApiKey {
+                    display_name: "sneaky".into(),
+                    tenant: "acme".into(),
+                    scopes: vec!["profiles.read".into()],
+                    ..Default::default()
+                }),
                 request_id: String::new(),
             },
         ))
@@ -73,17 +96,32 @@ async fn keys_are_created_shown_once_listed_without_secrets_and_scoped_by_tenant
         .unwrap_err();
     assert_error(&err, Code::PermissionDenied, "TENANT_FORBIDDEN");
     // Nor see or revoke acme's keys.
-    let theirs = admin.list_api_keys(with_key(&tenant_admin, gw::ListApiKeysRequest::default())).await.unwrap().into_inner();
+    let theirs = admin
+        .list_api_keys(with_key(&tenant_admin, gw::ListApiKeysRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(theirs.api_keys.iter().all(|k| k.tenant == "globex"));
     let err = admin
-        .revoke_api_key(with_key(&tenant_admin, gw::RevokeApiKeyRequest { name: key.name.clone() }))
+        .revoke_api_key(with_key(
+            &tenant_admin,
+            gw::RevokeApiKeyRequest {
+                name: key.name.clone(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 
     // Invalid input names its fields.
     let err = admin
-        .create_api_key(with_key(&s.admin_key, gw::CreateApiKeyRequest { api_key: Some(gw::ApiKey::default()), request_id: String::new() }))
+        .create_api_key(with_key(
+            &s.admin_key,
+            gw::CreateApiKeyRequest {
+                api_key: Some(gw::ApiKey::default()),
+                request_id: String::new(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_error(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
@@ -94,21 +132,41 @@ async fn the_audit_log_records_writes_and_refusals_without_secrets() {
     let s = start().await;
     let writer = s.key("acme", &["profiles.read", "profiles.write"]).await;
     let mut p = s.profiles();
-    p.create_customer(with_key(&writer, pb::CreateCustomerRequest { customer: Some(customer("Ada", "ada@example.com")), request_id: "audit-1".into() }))
+    p.create_customer(with_key(
+        &writer,
+        pb::CreateCustomerRequest {
+            customer: Some(customer("Ada", "ada@example.com")),
+            request_id: "audit-1".into(),
+        },
+    ))
+    .await
+    .unwrap();
+    // Reads are not audited; refusals are.
+    p.list_customers(with_key(&writer, pb::ListCustomersRequest::default()))
         .await
         .unwrap();
-    // Reads are not audited; refusals are.
-    p.list_customers(with_key(&writer, pb::ListCustomersRequest::default())).await.unwrap();
-    let _ = p.list_customers(tonic::Request::new(pb::ListCustomersRequest::default())).await.unwrap_err();
+    let _ = p
+        .list_customers(tonic::Request::new(pb::ListCustomersRequest::default()))
+        .await
+        .unwrap_err();
     let reader = s.key("acme", &["profiles.read"]).await;
     let _ = p
-        .create_customer(with_key(&reader, pb::CreateCustomerRequest { customer: Some(customer("Bob", "bob@example.com")), request_id: String::new() }))
+        .create_customer(with_key(
+            &reader,
+            pb::CreateCustomerRequest {
+                customer: Some(customer("Bob", "bob@example.com")),
+                request_id: String::new(),
+            },
+        ))
         .await
         .unwrap_err();
 
     let events = s
         .admin()
-        .list_audit_events(with_key(&s.admin_key, gw::ListAuditEventsRequest::default()))
+        .list_audit_events(with_key(
+            &s.admin_key,
+            gw::ListAuditEventsRequest::default(),
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -120,22 +178,44 @@ async fn the_audit_log_records_writes_and_refusals_without_secrets() {
     assert_eq!(create.tenant, "acme");
     assert!(create.principal.starts_with("apiKeys/"));
     assert_eq!(create.protocol, "grpc");
-    assert!(events.iter().any(|e| e.code == "UNAUTHENTICATED" && e.method.ends_with("/ListCustomers")));
-    assert!(events.iter().any(|e| e.code == "PERMISSION_DENIED" && e.method.ends_with("/CreateCustomer")));
-    assert!(!events.iter().any(|e| e.method.ends_with("/ListCustomers") && e.code == "OK"), "reads are not audited");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.code == "UNAUTHENTICATED" && e.method.ends_with("/ListCustomers"))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.code == "PERMISSION_DENIED" && e.method.ends_with("/CreateCustomer"))
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.method.ends_with("/ListCustomers") && e.code == "OK"),
+        "reads are not audited"
+    );
 
     // No secret, token or body anywhere in the log.
     let dump = format!("{events:?}");
     for secret in [&writer, &reader, &s.admin_key] {
         let secret_part = secret.splitn(3, '_').nth(2).unwrap();
-        assert!(!dump.contains(secret_part), "a key secret leaked into the audit log");
+        assert!(
+            !dump.contains(secret_part),
+            "a key secret leaked into the audit log"
+        );
     }
     assert!(!dump.contains("ada@example.com"));
 
     // Filtered by principal.
     let only = s
         .admin()
-        .list_audit_events(with_key(&s.admin_key, gw::ListAuditEventsRequest { principal: create.principal.clone(), ..Default::default() }))
+        .list_audit_events(with_key(
+            &s.admin_key,
+            gw::ListAuditEventsRequest {
+                principal: create.principal.clone(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner()

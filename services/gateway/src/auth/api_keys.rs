@@ -59,7 +59,11 @@ pub fn hash(credential: &str) -> String {
 
 /// Compares two equal-length strings without an early exit.
 fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// The key id of a credential that has the API key shape.
@@ -75,7 +79,8 @@ pub fn valid_scope(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.starts_with(|c: char| c.is_ascii_lowercase())
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '_')
 }
 
 struct Cached {
@@ -99,7 +104,10 @@ impl std::fmt::Debug for ApiKeys {
 impl ApiKeys {
     /// Keys kept in `store`.
     pub fn new(store: Store) -> Self {
-        Self { store, cache: Mutex::new(HashMap::new()) }
+        Self {
+            store,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Creates a key. The caller validated the input. With an idempotency
@@ -113,7 +121,10 @@ impl ApiKeys {
     ) -> Result<Option<IssuedKey>, sea_orm::DbErr> {
         let id: [u8; KEY_ID_LEN / 2] = rand::random();
         let key_id: String = id.iter().map(|b| format!("{b:02x}")).collect();
-        let secret = format!("{PREFIX}{key_id}_{}", B64.encode(rand::random::<[u8; 32]>()));
+        let secret = format!(
+            "{PREFIX}{key_id}_{}",
+            B64.encode(rand::random::<[u8; 32]>())
+        );
         let record = ApiKeyRecord {
             key_id,
             secret_hash: hash(&secret),
@@ -126,7 +137,12 @@ impl ApiKeys {
             create_time: now,
             last_use_time: None,
         };
-        let idem = idem.map(|key| (key, serde_json::to_string(&record.key_id).expect("a string serializes")));
+        let idem = idem.map(|key| {
+            (
+                key,
+                serde_json::to_string(&record.key_id).expect("a string serializes"),
+            )
+        });
         if !self.store.insert_key(&record, idem).await? {
             return Ok(None);
         }
@@ -139,7 +155,11 @@ impl ApiKeys {
     }
 
     /// Verifies a credential of the API key shape.
-    pub async fn authenticate(&self, credential: &str, now: DateTime<Utc>) -> Result<Principal, AuthError> {
+    pub async fn authenticate(
+        &self,
+        credential: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Principal, AuthError> {
         let key_id = key_id(credential).ok_or(AuthError::Malformed)?.to_owned();
         let cached = {
             let cache = self.cache.lock().expect("cache lock");
@@ -157,7 +177,14 @@ impl ApiKeys {
                 })?;
                 let mut cache = self.cache.lock().expect("cache lock");
                 let touched = cache.get(&key_id).and_then(|c| c.touched);
-                cache.insert(key_id.clone(), Cached { fetched: Instant::now(), record: r.clone(), touched });
+                cache.insert(
+                    key_id.clone(),
+                    Cached {
+                        fetched: Instant::now(),
+                        record: r.clone(),
+                        touched,
+                    },
+                );
                 r
             }
         };
@@ -184,7 +211,9 @@ impl ApiKeys {
     fn touch(&self, key_id: &str, now: DateTime<Utc>) {
         {
             let mut cache = self.cache.lock().expect("cache lock");
-            let Some(entry) = cache.get_mut(key_id) else { return };
+            let Some(entry) = cache.get_mut(key_id) else {
+                return;
+            };
             if entry.touched.is_some_and(|t| t.elapsed() < TOUCH_EVERY) {
                 return;
             }
@@ -210,7 +239,10 @@ mod tests {
         assert_eq!(key_id(&secret), Some("0123456789abcdef"));
         assert_eq!(key_id("rk_short_x"), None);
         assert_eq!(key_id("eyJhbGciOi.x.y"), None);
-        assert_eq!(key_id(&format!("{PREFIX}0123456789abcdeg_{}", "A".repeat(43))), None);
+        assert_eq!(
+            key_id(&format!("{PREFIX}0123456789abcdeg_{}", "A".repeat(43))),
+            None
+        );
         assert!(valid_scope("profiles.read"));
         assert!(!valid_scope("Profiles"));
         assert!(constant_time_eq("abc", "abc"));

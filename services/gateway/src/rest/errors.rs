@@ -98,8 +98,9 @@ pub(crate) struct RestError {
     pub(crate) details: Vec<Json>,
     /// Seconds for `Retry-After`, from `RetryInfo`.
     pub(crate) retry_after: Option<u64>,
-    /// Extra response headers (`Allow`, forwarded response metadata).
-    pub(crate) headers: HeaderMap,
+    /// Extra response headers (`Allow`, forwarded response metadata); boxed
+    /// to keep `Result<_, RestError>` small.
+    pub(crate) headers: Box<HeaderMap>,
 }
 
 impl RestError {
@@ -119,7 +120,7 @@ impl RestError {
             message: message.to_owned(),
             details: Vec::new(),
             retry_after: None,
-            headers: HeaderMap::new(),
+            headers: Box::default(),
         };
         if details.is_empty() {
             return error;
@@ -165,7 +166,11 @@ impl RestError {
 
     /// A gateway error with an `ErrorInfo` reason.
     pub(crate) fn gateway(code: Code, reason: &'static str, message: impl Into<String>) -> Self {
-        Self::from_status(&ErrorBuilder::new(code, DOMAIN, reason).message(message).build())
+        Self::from_status(
+            &ErrorBuilder::new(code, DOMAIN, reason)
+                .message(message)
+                .build(),
+        )
     }
 
     /// No REST route has this path.
@@ -220,7 +225,7 @@ impl IntoResponse for RestError {
         let body = self.body().to_string();
         let mut response = (self.http, body).into_response();
         let headers = response.headers_mut();
-        headers.extend(self.headers);
+        headers.extend(*self.headers);
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -393,7 +398,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(GRPC_STATUS, HeaderValue::from_static("5"));
         headers.insert(GRPC_MESSAGE, HeaderValue::from_static("bad %zz escape"));
-        headers.insert(GRPC_STATUS_DETAILS, HeaderValue::from_static("!!not base64!!"));
+        headers.insert(
+            GRPC_STATUS_DETAILS,
+            HeaderValue::from_static("!!not base64!!"),
+        );
         let (code, message, details) = status_from_headers(&headers).unwrap();
         assert_eq!(
             (code, message.as_str(), details.len()),
@@ -414,8 +422,7 @@ mod tests {
                 value: vec![1, 2, 3],
             }],
         };
-        let error =
-            RestError::from_grpc(Code::InvalidArgument, "", &status.encode_to_vec(), None);
+        let error = RestError::from_grpc(Code::InvalidArgument, "", &status.encode_to_vec(), None);
         assert_eq!(error.message, "bad");
         assert_eq!(
             error.details,
@@ -435,7 +442,10 @@ mod tests {
         let body = error.body();
         assert_eq!(body["error"]["code"], 405);
         assert_eq!(body["error"]["status"], "UNIMPLEMENTED");
-        assert_eq!(body["error"]["details"][0]["reason"], "HTTP_METHOD_NOT_ALLOWED");
+        assert_eq!(
+            body["error"]["details"][0]["reason"],
+            "HTTP_METHOD_NOT_ALLOWED"
+        );
         assert_eq!(body["error"]["details"][0]["domain"], DOMAIN);
     }
 }

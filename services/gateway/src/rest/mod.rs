@@ -67,7 +67,10 @@ pub fn router(catalog: Arc<Catalog>, calls: Arc<dyn GrpcCall>) -> Router {
 
 async fn openapi_document(State(rest): State<Arc<Rest>>) -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         rest.openapi.clone(),
     )
         .into_response()

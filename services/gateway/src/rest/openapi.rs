@@ -218,8 +218,11 @@ fn operation(
         BodyRule::None => None,
         BodyRule::Whole => {
             // The path fields are in the URL; leave them out of the body.
-            let bound: Vec<FieldDescriptor> =
-                route.path_fields.iter().filter_map(|f| f.first().cloned()).collect();
+            let bound: Vec<FieldDescriptor> = route
+                .path_fields
+                .iter()
+                .filter_map(|f| f.first().cloned())
+                .collect();
             Some((schemas.message_schema(&input, &bound), None))
         }
         BodyRule::Field(field) => Some((schemas.field_schema(field), field_comment(field))),
@@ -278,7 +281,7 @@ fn query_parameters(
             continue;
         }
         fields.push(field.clone());
-        let exactly_bound = route.path_fields.iter().any(|bound| *bound == *fields);
+        let exactly_bound = route.path_fields.contains(fields);
         let name = if prefix.is_empty() {
             field.json_name().to_owned()
         } else {
@@ -391,14 +394,20 @@ impl Schemas {
             let schema = self.field_schema(&field);
             properties.insert(field.json_name().to_owned(), schema);
         }
-        let mut doc = comment(message.parent_file().file_descriptor_proto(), message.path())
-            .unwrap_or_default();
+        let mut doc = comment(
+            message.parent_file().file_descriptor_proto(),
+            message.path(),
+        )
+        .unwrap_or_default();
         for oneof in message.oneofs().filter(|o| !o.is_synthetic()) {
             let members: Vec<String> = oneof
                 .fields()
                 .map(|f| format!("`{}`", f.json_name()))
                 .collect();
-            doc.push_str(&format!("\n\nAt most one of {} is set.", members.join(", ")));
+            doc.push_str(&format!(
+                "\n\nAt most one of {} is set.",
+                members.join(", ")
+            ));
         }
         let mut schema = Map::new();
         schema.insert("type".into(), json!("object"));
@@ -577,17 +586,11 @@ fn comment(file: &FileDescriptorProto, path: &[i32]) -> Option<String> {
 }
 
 fn field_comment(field: &FieldDescriptor) -> Option<String> {
-    comment(
-        field.parent_file().file_descriptor_proto(),
-        field.path(),
-    )
+    comment(field.parent_file().file_descriptor_proto(), field.path())
 }
 
 fn method_comment(method: &MethodDescriptor) -> Option<String> {
-    comment(
-        method.parent_file().file_descriptor_proto(),
-        method.path(),
-    )
+    comment(method.parent_file().file_descriptor_proto(), method.path())
 }
 
 fn service_comment(service: &ServiceDescriptor) -> Option<String> {
@@ -662,7 +665,10 @@ mod tests {
                 "{path}"
             );
             assert!(op["responses"]["200"].is_object());
-            assert!(operation_ids.insert(method.name.clone()), "unique operationId");
+            assert!(
+                operation_ids.insert(method.name.clone()),
+                "unique operationId"
+            );
             // Every `{param}` of the path is declared, and only those.
             let in_path: HashSet<&str> = path
                 .split('{')
@@ -692,7 +698,11 @@ mod tests {
             "/v1/customers/{customer}/consentEvents",
             "/v1/apiKeys/{apiKey}:revoke",
         ] {
-            assert!(paths.contains_key(path), "{path} missing: {:?}", paths.keys());
+            assert!(
+                paths.contains_key(path),
+                "{path} missing: {:?}",
+                paths.keys()
+            );
         }
         let get = &doc["paths"]["/v1/customers/{customer}"]["get"];
         assert_eq!(get["summary"], "Gets a customer by resource name.");

@@ -92,10 +92,7 @@ impl Route {
 }
 
 /// Resolves a path of proto field names through singular message fields.
-fn resolve(
-    message: &MessageDescriptor,
-    path: &[String],
-) -> Result<Vec<FieldDescriptor>, String> {
+fn resolve(message: &MessageDescriptor, path: &[String]) -> Result<Vec<FieldDescriptor>, String> {
     let mut message = message.clone();
     let mut fields = Vec::with_capacity(path.len());
     for (i, name) in path.iter().enumerate() {
@@ -141,7 +138,8 @@ impl RouteTable {
             match Route::compile(method) {
                 Ok(Some(route)) => {
                     if let Some(other) = routes.iter().find(|r| {
-                        r.verb == route.verb && r.template.segments() == route.template.segments()
+                        r.verb == route.verb
+                            && r.template.segments() == route.template.segments()
                             && r.template.verb() == route.template.verb()
                     }) {
                         tracing::error!(
@@ -234,8 +232,14 @@ mod tests {
                 values.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
             ))
         };
-        assert_eq!(rpc(Method::GET, "/v1/customers"), found("ListCustomers", &[]));
-        assert_eq!(rpc(Method::POST, "/v1/customers"), found("CreateCustomer", &[]));
+        assert_eq!(
+            rpc(Method::GET, "/v1/customers"),
+            found("ListCustomers", &[])
+        );
+        assert_eq!(
+            rpc(Method::POST, "/v1/customers"),
+            found("CreateCustomer", &[])
+        );
         assert_eq!(
             rpc(Method::GET, "/v1/customers:search"),
             found("SearchCustomers", &[])
@@ -275,7 +279,10 @@ mod tests {
             Err("405 [POST, GET]".to_owned())
         );
         assert_eq!(rpc(Method::GET, "/v1/orders"), Err("404".to_owned()));
-        assert_eq!(rpc(Method::GET, "/v1/customers/c1/x"), Err("404".to_owned()));
+        assert_eq!(
+            rpc(Method::GET, "/v1/customers/c1/x"),
+            Err("404".to_owned())
+        );
         assert_eq!(rpc(Method::GET, "/"), Err("404".to_owned()));
     }
 }

@@ -306,7 +306,10 @@ pub(crate) fn percent_decode(s: &str, keep_slash: bool) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn bindings(template: &str, path: &str) -> Option<Vec<(String, String)>> {
+    /// `(field path, value)` of each variable, or `None` for no match.
+    type Bound = Option<Vec<(String, String)>>;
+
+    fn bindings(template: &str, path: &str) -> Bound {
         PathTemplate::parse(template)
             .unwrap()
             .matches(path)
@@ -317,7 +320,7 @@ mod tests {
             })
     }
 
-    fn bound(pairs: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
+    fn bound(pairs: &[(&str, &str)]) -> Bound {
         Some(
             pairs
                 .iter()
@@ -376,7 +379,7 @@ mod tests {
 
     #[test]
     fn matches_paths_to_field_values() {
-        let table: &[(&str, &str, Option<Vec<(String, String)>>)] = &[
+        let table: &[(&str, &str, Bound)] = &[
             ("/v1/customers", "/v1/customers", bound(&[])),
             ("/v1/customers", "/v1/customers/", None),
             ("/v1/customers", "/v1/customer", None),
@@ -432,7 +435,11 @@ mod tests {
             ),
             // Single-segment variables decode everything; multi-segment ones
             // keep an encoded slash encoded.
-            ("/v1/tags/{tag}", "/v1/tags/a%2Fb%20c", bound(&[("tag", "a/b c")])),
+            (
+                "/v1/tags/{tag}",
+                "/v1/tags/a%2Fb%20c",
+                bound(&[("tag", "a/b c")]),
+            ),
             (
                 "/v1/{name=customers/*}",
                 "/v1/customers/a%2Fb%20c",
@@ -444,7 +451,11 @@ mod tests {
                 "/v1/files/a/b/c",
                 bound(&[("name", "files/a/b/c")]),
             ),
-            ("/v1/{name=files/**}", "/v1/files", bound(&[("name", "files")])),
+            (
+                "/v1/{name=files/**}",
+                "/v1/files",
+                bound(&[("name", "files")]),
+            ),
             ("/v1/{name=files/**}", "/v1/dirs/a", None),
             (
                 "/v1/shelves/{shelf}/books/{book}",

@@ -123,7 +123,10 @@ fn request(method: Method, uri: &str, body: Option<Json>) -> Request<axum::body:
         .method(method)
         .uri(uri)
         .header(header::AUTHORIZATION, "Bearer rk_test_secret")
-        .header("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
         .header(header::COOKIE, "session=do-not-forward")
         .header("x-rapport-tenant", "spoofed");
     match body {
@@ -438,7 +441,9 @@ async fn nested_query_parameters_and_oneofs() {
     );
 
     // Two members of one oneof: refused, not silently one of them.
-    let (status, _, body) = h.get("/v1/customers:lookup?email=a%40b.c&phone=%2B1555").await;
+    let (status, _, body) = h
+        .get("/v1/customers:lookup?email=a%40b.c&phone=%2B1555")
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(violation(&body).0, "phone");
 }
@@ -452,7 +457,11 @@ async fn bad_input_is_refused_naming_the_field() {
             "customer.emails[1].adress",
             "unknown field",
         ),
-        (json!({"nickname": "x"}), "customer.nickname", "unknown field"),
+        (
+            json!({"nickname": "x"}),
+            "customer.nickname",
+            "unknown field",
+        ),
         (
             json!({"birthday": {"month": "May"}}),
             "customer.birthday.month",
@@ -481,9 +490,10 @@ async fn bad_input_is_refused_naming_the_field() {
     }
 
     let cases = [
-        ("/v1/customers?pageSize=many", "page_size"),
+        // Query parameters are named as the client sent them.
+        ("/v1/customers?pageSize=many", "pageSize"),
         ("/v1/customers?page_size=1&page_size=2", "page_size"),
-        ("/v1/customers?pageSize=99999999999", "page_size"),
+        ("/v1/customers?pageSize=99999999999", "pageSize"),
         ("/v1/customers?nope=1", "nope"),
         ("/v1/customers?state=CUSTOMER_STATE_ASLEEP", "state"),
         ("/v1/customers?updateTimeAfter=yesterday", "updateTimeAfter"),
@@ -493,7 +503,7 @@ async fn bad_input_is_refused_naming_the_field() {
     for (uri, field) in cases {
         let (status, _, body) = h.get(uri).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
-        assert!(violation(&body).0.ends_with(field), "{uri}: {body}");
+        assert_eq!(violation(&body).0, field, "{uri}: {body}");
     }
     assert_eq!(h.calls(), 0);
 }
@@ -641,7 +651,10 @@ async fn errors_in_trailers_and_broken_backends() {
     });
     let (status, _, body) = h.get("/v1/customers").await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(body["error"]["details"][0]["reason"], "INVALID_BACKEND_RESPONSE");
+    assert_eq!(
+        body["error"]["details"][0]["reason"],
+        "INVALID_BACKEND_RESPONSE"
+    );
 }
 
 #[tokio::test]

@@ -223,7 +223,10 @@ fn apply_query(route: &Route, message: &mut DynamicMessage, query: &str) -> Resu
         if let (BodyRule::Field(body), Some(first)) = (&route.body, fields.first())
             && body == first
         {
-            return Err(RestError::invalid_field(key, "is carried by the request body"));
+            return Err(RestError::invalid_field(
+                key,
+                "is carried by the request body",
+            ));
         }
         if route.is_path_bound(&fields) {
             return Err(RestError::invalid_field(key, "is bound by the URL path"));
@@ -234,14 +237,20 @@ fn apply_query(route: &Route, message: &mut DynamicMessage, query: &str) -> Resu
         let value = query_value(leaf, &raw).map_err(|e| RestError::invalid_field(&key, e))?;
         for (depth, field) in fields.iter().enumerate() {
             if let Some(oneof) = field.containing_oneof() {
-                let parent = fields[..depth].iter().map(FieldDescriptor::number).collect();
+                let parent = fields[..depth]
+                    .iter()
+                    .map(FieldDescriptor::number)
+                    .collect();
                 let member = *oneofs
                     .entry((parent, oneof.name().to_owned()))
                     .or_insert(field.number());
                 if member != field.number() {
                     return Err(RestError::invalid_field(
                         key,
-                        format!("another field of the oneof `{}` is already set", oneof.name()),
+                        format!(
+                            "another field of the oneof `{}` is already set",
+                            oneof.name()
+                        ),
                     ));
                 }
             }
@@ -673,7 +682,13 @@ mod tests {
                 field: vec![
                     field("tags", 1, Label::Repeated, Type::String, None),
                     field("sizes", 2, Label::Repeated, Type::Int64, None),
-                    field("colors", 3, Label::Repeated, Type::Enum, Some(".test.Color")),
+                    field(
+                        "colors",
+                        3,
+                        Label::Repeated,
+                        Type::Enum,
+                        Some(".test.Color"),
+                    ),
                     field("flag", 4, Label::Optional, Type::Bool, None),
                     field("ratio", 5, Label::Optional, Type::Double, None),
                     field("blob", 6, Label::Optional, Type::Bytes, None),

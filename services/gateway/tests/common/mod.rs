@@ -9,10 +9,7 @@ use std::{collections::BTreeMap, net::SocketAddr};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt as _, Full};
-use rapport_gateway::{
-    auth::api_keys::NewKey,
-    backends::BackendConfig,
-};
+use rapport_gateway::{auth::api_keys::NewKey, backends::BackendConfig};
 use rapport_kit::ServerConfig;
 pub use rapport_proto::{gateway as gw, profiles as pb};
 use rapport_testkit::{Running, TEST_ASSERTION_KEY, TEST_SECRET, TestDb};
@@ -55,8 +52,15 @@ pub async fn start_with(options: Options) -> Stack {
     let profiles_db = TestDb::fresh().await.expect("profiles database");
     let gateway_db = TestDb::fresh().await.expect("gateway database");
     let profiles = rapport_profiles::build(&rapport_profiles::Config {
-        server: ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), ..Default::default() },
-        database: rapport_profiles::DatabaseConfig { url: profiles_db.url(), migrate: true, pool: Default::default() },
+        server: ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        },
+        database: rapport_profiles::DatabaseConfig {
+            url: profiles_db.url(),
+            migrate: true,
+            pool: Default::default(),
+        },
         page_token_secret: TEST_SECRET.into(),
         assertion_key: TEST_ASSERTION_KEY.into(),
     })
@@ -72,10 +76,17 @@ pub async fn start_with(options: Options) -> Stack {
             max_message_bytes: 4 * 1024 * 1024,
             ..Default::default()
         },
-        database: rapport_gateway::DatabaseConfig { url: gateway_db.url(), migrate: true, pool: Default::default() },
+        database: rapport_gateway::DatabaseConfig {
+            url: gateway_db.url(),
+            migrate: true,
+            pool: Default::default(),
+        },
         backends: BTreeMap::from([(
             "rapport.profiles.v1.ProfilesService".to_owned(),
-            BackendConfig { endpoints: vec![format!("http://{profiles_addr}")], connections: 2 },
+            BackendConfig {
+                endpoints: vec![format!("http://{profiles_addr}")],
+                connections: 2,
+            },
         )]),
         assertion_key: TEST_ASSERTION_KEY.into(),
         page_token_secret: TEST_SECRET.into(),
@@ -85,12 +96,16 @@ pub async fn start_with(options: Options) -> Stack {
     if let Some(tweak) = options.tweak {
         tweak(&mut config);
     }
-    let gateway = rapport_gateway::build(&config).await.expect("building the gateway");
+    let gateway = rapport_gateway::build(&config)
+        .await
+        .expect("building the gateway");
     let gateway_addr = gateway.local_addr();
     let keys = gateway.keys().clone();
     let gateway_running = Running::start(move |s| gateway.serve(s));
     let admin_key = issue(&keys, "acme", &["admin", "platform"], None, 0).await;
-    let channel = rapport_testkit::connect(gateway_addr).await.expect("connecting to the gateway");
+    let channel = rapport_testkit::connect(gateway_addr)
+        .await
+        .expect("connecting to the gateway");
     Stack {
         channel,
         gateway: gateway_addr,
@@ -136,12 +151,26 @@ impl Stack {
 
     /// A key with its own rate limit.
     pub async fn limited_key(&self, tenant: &str, per_second: u32) -> String {
-        issue(&self.keys, tenant, &["profiles.read", "profiles.write"], None, per_second).await
+        issue(
+            &self.keys,
+            tenant,
+            &["profiles.read", "profiles.write"],
+            None,
+            per_second,
+        )
+        .await
     }
 
     /// A key that expired a minute ago.
     pub async fn expired_key(&self, tenant: &str) -> String {
-        issue(&self.keys, tenant, &["profiles.read"], Some(Utc::now() - chrono::Duration::minutes(1)), 0).await
+        issue(
+            &self.keys,
+            tenant,
+            &["profiles.read"],
+            Some(Utc::now() - chrono::Duration::minutes(1)),
+            0,
+        )
+        .await
     }
 
     pub fn profiles(&self) -> Profiles {
@@ -165,14 +194,19 @@ pub fn with_key<T>(key: &str, msg: T) -> tonic::Request<T> {
 pub fn assert_error(status: &Status, code: Code, reason: &str) {
     assert_eq!(status.code(), code, "{status:?}");
     let details = status.get_error_details();
-    let info = details.error_info().unwrap_or_else(|| panic!("no ErrorInfo on {status:?}"));
+    let info = details
+        .error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo on {status:?}"));
     assert_eq!(info.reason, reason, "{status:?}");
 }
 
 pub fn customer(name: &str, email: &str) -> pb::Customer {
     pb::Customer {
         display_name: name.into(),
-        emails: vec![pb::EmailAddress { address: email.into(), ..Default::default() }],
+        emails: vec![pb::EmailAddress {
+            address: email.into(),
+            ..Default::default()
+        }],
         ..Default::default()
     }
 }
@@ -187,9 +221,8 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 }
 
@@ -202,11 +235,15 @@ pub async fn http(
     body: impl Into<Bytes>,
 ) -> HttpResponse {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .expect("http1 handshake");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("http1 handshake");
     tokio::spawn(conn);
-    let mut req = http::Request::builder().method(method).uri(path).header("host", addr.to_string());
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -216,5 +253,10 @@ pub async fn http(
     let headers = resp.headers().clone();
     let collected = resp.into_body().collect().await.expect("body");
     let trailers = collected.trailers().cloned();
-    HttpResponse { status, headers, body: collected.to_bytes(), trailers }
+    HttpResponse {
+        status,
+        headers,
+        body: collected.to_bytes(),
+        trailers,
+    }
 }
