@@ -292,12 +292,15 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
             http::HeaderName::from_static("x-grpc-web"),
             http::HeaderName::from_static("x-user-agent"),
             http::HeaderName::from_static("grpc-timeout"),
+            http::HeaderName::from_static("traceparent"),
+            http::HeaderName::from_static("tracestate"),
         ])
         .expose_headers([
             http::HeaderName::from_static("grpc-status"),
             http::HeaderName::from_static("grpc-message"),
             http::HeaderName::from_static("grpc-status-details-bin"),
             http::HeaderName::from_static("grpc-retry-pushback-ms"),
+            http::header::RETRY_AFTER,
         ])
         .max_age(Duration::from_secs(600));
     let front = ServiceBuilder::new().layer(cors).service(front);

@@ -3,7 +3,10 @@
 //! do not. The full refusal matrix is in `auth::jwt`'s unit tests.
 mod common;
 
-use base64::{Engine as _, engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD}};
+use base64::{
+    Engine as _,
+    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+};
 use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -13,7 +16,8 @@ const ISSUER: &str = "https://idp.example.com";
 const AUDIENCE: &str = "rapport";
 
 fn configure(config: &mut rapport_gateway::Config) {
-    config.jwt.jwks_file = Some(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/jwt/jwks.json").into());
+    config.jwt.jwks_file =
+        Some(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/jwt/jwks.json").into());
     config.jwt.issuer = ISSUER.into();
     config.jwt.audience = AUDIENCE.into();
 }
@@ -37,11 +41,20 @@ fn rs256(claims: &Value) -> String {
 
 #[tokio::test]
 async fn a_token_from_the_configured_issuer_gets_in_with_its_tenant_and_scopes() {
-    let s = start_with(Options { tweak: Some(configure) }).await;
+    let s = start_with(Options {
+        tweak: Some(configure),
+    })
+    .await;
     let mut p = s.profiles();
     let token = rs256(&claims("profiles.read profiles.write"));
     let created = p
-        .create_customer(with_key(&token, pb::CreateCustomerRequest { customer: Some(customer("Ada", "ada@example.com")), request_id: String::new() }))
+        .create_customer(with_key(
+            &token,
+            pb::CreateCustomerRequest {
+                customer: Some(customer("Ada", "ada@example.com")),
+                request_id: String::new(),
+            },
+        ))
         .await
         .expect("a valid token is accepted")
         .into_inner()
@@ -49,29 +62,56 @@ async fn a_token_from_the_configured_issuer_gets_in_with_its_tenant_and_scopes()
         .unwrap();
     // The tenant came from the token: an acme API key sees the customer.
     let acme_key = s.key("acme", &["profiles.read"]).await;
-    p.get_customer(with_key(&acme_key, pb::GetCustomerRequest { name: created.name })).await.expect("same tenant");
+    p.get_customer(with_key(
+        &acme_key,
+        pb::GetCustomerRequest { name: created.name },
+    ))
+    .await
+    .expect("same tenant");
 
     let events = s
         .admin()
-        .list_audit_events(with_key(&s.admin_key, gw::ListAuditEventsRequest { principal: "jwt:alice".into(), ..Default::default() }))
+        .list_audit_events(with_key(
+            &s.admin_key,
+            gw::ListAuditEventsRequest {
+                principal: "jwt:alice".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
         .audit_events;
-    assert!(events.iter().any(|e| e.method.ends_with("/CreateCustomer") && e.code == "OK"));
-    assert!(!format!("{events:?}").contains(&token[..20]), "no token text in the audit log");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.method.ends_with("/CreateCustomer") && e.code == "OK")
+    );
+    assert!(
+        !format!("{events:?}").contains(&token[..20]),
+        "no token text in the audit log"
+    );
 }
 
 #[tokio::test]
 async fn forged_expired_and_misdirected_tokens_are_refused() {
-    let s = start_with(Options { tweak: Some(configure) }).await;
+    let s = start_with(Options {
+        tweak: Some(configure),
+    })
+    .await;
     let mut p = s.profiles();
     let list = || pb::ListCustomersRequest::default();
 
     // Scope: a read-only token cannot write.
     let reader = rs256(&claims("profiles.read"));
     let err = p
-        .create_customer(with_key(&reader, pb::CreateCustomerRequest { customer: Some(customer("Bob", "bob@example.com")), request_id: String::new() }))
+        .create_customer(with_key(
+            &reader,
+            pb::CreateCustomerRequest {
+                customer: Some(customer("Bob", "bob@example.com")),
+                request_id: String::new(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_error(&err, Code::PermissionDenied, "SCOPE_MISSING");
@@ -79,13 +119,19 @@ async fn forged_expired_and_misdirected_tokens_are_refused() {
     // alg none: unsigned.
     let header = URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "JWT"}).to_string());
     let payload = URL_SAFE_NO_PAD.encode(claims("profiles.read").to_string());
-    let err = p.list_customers(with_key(&format!("{header}.{payload}."), list())).await.unwrap_err();
+    let err = p
+        .list_customers(with_key(&format!("{header}.{payload}."), list()))
+        .await
+        .unwrap_err();
     assert_error(&err, Code::Unauthenticated, "TOKEN_INVALID");
 
     // HS256 keyed with the public RSA key: the algorithm confusion attack.
     let public = include_bytes!("data/jwt/rsa-public.pem");
     let hs = jsonwebtoken::encode(
-        &Header { kid: Some("rsa-1".into()), ..Header::new(Algorithm::HS256) },
+        &Header {
+            kid: Some("rsa-1".into()),
+            ..Header::new(Algorithm::HS256)
+        },
         &claims("profiles.read"),
         &EncodingKey::from_secret(public),
     )
@@ -102,23 +148,50 @@ async fn forged_expired_and_misdirected_tokens_are_refused() {
     wrong_iss["iss"] = json!("https://evil.example");
     let mut future = claims("profiles.read");
     future["nbf"] = json!(now() + 3600);
-    for token in [stripped, rs256(&wrong_aud), rs256(&wrong_iss), rs256(&future)] {
-        let err = p.list_customers(with_key(&token, list())).await.unwrap_err();
+    for token in [
+        stripped,
+        rs256(&wrong_aud),
+        rs256(&wrong_iss),
+        rs256(&future),
+    ] {
+        let err = p
+            .list_customers(with_key(&token, list()))
+            .await
+            .unwrap_err();
         assert_error(&err, Code::Unauthenticated, "TOKEN_INVALID");
     }
     let mut expired = claims("profiles.read");
     expired["exp"] = json!(now() - 3600);
-    let err = p.list_customers(with_key(&rs256(&expired), list())).await.unwrap_err();
+    let err = p
+        .list_customers(with_key(&rs256(&expired), list()))
+        .await
+        .unwrap_err();
     assert_error(&err, Code::Unauthenticated, "CREDENTIALS_EXPIRED");
 
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("nobody".into());
     let pem = include_str!("data/jwt/rsa-private.pem");
-    let der = STANDARD.decode(pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>()).unwrap();
-    let unknown_kid = jsonwebtoken::encode(&header, &claims("profiles.read"), &EncodingKey::from_rsa_der(&der)).unwrap();
-    let err = p.list_customers(with_key(&unknown_kid, list())).await.unwrap_err();
+    let der = STANDARD
+        .decode(
+            pem.lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect::<String>(),
+        )
+        .unwrap();
+    let unknown_kid = jsonwebtoken::encode(
+        &header,
+        &claims("profiles.read"),
+        &EncodingKey::from_rsa_der(&der),
+    )
+    .unwrap();
+    let err = p
+        .list_customers(with_key(&unknown_kid, list()))
+        .await
+        .unwrap_err();
     assert_error(&err, Code::Unauthenticated, "TOKEN_INVALID");
 
     // And the good one works.
-    p.list_customers(with_key(&good, list())).await.expect("valid token");
+    p.list_customers(with_key(&good, list()))
+        .await
+        .expect("valid token");
 }

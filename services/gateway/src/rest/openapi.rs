@@ -129,7 +129,7 @@ fn openapi_path(route: &Route) -> (String, Vec<Json>) {
         path.push('}');
         let mut description = match variable {
             Some(variable) => format!(
-                "The `{unique}` segment of the resource name in `{}` ({}).",
+                "The `{unique}` segment of the resource name in `{}` (`{}`).",
                 variable.field_path.join("."),
                 resource_pattern(variable, &unique)
             ),
@@ -290,7 +290,12 @@ fn query_parameters(
         match field.kind() {
             _ if exactly_bound || field.is_map() => {}
             Kind::Message(inner) if !is_query_scalar(&inner) => {
-                if !field.is_list() && !stack.iter().any(|s| s == inner.full_name()) {
+                // Any, Struct and Value have no query form; other messages
+                // are flattened, once per type on the way down.
+                if !field.is_list()
+                    && !is_well_known(&inner)
+                    && !stack.iter().any(|s| s == inner.full_name())
+                {
                     stack.push(inner.full_name().to_owned());
                     query_parameters(route, &inner, fields, &name, stack, schemas, out);
                     stack.pop();

@@ -165,33 +165,66 @@ impl RouteTable {
         &self.routes
     }
 
-    /// The route of a request. Among the templates matching the path only
-    /// the most specific rank counts (a literal or `:verb` route beats a
-    /// variable one); if none of those accepts the method the answer is
-    /// [`Lookup::WrongMethod`], not a less specific route.
+    /// The route of a request: among the templates matching the path, the
+    /// most specific one (see [`Rank`]) that accepts the HTTP method. A path
+    /// that ends in a known custom verb addresses that custom method only, so
+    /// `GET /v1/customers/1:erase` is [`Lookup::WrongMethod`] rather than a
+    /// read of the resource `customers/1:erase`.
     pub(crate) fn find(&self, method: &Method, path: &str) -> Lookup<'_> {
-        let mut best: Option<Rank> = None;
-        let mut candidates: Vec<(&Route, Vec<Binding>)> = Vec::new();
-        for route in &self.routes {
-            let Some(bindings) = route.template.matches(path) else {
-                continue;
-            };
-            let rank = Some(route.template.rank());
-            if rank > best {
-                best = rank;
-                candidates.clear();
-            }
-            if rank == best {
-                candidates.push((route, bindings));
-            }
+        let matches: Vec<(&Route, Vec<Binding>)> = self
+            .routes
+            .iter()
+            .filter_map(|route| Some((route, route.template.matches(path)?)))
+            .collect();
+        let candidates: Vec<(Rank, &Method)> = matches
+            .iter()
+            .map(|(route, _)| (route.template.rank(), &route.verb))
+            .collect();
+        match pick(&candidates, method) {
+            Pick::Route(i) => match matches.into_iter().nth(i) {
+                Some((route, bindings)) => Lookup::Found(route, bindings),
+                None => Lookup::NotFound,
+            },
+            Pick::WrongMethod(allowed) => Lookup::WrongMethod(allowed),
+            Pick::None => Lookup::NotFound,
         }
-        if candidates.is_empty() {
-            return Lookup::NotFound;
-        }
-        let allowed: Vec<Method> = candidates.iter().map(|(r, _)| r.verb.clone()).collect();
-        match candidates.into_iter().find(|(r, _)| r.verb == *method) {
-            Some((route, bindings)) => Lookup::Found(route, bindings),
-            None => Lookup::WrongMethod(allowed),
+    }
+}
+
+/// The choice among matching templates, by index.
+#[derive(Debug, PartialEq, Eq)]
+enum Pick {
+    Route(usize),
+    WrongMethod(Vec<Method>),
+    None,
+}
+
+/// Picks among the `(rank, method)` of the templates matching one path.
+fn pick(candidates: &[(Rank, &Method)], method: &Method) -> Pick {
+    let has_verb = |(rank, _): &&(Rank, &Method)| rank.0;
+    let verb_only = candidates.iter().any(|c| has_verb(&c));
+    let eligible: Vec<(usize, &(Rank, &Method))> = candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !verb_only || has_verb(c))
+        .collect();
+    if eligible.is_empty() {
+        return Pick::None;
+    }
+    let best = eligible
+        .iter()
+        .filter(|(_, (_, m))| *m == method)
+        .max_by_key(|(i, (rank, _))| (*rank, std::cmp::Reverse(*i)));
+    match best {
+        Some((i, _)) => Pick::Route(*i),
+        None => {
+            let mut allowed: Vec<Method> = Vec::new();
+            for (_, (_, m)) in &eligible {
+                if !allowed.contains(m) {
+                    allowed.push((*m).clone());
+                }
+            }
+            Pick::WrongMethod(allowed)
         }
     }
 }
@@ -284,5 +317,39 @@ mod tests {
             Err("404".to_owned())
         );
         assert_eq!(rpc(Method::GET, "/"), Err("404".to_owned()));
+    }
+
+    #[test]
+    fn the_most_specific_template_with_the_method_wins() {
+        let rank = |t: &str| PathTemplate::parse(t).unwrap().rank();
+        let (get, post) = (Method::GET, Method::POST);
+        let resource = rank("/v1/{name=customers/*}");
+        let literal = rank("/v1/customers/me");
+        let erase = rank("/v1/{name=customers/*}:erase");
+        // A literal route beats a variable one for its own method only:
+        // `customers/me` is still a resource id for the methods it lacks.
+        assert_eq!(
+            pick(&[(resource, &get), (literal, &get)], &get),
+            Pick::Route(1)
+        );
+        assert_eq!(
+            pick(&[(resource, &get), (literal, &post)], &get),
+            Pick::Route(0)
+        );
+        // A custom verb never falls back to a verb-less route.
+        assert_eq!(
+            pick(&[(resource, &get), (erase, &post)], &get),
+            Pick::WrongMethod(vec![Method::POST])
+        );
+        assert_eq!(
+            pick(&[(resource, &get), (erase, &post)], &post),
+            Pick::Route(1)
+        );
+        assert_eq!(pick(&[], &get), Pick::None);
+        // Same template, two methods: both are allowed.
+        assert_eq!(
+            pick(&[(literal, &get), (literal, &post)], &Method::DELETE),
+            Pick::WrongMethod(vec![Method::GET, Method::POST])
+        );
     }
 }

@@ -294,7 +294,7 @@ fn query_fields(message: &MessageDescriptor, key: &str) -> Result<Vec<FieldDescr
                 ));
             }
             Kind::Message(inner) if !is_query_scalar(&inner) => {
-                if last || field.is_list() {
+                if last || field.is_list() || is_well_known(&inner) {
                     return Err(RestError::invalid_field(
                         key,
                         "message fields cannot be set from the query string; name a sub-field",
