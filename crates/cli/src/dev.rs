@@ -36,6 +36,9 @@ pub fn prepare(config: &mut RapportConfig, data_dir: &Path) -> anyhow::Result<()
         config.gateway.database.url = format!("sqlite://{}", data_dir.join("gateway.db").display());
     }
     config.gateway.database.migrate = true;
+    if config.gateway.metrics_listen.is_none() {
+        config.gateway.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    }
     Ok(())
 }
 
@@ -134,6 +137,9 @@ pub async fn run(mut config: RapportConfig, data_dir: &Path) -> anyhow::Result<(
         "  profiles  {profiles_addr}  {} (internal: call it through the gateway)",
         rapport_profiles::SERVICE_NAME
     );
+    if let Some(metrics) = gateway.metrics_addr() {
+        println!("  metrics   http://{metrics}/metrics  (Prometheus, RED per route)");
+    }
     println!();
     println!("Bootstrap admin API key (tenant `demo`, scopes admin and platform):");
     println!("  KEY={key}");

@@ -12,6 +12,7 @@ pub mod backends;
 pub mod call;
 pub mod catalog;
 pub mod limits;
+pub mod metrics;
 pub mod pipeline;
 pub mod rest;
 pub mod storage;
@@ -74,6 +75,9 @@ pub struct Config {
     pub assertion_ttl_secs: u64,
     /// Secret signing the admin API's page tokens. Secret.
     pub page_token_secret: String,
+    /// Where Prometheus scrapes `/metrics`; off when unset. A port of its
+    /// own, never the public one.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Token bucket defaults.
@@ -139,6 +143,7 @@ impl Default for Config {
             assertion_key: String::new(),
             assertion_ttl_secs: 60,
             page_token_secret: String::new(),
+            metrics_listen: None,
         }
     }
 }
@@ -150,6 +155,8 @@ pub struct Gateway {
     db: Db,
     app: App,
     keys: Arc<ApiKeys>,
+    metrics: Arc<metrics::Metrics>,
+    metrics_listener: Option<tokio::net::TcpListener>,
 }
 
 /// Runs the gateway migrations.
@@ -210,6 +217,15 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
     }
     let store = open_store(config).await?;
     let db = store.db().clone();
+    let metrics = Arc::new(metrics::Metrics::default());
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding metrics_listen {addr}"))?,
+        ),
+        None => None,
+    };
     let keys = Arc::new(ApiKeys::new(store.clone()));
     let audit = AuditSink::start(store.clone());
     let jwt = JwtVerifier::from_config(&config.jwt)
@@ -243,6 +259,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
         audit,
         default_timeout: Duration::from_millis(config.default_timeout_ms),
         max_timeout: Duration::from_millis(config.server.default_timeout_ms),
+        metrics: metrics.clone(),
+        max_message_bytes: config.server.max_message_bytes,
     });
 
     let rest = rest::router(catalog.clone(), Arc::new(PipelineCall(pipeline.clone())));
@@ -319,6 +337,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
         db,
         app,
         keys,
+        metrics,
+        metrics_listener,
     })
 }
 
@@ -338,12 +358,46 @@ impl Gateway {
         &self.db
     }
 
+    /// Where `/metrics` is served, when enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown`, then drains.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let Self {
-            server, db, app, ..
+            server,
+            db,
+            app,
+            metrics,
+            metrics_listener,
+            ..
         } = self;
+        let metrics_task = metrics_listener.map(|listener| {
+            let router = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let metrics = metrics.clone();
+                    async move {
+                        (
+                            [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                            metrics.render(),
+                        )
+                    }
+                }),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::warn!(error = %e, "metrics listener stopped");
+                }
+            })
+        });
         let result = server.serve(app, shutdown).await;
+        if let Some(task) = metrics_task {
+            task.abort();
+        }
         db.close().await;
         result.context("serving the gateway")
     }

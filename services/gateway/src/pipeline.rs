@@ -62,6 +62,10 @@ pub struct Pipeline {
     pub default_timeout: Duration,
     /// Longest deadline granted.
     pub max_timeout: Duration,
+    /// RED metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Largest request message accepted (unary calls).
+    pub max_message_bytes: usize,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -182,7 +186,29 @@ impl Pipeline {
     }
 
     /// Handles one gRPC request.
-    pub async fn handle(self: Arc<Self>, mut req: http::Request<Body>) -> http::Response<Body> {
+    pub async fn handle(self: Arc<Self>, req: http::Request<Body>) -> http::Response<Body> {
+        let started = std::time::Instant::now();
+        // Route labels come from the catalog, so clients cannot blow up the
+        // metrics' cardinality with made-up paths.
+        let route = self
+            .catalog
+            .method(req.uri().path())
+            .map(|m| m.path.clone())
+            .unwrap_or_else(|| "unknown".to_owned());
+        let response = self.clone().handle_inner(req, started, route.clone()).await;
+        if let Some(code) = grpc_code(response.headers()) {
+            self.metrics
+                .observe(&route, code_name(code), started.elapsed());
+        }
+        response
+    }
+
+    async fn handle_inner(
+        self: Arc<Self>,
+        mut req: http::Request<Body>,
+        started: std::time::Instant,
+        route: String,
+    ) -> http::Response<Body> {
         let protocol = req
             .extensions()
             .get::<Protocol>()
@@ -258,6 +284,43 @@ impl Pipeline {
             return resp;
         };
 
+        if !method.descriptor.is_client_streaming() {
+            // A unary request is one message: read it whole (bounded) so an
+            // oversized one is refused here with a clear error, before any
+            // backend spends effort on it. The bytes are not decoded.
+            let (parts, body) = req.into_parts();
+            let limit = self.max_message_bytes + 5;
+            match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit)).await
+            {
+                Ok(collected) => {
+                    req = http::Request::from_parts(
+                        parts,
+                        Body::new(http_body_util::Full::new(collected.to_bytes())),
+                    );
+                }
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    let status =
+                        ErrorBuilder::new(Code::InvalidArgument, DOMAIN, "REQUEST_TOO_LARGE")
+                            .message(format!(
+                                "the request message is larger than {} bytes",
+                                self.max_message_bytes
+                            ))
+                            .meta("limit_bytes", self.max_message_bytes.to_string())
+                            .build();
+                    if method.is_mutating() {
+                        self.audit(&path, Some(&principal), &facts, protocol, status.code());
+                    }
+                    return status_response(status);
+                }
+                Err(_) => {
+                    return status_response(
+                        ErrorBuilder::new(Code::Cancelled, DOMAIN, "REQUEST_ABORTED")
+                            .message("the request body ended abnormally")
+                            .build(),
+                    );
+                }
+            }
+        }
         let timeout = prepare_headers(&mut req, &self, &principal);
         if method.service == ADMIN_SERVICE {
             req.extensions_mut().insert(principal.clone());
@@ -282,11 +345,14 @@ impl Pipeline {
             drop(permit);
             return response;
         }
-        let on_done: Option<Box<dyn FnOnce(Code) + Send>> = audited.then(|| {
-            let me = self.clone();
-            Box::new(move |code| me.audit(&path, Some(&principal), &facts, protocol, code))
-                as Box<dyn FnOnce(Code) + Send>
-        });
+        let me = self.clone();
+        let on_done: Option<Box<dyn FnOnce(Code) + Send>> = Some(Box::new(move |code| {
+            me.metrics
+                .observe(&route, code_name(code), started.elapsed());
+            if audited {
+                me.audit(&path, Some(&principal), &facts, protocol, code);
+            }
+        }));
         response.map(|body| {
             Body::new(ObservedBody {
                 inner: body,

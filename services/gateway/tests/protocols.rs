@@ -333,3 +333,42 @@ async fn unknown_methods_are_unimplemented_and_oversize_requests_are_refused() {
         .into_inner();
     assert!(listed.customers.is_empty());
 }
+
+#[tokio::test]
+async fn red_metrics_count_calls_by_route_and_code() {
+    let s = start().await;
+    let key = s.key("acme", &["profiles.read"]).await;
+    let mut p = s.profiles();
+    p.list_customers(with_key(&key, pb::ListCustomersRequest::default()))
+        .await
+        .unwrap();
+    let _ = p
+        .list_customers(tonic::Request::new(pb::ListCustomersRequest::default()))
+        .await
+        .unwrap_err();
+    let text = http(s.metrics, "GET", "/metrics", &[], "").await;
+    assert_eq!(text.status, 200);
+    let text = String::from_utf8_lossy(&text.body).into_owned();
+    let route = "/rapport.profiles.v1.ProfilesService/ListCustomers";
+    assert!(
+        text.contains(&format!(
+            "rapport_gateway_requests_total{{route=\"{route}\",code=\"OK\"}} 1"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "rapport_gateway_requests_total{{route=\"{route}\",code=\"UNAUTHENTICATED\"}} 1"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "rapport_gateway_request_duration_seconds_count{{route=\"{route}\"}} 2"
+        )),
+        "{text}"
+    );
+    // The public port does not serve it.
+    let public = http(s.gateway, "GET", "/metrics", &[], "").await;
+    assert_eq!(public.status, 404);
+}

@@ -29,6 +29,8 @@ pub struct Stack {
     pub gateway: SocketAddr,
     /// Profiles address (for direct-call tests).
     pub profiles: SocketAddr,
+    /// Where the gateway serves `/metrics`.
+    pub metrics: SocketAddr,
     /// Platform admin key (tenant `acme`).
     pub admin_key: String,
     keys: std::sync::Arc<rapport_gateway::auth::api_keys::ApiKeys>,
@@ -91,6 +93,7 @@ pub async fn start_with(options: Options) -> Stack {
         assertion_key: TEST_ASSERTION_KEY.into(),
         page_token_secret: TEST_SECRET.into(),
         cors_origins: vec!["https://app.example.com".into()],
+        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
         ..Default::default()
     };
     if let Some(tweak) = options.tweak {
@@ -100,6 +103,7 @@ pub async fn start_with(options: Options) -> Stack {
         .await
         .expect("building the gateway");
     let gateway_addr = gateway.local_addr();
+    let metrics = gateway.metrics_addr().expect("metrics listener");
     let keys = gateway.keys().clone();
     let gateway_running = Running::start(move |s| gateway.serve(s));
     let admin_key = issue(&keys, "acme", &["admin", "platform"], None, 0).await;
@@ -110,6 +114,7 @@ pub async fn start_with(options: Options) -> Stack {
         channel,
         gateway: gateway_addr,
         profiles: profiles_addr,
+        metrics,
         admin_key,
         keys,
         gateway_running: Some(gateway_running),
