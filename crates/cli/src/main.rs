@@ -4,9 +4,11 @@
 //! database migrations (a Kubernetes Job); `keys` manages API keys.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod config;
 mod dev;
 mod keys;
+mod seed;
 
 use std::path::PathBuf;
 
@@ -52,6 +54,10 @@ enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
+    /// Measure: a gRPC load generator with scenarios, ceilings and reports.
+    Bench(bench::BenchArgs),
+    /// Bulk-load synthetic customers into the profiles database.
+    Seed(seed::SeedArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -89,6 +95,8 @@ async fn main() -> anyhow::Result<()> {
         } => serve_gateway(config).await,
         Command::Migrate { service } => migrate(config, service).await,
         Command::Keys { command } => keys::run(&config.gateway, command).await,
+        Command::Bench(args) => bench::run(&config, args).await,
+        Command::Seed(args) => seed::run(&config, args).await,
     };
     if let Err(err) = &result {
         tracing::error!(error = format!("{err:#}"), "rapport stopped with an error");

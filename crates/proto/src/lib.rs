@@ -19,6 +19,13 @@ pub mod rapport {
             tonic::include_proto!("rapport.api.v1");
         }
     }
+    /// `rapport.bench.*`: the echo service `rapport bench` measures ceilings with.
+    pub mod bench {
+        /// `rapport.bench.v1`.
+        pub mod v1 {
+            tonic::include_proto!("rapport.bench.v1");
+        }
+    }
     /// `rapport.gateway.*`: the gateway's admin API.
     pub mod gateway {
         /// `rapport.gateway.v1`.
@@ -35,6 +42,7 @@ pub mod rapport {
     }
 }
 
+pub use rapport::bench::v1 as bench;
 pub use rapport::gateway::v1 as gateway;
 pub use rapport::profiles::v1 as profiles;
 pub use rapport::r#type::v1 as types;
