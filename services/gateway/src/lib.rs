@@ -157,6 +157,7 @@ pub struct Gateway {
     keys: Arc<ApiKeys>,
     metrics: Arc<metrics::Metrics>,
     metrics_listener: Option<tokio::net::TcpListener>,
+    audit: AuditSink,
 }
 
 /// Runs the gateway migrations.
@@ -228,6 +229,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
     };
     let keys = Arc::new(ApiKeys::new(store.clone()));
     let audit = AuditSink::start(store.clone());
+    let audit_sink = audit.clone();
     let jwt = JwtVerifier::from_config(&config.jwt)
         .await
         .context("jwt")?
@@ -339,6 +341,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
         keys,
         metrics,
         metrics_listener,
+        audit: audit_sink,
     })
 }
 
@@ -373,6 +376,7 @@ impl Gateway {
             app,
             metrics,
             metrics_listener,
+            audit,
             ..
         } = self;
         let metrics_task = metrics_listener.map(|listener| {
@@ -398,6 +402,9 @@ impl Gateway {
         if let Some(task) = metrics_task {
             task.abort();
         }
+        // The last calls' audit records are still queued: write them before
+        // the database goes away.
+        audit.flush().await;
         db.close().await;
         result.context("serving the gateway")
     }

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod domain;
 mod events;
+pub mod seed;
 pub mod storage;
 
 use std::{future::Future, net::SocketAddr};

@@ -150,7 +150,9 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                 // pre-check would have.
                 let holder = self.repo.holders(&tenant, &[(kind, value.clone())]).await?;
                 match holder.first() {
-                    Some((_, holder)) => {
+                    // Held by the customer being written (its own old
+                    // identity): some other identity clashed; re-check all.
+                    Some((_, holder)) if *holder != subject => {
                         let field = keys
                             .iter()
                             .find(|k| k.kind == kind && k.value == value)
@@ -161,7 +163,7 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                             holder: *holder,
                         })
                     }
-                    None => Ok(Attempt::Retry),
+                    _ => Ok(Attempt::Retry),
                 }
             }
             Err(CommitError::Failed(e)) => Err(e),

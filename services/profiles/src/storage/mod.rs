@@ -4,7 +4,8 @@
 //! times, search text) plus a JSON document with the rest of the profile.
 //! Identities and tags have their own tables so the database enforces
 //! identity uniqueness per tenant and tag filters use an index.
-mod entities;
+// Crate-visible for the bulk loader (`crate::seed`), which writes these rows directly.
+pub(crate) mod entities;
 
 use std::collections::HashMap;
 
@@ -84,7 +85,7 @@ fn to_customer(row: customers::Model) -> Result<Customer, Error> {
     })
 }
 
-fn to_row(tenant: &Tenant, c: &Customer) -> Result<customers::ActiveModel, Error> {
+pub(crate) fn to_row(tenant: &Tenant, c: &Customer) -> Result<customers::ActiveModel, Error> {
     let doc = serde_json::to_string(&Document {
         profile: c.profile.clone(),
         consents: c.consents.clone(),
@@ -152,58 +153,69 @@ fn store_key(tenant: &Tenant, key: &Idempotency) -> idempotency::Key {
     }
 }
 
-/// Rewrites the identity and tag index rows of one customer.
+/// Writes the identity and tag index rows of one customer; `fresh` for a new
+/// customer (nothing to delete first). Each table takes one multi-row insert.
 async fn write_indexes(
     txn: &DatabaseTransaction,
     tenant: &Tenant,
     c: &Customer,
+    fresh: bool,
 ) -> Result<(), CommitError> {
     let id = c.id.to_string();
-    identities::Entity::delete_many()
-        .filter(identities::Column::Tenant.eq(&tenant.0))
-        .filter(identities::Column::CustomerId.eq(&id))
-        .exec(txn)
-        .await
-        .map_err(|e| CommitError::Failed(db_err(e)))?;
-    tags::Entity::delete_many()
-        .filter(tags::Column::Tenant.eq(&tenant.0))
-        .filter(tags::Column::CustomerId.eq(&id))
-        .exec(txn)
-        .await
-        .map_err(|e| CommitError::Failed(db_err(e)))?;
+    let failed = |e: DbErr| CommitError::Failed(db_err(e));
+    if !fresh {
+        identities::Entity::delete_many()
+            .filter(identities::Column::Tenant.eq(&tenant.0))
+            .filter(identities::Column::CustomerId.eq(&id))
+            .exec(txn)
+            .await
+            .map_err(failed)?;
+        tags::Entity::delete_many()
+            .filter(tags::Column::Tenant.eq(&tenant.0))
+            .filter(tags::Column::CustomerId.eq(&id))
+            .exec(txn)
+            .await
+            .map_err(failed)?;
+    }
     if c.state != CustomerState::Active {
         // Tombstones hold no identities: merged ones moved to the survivor,
         // erased ones are free for anyone to use again.
         return Ok(());
     }
-    for key in rules::identity_keys(&c.profile, "") {
-        let row = identities::ActiveModel {
+    let keys = rules::identity_keys(&c.profile, "");
+    if let Some(first) = keys.first() {
+        let rows = keys.iter().map(|key| identities::ActiveModel {
             tenant: Set(tenant.0.clone()),
             kind: Set(key.kind.as_str().to_owned()),
             value: Set(key.value.clone()),
             match_key: Set(key.match_key.clone()),
             customer_id: Set(id.clone()),
-        };
-        if let Err(e) = row.insert(txn).await {
+        });
+        if let Err(e) = identities::Entity::insert_many(rows).exec(txn).await {
+            // Which row clashed cannot be asked inside this (now failed)
+            // transaction. The use-case looks the first one up afterwards and,
+            // if it is free, re-checks every identity before retrying, which
+            // names the real holder.
             return Err(if is_unique_violation(&e) {
                 CommitError::IdentityTaken {
-                    kind: key.kind,
-                    value: key.value,
+                    kind: first.kind,
+                    value: first.value.clone(),
                 }
             } else {
-                CommitError::Failed(db_err(e))
+                failed(e)
             });
         }
     }
-    for tag in &c.profile.tags {
-        tags::ActiveModel {
+    if !c.profile.tags.is_empty() {
+        let rows = c.profile.tags.iter().map(|tag| tags::ActiveModel {
             tenant: Set(tenant.0.clone()),
             tag: Set(tag.as_str().to_owned()),
             customer_id: Set(id.clone()),
-        }
-        .insert(txn)
-        .await
-        .map_err(|e| CommitError::Failed(db_err(e)))?;
+        });
+        tags::Entity::insert_many(rows)
+            .exec(txn)
+            .await
+            .map_err(failed)?;
     }
     Ok(())
 }
@@ -235,7 +247,7 @@ impl SqlRepository {
                         .exec(txn)
                         .await
                         .map_err(failed)?;
-                    write_indexes(txn, tenant, c).await?;
+                    write_indexes(txn, tenant, c, true).await?;
                 }
                 CustomerWrite::Update {
                     customer: c,
@@ -253,7 +265,7 @@ impl SqlRepository {
                     if result.rows_affected != 1 {
                         return Err(CommitError::VersionConflict);
                     }
-                    write_indexes(txn, tenant, c).await?;
+                    write_indexes(txn, tenant, c, false).await?;
                 }
             }
         }

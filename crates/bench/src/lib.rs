@@ -1,0 +1,22 @@
+//! rapport-bench: the measuring instrument behind `rapport bench`. It owns the
+//! load engine (closed and open loop, warm-up then a measured window, HDR
+//! latency histograms, errors by gRPC code), the CPU and peak-memory readings
+//! of server processes from `/proc`, the report (table, compare view, JSON),
+//! the workloads (echo and the profiles RPCs with realistic payloads) and the
+//! bare echo server that gives the RPC ceiling.
+//!
+//! It starts no service of its own besides echo and knows no database: the
+//! `rapport` binary spawns the servers and hands their addresses and process
+//! ids to the engine.
+#![forbid(unsafe_code)]
+
+pub mod echo;
+pub mod engine;
+pub mod procfs;
+pub mod report;
+pub mod workload;
+
+pub use engine::{Caller, LoadConfig, RunStats, Target, Watched, Workload};
+pub use report::{BenchReport, RunInfo, ScenarioReport};
+/// The connection type workloads call on.
+pub use tonic::transport::Channel;
