@@ -12,7 +12,7 @@ use std::{
 use bytes::Bytes;
 use chrono::Utc;
 use http_body::{Frame, SizeHint};
-use rapport_kit::{AssertionKey, ErrorBuilder, assertion::Claims};
+use rapport_kit::{AssertionKey, ErrorBuilder, assertion::Claims, error::code_name};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Code, Status, body::Body};
 use tower::ServiceExt as _;
@@ -77,28 +77,6 @@ impl std::fmt::Debug for Pipeline {
 /// A status as a trailers-only gRPC response.
 pub fn status_response(status: Status) -> http::Response<Body> {
     status.into_http()
-}
-
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 /// Parses a `grpc-timeout` value (`100m`, `5S`, …).
