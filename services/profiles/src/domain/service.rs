@@ -438,16 +438,11 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         limit: u32,
     ) -> Result<(Vec<Customer>, Option<ListCursor>), Error> {
         // One extra row tells whether another page exists.
-        let mut rows = self
+        let rows = self
             .repo
             .list(tenant, filter, order, after.as_ref(), limit + 1)
             .await?;
-        let more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        let next = more
-            .then(|| rows.last().map(|c| cursor_of(c, order.key)))
-            .flatten();
-        Ok((rows, next))
+        Ok(page_of(rows, limit, |c| cursor_of(c, order.key)))
     }
 
     /// Free-text search; customers holding an identity equal to the query come first.
@@ -757,19 +752,13 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         limit: u32,
     ) -> Result<(Vec<ConsentEvent>, Option<LedgerCursor>), Error> {
         self.load(tenant, id).await?;
-        let mut rows = self
+        let rows = self
             .repo
             .consent_events(tenant, id, after, limit + 1)
             .await?;
-        let more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        let next = more
-            .then(|| {
-                rows.last()
-                    .map(|e| (e.capture_time.timestamp_micros(), e.id.0))
-            })
-            .flatten();
-        Ok((rows, next))
+        Ok(page_of(rows, limit, |e| {
+            (e.capture_time.timestamp_micros(), e.id.0)
+        }))
     }
 
     /// A page of the lifecycle history.
@@ -781,19 +770,13 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         limit: u32,
     ) -> Result<(Vec<LifecycleEvent>, Option<LedgerCursor>), Error> {
         self.load(tenant, id).await?;
-        let mut rows = self
+        let rows = self
             .repo
             .lifecycle_events(tenant, id, after, limit + 1)
             .await?;
-        let more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        let next = more
-            .then(|| {
-                rows.last()
-                    .map(|e| (e.create_time.timestamp_micros(), e.id.0))
-            })
-            .flatten();
-        Ok((rows, next))
+        Ok(page_of(rows, limit, |e| {
+            (e.create_time.timestamp_micros(), e.id.0)
+        }))
     }
 
     /// Everything held about one customer, as one JSON document.
@@ -894,6 +877,15 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         }
         Err(Error::Conflict)
     }
+}
+
+/// Cuts `rows` (fetched with one extra row) to a page of `limit` and, when
+/// the extra row showed there is more, the cursor of the page's last row.
+fn page_of<T, C>(mut rows: Vec<T>, limit: u32, cursor: impl Fn(&T) -> C) -> (Vec<T>, Option<C>) {
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next = if more { rows.last().map(cursor) } else { None };
+    (rows, next)
 }
 
 /// The keyset cursor of a row for a sort key.
