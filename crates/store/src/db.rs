@@ -12,6 +12,11 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 
+/// Statements slower than this are logged at WARN (target `sqlx::query`,
+/// SQL text with placeholders, never the bound values); every statement is
+/// logged at DEBUG, so `RUST_LOG=sqlx::query=debug` shows what a request ran.
+const SLOW_STATEMENT: Duration = Duration::from_millis(500);
+
 /// Pool settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -75,7 +80,9 @@ impl Db {
                 // A reaped in-memory connection would take the database with it.
                 .idle_timeout(None::<Duration>)
                 .max_lifetime(None::<Duration>)
-                .sqlx_logging(false)
+                .sqlx_logging(true)
+                .sqlx_logging_level(log::LevelFilter::Debug)
+                .sqlx_slow_statements_logging_settings(log::LevelFilter::Warn, SLOW_STATEMENT)
                 .map_sqlx_sqlite_opts(sqlite_opts);
             let writer = Database::connect(w).await?;
             if memory {
@@ -89,7 +96,9 @@ impl Db {
             r.max_connections(options.max_connections.clamp(1, 8))
                 .min_connections(0)
                 .acquire_timeout(timeout)
-                .sqlx_logging(false)
+                .sqlx_logging(true)
+                .sqlx_logging_level(log::LevelFilter::Debug)
+                .sqlx_slow_statements_logging_settings(log::LevelFilter::Warn, SLOW_STATEMENT)
                 .map_sqlx_sqlite_opts(sqlite_opts);
             let reader = Database::connect(r).await?;
             Ok(Self { writer, reader })
@@ -99,7 +108,9 @@ impl Db {
                 .min_connections(1)
                 .acquire_timeout(timeout)
                 .connect_timeout(timeout)
-                .sqlx_logging(false);
+                .sqlx_logging(true)
+                .sqlx_logging_level(log::LevelFilter::Debug)
+                .sqlx_slow_statements_logging_settings(log::LevelFilter::Warn, SLOW_STATEMENT);
             let pool = Database::connect(o).await?;
             Ok(Self {
                 reader: pool.clone(),

@@ -36,8 +36,19 @@ pub struct MethodInfo {
 }
 
 impl MethodInfo {
-    /// Whether the RPC changes state (audited): anything not routed as GET.
+    /// Whether the RPC changes state (audited): anything not declared
+    /// `option idempotency_level = NO_SIDE_EFFECTS` (protobuf's own marker)
+    /// and not routed as GET.
     pub fn is_mutating(&self) -> bool {
+        let declared = self
+            .descriptor
+            .method_descriptor_proto()
+            .options
+            .as_ref()
+            .map(|o| o.idempotency_level());
+        if declared == Some(prost_types::method_options::IdempotencyLevel::NoSideEffects) {
+            return false;
+        }
         match &self.http {
             Some(rule) => rule.verb != http::Method::GET,
             None => true,
@@ -173,6 +184,14 @@ mod tests {
             (http::Method::GET, "/v1/{name=customers/*}")
         );
         assert!(!get.is_mutating());
+        let echo = catalog
+            .method("/rapport.bench.v1.EchoService/Echo")
+            .unwrap();
+        assert_eq!(echo.http.as_ref().unwrap().verb, http::Method::POST);
+        assert!(
+            !echo.is_mutating(),
+            "idempotency_level = NO_SIDE_EFFECTS outranks the POST route"
+        );
         let create = catalog
             .method("/rapport.profiles.v1.ProfilesService/CreateCustomer")
             .unwrap();
