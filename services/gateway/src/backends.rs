@@ -10,6 +10,9 @@ use std::{
 };
 
 use anyhow::Context as _;
+use std::sync::Arc;
+
+use crate::adaptive::{AdaptiveConfig, AdaptiveLimit};
 use serde::{Deserialize, Serialize};
 use tokio::{sync::mpsc::Sender, task::JoinHandle};
 use tonic::transport::{Channel, Endpoint, channel::Change};
@@ -33,10 +36,11 @@ impl Default for BackendConfig {
     }
 }
 
-/// Channels by fully qualified gRPC service name.
+/// Channels (and adaptive limits) by fully qualified gRPC service name.
 #[derive(Debug)]
 pub struct Backends {
     channels: HashMap<String, Channel>,
+    limits: HashMap<String, Arc<AdaptiveLimit>>,
     resolvers: Vec<JoinHandle<()>>,
 }
 
@@ -127,8 +131,10 @@ impl Backends {
     pub fn start(
         config: &BTreeMap<String, BackendConfig>,
         resolve_every: Duration,
+        adaptive: &AdaptiveConfig,
     ) -> anyhow::Result<Self> {
         let mut channels = HashMap::new();
+        let mut limits = HashMap::new();
         let mut resolvers = Vec::new();
         for (service, backend) in config {
             if backend.endpoints.is_empty() {
@@ -148,9 +154,13 @@ impl Backends {
                 tx,
             )));
             channels.insert(service.clone(), channel);
+            if adaptive.enabled {
+                limits.insert(service.clone(), AdaptiveLimit::new(adaptive));
+            }
         }
         Ok(Self {
             channels,
+            limits,
             resolvers,
         })
     }
@@ -158,6 +168,11 @@ impl Backends {
     /// The channel of a service.
     pub fn channel(&self, service: &str) -> Option<Channel> {
         self.channels.get(service).cloned()
+    }
+
+    /// The adaptive concurrency limit of a service, when enabled.
+    pub fn limit(&self, service: &str) -> Option<&Arc<AdaptiveLimit>> {
+        self.limits.get(service)
     }
 
     /// Names of the routed services.

@@ -5,6 +5,7 @@
 //! trust only the tenant assertion it signs.
 #![forbid(unsafe_code)]
 
+pub mod adaptive;
 pub mod admin;
 pub mod audit;
 pub mod auth;
@@ -60,8 +61,10 @@ pub struct Config {
     pub backends: BTreeMap<String, BackendConfig>,
     /// How often backend host names are re-resolved.
     pub resolve_every_ms: u64,
-    /// Calls in flight at once before new ones are shed.
+    /// Calls in flight at once, gateway-wide, before new ones are shed.
     pub concurrency_limit: usize,
+    /// Per-backend adaptive limits, shedding before a backend's queue grows.
+    pub backend_concurrency: adaptive::AdaptiveConfig,
     /// Default per-key rate limit.
     pub rate_limit: RateLimitConfig,
     /// Origins allowed to call from a browser (gRPC-web, REST). Empty: none.
@@ -137,6 +140,7 @@ impl Default for Config {
             backends: BTreeMap::new(),
             resolve_every_ms: 10_000,
             concurrency_limit: 1024,
+            backend_concurrency: adaptive::AdaptiveConfig::default(),
             rate_limit: RateLimitConfig::default(),
             cors_origins: Vec::new(),
             jwt: JwtConfig::default(),
@@ -158,6 +162,7 @@ pub struct Gateway {
     metrics: Arc<metrics::Metrics>,
     metrics_listener: Option<tokio::net::TcpListener>,
     audit: AuditSink,
+    delay_probe: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Runs the gateway migrations.
@@ -244,7 +249,15 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
     let backends = Backends::start(
         &config.backends,
         Duration::from_millis(config.resolve_every_ms.max(100)),
+        &config.backend_concurrency,
     )?;
+    let max_delay = config.backend_concurrency.max_scheduling_delay_ms;
+    let (scheduling_delay, delay_probe) = if max_delay > 0 {
+        let (delay, probe) = adaptive::SchedulingDelay::start();
+        (Some((delay, Duration::from_millis(max_delay))), Some(probe))
+    } else {
+        (None, None)
+    };
     let pipeline = Arc::new(Pipeline {
         catalog: catalog.clone(),
         keys: keys.clone(),
@@ -254,6 +267,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
             config.rate_limit.burst_seconds,
         ),
         concurrency: Arc::new(tokio::sync::Semaphore::new(config.concurrency_limit.max(1))),
+        scheduling_delay,
         backends,
         admin,
         assertion,
@@ -341,6 +355,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
         keys,
         metrics,
         metrics_listener,
+        delay_probe,
         audit: audit_sink,
     })
 }
@@ -377,6 +392,7 @@ impl Gateway {
             metrics,
             metrics_listener,
             audit,
+            delay_probe,
             ..
         } = self;
         let metrics_task = metrics_listener.map(|listener| {
@@ -399,7 +415,7 @@ impl Gateway {
             })
         });
         let result = server.serve(app, shutdown).await;
-        if let Some(task) = metrics_task {
+        for task in metrics_task.into_iter().chain(delay_probe) {
             task.abort();
         }
         // The last calls' audit records are still queued: write them before

@@ -18,6 +18,7 @@ use tonic::{Code, Status, body::Body};
 use tower::ServiceExt as _;
 
 use crate::{
+    adaptive::SchedulingDelay,
     audit::AuditSink,
     auth::{AuthError, Principal, api_keys::ApiKeys, credential, jwt::JwtVerifier},
     backends::Backends,
@@ -48,6 +49,8 @@ pub struct Pipeline {
     pub limits: RateLimits,
     /// Calls in flight, gateway-wide.
     pub concurrency: Arc<Semaphore>,
+    /// The gateway's scheduling delay and the most it accepts new calls at.
+    pub scheduling_delay: Option<(Arc<SchedulingDelay>, Duration)>,
     /// Backend pools.
     pub backends: Backends,
     /// The admin API, served in-process behind the same checks.
@@ -197,6 +200,13 @@ impl Pipeline {
             .get::<RequestFacts>()
             .cloned()
             .unwrap_or_default();
+        if let Some((delay, max)) = &self.scheduling_delay
+            && delay.current() > *max
+        {
+            // The gateway's own CPU is the bottleneck: refuse before spending
+            // any more of it (authentication included) on this call.
+            return overloaded("the gateway is at capacity; retry shortly", None);
+        }
         let path = req.uri().path().to_owned();
         let Some(method) = self.catalog.method(&path).cloned() else {
             return status_response(
@@ -247,21 +257,11 @@ impl Pipeline {
         if let Err(wait) = self.limits.check(&principal) {
             return rate_limited(wait);
         }
+        // Shed at once: a call refused now can be retried elsewhere; one
+        // queued behind an overload would only time out.
         let Ok(permit) = self.concurrency.clone().try_acquire_owned() else {
-            // Shed at once: a call refused now can be retried elsewhere; one
-            // queued behind an overload would only time out.
-            let mut resp = status_response(
-                ErrorBuilder::new(Code::ResourceExhausted, DOMAIN, "OVERLOADED")
-                    .message("the gateway is at capacity; retry shortly")
-                    .build(),
-            );
-            resp.headers_mut().insert(
-                "grpc-retry-pushback-ms",
-                http::HeaderValue::from_static("100"),
-            );
-            return resp;
+            return overloaded("the gateway is at capacity; retry shortly", None);
         };
-
         if !method.descriptor.is_client_streaming() {
             // A unary request is one message: read it whole (bounded) so an
             // oversized one is refused here with a clear error, before any
@@ -299,6 +299,24 @@ impl Pipeline {
                 }
             }
         }
+        // Admitted to the backend only once a unary request is read whole: a
+        // client that trickles its body must not hold a backend's slot.
+        let admission = match self.backends.limit(&method.service) {
+            Some(limit) => match limit.try_admit() {
+                Some(admission) => Some(admission),
+                None => {
+                    return overloaded(
+                        &format!("{} is at capacity; retry shortly", method.service),
+                        Some(&method.service),
+                    );
+                }
+            },
+            None => None,
+        };
+        // Only unary round trips say how long the backend's queue is.
+        let measured =
+            !method.descriptor.is_client_streaming() && !method.descriptor.is_server_streaming();
+
         let timeout = prepare_headers(&mut req, &self, &principal);
         if method.service == ADMIN_SERVICE {
             req.extensions_mut().insert(principal.clone());
@@ -320,11 +338,17 @@ impl Pipeline {
             if audited {
                 self.audit(&path, Some(&principal), &facts, protocol, code);
             }
+            if let Some(admission) = admission {
+                admission.finish(code, measured);
+            }
             drop(permit);
             return response;
         }
         let me = self.clone();
         let on_done: Option<Box<dyn FnOnce(Code) + Send>> = Some(Box::new(move |code| {
+            if let Some(admission) = admission {
+                admission.finish(code, measured);
+            }
             me.metrics
                 .observe(&route, code_name(code), started.elapsed());
             if audited {
@@ -366,6 +390,21 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// RESOURCE_EXHAUSTED, reason OVERLOADED (naming the backend when it is one
+/// backend's limit), with the gRPC retry pushback header.
+fn overloaded(message: &str, backend: Option<&str>) -> http::Response<Body> {
+    let mut b = ErrorBuilder::new(Code::ResourceExhausted, DOMAIN, "OVERLOADED").message(message);
+    if let Some(service) = backend {
+        b = b.meta("service", service);
+    }
+    let mut resp = status_response(b.build());
+    resp.headers_mut().insert(
+        "grpc-retry-pushback-ms",
+        http::HeaderValue::from_static("100"),
+    );
+    resp
 }
 
 /// RESOURCE_EXHAUSTED with RetryInfo and the gRPC retry pushback header, so

@@ -42,7 +42,7 @@ fn rs256(claims: &Value) -> String {
 #[tokio::test]
 async fn a_token_from_the_configured_issuer_gets_in_with_its_tenant_and_scopes() {
     let s = start_with(Options {
-        tweak: Some(configure),
+        tweak: Some(std::sync::Arc::new(configure)),
     })
     .await;
     let mut p = s.profiles();
@@ -96,7 +96,7 @@ async fn a_token_from_the_configured_issuer_gets_in_with_its_tenant_and_scopes()
 #[tokio::test]
 async fn forged_expired_and_misdirected_tokens_are_refused() {
     let s = start_with(Options {
-        tweak: Some(configure),
+        tweak: Some(std::sync::Arc::new(configure)),
     })
     .await;
     let mut p = s.profiles();

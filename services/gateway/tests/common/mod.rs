@@ -39,11 +39,14 @@ pub struct Stack {
     dbs: Vec<TestDb>,
 }
 
+/// A change to the gateway configuration of a test stack.
+pub type Tweak = std::sync::Arc<dyn Fn(&mut rapport_gateway::Config) + Send + Sync>;
+
 /// Options of a stack.
 #[derive(Default, Clone)]
 pub struct Options {
     /// Gateway configuration tweaks.
-    pub tweak: Option<fn(&mut rapport_gateway::Config)>,
+    pub tweak: Option<Tweak>,
 }
 
 pub async fn start() -> Stack {
@@ -94,9 +97,15 @@ pub async fn start_with(options: Options) -> Stack {
         page_token_secret: TEST_SECRET.into(),
         cors_origins: vec!["https://app.example.com".into()],
         metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+        backend_concurrency: rapport_gateway::adaptive::AdaptiveConfig {
+            // Test binaries share two cores with each other: the scheduling
+            // delay there measures the harness, not the gateway.
+            max_scheduling_delay_ms: 0,
+            ..Default::default()
+        },
         ..Default::default()
     };
-    if let Some(tweak) = options.tweak {
+    if let Some(tweak) = &options.tweak {
         tweak(&mut config);
     }
     let gateway = rapport_gateway::build(&config)

@@ -1,0 +1,310 @@
+//! Per-backend adaptive concurrency limits: the gateway sheds a call at once
+//! (RESOURCE_EXHAUSTED, reason OVERLOADED) when a backend already has as many
+//! calls in flight as it can serve without queueing.
+//!
+//! A fixed limit cannot fit both a 0.3 ms echo and a 50 ms write: sized for
+//! one it either never sheds or starves the other. So the limit of each
+//! backend follows Netflix's Gradient2 (from `tower-acc`): it shrinks while
+//! the latest round-trip time rises above the long-run average (a queue is
+//! forming) and grows again while it does not. Measured on the 2-core bench
+//! machine: at twice the echo capacity, a 1,024 fixed limit let p99 reach the
+//! 10 s deadline; see docs/benchmarks.md for the adaptive result.
+use std::{
+    cmp::Ordering,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering as AtomicOrdering},
+    },
+    time::{Duration, Instant},
+};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::Code;
+use tower_acc::{Algorithm, Gradient2};
+
+/// Settings of the per-backend limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdaptiveConfig {
+    /// Off: only the gateway-wide `concurrency_limit` applies.
+    pub enabled: bool,
+    /// Calls in flight allowed before any latency has been seen.
+    pub initial_limit: usize,
+    /// The limit never drops below this (enough to keep a backend busy).
+    pub min_limit: usize,
+    /// The limit never grows beyond this.
+    pub max_limit: usize,
+    /// How much slower than the long-run average a call may be before the
+    /// limit shrinks (1.5: 50 % slower).
+    pub rtt_tolerance: f64,
+    /// The gateway's own overload: new calls are shed while its tasks wait
+    /// longer than this for a CPU (scheduling delay, smoothed). 0: off.
+    pub max_scheduling_delay_ms: u64,
+}
+
+impl Default for AdaptiveConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            initial_limit: 32,
+            min_limit: 32,
+            max_limit: 1024,
+            rtt_tolerance: 1.5,
+            max_scheduling_delay_ms: 10,
+        }
+    }
+}
+
+/// The adaptive limit of one backend.
+#[derive(Debug)]
+pub struct AdaptiveLimit {
+    semaphore: Arc<Semaphore>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    algorithm: Gradient2,
+    /// Permits the semaphore holds in total (available + in flight).
+    permits: usize,
+}
+
+/// A call admitted to a backend; report how it ended with [`Admission::finish`].
+#[derive(Debug)]
+pub struct Admission {
+    limit: Arc<AdaptiveLimit>,
+    started: Instant,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl AdaptiveLimit {
+    /// A limit with `config`'s bounds (sanitised: min ≤ initial ≤ max, min ≥ 1).
+    pub fn new(config: &AdaptiveConfig) -> Arc<Self> {
+        let min = config.min_limit.max(1);
+        let max = config.max_limit.max(min);
+        let initial = config.initial_limit.clamp(min, max);
+        let algorithm = Gradient2::builder()
+            .initial_limit(initial)
+            .min_limit(min)
+            .max_limit(max)
+            .rtt_tolerance(config.rtt_tolerance.max(1.0))
+            .build();
+        let permits = algorithm.max_concurrency();
+        Arc::new(Self {
+            semaphore: Arc::new(Semaphore::new(permits)),
+            state: Mutex::new(State { algorithm, permits }),
+        })
+    }
+
+    /// Admits a call if the backend is under its limit; never waits.
+    pub fn try_admit(self: &Arc<Self>) -> Option<Admission> {
+        let permit = self.semaphore.clone().try_acquire_owned().ok()?;
+        Some(Admission {
+            limit: self.clone(),
+            started: Instant::now(),
+            permit: Some(permit),
+        })
+    }
+
+    /// The current limit.
+    pub fn current(&self) -> usize {
+        self.lock().algorithm.max_concurrency()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is plain numbers: a panic elsewhere cannot leave it torn.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn observe(&self, rtt: Duration, in_flight: usize, overloaded: bool, cancelled: bool) {
+        let mut state = self.lock();
+        state
+            .algorithm
+            .update(rtt, in_flight, overloaded, cancelled);
+        let wanted = state.algorithm.max_concurrency();
+        match wanted.cmp(&state.permits) {
+            Ordering::Greater => {
+                self.semaphore.add_permits(wanted - state.permits);
+                state.permits = wanted;
+            }
+            // Only idle permits can be taken away now; the rest go when
+            // later calls finish and this runs again.
+            Ordering::Less => {
+                state.permits -= self.semaphore.forget_permits(state.permits - wanted);
+            }
+            Ordering::Equal => {}
+        }
+    }
+}
+
+impl Admission {
+    /// Reports the call's outcome. `measured` is false for streaming calls,
+    /// whose duration says nothing about the backend's queue.
+    pub fn finish(mut self, code: Code, measured: bool) {
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
+        let rtt = self.started.elapsed();
+        let in_flight = {
+            let total = self.limit.lock().permits;
+            total.saturating_sub(self.limit.semaphore.available_permits())
+        };
+        // A backend saying it is overloaded or unreachable is the signal to
+        // back off even before its latency shows it.
+        let overloaded = matches!(
+            code,
+            Code::ResourceExhausted | Code::Unavailable | Code::DeadlineExceeded
+        );
+        let cancelled = !measured || code == Code::Cancelled;
+        drop(permit);
+        self.limit.observe(rtt, in_flight, overloaded, cancelled);
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        // Dropped without a verdict (the client went away): free the slot,
+        // learn nothing.
+        self.permit.take();
+    }
+}
+
+/// How long the gateway's tasks wait for a CPU: a probe task asks to be woken
+/// every few milliseconds and measures how late it is. When the gateway's own
+/// CPU is the bottleneck, requests queue before any limit can count them
+/// (in socket buffers, in HTTP/2 frames not yet read): this delay is what
+/// grows then.
+#[derive(Debug, Default)]
+pub struct SchedulingDelay {
+    /// Smoothed delay, µs.
+    micros: AtomicU64,
+}
+
+impl SchedulingDelay {
+    const PROBE_EVERY: Duration = Duration::from_millis(5);
+
+    /// Starts the probe; it stops when the returned handle is dropped.
+    pub fn start() -> (Arc<Self>, tokio::task::JoinHandle<()>) {
+        let delay = Arc::new(Self::default());
+        let probe = delay.clone();
+        let handle = tokio::spawn(async move {
+            loop {
+                let asked = Instant::now();
+                tokio::time::sleep(Self::PROBE_EVERY).await;
+                let late = asked.elapsed().saturating_sub(Self::PROBE_EVERY);
+                probe.record(late);
+            }
+        });
+        (delay, handle)
+    }
+
+    fn record(&self, late: Duration) {
+        let sample = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
+        let old = self.micros.load(AtomicOrdering::Relaxed);
+        // Rises in two probes, decays over several: one late wake-up (a
+        // page fault, a CFS throttle slice) must not shed, and one quiet
+        // probe must not reopen the door to a backlog.
+        let new = if sample > old {
+            old + (sample - old) / 2
+        } else {
+            old - (old - sample) / 4
+        };
+        self.micros.store(new, AtomicOrdering::Relaxed);
+    }
+
+    /// The current smoothed delay.
+    pub fn current(&self) -> Duration {
+        Duration::from_micros(self.micros.load(AtomicOrdering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(initial: usize, min: usize, max: usize) -> AdaptiveConfig {
+        AdaptiveConfig {
+            enabled: true,
+            initial_limit: initial,
+            min_limit: min,
+            max_limit: max,
+            rtt_tolerance: 1.5,
+            max_scheduling_delay_ms: 10,
+        }
+    }
+
+    #[test]
+    fn scheduling_delay_needs_a_sustained_signal() {
+        let d = SchedulingDelay::default();
+        d.record(Duration::from_millis(40));
+        assert_eq!(
+            d.current(),
+            Duration::from_millis(20),
+            "one late probe counts half"
+        );
+        d.record(Duration::from_millis(40));
+        assert_eq!(d.current(), Duration::from_millis(30));
+        d.record(Duration::ZERO);
+        assert_eq!(
+            d.current(),
+            Duration::from_micros(22_500),
+            "one quiet probe is not enough"
+        );
+        for _ in 0..30 {
+            d.record(Duration::ZERO);
+        }
+        assert!(d.current() < Duration::from_millis(1));
+    }
+
+    #[test]
+    fn sheds_beyond_the_limit_and_frees_slots_on_finish() {
+        let limit = AdaptiveLimit::new(&config(2, 1, 10));
+        let a = limit.try_admit().expect("first call admitted");
+        let b = limit.try_admit().expect("second call admitted");
+        assert!(limit.try_admit().is_none(), "the third is shed");
+        a.finish(Code::Ok, true);
+        let c = limit.try_admit().expect("a finished call frees its slot");
+        drop(b);
+        drop(c);
+        assert!(limit.try_admit().is_some(), "dropped calls free theirs");
+    }
+
+    #[test]
+    fn rising_latency_shrinks_the_limit_and_it_never_leaves_its_bounds() {
+        let limit = AdaptiveLimit::new(&config(40, 8, 100));
+        // A steady backend at 1 ms, fully used.
+        for _ in 0..200 {
+            limit.observe(Duration::from_millis(1), 40, false, false);
+        }
+        let steady = limit.current();
+        assert!(
+            steady >= 40,
+            "a steady backend keeps or grows its limit: {steady}"
+        );
+        // Then every call takes 20 ms: a queue.
+        for _ in 0..200 {
+            let in_flight = limit.current();
+            limit.observe(Duration::from_millis(20), in_flight, false, false);
+        }
+        let queued = limit.current();
+        assert!(
+            queued < steady,
+            "queueing shrinks the limit: {steady} -> {queued}"
+        );
+        assert!(queued >= 8, "never below the minimum: {queued}");
+        // The semaphore follows: no more than the limit is admitted.
+        let admitted: Vec<_> = std::iter::from_fn(|| limit.try_admit())
+            .take(1000)
+            .collect();
+        assert_eq!(admitted.len(), queued);
+    }
+
+    #[test]
+    fn bounds_are_sanitised() {
+        let limit = AdaptiveLimit::new(&config(0, 0, 0));
+        assert_eq!(limit.current(), 1, "at least one call is always allowed");
+        let limit = AdaptiveLimit::new(&config(1000, 4, 16));
+        assert_eq!(limit.current(), 16, "initial is capped by max");
+    }
+}
