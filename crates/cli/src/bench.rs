@@ -450,6 +450,13 @@ async fn bench(
                         SETUP_PARALLEL,
                     )
                     .await?;
+                    // As after any bulk load (and as pgbench -i does): measure
+                    // steady-state plans, not a table the planner knows nothing of.
+                    if let Some(url) = &databases.profiles {
+                        let db = Db::connect(url, &DbOptions::default()).await?;
+                        db.refresh_statistics().await?;
+                        db.close().await;
+                    }
                     (set, args.customers, "created through the API")
                 }
                 Some(n) => {

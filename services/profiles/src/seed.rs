@@ -453,6 +453,9 @@ pub async fn seed(
         progress(&state);
     }
     producer.await.context("seed row builder panicked")?;
+    db.refresh_statistics()
+        .await
+        .context("refreshing planner statistics")?;
     let secs = start.elapsed().as_secs_f64();
     let per_sec = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
     Ok(SeedReport {
