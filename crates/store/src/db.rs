@@ -163,7 +163,6 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sea_orm::ConnectionTrait as _;
 
     #[test]
     fn redacts_passwords() {
