@@ -5,6 +5,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_gateway;
+mod m20261122_000002_idempotency_subject_first;
 
 /// All gateway migrations, oldest first.
 #[derive(Debug)]
@@ -13,7 +14,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_create_gateway::Migration)]
+        vec![
+            Box::new(m20261122_000001_create_gateway::Migration),
+            Box::new(m20261122_000002_idempotency_subject_first::Migration),
+        ]
     }
 
     // Its own history table, so services may share one PostgreSQL database.

@@ -5,6 +5,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_profiles;
+mod m20261122_000002_selective_index_keys;
 
 /// All profiles migrations, oldest first.
 #[derive(Debug)]
@@ -13,7 +14,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_create_profiles::Migration)]
+        vec![
+            Box::new(m20261122_000001_create_profiles::Migration),
+            Box::new(m20261122_000002_selective_index_keys::Migration),
+        ]
     }
 
     // Its own history table, so that several services may share one

@@ -1,0 +1,190 @@
+//! The schema itself: migrations run down and up again, and the statements
+//! that find one row by its whole key use the primary key even before the
+//! database has statistics (a new deployment, or a table growing from empty
+//! faster than autovacuum analyzes it). On the SQLite or PostgreSQL database
+//! the environment selects.
+use rapport_profiles_migration::{Migrator, MigratorTrait as _};
+use rapport_store::{Db, DbOptions};
+use rapport_testkit::TestDb;
+use sea_orm::{ConnectionTrait as _, DatabaseBackend, Statement};
+
+async fn migrated() -> (TestDb, Db) {
+    let tdb = TestDb::fresh().await.expect("test database");
+    let db = Db::connect(&tdb.url(), &DbOptions::default())
+        .await
+        .expect("connecting");
+    rapport_profiles::migrate(&db).await.expect("migrating");
+    (tdb, db)
+}
+
+async fn index_names(db: &Db) -> Vec<String> {
+    let sql = match db.backend() {
+        DatabaseBackend::Postgres => "SELECT indexname FROM pg_indexes WHERE schemaname = 'public'",
+        _ => "SELECT name FROM sqlite_master WHERE type = 'index'",
+    };
+    let mut names: Vec<String> = db
+        .reader
+        .query_all_raw(Statement::from_string(db.backend(), sql))
+        .await
+        .expect("listing indexes")
+        .iter()
+        .map(|r| r.try_get_by_index::<String>(0).expect("a name"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn migrations_go_down_and_up_again() {
+    let (_tdb, db) = migrated().await;
+    let after_up = index_names(&db).await;
+    assert!(after_up.contains(&"identities_by_match_key_first".to_owned()));
+    assert!(!after_up.contains(&"identities_by_match_key".to_owned()));
+
+    Migrator::down(&db.writer, Some(1))
+        .await
+        .expect("one step down");
+    let one_down = index_names(&db).await;
+    assert!(one_down.contains(&"identities_by_match_key".to_owned()));
+    assert!(one_down.contains(&"idempotency_keys_subject".to_owned()));
+    assert!(!one_down.contains(&"identities_by_match_key_first".to_owned()));
+
+    Migrator::down(&db.writer, None)
+        .await
+        .expect("all the way down");
+    Migrator::up(&db.writer, None).await.expect("up again");
+    assert_eq!(index_names(&db).await, after_up, "up, down, up is up");
+    db.close().await;
+}
+
+/// Identity rows of one tenant, written without any ANALYZE afterwards.
+async fn load_identities(db: &Db, n: usize) {
+    let backend = db.backend();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(200) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|i| {
+                format!(
+                    "('acme', 'email', 'user{i}@example.com', 'email:user{i}@example.com', 'c{i}')"
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO customer_identities (tenant, kind, value, match_key, customer_id) VALUES {}",
+            values.join(", ")
+        );
+        db.writer
+            .execute_raw(Statement::from_string(backend, sql))
+            .await
+            .expect("loading identities");
+    }
+}
+
+async fn plan(db: &Db, prepare: &str, execute: &str) -> String {
+    let backend = db.backend();
+    let rows = match backend {
+        DatabaseBackend::Postgres => {
+            // One session: PREPARE is per connection.
+            let txn = sea_orm::TransactionTrait::begin(&db.writer)
+                .await
+                .expect("begin");
+            for sql in ["SET LOCAL plan_cache_mode = force_generic_plan", prepare] {
+                txn.execute_raw(Statement::from_string(backend, sql))
+                    .await
+                    .expect("preparing");
+            }
+            let rows = txn
+                .query_all_raw(Statement::from_string(
+                    backend,
+                    format!("EXPLAIN EXECUTE {execute}"),
+                ))
+                .await
+                .expect("explaining");
+            txn.rollback().await.expect("rollback");
+            rows
+        }
+        _ => db
+            .reader
+            .query_all_raw(Statement::from_string(
+                backend,
+                format!("EXPLAIN QUERY PLAN {execute}"),
+            ))
+            .await
+            .expect("explaining"),
+    };
+    rows.iter()
+        .map(|r| {
+            // PostgreSQL: one text column; SQLite: (id, parent, notused, detail).
+            r.try_get_by_index::<String>(0)
+                .or_else(|_| r.try_get_by_index::<String>(3))
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn whole_key_lookups_use_the_primary_key_before_statistics_exist() {
+    let (_tdb, db) = migrated().await;
+    load_identities(&db, 2_000).await;
+    let pg = db.backend() == DatabaseBackend::Postgres;
+
+    let identity = if pg {
+        plan(
+            &db,
+            "PREPARE holder(text, text, text) AS SELECT customer_id FROM customer_identities \
+             WHERE tenant = $1 AND kind = $2 AND value = $3",
+            "holder('acme', 'email', 'user7@example.com')",
+        )
+        .await
+    } else {
+        plan(
+            &db,
+            "",
+            "SELECT customer_id FROM customer_identities \
+             WHERE tenant = 'acme' AND kind = 'email' AND value = 'user7@example.com'",
+        )
+        .await
+    };
+    if pg {
+        assert!(
+            identity.contains("customer_identities_pkey"),
+            "the identity lookup must use the primary key:\n{identity}"
+        );
+    } else {
+        assert!(
+            identity.contains("tenant=? AND kind=? AND value=?"),
+            "the identity lookup must use the whole key:\n{identity}"
+        );
+    }
+
+    let key = if pg {
+        plan(
+            &db,
+            "PREPARE idem(text, text, text) AS SELECT response FROM idempotency_keys \
+             WHERE tenant = $1 AND method = $2 AND request_id = $3",
+            "idem('acme', '/m', 'r1')",
+        )
+        .await
+    } else {
+        plan(
+            &db,
+            "",
+            "SELECT response FROM idempotency_keys \
+             WHERE tenant = 'acme' AND method = '/m' AND request_id = 'r1'",
+        )
+        .await
+    };
+    if pg {
+        assert!(
+            key.contains("idempotency_keys_pkey"),
+            "the idempotency key lookup must use the primary key:\n{key}"
+        );
+    } else {
+        assert!(
+            key.contains("tenant=? AND method=? AND request_id=?"),
+            "the idempotency key lookup must use the whole key:\n{key}"
+        );
+    }
+    db.close().await;
+}
