@@ -28,6 +28,9 @@ use crate::{
     storage::AuditRecord,
 };
 
+/// How much earlier than the client's deadline the gateway gives up.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(5);
+
 /// ErrorInfo domain of the gateway.
 pub const DOMAIN: &str = "gateway.rapport.dev";
 /// The admin service the gateway serves itself.
@@ -281,14 +284,32 @@ impl Pipeline {
         let measured =
             !method.descriptor.is_client_streaming() && !method.descriptor.is_server_streaming();
 
+        // A little before the client's deadline: tonic's own timer (which
+        // reads the same grpc-timeout) would otherwise fire first and answer
+        // CANCELLED where gRPC means DEADLINE_EXCEEDED.
+        let timeout = effective_timeout(req.headers(), &self);
+        let deadline = tokio::time::Instant::now()
+            + timeout
+                .saturating_sub(DEADLINE_MARGIN)
+                .max(Duration::from_millis(1));
         if !method.descriptor.is_client_streaming() {
             // A unary request is one message: read it whole (bounded) so an
             // oversized one is refused here with a clear error, before any
             // backend spends effort on it. The bytes are not decoded.
             let (parts, body) = req.into_parts();
             let limit = self.max_message_bytes + 5;
-            match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit)).await
-            {
+            // Within the call's deadline: a client trickling its body must
+            // not hold its backend slot for longer than the call may last.
+            let collect =
+                http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit));
+            let Ok(collected) = tokio::time::timeout_at(deadline, collect).await else {
+                return status_response(
+                    ErrorBuilder::new(Code::DeadlineExceeded, DOMAIN, "DEADLINE_EXCEEDED")
+                        .message("the request body did not arrive before the call's deadline")
+                        .build(),
+                );
+            };
+            match collected {
                 Ok(collected) => {
                     req = http::Request::from_parts(
                         parts,
@@ -318,7 +339,8 @@ impl Pipeline {
                 }
             }
         }
-        let timeout = prepare_headers(&mut req, &self, &principal);
+        let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
+        prepare_headers(&mut req, &self, &principal, timeout);
         if method.service == ADMIN_SERVICE {
             req.extensions_mut().insert(principal.clone());
         }
@@ -433,13 +455,13 @@ use tonic_types::StatusExt as _;
 
 /// Strips what the client must not pass on, attaches the assertion and
 /// trace context, and sets the effective deadline, which it returns.
-fn prepare_headers(req: &mut http::Request<Body>, p: &Pipeline, principal: &Principal) -> Duration {
+fn prepare_headers(
+    req: &mut http::Request<Body>,
+    p: &Pipeline,
+    principal: &Principal,
+    timeout: Duration,
+) {
     let headers = req.headers_mut();
-    let requested = headers
-        .get("grpc-timeout")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_grpc_timeout);
-    let timeout = requested.unwrap_or(p.default_timeout).min(p.max_timeout);
     // The client's own claims about tenant or identity are never passed on,
     // and neither are its credentials.
     let spoofable: Vec<http::HeaderName> = headers
@@ -468,7 +490,16 @@ fn prepare_headers(req: &mut http::Request<Body>, p: &Pipeline, principal: &Prin
             .expect("digits are a valid header"),
     );
     rapport_telemetry::propagation::inject_current(headers);
-    timeout
+}
+
+/// The call's deadline: the client's `grpc-timeout`, or the default, capped.
+fn effective_timeout(headers: &http::HeaderMap, p: &Pipeline) -> Duration {
+    headers
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout)
+        .unwrap_or(p.default_timeout)
+        .min(p.max_timeout)
 }
 
 fn grpc_code(headers: &http::HeaderMap) -> Option<Code> {

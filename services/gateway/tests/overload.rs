@@ -47,46 +47,80 @@ fn echo(payload: &'static [u8]) -> EchoRequest {
     }
 }
 
+/// A stack whose gateway routes the echo service to a gated backend, with
+/// one call in flight allowed per backend.
+struct EchoStack {
+    s: Stack,
+    gate: Arc<Semaphore>,
+    arrived: mpsc::UnboundedReceiver<()>,
+    key: String,
+    stop_echo: tokio::sync::oneshot::Sender<()>,
+    echo_server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl EchoStack {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let echo_addr = listener.local_addr().unwrap();
+        let gate = Arc::new(Semaphore::new(0));
+        let (arrived_tx, arrived) = mpsc::unbounded_channel();
+        let backend = Gated {
+            gate: gate.clone(),
+            arrived: arrived_tx,
+        };
+        let (stop_echo, stopped) = tokio::sync::oneshot::channel::<()>();
+        let echo_server = tokio::spawn(
+            Server::builder()
+                .add_service(EchoServiceServer::new(backend))
+                .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
+                    let _ = stopped.await;
+                }),
+        );
+        let s = start_with(Options {
+            tweak: Some(Arc::new(move |config: &mut rapport_gateway::Config| {
+                config.backends.insert(
+                    ECHO.to_owned(),
+                    BackendConfig {
+                        endpoints: vec![format!("http://{echo_addr}")],
+                        connections: 1,
+                    },
+                );
+                // One call in flight per backend, whatever latency says.
+                let limits = &mut config.backend_concurrency;
+                limits.initial_limit = 1;
+                limits.min_limit = 1;
+                limits.max_limit = 1;
+            })),
+        })
+        .await;
+        let key = s
+            .key("acme", &["bench.echo", "profiles.read", "profiles.write"])
+            .await;
+        Self {
+            s,
+            gate,
+            arrived,
+            key,
+            stop_echo,
+            echo_server,
+        }
+    }
+
+    fn client(&self) -> EchoServiceClient<tonic::transport::Channel> {
+        EchoServiceClient::new(self.s.channel.clone())
+    }
+
+    async fn stop(self) {
+        drop(self.s);
+        let _ = self.stop_echo.send(());
+        self.echo_server.await.unwrap().unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_full_backend_sheds_at_once_and_other_backends_go_on() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let echo_addr = listener.local_addr().unwrap();
-    let gate = Arc::new(Semaphore::new(0));
-    let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
-    let backend = Gated {
-        gate: gate.clone(),
-        arrived: arrived_tx,
-    };
-    let (stop_echo, stopped) = tokio::sync::oneshot::channel::<()>();
-    let echo_server = tokio::spawn(
-        Server::builder()
-            .add_service(EchoServiceServer::new(backend))
-            .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
-                let _ = stopped.await;
-            }),
-    );
-
-    let s = start_with(Options {
-        tweak: Some(Arc::new(move |config: &mut rapport_gateway::Config| {
-            config.backends.insert(
-                ECHO.to_owned(),
-                BackendConfig {
-                    endpoints: vec![format!("http://{echo_addr}")],
-                    connections: 1,
-                },
-            );
-            // One call in flight per backend, whatever latency says.
-            let limits = &mut config.backend_concurrency;
-            limits.initial_limit = 1;
-            limits.min_limit = 1;
-            limits.max_limit = 1;
-        })),
-    })
-    .await;
-    let key = s
-        .key("acme", &["bench.echo", "profiles.read", "profiles.write"])
-        .await;
-    let client = EchoServiceClient::new(s.channel.clone());
+    let mut e = EchoStack::start().await;
+    let (key, client) = (e.key.clone(), e.client());
 
     // The first call is admitted and held by the backend.
     let held = tokio::spawn({
@@ -94,7 +128,7 @@ async fn a_full_backend_sheds_at_once_and_other_backends_go_on() {
         let key = key.clone();
         async move { client.echo(with_key(&key, echo(b"hold"))).await }
     });
-    tokio::time::timeout(Duration::from_secs(10), arrived.recv())
+    tokio::time::timeout(Duration::from_secs(10), e.arrived.recv())
         .await
         .expect("the held call reaches the backend")
         .unwrap();
@@ -116,7 +150,7 @@ async fn a_full_backend_sheds_at_once_and_other_backends_go_on() {
     );
 
     // Another backend is not affected by this one's queue.
-    let mut profiles = s.profiles();
+    let mut profiles = e.s.profiles();
     profiles
         .create_customer(with_key(
             &key,
@@ -129,7 +163,7 @@ async fn a_full_backend_sheds_at_once_and_other_backends_go_on() {
         .expect("profiles has its own limit");
 
     // Once the held call finishes, its slot is free again.
-    gate.add_permits(1);
+    e.gate.add_permits(1);
     let answered = held.await.unwrap().expect("the held call completes");
     assert_eq!(answered.into_inner().payload[..], b"hold"[..]);
     let again = client
@@ -139,7 +173,50 @@ async fn a_full_backend_sheds_at_once_and_other_backends_go_on() {
         .expect("admitted once the backend has room");
     assert_eq!(again.into_inner().payload[..], b"again"[..]);
 
-    drop(s);
-    let _ = stop_echo.send(());
-    echo_server.await.unwrap().unwrap();
+    e.stop().await;
+}
+
+#[tokio::test]
+async fn a_trickling_body_holds_no_backend_slot_beyond_its_deadline() {
+    let e = EchoStack::start().await;
+    // An HTTP/2 gRPC request whose body never comes, with a 300 ms deadline.
+    let stream = tokio::net::TcpStream::connect(e.s.gateway).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    let never = http_body_util::StreamBody::new(futures::stream::pending::<
+        Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>,
+    >());
+    let req = http::Request::post(format!("http://{}/{ECHO}/Echo", e.s.gateway))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", "300m")
+        .header("authorization", format!("Bearer {}", e.key))
+        .body(never)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .expect("answered within the deadline, not left hanging")
+        .expect("a response");
+    assert_eq!(
+        resp.headers().get("grpc-status").map(|v| v.as_bytes()),
+        Some(b"4".as_slice()),
+        "DEADLINE_EXCEEDED: {:?}",
+        resp.headers()
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // The slot it held is free again: with a limit of one, a call gets in.
+    let answered = e
+        .client()
+        .echo(with_key(&e.key, echo(b"after")))
+        .await
+        .expect("the backend slot was released");
+    assert_eq!(answered.into_inner().payload[..], b"after"[..]);
+    e.stop().await;
 }
