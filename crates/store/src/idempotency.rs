@@ -65,12 +65,14 @@ pub enum Prior {
 
 /// Looks the key up outside any write transaction.
 pub async fn find<C: ConnectionTrait>(conn: &C, key: &Key) -> Result<Option<Prior>, DbErr> {
-    let row = Entity::find_by_id((
-        key.tenant.clone(),
-        key.method.to_owned(),
-        key.request_id.clone(),
-    ))
-    .one(conn)
+    let row = crate::by_key(
+        Entity::find_by_id((
+            key.tenant.clone(),
+            key.method.to_owned(),
+            key.request_id.clone(),
+        )),
+        conn,
+    )
     .await?;
     Ok(row.and_then(|r| {
         if r.fingerprint != key.fingerprint {

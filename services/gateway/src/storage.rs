@@ -201,10 +201,12 @@ impl Store {
 
     /// One key by id.
     pub async fn key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, DbErr> {
-        Ok(api_keys::Entity::find_by_id(key_id.to_owned())
-            .one(&self.db.reader)
-            .await?
-            .map(to_key))
+        Ok(rapport_store::by_key(
+            api_keys::Entity::find_by_id(key_id.to_owned()),
+            &self.db.reader,
+        )
+        .await?
+        .map(to_key))
     }
 
     /// Keys newest first, after the `(create_time µs, key_id)` cursor.

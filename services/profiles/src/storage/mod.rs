@@ -396,12 +396,14 @@ impl SqlRepository {
 
 impl Repository for SqlRepository {
     async fn get(&self, tenant: &Tenant, id: CustomerId) -> Result<Option<Customer>, Error> {
-        customers::Entity::find_by_id((tenant.0.clone(), id.to_string()))
-            .one(&self.db.reader)
-            .await
-            .map_err(db_err)?
-            .map(to_customer)
-            .transpose()
+        rapport_store::by_key(
+            customers::Entity::find_by_id((tenant.0.clone(), id.to_string())),
+            &self.db.reader,
+        )
+        .await
+        .map_err(db_err)?
+        .map(to_customer)
+        .transpose()
     }
 
     async fn holders(
