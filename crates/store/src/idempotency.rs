@@ -8,8 +8,8 @@
 //! result. A request whose change fails rolls the key back with it, so a retry
 //! runs again.
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
-    QueryFilter, entity::prelude::*,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    entity::prelude::*,
 };
 
 /// Idempotency row.
@@ -90,16 +90,18 @@ pub async fn claim<C: ConnectionTrait>(
     key: &Key,
     now_micros: i64,
 ) -> Result<bool, DbErr> {
-    let result = ActiveModel {
-        tenant: Set(key.tenant.clone()),
-        method: Set(key.method.to_owned()),
-        request_id: Set(key.request_id.clone()),
-        fingerprint: Set(key.fingerprint.clone()),
-        subject: Set(String::new()),
-        response: Set(None),
-        create_time: Set(now_micros),
-    }
-    .insert(conn)
+    let result = crate::insert_row(
+        ActiveModel {
+            tenant: Set(key.tenant.clone()),
+            method: Set(key.method.to_owned()),
+            request_id: Set(key.request_id.clone()),
+            fingerprint: Set(key.fingerprint.clone()),
+            subject: Set(String::new()),
+            response: Set(None),
+            create_time: Set(now_micros),
+        },
+        conn,
+    )
     .await;
     match result {
         Ok(_) => Ok(true),

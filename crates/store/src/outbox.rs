@@ -3,7 +3,7 @@
 //! commit or roll back together. A relay (a later piece) publishes the rows.
 use prost::Message as _;
 use rapport_proto::types::EventEnvelope;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DbErr, entity::prelude::*};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, entity::prelude::*};
 
 /// Outbox row.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -39,16 +39,18 @@ pub async fn append<C: ConnectionTrait>(conn: &C, envelope: &EventEnvelope) -> R
         .as_ref()
         .map(|t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1_000)
         .unwrap_or_default();
-    ActiveModel {
-        id: Set(envelope.id.clone()),
-        tenant: Set(envelope.tenant.clone()),
-        event_type: Set(envelope.r#type.clone()),
-        subject: Set(envelope.subject.clone()),
-        envelope: Set(envelope.encode_to_vec()),
-        occur_time: Set(occur),
-        publish_time: Set(None),
-    }
-    .insert(conn)
+    crate::insert_row(
+        ActiveModel {
+            id: Set(envelope.id.clone()),
+            tenant: Set(envelope.tenant.clone()),
+            event_type: Set(envelope.r#type.clone()),
+            subject: Set(envelope.subject.clone()),
+            envelope: Set(envelope.encode_to_vec()),
+            occur_time: Set(occur),
+            publish_time: Set(None),
+        },
+        conn,
+    )
     .await?;
     Ok(())
 }

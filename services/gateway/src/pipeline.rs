@@ -288,7 +288,8 @@ impl Pipeline {
         // reads the same grpc-timeout) would otherwise fire first and answer
         // CANCELLED where gRPC means DEADLINE_EXCEEDED.
         let timeout = effective_timeout(req.headers(), &self);
-        let deadline = tokio::time::Instant::now()
+        // Counted from when the call arrived, as tonic's timer is.
+        let deadline = tokio::time::Instant::from_std(started)
             + timeout
                 .saturating_sub(DEADLINE_MARGIN)
                 .max(Duration::from_millis(1));

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 
 use rapport_store::{Db, from_micros, idempotency, is_unique_violation, micros};
 use sea_orm::{
-    ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, Condition, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, TransactionTrait,
@@ -191,7 +190,10 @@ async fn write_indexes(
             match_key: Set(key.match_key.clone()),
             customer_id: Set(id.clone()),
         });
-        if let Err(e) = identities::Entity::insert_many(rows).exec(txn).await {
+        if let Err(e) = identities::Entity::insert_many(rows)
+            .exec_without_returning(txn)
+            .await
+        {
             // Which row clashed cannot be asked inside this (now failed)
             // transaction. The use-case looks the first one up afterwards and,
             // if it is free, re-checks every identity before retrying, which
@@ -213,7 +215,7 @@ async fn write_indexes(
             customer_id: Set(id.clone()),
         });
         tags::Entity::insert_many(rows)
-            .exec(txn)
+            .exec_without_returning(txn)
             .await
             .map_err(failed)?;
     }
@@ -244,7 +246,7 @@ impl SqlRepository {
                 CustomerWrite::Insert(c) => {
                     let row = to_row(tenant, c).map_err(CommitError::Failed)?;
                     customers::Entity::insert(row)
-                        .exec(txn)
+                        .exec_without_returning(txn)
                         .await
                         .map_err(failed)?;
                     write_indexes(txn, tenant, c, true).await?;
@@ -299,45 +301,51 @@ impl SqlRepository {
                 .map_err(failed)?;
         }
         for e in &change.consent_events {
-            consent_events::ActiveModel {
-                tenant: Set(tenant.0.clone()),
-                id: Set(e.id.to_string()),
-                customer_id: Set(e.customer.to_string()),
-                channel: Set(e.channel.as_str().to_owned()),
-                purpose: Set(e.purpose.as_str().to_owned()),
-                status: Set(e.status.as_str().to_owned()),
-                source: Set(e.source.clone()),
-                evidence: Set(e.evidence.clone()),
-                capture_time: Set(micros(e.capture_time)),
-                record_time: Set(micros(e.record_time)),
-            }
-            .insert(txn)
+            rapport_store::insert_row(
+                consent_events::ActiveModel {
+                    tenant: Set(tenant.0.clone()),
+                    id: Set(e.id.to_string()),
+                    customer_id: Set(e.customer.to_string()),
+                    channel: Set(e.channel.as_str().to_owned()),
+                    purpose: Set(e.purpose.as_str().to_owned()),
+                    status: Set(e.status.as_str().to_owned()),
+                    source: Set(e.source.clone()),
+                    evidence: Set(e.evidence.clone()),
+                    capture_time: Set(micros(e.capture_time)),
+                    record_time: Set(micros(e.record_time)),
+                },
+                txn,
+            )
             .await
             .map_err(failed)?;
         }
         for e in &change.lifecycle_events {
-            lifecycle_events::ActiveModel {
-                tenant: Set(tenant.0.clone()),
-                id: Set(e.id.to_string()),
-                customer_id: Set(e.customer.to_string()),
-                from_stage: Set(e.from_stage.map(|s| s.as_str()).unwrap_or("").to_owned()),
-                to_stage: Set(e.to_stage.as_str().to_owned()),
-                reason: Set(e.reason.clone()),
-                create_time: Set(micros(e.create_time)),
-            }
-            .insert(txn)
+            rapport_store::insert_row(
+                lifecycle_events::ActiveModel {
+                    tenant: Set(tenant.0.clone()),
+                    id: Set(e.id.to_string()),
+                    customer_id: Set(e.customer.to_string()),
+                    from_stage: Set(e.from_stage.map(|s| s.as_str()).unwrap_or("").to_owned()),
+                    to_stage: Set(e.to_stage.as_str().to_owned()),
+                    reason: Set(e.reason.clone()),
+                    create_time: Set(micros(e.create_time)),
+                },
+                txn,
+            )
             .await
             .map_err(failed)?;
         }
         if let Some(m) = &change.merge_record {
-            merge_records::ActiveModel {
-                tenant: Set(tenant.0.clone()),
-                id: Set(m.id.to_string()),
-                survivor_id: Set(m.survivor.to_string()),
-                merged_id: Set(m.merged.to_string()),
-                create_time: Set(micros(m.create_time)),
-            }
-            .insert(txn)
+            rapport_store::insert_row(
+                merge_records::ActiveModel {
+                    tenant: Set(tenant.0.clone()),
+                    id: Set(m.id.to_string()),
+                    survivor_id: Set(m.survivor.to_string()),
+                    merged_id: Set(m.merged.to_string()),
+                    create_time: Set(micros(m.create_time)),
+                },
+                txn,
+            )
             .await
             .map_err(failed)?;
         }
@@ -363,14 +371,16 @@ impl SqlRepository {
             idempotency::forget_subject(txn, &tenant.0, &id)
                 .await
                 .map_err(failed)?;
-            erasure_receipts::ActiveModel {
-                tenant: Set(tenant.0.clone()),
-                id: Set(r.id.to_string()),
-                customer_id: Set(id),
-                erased_fields: Set(serde_json::to_string(&r.erased_fields).unwrap_or_default()),
-                erase_time: Set(micros(r.erase_time)),
-            }
-            .insert(txn)
+            rapport_store::insert_row(
+                erasure_receipts::ActiveModel {
+                    tenant: Set(tenant.0.clone()),
+                    id: Set(r.id.to_string()),
+                    customer_id: Set(id),
+                    erased_fields: Set(serde_json::to_string(&r.erased_fields).unwrap_or_default()),
+                    erase_time: Set(micros(r.erase_time)),
+                },
+                txn,
+            )
             .await
             .map_err(failed)?;
         }
