@@ -546,6 +546,41 @@ async fn search_matches_names_emails_phones_and_handles() {
 }
 
 #[tokio::test]
+async fn search_follows_renames_and_forgets_erased_customers() {
+    // The search index (trigrams) is kept in step with every change of a
+    // customer, not only with creates.
+    let h = start().await;
+    let mut ada = h
+        .create(customer("Ada Lovelace", "ada@analytical.org"))
+        .await;
+    assert_eq!(
+        names(&search_all(&h, "lovelace").await),
+        vec![ada.name.clone()]
+    );
+
+    ada.display_name = "Ada Byron".into();
+    let renamed = h
+        .update(ada.clone(), &["display_name"])
+        .await
+        .expect("rename");
+    assert!(
+        search_all(&h, "lovelace").await.is_empty(),
+        "old name forgotten"
+    );
+    assert_eq!(
+        names(&search_all(&h, "byron").await),
+        vec![renamed.name.clone()]
+    );
+
+    h.erase(&renamed.name, "erase-ada").await.expect("erase");
+    assert!(
+        search_all(&h, "byron").await.is_empty(),
+        "erased customers are not found"
+    );
+    assert!(search_all(&h, "analytical").await.is_empty());
+}
+
+#[tokio::test]
 async fn search_ranks_an_exact_identity_match_first() {
     let h = start().await;
     // These contain the query in their names and were created first.

@@ -34,16 +34,42 @@ async fn index_names(db: &Db) -> Vec<String> {
     names
 }
 
+/// The trigram index of migration 3: a GIN index on PostgreSQL, an FTS5
+/// table on SQLite.
+async fn has_search_index(db: &Db) -> bool {
+    let sql = match db.backend() {
+        DatabaseBackend::Postgres => {
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'customers_search_trgm'"
+        }
+        _ => "SELECT count(*) FROM sqlite_master WHERE name = 'customers_search'",
+    };
+    let row = db
+        .reader
+        .query_one_raw(Statement::from_string(db.backend(), sql))
+        .await
+        .expect("looking for the search index")
+        .expect("a count");
+    row.try_get_by_index::<i64>(0).expect("a number") == 1
+}
+
 #[tokio::test]
 async fn migrations_go_down_and_up_again() {
     let (_tdb, db) = migrated().await;
     let after_up = index_names(&db).await;
     assert!(after_up.contains(&"identities_by_match_key_first".to_owned()));
     assert!(!after_up.contains(&"identities_by_match_key".to_owned()));
+    assert!(has_search_index(&db).await);
 
     Migrator::down(&db.writer, Some(1))
         .await
         .expect("one step down");
+    assert!(
+        !has_search_index(&db).await,
+        "migration 3 removes its index"
+    );
+    Migrator::down(&db.writer, Some(1))
+        .await
+        .expect("another step down");
     let one_down = index_names(&db).await;
     assert!(one_down.contains(&"identities_by_match_key".to_owned()));
     assert!(one_down.contains(&"idempotency_keys_subject".to_owned()));

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_profiles;
 mod m20261122_000002_selective_index_keys;
+mod m20261122_000003_search_index;
 
 /// All profiles migrations, oldest first.
 #[derive(Debug)]
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_create_profiles::Migration),
             Box::new(m20261122_000002_selective_index_keys::Migration),
+            Box::new(m20261122_000003_search_index::Migration),
         ]
     }
 

@@ -576,6 +576,16 @@ impl Repository for SqlRepository {
                 customers::Column::SearchText
                     .like(LikeExpr::new(format!("%{escaped}%")).escape('\\')),
             );
+        if self.db.backend() == sea_orm::DatabaseBackend::Sqlite && needle.chars().count() >= 3 {
+            // Candidates from the trigram index (migration 3); the LIKE
+            // above stays the exact test (the index knows no ESCAPE, so a
+            // `%` or `_` in the needle only widens the candidates).
+            q = q.filter(Expr::cust_with_values(
+                "\"customers\".\"rowid\" IN \
+                 (SELECT rowid FROM customers_search WHERE search_text LIKE ?)",
+                [format!("%{needle}%")],
+            ));
+        }
         if !exclude.is_empty() {
             q = q.filter(customers::Column::Id.is_not_in(exclude.iter().map(|c| c.to_string())));
         }
