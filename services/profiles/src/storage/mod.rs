@@ -12,9 +12,9 @@ use std::collections::HashMap;
 use rapport_store::{Db, from_micros, idempotency, is_unique_violation, micros};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
-    sea_query::{Expr, LikeExpr, Query},
+    ColumnTrait, Condition, ConnectionTrait as _, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    sea_query::{Alias, Expr, ExprTrait as _, LikeExpr, Query},
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -404,6 +404,45 @@ impl SqlRepository {
     }
 }
 
+/// Most rows a search fetches by rowid from the trigram index; a needle
+/// found in more is common enough that walking the tenant in id order fills
+/// a page sooner.
+const SEARCH_CANDIDATES: u64 = 2_000;
+
+impl SqlRepository {
+    /// On SQLite, the rowids whose text has the needle's trigrams (a
+    /// superset of the matches: the index knows no ESCAPE), when there are
+    /// at most [`SEARCH_CANDIDATES`]; `None` when the index cannot narrow the
+    /// search (PostgreSQL, needles under three characters, common needles).
+    async fn search_candidates(&self, needle: &str) -> Result<Option<Vec<i64>>, Error> {
+        if self.db.backend() != sea_orm::DatabaseBackend::Sqlite || needle.chars().count() < 3 {
+            return Ok(None);
+        }
+        let rows = self
+            .db
+            .reader
+            .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DatabaseBackend::Sqlite,
+                "SELECT rowid FROM customers_search WHERE search_text LIKE ? LIMIT ?",
+                [
+                    format!("%{needle}%").into(),
+                    i64::try_from(SEARCH_CANDIDATES + 1)
+                        .unwrap_or(i64::MAX)
+                        .into(),
+                ],
+            ))
+            .await
+            .map_err(db_err)?;
+        if rows.len() as u64 > SEARCH_CANDIDATES {
+            return Ok(None);
+        }
+        rows.iter()
+            .map(|r| r.try_get_by_index::<i64>(0).map_err(db_err))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+}
+
 impl Repository for SqlRepository {
     async fn get(&self, tenant: &Tenant, id: CustomerId) -> Result<Option<Customer>, Error> {
         rapport_store::by_key(
@@ -569,23 +608,29 @@ impl Repository for SqlRepository {
                 c => vec![c],
             })
             .collect();
-        let mut q = customers::Entity::find()
-            .filter(customers::Column::Tenant.eq(&tenant.0))
+        let candidates = self.search_candidates(needle).await?;
+        let mut q = customers::Entity::find();
+        q = match candidates {
+            // Few rows hold the needle's trigrams: fetch those by rowid. The
+            // tenant is tested with a unary `+` so that SQLite cannot pick the
+            // primary key's (tenant, id) order instead and scan the tenant.
+            Some(rowids) => q
+                .filter(Expr::cust_with_values(
+                    "+\"customers\".\"tenant\" = ?",
+                    [tenant.0.clone()],
+                ))
+                .filter(Expr::col((customers::Entity, Alias::new("rowid"))).is_in(rowids)),
+            // Common needle, or PostgreSQL (whose planner has the statistics
+            // to choose between its trigram index and the key order): walk
+            // the tenant in id order; the first page fills quickly.
+            None => q.filter(customers::Column::Tenant.eq(&tenant.0)),
+        };
+        q = q
             .filter(customers::Column::State.eq(CustomerState::Active.as_str()))
             .filter(
                 customers::Column::SearchText
                     .like(LikeExpr::new(format!("%{escaped}%")).escape('\\')),
             );
-        if self.db.backend() == sea_orm::DatabaseBackend::Sqlite && needle.chars().count() >= 3 {
-            // Candidates from the trigram index (migration 3); the LIKE
-            // above stays the exact test (the index knows no ESCAPE, so a
-            // `%` or `_` in the needle only widens the candidates).
-            q = q.filter(Expr::cust_with_values(
-                "\"customers\".\"rowid\" IN \
-                 (SELECT rowid FROM customers_search WHERE search_text LIKE ?)",
-                [format!("%{needle}%")],
-            ));
-        }
         if !exclude.is_empty() {
             q = q.filter(customers::Column::Id.is_not_in(exclude.iter().map(|c| c.to_string())));
         }
