@@ -194,7 +194,9 @@ async fn search_is_the_same_for_rare_and_common_needles() {
 
     let rare = search_in(&h, BENCH, "Customer 2417").await;
     assert_eq!(
-        rare.iter().map(|c| c.display_name.as_str()).collect::<Vec<_>>(),
+        rare.iter()
+            .map(|c| c.display_name.as_str())
+            .collect::<Vec<_>>(),
         vec!["Seed Customer 2417"]
     );
 
