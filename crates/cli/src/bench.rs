@@ -1000,15 +1000,7 @@ async fn issue_api_key(gateway_url: &str) -> anyhow::Result<String> {
 
 /// `url` with its database (path) replaced by `database`, keeping the query.
 fn with_database(url: &str, database: &str) -> anyhow::Result<String> {
-    let scheme_end = url.find("://").context("--postgres-url is not a URL")? + 3;
-    let (base, query) = match url.find('?') {
-        Some(q) => (&url[..q], &url[q..]),
-        None => (url, ""),
-    };
-    let authority_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    Ok(format!("{}/{database}{query}", &base[..authority_end]))
+    rapport_store::with_database(url, database).context("--postgres-url is not a URL")
 }
 
 /// The database (path) of a PostgreSQL URL.

@@ -153,6 +153,21 @@ impl Db {
     }
 }
 
+/// `url` with its database (the path) replaced by `database`, keeping the
+/// query; `None` when `url` is not a URL. For creating and reaching
+/// throw-away PostgreSQL databases (tests, `rapport bench`).
+pub fn with_database(url: &str, database: &str) -> Option<String> {
+    let scheme_end = url.find("://")? + 3;
+    let (base, query) = match url.find('?') {
+        Some(q) => (&url[..q], &url[q..]),
+        None => (url, ""),
+    };
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    Some(format!("{}/{database}{query}", &base[..authority_end]))
+}
+
 /// Redacts the password of a database URL for logs and `--dump-config`.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -170,6 +185,19 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replaces_the_database_and_keeps_the_query() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5432/rapport?sslmode=disable", "x").as_deref(),
+            Some("postgres://u:p@h:5432/x?sslmode=disable")
+        );
+        assert_eq!(
+            with_database("postgres://h", "x").as_deref(),
+            Some("postgres://h/x")
+        );
+        assert_eq!(with_database("not a url", "x"), None);
+    }
 
     #[test]
     fn redacts_passwords() {

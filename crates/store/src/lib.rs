@@ -9,7 +9,7 @@ pub mod idempotency;
 pub mod outbox;
 pub mod schema;
 
-pub use db::{Db, DbOptions};
+pub use db::{Db, DbOptions, with_database};
 
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, Select, SqlErr};
 

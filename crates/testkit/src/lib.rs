@@ -177,18 +177,8 @@ async fn drop_postgres_database(admin_url: &str, database: &str) {
 
 /// `url` with its database (path) replaced by `database`, keeping the query.
 fn with_database(url: &str, database: &str) -> anyhow::Result<String> {
-    let scheme_end = url
-        .find("://")
-        .with_context(|| format!("{POSTGRES_URL_ENV} is not a URL"))?
-        + 3;
-    let (base, query) = match url.find('?') {
-        Some(q) => (&url[..q], &url[q..]),
-        None => (url, ""),
-    };
-    let authority_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    Ok(format!("{}/{database}{query}", &base[..authority_end]))
+    rapport_store::with_database(url, database)
+        .with_context(|| format!("{POSTGRES_URL_ENV} is not a URL"))
 }
 
 /// The future a served service waits on: it resolves when the test asks for

@@ -189,17 +189,7 @@ pub fn seed_profile(i: u64) -> anyhow::Result<Profile> {
 
 /// Seeded customer `i` as `CreateCustomer` would have made it at `now`.
 fn seed_customer(i: u64, now: DateTime<Utc>) -> anyhow::Result<Customer> {
-    Ok(Customer {
-        id: CustomerId::generate(),
-        profile: seed_profile(i)?,
-        consents: Vec::new(),
-        lifecycle_stage: LifecycleStage::Awareness,
-        state: CustomerState::Active,
-        merged_into: None,
-        create_time: now,
-        update_time: now,
-        version: 1,
-    })
+    Ok(Customer::new_active(seed_profile(i)?, now))
 }
 
 /// What to seed.

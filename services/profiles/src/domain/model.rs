@@ -340,6 +340,22 @@ pub struct Customer {
 }
 
 impl Customer {
+    /// A customer as `CreateCustomer` makes it: a new id, version 1, active,
+    /// at the start of the lifecycle, no consents yet.
+    pub fn new_active(profile: Profile, now: DateTime<Utc>) -> Self {
+        Self {
+            id: CustomerId::generate(),
+            profile,
+            consents: Vec::new(),
+            lifecycle_stage: LifecycleStage::Awareness,
+            state: CustomerState::Active,
+            merged_into: None,
+            create_time: now,
+            update_time: now,
+            version: 1,
+        }
+    }
+
     /// The etag clients send back: the version, quoted as in HTTP.
     pub fn etag(&self) -> String {
         format!("\"{}\"", self.version)

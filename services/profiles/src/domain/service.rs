@@ -331,17 +331,7 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         for _ in 0..MAX_ATTEMPTS {
             self.check_identities(tenant, &keys, &[]).await?;
             let now = self.clock.now();
-            let customer = Customer {
-                id: CustomerId::generate(),
-                profile: profile.clone(),
-                consents: Vec::new(),
-                lifecycle_stage: LifecycleStage::Awareness,
-                state: CustomerState::Active,
-                merged_into: None,
-                create_time: now,
-                update_time: now,
-                version: 1,
-            };
+            let customer = Customer::new_active(profile.clone(), now);
             let mut change = ChangeSet::new(tenant, now);
             change.lifecycle_events.push(LifecycleEvent {
                 id: LifecycleEventId::generate(),
