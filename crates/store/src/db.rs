@@ -17,6 +17,13 @@ use serde::{Deserialize, Serialize};
 /// logged at DEBUG, so `RUST_LOG=sqlx::query=debug` shows what a request ran.
 const SLOW_STATEMENT: Duration = Duration::from_millis(500);
 
+/// Statement logging of every pool (see [`SLOW_STATEMENT`]).
+fn logged(o: &mut ConnectOptions) {
+    o.sqlx_logging(true)
+        .sqlx_logging_level(log::LevelFilter::Debug)
+        .sqlx_slow_statements_logging_settings(log::LevelFilter::Warn, SLOW_STATEMENT);
+}
+
 /// Pool settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -80,10 +87,8 @@ impl Db {
                 // A reaped in-memory connection would take the database with it.
                 .idle_timeout(None::<Duration>)
                 .max_lifetime(None::<Duration>)
-                .sqlx_logging(true)
-                .sqlx_logging_level(log::LevelFilter::Debug)
-                .sqlx_slow_statements_logging_settings(log::LevelFilter::Warn, SLOW_STATEMENT)
                 .map_sqlx_sqlite_opts(sqlite_opts);
+            logged(&mut w);
             let writer = Database::connect(w).await?;
             if memory {
                 // Each in-memory connection is its own database: read through the writer.
@@ -98,15 +103,12 @@ impl Db {
             // slow query (a search scanning a million rows) holds every read
             // up behind it (measured: at a million customers with one reader,
             // searches queued until they timed out waiting for a connection).
-            let readers = options.max_connections.clamp(1, 8);
             let mut r = ConnectOptions::new(url);
-            r.max_connections(readers)
+            r.max_connections(options.max_connections.clamp(1, 8))
                 .min_connections(0)
                 .acquire_timeout(timeout)
-                .sqlx_logging(true)
-                .sqlx_logging_level(log::LevelFilter::Debug)
-                .sqlx_slow_statements_logging_settings(log::LevelFilter::Warn, SLOW_STATEMENT)
                 .map_sqlx_sqlite_opts(sqlite_opts);
+            logged(&mut r);
             let reader = Database::connect(r).await?;
             Ok(Self { writer, reader })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -114,10 +116,8 @@ impl Db {
             o.max_connections(options.max_connections.max(1))
                 .min_connections(1)
                 .acquire_timeout(timeout)
-                .connect_timeout(timeout)
-                .sqlx_logging(true)
-                .sqlx_logging_level(log::LevelFilter::Debug)
-                .sqlx_slow_statements_logging_settings(log::LevelFilter::Warn, SLOW_STATEMENT);
+                .connect_timeout(timeout);
+            logged(&mut o);
             let pool = Database::connect(o).await?;
             Ok(Self {
                 reader: pool.clone(),

@@ -117,8 +117,20 @@ impl AdaptiveLimit {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn observe(&self, rtt: Duration, in_flight: usize, overloaded: bool, cancelled: bool) {
+    /// Learns from one finished call, whose `permit` is given back here.
+    fn observe(
+        &self,
+        rtt: Duration,
+        overloaded: bool,
+        cancelled: bool,
+        permit: OwnedSemaphorePermit,
+    ) {
         let mut state = self.lock();
+        // Calls in flight, this one included.
+        let in_flight = state
+            .permits
+            .saturating_sub(self.semaphore.available_permits());
+        drop(permit);
         state
             .algorithm
             .update(rtt, in_flight, overloaded, cancelled);
@@ -146,10 +158,6 @@ impl Admission {
             return;
         };
         let rtt = self.started.elapsed();
-        let in_flight = {
-            let total = self.limit.lock().permits;
-            total.saturating_sub(self.limit.semaphore.available_permits())
-        };
         // A backend saying it is overloaded or unreachable is the signal to
         // back off even before its latency shows it.
         let overloaded = matches!(
@@ -157,8 +165,7 @@ impl Admission {
             Code::ResourceExhausted | Code::Unavailable | Code::DeadlineExceeded
         );
         let cancelled = !measured || code == Code::Cancelled;
-        drop(permit);
-        self.limit.observe(rtt, in_flight, overloaded, cancelled);
+        self.limit.observe(rtt, overloaded, cancelled, permit);
     }
 }
 
@@ -270,12 +277,24 @@ mod tests {
         assert!(limit.try_admit().is_some(), "dropped calls free theirs");
     }
 
+    /// Fills every slot, then one call finishes after `rtt`: a fully used
+    /// backend.
+    fn finish_one_of_a_full_house(limit: &Arc<AdaptiveLimit>, rtt: Duration) {
+        let mut held: Vec<Admission> = std::iter::from_fn(|| limit.try_admit()).collect();
+        let mut last = held.pop().expect("at least one slot");
+        let permit = last
+            .permit
+            .take()
+            .expect("a fresh admission holds its permit");
+        limit.observe(rtt, false, false, permit);
+    }
+
     #[test]
     fn rising_latency_shrinks_the_limit_and_it_never_leaves_its_bounds() {
         let limit = AdaptiveLimit::new(&config(40, 8, 100));
         // A steady backend at 1 ms, fully used.
         for _ in 0..200 {
-            limit.observe(Duration::from_millis(1), 40, false, false);
+            finish_one_of_a_full_house(&limit, Duration::from_millis(1));
         }
         let steady = limit.current();
         assert!(
@@ -284,8 +303,7 @@ mod tests {
         );
         // Then every call takes 20 ms: a queue.
         for _ in 0..200 {
-            let in_flight = limit.current();
-            limit.observe(Duration::from_millis(20), in_flight, false, false);
+            finish_one_of_a_full_house(&limit, Duration::from_millis(20));
         }
         let queued = limit.current();
         assert!(
