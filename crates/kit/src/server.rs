@@ -148,7 +148,7 @@ impl GrpcServer {
             .http2_max_header_list_size(config.max_metadata_bytes)
             .layer(rapport_telemetry::rpc::layer())
             .layer(tower::util::MapResponseLayer::new(
-                oversize_as_invalid_argument as fn(_) -> _,
+                codec_errors_as_invalid_argument as fn(_) -> _,
             ))
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, async {
@@ -182,40 +182,43 @@ impl GrpcServer {
     }
 }
 
-/// tonic refuses an over-limit request with a bare OUT_OF_RANGE. Clients get
-/// the same shape as every other invalid request instead: INVALID_ARGUMENT
-/// with `ErrorInfo` (as Google APIs answer a too-large payload), so nothing
-/// about it is retryable.
-fn oversize_as_invalid_argument(
+/// tonic answers two kinds of bad input on its own, before any handler runs:
+/// an over-limit message with a bare OUT_OF_RANGE, and bytes that are not
+/// the request message with INTERNAL ("failed to decode Protobuf
+/// message"), which tells the client the server is broken. Clients get the
+/// same shape as every other invalid request instead: INVALID_ARGUMENT with
+/// `ErrorInfo` and a field violation (as Google APIs answer), so neither is
+/// retried.
+fn codec_errors_as_invalid_argument(
     response: http::Response<tonic::body::Body>,
 ) -> http::Response<tonic::body::Body> {
-    let oversize = response
-        .headers()
-        .get("grpc-status")
-        .is_some_and(|s| s.as_bytes() == b"11")
-        && response
+    let header = |name: &str| {
+        response
             .headers()
-            .get("grpc-message")
-            .and_then(|m| m.to_str().ok())
-            .is_some_and(|m| {
-                m.contains("message%20length%20too%20large")
-                    || m.contains("message length too large")
-            });
-    if !oversize {
-        return response;
-    }
-    crate::ErrorBuilder::new(
-        tonic::Code::InvalidArgument,
-        "rapport.dev",
-        "REQUEST_TOO_LARGE",
-    )
-    .message("the request message is larger than this server accepts")
-    .violations(crate::FieldViolations::single(
-        "",
-        "the whole request exceeds the maximum message size",
-    ))
-    .build()
-    .into_http()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    // grpc-message is percent-encoded on the wire.
+    let message = header("grpc-message").replace("%20", " ");
+    let (reason, text, violation) = match header("grpc-status") {
+        "11" if message.contains("message length too large") => (
+            "REQUEST_TOO_LARGE",
+            "the request message is larger than this server accepts",
+            "the whole request exceeds the maximum message size",
+        ),
+        "13" if message.starts_with("failed to decode Protobuf message") => (
+            "MALFORMED_MESSAGE",
+            "the request body is not a valid message of this RPC's request type",
+            "the whole request could not be decoded",
+        ),
+        _ => return response,
+    };
+    crate::ErrorBuilder::new(tonic::Code::InvalidArgument, "rapport.dev", reason)
+        .message(text)
+        .violations(crate::FieldViolations::single("", violation))
+        .build()
+        .into_http()
 }
 
 fn flatten(

@@ -631,6 +631,25 @@ async fn a_request_over_the_message_limit_is_rejected_and_creates_nothing() {
 }
 
 #[tokio::test]
+async fn bytes_that_are_not_the_request_message_are_invalid_argument() {
+    let h = start().await;
+    // Field 1 (name) claims 21 bytes and brings 20: not a GetCustomerRequest.
+    let mut truncated = b"\n\x15".to_vec();
+    truncated.extend_from_slice(b"customers/not-a-uuid");
+    let err = rapport_testkit::raw_unary(
+        h.channel.clone(),
+        "/rapport.profiles.v1.ProfilesService/GetCustomer",
+        tenant_request(TENANT, truncated),
+    )
+    .await
+    .expect_err("a malformed message is refused");
+    // tonic says INTERNAL (a server fault, so retried); the server answers
+    // like every other invalid request instead.
+    assert_error(&err, Code::InvalidArgument, "MALFORMED_MESSAGE");
+    assert!(!violation_fields(&err).is_empty(), "{}", describe(&err));
+}
+
+#[tokio::test]
 async fn concurrent_creates_with_one_request_id_create_one_customer() {
     let h = start().await;
     let request = pb::CreateCustomerRequest {
