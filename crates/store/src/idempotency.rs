@@ -1,12 +1,14 @@
 //! Idempotency keys, kept in the service's own database so that the key and
 //! the change it guards commit in one transaction.
 //!
-//! Protocol: inside the write transaction, [`claim`] inserts the key first. If
-//! another request already holds the key, the insert fails (on PostgreSQL it
-//! waits for that transaction to finish first), the caller rolls back and
-//! answers from [`find`]. Then the change is made and [`complete`] stores the
-//! result. A request whose change fails rolls the key back with it, so a retry
-//! runs again.
+//! Protocol: inside the write transaction, [`claim`] inserts the key first,
+//! with the result it will answer (the use-cases know it before they write).
+//! If another request already holds the key, the insert fails (on PostgreSQL
+//! it waits for that transaction to finish first), the caller rolls back and
+//! answers from [`find`]. A request whose change fails rolls the key back with
+//! it, so a retry runs again. One statement, not an insert and a later update:
+//! every statement of a create is a round trip (to sqlx's worker thread on
+//! SQLite, to the server on PostgreSQL), and creates are made of them.
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
     entity::prelude::*,
@@ -29,7 +31,8 @@ pub struct Model {
     pub fingerprint: String,
     /// Resource id the result is about.
     pub subject: String,
-    /// Stored result (JSON); NULL only inside the claiming transaction.
+    /// Stored result (JSON). NULL only in rows written before the result
+    /// was stored with the claim; read as "no result".
     pub response: Option<String>,
     /// µs since the epoch.
     pub create_time: i64,
@@ -83,11 +86,15 @@ pub async fn find<C: ConnectionTrait>(conn: &C, key: &Key) -> Result<Option<Prio
     }))
 }
 
-/// Inserts the key as the first write of a transaction. `Ok(false)` means
-/// another request holds it: roll back and answer from [`find`].
+/// Inserts the key with the result this request answers (`response_json`,
+/// about the resource `subject`) as the first write of a transaction; it
+/// counts only if the transaction commits. `Ok(false)` means another request
+/// holds the key: roll back and answer from [`find`].
 pub async fn claim<C: ConnectionTrait>(
     conn: &C,
     key: &Key,
+    subject: &str,
+    response_json: String,
     now_micros: i64,
 ) -> Result<bool, DbErr> {
     let result = crate::insert_row(
@@ -96,8 +103,8 @@ pub async fn claim<C: ConnectionTrait>(
             method: Set(key.method.to_owned()),
             request_id: Set(key.request_id.clone()),
             fingerprint: Set(key.fingerprint.clone()),
-            subject: Set(String::new()),
-            response: Set(None),
+            subject: Set(subject.to_owned()),
+            response: Set(Some(response_json)),
             create_time: Set(now_micros),
         },
         conn,
@@ -110,36 +117,27 @@ pub async fn claim<C: ConnectionTrait>(
     }
 }
 
-/// Stores the result of the claimed key, in the same transaction.
-pub async fn complete<C: ConnectionTrait>(
-    conn: &C,
-    key: &Key,
-    subject: &str,
-    response_json: String,
-) -> Result<(), DbErr> {
-    Entity::update_many()
-        .col_expr(Column::Response, Expr::value(response_json))
-        .col_expr(Column::Subject, Expr::value(subject.to_owned()))
-        .filter(Column::Tenant.eq(key.tenant.clone()))
-        .filter(Column::Method.eq(key.method))
-        .filter(Column::RequestId.eq(key.request_id.clone()))
-        .exec(conn)
-        .await?;
-    Ok(())
-}
-
 /// Deletes every key whose result is about `subject` (its stored results may
-/// hold personal data that an erasure must remove).
+/// hold personal data that an erasure must remove), except `keep`: the
+/// erasing request's own key, claimed earlier in the same transaction, whose
+/// result is the receipt.
 pub async fn forget_subject<C: ConnectionTrait>(
     conn: &C,
     tenant: &str,
     subject: &str,
+    keep: Option<&Key>,
 ) -> Result<u64, DbErr> {
-    let r = Entity::delete_many()
+    let mut delete = Entity::delete_many()
         .filter(Column::Tenant.eq(tenant))
-        .filter(Column::Subject.eq(subject))
-        .exec(conn)
-        .await?;
+        .filter(Column::Subject.eq(subject));
+    if let Some(k) = keep {
+        delete = delete.filter(
+            sea_orm::Condition::any()
+                .add(Column::Method.ne(k.method))
+                .add(Column::RequestId.ne(k.request_id.clone())),
+        );
+    }
+    let r = delete.exec(conn).await?;
     Ok(r.rows_affected)
 }
 

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod db;
+pub mod group_commit;
 pub mod idempotency;
 pub mod outbox;
 pub mod schema;

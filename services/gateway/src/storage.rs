@@ -173,8 +173,8 @@ impl Store {
         idem: Option<(&idempotency::Key, String)>,
     ) -> Result<bool, DbErr> {
         let txn = self.db.writer.begin().await?;
-        if let Some((key, _)) = &idem
-            && !idempotency::claim(&txn, key, micros(k.create_time)).await?
+        if let Some((key, reply)) = idem
+            && !idempotency::claim(&txn, key, &k.key_id, reply, micros(k.create_time)).await?
         {
             return Ok(false);
         }
@@ -192,9 +192,6 @@ impl Store {
         }
         .insert(&txn)
         .await?;
-        if let Some((key, reply)) = idem {
-            idempotency::complete(&txn, key, &k.key_id, reply).await?;
-        }
         txn.commit().await?;
         Ok(true)
     }

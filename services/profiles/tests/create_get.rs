@@ -683,6 +683,48 @@ async fn concurrent_creates_with_one_request_id_create_one_customer() {
     assert_eq!(count_events(&h.events(&name).await, "CustomerCreated"), 1);
 }
 
+/// Concurrent creates are committed together (SQLite's group commit) or
+/// race on PostgreSQL: either way one customer holds the address, every
+/// other request is told who, and no loser left anything behind.
+#[tokio::test]
+async fn concurrent_creates_of_one_email_create_one_customer_and_name_it_to_the_rest() {
+    let h = start().await;
+    let calls = (0..12).map(|i| {
+        let mut client = h.client();
+        async move {
+            client
+                .create_customer(tenant_request(
+                    TENANT,
+                    pb::CreateCustomerRequest {
+                        customer: Some(customer(&format!("Racer {i}"), "race@example.com")),
+                        request_id: format!("4b0f1a0e-race-{i}"),
+                    },
+                ))
+                .await
+        }
+    });
+    let results = futures::future::join_all(calls).await;
+    let (won, lost): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+    assert_eq!(won.len(), 1, "exactly one create wins: {lost:?}");
+    let winner = won.into_iter().next().unwrap().unwrap().into_inner();
+    let winner = winner.customer.unwrap().name;
+    for status in lost.into_iter().map(Result::unwrap_err) {
+        assert_error(&status, Code::AlreadyExists, "IDENTITY_ALREADY_EXISTS");
+        assert_eq!(error_metadata(&status).get("holder"), Some(&winner));
+    }
+    assert_eq!(h.active_names_in(TENANT).await, vec![winner.clone()]);
+    assert_eq!(h.outbox_rows(TENANT).await.len(), 1);
+    // The losers' request ids were not spent: one of them, with a free
+    // address, creates.
+    h.try_create_in(
+        TENANT,
+        customer("Racer 3", "racer3@example.com"),
+        "4b0f1a0e-race-3",
+    )
+    .await
+    .expect("a loser's request id is free again");
+}
+
 #[tokio::test]
 async fn a_request_id_reused_for_another_body_is_rejected() {
     let h = start().await;

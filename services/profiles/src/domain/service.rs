@@ -321,9 +321,10 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         mut profile: Profile,
         idem: Option<Idempotency>,
     ) -> Result<Customer, Error> {
-        if let Some(prior) = self.replay(tenant, idem.as_ref()).await? {
-            return Ok(prior);
-        }
+        // No replay lookup first, unlike the other mutations: a create has
+        // nothing to load, and a retry is answered anyway — its identities
+        // are taken by its first attempt (see `settle`), or, with none, its
+        // claim of the request id fails at commit. One read less per create.
         let mut v = Violations::default();
         rules::normalize_profile(&mut profile, "customer.", &mut v);
         v.check()?;

@@ -9,7 +9,11 @@ pub(crate) mod entities;
 
 use std::collections::HashMap;
 
-use rapport_store::{Db, from_micros, idempotency, is_unique_violation, micros};
+use rapport_store::{
+    Db, from_micros,
+    group_commit::{BoxFuture, GroupCommit},
+    idempotency, is_unique_violation, micros,
+};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait as _, DatabaseTransaction, DbErr, EntityTrait,
@@ -31,12 +35,21 @@ use entities::*;
 #[derive(Debug, Clone)]
 pub struct SqlRepository {
     db: Db,
+    /// SQLite's one writer, folding concurrent commits into one transaction;
+    /// `None` on PostgreSQL, where each commit has its own transaction.
+    group: Option<GroupCommit<ChangeSet, CommitError>>,
 }
 
 impl SqlRepository {
-    /// A repository over `db`.
+    /// A repository over `db`. Spawns SQLite's writer task on the current
+    /// tokio runtime.
     pub fn new(db: Db) -> Self {
-        Self { db }
+        let group = (db.backend() == sea_orm::DatabaseBackend::Sqlite).then(|| {
+            GroupCommit::spawn(db.writer.clone(), apply_boxed, |e| {
+                CommitError::Failed(db_error(e))
+            })
+        });
+        Self { db, group }
     }
 }
 
@@ -48,6 +61,10 @@ struct Document {
 }
 
 fn db_err(e: DbErr) -> Error {
+    db_error(&e)
+}
+
+fn db_error(e: &DbErr) -> Error {
     match e {
         DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => Error::Unavailable(e.to_string()),
         other => Error::Internal(other.to_string()),
@@ -222,186 +239,184 @@ async fn write_indexes(
     Ok(())
 }
 
-impl SqlRepository {
-    async fn apply(
-        &self,
-        txn: &DatabaseTransaction,
-        change: &ChangeSet,
-    ) -> Result<(), CommitError> {
-        let failed = |e: DbErr| CommitError::Failed(db_err(e));
-        let tenant = &change.tenant;
-        let now = micros(change.occur_time);
-        if let Some((key, _, _)) = &change.idempotency {
-            // First write of the transaction: a concurrent twin blocks here
-            // (PostgreSQL) or is serialized behind us (SQLite's one writer).
-            if !idempotency::claim(txn, &store_key(tenant, key), now)
-                .await
-                .map_err(failed)?
-            {
-                return Err(CommitError::IdempotencyTaken);
-            }
-        }
-        for write in &change.customers {
-            match write {
-                CustomerWrite::Insert(c) => {
-                    let row = to_row(tenant, c).map_err(CommitError::Failed)?;
-                    customers::Entity::insert(row)
-                        .exec_without_returning(txn)
-                        .await
-                        .map_err(failed)?;
-                    write_indexes(txn, tenant, c, true).await?;
-                }
-                CustomerWrite::Update {
-                    customer: c,
-                    expected_version,
-                } => {
-                    let row = to_row(tenant, c).map_err(CommitError::Failed)?;
-                    let result = customers::Entity::update_many()
-                        .set(row)
-                        .filter(customers::Column::Tenant.eq(&tenant.0))
-                        .filter(customers::Column::Id.eq(c.id.to_string()))
-                        .filter(customers::Column::Version.eq(*expected_version))
-                        .exec(txn)
-                        .await
-                        .map_err(failed)?;
-                    if result.rows_affected != 1 {
-                        return Err(CommitError::VersionConflict);
-                    }
-                    write_indexes(txn, tenant, c, false).await?;
-                }
-            }
-        }
-        if let Some((from, to)) = change.move_history {
-            let (from, to) = (from.to_string(), to.to_string());
-            consent_events::Entity::update_many()
-                .col_expr(consent_events::Column::CustomerId, Expr::value(to.clone()))
-                .filter(consent_events::Column::Tenant.eq(&tenant.0))
-                .filter(consent_events::Column::CustomerId.eq(&from))
-                .exec(txn)
-                .await
-                .map_err(failed)?;
-            lifecycle_events::Entity::update_many()
-                .col_expr(
-                    lifecycle_events::Column::CustomerId,
-                    Expr::value(to.clone()),
-                )
-                .filter(lifecycle_events::Column::Tenant.eq(&tenant.0))
-                .filter(lifecycle_events::Column::CustomerId.eq(&from))
-                .exec(txn)
-                .await
-                .map_err(failed)?;
-            // Stored results about the merged customer now concern the
-            // survivor: erasing the survivor must remove them too.
-            idempotency::Entity::update_many()
-                .col_expr(idempotency::Column::Subject, Expr::value(to))
-                .filter(idempotency::Column::Tenant.eq(&tenant.0))
-                .filter(idempotency::Column::Subject.eq(&from))
-                .exec(txn)
-                .await
-                .map_err(failed)?;
-        }
-        for e in &change.consent_events {
-            rapport_store::insert_row(
-                consent_events::ActiveModel {
-                    tenant: Set(tenant.0.clone()),
-                    id: Set(e.id.to_string()),
-                    customer_id: Set(e.customer.to_string()),
-                    channel: Set(e.channel.as_str().to_owned()),
-                    purpose: Set(e.purpose.as_str().to_owned()),
-                    status: Set(e.status.as_str().to_owned()),
-                    source: Set(e.source.clone()),
-                    evidence: Set(e.evidence.clone()),
-                    capture_time: Set(micros(e.capture_time)),
-                    record_time: Set(micros(e.record_time)),
-                },
-                txn,
-            )
+/// [`apply`] in the shape [`GroupCommit`] takes.
+fn apply_boxed<'t>(
+    txn: &'t DatabaseTransaction,
+    change: &'t ChangeSet,
+) -> BoxFuture<'t, Result<(), CommitError>> {
+    Box::pin(apply(txn, change))
+}
+
+/// Writes `change` in `txn`; a function of `change` alone, so that group
+/// commit can run it again after rolling back another change's failure.
+async fn apply(txn: &DatabaseTransaction, change: &ChangeSet) -> Result<(), CommitError> {
+    let failed = |e: DbErr| CommitError::Failed(db_err(e));
+    let tenant = &change.tenant;
+    let now = micros(change.occur_time);
+    let own_key = change
+        .idempotency
+        .as_ref()
+        .map(|(key, _, _)| store_key(tenant, key));
+    if let (Some(key), Some((_, subject, json))) = (&own_key, &change.idempotency) {
+        // First write of the transaction: a concurrent twin blocks here
+        // (PostgreSQL) or is serialized behind us (SQLite's one writer).
+        if !idempotency::claim(txn, key, &subject.to_string(), json.clone(), now)
             .await
-            .map_err(failed)?;
+            .map_err(failed)?
+        {
+            return Err(CommitError::IdempotencyTaken);
         }
-        for e in &change.lifecycle_events {
-            rapport_store::insert_row(
-                lifecycle_events::ActiveModel {
-                    tenant: Set(tenant.0.clone()),
-                    id: Set(e.id.to_string()),
-                    customer_id: Set(e.customer.to_string()),
-                    from_stage: Set(e.from_stage.map(|s| s.as_str()).unwrap_or("").to_owned()),
-                    to_stage: Set(e.to_stage.as_str().to_owned()),
-                    reason: Set(e.reason.clone()),
-                    create_time: Set(micros(e.create_time)),
-                },
-                txn,
-            )
-            .await
-            .map_err(failed)?;
-        }
-        if let Some(m) = &change.merge_record {
-            rapport_store::insert_row(
-                merge_records::ActiveModel {
-                    tenant: Set(tenant.0.clone()),
-                    id: Set(m.id.to_string()),
-                    survivor_id: Set(m.survivor.to_string()),
-                    merged_id: Set(m.merged.to_string()),
-                    create_time: Set(micros(m.create_time)),
-                },
-                txn,
-            )
-            .await
-            .map_err(failed)?;
-        }
-        if let Some(r) = &change.erasure {
-            let id = r.customer.to_string();
-            consent_events::Entity::update_many()
-                .col_expr(consent_events::Column::Source, Expr::value(""))
-                .col_expr(consent_events::Column::Evidence, Expr::value(""))
-                .filter(consent_events::Column::Tenant.eq(&tenant.0))
-                .filter(consent_events::Column::CustomerId.eq(&id))
-                .exec(txn)
-                .await
-                .map_err(failed)?;
-            lifecycle_events::Entity::update_many()
-                .col_expr(lifecycle_events::Column::Reason, Expr::value(""))
-                .filter(lifecycle_events::Column::Tenant.eq(&tenant.0))
-                .filter(lifecycle_events::Column::CustomerId.eq(&id))
-                .exec(txn)
-                .await
-                .map_err(failed)?;
-            // Stored results of earlier requests may hold the erased data.
-            // This request's own key still has an empty subject here.
-            idempotency::forget_subject(txn, &tenant.0, &id)
-                .await
-                .map_err(failed)?;
-            rapport_store::insert_row(
-                erasure_receipts::ActiveModel {
-                    tenant: Set(tenant.0.clone()),
-                    id: Set(r.id.to_string()),
-                    customer_id: Set(id),
-                    erased_fields: Set(serde_json::to_string(&r.erased_fields).unwrap_or_default()),
-                    erase_time: Set(micros(r.erase_time)),
-                },
-                txn,
-            )
-            .await
-            .map_err(failed)?;
-        }
-        for event in &change.events {
-            let envelope = crate::events::envelope(tenant, change.occur_time, event);
-            rapport_store::outbox::append(txn, &envelope)
-                .await
-                .map_err(failed)?;
-        }
-        if let Some((key, subject, json)) = &change.idempotency {
-            idempotency::complete(
-                txn,
-                &store_key(tenant, key),
-                &subject.to_string(),
-                json.clone(),
-            )
-            .await
-            .map_err(failed)?;
-        }
-        Ok(())
     }
+    for write in &change.customers {
+        match write {
+            CustomerWrite::Insert(c) => {
+                let row = to_row(tenant, c).map_err(CommitError::Failed)?;
+                customers::Entity::insert(row)
+                    .exec_without_returning(txn)
+                    .await
+                    .map_err(failed)?;
+                write_indexes(txn, tenant, c, true).await?;
+            }
+            CustomerWrite::Update {
+                customer: c,
+                expected_version,
+            } => {
+                let row = to_row(tenant, c).map_err(CommitError::Failed)?;
+                let result = customers::Entity::update_many()
+                    .set(row)
+                    .filter(customers::Column::Tenant.eq(&tenant.0))
+                    .filter(customers::Column::Id.eq(c.id.to_string()))
+                    .filter(customers::Column::Version.eq(*expected_version))
+                    .exec(txn)
+                    .await
+                    .map_err(failed)?;
+                if result.rows_affected != 1 {
+                    return Err(CommitError::VersionConflict);
+                }
+                write_indexes(txn, tenant, c, false).await?;
+            }
+        }
+    }
+    if let Some((from, to)) = change.move_history {
+        let (from, to) = (from.to_string(), to.to_string());
+        consent_events::Entity::update_many()
+            .col_expr(consent_events::Column::CustomerId, Expr::value(to.clone()))
+            .filter(consent_events::Column::Tenant.eq(&tenant.0))
+            .filter(consent_events::Column::CustomerId.eq(&from))
+            .exec(txn)
+            .await
+            .map_err(failed)?;
+        lifecycle_events::Entity::update_many()
+            .col_expr(
+                lifecycle_events::Column::CustomerId,
+                Expr::value(to.clone()),
+            )
+            .filter(lifecycle_events::Column::Tenant.eq(&tenant.0))
+            .filter(lifecycle_events::Column::CustomerId.eq(&from))
+            .exec(txn)
+            .await
+            .map_err(failed)?;
+        // Stored results about the merged customer now concern the
+        // survivor: erasing the survivor must remove them too.
+        idempotency::Entity::update_many()
+            .col_expr(idempotency::Column::Subject, Expr::value(to))
+            .filter(idempotency::Column::Tenant.eq(&tenant.0))
+            .filter(idempotency::Column::Subject.eq(&from))
+            .exec(txn)
+            .await
+            .map_err(failed)?;
+    }
+    for e in &change.consent_events {
+        rapport_store::insert_row(
+            consent_events::ActiveModel {
+                tenant: Set(tenant.0.clone()),
+                id: Set(e.id.to_string()),
+                customer_id: Set(e.customer.to_string()),
+                channel: Set(e.channel.as_str().to_owned()),
+                purpose: Set(e.purpose.as_str().to_owned()),
+                status: Set(e.status.as_str().to_owned()),
+                source: Set(e.source.clone()),
+                evidence: Set(e.evidence.clone()),
+                capture_time: Set(micros(e.capture_time)),
+                record_time: Set(micros(e.record_time)),
+            },
+            txn,
+        )
+        .await
+        .map_err(failed)?;
+    }
+    for e in &change.lifecycle_events {
+        rapport_store::insert_row(
+            lifecycle_events::ActiveModel {
+                tenant: Set(tenant.0.clone()),
+                id: Set(e.id.to_string()),
+                customer_id: Set(e.customer.to_string()),
+                from_stage: Set(e.from_stage.map(|s| s.as_str()).unwrap_or("").to_owned()),
+                to_stage: Set(e.to_stage.as_str().to_owned()),
+                reason: Set(e.reason.clone()),
+                create_time: Set(micros(e.create_time)),
+            },
+            txn,
+        )
+        .await
+        .map_err(failed)?;
+    }
+    if let Some(m) = &change.merge_record {
+        rapport_store::insert_row(
+            merge_records::ActiveModel {
+                tenant: Set(tenant.0.clone()),
+                id: Set(m.id.to_string()),
+                survivor_id: Set(m.survivor.to_string()),
+                merged_id: Set(m.merged.to_string()),
+                create_time: Set(micros(m.create_time)),
+            },
+            txn,
+        )
+        .await
+        .map_err(failed)?;
+    }
+    if let Some(r) = &change.erasure {
+        let id = r.customer.to_string();
+        consent_events::Entity::update_many()
+            .col_expr(consent_events::Column::Source, Expr::value(""))
+            .col_expr(consent_events::Column::Evidence, Expr::value(""))
+            .filter(consent_events::Column::Tenant.eq(&tenant.0))
+            .filter(consent_events::Column::CustomerId.eq(&id))
+            .exec(txn)
+            .await
+            .map_err(failed)?;
+        lifecycle_events::Entity::update_many()
+            .col_expr(lifecycle_events::Column::Reason, Expr::value(""))
+            .filter(lifecycle_events::Column::Tenant.eq(&tenant.0))
+            .filter(lifecycle_events::Column::CustomerId.eq(&id))
+            .exec(txn)
+            .await
+            .map_err(failed)?;
+        // Stored results of earlier requests may hold the erased data;
+        // this request's own result is the receipt.
+        idempotency::forget_subject(txn, &tenant.0, &id, own_key.as_ref())
+            .await
+            .map_err(failed)?;
+        rapport_store::insert_row(
+            erasure_receipts::ActiveModel {
+                tenant: Set(tenant.0.clone()),
+                id: Set(r.id.to_string()),
+                customer_id: Set(id),
+                erased_fields: Set(serde_json::to_string(&r.erased_fields).unwrap_or_default()),
+                erase_time: Set(micros(r.erase_time)),
+            },
+            txn,
+        )
+        .await
+        .map_err(failed)?;
+    }
+    for event in &change.events {
+        let envelope = crate::events::envelope(tenant, change.occur_time, event);
+        rapport_store::outbox::append(txn, &envelope)
+            .await
+            .map_err(failed)?;
+    }
+    Ok(())
 }
 
 /// Most rows a search fetches by rowid from the trigram index; a needle
@@ -744,9 +759,12 @@ impl Repository for SqlRepository {
     }
 
     async fn commit(&self, change: ChangeSet) -> Result<(), CommitError> {
+        if let Some(group) = &self.group {
+            return group.commit(change).await;
+        }
         let failed = |e: DbErr| CommitError::Failed(db_err(e));
         let txn = self.db.writer.begin().await.map_err(failed)?;
-        match self.apply(&txn, &change).await {
+        match apply(&txn, &change).await {
             Ok(()) => txn.commit().await.map_err(failed),
             Err(e) => {
                 // Dropping would roll back too; doing it explicitly returns

@@ -1,0 +1,167 @@
+//! Group commit for SQLite's one writer connection: concurrent write
+//! transactions are folded into one database transaction.
+//!
+//! Why: on SQLite every write goes through one connection, so concurrent
+//! writers queue for it anyway, and each of their transactions pays a BEGIN
+//! and a COMMIT (two more round trips to sqlx's worker thread) and writes the
+//! pages it touched to the WAL at COMMIT. Writers that arrive while a batch
+//! runs wait in a queue; the next batch takes all of them (up to a cap) and
+//! commits them together, so the per-transaction costs are divided by the
+//! batch size. A lone writer gets a batch of one: nothing changes for it
+//! except one hop through this task.
+//!
+//! Each work item still commits or fails on its own. Items are applied one
+//! after the other in one transaction without savepoints (a SAVEPOINT and a
+//! RELEASE per item would cost the round trips saved); when one fails, the
+//! batch is rolled back and run again without it, so a failed item leaves
+//! nothing behind and the others are not affected. Replies are sent only
+//! after the batch's outcome is durable, so a caller that lost a race (say,
+//! for the same idempotency key) reads the winner's committed row.
+//!
+//! An item whose caller went away (request cancelled) is still applied: it
+//! may already be in a committed batch, and a retry with the same request id
+//! is answered from the idempotency key either way.
+//!
+//! PostgreSQL does not need this: it has many connections and already
+//! flushes concurrent commits together.
+pub use futures::future::BoxFuture;
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use tokio::sync::{mpsc, oneshot};
+
+/// Applies one work item inside the batch's transaction. It must only write
+/// through `txn` and must be safe to run again after a rollback (it is, if it
+/// is a function of the item alone).
+pub type Apply<J, E> = for<'t> fn(&'t DatabaseTransaction, &'t J) -> BoxFuture<'t, Result<(), E>>;
+
+/// Most items in one transaction: bounds how much one failing item makes the
+/// others redo, and how long the first item of a batch waits for the last.
+pub const MAX_BATCH: usize = 32;
+
+/// Items waiting for the writer; senders wait when it is full.
+const QUEUE: usize = 1024;
+
+type Reply<E> = oneshot::Sender<Result<(), E>>;
+
+/// A handle to the writer task. Cloning is cheap; the task ends when the last
+/// handle is dropped.
+pub struct GroupCommit<J, E> {
+    queue: mpsc::Sender<(J, Reply<E>)>,
+    on_db_error: fn(&DbErr) -> E,
+}
+
+impl<J, E> Clone for GroupCommit<J, E> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+            on_db_error: self.on_db_error,
+        }
+    }
+}
+
+impl<J: Send + Sync + 'static, E: Send + 'static> GroupCommit<J, E> {
+    /// Spawns the writer task on the current tokio runtime. `on_db_error`
+    /// turns a failed BEGIN, COMMIT or ROLLBACK into the caller's error.
+    pub fn spawn(
+        writer: DatabaseConnection,
+        apply: Apply<J, E>,
+        on_db_error: fn(&DbErr) -> E,
+    ) -> Self {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(writer, rx, apply, on_db_error));
+        Self { queue, on_db_error }
+    }
+
+    /// Applies `item` in the next batch; returns once that batch committed
+    /// (`Ok`) or `item` failed or could not be committed (nothing of it was
+    /// written).
+    pub async fn commit(&self, item: J) -> Result<(), E> {
+        let stopped = || (self.on_db_error)(&DbErr::Custom("the database writer stopped".into()));
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((item, reply))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+async fn run<J, E>(
+    writer: DatabaseConnection,
+    mut rx: mpsc::Receiver<(J, Reply<E>)>,
+    apply: Apply<J, E>,
+    on_db_error: fn(&DbErr) -> E,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (items, replies): (Vec<J>, Vec<Reply<E>>) = batch.drain(..).unzip();
+        for (reply, outcome) in replies
+            .into_iter()
+            .zip(commit_batch(&writer, &items, apply, on_db_error).await)
+        {
+            // A caller that went away does not want its answer.
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+/// Commits every item of `items` that succeeds on its own, in one
+/// transaction; one outcome per item, in order.
+async fn commit_batch<J, E>(
+    writer: &DatabaseConnection,
+    items: &[J],
+    apply: Apply<J, E>,
+    on_db_error: fn(&DbErr) -> E,
+) -> Vec<Result<(), E>> {
+    let mut outcomes: Vec<Option<Result<(), E>>> = items.iter().map(|_| None).collect();
+    loop {
+        let pending: Vec<usize> = (0..items.len())
+            .filter(|&i| outcomes[i].is_none())
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        let txn = match writer.begin().await {
+            Ok(txn) => txn,
+            Err(e) => {
+                for i in pending {
+                    outcomes[i] = Some(Err(on_db_error(&e)));
+                }
+                break;
+            }
+        };
+        let mut failed = None;
+        for &i in &pending {
+            if let Err(e) = apply(&txn, &items[i]).await {
+                failed = Some((i, e));
+                break;
+            }
+        }
+        match failed {
+            Some((i, e)) => {
+                // The item may have written part of itself: undo the whole
+                // batch and run the others again without it.
+                outcomes[i] = Some(Err(e));
+                if let Err(rb) = txn.rollback().await {
+                    tracing::warn!(error = %rb, "rollback failed");
+                }
+            }
+            None => {
+                let result = txn.commit().await;
+                for i in pending {
+                    outcomes[i] = Some(result.as_ref().map_err(on_db_error).copied());
+                }
+                break;
+            }
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(on_db_error(&DbErr::Custom("not applied".into())))))
+        .collect()
+}
+
+impl<J, E> std::fmt::Debug for GroupCommit<J, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit").finish_non_exhaustive()
+    }
+}
