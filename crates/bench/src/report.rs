@@ -252,6 +252,26 @@ impl BenchReport {
                 c.name, c.ops_per_sec, c.note
             );
         }
+        // A write scenario against every storage ceiling of the run: the
+        // one-row ceilings say what the storage can do, a ceiling of the
+        // same statements says what is left for our code.
+        for s in &self.scenarios {
+            let storage = s.ceiling.as_deref().is_some_and(|c| c != "echo");
+            if storage && self.ceilings.len() > 1 {
+                let ratios: Vec<String> = self
+                    .ceilings
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{} {}",
+                            ratio(Some(s.stats.ok_per_sec), Some(c.ops_per_sec)),
+                            c.name
+                        )
+                    })
+                    .collect();
+                let _ = writeln!(out, "  {}: {}", s.scenario, ratios.join(", "));
+            }
+        }
         let missing: Vec<&str> = self
             .scenarios
             .iter()
@@ -442,12 +462,20 @@ mod tests {
                     stats(1_000.0, 900.0),
                 ),
             ],
-            ceilings: vec![Ceiling {
-                name: "sqlite-insert".into(),
-                ops_per_sec: 4_000.0,
-                p99_us: Some(450.0),
-                note: "raw".into(),
-            }],
+            ceilings: vec![
+                Ceiling {
+                    name: "sqlite-insert".into(),
+                    ops_per_sec: 4_000.0,
+                    p99_us: Some(450.0),
+                    note: "raw".into(),
+                },
+                Ceiling {
+                    name: "sqlite-shape".into(),
+                    ops_per_sec: 1_000.0,
+                    p99_us: None,
+                    note: "same statements".into(),
+                },
+            ],
         };
         let compare = report.render_compare();
         let line = |name: &str| {
@@ -475,6 +503,12 @@ mod tests {
             line("profiles.create").contains("2.00×"),
             "p99 ratio: {compare}"
         );
+        // A write against every storage ceiling; reads only against echo.
+        assert!(
+            compare.contains("  profiles.create: 0.50× sqlite-insert, 2.00× sqlite-shape"),
+            "{compare}"
+        );
+        assert!(!compare.contains("  profiles.get:"), "{compare}");
         assert!(compare.contains("not measured in this run"), "{compare}");
         assert!(compare.contains("unmeasured"), "{compare}");
 

@@ -902,15 +902,26 @@ async fn measure_ceilings(url: &str, database: DatabaseKind, args: &BenchArgs) -
         let url = url.to_owned();
         let secs = args.duration.as_secs().max(1) as u32;
         let clients = concurrency as u32;
-        let pgbench = tokio::task::spawn_blocking(move || {
-            rapport_profiles::seed::pgbench_insert_ceiling(&url, secs, clients)
-        })
-        .await
-        .context("pgbench task")
-        .and_then(|r| r);
-        match pgbench {
-            Ok(r) => ceilings.push(ceiling(&r, "pgbench, one-row INSERT script")),
-            Err(e) => tracing::warn!(error = format!("{e:#}"), "pgbench ceiling failed"),
+        use rapport_profiles::seed::PgbenchScript;
+        let scripts = [
+            (PgbenchScript::OneRow, "pgbench, one-row INSERT script"),
+            (
+                PgbenchScript::CreateShape,
+                "pgbench, a create's statements into plain tables, prepared",
+            ),
+        ];
+        for (script, how) in scripts {
+            let url = url.clone();
+            let pgbench = tokio::task::spawn_blocking(move || {
+                rapport_profiles::seed::pgbench_ceiling(&url, script, secs, clients)
+            })
+            .await
+            .context("pgbench task")
+            .and_then(|r| r);
+            match pgbench {
+                Ok(r) => ceilings.push(ceiling(&r, how)),
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "pgbench ceiling failed"),
+            }
         }
     }
     ceilings

@@ -126,11 +126,17 @@ async fn ceilings(db: &Db, url: &str, args: &SeedArgs) -> anyhow::Result<()> {
         let (url, clients) = (url.to_owned(), args.concurrency as u32);
         let seconds = args.duration.as_secs().max(1) as u32;
         let pgbench = tokio::task::spawn_blocking(move || {
-            seed::pgbench_insert_ceiling(&url, seconds, clients)
+            [
+                seed::PgbenchScript::OneRow,
+                seed::PgbenchScript::CreateShape,
+            ]
+            .into_iter()
+            .map(|script| seed::pgbench_ceiling(&url, script, seconds, clients))
+            .collect::<anyhow::Result<Vec<_>>>()
         })
         .await
         .context("pgbench runner panicked")??;
-        reports.push(pgbench);
+        reports.extend(pgbench);
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);

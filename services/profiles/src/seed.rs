@@ -670,18 +670,44 @@ fn psql(psql: &Path, url: &str, sql: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `pgbench` with a one-row INSERT script against the PostgreSQL at `url`,
-/// for `seconds` with `clients` clients (one thread each): the server's own
-/// single-row write ceiling, without our driver or pool in the way.
+/// What a pgbench ceiling runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgbenchScript {
+    /// One single-row INSERT per transaction: the server's own write
+    /// ceiling (`postgres.pgbench_insert`).
+    OneRow,
+    /// The statements a create sends, in the same order and with the same
+    /// payloads, into plain scratch tables: the identity pre-check, then
+    /// BEGIN, the idempotency key, the customer, its identities (one
+    /// multi-row INSERT), the lifecycle event, the outbox event, COMMIT
+    /// (`postgres.pgbench_create_shape`). What a create would cost if our
+    /// code added nothing but its round trips.
+    CreateShape,
+}
+
+impl PgbenchScript {
+    fn name(self) -> &'static str {
+        match self {
+            Self::OneRow => "postgres.pgbench_insert",
+            Self::CreateShape => "postgres.pgbench_create_shape",
+        }
+    }
+}
+
+/// `pgbench` running `script` against the PostgreSQL at `url`, for
+/// `seconds` with `clients` clients (one thread each): the server's own
+/// write ceiling, without our driver or pool in the way. The create shape
+/// runs with prepared statements, as sqlx sends ours.
 ///
-/// It creates a scratch table (`bench_ceiling_<random>`: a text primary key
-/// filled by `gen_random_uuid()` and the seed customer document as payload),
-/// and drops it afterwards whatever happened. Throughput is pgbench's `tps`;
-/// percentiles come from its per-transaction log. Blocking: call it from
-/// `spawn_blocking` in async code. Needs `pgbench` and `psql`
+/// It creates scratch tables (`bench_ceiling_<random>_*`: text primary keys
+/// filled by `gen_random_uuid()`, the seed customer's document as payload),
+/// and drops them afterwards whatever happened. Throughput is pgbench's
+/// `tps`; percentiles come from its per-transaction log. Blocking: call it
+/// from `spawn_blocking` in async code. Needs `pgbench` and `psql`
 /// (postgresql-client) on `PATH` or under `/usr/lib/postgresql/*/bin`.
-pub fn pgbench_insert_ceiling(
+pub fn pgbench_ceiling(
     url: &str,
+    script: PgbenchScript,
     seconds: u32,
     clients: u32,
 ) -> anyhow::Result<CeilingReport> {
@@ -691,55 +717,100 @@ pub fn pgbench_insert_ceiling(
     let pgbench = pg_program("pgbench")?;
     let psql_bin = pg_program("psql")?;
     let suffix = &uuid::Uuid::now_v7().simple().to_string()[20..];
-    let table = format!("bench_ceiling_{suffix}");
+    let prefix = format!("bench_ceiling_{suffix}");
+    let tables: &[&str] = match script {
+        PgbenchScript::OneRow => &["rows"],
+        PgbenchScript::CreateShape => &["keys", "customers", "identities", "events", "outbox"],
+    };
     let dir = std::env::temp_dir().join(format!("rapport-pgbench-{suffix}"));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
 
-    psql(
-        &psql_bin,
-        url,
-        &format!(
-            "CREATE TABLE {table} (id text PRIMARY KEY DEFAULT gen_random_uuid()::text, \
-             payload text NOT NULL)"
-        ),
-    )
-    .context("creating the pgbench scratch table")?;
-    let result = run_pgbench(&pgbench, url, &dir, &table, seconds, clients);
-    let dropped = psql(&psql_bin, url, &format!("DROP TABLE IF EXISTS {table}"));
+    let create: String = tables
+        .iter()
+        .map(|t| {
+            format!(
+                "CREATE TABLE {prefix}_{t} (id text PRIMARY KEY DEFAULT gen_random_uuid()::text, \
+                 payload text NOT NULL);"
+            )
+        })
+        .collect();
+    psql(&psql_bin, url, &create).context("creating the pgbench scratch tables")?;
+    let result = run_pgbench(&pgbench, url, &dir, &prefix, script, seconds, clients);
+    let drop: String = tables
+        .iter()
+        .map(|t| format!("DROP TABLE IF EXISTS {prefix}_{t};"))
+        .collect();
+    let dropped = psql(&psql_bin, url, &drop);
     let _ = std::fs::remove_dir_all(&dir);
     let report = result?;
-    dropped.context("dropping the pgbench scratch table")?;
+    dropped.context("dropping the pgbench scratch tables")?;
     Ok(report)
+}
+
+/// The pgbench script text for `script` over the tables named `prefix_*`.
+fn pgbench_script(prefix: &str, script: PgbenchScript) -> anyhow::Result<String> {
+    let now = Utc::now();
+    let sample = seed_customer(0, now)?;
+    let tenant = Tenant(CEILING_TENANT.to_owned());
+    let document = to_row(&tenant, &sample)?.document.unwrap();
+    // pgbench leaves `:name` alone unless a variable of that name exists, so
+    // the JSON's colons pass through; quotes are doubled for SQL.
+    let quote = |text: &str| format!("'{}'", text.replace('\'', "''"));
+    let insert = |table: &str, payload: &str| {
+        format!(
+            "INSERT INTO {prefix}_{table} (payload) VALUES ({});\n",
+            quote(payload)
+        )
+    };
+    Ok(match script {
+        PgbenchScript::OneRow => insert("rows", &document),
+        PgbenchScript::CreateShape => {
+            // With prepared statements pgbench would take the JSON's
+            // `:name`s for variables: same size, no colons.
+            let document = document.replace(':', "=");
+            let identities = rules::identity_keys(&sample.profile, "");
+            let identity_rows: Vec<String> = identities
+                .iter()
+                .map(|k| format!("(gen_random_uuid()::text, {})", quote(&k.match_key)))
+                .collect();
+            // The stored reply is the customer, as JSON: about the document's size.
+            format!(
+                "SELECT payload FROM {prefix}_identities WHERE id = {};\n\
+                 BEGIN;\n{}{}INSERT INTO {prefix}_identities (id, payload) VALUES {};\n{}{}COMMIT;\n",
+                quote(&uuid::Uuid::now_v7().to_string()),
+                insert("keys", &document),
+                insert("customers", &document),
+                identity_rows.join(", "),
+                insert("events", "created"),
+                // Events carry ids only: an envelope is a couple hundred bytes.
+                insert("outbox", &"e".repeat(200)),
+            )
+        }
+    })
 }
 
 fn run_pgbench(
     pgbench: &Path,
     url: &str,
     dir: &Path,
-    table: &str,
+    prefix: &str,
+    script: PgbenchScript,
     seconds: u32,
     clients: u32,
 ) -> anyhow::Result<CeilingReport> {
-    let sample = seed_customer(0, Utc::now())?;
-    let document = to_row(&Tenant(CEILING_TENANT.to_owned()), &sample)?
-        .document
-        .unwrap();
-    // pgbench leaves `:name` alone unless a variable of that name exists, so
-    // the JSON's colons pass through; quotes are doubled for SQL.
-    let script = dir.join("insert.sql");
-    std::fs::write(
-        &script,
-        format!(
-            "INSERT INTO {table} (payload) VALUES ('{}');\n",
-            document.replace('\'', "''")
-        ),
-    )
-    .context("writing the pgbench script")?;
+    let file = dir.join("script.sql");
+    std::fs::write(&file, pgbench_script(prefix, script)?).context("writing the pgbench script")?;
     let log_prefix = dir.join("txn");
+    let mode = match script {
+        // Kept as first measured (the simple query protocol).
+        PgbenchScript::OneRow => "simple",
+        PgbenchScript::CreateShape => "prepared",
+    };
     let out = Command::new(pgbench)
         .arg("-n")
+        .args(["-M", mode])
         .arg("-f")
-        .arg(&script)
+        .arg(&file)
         .args(["-T", &seconds.to_string()])
         .args(["-c", &clients.to_string(), "-j", &clients.to_string()])
         .arg("-l")
@@ -772,7 +843,7 @@ fn run_pgbench(
         }
     }
     let mut report = CeilingReport::from_latencies(
-        "postgres.pgbench_insert".to_owned(),
+        script.name().to_owned(),
         clients as usize,
         f64::from(seconds),
         latencies,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use common::*;
 use pb::{ListCustomersRequest, SearchCustomersRequest};
 use rapport_profiles::seed::{self, SeedPlan};
+use sea_orm::ConnectionTrait as _;
 
 const BENCH: &str = seed::DEFAULT_TENANT;
 
@@ -162,24 +163,45 @@ async fn raw_insert_ceiling_measures_and_cleans_up() {
     assert!(h.active_names_in(BENCH).await.is_empty());
 }
 
-/// pgbench runs only against PostgreSQL: skipped on SQLite.
+/// pgbench runs only against PostgreSQL: skipped on SQLite. Both scripts
+/// run, report under their own names, and leave no scratch table behind.
 #[tokio::test]
-async fn pgbench_insert_ceiling_runs_on_postgres() {
+async fn pgbench_ceilings_run_on_postgres() {
     let h = start().await;
     if h.testdb.backend_name() != "postgres" {
         return;
     }
-    let url = h.testdb.url();
-    let report = tokio::task::spawn_blocking(move || seed::pgbench_insert_ceiling(&url, 1, 2))
-        .await
-        .unwrap()
-        .expect("pgbench ceiling");
-    assert_eq!(report.name, "postgres.pgbench_insert");
-    assert!(
-        report.ops_per_sec > 0.0 && report.operations > 0,
-        "{report:?}"
-    );
-    assert!(report.p50_ms <= report.p99_ms, "{report:?}");
+    for (script, name) in [
+        (seed::PgbenchScript::OneRow, "postgres.pgbench_insert"),
+        (
+            seed::PgbenchScript::CreateShape,
+            "postgres.pgbench_create_shape",
+        ),
+    ] {
+        let url = h.testdb.url();
+        let report = tokio::task::spawn_blocking(move || seed::pgbench_ceiling(&url, script, 1, 2))
+            .await
+            .unwrap()
+            .expect("pgbench ceiling");
+        assert_eq!(report.name, name);
+        assert!(
+            report.ops_per_sec > 0.0 && report.operations > 0,
+            "{report:?}"
+        );
+        assert!(report.p50_ms <= report.p99_ms, "{report:?}");
+    }
+    let left =
+        h.db.reader
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DatabaseBackend::Postgres,
+                "SELECT count(*) AS n FROM pg_tables WHERE tablename LIKE 'bench_ceiling_%'",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+    assert_eq!(left, 0, "scratch tables left behind");
 }
 
 #[tokio::test]
