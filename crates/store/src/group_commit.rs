@@ -24,6 +24,9 @@
 //!
 //! PostgreSQL does not need this: it has many connections and already
 //! flushes concurrent commits together.
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt as _;
 pub use futures::future::BoxFuture;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
@@ -94,10 +97,21 @@ async fn run<J, E>(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (items, replies): (Vec<J>, Vec<Reply<E>>) = batch.drain(..).unzip();
-        for (reply, outcome) in replies
-            .into_iter()
-            .zip(commit_batch(&writer, &items, apply, on_db_error).await)
-        {
+        // A panic in one batch must not stop every later write of the
+        // service while it still reports itself serving: that batch fails
+        // (its transaction is rolled back when dropped), the next one runs.
+        let outcomes = AssertUnwindSafe(commit_batch(&writer, &items, apply, on_db_error))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                tracing::error!(
+                    items = items.len(),
+                    "a write batch panicked; nothing of it was committed"
+                );
+                let panicked = DbErr::Custom("the write batch failed".into());
+                items.iter().map(|_| Err(on_db_error(&panicked))).collect()
+            });
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
             // A caller that went away does not want its answer.
             let _ = reply.send(outcome);
         }

@@ -6,6 +6,9 @@ use rapport_store::{
 };
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Statement};
 
+/// The id of an item whose apply panics.
+const PANICS: i64 = 666;
+
 /// One work item: insert `id`, then an `id + 1000` companion row, then fail
 /// if asked to (after having written, so the rollback is what removes it).
 struct Item {
@@ -26,6 +29,9 @@ fn apply<'t>(txn: &'t DatabaseTransaction, item: &'t Item) -> BoxFuture<'t, Resu
         }
         if item.fail {
             return Err(format!("item {} refused", item.id));
+        }
+        if item.id == PANICS {
+            panic!("item {PANICS} panics after writing");
         }
         Ok(())
     })
@@ -121,4 +127,23 @@ async fn concurrent_items_all_commit_and_are_visible_when_answered() {
     let stored = ids(&db).await;
     assert_eq!(stored.len(), expected.len() * 2);
     assert_eq!(&stored[..expected.len()], &expected[..]);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_panicking_batch_fails_alone_and_the_writer_keeps_going() {
+    let (_dir, db, group) = setup().await;
+    let first = futures::future::join_all([
+        group.commit(Item { id: 1, fail: false }),
+        group.commit(Item {
+            id: PANICS,
+            fail: false,
+        }),
+    ])
+    .await;
+    // The batch with the panic committed nothing, its neighbour included.
+    assert!(first.iter().all(Result::is_err), "{first:?}");
+    assert!(ids(&db).await.is_empty());
+    // The next batch is served.
+    assert_eq!(group.commit(Item { id: 2, fail: false }).await, Ok(()));
+    assert_eq!(ids(&db).await, vec![2, 1002]);
 }
