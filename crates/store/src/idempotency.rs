@@ -10,7 +10,7 @@
 //! every statement of a create is a round trip (to sqlx's worker thread on
 //! SQLite, to the server on PostgreSQL), and creates are made of them.
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryTrait,
     entity::prelude::*,
 };
 
@@ -97,24 +97,35 @@ pub async fn claim<C: ConnectionTrait>(
     response_json: String,
     now_micros: i64,
 ) -> Result<bool, DbErr> {
-    let result = crate::insert_row(
-        ActiveModel {
-            tenant: Set(key.tenant.clone()),
-            method: Set(key.method.to_owned()),
-            request_id: Set(key.request_id.clone()),
-            fingerprint: Set(key.fingerprint.clone()),
-            subject: Set(subject.to_owned()),
-            response: Set(Some(response_json)),
-            create_time: Set(now_micros),
-        },
-        conn,
-    )
-    .await;
-    match result {
+    match conn
+        .execute(&claim_insert(key, subject, response_json, now_micros))
+        .await
+    {
         Ok(_) => Ok(true),
         Err(e) if crate::is_unique_violation(&e) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// The INSERT [`claim`] runs, for a caller that sends it together with
+/// other statements; a unique violation on this table means the key is
+/// taken.
+pub fn claim_insert(
+    key: &Key,
+    subject: &str,
+    response_json: String,
+    now_micros: i64,
+) -> sea_orm::sea_query::InsertStatement {
+    Entity::insert(ActiveModel {
+        tenant: Set(key.tenant.clone()),
+        method: Set(key.method.to_owned()),
+        request_id: Set(key.request_id.clone()),
+        fingerprint: Set(key.fingerprint.clone()),
+        subject: Set(subject.to_owned()),
+        response: Set(Some(response_json)),
+        create_time: Set(now_micros),
+    })
+    .into_query()
 }
 
 /// Deletes every key whose result is about `subject` (its stored results may

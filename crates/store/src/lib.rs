@@ -48,6 +48,19 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
+/// The table whose unique constraint `err` violated, when the database says
+/// (PostgreSQL does): tells which insert of a multi-table statement clashed.
+pub fn unique_violation_table(err: &DbErr) -> Option<&str> {
+    if !is_unique_violation(err) {
+        return None;
+    }
+    match err {
+        DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => e.as_database_error()?.table(),
+        _ => None,
+    }
+}
+
 /// Microseconds since the Unix epoch: how every timestamp is stored, so that
 /// ordering and keyset comparisons are exact and identical on SQLite and
 /// PostgreSQL.

@@ -3,7 +3,7 @@
 //! commit or roll back together. A relay (a later piece) publishes the rows.
 use prost::Message as _;
 use rapport_proto::types::EventEnvelope;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, entity::prelude::*};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, QueryTrait, entity::prelude::*};
 
 /// Outbox row.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -34,25 +34,28 @@ impl ActiveModelBehavior for ActiveModel {}
 
 /// Appends one event. Call it on the transaction that makes the change.
 pub async fn append<C: ConnectionTrait>(conn: &C, envelope: &EventEnvelope) -> Result<(), DbErr> {
+    conn.execute(&append_insert(envelope)).await?;
+    Ok(())
+}
+
+/// The INSERT [`append`] runs, for a caller that sends it together with the
+/// statements of the change.
+pub fn append_insert(envelope: &EventEnvelope) -> sea_orm::sea_query::InsertStatement {
     let occur = envelope
         .occur_time
         .as_ref()
         .map(|t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1_000)
         .unwrap_or_default();
-    crate::insert_row(
-        ActiveModel {
-            id: Set(envelope.id.clone()),
-            tenant: Set(envelope.tenant.clone()),
-            event_type: Set(envelope.r#type.clone()),
-            subject: Set(envelope.subject.clone()),
-            envelope: Set(envelope.encode_to_vec()),
-            occur_time: Set(occur),
-            publish_time: Set(None),
-        },
-        conn,
-    )
-    .await?;
-    Ok(())
+    Entity::insert(ActiveModel {
+        id: Set(envelope.id.clone()),
+        tenant: Set(envelope.tenant.clone()),
+        event_type: Set(envelope.r#type.clone()),
+        subject: Set(envelope.subject.clone()),
+        envelope: Set(envelope.encode_to_vec()),
+        occur_time: Set(occur),
+        publish_time: Set(None),
+    })
+    .into_query()
 }
 
 /// Builds an envelope around `payload` with a fresh UUIDv7 id and the current

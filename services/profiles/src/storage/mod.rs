@@ -16,9 +16,12 @@ use rapport_store::{
 };
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait as _, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
-    sea_query::{Alias, Expr, ExprTrait as _, LikeExpr, Query},
+    ColumnTrait, Condition, ConnectionTrait as _, DatabaseTransaction, DbErr, EntityName as _,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait as _, TransactionTrait,
+    sea_query::{
+        Alias, CommonTableExpression, Expr, ExprTrait as _, InsertStatement, LikeExpr, Query,
+        WithClause,
+    },
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -193,50 +196,73 @@ async fn write_indexes(
             .await
             .map_err(failed)?;
     }
-    if c.state != CustomerState::Active {
-        // Tombstones hold no identities: merged ones moved to the survivor,
-        // erased ones are free for anyone to use again.
-        return Ok(());
+    // Tombstones hold no identities (merged ones moved to the survivor,
+    // erased ones are free for anyone to use again): `index_inserts` gives
+    // none for them.
+    let (identity_rows, tag_rows) = index_inserts(tenant, c);
+    if let Some(insert) = identity_rows
+        && let Err(e) = txn.execute(&insert).await
+    {
+        // Which row clashed cannot be asked inside this (now failed)
+        // transaction. The use-case looks the first one up afterwards and,
+        // if it is free, re-checks every identity before retrying, which
+        // names the real holder.
+        return Err(if is_unique_violation(&e) {
+            identity_taken(c)
+        } else {
+            failed(e)
+        });
     }
+    if let Some(insert) = tag_rows {
+        txn.execute(&insert).await.map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// The identity and tag index rows of an active customer: one multi-row
+/// INSERT per table, `None` where it has none.
+fn index_inserts(
+    tenant: &Tenant,
+    c: &Customer,
+) -> (Option<InsertStatement>, Option<InsertStatement>) {
+    if c.state != CustomerState::Active {
+        return (None, None);
+    }
+    let id = c.id.to_string();
     let keys = rules::identity_keys(&c.profile, "");
-    if let Some(first) = keys.first() {
-        let rows = keys.iter().map(|key| identities::ActiveModel {
+    let identity_rows = (!keys.is_empty()).then(|| {
+        identities::Entity::insert_many(keys.iter().map(|key| identities::ActiveModel {
             tenant: Set(tenant.0.clone()),
             kind: Set(key.kind.as_str().to_owned()),
             value: Set(key.value.clone()),
             match_key: Set(key.match_key.clone()),
             customer_id: Set(id.clone()),
-        });
-        if let Err(e) = identities::Entity::insert_many(rows)
-            .exec_without_returning(txn)
-            .await
-        {
-            // Which row clashed cannot be asked inside this (now failed)
-            // transaction. The use-case looks the first one up afterwards and,
-            // if it is free, re-checks every identity before retrying, which
-            // names the real holder.
-            return Err(if is_unique_violation(&e) {
-                CommitError::IdentityTaken {
-                    kind: first.kind,
-                    value: first.value.clone(),
-                }
-            } else {
-                failed(e)
-            });
-        }
-    }
-    if !c.profile.tags.is_empty() {
-        let rows = c.profile.tags.iter().map(|tag| tags::ActiveModel {
+        }))
+        .into_query()
+    });
+    let tag_rows = (!c.profile.tags.is_empty()).then(|| {
+        tags::Entity::insert_many(c.profile.tags.iter().map(|tag| tags::ActiveModel {
             tenant: Set(tenant.0.clone()),
             tag: Set(tag.as_str().to_owned()),
             customer_id: Set(id.clone()),
-        });
-        tags::Entity::insert_many(rows)
-            .exec_without_returning(txn)
-            .await
-            .map_err(failed)?;
+        }))
+        .into_query()
+    });
+    (identity_rows, tag_rows)
+}
+
+/// A clash on the identities of `c`, named by its first identity (see
+/// [`write_indexes`] for why the first).
+fn identity_taken(c: &Customer) -> CommitError {
+    match rules::identity_keys(&c.profile, "").into_iter().next() {
+        Some(first) => CommitError::IdentityTaken {
+            kind: first.kind,
+            value: first.value,
+        },
+        None => CommitError::Failed(Error::Internal(
+            "identity clash for a customer without identities".to_owned(),
+        )),
     }
-    Ok(())
 }
 
 /// [`apply`] in the shape [`GroupCommit`] takes.
@@ -326,54 +352,8 @@ async fn apply(txn: &DatabaseTransaction, change: &ChangeSet) -> Result<(), Comm
             .await
             .map_err(failed)?;
     }
-    for e in &change.consent_events {
-        rapport_store::insert_row(
-            consent_events::ActiveModel {
-                tenant: Set(tenant.0.clone()),
-                id: Set(e.id.to_string()),
-                customer_id: Set(e.customer.to_string()),
-                channel: Set(e.channel.as_str().to_owned()),
-                purpose: Set(e.purpose.as_str().to_owned()),
-                status: Set(e.status.as_str().to_owned()),
-                source: Set(e.source.clone()),
-                evidence: Set(e.evidence.clone()),
-                capture_time: Set(micros(e.capture_time)),
-                record_time: Set(micros(e.record_time)),
-            },
-            txn,
-        )
-        .await
-        .map_err(failed)?;
-    }
-    for e in &change.lifecycle_events {
-        rapport_store::insert_row(
-            lifecycle_events::ActiveModel {
-                tenant: Set(tenant.0.clone()),
-                id: Set(e.id.to_string()),
-                customer_id: Set(e.customer.to_string()),
-                from_stage: Set(e.from_stage.map(|s| s.as_str()).unwrap_or("").to_owned()),
-                to_stage: Set(e.to_stage.as_str().to_owned()),
-                reason: Set(e.reason.clone()),
-                create_time: Set(micros(e.create_time)),
-            },
-            txn,
-        )
-        .await
-        .map_err(failed)?;
-    }
-    if let Some(m) = &change.merge_record {
-        rapport_store::insert_row(
-            merge_records::ActiveModel {
-                tenant: Set(tenant.0.clone()),
-                id: Set(m.id.to_string()),
-                survivor_id: Set(m.survivor.to_string()),
-                merged_id: Set(m.merged.to_string()),
-                create_time: Set(micros(m.create_time)),
-            },
-            txn,
-        )
-        .await
-        .map_err(failed)?;
+    for insert in history_inserts(change) {
+        txn.execute(&insert).await.map_err(failed)?;
     }
     if let Some(r) = &change.erasure {
         let id = r.customer.to_string();
@@ -410,13 +390,132 @@ async fn apply(txn: &DatabaseTransaction, change: &ChangeSet) -> Result<(), Comm
         .await
         .map_err(failed)?;
     }
-    for event in &change.events {
-        let envelope = crate::events::envelope(tenant, change.occur_time, event);
-        rapport_store::outbox::append(txn, &envelope)
-            .await
-            .map_err(failed)?;
+    for insert in outbox_inserts(change) {
+        txn.execute(&insert).await.map_err(failed)?;
     }
     Ok(())
+}
+
+/// The ledger and history rows `change` appends: consent decisions,
+/// lifecycle events, the merge record.
+fn history_inserts(change: &ChangeSet) -> Vec<InsertStatement> {
+    let tenant = &change.tenant;
+    let consents = change.consent_events.iter().map(|e| {
+        consent_events::Entity::insert(consent_events::ActiveModel {
+            tenant: Set(tenant.0.clone()),
+            id: Set(e.id.to_string()),
+            customer_id: Set(e.customer.to_string()),
+            channel: Set(e.channel.as_str().to_owned()),
+            purpose: Set(e.purpose.as_str().to_owned()),
+            status: Set(e.status.as_str().to_owned()),
+            source: Set(e.source.clone()),
+            evidence: Set(e.evidence.clone()),
+            capture_time: Set(micros(e.capture_time)),
+            record_time: Set(micros(e.record_time)),
+        })
+        .into_query()
+    });
+    let stages = change.lifecycle_events.iter().map(|e| {
+        lifecycle_events::Entity::insert(lifecycle_events::ActiveModel {
+            tenant: Set(tenant.0.clone()),
+            id: Set(e.id.to_string()),
+            customer_id: Set(e.customer.to_string()),
+            from_stage: Set(e.from_stage.map(|s| s.as_str()).unwrap_or("").to_owned()),
+            to_stage: Set(e.to_stage.as_str().to_owned()),
+            reason: Set(e.reason.clone()),
+            create_time: Set(micros(e.create_time)),
+        })
+        .into_query()
+    });
+    let merge = change.merge_record.iter().map(|m| {
+        merge_records::Entity::insert(merge_records::ActiveModel {
+            tenant: Set(tenant.0.clone()),
+            id: Set(m.id.to_string()),
+            survivor_id: Set(m.survivor.to_string()),
+            merged_id: Set(m.merged.to_string()),
+            create_time: Set(micros(m.create_time)),
+        })
+        .into_query()
+    });
+    consents.chain(stages).chain(merge).collect()
+}
+
+/// The outbox rows of `change`'s domain events.
+fn outbox_inserts(change: &ChangeSet) -> Vec<InsertStatement> {
+    change
+        .events
+        .iter()
+        .map(|event| {
+            let envelope = crate::events::envelope(&change.tenant, change.occur_time, event);
+            rapport_store::outbox::append_insert(&envelope)
+        })
+        .collect()
+}
+
+/// Every INSERT of a change that only inserts rows (a create); `None` for a
+/// change that also updates or deletes, which [`apply`] writes step by step.
+fn insert_only(change: &ChangeSet) -> Result<Option<Vec<InsertStatement>>, CommitError> {
+    if change.move_history.is_some() || change.erasure.is_some() {
+        return Ok(None);
+    }
+    let tenant = &change.tenant;
+    let mut inserts = Vec::new();
+    if let Some((key, subject, json)) = &change.idempotency {
+        inserts.push(idempotency::claim_insert(
+            &store_key(tenant, key),
+            &subject.to_string(),
+            json.clone(),
+            micros(change.occur_time),
+        ));
+    }
+    for write in &change.customers {
+        let CustomerWrite::Insert(c) = write else {
+            return Ok(None);
+        };
+        let row = to_row(tenant, c).map_err(CommitError::Failed)?;
+        inserts.push(customers::Entity::insert(row).into_query());
+        let (identity_rows, tag_rows) = index_inserts(tenant, c);
+        inserts.extend(identity_rows.into_iter().chain(tag_rows));
+    }
+    inserts.extend(history_inserts(change));
+    inserts.extend(outbox_inserts(change));
+    Ok(Some(inserts))
+}
+
+/// PostgreSQL: `inserts` as one statement, each INSERT a data-modifying CTE
+/// of `WITH … SELECT 1`, run in its own implicit transaction: one round trip
+/// instead of one per statement plus BEGIN and COMMIT (a create was eight
+/// round trips, and pgbench runs that shape 5× slower than one row). All or
+/// nothing, like the transaction it replaces. The sub-statements run
+/// together, so a clash is told by the table whose unique key it hit.
+async fn commit_in_one_statement(
+    writer: &sea_orm::DatabaseConnection,
+    change: &ChangeSet,
+    inserts: Vec<InsertStatement>,
+) -> Result<(), CommitError> {
+    let mut with = WithClause::new();
+    for (i, insert) in inserts.into_iter().enumerate() {
+        with.cte(
+            CommonTableExpression::new()
+                .query(insert)
+                .table_name(Alias::new(format!("w{i}")))
+                .to_owned(),
+        );
+    }
+    let statement = with.query(Query::select().expr(Expr::cust("1")).to_owned());
+    let Err(e) = writer.execute(&statement).await else {
+        return Ok(());
+    };
+    let inserted = change.customers.iter().find_map(|w| match w {
+        CustomerWrite::Insert(c) => Some(c),
+        CustomerWrite::Update { .. } => None,
+    });
+    let clashed = rapport_store::unique_violation_table(&e);
+    Err(match inserted {
+        _ if clashed == Some(idempotency::Entity.table_name()) => CommitError::IdempotencyTaken,
+        Some(c) if clashed == Some(identities::Entity.table_name()) => identity_taken(c),
+        _ => CommitError::Failed(db_err(e)),
+    })
 }
 
 /// Most rows a search fetches by rowid from the trigram index; a needle
@@ -761,6 +860,9 @@ impl Repository for SqlRepository {
     async fn commit(&self, change: ChangeSet) -> Result<(), CommitError> {
         if let Some(group) = &self.group {
             return group.commit(change).await;
+        }
+        if let Some(inserts) = insert_only(&change)? {
+            return commit_in_one_statement(&self.db.writer, &change, inserts).await;
         }
         let failed = |e: DbErr| CommitError::Failed(db_err(e));
         let txn = self.db.writer.begin().await.map_err(failed)?;
