@@ -676,12 +676,12 @@ pub enum PgbenchScript {
     /// One single-row INSERT per transaction: the server's own write
     /// ceiling (`postgres.pgbench_insert`).
     OneRow,
-    /// The statements a create sends, in the same order and with the same
-    /// payloads, into plain scratch tables: the identity pre-check, then
-    /// BEGIN, the idempotency key, the customer, its identities (one
-    /// multi-row INSERT), the lifecycle event, the outbox event, COMMIT
-    /// (`postgres.pgbench_create_shape`). What a create would cost if our
-    /// code added nothing but its round trips.
+    /// The statements a create sends, with the same payloads, into plain
+    /// scratch tables: the identity pre-check, then one statement whose
+    /// data-modifying CTEs insert the idempotency key, the customer, its
+    /// identities (one multi-row INSERT), the lifecycle event and the outbox
+    /// event (`postgres.pgbench_create_shape`). What a create would cost if
+    /// our code added nothing to its statements but their round trips.
     CreateShape,
 }
 
@@ -773,17 +773,27 @@ fn pgbench_script(prefix: &str, script: PgbenchScript) -> anyhow::Result<String>
                 .iter()
                 .map(|k| format!("(gen_random_uuid()::text, {})", quote(&k.match_key)))
                 .collect();
-            // The stored reply is the customer, as JSON: about the document's size.
+            let values = |payload: &str| format!("(gen_random_uuid()::text, {})", quote(payload));
+            // The stored reply is the customer, as JSON: about the document's
+            // size. Events carry ids only: an envelope is a couple hundred bytes.
+            let ctes = [
+                ("keys", values(&document)),
+                ("customers", values(&document)),
+                ("identities", identity_rows.join(", ")),
+                ("events", values("created")),
+                ("outbox", values(&"e".repeat(200))),
+            ];
+            let ctes: Vec<String> = ctes
+                .iter()
+                .enumerate()
+                .map(|(i, (table, rows))| {
+                    format!("w{i} AS (INSERT INTO {prefix}_{table} (id, payload) VALUES {rows})")
+                })
+                .collect();
             format!(
-                "SELECT payload FROM {prefix}_identities WHERE id = {};\n\
-                 BEGIN;\n{}{}INSERT INTO {prefix}_identities (id, payload) VALUES {};\n{}{}COMMIT;\n",
+                "SELECT payload FROM {prefix}_identities WHERE id = {};\nWITH {} SELECT 1;\n",
                 quote(&uuid::Uuid::now_v7().to_string()),
-                insert("keys", &document),
-                insert("customers", &document),
-                identity_rows.join(", "),
-                insert("events", "created"),
-                // Events carry ids only: an envelope is a couple hundred bytes.
-                insert("outbox", &"e".repeat(200)),
+                ctes.join(", "),
             )
         }
     })
