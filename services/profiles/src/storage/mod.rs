@@ -495,12 +495,10 @@ async fn commit_in_one_statement(
 ) -> Result<(), CommitError> {
     let mut with = WithClause::new();
     for (i, insert) in inserts.into_iter().enumerate() {
-        with.cte(
-            CommonTableExpression::new()
-                .query(insert)
-                .table_name(Alias::new(format!("w{i}")))
-                .to_owned(),
-        );
+        // Built in place: the builder's `to_owned()` would copy the INSERT.
+        let mut cte = CommonTableExpression::new();
+        cte.query(insert).table_name(Alias::new(format!("w{i}")));
+        with.cte(cte);
     }
     let statement = with.query(Query::select().expr(Expr::cust("1")).to_owned());
     let Err(e) = writer.execute(&statement).await else {
