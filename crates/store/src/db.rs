@@ -24,6 +24,11 @@ fn logged(o: &mut ConnectOptions) {
         .sqlx_slow_statements_logging_settings(log::LevelFilter::Warn, SLOW_STATEMENT);
 }
 
+/// A PostgreSQL connection idle this long is pinged before it is handed
+/// out: long enough that a busy pool never pings, short enough to find a
+/// connection a proxy or firewall dropped (their idle timeouts are minutes).
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
+
 /// Pool settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -81,9 +86,14 @@ impl Db {
                     .foreign_keys(true)
             };
             let mut w = ConnectOptions::new(url.clone());
+            // No ping before each use (sqlx's default): an in-process
+            // SQLite connection cannot have been dropped by anyone, and the
+            // ping was a round trip to the connection's thread per query —
+            // half the hops of a GetCustomer.
             w.max_connections(1)
                 .min_connections(1)
                 .acquire_timeout(timeout)
+                .test_before_acquire(false)
                 // A reaped in-memory connection would take the database with it.
                 .idle_timeout(None::<Duration>)
                 .max_lifetime(None::<Duration>)
@@ -107,16 +117,21 @@ impl Db {
             r.max_connections(options.max_connections.clamp(1, 8))
                 .min_connections(0)
                 .acquire_timeout(timeout)
+                .test_before_acquire(false)
                 .map_sqlx_sqlite_opts(sqlite_opts);
             logged(&mut r);
             let reader = Database::connect(r).await?;
             Ok(Self { writer, reader })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let mut o = ConnectOptions::new(url.to_owned());
+            // sqlx pings every connection it hands out by default: one more
+            // round trip to the server per query or transaction. Only a
+            // connection idle for a while can have been dropped.
             o.max_connections(options.max_connections.max(1))
                 .min_connections(1)
                 .acquire_timeout(timeout)
-                .connect_timeout(timeout);
+                .connect_timeout(timeout)
+                .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR);
             logged(&mut o);
             let pool = Database::connect(o).await?;
             Ok(Self {
