@@ -5,6 +5,7 @@
 
 pub mod assertion;
 pub mod context;
+pub mod deadline;
 pub mod error;
 pub mod idempotency;
 pub mod page;

@@ -150,6 +150,11 @@ impl GrpcServer {
             .layer(tower::util::MapResponseLayer::new(
                 codec_errors_as_invalid_argument as fn(_) -> _,
             ))
+            // Inside tonic's own timer, so that DEADLINE_EXCEEDED (not
+            // tonic's CANCELLED) is what a client whose deadline passed sees.
+            .layer(crate::deadline::DeadlineLayer::new(Duration::from_millis(
+                config.default_timeout_ms,
+            )))
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stop_rx.await;

@@ -28,9 +28,6 @@ use crate::{
     storage::AuditRecord,
 };
 
-/// How much earlier than the client's deadline the gateway gives up.
-const DEADLINE_MARGIN: Duration = Duration::from_millis(5);
-
 /// ErrorInfo domain of the gateway.
 pub const DOMAIN: &str = "gateway.rapport.dev";
 /// The admin service the gateway serves itself.
@@ -83,29 +80,6 @@ impl std::fmt::Debug for Pipeline {
 /// A status as a trailers-only gRPC response.
 pub fn status_response(status: Status) -> http::Response<Body> {
     status.into_http()
-}
-
-/// Parses a `grpc-timeout` value (`100m`, `5S`, …).
-pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
-    if v.len() < 2 || v.len() > 9 {
-        return None;
-    }
-    let (digits, unit) = v.split_at(v.len() - 1);
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n.saturating_mul(3600)),
-        "M" => Duration::from_secs(n.saturating_mul(60)),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
-}
-
-/// Formats a `grpc-timeout` value in milliseconds (at most 8 digits).
-pub fn format_grpc_timeout(d: Duration) -> String {
-    format!("{}m", d.as_millis().clamp(1, 99_999_999))
 }
 
 fn auth_status(err: AuthError) -> Status {
@@ -291,7 +265,7 @@ impl Pipeline {
         // Counted from when the call arrived, as tonic's timer is.
         let deadline = tokio::time::Instant::from_std(started)
             + timeout
-                .saturating_sub(DEADLINE_MARGIN)
+                .saturating_sub(rapport_kit::deadline::MARGIN)
                 .max(Duration::from_millis(1));
         if !method.descriptor.is_client_streaming() {
             // A unary request is one message: read it whole (bounded) so an
@@ -487,7 +461,7 @@ fn prepare_headers(
     );
     headers.insert(
         "grpc-timeout",
-        http::HeaderValue::from_str(&format_grpc_timeout(timeout))
+        http::HeaderValue::from_str(&rapport_kit::deadline::format_grpc_timeout(timeout))
             .expect("digits are a valid header"),
     );
     rapport_telemetry::propagation::inject_current(headers);
@@ -498,7 +472,7 @@ fn effective_timeout(headers: &http::HeaderMap, p: &Pipeline) -> Duration {
     headers
         .get("grpc-timeout")
         .and_then(|v| v.to_str().ok())
-        .and_then(parse_grpc_timeout)
+        .and_then(rapport_kit::deadline::parse_grpc_timeout)
         .unwrap_or(p.default_timeout)
         .min(p.max_timeout)
 }
@@ -581,21 +555,5 @@ pub struct PipelineCall(pub Arc<Pipeline>);
 impl GrpcCall for PipelineCall {
     fn call(&self, request: http::Request<Body>) -> ResponseFuture {
         Box::pin(self.0.clone().handle(request))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_timeouts() {
-        assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
-        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
-        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
-        assert_eq!(parse_grpc_timeout("5"), None);
-        assert_eq!(parse_grpc_timeout("123456789m"), None);
-        assert_eq!(parse_grpc_timeout("1x"), None);
-        assert_eq!(format_grpc_timeout(Duration::from_secs(3)), "3000m");
     }
 }
