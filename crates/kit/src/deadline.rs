@@ -12,7 +12,8 @@ use std::{
     time::Duration,
 };
 
-use futures::future::BoxFuture;
+use futures::{FutureExt as _, future::Map};
+use tokio::time::{Timeout, error::Elapsed};
 use tonic::{Code, body::Body};
 
 use crate::ErrorBuilder;
@@ -45,14 +46,18 @@ pub fn format_grpc_timeout(d: Duration) -> String {
     format!("{}m", d.as_millis().clamp(1, 99_999_999))
 }
 
-/// The client's timeout from `headers`, else `default`; never more than
-/// `default` (the server's own limit, as tonic applies it).
-pub fn call_timeout(headers: &http::HeaderMap, default: Duration) -> Duration {
+/// The client's timeout (`grpc-timeout`), if it sent a valid one.
+pub fn client_timeout(headers: &http::HeaderMap) -> Option<Duration> {
     headers
         .get("grpc-timeout")
         .and_then(|v| v.to_str().ok())
         .and_then(parse_grpc_timeout)
-        .map_or(default, |t| t.min(default))
+}
+
+/// The client's timeout, else `default`; never more than `default` (the
+/// server's own limit, as tonic applies it).
+pub fn call_timeout(headers: &http::HeaderMap, default: Duration) -> Duration {
+    client_timeout(headers).map_or(default, |t| t.min(default))
 }
 
 /// Tower layer answering DEADLINE_EXCEEDED at the call's deadline (minus
@@ -87,15 +92,18 @@ pub struct Deadlines<S> {
     default: Duration,
 }
 
+/// The handler's answer, or DEADLINE_EXCEEDED if the time ran out first.
+type Answer<E> =
+    fn(Result<Result<http::Response<Body>, E>, Elapsed>) -> Result<http::Response<Body>, E>;
+
 impl<S, B> tower::Service<http::Request<B>> for Deadlines<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
 {
     type Response = http::Response<Body>;
     type Error = S::Error;
-    type Future = BoxFuture<'static, Result<http::Response<Body>, S::Error>>;
+    // Named, not boxed: this runs on every call of every service.
+    type Future = Map<Timeout<S::Future>, Answer<S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -105,23 +113,23 @@ where
         let timeout = call_timeout(req.headers(), self.default);
         let deadline = tokio::time::Instant::now()
             + timeout.saturating_sub(MARGIN).max(Duration::from_millis(1));
-        let call = self.inner.call(req);
-        Box::pin(async move {
-            match tokio::time::timeout_at(deadline, call).await {
-                Ok(answered) => answered,
-                // The handler is dropped here: what it had not committed is
-                // rolled back.
-                Err(_) => Ok(ErrorBuilder::new(
-                    Code::DeadlineExceeded,
-                    "rapport.dev",
-                    "DEADLINE_EXCEEDED",
-                )
+        // The handler is dropped when the time runs out: what it had not
+        // committed is rolled back.
+        tokio::time::timeout_at(deadline, self.inner.call(req)).map(answer as Answer<S::Error>)
+    }
+}
+
+fn answer<E>(
+    outcome: Result<Result<http::Response<Body>, E>, Elapsed>,
+) -> Result<http::Response<Body>, E> {
+    outcome.unwrap_or_else(|_| {
+        Ok(
+            ErrorBuilder::new(Code::DeadlineExceeded, "rapport.dev", "DEADLINE_EXCEEDED")
                 .message("the call did not finish before its deadline")
                 .build()
-                .into_http()),
-            }
-        })
-    }
+                .into_http(),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -126,51 +126,41 @@ async fn commit_batch<J, E>(
     apply: Apply<J, E>,
     on_db_error: fn(&DbErr) -> E,
 ) -> Vec<Result<(), E>> {
-    let mut outcomes: Vec<Option<Result<(), E>>> = items.iter().map(|_| None).collect();
-    loop {
-        let pending: Vec<usize> = (0..items.len())
-            .filter(|&i| outcomes[i].is_none())
-            .collect();
+    // The items that failed on their own; every other item shares the
+    // outcome of the batch's last transaction.
+    let mut failed: Vec<Option<E>> = items.iter().map(|_| None).collect();
+    let committed = loop {
+        let pending: Vec<usize> = (0..items.len()).filter(|&i| failed[i].is_none()).collect();
         if pending.is_empty() {
-            break;
+            break Ok(());
         }
         let txn = match writer.begin().await {
             Ok(txn) => txn,
-            Err(e) => {
-                for i in pending {
-                    outcomes[i] = Some(Err(on_db_error(&e)));
-                }
-                break;
-            }
+            Err(e) => break Err(e),
         };
-        let mut failed = None;
+        let mut failure = None;
         for &i in &pending {
             if let Err(e) = apply(&txn, &items[i]).await {
-                failed = Some((i, e));
+                failure = Some((i, e));
                 break;
             }
         }
-        match failed {
-            Some((i, e)) => {
-                // The item may have written part of itself: undo the whole
-                // batch and run the others again without it.
-                outcomes[i] = Some(Err(e));
-                if let Err(rb) = txn.rollback().await {
-                    tracing::warn!(error = %rb, "rollback failed");
-                }
-            }
-            None => {
-                let result = txn.commit().await;
-                for i in pending {
-                    outcomes[i] = Some(result.as_ref().map_err(on_db_error).copied());
-                }
-                break;
-            }
+        let Some((i, e)) = failure else {
+            break txn.commit().await;
+        };
+        // The item may have written part of itself: undo the whole batch
+        // and run the others again without it.
+        failed[i] = Some(e);
+        if let Err(rb) = txn.rollback().await {
+            tracing::warn!(error = %rb, "rollback failed");
         }
-    }
-    outcomes
+    };
+    failed
         .into_iter()
-        .map(|o| o.unwrap_or_else(|| Err(on_db_error(&DbErr::Custom("not applied".into())))))
+        .map(|f| match f {
+            Some(e) => Err(e),
+            None => committed.as_ref().map_err(on_db_error).copied(),
+        })
         .collect()
 }
 

@@ -469,10 +469,7 @@ fn prepare_headers(
 
 /// The call's deadline: the client's `grpc-timeout`, or the default, capped.
 fn effective_timeout(headers: &http::HeaderMap, p: &Pipeline) -> Duration {
-    headers
-        .get("grpc-timeout")
-        .and_then(|v| v.to_str().ok())
-        .and_then(rapport_kit::deadline::parse_grpc_timeout)
+    rapport_kit::deadline::client_timeout(headers)
         .unwrap_or(p.default_timeout)
         .min(p.max_timeout)
 }

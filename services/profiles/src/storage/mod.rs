@@ -452,10 +452,24 @@ fn outbox_inserts(change: &ChangeSet) -> Vec<InsertStatement> {
         .collect()
 }
 
+/// The customers `change` creates.
+fn inserted(change: &ChangeSet) -> impl Iterator<Item = &Customer> {
+    change.customers.iter().filter_map(|w| match w {
+        CustomerWrite::Insert(c) => Some(c),
+        CustomerWrite::Update { .. } => None,
+    })
+}
+
 /// Every INSERT of a change that only inserts rows (a create); `None` for a
 /// change that also updates or deletes, which [`apply`] writes step by step.
 fn insert_only(change: &ChangeSet) -> Result<Option<Vec<InsertStatement>>, CommitError> {
-    if change.move_history.is_some() || change.erasure.is_some() {
+    // Decided before anything is built: most changes that are not creates
+    // would otherwise build statements only to throw them away.
+    let updates = change
+        .customers
+        .iter()
+        .any(|w| matches!(w, CustomerWrite::Update { .. }));
+    if updates || change.move_history.is_some() || change.erasure.is_some() {
         return Ok(None);
     }
     let tenant = &change.tenant;
@@ -468,10 +482,7 @@ fn insert_only(change: &ChangeSet) -> Result<Option<Vec<InsertStatement>>, Commi
             micros(change.occur_time),
         ));
     }
-    for write in &change.customers {
-        let CustomerWrite::Insert(c) = write else {
-            return Ok(None);
-        };
+    for c in inserted(change) {
         let row = to_row(tenant, c).map_err(CommitError::Failed)?;
         inserts.push(customers::Entity::insert(row).into_query());
         let (identity_rows, tag_rows) = index_inserts(tenant, c);
@@ -504,12 +515,8 @@ async fn commit_in_one_statement(
     let Err(e) = writer.execute(&statement).await else {
         return Ok(());
     };
-    let inserted = change.customers.iter().find_map(|w| match w {
-        CustomerWrite::Insert(c) => Some(c),
-        CustomerWrite::Update { .. } => None,
-    });
     let clashed = rapport_store::unique_violation_table(&e);
-    Err(match inserted {
+    Err(match inserted(change).next() {
         _ if clashed == Some(idempotency::Entity.table_name()) => CommitError::IdempotencyTaken,
         Some(c) if clashed == Some(identities::Entity.table_name()) => identity_taken(c),
         _ => CommitError::Failed(db_err(e)),
