@@ -10,17 +10,7 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
-/// Everything the binary can be configured with.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct RapportConfig {
-    /// Logging.
-    pub log: LogConfig,
-    /// The profiles service.
-    pub profiles: rapport_profiles::Config,
-    /// The gateway.
-    pub gateway: rapport_gateway::Config,
-}
+pub use crate::services::RapportConfig;
 
 /// Logging settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -55,44 +45,42 @@ impl LogConfig {
     }
 }
 
-/// Keys that hold secrets: read only from the environment, redacted in dumps.
-const SECRET_KEYS: &[&str] = &[
-    "profiles.page_token_secret",
-    "profiles.assertion_key",
-    "gateway.page_token_secret",
-    "gateway.assertion_key",
-];
-
-/// Top-level sections that `RAPPORT_…` variables may set. Other `RAPPORT_`
-/// variables (`RAPPORT_CONFIG`, `RAPPORT_DATA_DIR`, test settings) are not
-/// configuration keys.
-const SECTIONS: &[&str] = &["log__", "profiles__", "gateway__"];
-
 /// Loads the layered configuration.
 pub fn load(file: Option<&Path>) -> anyhow::Result<RapportConfig> {
-    let mut figment = Figment::from(Serialized::defaults(RapportConfig::default()));
+    let defaults = Figment::from(Serialized::defaults(RapportConfig::default()));
+    let mut figment = defaults.clone();
     if let Some(path) = file {
         if !path.exists() {
             bail!("configuration file {} does not exist", path.display());
         }
-        let toml = Figment::from(Toml::file(path));
-        for key in SECRET_KEYS {
-            if toml.find_value(key).is_ok() {
-                bail!(
-                    "{key} is a secret: set it with the environment variable RAPPORT_{}, not in {}",
-                    key.replace('.', "__").to_uppercase(),
-                    path.display()
-                );
-            }
+        let toml = Toml::file(path);
+        // Secrets serialize as `<redacted>` when set: a set one here came
+        // from the file, which may be committed or world-readable.
+        let from_file: RapportConfig = defaults
+            .clone()
+            .merge(Toml::file(path))
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        if let Some(key) = secret_keys(&serde_json::to_value(&from_file)?).first() {
+            bail!(
+                "{key} is a secret: set it with the environment variable RAPPORT_{}, not in {}",
+                key.replace('.', "__").to_uppercase(),
+                path.display()
+            );
         }
         figment = figment.merge(toml);
     }
+    // Only the configuration's own sections: other `RAPPORT_` variables
+    // (`RAPPORT_CONFIG`, `RAPPORT_DATA_DIR`, test settings) are not keys.
+    let sections: Vec<String> = match serde_json::to_value(RapportConfig::default())? {
+        serde_json::Value::Object(map) => map.keys().map(|k| format!("{k}__")).collect(),
+        _ => Vec::new(),
+    };
     figment = figment.merge(
         Env::prefixed("RAPPORT_")
-            .filter(|k| {
-                SECTIONS
-                    .iter()
-                    .any(|s| k.as_str().to_lowercase().starts_with(s))
+            .filter(move |k| {
+                let k = k.as_str().to_lowercase();
+                sections.iter().any(|s| k.starts_with(s.as_str()))
             })
             .split("__"),
     );
@@ -103,22 +91,37 @@ pub fn load(file: Option<&Path>) -> anyhow::Result<RapportConfig> {
     Ok(config)
 }
 
-/// The configuration as JSON with secrets and database passwords redacted.
-pub fn dump(config: &RapportConfig) -> anyhow::Result<String> {
-    let mut value = serde_json::to_value(config).context("serializing configuration")?;
-    for key in SECRET_KEYS {
-        let mut node = &mut value;
-        for part in key.split('.') {
-            node = &mut node[part];
-        }
-        if node.as_str().is_some_and(|s| !s.is_empty()) {
-            *node = serde_json::Value::String("<redacted>".to_owned());
+/// The dotted keys of every secret that is set in a serialized configuration.
+fn secret_keys(value: &serde_json::Value) -> Vec<String> {
+    fn walk(value: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    walk(v, &key, out);
+                }
+            }
+            serde_json::Value::String(s) if s == rapport_kit::secret::REDACTED => {
+                out.push(path.to_owned());
+            }
+            _ => {}
         }
     }
-    for service in ["profiles", "gateway"] {
-        let url = &mut value[service]["database"]["url"];
-        if let Some(s) = url.as_str() {
-            *url = serde_json::Value::String(rapport_store::db::redact_url(s));
+    let mut out = Vec::new();
+    walk(value, "", &mut out);
+    out
+}
+
+/// The configuration as JSON with secrets and database passwords redacted
+/// (secrets redact themselves; database URLs of every section here).
+pub fn dump(config: &RapportConfig) -> anyhow::Result<String> {
+    let mut value = serde_json::to_value(config).context("serializing configuration")?;
+    if let serde_json::Value::Object(sections) = &mut value {
+        for section in sections.values_mut() {
+            let url = &mut section["database"]["url"];
+            if let Some(s) = url.as_str() {
+                *url = serde_json::Value::String(rapport_store::db::redact_url(s));
+            }
         }
     }
     Ok(serde_json::to_string_pretty(&value)?)
@@ -175,6 +178,29 @@ mod tests {
                 dump(&load(None).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
             assert!(!dumped.contains("s3cret"), "{dumped}");
             assert!(!dumped.contains(":pw@"), "{dumped}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn every_secret_of_every_section_is_known_without_a_list() {
+        figment::Jail::expect_with(|jail| {
+            for (section, key) in [("gateway", "assertion_key"), ("profiles", "assertion_key")] {
+                let file = format!("{section}-{key}.toml");
+                jail.create_file(&file, &format!("[{section}]\n{key} = \"x\"\n"))?;
+                let err = load(Some(Path::new(&file))).unwrap_err().to_string();
+                let var = format!("RAPPORT_{}__{}", section, key).to_uppercase();
+                assert!(err.contains(&var), "{err}");
+            }
+            jail.set_env(
+                "RAPPORT_GATEWAY__PAGE_TOKEN_SECRET",
+                "gw-s3cret-gw-s3cret-gw-s3cret-gw",
+            );
+            jail.set_env("RAPPORT_GATEWAY__DATABASE__URL", "postgres://u:gwpw@db/g");
+            let dumped =
+                dump(&load(None).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            assert!(!dumped.contains("gw-s3cret"), "{dumped}");
+            assert!(!dumped.contains(":gwpw@"), "{dumped}");
             Ok(())
         });
     }

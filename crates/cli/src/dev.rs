@@ -5,6 +5,9 @@ use std::{io::Write as _, path::Path};
 use anyhow::Context as _;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 
+use rapport_kit::Secret;
+use rapport_store::DatabaseConfig;
+
 use crate::config::RapportConfig;
 
 /// Points the configuration at the data directory and fills in dev secrets,
@@ -12,32 +15,48 @@ use crate::config::RapportConfig;
 pub fn prepare(config: &mut RapportConfig, data_dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
-    let defaults = rapport_profiles::Config::default();
-    if config.profiles.database.url == defaults.database.url {
-        config.profiles.database.url =
-            format!("sqlite://{}", data_dir.join("profiles.db").display());
-    }
-    config.profiles.database.migrate = true;
-    if config.profiles.page_token_secret.is_empty() {
-        config.profiles.page_token_secret = dev_secret(data_dir, "page_token_secret")?;
-    }
-    if config.profiles.assertion_key.is_empty() {
-        config.profiles.assertion_key = dev_secret(data_dir, "assertion_key")?;
-    }
     // The gateway signs what the services verify: one shared key.
     if config.gateway.assertion_key.is_empty() {
-        config.gateway.assertion_key = config.profiles.assertion_key.clone();
+        config.gateway.assertion_key = dev_secret(data_dir, "assertion_key")?;
     }
-    if config.gateway.page_token_secret.is_empty() {
-        config.gateway.page_token_secret = dev_secret(data_dir, "gateway_page_token_secret")?;
-    }
-    let gateway_defaults = rapport_gateway::Config::default();
-    if config.gateway.database.url == gateway_defaults.database.url {
-        config.gateway.database.url = format!("sqlite://{}", data_dir.join("gateway.db").display());
-    }
-    config.gateway.database.migrate = true;
+    let assertion_key = config.gateway.assertion_key.clone();
+    let mut gateway_key = config.gateway.assertion_key.clone();
+    embedded(
+        "gateway",
+        &mut config.gateway.database,
+        &mut config.gateway.page_token_secret,
+        &mut gateway_key,
+        data_dir,
+        &assertion_key,
+    )?;
+    crate::services::prepare_dev(config, data_dir, &assertion_key)?;
     if config.gateway.metrics_listen.is_none() {
         config.gateway.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    }
+    Ok(())
+}
+
+/// One service's embedded defaults: its SQLite file `<name>.db` under the
+/// data directory (unless a database is configured), migrated at start, a
+/// page-token secret kept in the data directory, and the shared assertion
+/// key.
+pub fn embedded(
+    name: &str,
+    database: &mut DatabaseConfig,
+    page_token_secret: &mut Secret,
+    assertion_key: &mut Secret,
+    data_dir: &Path,
+    shared_assertion_key: &Secret,
+) -> anyhow::Result<()> {
+    if *database == DatabaseConfig::sqlite_file(name) {
+        database.url = format!("sqlite://{}", data_dir.join(format!("{name}.db")).display());
+    }
+    database.migrate = true;
+    if page_token_secret.is_empty() {
+        *page_token_secret = dev_secret(data_dir, &format!("{name}_page_token_secret"))?;
+    }
+    if assertion_key.is_empty() {
+        *assertion_key = shared_assertion_key.clone();
     }
     Ok(())
 }
@@ -67,8 +86,7 @@ async fn bootstrap_key(
             chrono::Utc::now(),
             None,
         )
-        .await?
-        .context("a key without request id is always created")?;
+        .await?;
     std::fs::create_dir_all(path.parent().expect("joined path has a parent"))?;
     open_private(&path)?.write_all(issued.secret.as_bytes())?;
     Ok(issued.secret)
@@ -76,19 +94,19 @@ async fn bootstrap_key(
 
 /// A random secret kept in the data directory, so that page tokens stay
 /// valid across restarts of `rapport dev`.
-fn dev_secret(data_dir: &Path, name: &str) -> anyhow::Result<String> {
+fn dev_secret(data_dir: &Path, name: &str) -> anyhow::Result<Secret> {
     let path = data_dir.join("secrets").join(name);
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let existing = existing.trim().to_owned();
         if existing.len() >= 32 {
-            return Ok(existing);
+            return Ok(Secret::new(existing));
         }
     }
     std::fs::create_dir_all(path.parent().expect("joined path has a parent"))?;
     let secret = B64.encode(rand::random::<[u8; 32]>());
     let mut file = open_private(&path)?;
     file.write_all(secret.as_bytes())?;
-    Ok(secret)
+    Ok(Secret::new(secret))
 }
 
 #[cfg(unix)]
@@ -109,17 +127,10 @@ fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
 
 /// Runs every service and the gateway until SIGINT/SIGTERM.
 pub async fn run(mut config: RapportConfig, data_dir: &Path) -> anyhow::Result<()> {
-    let profiles = rapport_profiles::build(&config.profiles).await?;
-    let profiles_addr = profiles.local_addr();
-    tracing::info!(addr = %profiles_addr, service = rapport_profiles::SERVICE_NAME, "serving");
-    config
-        .gateway
-        .backends
-        .entry(rapport_profiles::SERVICE_NAME.to_owned())
-        .or_insert_with(|| rapport_gateway::backends::BackendConfig {
-            endpoints: vec![format!("http://{profiles_addr}")],
-            connections: 2,
-        });
+    let services = crate::services::start_dev(&mut config).await?;
+    for s in &services {
+        tracing::info!(addr = %s.addr, service = s.grpc_name, "serving");
+    }
     let gateway = rapport_gateway::build(&config.gateway).await?;
     let addr = gateway.local_addr();
     tracing::info!(%addr, "gateway serving");
@@ -133,10 +144,12 @@ pub async fn run(mut config: RapportConfig, data_dir: &Path) -> anyhow::Result<(
     println!(
         "  gateway   {addr}  gRPC, gRPC-web and REST/JSON; OpenAPI at http://{addr}/openapi.json"
     );
-    println!(
-        "  profiles  {profiles_addr}  {} (internal: call it through the gateway)",
-        rapport_profiles::SERVICE_NAME
-    );
+    for s in &services {
+        println!(
+            "  {:<9} {}  {} (internal: call it through the gateway)",
+            s.name, s.addr, s.grpc_name
+        );
+    }
     if let Some(metrics) = gateway.metrics_addr() {
         println!("  metrics   http://{metrics}/metrics  (Prometheus, RED per route)");
     }
@@ -158,12 +171,18 @@ pub async fn run(mut config: RapportConfig, data_dir: &Path) -> anyhow::Result<(
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let profiles_task = tokio::spawn(profiles.serve(wait(stop_rx.clone())));
-    let gateway_task = tokio::spawn(gateway.serve(wait(stop_rx)));
+    let mut tasks: Vec<(&str, tokio::task::JoinHandle<anyhow::Result<()>>)> = services
+        .into_iter()
+        .map(|s| {
+            let task = tokio::spawn((s.serve)(Box::pin(wait(stop_rx.clone()))));
+            (s.name, task)
+        })
+        .collect();
+    tasks.push(("gateway", tokio::spawn(gateway.serve(wait(stop_rx)))));
     rapport_kit::server::shutdown_signal().await;
     let _ = stop_tx.send(true);
-    let (p, g) = tokio::join!(profiles_task, gateway_task);
-    p.context("profiles task")??;
-    g.context("gateway task")??;
+    for (name, task) in tasks {
+        task.await.with_context(|| format!("{name} task"))??;
+    }
     Ok(())
 }

@@ -9,11 +9,12 @@ mod config;
 mod dev;
 mod keys;
 mod seed;
+mod services;
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use services::Service;
 
 /// Rapport, the customer-interaction platform.
 #[derive(Debug, Parser)]
@@ -60,13 +61,6 @@ enum Command {
     Seed(seed::SeedArgs),
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Service {
-    /// Customer profiles.
-    Profiles,
-    /// The gateway.
-    Gateway,
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -87,13 +81,8 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let result = match cli.command {
         Command::Dev { data_dir } => dev::run(config, &data_dir).await,
-        Command::Serve {
-            service: Service::Profiles,
-        } => serve_profiles(config).await,
-        Command::Serve {
-            service: Service::Gateway,
-        } => serve_gateway(config).await,
-        Command::Migrate { service } => migrate(config, service).await,
+        Command::Serve { service } => services::serve(&config, service).await,
+        Command::Migrate { service } => services::migrate(&config, service).await,
         Command::Keys { command } => keys::run(&config.gateway, command).await,
         Command::Bench(args) => bench::run(&config, args).await,
         Command::Seed(args) => seed::run(&config, args).await,
@@ -106,36 +95,4 @@ async fn main() -> anyhow::Result<()> {
         .await
         .ok();
     result
-}
-
-async fn serve_profiles(config: config::RapportConfig) -> anyhow::Result<()> {
-    let profiles = rapport_profiles::build(&config.profiles).await?;
-    tracing::info!(addr = %profiles.local_addr(), service = rapport_profiles::SERVICE_NAME, "serving");
-    profiles.serve(rapport_kit::server::shutdown_signal()).await
-}
-
-async fn serve_gateway(config: config::RapportConfig) -> anyhow::Result<()> {
-    let gateway = rapport_gateway::build(&config.gateway).await?;
-    tracing::info!(addr = %gateway.local_addr(), "gateway serving");
-    gateway.serve(rapport_kit::server::shutdown_signal()).await
-}
-
-async fn migrate(config: config::RapportConfig, service: Service) -> anyhow::Result<()> {
-    let (url, pool) = match service {
-        Service::Profiles => (
-            &config.profiles.database.url,
-            &config.profiles.database.pool,
-        ),
-        Service::Gateway => (&config.gateway.database.url, &config.gateway.database.pool),
-    };
-    let db = rapport_store::Db::connect(url, pool)
-        .await
-        .with_context(|| format!("connecting to {}", rapport_store::db::redact_url(url)))?;
-    match service {
-        Service::Profiles => rapport_profiles::migrate(&db).await?,
-        Service::Gateway => rapport_gateway::migrate(&db).await?,
-    }
-    tracing::info!(database = %rapport_store::db::redact_url(url), ?service, "migrations applied");
-    db.close().await;
-    Ok(())
 }

@@ -4,7 +4,6 @@
 //! [`crate::assertion`]): a client-sent `x-rapport-tenant` or a forged
 //! assertion gets UNAUTHENTICATED. Handlers read the verified context with
 //! [`RequestContext::from_request`].
-use std::fmt;
 
 use tonic::{Code, Request, Status, service::Interceptor};
 
@@ -18,45 +17,14 @@ use crate::{
 pub const TENANT_HEADER: &str = "x-rapport-tenant";
 const DOMAIN: &str = "rapport.dev";
 
-/// A validated tenant id: 1 to 63 characters of `[a-z0-9_-]`, starting with a
-/// letter or digit.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TenantId(String);
-
-impl TenantId {
-    /// Parses and validates a tenant id.
-    pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        let valid_char =
-            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
-        match raw.chars().next() {
-            None => Err("must not be empty"),
-            _ if raw.len() > 63 => Err("must be at most 63 characters"),
-            Some(first) if !(first.is_ascii_lowercase() || first.is_ascii_digit()) => {
-                Err("must start with a lower-case letter or digit")
-            }
-            _ if !raw.chars().all(valid_char) => Err("must contain only a-z, 0-9, '-' and '_'"),
-            _ => Ok(Self(raw.to_owned())),
-        }
-    }
-
-    /// The id as a string.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use rapport_usecase::Tenant;
 
 /// Who is calling, on behalf of which tenant, with which scopes. Put into
 /// request extensions by [`TenantGuard`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestContext {
     /// The tenant every query of this call is scoped to.
-    pub tenant: TenantId,
+    pub tenant: Tenant,
     /// The authenticated principal, e.g. `apiKeys/k1`.
     pub principal: String,
     /// Scopes granted to the principal.
@@ -121,7 +89,7 @@ impl TenantGuard {
                 };
                 unauthenticated("ASSERTION_INVALID", why)
             })?;
-        let tenant = TenantId::parse(&claims.tenant).map_err(|why| {
+        let tenant = Tenant::parse(&claims.tenant).map_err(|why| {
             unauthenticated("TENANT_INVALID", &format!("the asserted tenant {why}"))
         })?;
         Ok(RequestContext {
@@ -173,10 +141,10 @@ mod tests {
 
     #[test]
     fn tenant_ids_are_validated() {
-        assert!(TenantId::parse("acme").is_ok());
-        assert!(TenantId::parse("acme-eu_2").is_ok());
+        assert!(Tenant::parse("acme").is_ok());
+        assert!(Tenant::parse("acme-eu_2").is_ok());
         for bad in ["", "Acme", "-acme", "acme corp", "a/b", &"a".repeat(64)] {
-            assert!(TenantId::parse(bad).is_err(), "{bad:?} accepted");
+            assert!(Tenant::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
 

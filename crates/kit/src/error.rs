@@ -102,6 +102,12 @@ pub fn invalid_argument(domain: &'static str, violations: FieldViolations) -> St
         .build()
 }
 
+impl From<rapport_usecase::Violations> for FieldViolations {
+    fn from(v: rapport_usecase::Violations) -> Self {
+        Self(v.0)
+    }
+}
+
 /// A list of `BadRequest.FieldViolation`s, collected while validating input so
 /// that the caller learns about every bad field at once.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

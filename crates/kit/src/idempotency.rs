@@ -5,6 +5,7 @@
 //! same key and fingerprint gets the stored result; the same key with another
 //! fingerprint is `REQUEST_ID_REUSED`.
 use prost::Message;
+use rapport_usecase::Idempotency;
 use sha2::{Digest, Sha256};
 use tonic::{Code, Status};
 
@@ -37,6 +38,28 @@ pub fn request_id(raw: &str, domain: &'static str) -> Result<Option<String>, Sta
 pub fn fingerprint<M: Message>(request: &M) -> String {
     let digest = Sha256::digest(request.encode_to_vec());
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The idempotency key of a request: its validated `request_id` under the
+/// RPC's full method name, and the fingerprint of the request without it
+/// (`clear` empties the request id of a copy). `None` without a request id.
+pub fn key<M: Message + Clone>(
+    method: &'static str,
+    request: &M,
+    request_id: &str,
+    clear: impl FnOnce(&mut M),
+    domain: &'static str,
+) -> Result<Option<Idempotency>, Status> {
+    let Some(request_id) = self::request_id(request_id, domain)? else {
+        return Ok(None);
+    };
+    let mut canonical = request.clone();
+    clear(&mut canonical);
+    Ok(Some(Idempotency {
+        method,
+        request_id,
+        fingerprint: fingerprint(&canonical),
+    }))
 }
 
 /// The error for a `request_id` reused with a different request.

@@ -1,18 +1,23 @@
 //! rapport-kit: what every Rapport gRPC service shares at its edge — server
-//! bootstrap and drain, AIP-193 errors, tenant context, page tokens and
-//! idempotency keys. It holds no domain logic and touches no database.
+//! bootstrap and drain, AIP-193 errors, tenant context, page tokens,
+//! idempotency keys from requests, protobuf time conversions and the
+//! redacting `Secret` of configurations. The transport side of each service;
+//! it holds no domain logic and touches no database.
 #![forbid(unsafe_code)]
 
 pub mod assertion;
 pub mod context;
+pub mod convert;
 pub mod deadline;
 pub mod error;
 pub mod idempotency;
 pub mod page;
+pub mod secret;
 pub mod server;
 
 pub use assertion::AssertionKey;
-pub use context::{RequestContext, TenantGuard, TenantId};
+pub use context::{RequestContext, Tenant, TenantGuard};
 pub use error::{ErrorBuilder, FieldViolations};
 pub use page::PageTokens;
+pub use secret::Secret;
 pub use server::{GrpcServer, ServerConfig};

@@ -10,7 +10,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use sha2::Sha256;
 use tonic::{Code, Status};
 
-use crate::{FieldViolations, TenantId, error::ErrorBuilder};
+use crate::{FieldViolations, Tenant, error::ErrorBuilder};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -39,7 +39,7 @@ impl PageTokens {
         }
     }
 
-    fn mac(&self, tenant: &TenantId, filter: &str, cursor: &[u8]) -> HmacSha256 {
+    fn mac(&self, tenant: &Tenant, filter: &str, cursor: &[u8]) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
         for part in [
             b"rapport-page-v1".as_slice(),
@@ -54,7 +54,7 @@ impl PageTokens {
     }
 
     /// Encodes `cursor` for `tenant` and a canonical description of the filter.
-    pub fn encode<C: Serialize>(&self, tenant: &TenantId, filter: &str, cursor: &C) -> String {
+    pub fn encode<C: Serialize>(&self, tenant: &Tenant, filter: &str, cursor: &C) -> String {
         let json = serde_json::to_vec(cursor).expect("cursor types serialize infallibly");
         let tag = self.mac(tenant, filter, &json).finalize().into_bytes();
         format!("{}.{}", B64.encode(&json), B64.encode(tag))
@@ -64,7 +64,7 @@ impl PageTokens {
     /// `field` names the request field in the violation (usually `page_token`).
     pub fn decode<C: DeserializeOwned>(
         &self,
-        tenant: &TenantId,
+        tenant: &Tenant,
         filter: &str,
         token: &str,
         field: &str,
@@ -113,8 +113,8 @@ pub fn page_size(raw: i32, default: u32, max: u32, domain: &'static str) -> Resu
 mod tests {
     use super::*;
 
-    fn tenant(s: &str) -> TenantId {
-        TenantId::parse(s).unwrap()
+    fn tenant(s: &str) -> Tenant {
+        Tenant::parse(s).unwrap()
     }
 
     #[test]

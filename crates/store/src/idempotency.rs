@@ -1,5 +1,6 @@
 //! Idempotency keys, kept in the service's own database so that the key and
-//! the change it guards commit in one transaction.
+//! the change it guards commit in one transaction: the database side of
+//! `rapport_usecase::write`.
 //!
 //! Protocol: inside the write transaction, [`claim`] inserts the key first,
 //! with the result it will answer (the use-cases know it before they write).
@@ -9,10 +10,15 @@
 //! it, so a retry runs again. One statement, not an insert and a later update:
 //! every statement of a create is a round trip (to sqlx's worker thread on
 //! SQLite, to the server on PostgreSQL), and creates are made of them.
+use std::time::Duration;
+
+use rapport_usecase::{Claim, Idempotency, Prior, Tenant};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryTrait,
     entity::prelude::*,
 };
+
+use crate::Db;
 
 /// Idempotency row.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -44,33 +50,17 @@ pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
 
-/// One idempotency key of one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Key {
-    /// Tenant that sent the request.
-    pub tenant: String,
-    /// Full gRPC method name.
-    pub method: &'static str,
-    /// The client's request id.
-    pub request_id: String,
-    /// SHA-256 (hex) of the request without its request id.
-    pub fingerprint: String,
-}
-
-/// What a previous request with the same key left.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Prior {
-    /// Same request: here is its result (JSON).
-    Replay(String),
-    /// The key was used for a different request.
-    Mismatch,
-}
-
-/// Looks the key up outside any write transaction.
-pub async fn find<C: ConnectionTrait>(conn: &C, key: &Key) -> Result<Option<Prior>, DbErr> {
+/// Looks the key up outside any write transaction. Readers see every
+/// committed transaction (WAL on SQLite), so a request that lost the claim
+/// race sees the winner's result here.
+pub async fn find<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &Tenant,
+    key: &Idempotency,
+) -> Result<Option<Prior>, DbErr> {
     let row = crate::by_key(
         Entity::find_by_id((
-            key.tenant.clone(),
+            tenant.to_string(),
             key.method.to_owned(),
             key.request_id.clone(),
         )),
@@ -86,19 +76,17 @@ pub async fn find<C: ConnectionTrait>(conn: &C, key: &Key) -> Result<Option<Prio
     }))
 }
 
-/// Inserts the key with the result this request answers (`response_json`,
-/// about the resource `subject`) as the first write of a transaction; it
-/// counts only if the transaction commits. `Ok(false)` means another request
-/// holds the key: roll back and answer from [`find`].
+/// Inserts the claim as the first write of a transaction; it counts only if
+/// the transaction commits. `Ok(false)` means another request holds the key:
+/// roll back and answer from [`find`].
 pub async fn claim<C: ConnectionTrait>(
     conn: &C,
-    key: &Key,
-    subject: &str,
-    response_json: String,
+    tenant: &Tenant,
+    claim: &Claim,
     now_micros: i64,
 ) -> Result<bool, DbErr> {
     match conn
-        .execute(&claim_insert(key, subject, response_json, now_micros))
+        .execute(&claim_insert(tenant, claim, now_micros))
         .await
     {
         Ok(_) => Ok(true),
@@ -111,18 +99,17 @@ pub async fn claim<C: ConnectionTrait>(
 /// other statements; a unique violation on this table means the key is
 /// taken.
 pub fn claim_insert(
-    key: &Key,
-    subject: &str,
-    response_json: String,
+    tenant: &Tenant,
+    claim: &Claim,
     now_micros: i64,
 ) -> sea_orm::sea_query::InsertStatement {
     Entity::insert(ActiveModel {
-        tenant: Set(key.tenant.clone()),
-        method: Set(key.method.to_owned()),
-        request_id: Set(key.request_id.clone()),
-        fingerprint: Set(key.fingerprint.clone()),
-        subject: Set(subject.to_owned()),
-        response: Set(Some(response_json)),
+        tenant: Set(tenant.to_string()),
+        method: Set(claim.key.method.to_owned()),
+        request_id: Set(claim.key.request_id.clone()),
+        fingerprint: Set(claim.key.fingerprint.clone()),
+        subject: Set(claim.subject.clone()),
+        response: Set(Some(claim.result.clone())),
         create_time: Set(now_micros),
     })
     .into_query()
@@ -134,12 +121,12 @@ pub fn claim_insert(
 /// result is the receipt.
 pub async fn forget_subject<C: ConnectionTrait>(
     conn: &C,
-    tenant: &str,
+    tenant: &Tenant,
     subject: &str,
-    keep: Option<&Key>,
+    keep: Option<&Idempotency>,
 ) -> Result<u64, DbErr> {
     let mut delete = Entity::delete_many()
-        .filter(Column::Tenant.eq(tenant))
+        .filter(Column::Tenant.eq(tenant.as_str()))
         .filter(Column::Subject.eq(subject));
     if let Some(k) = keep {
         delete = delete.filter(
@@ -159,4 +146,29 @@ pub async fn purge_before<C: ConnectionTrait>(conn: &C, cutoff_micros: i64) -> R
         .exec(conn)
         .await?;
     Ok(r.rows_affected)
+}
+
+/// Idempotency keys are promised for at least 24 hours; keeping them 48 gives
+/// clients retrying across a day boundary some slack.
+pub const RETENTION: Duration = Duration::from_secs(48 * 3600);
+
+/// How often expired keys are deleted.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Starts deleting keys older than [`RETENTION`] once an hour (the first
+/// time right away) until the returned task is aborted. Every service that
+/// stores keys runs one, or its table grows forever.
+pub fn spawn_purger(db: Db) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PURGE_EVERY);
+        loop {
+            tick.tick().await;
+            let cutoff = chrono::Utc::now() - RETENTION;
+            match purge_before(&db.writer, cutoff.timestamp_micros()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "purged expired idempotency keys"),
+                Err(e) => tracing::warn!(error = %e, "purging idempotency keys failed; will retry"),
+            }
+        }
+    })
 }

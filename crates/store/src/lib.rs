@@ -1,15 +1,19 @@
-//! rapport-store: how a Rapport service reaches its database — connect by URL
-//! (SQLite or PostgreSQL) with the right pool settings, run migrations, and the
-//! two tables every service shares the shape of: the transactional outbox and
-//! idempotency keys. It holds no service's domain tables.
+//! rapport-store: how a Rapport service reaches its database — one
+//! `DatabaseConfig` and one `open` (SQLite or PostgreSQL by URL, the right
+//! pool settings, migrations), SQLite's group commit, and the two tables
+//! every service shares the shape of: the transactional outbox and
+//! idempotency keys (with their purger). It holds no service's domain tables
+//! and no transport code.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod db;
 pub mod group_commit;
 pub mod idempotency;
 pub mod outbox;
 pub mod schema;
 
+pub use config::{DatabaseConfig, open};
 pub use db::{Db, DbOptions, with_database};
 
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, Select, SqlErr};

@@ -32,14 +32,53 @@ pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
 
-/// Appends one event. Call it on the transaction that makes the change.
-pub async fn append<C: ConnectionTrait>(conn: &C, envelope: &EventEnvelope) -> Result<(), DbErr> {
-    conn.execute(&append_insert(envelope)).await?;
-    Ok(())
+/// What a service's api layer makes of one domain event: the resource it is
+/// about (`customers/{id}`) and the protobuf event message. Storage receives
+/// domain events and an encoder of this shape, so it never imports the api.
+pub type Encode<Ev> = fn(&Ev) -> (String, prost_types::Any);
+
+/// The `(traceparent, tracestate)` of the request that makes a change.
+pub type TraceContext = (String, String);
+
+/// Wraps every event of one change in its envelope: a fresh UUIDv7 id, the
+/// tenant, the time of the change and the trace context of the request.
+///
+/// Call it on the request's own task (the trace context is the current
+/// span's), before handing the change to a writer task.
+pub fn envelopes<Ev>(
+    encode: Encode<Ev>,
+    tenant: &str,
+    occur_time: chrono::DateTime<chrono::Utc>,
+    trace: &TraceContext,
+    events: &[Ev],
+) -> Vec<EventEnvelope> {
+    events
+        .iter()
+        .map(|event| {
+            let (subject, payload) = encode(event);
+            EventEnvelope {
+                id: uuid::Uuid::now_v7().to_string(),
+                r#type: payload
+                    .type_url
+                    .rsplit_once('/')
+                    .map_or(payload.type_url.as_str(), |(_, name)| name)
+                    .to_owned(),
+                tenant: tenant.to_owned(),
+                subject,
+                occur_time: Some(prost_types::Timestamp {
+                    seconds: occur_time.timestamp(),
+                    nanos: occur_time.timestamp_subsec_nanos() as i32,
+                }),
+                traceparent: trace.0.clone(),
+                tracestate: trace.1.clone(),
+                payload: Some(payload),
+            }
+        })
+        .collect()
 }
 
-/// The INSERT [`append`] runs, for a caller that sends it together with the
-/// statements of the change.
+/// The INSERT that appends `envelope`; run it in the transaction that makes
+/// the change, so that a change and its event commit or roll back together.
 pub fn append_insert(envelope: &EventEnvelope) -> sea_orm::sea_query::InsertStatement {
     let occur = envelope
         .occur_time
@@ -56,33 +95,6 @@ pub fn append_insert(envelope: &EventEnvelope) -> sea_orm::sea_query::InsertStat
         publish_time: Set(None),
     })
     .into_query()
-}
-
-/// Builds an envelope around `payload` with a fresh UUIDv7 id and the current
-/// trace context.
-pub fn envelope<M: prost::Name>(
-    tenant: &str,
-    subject: String,
-    occur_time: chrono::DateTime<chrono::Utc>,
-    traceparent: (String, String),
-    payload: &M,
-) -> EventEnvelope {
-    EventEnvelope {
-        id: uuid::Uuid::now_v7().to_string(),
-        r#type: M::full_name(),
-        tenant: tenant.to_owned(),
-        subject,
-        occur_time: Some(prost_types::Timestamp {
-            seconds: occur_time.timestamp(),
-            nanos: occur_time.timestamp_subsec_nanos() as i32,
-        }),
-        traceparent: traceparent.0,
-        tracestate: traceparent.1,
-        payload: Some(prost_types::Any {
-            type_url: M::type_url(),
-            value: payload.encode_to_vec(),
-        }),
-    }
 }
 
 /// Events of `tenant` for `subject`, oldest first (tests and diagnostics).

@@ -4,13 +4,16 @@
 //! `platform` scope manages every tenant.
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use rapport_kit::{
-    ErrorBuilder, FieldViolations, PageTokens, TenantId, error::invalid_argument, idempotency, page,
+    PageTokens, Tenant,
+    convert::{from_ts, ts},
+    idempotency, page,
 };
 use rapport_proto::gateway::{self as pb, gateway_admin_service_server::GatewayAdminService};
-use rapport_store::{idempotency as store_idem, micros};
-use tonic::{Code, Request, Response, Status};
+use rapport_store::micros;
+use rapport_usecase::{Violations, page_of};
+use tonic::{Request, Response, Status};
 
 use crate::{
     audit::AuditSink,
@@ -18,7 +21,7 @@ use crate::{
         Principal,
         api_keys::{ApiKeys, NewKey, valid_scope},
     },
-    pipeline::DOMAIN,
+    error::{DOMAIN, Error},
     storage::{ApiKeyRecord, AuditFilter, AuditRecord, Store},
 };
 
@@ -40,29 +43,6 @@ impl std::fmt::Debug for Handler {
 }
 
 impl Handler {
-    /// The answer to a repeated CreateApiKey: the key as it is now, without
-    /// its secret (shown once).
-    async fn replay_create(
-        &self,
-        k: &store_idem::Key,
-    ) -> Result<Option<pb::CreateApiKeyResponse>, Status> {
-        match store_idem::find(&self.store.db().reader, k)
-            .await
-            .map_err(internal)?
-        {
-            Some(store_idem::Prior::Mismatch) => Err(idempotency::reused(DOMAIN)),
-            Some(store_idem::Prior::Replay(key_id)) => {
-                let key_id: String = serde_json::from_str(&key_id).unwrap_or_default();
-                let record = self.store.key(&key_id).await.map_err(internal)?;
-                Ok(record.map(|r| pb::CreateApiKeyResponse {
-                    api_key: Some(key_to_pb(&r)),
-                    secret: String::new(),
-                }))
-            }
-            None => Ok(None),
-        }
-    }
-
     /// A handler over the key store and the audit log.
     pub fn new(keys: Arc<ApiKeys>, store: Store, audit: AuditSink, tokens: PageTokens) -> Self {
         Self {
@@ -72,17 +52,6 @@ impl Handler {
             tokens,
         }
     }
-}
-
-fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
-}
-
-fn from_ts(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?)
 }
 
 fn key_to_pb(k: &ApiKeyRecord) -> pb::ApiKey {
@@ -114,34 +83,28 @@ fn audit_to_pb(a: &AuditRecord) -> pb::AuditEvent {
     }
 }
 
-fn principal<T>(req: &Request<T>) -> Result<Principal, Status> {
+fn principal<T>(req: &Request<T>) -> Result<Principal, Error> {
     // The pipeline put it there; without it the call did not come through
     // the gateway's checks, so refuse.
-    req.extensions().get::<Principal>().cloned().ok_or_else(|| {
-        ErrorBuilder::new(Code::Unauthenticated, DOMAIN, "CREDENTIALS_MISSING")
-            .message("not authenticated")
-            .build()
-    })
+    req.extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or(Error::NotAuthenticated)
 }
 
-fn internal(e: sea_orm::DbErr) -> Status {
-    tracing::error!(error = %e, "gateway storage failed");
-    ErrorBuilder::new(Code::Internal, DOMAIN, "INTERNAL")
-        .message("internal error")
-        .build()
+/// The caller's tenant, which signs its page tokens and owns its
+/// idempotency keys.
+fn caller_tenant(p: &Principal) -> Result<Tenant, Error> {
+    Tenant::parse(&p.tenant).map_err(|why| Error::Internal(format!("principal tenant: {why}")))
 }
 
 /// The tenant an admin may act on: its own, or any with the platform scope.
-fn tenant_scope(p: &Principal, requested: &str) -> Result<Option<String>, Status> {
+fn tenant_scope(p: &Principal, requested: &str) -> Result<Option<String>, Error> {
     if p.scopes.contains(PLATFORM_SCOPE) {
         return Ok((!requested.is_empty()).then(|| requested.to_owned()));
     }
     if !requested.is_empty() && requested != p.tenant {
-        return Err(
-            ErrorBuilder::new(Code::PermissionDenied, DOMAIN, "TENANT_FORBIDDEN")
-                .message("an admin manages only its own tenant; this needs the `platform` scope")
-                .build(),
-        );
+        return Err(Error::TenantForbidden);
     }
     Ok(Some(p.tenant.clone()))
 }
@@ -154,107 +117,32 @@ impl GatewayAdminService for Handler {
     ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
         let caller = principal(&request)?;
         let req = request.into_inner();
-        let mut v = FieldViolations::new();
-        let key = req.api_key.clone().unwrap_or_default();
-        if req.api_key.is_none() {
-            v.add("api_key", "is required");
-        }
-        let display_name = key.display_name.trim().to_owned();
-        if display_name.is_empty() || display_name.chars().count() > 100 {
-            v.add("api_key.display_name", "must be 1 to 100 characters");
-        }
-        if let Err(why) = TenantId::parse(&key.tenant) {
-            v.add("api_key.tenant", why);
-        }
-        if key.scopes.is_empty() {
-            v.add("api_key.scopes", "grant at least one scope");
-        }
-        for (i, s) in key.scopes.iter().enumerate() {
-            if !valid_scope(s) {
-                v.add(
-                    format!("api_key.scopes[{i}]"),
-                    "scopes are lower-case names such as `profiles.read`",
-                );
-            }
-        }
         let now = Utc::now();
-        let expire_time = match key.expire_time.as_ref() {
-            None => None,
-            Some(t) => match from_ts(t) {
-                Some(t) if t > now => Some(t),
-                _ => {
-                    v.add("api_key.expire_time", "must be a valid time in the future");
-                    None
-                }
-            },
-        };
-        if key.rate_limit_per_second < 0 {
-            v.add("api_key.rate_limit_per_second", "must not be negative");
-        }
-        if !v.is_empty() {
-            return Err(invalid_argument(DOMAIN, v));
-        }
-        tenant_scope(&caller, &key.tenant)?;
-        if key.scopes.iter().any(|s| s == PLATFORM_SCOPE) && !caller.scopes.contains(PLATFORM_SCOPE)
+        let new = new_key(&req, now).map_err(Error::from)?;
+        tenant_scope(&caller, &new.tenant)?;
+        if new.scopes.iter().any(|s| s == PLATFORM_SCOPE) && !caller.scopes.contains(PLATFORM_SCOPE)
         {
-            return Err(
-                ErrorBuilder::new(Code::PermissionDenied, DOMAIN, "SCOPE_ESCALATION")
-                    .message("only a platform admin can grant the `platform` scope")
-                    .build(),
-            );
+            return Err(Error::ScopeEscalation.into());
         }
-        let idem_key = match idempotency::request_id(&req.request_id, DOMAIN)? {
-            None => None,
-            Some(request_id) => {
-                let mut canonical = req.clone();
-                canonical.request_id.clear();
-                Some(store_idem::Key {
-                    tenant: caller.tenant.clone(),
-                    method: "/rapport.gateway.v1.GatewayAdminService/CreateApiKey",
-                    request_id,
-                    fingerprint: idempotency::fingerprint(&canonical),
-                })
-            }
-        };
-        if let Some(k) = &idem_key
-            && let Some(prior) = self.replay_create(k).await?
-        {
-            return Ok(Response::new(prior));
-        }
-        let new = NewKey {
-            display_name,
-            tenant: key.tenant.clone(),
-            scopes: key.scopes.clone(),
-            expire_time,
-            rate_limit: key.rate_limit_per_second.max(0) as u32,
-        };
+        let key = idempotency::key(
+            "/rapport.gateway.v1.GatewayAdminService/CreateApiKey",
+            &req,
+            &req.request_id,
+            |r| r.request_id.clear(),
+            DOMAIN,
+        )?;
+        let tenant = caller_tenant(&caller)?;
         let issued = self
             .keys
-            .issue(new, now, idem_key.as_ref())
-            .await
-            .map_err(internal)?;
-        match issued {
-            Some(issued) => {
-                tracing::info!(key = %issued.record.key_id, tenant = %issued.record.tenant, by = %caller.id, "api key created");
-                Ok(Response::new(pb::CreateApiKeyResponse {
-                    api_key: Some(key_to_pb(&issued.record)),
-                    secret: issued.secret,
-                }))
-            }
-            None => {
-                let k = idem_key
-                    .as_ref()
-                    .expect("only a keyed request can lose the claim");
-                match self.replay_create(k).await? {
-                    Some(prior) => Ok(Response::new(prior)),
-                    None => Err(
-                        ErrorBuilder::new(Code::Aborted, DOMAIN, "CONCURRENT_REQUEST")
-                            .message("a request with this request_id is in progress; retry")
-                            .build(),
-                    ),
-                }
-            }
+            .issue(new, now, key.as_ref().map(|k| (&tenant, k)))
+            .await?;
+        if !issued.secret.is_empty() {
+            tracing::info!(key = %issued.record.key_id, tenant = %issued.record.tenant, by = %caller.id, "api key created");
         }
+        Ok(Response::new(pb::CreateApiKeyResponse {
+            api_key: Some(key_to_pb(&issued.record)),
+            secret: issued.secret,
+        }))
     }
 
     async fn list_api_keys(
@@ -265,30 +153,19 @@ impl GatewayAdminService for Handler {
         let req = request.into_inner();
         let limit = page::page_size(req.page_size, 50, 500, DOMAIN)?;
         let tenant = tenant_scope(&caller, &req.tenant)?;
-        let token_tenant = TenantId::parse(&caller.tenant)
-            .map_err(|_| Status::internal("bad principal tenant"))?;
+        let token_tenant = caller_tenant(&caller)?;
         let scope = format!("keys;{}", tenant.as_deref().unwrap_or("*"));
         let after: Option<(i64, String)> =
             self.tokens
                 .decode(&token_tenant, &scope, &req.page_token, "page_token")?;
-        let mut rows = self
+        let rows = self
             .store
             .keys(tenant.as_deref(), after, u64::from(limit) + 1)
             .await
-            .map_err(internal)?;
-        let more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        let next = more
-            .then(|| {
-                rows.last().map(|k| {
-                    self.tokens.encode(
-                        &token_tenant,
-                        &scope,
-                        &(micros(k.create_time), k.key_id.clone()),
-                    )
-                })
-            })
-            .flatten()
+            .map_err(Error::from)?;
+        let (rows, next) = page_of(rows, limit, |k| (micros(k.create_time), k.key_id.clone()));
+        let next = next
+            .map(|c| self.tokens.encode(&token_tenant, &scope, &c))
             .unwrap_or_default();
         Ok(Response::new(pb::ListApiKeysResponse {
             api_keys: rows.iter().map(key_to_pb).collect(),
@@ -306,28 +183,21 @@ impl GatewayAdminService for Handler {
             .strip_prefix("apiKeys/")
             .filter(|id| !id.is_empty() && id.len() <= 32)
         else {
-            return Err(invalid_argument(
-                DOMAIN,
-                FieldViolations::single("name", "must be `apiKeys/{key_id}`"),
-            ));
+            return Err(Error::from(Violations::one("name", "must be `apiKeys/{key_id}`")).into());
         };
-        let not_found = || {
-            ErrorBuilder::new(Code::NotFound, DOMAIN, "API_KEY_NOT_FOUND")
-                .message(format!("{name} does not exist"))
-                .build()
-        };
+        let not_found = || Error::ApiKeyNotFound { name: name.clone() };
         let record = self
             .store
             .key(key_id)
             .await
-            .map_err(internal)?
+            .map_err(Error::from)?
             .ok_or_else(not_found)?;
         // Another tenant's key is NOT_FOUND, not PERMISSION_DENIED: its
         // existence is none of this admin's business.
         if !caller.scopes.contains(PLATFORM_SCOPE) && record.tenant != caller.tenant {
-            return Err(not_found());
+            return Err(not_found().into());
         }
-        self.store.revoke(key_id).await.map_err(internal)?;
+        self.store.revoke(key_id).await.map_err(Error::from)?;
         self.keys.forget(key_id);
         tracing::info!(key = %key_id, by = %caller.id, "api key revoked");
         let record = ApiKeyRecord {
@@ -347,26 +217,20 @@ impl GatewayAdminService for Handler {
         let req = request.into_inner();
         let limit = page::page_size(req.page_size, 50, 500, DOMAIN)?;
         let tenant = tenant_scope(&caller, &req.tenant)?;
-        let mut v = FieldViolations::new();
-        let start = req.start_time.as_ref().map(|t| from_ts(t).ok_or(()));
-        let end = req.end_time.as_ref().map(|t| from_ts(t).ok_or(()));
-        if matches!(start, Some(Err(()))) {
-            v.add("start_time", "not a valid timestamp");
-        }
-        if matches!(end, Some(Err(()))) {
-            v.add("end_time", "not a valid timestamp");
-        }
-        if !v.is_empty() {
-            return Err(invalid_argument(DOMAIN, v));
-        }
+        let mut v = Violations::default();
+        let mut time = |field: &str, t: &Option<prost_types::Timestamp>| {
+            t.as_ref()
+                .and_then(|t| v.take(field, from_ts(t).ok_or("not a valid timestamp")))
+        };
+        let (start, end) = (time("start_time", &req.start_time), time("end_time", &req.end_time));
+        v.check().map_err(Error::from)?;
         let filter = AuditFilter {
-            start: start.and_then(Result::ok),
-            end: end.and_then(Result::ok),
+            start,
+            end,
             principal: (!req.principal.is_empty()).then(|| req.principal.clone()),
             tenant,
         };
-        let token_tenant = TenantId::parse(&caller.tenant)
-            .map_err(|_| Status::internal("bad principal tenant"))?;
+        let token_tenant = caller_tenant(&caller)?;
         let scope = format!(
             "audit;{:?};{:?};{:?};{:?}",
             filter.start.map(micros),
@@ -379,25 +243,65 @@ impl GatewayAdminService for Handler {
                 .decode(&token_tenant, &scope, &req.page_token, "page_token")?;
         // Read-your-writes: the caller's own earlier calls are in the log.
         self.audit.flush().await;
-        let mut rows = self
+        let rows = self
             .store
             .audit(&filter, after, u64::from(limit) + 1)
             .await
-            .map_err(internal)?;
-        let more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        let next = more
-            .then(|| {
-                rows.last().map(|a| {
-                    self.tokens
-                        .encode(&token_tenant, &scope, &(micros(a.event_time), a.id.clone()))
-                })
-            })
-            .flatten()
+            .map_err(Error::from)?;
+        let (rows, next) = page_of(rows, limit, |a| (micros(a.event_time), a.id.clone()));
+        let next = next
+            .map(|c| self.tokens.encode(&token_tenant, &scope, &c))
             .unwrap_or_default();
         Ok(Response::new(pb::ListAuditEventsResponse {
             audit_events: rows.iter().map(audit_to_pb).collect(),
             next_page_token: next,
         }))
     }
+}
+
+/// The key a CreateApiKey request asks for, every invalid field reported.
+fn new_key(
+    req: &pb::CreateApiKeyRequest,
+    now: chrono::DateTime<Utc>,
+) -> Result<NewKey, Violations> {
+    let mut v = Violations::default();
+    let key = req.api_key.clone().unwrap_or_default();
+    if req.api_key.is_none() {
+        v.add("api_key", "is required");
+    }
+    let display_name = key.display_name.trim().to_owned();
+    if display_name.is_empty() || display_name.chars().count() > 100 {
+        v.add("api_key.display_name", "must be 1 to 100 characters");
+    }
+    v.take("api_key.tenant", Tenant::parse(&key.tenant));
+    if key.scopes.is_empty() {
+        v.add("api_key.scopes", "grant at least one scope");
+    }
+    for (i, s) in key.scopes.iter().enumerate() {
+        if !valid_scope(s) {
+            v.add(
+                format!("api_key.scopes[{i}]"),
+                "scopes are lower-case names such as `profiles.read`",
+            );
+        }
+    }
+    let expire_time = key.expire_time.as_ref().and_then(|t| {
+        v.take(
+            "api_key.expire_time",
+            from_ts(t)
+                .filter(|t| *t > now)
+                .ok_or("must be a valid time in the future"),
+        )
+    });
+    if key.rate_limit_per_second < 0 {
+        v.add("api_key.rate_limit_per_second", "must not be negative");
+    }
+    v.check()?;
+    Ok(NewKey {
+        display_name,
+        tenant: key.tenant,
+        scopes: key.scopes,
+        expire_time,
+        rate_limit: key.rate_limit_per_second.max(0) as u32,
+    })
 }

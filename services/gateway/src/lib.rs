@@ -12,6 +12,7 @@ pub mod auth;
 pub mod backends;
 pub mod call;
 pub mod catalog;
+pub mod error;
 pub mod limits;
 pub mod metrics;
 pub mod pipeline;
@@ -24,9 +25,9 @@ use std::{
 };
 
 use anyhow::Context as _;
-use rapport_kit::{AssertionKey, GrpcServer, PageTokens, ServerConfig, server::App};
+use rapport_kit::{AssertionKey, GrpcServer, PageTokens, Secret, ServerConfig, server::App};
 use rapport_proto::gateway::gateway_admin_service_server::GatewayAdminServiceServer;
-use rapport_store::{Db, DbOptions};
+use rapport_store::{DatabaseConfig, Db};
 use serde::{Deserialize, Serialize};
 use tonic::body::Body;
 use tower::{ServiceBuilder, ServiceExt as _};
@@ -73,11 +74,11 @@ pub struct Config {
     pub jwt: JwtConfig,
     /// Secret shared with every service, signing tenant assertions. At least
     /// 32 characters. Secret: only from the environment.
-    pub assertion_key: String,
+    pub assertion_key: Secret,
     /// Lifetime of an assertion, seconds.
     pub assertion_ttl_secs: u64,
     /// Secret signing the admin API's page tokens. Secret.
-    pub page_token_secret: String,
+    pub page_token_secret: Secret,
     /// Where Prometheus scrapes `/metrics`; off when unset. A port of its
     /// own, never the public one.
     pub metrics_listen: Option<SocketAddr>,
@@ -102,28 +103,6 @@ impl Default for RateLimitConfig {
     }
 }
 
-/// Where the gateway's own data lives.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct DatabaseConfig {
-    /// `sqlite://…` or `postgres://…`.
-    pub url: String,
-    /// Migrate at start.
-    pub migrate: bool,
-    /// Pool settings.
-    pub pool: DbOptions,
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        Self {
-            url: "sqlite://gateway.db".to_owned(),
-            migrate: true,
-            pool: DbOptions::default(),
-        }
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -136,7 +115,7 @@ impl Default for Config {
                 ..ServerConfig::default()
             },
             default_timeout_ms: 10_000,
-            database: DatabaseConfig::default(),
+            database: DatabaseConfig::sqlite_file("gateway"),
             backends: BTreeMap::new(),
             resolve_every_ms: 10_000,
             concurrency_limit: 1024,
@@ -144,9 +123,9 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             cors_origins: Vec::new(),
             jwt: JwtConfig::default(),
-            assertion_key: String::new(),
+            assertion_key: Secret::default(),
             assertion_ttl_secs: 60,
-            page_token_secret: String::new(),
+            page_token_secret: Secret::default(),
             metrics_listen: None,
         }
     }
@@ -165,28 +144,14 @@ pub struct Gateway {
     delay_probe: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Runs the gateway migrations.
-pub async fn migrate(db: &Db) -> anyhow::Result<()> {
-    use rapport_gateway_migration::{Migrator, MigratorTrait as _};
-    Migrator::up(&db.writer, None)
-        .await
-        .context("running gateway migrations")
-}
+/// The gateway schema's migrations (`rapport migrate gateway`).
+pub type Migrator = rapport_gateway_migration::Migrator;
 
 /// Opens the gateway's database (for `rapport keys` and `rapport migrate`).
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let db = Db::connect(&config.database.url, &config.database.pool)
-        .await
-        .with_context(|| {
-            format!(
-                "connecting to {}",
-                rapport_store::db::redact_url(&config.database.url)
-            )
-        })?;
-    if config.database.migrate {
-        migrate(&db).await?;
-    }
-    Ok(Store::new(db))
+    Ok(Store::new(
+        rapport_store::open::<Migrator>(&config.database).await?,
+    ))
 }
 
 fn is_grpc<B>(req: &http::Request<B>) -> bool {
@@ -210,7 +175,7 @@ fn mark_grpc_web<B>(mut req: http::Request<B>) -> http::Request<B> {
 
 /// Connects, migrates, starts backend pools and binds the listener.
 pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
-    let assertion = AssertionKey::new(config.assertion_key.as_bytes())
+    let assertion = AssertionKey::new(config.assertion_key.expose().as_bytes())
         .context("assertion_key must be at least 32 characters")?;
     if config.page_token_secret.len() < 32 {
         anyhow::bail!("page_token_secret must be at least 32 characters");
@@ -243,7 +208,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
         keys.clone(),
         store.clone(),
         audit.clone(),
-        PageTokens::new(config.page_token_secret.as_bytes(), pipeline::DOMAIN),
+        PageTokens::new(config.page_token_secret.expose().as_bytes(), error::DOMAIN),
     ))
     .max_decoding_message_size(config.server.max_message_bytes);
     let backends = Backends::start(
@@ -414,8 +379,10 @@ impl Gateway {
                 }
             })
         });
+        // CreateApiKey stores idempotency keys like every service's writes.
+        let purge = rapport_store::idempotency::spawn_purger(db.clone());
         let result = server.serve(app, shutdown).await;
-        for task in metrics_task.into_iter().chain(delay_probe) {
+        for task in metrics_task.into_iter().chain(delay_probe).chain([purge]) {
             task.abort();
         }
         // The last calls' audit records are still queued: write them before

@@ -12,7 +12,7 @@ use std::{
 use bytes::Bytes;
 use chrono::Utc;
 use http_body::{Frame, SizeHint};
-use rapport_kit::{AssertionKey, ErrorBuilder, assertion::Claims, error::code_name};
+use rapport_kit::{AssertionKey, assertion::Claims, error::code_name};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Code, Status, body::Body};
 use tower::ServiceExt as _;
@@ -24,12 +24,11 @@ use crate::{
     backends::Backends,
     call::{GrpcCall, Protocol, RequestFacts, ResponseFuture},
     catalog::{Catalog, MethodInfo},
+    error::{Error, to_status},
     limits::RateLimits,
     storage::AuditRecord,
 };
 
-/// ErrorInfo domain of the gateway.
-pub const DOMAIN: &str = "gateway.rapport.dev";
 /// The admin service the gateway serves itself.
 pub const ADMIN_SERVICE: &str = "rapport.gateway.v1.GatewayAdminService";
 
@@ -80,31 +79,6 @@ impl std::fmt::Debug for Pipeline {
 /// A status as a trailers-only gRPC response.
 pub fn status_response(status: Status) -> http::Response<Body> {
     status.into_http()
-}
-
-fn auth_status(err: AuthError) -> Status {
-    let message = match err {
-        AuthError::Missing => {
-            "send an API key (`authorization: Bearer rk_…` or `x-api-key`) or a bearer token"
-        }
-        AuthError::Malformed => "the credential is not an API key or a bearer token",
-        AuthError::UnknownKey => "the API key is not valid",
-        AuthError::Revoked => "the API key was revoked",
-        AuthError::Expired => "the credential has expired",
-        AuthError::InvalidToken(_) => "the bearer token is not valid",
-        AuthError::JwtDisabled => "bearer tokens are not accepted by this gateway",
-        AuthError::Unavailable => "credentials cannot be checked right now; retry",
-    };
-    let code = if err == AuthError::Unavailable {
-        Code::Unavailable
-    } else {
-        Code::Unauthenticated
-    };
-    let mut b = ErrorBuilder::new(code, DOMAIN, err.reason()).message(message);
-    if let AuthError::InvalidToken(check) = err {
-        b = b.meta("check", check);
-    }
-    b.build()
 }
 
 impl Pipeline {
@@ -186,26 +160,20 @@ impl Pipeline {
         }
         let path = req.uri().path().to_owned();
         let Some(method) = self.catalog.method(&path).cloned() else {
-            return status_response(
-                ErrorBuilder::new(Code::Unimplemented, DOMAIN, "METHOD_NOT_FOUND")
-                    .message(format!("no RPC {path} behind this gateway"))
-                    .build(),
-            );
+            return status_response(to_status(Error::MethodNotFound { path }));
         };
         let routed =
             method.service == ADMIN_SERVICE || self.backends.channel(&method.service).is_some();
         if !routed {
-            return status_response(
-                ErrorBuilder::new(Code::Unimplemented, DOMAIN, "SERVICE_NOT_ROUTED")
-                    .message(format!("{} is not routed by this gateway", method.service))
-                    .build(),
-            );
+            return status_response(to_status(Error::ServiceNotRouted {
+                service: method.service.clone(),
+            }));
         }
 
         let principal = match self.authenticate(req.headers()).await {
             Ok(p) => p,
             Err(e) => {
-                let status = auth_status(e);
+                let status = to_status(Error::Auth(e));
                 tracing::info!(method = %path, reason = e.reason(), "authentication refused");
                 self.audit(&path, None, &facts, protocol, status.code());
                 return status_response(status);
@@ -214,17 +182,14 @@ impl Pipeline {
         match method.scope.as_deref() {
             None => {
                 // Fail closed: an RPC whose contract declares no scope is unusable.
-                let status = ErrorBuilder::new(Code::PermissionDenied, DOMAIN, "SCOPE_UNDECLARED")
-                    .message("this RPC declares no required scope and is refused")
-                    .build();
+                let status = to_status(Error::ScopeUndeclared);
                 self.audit(&path, Some(&principal), &facts, protocol, status.code());
                 return status_response(status);
             }
             Some(scope) if !principal.allows(scope) => {
-                let status = ErrorBuilder::new(Code::PermissionDenied, DOMAIN, "SCOPE_MISSING")
-                    .message(format!("this RPC needs the `{scope}` scope"))
-                    .meta("required_scope", scope)
-                    .build();
+                let status = to_status(Error::ScopeMissing {
+                    scope: scope.to_owned(),
+                });
                 tracing::info!(method = %path, principal = %principal.id, "scope refused");
                 self.audit(&path, Some(&principal), &facts, protocol, status.code());
                 return status_response(status);
@@ -278,11 +243,7 @@ impl Pipeline {
             let collect =
                 http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit));
             let Ok(collected) = tokio::time::timeout_at(deadline, collect).await else {
-                return status_response(
-                    ErrorBuilder::new(Code::DeadlineExceeded, DOMAIN, "DEADLINE_EXCEEDED")
-                        .message("the request body did not arrive before the call's deadline")
-                        .build(),
-                );
+                return status_response(to_status(Error::BodyTooSlow));
             };
             match collected {
                 Ok(collected) => {
@@ -292,25 +253,16 @@ impl Pipeline {
                     );
                 }
                 Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                    let status =
-                        ErrorBuilder::new(Code::InvalidArgument, DOMAIN, "REQUEST_TOO_LARGE")
-                            .message(format!(
-                                "the request message is larger than {} bytes",
-                                self.max_message_bytes
-                            ))
-                            .meta("limit_bytes", self.max_message_bytes.to_string())
-                            .build();
+                    let status = to_status(Error::RequestTooLarge {
+                        limit: self.max_message_bytes,
+                    });
                     if method.is_mutating() {
                         self.audit(&path, Some(&principal), &facts, protocol, status.code());
                     }
                     return status_response(status);
                 }
                 Err(_) => {
-                    return status_response(
-                        ErrorBuilder::new(Code::Cancelled, DOMAIN, "REQUEST_ABORTED")
-                            .message("the request body ended abnormally")
-                            .build(),
-                    );
+                    return status_response(to_status(Error::RequestAborted));
                 }
             }
         }
@@ -322,11 +274,7 @@ impl Pipeline {
         let forwarded = self.forward(&method, req);
         let response = match tokio::time::timeout(timeout, forwarded).await {
             Ok(resp) => resp,
-            Err(_) => status_response(
-                ErrorBuilder::new(Code::DeadlineExceeded, DOMAIN, "DEADLINE_EXCEEDED")
-                    .message("the call did not finish before its deadline")
-                    .build(),
-            ),
+            Err(_) => status_response(to_status(Error::DeadlineExceeded)),
         };
 
         let audited = method.is_mutating();
@@ -371,20 +319,17 @@ impl Pipeline {
             };
         }
         let Some(channel) = self.backends.channel(&method.service) else {
-            return status_response(Status::unimplemented("service not routed"));
+            return status_response(to_status(Error::ServiceNotRouted {
+                service: method.service.clone(),
+            }));
         };
         match channel.oneshot(req).await {
             Ok(resp) => resp,
             Err(e) => {
                 tracing::warn!(service = %method.service, error = %e, "backend call failed");
-                status_response(
-                    ErrorBuilder::new(Code::Unavailable, DOMAIN, "BACKEND_UNAVAILABLE")
-                        .message(format!(
-                            "{} is unavailable; retry with backoff",
-                            method.service
-                        ))
-                        .build(),
-                )
+                status_response(to_status(Error::BackendUnavailable {
+                    service: method.service.clone(),
+                }))
             }
         }
     }
@@ -393,11 +338,10 @@ impl Pipeline {
 /// RESOURCE_EXHAUSTED, reason OVERLOADED (naming the backend when it is one
 /// backend's limit), with the gRPC retry pushback header.
 fn overloaded(message: &str, backend: Option<&str>) -> http::Response<Body> {
-    let mut b = ErrorBuilder::new(Code::ResourceExhausted, DOMAIN, "OVERLOADED").message(message);
-    if let Some(service) = backend {
-        b = b.meta("service", service);
-    }
-    let mut resp = status_response(b.build());
+    let mut resp = status_response(to_status(Error::Overloaded {
+        message: message.to_owned(),
+        backend: backend.map(str::to_owned),
+    }));
     resp.headers_mut().insert(
         "grpc-retry-pushback-ms",
         http::HeaderValue::from_static("100"),
@@ -408,15 +352,7 @@ fn overloaded(message: &str, backend: Option<&str>) -> http::Response<Body> {
 /// RESOURCE_EXHAUSTED with RetryInfo and the gRPC retry pushback header, so
 /// clients back off for as long as the bucket needs.
 fn rate_limited(wait: Duration) -> http::Response<Body> {
-    let status = Status::with_error_details(
-        Code::ResourceExhausted,
-        "rate limit exceeded for this API key; retry after the delay",
-        {
-            let mut d = tonic_types::ErrorDetails::with_retry_info(Some(wait));
-            d.set_error_info("RATE_LIMITED", DOMAIN, std::collections::HashMap::new());
-            d
-        },
-    );
+    let status = to_status(Error::RateLimited { wait });
     let mut resp = status_response(status);
     let ms = wait.as_millis().max(1).to_string();
     resp.headers_mut().insert(
@@ -426,7 +362,6 @@ fn rate_limited(wait: Duration) -> http::Response<Body> {
     resp
 }
 
-use tonic_types::StatusExt as _;
 
 /// Strips what the client must not pass on, attaches the assertion and
 /// trace context, and sets the effective deadline, which it returns.

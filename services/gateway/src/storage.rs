@@ -1,6 +1,9 @@
 //! The gateway's own tables: API keys (hashed secrets only) and the audit
 //! log. The only module that speaks SQL.
 use rapport_store::{Db, from_micros, idempotency, micros};
+use rapport_usecase::{Claim, CommitError, Idempotency, Prior, Priors, Tenant};
+
+use crate::error::Error;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DbErr, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, TransactionTrait, sea_query::Expr,
@@ -163,20 +166,33 @@ impl Store {
     pub fn db(&self) -> &Db {
         &self.db
     }
+}
 
-    /// Inserts a new key; with an idempotency key, the key, the claim and
-    /// the stored reply commit together. `Ok(false)`: another request holds
-    /// the idempotency key (nothing was inserted).
+impl Priors for Store {
+    type Error = Error;
+
+    async fn prior(&self, tenant: &Tenant, key: &Idempotency) -> Result<Option<Prior>, Error> {
+        Ok(idempotency::find(&self.db.reader, tenant, key).await?)
+    }
+}
+
+impl Store {
+    /// Inserts a new key; with a claim (of the calling tenant, which may
+    /// differ from the key's), the key and the claim commit together.
     pub async fn insert_key(
         &self,
         k: &ApiKeyRecord,
-        idem: Option<(&idempotency::Key, String)>,
-    ) -> Result<bool, DbErr> {
-        let txn = self.db.writer.begin().await?;
-        if let Some((key, reply)) = idem
-            && !idempotency::claim(&txn, key, &k.key_id, reply, micros(k.create_time)).await?
-        {
-            return Ok(false);
+        claim: Option<(&Tenant, &Claim)>,
+    ) -> Result<(), CommitError<Error>> {
+        let failed = |e: DbErr| CommitError::Other(Error::from(e));
+        let txn = self.db.writer.begin().await.map_err(failed)?;
+        if let Some((tenant, claim)) = claim {
+            if !idempotency::claim(&txn, tenant, claim, micros(k.create_time))
+                .await
+                .map_err(failed)?
+            {
+                return Err(CommitError::KeyTaken);
+            }
         }
         api_keys::ActiveModel {
             key_id: Set(k.key_id.clone()),
@@ -191,9 +207,9 @@ impl Store {
             last_use_time: Set(k.last_use_time.map(micros)),
         }
         .insert(&txn)
-        .await?;
-        txn.commit().await?;
-        Ok(true)
+        .await
+        .map_err(failed)?;
+        txn.commit().await.map_err(failed)
     }
 
     /// One key by id.

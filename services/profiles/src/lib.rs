@@ -4,18 +4,17 @@
 //! tonic, prost or sea_orm; `api/` adapts gRPC to it; `storage/` persists it.
 #![forbid(unsafe_code)]
 
-pub mod api;
-pub mod domain;
-mod events;
+mod api;
+mod domain;
 pub mod seed;
-pub mod storage;
+mod storage;
 
 use std::{future::Future, net::SocketAddr};
 
 use anyhow::Context as _;
-use rapport_kit::{GrpcServer, PageTokens, ServerConfig, server::App};
+use rapport_kit::{GrpcServer, PageTokens, Secret, ServerConfig, server::App};
 use rapport_proto::profiles::profiles_service_server::ProfilesServiceServer;
-use rapport_store::{Db, DbOptions};
+use rapport_store::{DatabaseConfig, Db};
 use serde::{Deserialize, Serialize};
 
 /// ErrorInfo domain of this service.
@@ -31,11 +30,11 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Secret that signs page tokens; every replica must share it. At least 32
     /// characters. Secret: only from the environment.
-    pub page_token_secret: String,
+    pub page_token_secret: Secret,
     /// Secret shared with the gateway that signs tenant assertions; calls
     /// without a valid assertion are refused. At least 32 characters. Secret:
     /// only from the environment.
-    pub assertion_key: String,
+    pub assertion_key: Secret,
 }
 
 impl Default for Config {
@@ -45,32 +44,9 @@ impl Default for Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
                 ..ServerConfig::default()
             },
-            database: DatabaseConfig::default(),
-            page_token_secret: String::new(),
-            assertion_key: String::new(),
-        }
-    }
-}
-
-/// Where the profiles data lives.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct DatabaseConfig {
-    /// `sqlite://path/profiles.db` or `postgres://user:pass@host/db`.
-    pub url: String,
-    /// Run pending migrations at start (the embedded default); production runs
-    /// `rapport migrate` as a Job instead.
-    pub migrate: bool,
-    /// Pool settings.
-    pub pool: DbOptions,
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        Self {
-            url: "sqlite://profiles.db".to_owned(),
-            migrate: true,
-            pool: DbOptions::default(),
+            database: DatabaseConfig::sqlite_file("profiles"),
+            page_token_secret: Secret::default(),
+            assertion_key: Secret::default(),
         }
     }
 }
@@ -83,12 +59,12 @@ pub struct Profiles {
     app: App,
 }
 
+/// The profiles schema's migrations (`rapport migrate profiles`).
+pub type Migrator = rapport_profiles_migration::Migrator;
+
 /// Runs the profiles migrations on `db`.
 pub async fn migrate(db: &Db) -> anyhow::Result<()> {
-    use rapport_profiles_migration::{Migrator, MigratorTrait as _};
-    Migrator::up(&db.writer, None)
-        .await
-        .context("running profiles migrations")
+    rapport_store::config::migrate::<Migrator>(db).await
 }
 
 /// Connects to the database, migrates if configured, and binds the listener.
@@ -96,27 +72,17 @@ pub async fn build(config: &Config) -> anyhow::Result<Profiles> {
     if config.page_token_secret.len() < 32 {
         anyhow::bail!("page_token_secret must be at least 32 characters");
     }
-    let assertion_key = rapport_kit::AssertionKey::new(config.assertion_key.as_bytes())
+    let assertion_key = rapport_kit::AssertionKey::new(config.assertion_key.expose().as_bytes())
         .context("assertion_key must be at least 32 characters")?;
-    let db = Db::connect(&config.database.url, &config.database.pool)
-        .await
-        .with_context(|| {
-            format!(
-                "connecting to {}",
-                rapport_store::db::redact_url(&config.database.url)
-            )
-        })?;
-    if config.database.migrate {
-        migrate(&db).await?;
-    }
+    let db = rapport_store::open::<Migrator>(&config.database).await?;
     let server = GrpcServer::bind(config.server.clone())
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
-    let repo = storage::SqlRepository::new(db.clone());
-    let service = domain::service::Profiles::new(repo, domain::clock::SystemClock);
+    let repo = storage::SqlRepository::new(db.clone(), api::events::encode);
+    let service = domain::service::Profiles::new(repo, domain::SystemClock);
     let handler = api::handler::Handler::new(
         service,
-        PageTokens::new(config.page_token_secret.as_bytes(), ERROR_DOMAIN),
+        PageTokens::new(config.page_token_secret.expose().as_bytes(), ERROR_DOMAIN),
     );
     let grpc = ProfilesServiceServer::new(handler)
         .max_decoding_message_size(config.server.max_message_bytes)
@@ -151,29 +117,10 @@ impl Profiles {
     /// Serves until `shutdown` resolves, then drains and closes the database.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let Self { server, db, app } = self;
-        let purge = tokio::spawn(purge_idempotency_keys(db.clone()));
+        let purge = rapport_store::idempotency::spawn_purger(db.clone());
         let result = server.serve(app, shutdown).await;
         purge.abort();
         db.close().await;
         result.context("serving profiles")
-    }
-}
-
-/// Idempotency keys are promised for at least 24 hours; keeping them 48 gives
-/// clients retrying across a day boundary some slack.
-const IDEMPOTENCY_RETENTION: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
-
-/// Deletes expired idempotency keys once an hour.
-async fn purge_idempotency_keys(db: Db) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
-    loop {
-        tick.tick().await;
-        let cutoff = chrono::Utc::now() - IDEMPOTENCY_RETENTION;
-        match rapport_store::idempotency::purge_before(&db.writer, cutoff.timestamp_micros()).await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "purged expired idempotency keys"),
-            Err(e) => tracing::warn!(error = %e, "purging idempotency keys failed; will retry"),
-        }
     }
 }

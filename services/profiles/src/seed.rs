@@ -275,7 +275,7 @@ fn build_batch(
         // The same index rows `storage::write_indexes` writes for an active customer.
         for key in rules::identity_keys(&c.profile, "") {
             identities.push(identities::ActiveModel {
-                tenant: Set(tenant.0.clone()),
+                tenant: Set(tenant.to_string()),
                 kind: Set(key.kind.as_str().to_owned()),
                 value: Set(key.value),
                 match_key: Set(key.match_key),
@@ -284,14 +284,14 @@ fn build_batch(
         }
         for tag in &c.profile.tags {
             tags.push(tags::ActiveModel {
-                tenant: Set(tenant.0.clone()),
+                tenant: Set(tenant.to_string()),
                 tag: Set(tag.as_str().to_owned()),
                 customer_id: Set(id.clone()),
             });
         }
         // The creation entry of the lifecycle history, as the service writes it.
         lifecycle.push(lifecycle_events::ActiveModel {
-            tenant: Set(tenant.0.clone()),
+            tenant: Set(tenant.to_string()),
             id: Set(LifecycleEventId::generate().to_string()),
             customer_id: Set(id),
             from_stage: Set(String::new()),
@@ -389,7 +389,7 @@ pub async fn seed(
     plan: &SeedPlan,
     mut progress: impl FnMut(&SeedProgress),
 ) -> anyhow::Result<SeedReport> {
-    rapport_kit::context::TenantId::parse(&plan.tenant)
+    rapport_kit::context::Tenant::parse(&plan.tenant)
         .map_err(|e| anyhow::anyhow!("tenant {:?} {e}", plan.tenant))?;
     if plan.batch == 0 {
         bail!("batch must be at least 1");
@@ -398,7 +398,7 @@ pub async fn seed(
     let start = Instant::now();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<anyhow::Result<Batch>>(2);
     let producer = {
-        let (backend, tenant) = (db.backend(), Tenant(plan.tenant.clone()));
+        let (backend, tenant) = (db.backend(), Tenant::parse(&plan.tenant).map_err(|why| anyhow::anyhow!("tenant {:?}: {why}", plan.tenant))?);
         let (from, to, step) = (resumed_at, plan.customers, plan.batch as u64);
         tokio::task::spawn_blocking(move || {
             let mut next = from;
@@ -532,7 +532,7 @@ impl CeilingReport {
 
 /// Tenant of the rows the raw insert ceiling writes. Not a valid tenant id
 /// (leading `_`), so no client can ever see or clash with them.
-const CEILING_TENANT: &str = "_ceiling";
+const CEILING_TENANT: &str = "ceiling-scratch";
 
 fn backend_name(backend: DatabaseBackend) -> &'static str {
     match backend {
@@ -574,7 +574,7 @@ pub async fn raw_insert_ceiling(
         placeholders.join(", ")
     );
     let sample = seed_customer(0, Utc::now())?;
-    let row = to_row(&Tenant(CEILING_TENANT.to_owned()), &sample)?;
+    let row = to_row(&ceiling_tenant(), &sample)?;
     let template: Vec<sea_orm::Value> = vec![
         CEILING_TENANT.into(),
         String::new().into(),
@@ -751,7 +751,7 @@ pub fn pgbench_ceiling(
 fn pgbench_script(prefix: &str, script: PgbenchScript) -> anyhow::Result<String> {
     let now = Utc::now();
     let sample = seed_customer(0, now)?;
-    let tenant = Tenant(CEILING_TENANT.to_owned());
+    let tenant = ceiling_tenant();
     let document = to_row(&tenant, &sample)?.document.unwrap();
     // pgbench leaves `:name` alone unless a variable of that name exists, so
     // the JSON's colons pass through; quotes are doubled for SQL.
@@ -953,4 +953,9 @@ mod tests {
         let log = "0 1 2089 0 1795344133 638905\n1 2 313 0 1795344133 639227\n";
         assert_eq!(parse_pgbench_log(log).collect::<Vec<_>>(), vec![2089, 313]);
     }
+}
+
+/// The tenant the ceilings write as.
+fn ceiling_tenant() -> Tenant {
+    Tenant::parse(CEILING_TENANT).expect("CEILING_TENANT is a valid tenant id")
 }

@@ -12,8 +12,13 @@ use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use chrono::{DateTime, Utc};
 use sha2::{Digest as _, Sha256};
 
+use rapport_usecase::{Idempotency, Outcome, Tenant, Write, write::MAX_ATTEMPTS};
+
 use super::{AuthError, Principal};
-use crate::storage::{ApiKeyRecord, Store};
+use crate::{
+    error::Error,
+    storage::{ApiKeyRecord, Store},
+};
 
 /// Prefix of every key, so leaked keys are recognisable by secret scanners.
 pub const PREFIX: &str = "rk_";
@@ -45,7 +50,8 @@ pub struct NewKey {
 pub struct IssuedKey {
     /// What is stored.
     pub record: ApiKeyRecord,
-    /// The full credential, `rk_{key_id}_{secret}`.
+    /// The full credential, `rk_{key_id}_{secret}`; empty when a retry is
+    /// answered (the secret is shown once).
     pub secret: String,
 }
 
@@ -110,43 +116,72 @@ impl ApiKeys {
         }
     }
 
-    /// Creates a key. The caller validated the input. With an idempotency
-    /// key, the stored reply is the new key's id (JSON), and `Ok(None)` means
-    /// another request holds that idempotency key.
+    /// Creates a key; the caller validated the input. With an idempotency
+    /// key (of the calling tenant) it follows the write protocol: a retry, or
+    /// a twin that lost the race, answers the key the first request created
+    /// — without its secret, which is shown once.
     pub async fn issue(
         &self,
         new: NewKey,
         now: DateTime<Utc>,
-        idem: Option<&rapport_store::idempotency::Key>,
-    ) -> Result<Option<IssuedKey>, sea_orm::DbErr> {
-        let id: [u8; KEY_ID_LEN / 2] = rand::random();
-        let key_id: String = id.iter().map(|b| format!("{b:02x}")).collect();
-        let secret = format!(
-            "{PREFIX}{key_id}_{}",
-            B64.encode(rand::random::<[u8; 32]>())
-        );
-        let record = ApiKeyRecord {
-            key_id,
-            secret_hash: hash(&secret),
-            display_name: new.display_name,
-            tenant: new.tenant,
-            scopes: new.scopes,
-            expire_time: new.expire_time,
-            revoked: false,
-            rate_limit: new.rate_limit,
-            create_time: now,
-            last_use_time: None,
+        idempotency: Option<(&Tenant, &Idempotency)>,
+    ) -> Result<IssuedKey, Error> {
+        let unkeyed = Tenant::parse(&new.tenant).map_err(|why| Error::Internal(why.into()))?;
+        let (tenant, key) = match idempotency {
+            Some((tenant, key)) => (tenant, Some(key)),
+            None => (&unkeyed, None),
         };
-        let idem = idem.map(|key| {
-            (
-                key,
-                serde_json::to_string(&record.key_id).expect("a string serializes"),
-            )
-        });
-        if !self.store.insert_key(&record, idem).await? {
-            return Ok(None);
+        let w = Write::new(&self.store, tenant, key);
+        if let Some(key_id) = w.replay::<String>().await? {
+            return self.without_secret(&key_id).await;
         }
-        Ok(Some(IssuedKey { record, secret }))
+        for _ in 0..MAX_ATTEMPTS {
+            let id: [u8; KEY_ID_LEN / 2] = rand::random();
+            let key_id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            let secret = format!(
+                "{PREFIX}{key_id}_{}",
+                B64.encode(rand::random::<[u8; 32]>())
+            );
+            let record = ApiKeyRecord {
+                key_id,
+                secret_hash: hash(&secret),
+                display_name: new.display_name.clone(),
+                tenant: new.tenant.clone(),
+                scopes: new.scopes.clone(),
+                expire_time: new.expire_time,
+                revoked: false,
+                rate_limit: new.rate_limit,
+                create_time: now,
+                last_use_time: None,
+            };
+            // The stored answer is the key's id: a replay reads the key as
+            // it is now.
+            let claim = w.claim(&record.key_id, &record.key_id)?;
+            let outcome = self
+                .store
+                .insert_key(&record, claim.as_ref().map(|c| (tenant, c)))
+                .await;
+            match w.finish(outcome, record.key_id.clone()).await? {
+                Outcome::Done(id) if id == record.key_id => {
+                    return Ok(IssuedKey { record, secret });
+                }
+                Outcome::Done(winner) => return self.without_secret(&winner).await,
+                Outcome::Retry => continue,
+                Outcome::Other(e) => return Err(e),
+            }
+        }
+        Err(w.exhausted())
+    }
+
+    /// A key created earlier, answered to a retry: no secret.
+    async fn without_secret(&self, key_id: &str) -> Result<IssuedKey, Error> {
+        let record = self.store.key(key_id).await?.ok_or_else(|| {
+            Error::Internal(format!("idempotent result names a missing key {key_id}"))
+        })?;
+        Ok(IssuedKey {
+            record,
+            secret: String::new(),
+        })
     }
 
     /// Drops a key from the cache (after revocation).

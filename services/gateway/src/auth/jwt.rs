@@ -25,7 +25,7 @@ use jsonwebtoken::{
     errors::ErrorKind,
     jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse},
 };
-use rapport_kit::TenantId;
+use rapport_kit::Tenant;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::net::TcpStream;
@@ -374,7 +374,7 @@ impl Rules {
             .ok_or(AuthError::InvalidToken("subject"))?;
         let tenant = match claims.get(&self.tenant_claim) {
             Some(Value::String(tenant)) => {
-                TenantId::parse(tenant).map_err(|_| AuthError::InvalidToken("tenant id"))?
+                Tenant::parse(tenant).map_err(|_| AuthError::InvalidToken("tenant id"))?
             }
             _ => return Err(AuthError::InvalidToken("tenant claim")),
         };

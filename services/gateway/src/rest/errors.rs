@@ -22,7 +22,7 @@ use tonic::Code;
 use super::template::percent_decode;
 
 /// `ErrorInfo.domain` of errors the REST door raises itself; the gateway's.
-pub(crate) const DOMAIN: &str = "gateway.rapport.dev";
+pub(crate) use crate::error::DOMAIN;
 
 /// The HTTP status of a gRPC code, as Google's REST APIs map it.
 pub(crate) fn http_status(code: Code) -> StatusCode {

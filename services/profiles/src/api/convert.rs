@@ -8,26 +8,17 @@ use rapport_proto::{profiles as pb, types::Channel as PbChannel};
 use uuid::Uuid;
 
 use crate::domain::{
-    Violations,
+    Error, Violations,
     model::*,
     rules::{self, FieldUpdate},
     values::{self, AttributeKey, Email, Locale, Phone, Tag, TimeZone},
 };
 
-/// A protobuf timestamp.
-pub fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
-}
+pub use rapport_kit::convert::{from_ts, ts};
 
-/// A protobuf timestamp as a time, rounded down to microseconds (storage precision).
-pub fn from_ts(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
-    if !(0..1_000_000_000).contains(&t.nanos) {
-        return None;
-    }
-    DateTime::from_timestamp(t.seconds, (t.nanos / 1000 * 1000) as u32)
+/// A protobuf timestamp as a time, or why not.
+pub fn timestamp(t: &prost_types::Timestamp) -> Result<DateTime<Utc>, &'static str> {
+    from_ts(t).ok_or("not a valid timestamp")
 }
 
 /// Parses `customers/{uuid}`.
@@ -174,13 +165,17 @@ fn state_to_pb(s: CustomerState) -> pb::CustomerState {
 }
 
 fn text_field(raw: &str, max: usize, field: String, v: &mut Violations) -> String {
-    match values::text(raw, max) {
-        Ok(s) => s,
-        Err(why) => {
-            v.add(field, why);
-            String::new()
-        }
+    v.take(&field, values::text(raw, max)).unwrap_or_default()
+}
+
+/// A free-text field that must be set: trimmed, not blank, at most `max`
+/// characters.
+pub fn required_text(raw: &str, max: usize, field: &str, v: &mut Violations) -> String {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        v.add(field, "is required");
     }
+    v.take(field, values::text(raw, max)).unwrap_or_default()
 }
 
 fn emails(list: &[pb::EmailAddress], p: &str, v: &mut Violations) -> Vec<EmailEntry> {
@@ -229,54 +224,57 @@ fn phones(list: &[pb::PhoneNumber], p: &str, v: &mut Violations) -> Vec<PhoneEnt
 fn identities(list: &[pb::ChannelIdentity], p: &str, v: &mut Violations) -> Vec<ChannelIdentity> {
     let mut out = Vec::new();
     for (i, c) in list.iter().enumerate() {
-        let channel = match channel_from_pb(c.channel) {
-            Ok(Some(Channel::Email | Channel::Phone)) => {
-                v.add(
-                    format!("{p}identities[{i}].channel"),
-                    "use `emails` or `phones` for email and phone identities",
-                );
-                None
-            }
-            Ok(Some(ch)) => Some(ch),
-            Ok(None) => {
-                v.add(format!("{p}identities[{i}].channel"), "is required");
-                None
-            }
-            Err(why) => {
-                v.add(format!("{p}identities[{i}].channel"), why);
-                None
-            }
-        };
-        let provider = c.provider.trim().to_lowercase();
-        if provider.len() > 64
-            || !provider.chars().all(|ch| {
-                ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '-' | '_' | '.')
-            })
-        {
+        let prefix = format!("{p}identities[{i}].");
+        if let Ok(Some(Channel::Email | Channel::Phone)) = channel_from_pb(c.channel) {
             v.add(
-                format!("{p}identities[{i}].provider"),
-                "must be at most 64 of a-z, 0-9, '-', '_' and '.'",
+                format!("{prefix}channel"),
+                "use `emails` or `phones` for email and phone identities",
             );
+            continue;
         }
-        let handle = c.handle.trim();
-        if handle.is_empty()
-            || handle.chars().count() > rules::MAX_HANDLE
-            || handle.chars().any(char::is_control)
-        {
-            v.add(
-                format!("{p}identities[{i}].handle"),
-                "must be 1 to 256 characters without control characters",
-            );
-        }
-        if let Some(channel) = channel {
-            out.push(ChannelIdentity {
-                channel,
-                provider,
-                handle: handle.to_owned(),
-            });
-        }
+        out.extend(channel_identity(c, &prefix, v));
     }
     out
+}
+
+/// A channel identity (`{prefix}channel`, `provider`, `handle`): the channel
+/// is required, the provider at most 64 of a-z, 0-9, '-', '_' and '.', the
+/// handle 1 to [`rules::MAX_HANDLE`] characters.
+pub fn channel_identity(
+    c: &pb::ChannelIdentity,
+    prefix: &str,
+    v: &mut Violations,
+) -> Option<ChannelIdentity> {
+    let channel = v.required(&format!("{prefix}channel"), channel_from_pb(c.channel));
+    let provider = c.provider.trim().to_lowercase();
+    if provider.len() > 64
+        || !provider.chars().all(|ch| {
+            ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '-' | '_' | '.')
+        })
+    {
+        v.add(
+            format!("{prefix}provider"),
+            "must be at most 64 of a-z, 0-9, '-', '_' and '.'",
+        );
+    }
+    let handle = c.handle.trim();
+    if handle.is_empty()
+        || handle.chars().count() > rules::MAX_HANDLE
+        || handle.chars().any(char::is_control)
+    {
+        v.add(
+            format!("{prefix}handle"),
+            format!(
+                "must be 1 to {} characters without control characters",
+                rules::MAX_HANDLE
+            ),
+        );
+    }
+    Some(ChannelIdentity {
+        channel: channel?,
+        provider,
+        handle: handle.to_owned(),
+    })
 }
 
 fn opt_value<T>(
@@ -288,13 +286,7 @@ fn opt_value<T>(
     if raw.is_empty() {
         return None;
     }
-    match parse(raw) {
-        Ok(x) => Some(x),
-        Err(why) => {
-            v.add(field, why);
-            None
-        }
-    }
+    v.take(&field, parse(raw))
 }
 
 fn birthday(
@@ -304,23 +296,16 @@ fn birthday(
     v: &mut Violations,
 ) -> Option<Birthday> {
     let b = b?;
-    match rules::birthday(b.month, b.day, b.year, now) {
-        Ok(x) => Some(x),
-        Err(why) => {
-            v.add(format!("{p}birthday"), why);
-            None
-        }
-    }
+    v.take(
+        &format!("{p}birthday"),
+        rules::birthday(b.month, b.day, b.year, now),
+    )
 }
 
 fn quiet_hours(q: Option<&pb::QuietHours>, field: &str, v: &mut Violations) -> Option<QuietHours> {
     let q = q?;
-    let start = values::time_of_day(&q.start)
-        .map_err(|why| v.add(format!("{field}.start"), why))
-        .ok();
-    let end = values::time_of_day(&q.end)
-        .map_err(|why| v.add(format!("{field}.end"), why))
-        .ok();
+    let start = v.take(&format!("{field}.start"), values::time_of_day(&q.start));
+    let end = v.take(&format!("{field}.end"), values::time_of_day(&q.end));
     match (start, end) {
         (Some(s), Some(e)) if s == e => {
             v.add(format!("{field}.end"), "must differ from start");
@@ -335,10 +320,7 @@ fn quiet_hours(q: Option<&pb::QuietHours>, field: &str, v: &mut Violations) -> O
 }
 
 fn preferred_channel(raw: i32, field: String, v: &mut Violations) -> Option<Channel> {
-    channel_from_pb(raw).unwrap_or_else(|why| {
-        v.add(field, why);
-        None
-    })
+    v.take(&field, channel_from_pb(raw)).flatten()
 }
 
 fn preferences(
@@ -391,13 +373,9 @@ fn attribute_value(
             v.add(field, "exactly one value must be set");
             None
         }
-        Some(Kind::StringValue(s)) => match values::text(s, rules::MAX_ATTRIBUTE_STRING) {
-            Ok(s) => Some(AttributeValue::String(s)),
-            Err(why) => {
-                v.add(field, why);
-                None
-            }
-        },
+        Some(Kind::StringValue(s)) => v
+            .take(field, values::text(s, rules::MAX_ATTRIBUTE_STRING))
+            .map(AttributeValue::String),
         Some(Kind::IntValue(i)) => Some(AttributeValue::Int(*i)),
         Some(Kind::DoubleValue(d)) if d.is_finite() => Some(AttributeValue::Double(*d)),
         Some(Kind::DoubleValue(_)) => {
@@ -405,13 +383,7 @@ fn attribute_value(
             None
         }
         Some(Kind::BoolValue(b)) => Some(AttributeValue::Bool(*b)),
-        Some(Kind::TimestampValue(t)) => match from_ts(t) {
-            Some(t) => Some(AttributeValue::Timestamp(t)),
-            None => {
-                v.add(field, "not a valid timestamp");
-                None
-            }
-        },
+        Some(Kind::TimestampValue(t)) => v.take(field, timestamp(t)).map(AttributeValue::Timestamp),
     }
 }
 
@@ -423,9 +395,7 @@ fn attributes(
     let mut out = BTreeMap::new();
     for (k, a) in map {
         let field = format!("{p}attributes.{k}");
-        let key = AttributeKey::parse(k)
-            .map_err(|why| v.add(field.clone(), why))
-            .ok();
+        let key = v.take(&field, AttributeKey::parse(k));
         if let (Some(key), Some(val)) = (key, attribute_value(a, &field, v)) {
             out.insert(key, val);
         }
@@ -730,6 +700,15 @@ pub fn merge_record_to_pb(m: &MergeRecord) -> pb::MergeRecord {
         merged: customer_name(m.merged),
         create_time: Some(ts(m.create_time)),
     }
+}
+
+/// A GDPR export as the JSON document it is delivered as.
+pub fn export_to_pb(doc: &serde_json::Value) -> Result<pb::ExportCustomerDataResponse, Error> {
+    let data = serde_json::to_vec_pretty(doc).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(pb::ExportCustomerDataResponse {
+        content_type: "application/json".to_owned(),
+        data,
+    })
 }
 
 /// An erasure receipt as protobuf.

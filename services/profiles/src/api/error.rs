@@ -24,6 +24,9 @@ pub fn to_status(err: Error) -> Status {
             .message(format!("customers/{id} does not exist"))
             .meta("resource", format!("customers/{id}"))
             .build(),
+        Error::NoIdentityHolder => b(Code::NotFound, "CUSTOMER_NOT_FOUND")
+            .message("no active customer holds this identity")
+            .build(),
         Error::IdentityTaken { field, holder } => b(Code::AlreadyExists, "IDENTITY_ALREADY_EXISTS")
             .message(format!("{field} already belongs to customers/{holder}"))
             .meta("field", field.clone())
@@ -83,6 +86,7 @@ mod tests {
                 "INVALID_ARGUMENT",
             ),
             (Error::NotFound(id), Code::NotFound, "CUSTOMER_NOT_FOUND"),
+            (Error::NoIdentityHolder, Code::NotFound, "CUSTOMER_NOT_FOUND"),
             (
                 Error::IdentityTaken {
                     field: "customer.emails[0].address".into(),

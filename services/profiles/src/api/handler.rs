@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use prost::Message;
 use rapport_kit::{PageTokens, RequestContext, idempotency, page};
+use rapport_usecase::Idempotency;
 use rapport_proto::profiles::{self as pb, profiles_service_server::ProfilesService};
 use tonic::{Request, Response, Status};
 
@@ -15,11 +16,9 @@ use crate::{
     ERROR_DOMAIN,
     domain::{
         Tenant, Violations,
-        clock::Clock,
+        Clock,
         model::*,
-        repository::{
-            Idempotency, LedgerCursor, ListCursor, ListFilter, ListOrder, Repository, SortKey,
-        },
+        repository::{LedgerCursor, ListCursor, ListFilter, ListOrder, Repository, SortKey},
         service::{IdentityQuery, Profiles, SearchCursor, SetConsent},
         values::{self, Email, Phone},
     },
@@ -52,10 +51,8 @@ impl<R: Repository, C: Clock> Handler<R, C> {
     }
 }
 
-fn context<T>(req: &Request<T>) -> Result<(rapport_kit::TenantId, Tenant), Status> {
-    let ctx = RequestContext::from_request(req)?;
-    let tenant = Tenant(ctx.tenant.as_str().to_owned());
-    Ok((ctx.tenant, tenant))
+fn context<T>(req: &Request<T>) -> Result<Tenant, Status> {
+    Ok(RequestContext::from_request(req)?.tenant)
 }
 
 fn invalid(v: Violations) -> Status {
@@ -70,16 +67,7 @@ fn idem<M: Message + Clone>(
     request_id: &str,
     clear: impl FnOnce(&mut M),
 ) -> Result<Option<Idempotency>, Status> {
-    let Some(request_id) = idempotency::request_id(request_id, ERROR_DOMAIN)? else {
-        return Ok(None);
-    };
-    let mut canonical = msg.clone();
-    clear(&mut canonical);
-    Ok(Some(Idempotency {
-        method,
-        request_id,
-        fingerprint: idempotency::fingerprint(&canonical),
-    }))
+    idempotency::key(method, msg, request_id, clear, ERROR_DOMAIN)
 }
 
 fn one_id(name: &str, field: &str) -> Result<CustomerId, Status> {
@@ -116,16 +104,12 @@ fn order_from(raw: &str) -> Option<ListOrder> {
         .then_some(ListOrder { key, descending })
 }
 
-fn method(name: &str) -> &'static str {
-    // Full gRPC method names key idempotency records, one namespace per RPC.
-    match name {
-        "CreateCustomer" => "/rapport.profiles.v1.ProfilesService/CreateCustomer",
-        "UpdateCustomer" => "/rapport.profiles.v1.ProfilesService/UpdateCustomer",
-        "MergeCustomers" => "/rapport.profiles.v1.ProfilesService/MergeCustomers",
-        "SetConsent" => "/rapport.profiles.v1.ProfilesService/SetConsent",
-        "ChangeLifecycleStage" => "/rapport.profiles.v1.ProfilesService/ChangeLifecycleStage",
-        _ => "/rapport.profiles.v1.ProfilesService/EraseCustomer",
-    }
+/// The full gRPC method name of a profiles RPC: idempotency keys live in
+/// one namespace per RPC.
+macro_rules! method {
+    ($rpc:literal) => {
+        concat!("/rapport.profiles.v1.ProfilesService/", $rpc)
+    };
 }
 
 #[tonic::async_trait]
@@ -134,9 +118,9 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::CreateCustomerRequest>,
     ) -> Result<Response<pb::CreateCustomerResponse>, Status> {
-        let (_, tenant) = context(&request)?;
+        let tenant = context(&request)?;
         let req = request.into_inner();
-        let key = idem(method("CreateCustomer"), &req, &req.request_id, |r| {
+        let key = idem(method!("CreateCustomer"), &req, &req.request_id, |r| {
             r.request_id.clear()
         })?;
         let Some(customer) = req.customer.as_ref() else {
@@ -164,7 +148,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::GetCustomerRequest>,
     ) -> Result<Response<pb::GetCustomerResponse>, Status> {
-        let (_, tenant) = context(&request)?;
+        let tenant = context(&request)?;
         let id = one_id(&request.get_ref().name, "name")?;
         let c = self.service.get(&tenant, id).await.map_err(to_status)?;
         Ok(Response::new(pb::GetCustomerResponse {
@@ -176,9 +160,9 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::UpdateCustomerRequest>,
     ) -> Result<Response<pb::UpdateCustomerResponse>, Status> {
-        let (_, tenant) = context(&request)?;
+        let tenant = context(&request)?;
         let req = request.into_inner();
-        let key = idem(method("UpdateCustomer"), &req, &req.request_id, |r| {
+        let key = idem(method!("UpdateCustomer"), &req, &req.request_id, |r| {
             r.request_id.clear()
         })?;
         let mut v = Violations::default();
@@ -213,7 +197,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::ListCustomersRequest>,
     ) -> Result<Response<pb::ListCustomersResponse>, Status> {
-        let (tenant_id, tenant) = context(&request)?;
+        let tenant = context(&request)?;
         let req = request.into_inner();
         let limit = page::page_size(req.page_size, LIST_DEFAULT, LIST_MAX, ERROR_DOMAIN)?;
         let mut v = Violations::default();
@@ -264,7 +248,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         );
         let cursor: Option<ListCursor> =
             self.tokens
-                .decode(&tenant_id, &scope, &req.page_token, "page_token")?;
+                .decode(&tenant, &scope, &req.page_token, "page_token")?;
         let (rows, next) = self
             .service
             .list(&tenant, &filter, order, cursor, limit)
@@ -273,7 +257,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         Ok(Response::new(pb::ListCustomersResponse {
             customers: rows.iter().map(customer_to_pb).collect(),
             next_page_token: next
-                .map(|c| self.tokens.encode(&tenant_id, &scope, &c))
+                .map(|c| self.tokens.encode(&tenant, &scope, &c))
                 .unwrap_or_default(),
         }))
     }
@@ -282,7 +266,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::SearchCustomersRequest>,
     ) -> Result<Response<pb::SearchCustomersResponse>, Status> {
-        let (tenant_id, tenant) = context(&request)?;
+        let tenant = context(&request)?;
         let req = request.into_inner();
         let limit = page::page_size(req.page_size, SEARCH_DEFAULT, SEARCH_MAX, ERROR_DOMAIN)?;
         let query = req.query.trim();
@@ -295,7 +279,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         let scope = format!("search;q={}", query.to_lowercase());
         let cursor: Option<SearchCursor> =
             self.tokens
-                .decode(&tenant_id, &scope, &req.page_token, "page_token")?;
+                .decode(&tenant, &scope, &req.page_token, "page_token")?;
         let (rows, next) = self
             .service
             .search(&tenant, query, cursor, limit)
@@ -304,7 +288,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         Ok(Response::new(pb::SearchCustomersResponse {
             customers: rows.iter().map(customer_to_pb).collect(),
             next_page_token: next
-                .map(|c| self.tokens.encode(&tenant_id, &scope, &c))
+                .map(|c| self.tokens.encode(&tenant, &scope, &c))
                 .unwrap_or_default(),
         }))
     }
@@ -314,7 +298,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         request: Request<pb::LookupCustomerRequest>,
     ) -> Result<Response<pb::LookupCustomerResponse>, Status> {
         use pb::lookup_customer_request::Identity;
-        let (_, tenant) = context(&request)?;
+        let tenant = context(&request)?;
         let req = request.into_inner();
         let bad = |field: &str, why: &str| invalid(Violations(vec![(field.into(), why.into())]));
         let query = match &req.identity {
@@ -331,22 +315,11 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
                 IdentityQuery::Phone(Phone::parse(p).map_err(|why| bad("phone", why))?)
             }
             Some(Identity::ChannelIdentity(c)) => {
-                let channel = match convert::channel_from_pb(c.channel) {
-                    Ok(Some(ch)) => ch,
-                    Ok(None) => return Err(bad("channel_identity.channel", "is required")),
-                    Err(why) => return Err(bad("channel_identity.channel", why)),
-                };
-                if c.handle.trim().is_empty() || c.handle.len() > 1024 {
-                    return Err(bad(
-                        "channel_identity.handle",
-                        "must be 1 to 256 characters",
-                    ));
+                let mut v = Violations::default();
+                match convert::channel_identity(c, "channel_identity.", &mut v) {
+                    Some(identity) if v.is_empty() => IdentityQuery::Channel(identity),
+                    _ => return Err(invalid(v)),
                 }
-                IdentityQuery::Channel(ChannelIdentity {
-                    channel,
-                    provider: c.provider.trim().to_lowercase(),
-                    handle: c.handle.trim().to_owned(),
-                })
             }
         };
         match self
@@ -358,13 +331,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
             Some(c) => Ok(Response::new(pb::LookupCustomerResponse {
                 customer: Some(customer_to_pb(&c)),
             })),
-            None => Err(rapport_kit::ErrorBuilder::new(
-                tonic::Code::NotFound,
-                ERROR_DOMAIN,
-                "CUSTOMER_NOT_FOUND",
-            )
-            .message("no active customer holds this identity")
-            .build()),
+            None => Err(to_status(crate::domain::Error::NoIdentityHolder)),
         }
     }
 
@@ -372,9 +339,9 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::MergeCustomersRequest>,
     ) -> Result<Response<pb::MergeCustomersResponse>, Status> {
-        let (_, tenant) = context(&request)?;
+        let tenant = context(&request)?;
         let req = request.into_inner();
-        let key = idem(method("MergeCustomers"), &req, &req.request_id, |r| {
+        let key = idem(method!("MergeCustomers"), &req, &req.request_id, |r| {
             r.request_id.clear()
         })?;
         let mut v = Violations::default();
@@ -398,9 +365,9 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::SetConsentRequest>,
     ) -> Result<Response<pb::SetConsentResponse>, Status> {
-        let (_, tenant) = context(&request)?;
+        let tenant = context(&request)?;
         let req = request.into_inner();
-        let key = idem(method("SetConsent"), &req, &req.request_id, |r| {
+        let key = idem(method!("SetConsent"), &req, &req.request_id, |r| {
             r.request_id.clear()
         })?;
         let mut v = Violations::default();
@@ -483,14 +450,14 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::ListConsentEventsRequest>,
     ) -> Result<Response<pb::ListConsentEventsResponse>, Status> {
-        let (tenant_id, tenant) = context(&request)?;
+        let tenant = context(&request)?;
         let req = request.into_inner();
         let limit = page::page_size(req.page_size, LIST_DEFAULT, LIST_MAX, ERROR_DOMAIN)?;
         let id = one_id(&req.parent, "parent")?;
         let scope = format!("consent;{id}");
         let cursor: Option<LedgerCursor> =
             self.tokens
-                .decode(&tenant_id, &scope, &req.page_token, "page_token")?;
+                .decode(&tenant, &scope, &req.page_token, "page_token")?;
         let (rows, next) = self
             .service
             .consent_events(&tenant, id, cursor, limit)
@@ -499,7 +466,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         Ok(Response::new(pb::ListConsentEventsResponse {
             consent_events: rows.iter().map(convert::consent_event_to_pb).collect(),
             next_page_token: next
-                .map(|c| self.tokens.encode(&tenant_id, &scope, &c))
+                .map(|c| self.tokens.encode(&tenant, &scope, &c))
                 .unwrap_or_default(),
         }))
     }
@@ -508,9 +475,9 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::ChangeLifecycleStageRequest>,
     ) -> Result<Response<pb::ChangeLifecycleStageResponse>, Status> {
-        let (_, tenant) = context(&request)?;
+        let tenant = context(&request)?;
         let req = request.into_inner();
-        let key = idem(method("ChangeLifecycleStage"), &req, &req.request_id, |r| {
+        let key = idem(method!("ChangeLifecycleStage"), &req, &req.request_id, |r| {
             r.request_id.clear()
         })?;
         let mut v = Violations::default();
@@ -551,14 +518,14 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::ListLifecycleEventsRequest>,
     ) -> Result<Response<pb::ListLifecycleEventsResponse>, Status> {
-        let (tenant_id, tenant) = context(&request)?;
+        let tenant = context(&request)?;
         let req = request.into_inner();
         let limit = page::page_size(req.page_size, LIST_DEFAULT, LIST_MAX, ERROR_DOMAIN)?;
         let id = one_id(&req.parent, "parent")?;
         let scope = format!("lifecycle;{id}");
         let cursor: Option<LedgerCursor> =
             self.tokens
-                .decode(&tenant_id, &scope, &req.page_token, "page_token")?;
+                .decode(&tenant, &scope, &req.page_token, "page_token")?;
         let (rows, next) = self
             .service
             .lifecycle_events(&tenant, id, cursor, limit)
@@ -567,7 +534,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         Ok(Response::new(pb::ListLifecycleEventsResponse {
             lifecycle_events: rows.iter().map(convert::lifecycle_event_to_pb).collect(),
             next_page_token: next
-                .map(|c| self.tokens.encode(&tenant_id, &scope, &c))
+                .map(|c| self.tokens.encode(&tenant, &scope, &c))
                 .unwrap_or_default(),
         }))
     }
@@ -576,7 +543,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::ExportCustomerDataRequest>,
     ) -> Result<Response<pb::ExportCustomerDataResponse>, Status> {
-        let (_, tenant) = context(&request)?;
+        let tenant = context(&request)?;
         let id = one_id(&request.get_ref().name, "name")?;
         let doc = self.service.export(&tenant, id).await.map_err(to_status)?;
         let data = serde_json::to_vec_pretty(&doc)
@@ -591,9 +558,9 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::EraseCustomerRequest>,
     ) -> Result<Response<pb::EraseCustomerResponse>, Status> {
-        let (_, tenant) = context(&request)?;
+        let tenant = context(&request)?;
         let req = request.into_inner();
-        let key = idem(method("EraseCustomer"), &req, &req.request_id, |r| {
+        let key = idem(method!("EraseCustomer"), &req, &req.request_id, |r| {
             r.request_id.clear()
         })?;
         let id = one_id(&req.name, "name")?;

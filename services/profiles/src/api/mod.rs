@@ -3,4 +3,5 @@
 
 pub mod convert;
 pub mod error;
+pub mod events;
 pub mod handler;

@@ -2,40 +2,9 @@
 //! to a gRPC code and an `ErrorInfo.reason` in one place.
 use std::fmt;
 
+pub use rapport_usecase::Violations;
+
 use super::model::{CustomerId, CustomerState};
-
-/// Invalid input: (field path, description) pairs, e.g.
-/// (`customer.emails[1].address`, `not an email address`).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Violations(pub Vec<(String, String)>);
-
-impl Violations {
-    /// Records one violation.
-    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push((field.into(), description.into()));
-    }
-
-    /// Whether nothing was recorded.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// `Err(Error::Invalid)` when anything was recorded.
-    pub fn check(self) -> Result<(), Error> {
-        if self.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Invalid(self))
-        }
-    }
-
-    /// A single violation as an error.
-    pub fn one(field: impl Into<String>, description: impl Into<String>) -> Error {
-        let mut v = Self::default();
-        v.add(field, description);
-        Error::Invalid(v)
-    }
-}
 
 /// Everything that can go wrong in a profiles use-case.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +13,8 @@ pub enum Error {
     Invalid(Violations),
     /// No such customer in this tenant.
     NotFound(CustomerId),
+    /// No active customer holds the identity looked up.
+    NoIdentityHolder,
     /// An email, phone or channel identity already belongs to another customer.
     IdentityTaken {
         /// Field path of the offending identity in the request.
@@ -72,6 +43,7 @@ impl fmt::Display for Error {
         match self {
             Error::Invalid(v) => write!(f, "invalid argument ({} violations)", v.0.len()),
             Error::NotFound(id) => write!(f, "customer {id} not found"),
+            Error::NoIdentityHolder => f.write_str("no active customer holds this identity"),
             Error::IdentityTaken { field, holder } => {
                 write!(f, "{field} already belongs to customers/{holder}")
             }
@@ -87,3 +59,36 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl From<Violations> for Error {
+    fn from(v: Violations) -> Self {
+        Error::Invalid(v)
+    }
+}
+
+impl rapport_usecase::ProtocolError for Error {
+    fn request_id_reused() -> Self {
+        Error::RequestIdReused
+    }
+
+    fn conflict() -> Self {
+        Error::Conflict
+    }
+
+    fn internal(why: String) -> Self {
+        Error::Internal(why)
+    }
+
+    /// A twin that committed first took the identities, changed the stage,
+    /// merged or erased the customer, or moved its version.
+    fn may_be_twins_change(&self) -> bool {
+        matches!(
+            self,
+            Error::IdentityTaken { .. }
+                | Error::NotActive(..)
+                | Error::StageUnchanged
+                | Error::EtagMismatch
+                | Error::Conflict
+        )
+    }
+}

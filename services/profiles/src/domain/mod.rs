@@ -2,7 +2,6 @@
 //! consistent, and the use-cases. No tonic, prost or sea_orm here: transport
 //! and storage adapt to these types, not the other way round.
 
-pub mod clock;
 pub mod error;
 pub mod model;
 pub mod repository;
@@ -11,4 +10,5 @@ pub mod service;
 pub mod values;
 
 pub use error::{Error, Violations};
+pub use rapport_usecase::{Clock, SystemClock};
 pub use model::*;

@@ -1,48 +1,13 @@
 //! The customer and the records around it.
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    fmt,
-};
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::values::{AttributeKey, Email, Locale, Phone, Tag, TimeZone};
 
-/// The tenant every record belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Tenant(pub String);
-
-impl Tenant {
-    /// The tenant id.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-macro_rules! uuid_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(pub Uuid);
-
-        impl $name {
-            /// A new time-ordered (v7) id.
-            pub fn generate() -> Self {
-                Self(Uuid::now_v7())
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.fmt(f)
-            }
-        }
-    };
-}
+pub use rapport_usecase::Tenant;
+use rapport_usecase::{str_enum, uuid_id};
 
 uuid_id!(
     /// Id of a customer (`customers/{id}`).
@@ -85,34 +50,7 @@ pub enum Channel {
     InPerson,
 }
 
-impl Channel {
-    /// Stable storage name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Email => "email",
-            Channel::Phone => "phone",
-            Channel::LiveChat => "live_chat",
-            Channel::Sms => "sms",
-            Channel::Social => "social",
-            Channel::ReviewSite => "review_site",
-            Channel::InPerson => "in_person",
-        }
-    }
-
-    /// Inverse of [`Channel::as_str`].
-    pub fn from_str_opt(s: &str) -> Option<Self> {
-        Some(match s {
-            "email" => Channel::Email,
-            "phone" => Channel::Phone,
-            "live_chat" => Channel::LiveChat,
-            "sms" => Channel::Sms,
-            "social" => Channel::Social,
-            "review_site" => Channel::ReviewSite,
-            "in_person" => Channel::InPerson,
-            _ => return None,
-        })
-    }
-}
+str_enum!(Channel { Email => "email", Phone => "phone", LiveChat => "live_chat", Sms => "sms", Social => "social", ReviewSite => "review_site", InPerson => "in_person" });
 
 /// What a customer consents to be contacted for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -165,21 +103,6 @@ pub enum CustomerState {
     Merged,
     /// Personal data erased.
     Erased,
-}
-
-macro_rules! str_enum {
-    ($ty:ty { $($variant:ident => $s:literal),+ $(,)? }) => {
-        impl $ty {
-            /// Stable storage name.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $s),+ }
-            }
-            /// Inverse of `as_str`.
-            pub fn from_str_opt(s: &str) -> Option<Self> {
-                match s { $($s => Some(Self::$variant),)+ _ => None }
-            }
-        }
-    };
 }
 
 str_enum!(ConsentPurpose { Service => "service", Marketing => "marketing", Surveys => "surveys", Loyalty => "loyalty" });

@@ -6,27 +6,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use rapport_usecase::{Claim, Priors};
+
 use super::{error::Error, model::*, rules::IdentityKind, values::Tag};
-
-/// The idempotency key of a mutating request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Idempotency {
-    /// Full gRPC method name.
-    pub method: &'static str,
-    /// The client's request id.
-    pub request_id: String,
-    /// Fingerprint of the request without its request id.
-    pub fingerprint: String,
-}
-
-/// What an earlier request with the same key left behind.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Prior {
-    /// The same request: its result as JSON.
-    Replay(String),
-    /// A different request used this key.
-    Mismatch,
-}
 
 /// A customer row to write.
 #[derive(Debug, Clone)]
@@ -49,8 +31,8 @@ pub enum CustomerWrite {
 pub struct ChangeSet {
     /// Tenant of every row.
     pub tenant: Tenant,
-    /// Key, subject and JSON result to store for replays.
-    pub idempotency: Option<(Idempotency, CustomerId, String)>,
+    /// The request's idempotency key with the result it answers.
+    pub claim: Option<Claim>,
     /// Customer rows, written in order (a merge writes the tombstone first so
     /// that its identities are free for the survivor).
     pub customers: Vec<CustomerWrite>,
@@ -75,7 +57,7 @@ impl ChangeSet {
     pub fn new(tenant: &Tenant, now: DateTime<Utc>) -> Self {
         Self {
             tenant: tenant.clone(),
-            idempotency: None,
+            claim: None,
             customers: Vec::new(),
             consent_events: Vec::new(),
             lifecycle_events: Vec::new(),
@@ -88,13 +70,12 @@ impl ChangeSet {
     }
 }
 
-/// Why a commit did not happen.
+/// Why a commit did not happen: the protocol's reasons, or a [`Clash`].
+pub type CommitError = rapport_usecase::CommitError<Clash>;
+
+/// A commit failure the profiles use-cases tell apart themselves.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CommitError {
-    /// A customer changed since it was read.
-    VersionConflict,
-    /// Another request holds the idempotency key.
-    IdempotencyTaken,
+pub enum Clash {
     /// An identity is already held (a lost race with another writer).
     IdentityTaken {
         /// Kind.
@@ -156,8 +137,9 @@ pub struct ListCursor {
 /// Position in a ledger: (time in µs, id) of the last entry returned.
 pub type LedgerCursor = (i64, Uuid);
 
-/// Storage of the profiles service. Every method is scoped to one tenant.
-pub trait Repository: Send + Sync + 'static {
+/// Storage of the profiles service. Every method is scoped to one tenant;
+/// stored idempotent results are read through [`Priors`].
+pub trait Repository: Priors<Error = Error> + 'static {
     /// One customer.
     fn get(
         &self,
@@ -223,13 +205,6 @@ pub trait Repository: Send + Sync + 'static {
         tenant: &Tenant,
         customer: CustomerId,
     ) -> impl Future<Output = Result<Vec<MergeRecord>, Error>> + Send;
-
-    /// An earlier request with this key, if any.
-    fn idempotent(
-        &self,
-        tenant: &Tenant,
-        key: &Idempotency,
-    ) -> impl Future<Output = Result<Option<Prior>, Error>> + Send;
 
     /// Applies a change set atomically.
     fn commit(&self, change: ChangeSet) -> impl Future<Output = Result<(), CommitError>> + Send;

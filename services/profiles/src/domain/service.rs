@@ -1,15 +1,17 @@
 //! Use-cases of the profiles service.
 //!
-//! Every mutation follows one shape: answer a replayed `request_id` from the
-//! stored result; read; apply the rules; commit the rows, their outbox events
-//! and the idempotency key in one transaction with an optimistic version
-//! check; on a lost race re-read and try again (a client that sent an etag
-//! gets ABORTED instead, since it asked to act on what it read).
+//! Every mutation follows the write protocol of `rapport_usecase::write`:
+//! answer a replayed `request_id` from the stored result; read; apply the
+//! rules; commit the rows, their outbox events and the idempotency claim in
+//! one transaction with an optimistic version check; on a lost race re-read
+//! and try again (a client that sent an etag gets ABORTED instead, since it
+//! asked to act on what it read).
 use chrono::{DateTime, Duration, Utc};
 use serde::{Serialize, de::DeserializeOwned};
 
+use rapport_usecase::{Clock, Idempotency, Outcome, Write, page_of, write::MAX_ATTEMPTS};
+
 use super::{
-    clock::Clock,
     error::{Error, Violations},
     model::*,
     repository::*,
@@ -17,8 +19,6 @@ use super::{
     values::{Email, Phone},
 };
 
-/// How often a mutation re-reads after losing a race before giving up.
-const MAX_ATTEMPTS: usize = 5;
 /// How far in the future a consent capture time may be (clock skew).
 const MAX_CAPTURE_SKEW: Duration = Duration::minutes(5);
 
@@ -91,11 +91,6 @@ pub struct StageChanged {
     pub event: LifecycleEvent,
 }
 
-enum Attempt<T> {
-    Done(T),
-    Retry,
-}
-
 impl<R: Repository, C: Clock> Profiles<R, C> {
     /// Use-cases over `repo`, telling time by `clock`.
     pub fn new(repo: R, clock: C) -> Self {
@@ -107,45 +102,23 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         self.clock.now()
     }
 
-    async fn replay<T: DeserializeOwned>(
-        &self,
-        tenant: &Tenant,
-        idem: Option<&Idempotency>,
-    ) -> Result<Option<T>, Error> {
-        let Some(key) = idem else { return Ok(None) };
-        match self.repo.idempotent(tenant, key).await? {
-            None => Ok(None),
-            Some(Prior::Mismatch) => Err(Error::RequestIdReused),
-            Some(Prior::Replay(json)) => serde_json::from_str(&json)
-                .map(Some)
-                .map_err(|e| Error::Internal(format!("stored idempotent result unreadable: {e}"))),
-        }
-    }
-
-    /// Commits `change` with `result` as the stored idempotent answer.
+    /// Commits `change` with `result` as the answer stored under the
+    /// request's key. `None`: lost a race; read again and retry.
     async fn commit<T: Serialize + DeserializeOwned>(
         &self,
+        w: &Write<'_, R>,
         mut change: ChangeSet,
-        idem: Option<&Idempotency>,
         subject: CustomerId,
         result: T,
         keys: &[rules::IdentityKey],
-    ) -> Result<Attempt<T>, Error> {
-        if let Some(key) = idem {
-            let json =
-                serde_json::to_string(&result).map_err(|e| Error::Internal(e.to_string()))?;
-            change.idempotency = Some((key.clone(), subject, json));
-        }
+    ) -> Result<Option<T>, Error> {
+        change.claim = w.claim(subject, &result)?;
         let tenant = change.tenant.clone();
-        match self.repo.commit(change).await {
-            Ok(()) => Ok(Attempt::Done(result)),
-            Err(CommitError::VersionConflict) => Ok(Attempt::Retry),
-            Err(CommitError::IdempotencyTaken) => match self.replay(&tenant, idem).await? {
-                Some(prior) => Ok(Attempt::Done(prior)),
-                // The other request rolled back; run again.
-                None => Ok(Attempt::Retry),
-            },
-            Err(CommitError::IdentityTaken { kind, value }) => {
+        match w.finish(self.repo.commit(change).await, result).await? {
+            Outcome::Done(r) => Ok(Some(r)),
+            Outcome::Retry => Ok(None),
+            Outcome::Other(Clash::Failed(e)) => Err(e),
+            Outcome::Other(Clash::IdentityTaken { kind, value }) => {
                 // Lost a race with another writer: name the holder as the
                 // pre-check would have.
                 let holder = self.repo.holders(&tenant, &[(kind, value.clone())]).await?;
@@ -163,10 +136,9 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                             holder: *holder,
                         })
                     }
-                    _ => Ok(Attempt::Retry),
+                    _ => Ok(None),
                 }
             }
-            Err(CommitError::Failed(e)) => Err(e),
         }
     }
 
@@ -191,31 +163,6 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         Ok(())
     }
 
-    /// A request that lost a race to its own twin (same `request_id`) sees
-    /// the twin's change in its checks (the identity is taken, the stage is
-    /// already set, the customer is already merged or erased). The twin's key
-    /// committed with that change, so answer with the twin's result.
-    async fn settle<T: DeserializeOwned>(
-        &self,
-        tenant: &Tenant,
-        idem: Option<&Idempotency>,
-        result: Result<T, Error>,
-    ) -> Result<T, Error> {
-        match result {
-            Err(
-                e @ (Error::IdentityTaken { .. }
-                | Error::NotActive(..)
-                | Error::StageUnchanged
-                | Error::EtagMismatch
-                | Error::Conflict),
-            ) if idem.is_some() => match self.replay(tenant, idem).await? {
-                Some(prior) => Ok(prior),
-                None => Err(e),
-            },
-            other => other,
-        }
-    }
-
     /// Creates a customer at stage AWARENESS.
     pub async fn create(
         &self,
@@ -223,8 +170,9 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         profile: Profile,
         idem: Option<Idempotency>,
     ) -> Result<Customer, Error> {
-        let result = self.create_once(tenant, profile, idem.clone()).await;
-        self.settle(tenant, idem.as_ref(), result).await
+        let w = Write::new(&self.repo, tenant, idem.as_ref());
+        let result = self.create_once(&w, tenant, profile).await;
+        w.settle(result).await
     }
 
     /// Applies `updates`; `etag` (when given) must match.
@@ -236,10 +184,9 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         etag: Option<String>,
         idem: Option<Idempotency>,
     ) -> Result<Customer, Error> {
-        let result = self
-            .update_once(tenant, id, updates, etag, idem.clone())
-            .await;
-        self.settle(tenant, idem.as_ref(), result).await
+        let w = Write::new(&self.repo, tenant, idem.as_ref());
+        let result = self.update_once(&w, tenant, id, updates, etag).await;
+        w.settle(result).await
     }
 
     /// Merges `merged` into `survivor`.
@@ -250,10 +197,9 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         merged: CustomerId,
         idem: Option<Idempotency>,
     ) -> Result<Merged, Error> {
-        let result = self
-            .merge_once(tenant, survivor, merged, idem.clone())
-            .await;
-        self.settle(tenant, idem.as_ref(), result).await
+        let w = Write::new(&self.repo, tenant, idem.as_ref());
+        let result = self.merge_once(&w, tenant, survivor, merged).await;
+        w.settle(result).await
     }
 
     /// Appends a consent decision to the ledger and updates current consent.
@@ -264,8 +210,9 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         input: SetConsent,
         idem: Option<Idempotency>,
     ) -> Result<ConsentRecorded, Error> {
-        let result = self.set_consent_once(tenant, id, input, idem.clone()).await;
-        self.settle(tenant, idem.as_ref(), result).await
+        let w = Write::new(&self.repo, tenant, idem.as_ref());
+        let result = self.set_consent_once(&w, tenant, id, input).await;
+        w.settle(result).await
     }
 
     /// Moves the customer to `stage`.
@@ -278,10 +225,9 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         etag: Option<String>,
         idem: Option<Idempotency>,
     ) -> Result<StageChanged, Error> {
-        let result = self
-            .change_stage_once(tenant, id, stage, reason, etag, idem.clone())
-            .await;
-        self.settle(tenant, idem.as_ref(), result).await
+        let w = Write::new(&self.repo, tenant, idem.as_ref());
+        let result = self.change_stage_once(&w, tenant, id, stage, reason, etag).await;
+        w.settle(result).await
     }
 
     /// Erases the customer's personal data and keeps a receipt.
@@ -291,8 +237,9 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         id: CustomerId,
         idem: Option<Idempotency>,
     ) -> Result<ErasureReceipt, Error> {
-        let result = self.erase_once(tenant, id, idem.clone()).await;
-        self.settle(tenant, idem.as_ref(), result).await
+        let w = Write::new(&self.repo, tenant, idem.as_ref());
+        let result = self.erase_once(&w, tenant, id).await;
+        w.settle(result).await
     }
 
     async fn load(&self, tenant: &Tenant, id: CustomerId) -> Result<Customer, Error> {
@@ -317,9 +264,9 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
     /// The body of [`Self::create`].
     async fn create_once(
         &self,
+        w: &Write<'_, R>,
         tenant: &Tenant,
         mut profile: Profile,
-        idem: Option<Idempotency>,
     ) -> Result<Customer, Error> {
         // No replay lookup first, unlike the other mutations: a create has
         // nothing to load, and a retry is answered anyway — its identities
@@ -349,14 +296,14 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
             change
                 .customers
                 .push(CustomerWrite::Insert(customer.clone()));
-            if let Attempt::Done(c) = self
-                .commit(change, idem.as_ref(), customer.id, customer.clone(), &keys)
+            if let Some(c) = self
+                .commit(w, change, customer.id, customer.clone(), &keys)
                 .await?
             {
                 return Ok(c);
             }
         }
-        Err(Error::Conflict)
+        Err(w.exhausted())
     }
 
     /// One customer, tombstones included.
@@ -367,13 +314,13 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
     /// The body of [`Self::update`].
     async fn update_once(
         &self,
+        w: &Write<'_, R>,
         tenant: &Tenant,
         id: CustomerId,
         updates: Vec<FieldUpdate>,
         etag: Option<String>,
-        idem: Option<Idempotency>,
     ) -> Result<Customer, Error> {
-        if let Some(prior) = self.replay(tenant, idem.as_ref()).await? {
+        if let Some(prior) = w.replay().await? {
             return Ok(prior);
         }
         for _ in 0..MAX_ATTEMPTS {
@@ -408,15 +355,15 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                 expected_version,
             });
             match self
-                .commit(change, idem.as_ref(), id, updated, &keys)
+                .commit(w, change, id, updated, &keys)
                 .await?
             {
-                Attempt::Done(c) => return Ok(c),
-                Attempt::Retry if etag.is_some() => return Err(Error::EtagMismatch),
-                Attempt::Retry => continue,
+                Some(c) => return Ok(c),
+                None if etag.is_some() => return Err(Error::EtagMismatch),
+                None => continue,
             }
         }
-        Err(Error::Conflict)
+        Err(w.exhausted())
     }
 
     /// A page of customers and the cursor of the next page.
@@ -490,15 +437,15 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
     /// The body of [`Self::merge`].
     async fn merge_once(
         &self,
+        w: &Write<'_, R>,
         tenant: &Tenant,
         survivor_id: CustomerId,
         merged_id: CustomerId,
-        idem: Option<Idempotency>,
     ) -> Result<Merged, Error> {
         if survivor_id == merged_id {
-            return Err(Violations::one("merged", "must differ from survivor"));
+            return Err(Violations::one("merged", "must differ from survivor").into());
         }
-        if let Some(prior) = self.replay(tenant, idem.as_ref()).await? {
+        if let Some(prior) = w.replay().await? {
             return Ok(prior);
         }
         for _ in 0..MAX_ATTEMPTS {
@@ -512,7 +459,8 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                 return Err(Violations::one(
                     "merged",
                     format!("the merged profile would break limits: {}", why.join("; ")),
-                ));
+                )
+                .into());
             }
             let now = self.clock.now();
             let record = MergeRecord {
@@ -582,32 +530,32 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                 survivor: new_survivor,
                 record,
             };
-            if let Attempt::Done(m) = self
-                .commit(change, idem.as_ref(), survivor_id, result, &[])
+            if let Some(m) = self
+                .commit(w, change, survivor_id, result, &[])
                 .await?
             {
                 return Ok(m);
             }
         }
-        Err(Error::Conflict)
+        Err(w.exhausted())
     }
 
     /// The body of [`Self::set_consent`].
     async fn set_consent_once(
         &self,
+        w: &Write<'_, R>,
         tenant: &Tenant,
         id: CustomerId,
         input: SetConsent,
-        idem: Option<Idempotency>,
     ) -> Result<ConsentRecorded, Error> {
         let now = self.clock.now();
         if input
             .capture_time
             .is_some_and(|t| t > now + MAX_CAPTURE_SKEW)
         {
-            return Err(Violations::one("capture_time", "must not be in the future"));
+            return Err(Violations::one("capture_time", "must not be in the future").into());
         }
-        if let Some(prior) = self.replay(tenant, idem.as_ref()).await? {
+        if let Some(prior) = w.replay().await? {
             return Ok(prior);
         }
         for _ in 0..MAX_ATTEMPTS {
@@ -662,24 +610,24 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                 });
             }
             let result = ConsentRecorded { event, customer };
-            if let Attempt::Done(r) = self.commit(change, idem.as_ref(), id, result, &[]).await? {
+            if let Some(r) = self.commit(w, change, id, result, &[]).await? {
                 return Ok(r);
             }
         }
-        Err(Error::Conflict)
+        Err(w.exhausted())
     }
 
     /// The body of [`Self::change_stage`].
     async fn change_stage_once(
         &self,
+        w: &Write<'_, R>,
         tenant: &Tenant,
         id: CustomerId,
         stage: LifecycleStage,
         reason: String,
         etag: Option<String>,
-        idem: Option<Idempotency>,
     ) -> Result<StageChanged, Error> {
-        if let Some(prior) = self.replay(tenant, idem.as_ref()).await? {
+        if let Some(prior) = w.replay().await? {
             return Ok(prior);
         }
         for _ in 0..MAX_ATTEMPTS {
@@ -718,20 +666,20 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
             });
             match self
                 .commit(
+                    w,
                     change,
-                    idem.as_ref(),
                     id,
                     StageChanged { customer, event },
                     &[],
                 )
                 .await?
             {
-                Attempt::Done(r) => return Ok(r),
-                Attempt::Retry if etag.is_some() => return Err(Error::EtagMismatch),
-                Attempt::Retry => continue,
+                Some(r) => return Ok(r),
+                None if etag.is_some() => return Err(Error::EtagMismatch),
+                None => continue,
             }
         }
-        Err(Error::Conflict)
+        Err(w.exhausted())
     }
 
     /// A page of the consent ledger.
@@ -811,11 +759,11 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
     /// The body of [`Self::erase`].
     async fn erase_once(
         &self,
+        w: &Write<'_, R>,
         tenant: &Tenant,
         id: CustomerId,
-        idem: Option<Idempotency>,
     ) -> Result<ErasureReceipt, Error> {
-        if let Some(prior) = self.replay(tenant, idem.as_ref()).await? {
+        if let Some(prior) = w.replay().await? {
             return Ok(prior);
         }
         for _ in 0..MAX_ATTEMPTS {
@@ -859,24 +807,15 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                 customer: id,
                 receipt: receipt.id,
             });
-            if let Attempt::Done(r) = self
-                .commit(change, idem.as_ref(), id, receipt.clone(), &[])
+            if let Some(r) = self
+                .commit(w, change, id, receipt.clone(), &[])
                 .await?
             {
                 return Ok(r);
             }
         }
-        Err(Error::Conflict)
+        Err(w.exhausted())
     }
-}
-
-/// Cuts `rows` (fetched with one extra row) to a page of `limit` and, when
-/// the extra row showed there is more, the cursor of the page's last row.
-fn page_of<T, C>(mut rows: Vec<T>, limit: u32, cursor: impl Fn(&T) -> C) -> (Vec<T>, Option<C>) {
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next = if more { rows.last().map(cursor) } else { None };
-    (rows, next)
 }
 
 /// The keyset cursor of a row for a sort key.

@@ -9,7 +9,7 @@ pub trait Clock: Send + Sync + 'static {
 }
 
 /// The system clock.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {

@@ -1,0 +1,158 @@
+//! The one table of Rapport's services. `rapport dev`, `rapport serve`,
+//! `rapport migrate`, the configuration sections (and so the `RAPPORT_…`
+//! variables and `--dump-config`) and the gateway's backends in dev are all
+//! generated from the `services!` entry at the bottom of this file: a new
+//! service is its own crate plus one line there.
+//!
+//! Every service crate exports the same items: `Config` (with `server`,
+//! `database: rapport_store::DatabaseConfig`, `page_token_secret` and
+//! `assertion_key` as `rapport_kit::Secret`), `SERVICE_NAME`, `Migrator`,
+//! and `build(&Config)` returning a bound server with `local_addr()` and
+//! `serve(shutdown)`.
+use std::{future::Future, net::SocketAddr, path::Path, pin::Pin};
+
+use rapport_kit::Secret;
+use rapport_store::DatabaseConfig;
+use sea_orm_migration::MigratorTrait;
+use serde::{Deserialize, Serialize};
+
+use crate::{config::LogConfig, dev};
+
+/// A service built by `rapport dev`, bound and ready to serve.
+pub struct Started {
+    /// Its configuration section (`profiles`).
+    pub name: &'static str,
+    /// Its fully qualified gRPC service name.
+    pub grpc_name: &'static str,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Serves until the given future resolves, then drains.
+    pub serve: Box<dyn FnOnce(StopSignal) -> ServeFuture + Send>,
+}
+
+/// Resolves when `rapport dev` stops.
+pub type StopSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// A service serving until its stop signal.
+pub type ServeFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+macro_rules! services {
+    ($( $(#[$doc:meta])* $name:ident => $krate:ident ),+ $(,)?) => {
+        /// Everything the binary can be configured with: logging, the
+        /// gateway, and one section per service.
+        #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct RapportConfig {
+            /// Logging.
+            pub log: LogConfig,
+            /// The gateway.
+            pub gateway: rapport_gateway::Config,
+            $( $(#[$doc])* pub $name: $krate::Config, )+
+        }
+
+        /// What `rapport serve` and `rapport migrate` run.
+        // Variant names are the configuration sections and command-line
+        // names, generated from the table: lower case on purpose.
+        #[allow(non_camel_case_types)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+        pub enum Service {
+            /// The gateway.
+            gateway,
+            $( $(#[$doc])* $name, )+
+        }
+
+        /// Runs one service from configuration until SIGTERM or SIGINT.
+        pub async fn serve(config: &RapportConfig, service: Service) -> anyhow::Result<()> {
+            let shutdown = rapport_kit::server::shutdown_signal();
+            match service {
+                Service::gateway => {
+                    let gateway = rapport_gateway::build(&config.gateway).await?;
+                    tracing::info!(addr = %gateway.local_addr(), "gateway serving");
+                    gateway.serve(shutdown).await
+                }
+                $( Service::$name => {
+                    let built = $krate::build(&config.$name).await?;
+                    tracing::info!(addr = %built.local_addr(), service = $krate::SERVICE_NAME, "serving");
+                    built.serve(shutdown).await
+                } )+
+            }
+        }
+
+        /// Applies a service's pending migrations, then returns.
+        pub async fn migrate(config: &RapportConfig, service: Service) -> anyhow::Result<()> {
+            match service {
+                Service::gateway => {
+                    migrate_one::<rapport_gateway::Migrator>(&config.gateway.database, "gateway").await
+                }
+                $( Service::$name => {
+                    migrate_one::<$krate::Migrator>(&config.$name.database, stringify!($name)).await
+                } )+
+            }
+        }
+
+        /// `rapport dev`: every service on an SQLite file under `data_dir`,
+        /// migrating, with dev secrets (the assertion key shared with the
+        /// gateway), unless configured otherwise.
+        pub fn prepare_dev(
+            config: &mut RapportConfig,
+            data_dir: &Path,
+            assertion_key: &Secret,
+        ) -> anyhow::Result<()> {
+            $(
+                dev::embedded(
+                    stringify!($name),
+                    &mut config.$name.database,
+                    &mut config.$name.page_token_secret,
+                    &mut config.$name.assertion_key,
+                    data_dir,
+                    assertion_key,
+                )?;
+            )+
+            Ok(())
+        }
+
+        /// `rapport dev`: builds every service and routes the gateway to it
+        /// (unless a backend is configured for it already).
+        pub async fn start_dev(config: &mut RapportConfig) -> anyhow::Result<Vec<Started>> {
+            let mut started = Vec::new();
+            $( {
+                let built = $krate::build(&config.$name).await?;
+                let addr = built.local_addr();
+                config
+                    .gateway
+                    .backends
+                    .entry($krate::SERVICE_NAME.to_owned())
+                    .or_insert_with(|| rapport_gateway::backends::BackendConfig {
+                        endpoints: vec![format!("http://{addr}")],
+                        connections: 2,
+                    });
+                started.push(Started {
+                    name: stringify!($name),
+                    grpc_name: $krate::SERVICE_NAME,
+                    addr,
+                    serve: Box::new(move |stop| Box::pin(built.serve(stop))),
+                });
+            } )+
+            Ok(started)
+        }
+    };
+}
+
+async fn migrate_one<M: MigratorTrait>(database: &DatabaseConfig, name: &str) -> anyhow::Result<()> {
+    let db = rapport_store::open::<M>(&DatabaseConfig {
+        migrate: true,
+        ..database.clone()
+    })
+    .await?;
+    tracing::info!(
+        database = %rapport_store::db::redact_url(&database.url),
+        service = name,
+        "migrations applied"
+    );
+    db.close().await;
+    Ok(())
+}
+
+services! {
+    /// Customer profiles.
+    profiles => rapport_profiles,
+}
