@@ -1,8 +1,15 @@
 //! rapport-testkit: what service integration tests share — a fresh database per
 //! test (SQLite by default, PostgreSQL when `RAPPORT_TEST_POSTGRES_URL` is set),
-//! a handle that serves a bound service and shuts it down, and gRPC client
-//! helpers. It is a dev-dependency only and must not depend on any service.
+//! a server configuration on a free port ([`server_config`]), a handle that
+//! serves a bound service and shuts it down, gRPC client helpers, assertions on
+//! AIP-193 error details ([`status`]) and readers of the outbox and
+//! idempotency tables ([`store`]). It is a dev-dependency only and must not
+//! depend on any service: each service's test harness (which builds that
+//! service's `Config`) lives with that service's tests.
 #![forbid(unsafe_code)]
+
+pub mod status;
+pub mod store;
 
 use std::{
     future::Future,
@@ -31,6 +38,15 @@ pub const TEST_SECRET: &str = "rapport-test-page-token-secret-0123456789";
 
 /// The tenant metadata key (kept in step with `rapport_kit::context`).
 pub const TENANT_HEADER: &str = rapport_kit::context::TENANT_HEADER;
+
+/// The server configuration of a service under test: listening on
+/// `127.0.0.1:0` (a free port, known once bound), defaults otherwise.
+pub fn server_config() -> rapport_kit::ServerConfig {
+    rapport_kit::ServerConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..Default::default()
+    }
+}
 
 /// A database that exists for one test only.
 ///
@@ -383,6 +399,15 @@ mod tests {
             "postgresql://db:5432/t1"
         );
         assert!(with_database("not a url", "t1").is_err());
+    }
+
+    #[test]
+    fn the_server_config_listens_on_a_free_loopback_port() {
+        let config = server_config();
+        assert_eq!(config.listen, "127.0.0.1:0".parse().unwrap());
+        let defaults = rapport_kit::ServerConfig::default();
+        assert_eq!(config.default_timeout_ms, defaults.default_timeout_ms);
+        assert_eq!(config.max_message_bytes, defaults.max_message_bytes);
     }
 
     #[test]

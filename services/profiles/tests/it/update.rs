@@ -1,10 +1,9 @@
 //! UpdateCustomer: field masks, etags and optimistic concurrency, identity
 //! clashes, non-active customers, idempotency and the CustomerUpdated event.
-mod common;
 
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::harness::*;
 use pb::{Birthday, ContactPreferences, CustomerState, QuietHours};
 use tonic::Code;
 

@@ -1,8 +1,7 @@
 //! The server's own surface around the profiles API: the standard health
 //! service, gRPC reflection, and graceful shutdown.
-mod common;
 
-use common::*;
+use crate::harness::*;
 use tonic::Code;
 
 #[tokio::test]

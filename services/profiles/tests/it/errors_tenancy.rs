@@ -1,7 +1,6 @@
 //! Tenant metadata and isolation, and resource-name validation.
-mod common;
 
-use common::*;
+use crate::harness::*;
 use pb::{ListCustomersRequest, SearchCustomersRequest};
 use tonic::Code;
 

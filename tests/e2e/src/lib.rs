@@ -1,8 +1,12 @@
-//! The whole request path in one process: a real profiles service and a real
-//! gateway, each on `127.0.0.1:0` over its own fresh database (SQLite, or
-//! PostgreSQL when `RAPPORT_TEST_POSTGRES_URL` is set), real clients over
-//! real sockets.
-#![allow(dead_code)]
+//! rapport-e2e: the whole request path in one process for the whole-stack
+//! tests in `tests/it/`: a real profiles service and a real gateway, each on
+//! `127.0.0.1:0` over its own fresh database (SQLite, or PostgreSQL when
+//! `RAPPORT_TEST_POSTGRES_URL` is set), real clients over real sockets.
+//!
+//! Each service's `Config` is built in one place only: [`profiles_config`]
+//! and [`gateway_config`] (tests change the gateway's through
+//! [`Options::tweak`]). Assertions on error details come from
+//! `rapport_testkit::status`.
 
 use std::{collections::BTreeMap, net::SocketAddr};
 
@@ -13,8 +17,7 @@ use rapport_gateway::{auth::api_keys::NewKey, backends::BackendConfig};
 use rapport_kit::ServerConfig;
 pub use rapport_proto::{gateway as gw, profiles as pb};
 use rapport_testkit::{Running, TEST_ASSERTION_KEY, TEST_SECRET, TestDb};
-use tonic::{Code, Status, metadata::MetadataValue, transport::Channel};
-use tonic_types::StatusExt as _;
+use tonic::{metadata::MetadataValue, transport::Channel};
 
 /// Profiles client through the gateway.
 pub type Profiles = pb::profiles_service_client::ProfilesServiceClient<Channel>;
@@ -34,9 +37,11 @@ pub struct Stack {
     /// Platform admin key (tenant `acme`).
     pub admin_key: String,
     keys: std::sync::Arc<rapport_gateway::auth::api_keys::ApiKeys>,
-    gateway_running: Option<Running>,
-    profiles_running: Option<Running>,
-    dbs: Vec<TestDb>,
+    // Held for their Drop: the gateway stops first, then profiles, and the
+    // databases go last.
+    _gateway_running: Option<Running>,
+    _profiles_running: Option<Running>,
+    _dbs: Vec<TestDb>,
 }
 
 /// A change to the gateway configuration of a test stack.
@@ -49,47 +54,42 @@ pub struct Options {
     pub tweak: Option<Tweak>,
 }
 
-pub async fn start() -> Stack {
-    start_with(Options::default()).await
-}
-
-pub async fn start_with(options: Options) -> Stack {
-    let profiles_db = TestDb::fresh().await.expect("profiles database");
-    let gateway_db = TestDb::fresh().await.expect("gateway database");
-    let profiles = rapport_profiles::build(&rapport_profiles::Config {
-        server: ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..Default::default()
-        },
+/// The configuration of the profiles service of a stack: listening on
+/// `127.0.0.1:0`, over `db` (migrated at start), with the test secrets. The
+/// only place the whole-stack tests build a profiles `Config`.
+pub fn profiles_config(db: &TestDb) -> rapport_profiles::Config {
+    rapport_profiles::Config {
+        server: rapport_testkit::server_config(),
         database: rapport_profiles::DatabaseConfig {
-            url: profiles_db.url(),
+            url: db.url(),
             migrate: true,
             pool: Default::default(),
         },
         page_token_secret: TEST_SECRET.into(),
         assertion_key: TEST_ASSERTION_KEY.into(),
-    })
-    .await
-    .expect("building profiles");
-    let profiles_addr = profiles.local_addr();
-    let profiles_running = Running::start(move |s| profiles.serve(s));
+    }
+}
 
-    let mut config = rapport_gateway::Config {
+/// The configuration of the gateway of a stack, before [`Options::tweak`]:
+/// listening on `127.0.0.1:0` (metrics too), over `db` (migrated at start),
+/// routing the profiles service to `profiles`, with the test secrets. The
+/// only place the whole-stack tests build a gateway `Config`.
+pub fn gateway_config(db: &TestDb, profiles: SocketAddr) -> rapport_gateway::Config {
+    rapport_gateway::Config {
         server: ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
             default_timeout_ms: 30_000,
             max_message_bytes: 4 * 1024 * 1024,
-            ..Default::default()
+            ..rapport_testkit::server_config()
         },
         database: rapport_gateway::DatabaseConfig {
-            url: gateway_db.url(),
+            url: db.url(),
             migrate: true,
             pool: Default::default(),
         },
         backends: BTreeMap::from([(
             "rapport.profiles.v1.ProfilesService".to_owned(),
             BackendConfig {
-                endpoints: vec![format!("http://{profiles_addr}")],
+                endpoints: vec![format!("http://{profiles}")],
                 connections: 2,
             },
         )]),
@@ -104,7 +104,25 @@ pub async fn start_with(options: Options) -> Stack {
             ..Default::default()
         },
         ..Default::default()
-    };
+    }
+}
+
+/// A stack with the gateway configured as [`gateway_config`] says.
+pub async fn start() -> Stack {
+    start_with(Options::default()).await
+}
+
+/// A stack whose gateway configuration `options` changes.
+pub async fn start_with(options: Options) -> Stack {
+    let profiles_db = TestDb::fresh().await.expect("profiles database");
+    let gateway_db = TestDb::fresh().await.expect("gateway database");
+    let profiles = rapport_profiles::build(&profiles_config(&profiles_db))
+        .await
+        .expect("building profiles");
+    let profiles_addr = profiles.local_addr();
+    let profiles_running = Running::start(move |s| profiles.serve(s));
+
+    let mut config = gateway_config(&gateway_db, profiles_addr);
     if let Some(tweak) = &options.tweak {
         tweak(&mut config);
     }
@@ -126,9 +144,9 @@ pub async fn start_with(options: Options) -> Stack {
         metrics,
         admin_key,
         keys,
-        gateway_running: Some(gateway_running),
-        profiles_running: Some(profiles_running),
-        dbs: vec![profiles_db, gateway_db],
+        _gateway_running: Some(gateway_running),
+        _profiles_running: Some(profiles_running),
+        _dbs: vec![profiles_db, gateway_db],
     }
 }
 
@@ -187,10 +205,12 @@ impl Stack {
         .await
     }
 
+    /// A profiles client through the gateway.
     pub fn profiles(&self) -> Profiles {
         Profiles::new(self.channel.clone())
     }
 
+    /// An admin client through the gateway.
     pub fn admin(&self) -> Admin {
         Admin::new(self.channel.clone())
     }
@@ -204,16 +224,7 @@ pub fn with_key<T>(key: &str, msg: T) -> tonic::Request<T> {
     r
 }
 
-/// Asserts code and ErrorInfo reason.
-pub fn assert_error(status: &Status, code: Code, reason: &str) {
-    assert_eq!(status.code(), code, "{status:?}");
-    let details = status.get_error_details();
-    let info = details
-        .error_info()
-        .unwrap_or_else(|| panic!("no ErrorInfo on {status:?}"));
-    assert_eq!(info.reason, reason, "{status:?}");
-}
-
+/// A customer with a display name and one email.
 pub fn customer(name: &str, email: &str) -> pb::Customer {
     pb::Customer {
         display_name: name.into(),
@@ -234,6 +245,7 @@ pub struct HttpResponse {
 }
 
 impl HttpResponse {
+    /// The body as JSON, panicking with the body when it is not.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))

@@ -1,16 +1,17 @@
 //! Shared setup of the profiles integration tests: the real server bound to
 //! `127.0.0.1:0` over a fresh database (SQLite, or PostgreSQL when
-//! `RAPPORT_TEST_POSTGRES_URL` is set), a real tonic client, builders for
-//! requests and assertions on AIP-193 error details.
+//! `RAPPORT_TEST_POSTGRES_URL` is set), a real tonic client and builders for
+//! requests. Assertions on AIP-193 error details and the outbox and
+//! idempotency readers come from `rapport_testkit` and are re-exported here,
+//! so a test module needs only `use crate::harness::*;`.
 //!
-//! Every test binary includes this module and uses a different subset of it.
-#![allow(dead_code)]
+//! The profiles `Config` of these tests is built in one place only,
+//! [`profiles_config`].
 
-use std::{collections::HashMap, net::SocketAddr};
+use std::net::SocketAddr;
 
 use chrono::{DateTime, Utc};
 use prost::Message as _;
-use rapport_kit::ServerConfig;
 use rapport_profiles::{Config, DatabaseConfig};
 pub use rapport_proto::profiles as pb;
 use rapport_proto::profiles::{
@@ -20,11 +21,14 @@ use rapport_proto::profiles::{
 };
 pub use rapport_proto::types::{Channel, EventEnvelope};
 use rapport_store::Db;
+pub use rapport_testkit::status::{
+    assert_error, assert_violation, assert_violation_under, describe, error_metadata, expect_err,
+    violation_fields,
+};
+pub use rapport_testkit::store::{event_types, payload};
 pub use rapport_testkit::tenant_request;
 use rapport_testkit::{Running, TEST_ASSERTION_KEY, TEST_SECRET, TestDb};
-use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
-use tonic::{Code, Status};
-use tonic_types::StatusExt as _;
+use tonic::Status;
 
 /// The tenant most tests act as.
 pub const TENANT: &str = "acme";
@@ -52,16 +56,12 @@ pub struct Harness {
     pub testdb: TestDb,
 }
 
-/// Starts the profiles service on `127.0.0.1:0` over a fresh, migrated
-/// database and connects a client to it. The listener is bound before this
-/// returns, so no waiting is needed.
-pub async fn start() -> Harness {
-    let testdb = TestDb::fresh().await.expect("creating the test database");
-    let config = Config {
-        server: ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..Default::default()
-        },
+/// The configuration of the profiles service under test: listening on
+/// `127.0.0.1:0`, over `testdb` (migrated at start), with the test secrets.
+/// The only place these tests build a profiles `Config`.
+pub fn profiles_config(testdb: &TestDb) -> Config {
+    Config {
+        server: rapport_testkit::server_config(),
         database: DatabaseConfig {
             url: testdb.url(),
             migrate: true,
@@ -69,7 +69,15 @@ pub async fn start() -> Harness {
         },
         page_token_secret: TEST_SECRET.into(),
         assertion_key: TEST_ASSERTION_KEY.into(),
-    };
+    }
+}
+
+/// Starts the profiles service on `127.0.0.1:0` over a fresh, migrated
+/// database and connects a client to it. The listener is bound before this
+/// returns, so no waiting is needed.
+pub async fn start() -> Harness {
+    let testdb = TestDb::fresh().await.expect("creating the test database");
+    let config = profiles_config(&testdb);
     let profiles = rapport_profiles::build(&config)
         .await
         .unwrap_or_else(|e| panic!("building profiles on {}: {e:#}", testdb.backend_name()));
@@ -349,27 +357,17 @@ impl Harness {
 
     /// Outbox events of [`TENANT`] about `subject`, oldest first.
     pub async fn events(&self, subject: &str) -> Vec<EventEnvelope> {
-        rapport_store::outbox::for_subject(&self.db.reader, TENANT, subject)
-            .await
-            .expect("reading the outbox")
+        rapport_testkit::store::outbox_events(&self.db, TENANT, subject).await
     }
 
     /// Every raw outbox row of `tenant`.
     pub async fn outbox_rows(&self, tenant: &str) -> Vec<rapport_store::outbox::Model> {
-        rapport_store::outbox::Entity::find()
-            .filter(rapport_store::outbox::Column::Tenant.eq(tenant))
-            .all(&self.db.reader)
-            .await
-            .expect("reading the outbox table")
+        rapport_testkit::store::outbox_rows(&self.db, tenant).await
     }
 
     /// Every raw idempotency row of `tenant`.
     pub async fn idempotency_rows(&self, tenant: &str) -> Vec<rapport_store::idempotency::Model> {
-        rapport_store::idempotency::Entity::find()
-            .filter(rapport_store::idempotency::Column::Tenant.eq(tenant))
-            .all(&self.db.reader)
-            .await
-            .expect("reading the idempotency table")
+        rapport_testkit::store::idempotency_rows(&self.db, tenant).await
     }
 }
 
@@ -522,17 +520,6 @@ pub fn is_name_with_uuid(name: &str, prefix: &str) -> bool {
         .is_some_and(|id| uuid::Uuid::parse_str(id).is_ok())
 }
 
-/// Decodes the payload of an outbox envelope.
-pub fn payload<M: prost::Message + Default>(envelope: &EventEnvelope) -> M {
-    let any = envelope.payload.as_ref().expect("envelope has a payload");
-    M::decode(any.value.as_slice()).expect("payload decodes")
-}
-
-/// The event types of `envelopes`, in order.
-pub fn event_types(envelopes: &[EventEnvelope]) -> Vec<String> {
-    envelopes.iter().map(|e| e.r#type.clone()).collect()
-}
-
 /// How many of `envelopes` have the type `rapport.profiles.v1.{short}`.
 pub fn count_events(envelopes: &[EventEnvelope], short: &str) -> usize {
     let full = format!("rapport.profiles.v1.{short}");
@@ -548,98 +535,4 @@ pub fn contains_bytes(haystack: &[u8], needle: &str) -> bool {
 /// The encoded bytes of an envelope.
 pub fn envelope_bytes(envelope: &EventEnvelope) -> Vec<u8> {
     envelope.encode_to_vec()
-}
-
-// -------------------------------------------------------------- assertions
-
-/// A status, its reason and its field violations, for failure messages.
-pub fn describe(status: &Status) -> String {
-    format!(
-        "{:?} {:?} reason={:?} fields={:?}",
-        status.code(),
-        status.message(),
-        reason(status),
-        violation_fields(status)
-    )
-}
-
-/// `ErrorInfo.reason` of `status`, if any.
-pub fn reason(status: &Status) -> Option<String> {
-    status
-        .get_error_details()
-        .error_info()
-        .map(|i| i.reason.clone())
-}
-
-/// `ErrorInfo.metadata` of `status` (empty when absent).
-pub fn error_metadata(status: &Status) -> HashMap<String, String> {
-    status
-        .get_error_details()
-        .error_info()
-        .map(|i| i.metadata.clone())
-        .unwrap_or_default()
-}
-
-/// `BadRequest.field_violations[..].field` of `status`.
-pub fn violation_fields(status: &Status) -> Vec<String> {
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
-}
-
-/// Asserts the code and `ErrorInfo.reason` of an error.
-#[track_caller]
-pub fn assert_error(status: &Status, code: Code, expected_reason: &str) {
-    assert_eq!(
-        status.code(),
-        code,
-        "unexpected status: {}",
-        describe(status)
-    );
-    assert_eq!(
-        reason(status).as_deref(),
-        Some(expected_reason),
-        "unexpected ErrorInfo.reason: {}",
-        describe(status)
-    );
-}
-
-/// Asserts the call failed and returns its status.
-#[track_caller]
-pub fn expect_err<T: std::fmt::Debug>(result: Result<T, Status>) -> Status {
-    match result {
-        Ok(value) => panic!("expected an error, got {value:?}"),
-        Err(status) => status,
-    }
-}
-
-/// Asserts INVALID_ARGUMENT (reason `INVALID_ARGUMENT`) with a violation of
-/// exactly `field`.
-#[track_caller]
-pub fn assert_violation(status: &Status, field: &str) {
-    assert_error(status, Code::InvalidArgument, "INVALID_ARGUMENT");
-    assert!(
-        violation_fields(status).iter().any(|f| f == field),
-        "no violation of {field:?}: {}",
-        describe(status)
-    );
-}
-
-/// Asserts INVALID_ARGUMENT (reason `INVALID_ARGUMENT`) with a violation of
-/// `field` or of a path under it (`field.x`, `field[0]`).
-#[track_caller]
-pub fn assert_violation_under(status: &Status, field: &str) {
-    assert_error(status, Code::InvalidArgument, "INVALID_ARGUMENT");
-    let under = |f: &String| {
-        f == field
-            || f.strip_prefix(field)
-                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
-    };
-    assert!(
-        violation_fields(status).iter().any(under),
-        "no violation of or under {field:?}: {}",
-        describe(status)
-    );
 }

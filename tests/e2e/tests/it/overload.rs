@@ -2,17 +2,17 @@
 //! its limit allows, the next call to it is refused at once with
 //! RESOURCE_EXHAUSTED (reason OVERLOADED, naming the backend) instead of
 //! queueing, while calls to other backends go on.
-mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use common::*;
+use rapport_e2e::*;
 use rapport_gateway::backends::BackendConfig;
 use rapport_proto::bench::{
     EchoRequest, EchoResponse,
     echo_service_client::EchoServiceClient,
     echo_service_server::{EchoService, EchoServiceServer},
 };
+use rapport_testkit::status::assert_error;
 use tokio::sync::{Semaphore, mpsc};
 use tonic::{
     Code, Request, Response, Status,

@@ -1,9 +1,8 @@
 //! ExportCustomerData and EraseCustomer (GDPR access and erasure), and that
 //! no event or stored idempotent reply leaks personal data.
-mod common;
 
+use crate::harness::*;
 use chrono::{Duration, Utc};
-use common::*;
 use pb::{ConsentPurpose, ConsentStatus, CustomerState, LifecycleStage};
 use tonic::Code;
 

@@ -1,12 +1,11 @@
 //! MergeCustomers, the consent ledger (SetConsent, ListConsentEvents) and the
 //! lifecycle history (ChangeLifecycleStage, ListLifecycleEvents), with their
 //! idempotency and events.
-mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::harness::*;
 use chrono::{Duration, Utc};
-use common::*;
 use pb::{Birthday, ConsentPurpose, ConsentStatus, CustomerState, LifecycleStage};
 use tonic::Code;
 

@@ -1,10 +1,9 @@
 //! CreateCustomer and GetCustomer: defaults, output-only fields, identity
 //! uniqueness, input validation, idempotency and the CustomerCreated event.
-mod common;
 
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::harness::*;
 use pb::{
     Birthday, ContactPreferences, CustomerState, LifecycleStage, QuietHours,
     lookup_customer_request,

@@ -1,9 +1,8 @@
 //! One port, three protocols: gRPC, gRPC-web and REST/JSON on the same
 //! contract, plus health, reflection and the limits on what comes in.
-mod common;
 
-use common::*;
 use prost::Message as _;
+use rapport_e2e::*;
 use tonic::Code;
 
 fn auth(key: &str) -> String {

@@ -1,8 +1,8 @@
 //! Who gets in: the API key matrix, scopes from the contract, the tenant
 //! trust boundary, isolation between tenants, and rate limits.
-mod common;
 
-use common::*;
+use rapport_e2e::*;
+use rapport_testkit::status::assert_error;
 use tonic::Code;
 
 #[tokio::test]

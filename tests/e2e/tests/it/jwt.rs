@@ -1,23 +1,34 @@
 //! JWT bearer tokens through the running gateway: a token from the
 //! configured issuer gets in with its tenant and scopes; the classic attacks
 //! do not. The full refusal matrix is in `auth::jwt`'s unit tests.
-mod common;
 
 use base64::{
     Engine as _,
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
 };
-use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rapport_e2e::*;
+use rapport_testkit::status::assert_error;
 use serde_json::{Value, json};
 use tonic::Code;
+
+/// The gateway's throw-away JWT key material, which its own unit tests
+/// (`services/gateway/src/auth/jwt.rs`) include from there too.
+macro_rules! jwt_data {
+    ($file:literal) => {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../services/gateway/tests/data/jwt/",
+            $file
+        )
+    };
+}
 
 const ISSUER: &str = "https://idp.example.com";
 const AUDIENCE: &str = "rapport";
 
 fn configure(config: &mut rapport_gateway::Config) {
-    config.jwt.jwks_file =
-        Some(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/jwt/jwks.json").into());
+    config.jwt.jwks_file = Some(jwt_data!("jwks.json").into());
     config.jwt.issuer = ISSUER.into();
     config.jwt.audience = AUDIENCE.into();
 }
@@ -31,7 +42,7 @@ fn claims(scope: &str) -> Value {
 }
 
 fn rs256(claims: &Value) -> String {
-    let pem = include_str!("data/jwt/rsa-private.pem");
+    let pem = include_str!(jwt_data!("rsa-private.pem"));
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     let der = STANDARD.decode(body).unwrap();
     let mut header = Header::new(Algorithm::RS256);
@@ -126,7 +137,7 @@ async fn forged_expired_and_misdirected_tokens_are_refused() {
     assert_error(&err, Code::Unauthenticated, "TOKEN_INVALID");
 
     // HS256 keyed with the public RSA key: the algorithm confusion attack.
-    let public = include_bytes!("data/jwt/rsa-public.pem");
+    let public = include_bytes!(jwt_data!("rsa-public.pem"));
     let hs = jsonwebtoken::encode(
         &Header {
             kid: Some("rsa-1".into()),
@@ -170,7 +181,7 @@ async fn forged_expired_and_misdirected_tokens_are_refused() {
 
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("nobody".into());
-    let pem = include_str!("data/jwt/rsa-private.pem");
+    let pem = include_str!(jwt_data!("rsa-private.pem"));
     let der = STANDARD
         .decode(
             pem.lines()

@@ -1,11 +1,10 @@
 //! The bulk loader (`rapport_profiles::seed`): seeded customers are what the
 //! API made (listed, looked up, searched, with their creation history),
 //! seeding resumes without duplicates, and the raw insert ceiling runs.
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::harness::*;
 use pb::{ListCustomersRequest, SearchCustomersRequest};
 use rapport_profiles::seed::{self, SeedPlan};
 use sea_orm::ConnectionTrait as _;

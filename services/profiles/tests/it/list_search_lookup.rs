@@ -1,10 +1,9 @@
 //! ListCustomers (filters, ordering, page sizes, page tokens, pagination under
 //! concurrent inserts), SearchCustomers and LookupCustomer.
-mod common;
 
 use std::collections::{BTreeSet, HashMap};
 
-use common::*;
+use crate::harness::*;
 use pb::{CustomerState, LifecycleStage, ListCustomersRequest, SearchCustomersRequest};
 use tonic::Code;
 

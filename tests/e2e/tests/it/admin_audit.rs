@@ -1,7 +1,7 @@
 //! The admin API and the audit log it exposes.
-mod common;
 
-use common::*;
+use rapport_e2e::*;
+use rapport_testkit::status::assert_error;
 use tonic::Code;
 
 #[tokio::test]
