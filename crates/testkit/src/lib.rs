@@ -48,6 +48,15 @@ pub fn server_config() -> rapport_kit::ServerConfig {
     }
 }
 
+/// The `database` section of a service under test: `db`, migrated at start.
+pub fn database_config(db: &TestDb) -> rapport_store::DatabaseConfig {
+    rapport_store::DatabaseConfig {
+        url: db.url(),
+        migrate: true,
+        pool: Default::default(),
+    }
+}
+
 /// A database that exists for one test only.
 ///
 /// SQLite: a file in a temporary directory removed on drop. PostgreSQL: a

@@ -60,11 +60,7 @@ pub struct Options {
 pub fn profiles_config(db: &TestDb) -> rapport_profiles::Config {
     rapport_profiles::Config {
         server: rapport_testkit::server_config(),
-        database: rapport_profiles::DatabaseConfig {
-            url: db.url(),
-            migrate: true,
-            pool: Default::default(),
-        },
+        database: rapport_testkit::database_config(db),
         page_token_secret: TEST_SECRET.into(),
         assertion_key: TEST_ASSERTION_KEY.into(),
     }
@@ -81,11 +77,7 @@ pub fn gateway_config(db: &TestDb, profiles: SocketAddr) -> rapport_gateway::Con
             max_message_bytes: 4 * 1024 * 1024,
             ..rapport_testkit::server_config()
         },
-        database: rapport_gateway::DatabaseConfig {
-            url: db.url(),
-            migrate: true,
-            pool: Default::default(),
-        },
+        database: rapport_testkit::database_config(db),
         backends: BTreeMap::from([(
             "rapport.profiles.v1.ProfilesService".to_owned(),
             BackendConfig {
@@ -171,7 +163,6 @@ pub async fn issue(
     )
     .await
     .expect("issuing a key")
-    .expect("no request id, always created")
     .secret
 }
 

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 
 use chrono::{DateTime, Utc};
 use prost::Message as _;
-use rapport_profiles::{Config, DatabaseConfig};
+use rapport_profiles::Config;
 pub use rapport_proto::profiles as pb;
 use rapport_proto::profiles::{
     AttributeValue, ChannelIdentity, CreateCustomerRequest, Customer, EmailAddress,
@@ -62,11 +62,7 @@ pub struct Harness {
 pub fn profiles_config(testdb: &TestDb) -> Config {
     Config {
         server: rapport_testkit::server_config(),
-        database: DatabaseConfig {
-            url: testdb.url(),
-            migrate: true,
-            pool: Default::default(),
-        },
+        database: rapport_testkit::database_config(testdb),
         page_token_secret: TEST_SECRET.into(),
         assertion_key: TEST_ASSERTION_KEY.into(),
     }
