@@ -10,6 +10,7 @@
 
 pub mod status;
 pub mod store;
+pub mod trace;
 
 use std::{
     future::Future,

@@ -13,4 +13,5 @@ mod merge_consent_lifecycle;
 mod schema;
 mod seed;
 mod server_surface;
+mod trace;
 mod update;
