@@ -1,7 +1,9 @@
-//! `rapport`: runs Rapport. `dev` starts every service and the gateway in one
+//! `rapport`: runs Rapport, and is its composition root — the one crate that
+//! may depend on services. `dev` starts every service and the gateway in one
 //! process on embedded storage; `serve <service>` runs one service from
 //! configuration (a Kubernetes Deployment); `migrate <service>` applies
-//! database migrations (a Kubernetes Job); `keys` manages API keys.
+//! database migrations (a Kubernetes Job); `keys` manages API keys. Every
+//! per-service part of it comes from the one table in `services.rs`.
 #![forbid(unsafe_code)]
 
 mod bench;

@@ -65,7 +65,10 @@ pub struct UpdateCustomer {
 
 impl UpdateCustomer {
     /// Converts the request; `now` bounds the birthday.
-    pub fn from_pb(req: &pb::UpdateCustomerRequest, now: DateTime<Utc>) -> Result<Self, Violations> {
+    pub fn from_pb(
+        req: &pb::UpdateCustomerRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Self, Violations> {
         let customer = req
             .customer
             .as_ref()
@@ -136,7 +139,10 @@ impl TryFrom<&pb::ListCustomersRequest> for ListCustomers {
         let mut v = Violations::default();
         let state = v.take("state", convert::state_from_pb(req.state)).flatten();
         let stage = v
-            .take("lifecycle_stage", convert::stage_from_pb(req.lifecycle_stage))
+            .take(
+                "lifecycle_stage",
+                convert::stage_from_pb(req.lifecycle_stage),
+            )
             .flatten();
         let tag = if req.tag.is_empty() {
             None
@@ -235,7 +241,9 @@ impl TryFrom<&pb::LookupCustomerRequest> for IdentityQuery {
             Some(Identity::ChannelIdentity(c)) => {
                 let mut v = Violations::default();
                 let identity = convert::channel_identity(c, "channel_identity.", &mut v);
-                let Some(identity) = identity else { return Err(v) };
+                let Some(identity) = identity else {
+                    return Err(v);
+                };
                 v.check()?;
                 Ok(Self::Channel(identity))
             }
@@ -482,7 +490,10 @@ mod tests {
             capture_time: None,
             ..req
         };
-        assert_eq!(SetConsent::try_from(&no_time).unwrap().consent.capture_time, None);
+        assert_eq!(
+            SetConsent::try_from(&no_time).unwrap().consent.capture_time,
+            None
+        );
     }
 
     #[test]

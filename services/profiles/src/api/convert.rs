@@ -230,6 +230,9 @@ fn identities(list: &[pb::ChannelIdentity], p: &str, v: &mut Violations) -> Vec<
                 format!("{prefix}channel"),
                 "use `emails` or `phones` for email and phone identities",
             );
+            // Its provider and handle are still checked: every bad field
+            // of a request is reported at once.
+            channel_identity(c, &prefix, v);
             continue;
         }
         out.extend(channel_identity(c, &prefix, v));

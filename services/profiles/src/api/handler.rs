@@ -1,26 +1,27 @@
 //! The tonic handler: each RPC destructures its request, converts it into a
-//! domain call, and converts the result back. No rules live here.
+//! command ([`super::command`]), calls the use-case and converts the answer
+//! back. No rules live here, and every error becomes a status through
+//! [`to_status`].
 use std::sync::Arc;
 
 use prost::Message;
 use rapport_kit::{PageTokens, RequestContext, idempotency, page};
-use rapport_usecase::Idempotency;
 use rapport_proto::profiles::{self as pb, profiles_service_server::ProfilesService};
+use rapport_usecase::Idempotency;
+use serde::{Serialize, de::DeserializeOwned};
 use tonic::{Request, Response, Status};
 
 use super::{
+    command,
     convert::{self, customer_to_pb},
     error::to_status,
 };
 use crate::{
     ERROR_DOMAIN,
     domain::{
-        Tenant, Violations,
-        Clock,
-        model::*,
-        repository::{LedgerCursor, ListCursor, ListFilter, ListOrder, Repository, SortKey},
-        service::{IdentityQuery, Profiles, SearchCursor, SetConsent},
-        values::{self, Email, Phone},
+        Clock, CustomerId, Error, Tenant, Violations,
+        repository::{LedgerCursor, Repository},
+        service::{IdentityQuery, Profiles},
     },
 };
 
@@ -41,6 +42,18 @@ impl<R, C> std::fmt::Debug for Handler<R, C> {
     }
 }
 
+/// One page of a customer's ledger (consent or lifecycle), as asked.
+struct LedgerPage {
+    /// Whose ledger.
+    id: CustomerId,
+    /// What its page tokens are bound to.
+    scope: String,
+    /// Where the page starts; `None` for the first page.
+    cursor: Option<LedgerCursor>,
+    /// How many entries at most.
+    limit: u32,
+}
+
 impl<R: Repository, C: Clock> Handler<R, C> {
     /// A handler over the use-cases, signing page tokens with `tokens`.
     pub fn new(service: Profiles<R, C>, tokens: PageTokens) -> Self {
@@ -49,14 +62,53 @@ impl<R: Repository, C: Clock> Handler<R, C> {
             tokens,
         }
     }
+
+    /// The cursor in `page_token`, which must have been issued for `scope`.
+    fn cursor<T: DeserializeOwned>(
+        &self,
+        tenant: &Tenant,
+        scope: &str,
+        page_token: &str,
+    ) -> Result<Option<T>, Status> {
+        self.tokens.decode(tenant, scope, page_token, "page_token")
+    }
+
+    /// The `next_page_token` of an answer: empty on the last page.
+    fn next_token<T: Serialize>(&self, tenant: &Tenant, scope: &str, next: Option<T>) -> String {
+        next.map(|c| self.tokens.encode(tenant, scope, &c))
+            .unwrap_or_default()
+    }
+
+    /// The page a ledger request asks for; `kind` names the ledger in its
+    /// page tokens.
+    fn ledger_page(
+        &self,
+        tenant: &Tenant,
+        kind: &str,
+        parent: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<LedgerPage, Status> {
+        let limit = page::page_size(page_size, LIST_DEFAULT, LIST_MAX, ERROR_DOMAIN)?;
+        let id = command::customer_id(parent, "parent").map_err(invalid)?;
+        let scope = format!("{kind};{id}");
+        let cursor = self.cursor(tenant, &scope, page_token)?;
+        Ok(LedgerPage {
+            id,
+            scope,
+            cursor,
+            limit,
+        })
+    }
 }
 
 fn context<T>(req: &Request<T>) -> Result<Tenant, Status> {
     Ok(RequestContext::from_request(req)?.tenant)
 }
 
+/// Invalid input, as the one error mapping words it.
 fn invalid(v: Violations) -> Status {
-    to_status(crate::domain::Error::Invalid(v))
+    to_status(Error::Invalid(v))
 }
 
 /// The idempotency key of a request: its `request_id` and the fingerprint of
@@ -68,40 +120,6 @@ fn idem<M: Message + Clone>(
     clear: impl FnOnce(&mut M),
 ) -> Result<Option<Idempotency>, Status> {
     idempotency::key(method, msg, request_id, clear, ERROR_DOMAIN)
-}
-
-fn one_id(name: &str, field: &str) -> Result<CustomerId, Status> {
-    let mut v = Violations::default();
-    let id = convert::customer_id(name, field, &mut v);
-    match id {
-        Some(id) => Ok(id),
-        None => Err(invalid(v)),
-    }
-}
-
-fn order_from(raw: &str) -> Option<ListOrder> {
-    let mut parts = raw.split_whitespace();
-    let key = match parts.next() {
-        None => {
-            return Some(ListOrder {
-                key: SortKey::CreateTime,
-                descending: true,
-            });
-        }
-        Some("create_time") => SortKey::CreateTime,
-        Some("update_time") => SortKey::UpdateTime,
-        Some("display_name") => SortKey::DisplayName,
-        Some(_) => return None,
-    };
-    let descending = match parts.next() {
-        None | Some("asc") => false,
-        Some("desc") => true,
-        Some(_) => return None,
-    };
-    parts
-        .next()
-        .is_none()
-        .then_some(ListOrder { key, descending })
 }
 
 /// The full gRPC method name of a profiles RPC: idempotency keys live in
@@ -123,24 +141,14 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         let key = idem(method!("CreateCustomer"), &req, &req.request_id, |r| {
             r.request_id.clear()
         })?;
-        let Some(customer) = req.customer.as_ref() else {
-            return Err(invalid(Violations(vec![(
-                "customer".into(),
-                "is required".into(),
-            )])));
-        };
-        let mut v = Violations::default();
-        let profile = convert::profile_from_pb(customer, "customer.", self.service.now(), &mut v);
-        if !v.is_empty() {
-            return Err(invalid(v));
-        }
-        let created = self
+        let profile = command::new_profile(&req, self.service.now()).map_err(invalid)?;
+        let c = self
             .service
             .create(&tenant, profile, key)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::CreateCustomerResponse {
-            customer: Some(customer_to_pb(&created)),
+            customer: Some(customer_to_pb(&c)),
         }))
     }
 
@@ -149,7 +157,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         request: Request<pb::GetCustomerRequest>,
     ) -> Result<Response<pb::GetCustomerResponse>, Status> {
         let tenant = context(&request)?;
-        let id = one_id(&request.get_ref().name, "name")?;
+        let id = command::customer_id(&request.get_ref().name, "name").map_err(invalid)?;
         let c = self.service.get(&tenant, id).await.map_err(to_status)?;
         Ok(Response::new(pb::GetCustomerResponse {
             customer: Some(customer_to_pb(&c)),
@@ -165,27 +173,10 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         let key = idem(method!("UpdateCustomer"), &req, &req.request_id, |r| {
             r.request_id.clear()
         })?;
-        let mut v = Violations::default();
-        let Some(customer) = req.customer.as_ref() else {
-            return Err(invalid(Violations(vec![(
-                "customer".into(),
-                "is required".into(),
-            )])));
-        };
-        let id = convert::customer_id(&customer.name, "customer.name", &mut v);
-        let paths = req
-            .update_mask
-            .as_ref()
-            .map(|m| m.paths.clone())
-            .unwrap_or_default();
-        let updates = convert::updates_from_mask(customer, &paths, self.service.now(), &mut v);
-        let (Some(id), true) = (id, v.is_empty()) else {
-            return Err(invalid(v));
-        };
-        let etag = (!customer.etag.is_empty()).then(|| customer.etag.clone());
+        let cmd = command::UpdateCustomer::from_pb(&req, self.service.now()).map_err(invalid)?;
         let c = self
             .service
-            .update(&tenant, id, updates, etag, key)
+            .update(&tenant, cmd.id, cmd.updates, cmd.etag, key)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::UpdateCustomerResponse {
@@ -200,65 +191,17 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         let tenant = context(&request)?;
         let req = request.into_inner();
         let limit = page::page_size(req.page_size, LIST_DEFAULT, LIST_MAX, ERROR_DOMAIN)?;
-        let mut v = Violations::default();
-        let state = convert::state_from_pb(req.state).unwrap_or_else(|why| {
-            v.add("state", why);
-            None
-        });
-        let stage = convert::stage_from_pb(req.lifecycle_stage).unwrap_or_else(|why| {
-            v.add("lifecycle_stage", why);
-            None
-        });
-        let tag = (!req.tag.is_empty())
-            .then(|| {
-                values::Tag::parse(&req.tag)
-                    .map_err(|why| v.add("tag", why))
-                    .ok()
-            })
-            .flatten();
-        let after = req.update_time_after.as_ref().and_then(|t| {
-            let parsed = convert::from_ts(t);
-            if parsed.is_none() {
-                v.add("update_time_after", "not a valid timestamp");
-            }
-            parsed
-        });
-        let order = order_from(&req.order_by);
-        if order.is_none() {
-            v.add("order_by", "must be one of create_time, update_time, display_name, optionally followed by `desc`");
-        }
-        let Some(order) = order.filter(|_| v.is_empty()) else {
-            return Err(invalid(v));
-        };
-        let filter = ListFilter {
-            state: state.unwrap_or(CustomerState::Active),
-            stage,
-            tag,
-            update_time_after: after,
-        };
-        // The token binds to everything that shapes the result set.
-        let scope = format!(
-            "list;state={};stage={};tag={};after={};order={:?}/{}",
-            filter.state.as_str(),
-            filter.stage.map(|s| s.as_str()).unwrap_or(""),
-            filter.tag.as_ref().map(|t| t.as_str()).unwrap_or(""),
-            after.map(|t| t.timestamp_micros()).unwrap_or(0),
-            order.key,
-            order.descending
-        );
-        let cursor: Option<ListCursor> =
-            self.tokens
-                .decode(&tenant, &scope, &req.page_token, "page_token")?;
+        let cmd = command::ListCustomers::try_from(&req).map_err(invalid)?;
+        let scope = cmd.scope();
+        let cursor = self.cursor(&tenant, &scope, &req.page_token)?;
         let (rows, next) = self
             .service
-            .list(&tenant, &filter, order, cursor, limit)
+            .list(&tenant, &cmd.filter, cmd.order, cursor, limit)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::ListCustomersResponse {
             customers: rows.iter().map(customer_to_pb).collect(),
-            next_page_token: next
-                .map(|c| self.tokens.encode(&tenant, &scope, &c))
-                .unwrap_or_default(),
+            next_page_token: self.next_token(&tenant, &scope, next),
         }))
     }
 
@@ -269,27 +212,17 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         let tenant = context(&request)?;
         let req = request.into_inner();
         let limit = page::page_size(req.page_size, SEARCH_DEFAULT, SEARCH_MAX, ERROR_DOMAIN)?;
-        let query = req.query.trim();
-        if query.is_empty() || query.chars().count() > 200 || query.chars().any(char::is_control) {
-            return Err(invalid(Violations(vec![(
-                "query".into(),
-                "must be 1 to 200 characters".into(),
-            )])));
-        }
-        let scope = format!("search;q={}", query.to_lowercase());
-        let cursor: Option<SearchCursor> =
-            self.tokens
-                .decode(&tenant, &scope, &req.page_token, "page_token")?;
+        let cmd = command::SearchCustomers::try_from(&req).map_err(invalid)?;
+        let scope = cmd.scope();
+        let cursor = self.cursor(&tenant, &scope, &req.page_token)?;
         let (rows, next) = self
             .service
-            .search(&tenant, query, cursor, limit)
+            .search(&tenant, &cmd.query, cursor, limit)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::SearchCustomersResponse {
             customers: rows.iter().map(customer_to_pb).collect(),
-            next_page_token: next
-                .map(|c| self.tokens.encode(&tenant, &scope, &c))
-                .unwrap_or_default(),
+            next_page_token: self.next_token(&tenant, &scope, next),
         }))
     }
 
@@ -297,42 +230,17 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::LookupCustomerRequest>,
     ) -> Result<Response<pb::LookupCustomerResponse>, Status> {
-        use pb::lookup_customer_request::Identity;
         let tenant = context(&request)?;
-        let req = request.into_inner();
-        let bad = |field: &str, why: &str| invalid(Violations(vec![(field.into(), why.into())]));
-        let query = match &req.identity {
-            None => {
-                return Err(bad(
-                    "identity",
-                    "set exactly one of email, phone or channel_identity",
-                ));
-            }
-            Some(Identity::Email(e)) => {
-                IdentityQuery::Email(Email::parse(e).map_err(|why| bad("email", why))?)
-            }
-            Some(Identity::Phone(p)) => {
-                IdentityQuery::Phone(Phone::parse(p).map_err(|why| bad("phone", why))?)
-            }
-            Some(Identity::ChannelIdentity(c)) => {
-                let mut v = Violations::default();
-                match convert::channel_identity(c, "channel_identity.", &mut v) {
-                    Some(identity) if v.is_empty() => IdentityQuery::Channel(identity),
-                    _ => return Err(invalid(v)),
-                }
-            }
-        };
-        match self
+        let query = IdentityQuery::try_from(request.get_ref()).map_err(invalid)?;
+        let c = self
             .service
             .lookup(&tenant, &query)
             .await
-            .map_err(to_status)?
-        {
-            Some(c) => Ok(Response::new(pb::LookupCustomerResponse {
-                customer: Some(customer_to_pb(&c)),
-            })),
-            None => Err(to_status(crate::domain::Error::NoIdentityHolder)),
-        }
+            .and_then(|c| c.ok_or(Error::NoIdentityHolder))
+            .map_err(to_status)?;
+        Ok(Response::new(pb::LookupCustomerResponse {
+            customer: Some(customer_to_pb(&c)),
+        }))
     }
 
     async fn merge_customers(
@@ -344,15 +252,10 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         let key = idem(method!("MergeCustomers"), &req, &req.request_id, |r| {
             r.request_id.clear()
         })?;
-        let mut v = Violations::default();
-        let survivor = convert::customer_id(&req.survivor, "survivor", &mut v);
-        let merged = convert::customer_id(&req.merged, "merged", &mut v);
-        let (Some(survivor), Some(merged)) = (survivor, merged) else {
-            return Err(invalid(v));
-        };
+        let cmd = command::MergeCustomers::try_from(&req).map_err(invalid)?;
         let m = self
             .service
-            .merge(&tenant, survivor, merged, key)
+            .merge(&tenant, cmd.survivor, cmd.merged, key)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::MergeCustomersResponse {
@@ -370,74 +273,10 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         let key = idem(method!("SetConsent"), &req, &req.request_id, |r| {
             r.request_id.clear()
         })?;
-        let mut v = Violations::default();
-        let id = convert::customer_id(&req.name, "name", &mut v);
-        let channel = match convert::channel_from_pb(req.channel) {
-            Ok(Some(c)) => Some(c),
-            Ok(None) => {
-                v.add("channel", "is required");
-                None
-            }
-            Err(why) => {
-                v.add("channel", why);
-                None
-            }
-        };
-        let purpose = match convert::purpose_from_pb(req.purpose) {
-            Ok(Some(p)) => Some(p),
-            Ok(None) => {
-                v.add("purpose", "is required");
-                None
-            }
-            Err(why) => {
-                v.add("purpose", why);
-                None
-            }
-        };
-        let status = match convert::status_from_pb(req.status) {
-            Ok(Some(s)) => Some(s),
-            Ok(None) => {
-                v.add("status", "is required");
-                None
-            }
-            Err(why) => {
-                v.add("status", why);
-                None
-            }
-        };
-        if req.source.trim().is_empty() {
-            v.add("source", "is required");
-        }
-        let source = values::text(req.source.trim(), 128)
-            .map_err(|why| v.add("source", why))
-            .unwrap_or_default();
-        let evidence = values::text(&req.evidence, 4096)
-            .map_err(|why| v.add("evidence", why))
-            .unwrap_or_default();
-        let capture_time = match req.capture_time.as_ref().map(convert::from_ts) {
-            None => None,
-            Some(Some(t)) => Some(t),
-            Some(None) => {
-                v.add("capture_time", "not a valid timestamp");
-                None
-            }
-        };
-        let (Some(id), Some(channel), Some(purpose), Some(status), true) =
-            (id, channel, purpose, status, v.is_empty())
-        else {
-            return Err(invalid(v));
-        };
-        let input = SetConsent {
-            channel,
-            purpose,
-            status,
-            source,
-            evidence,
-            capture_time,
-        };
+        let cmd = command::SetConsent::try_from(&req).map_err(invalid)?;
         let r = self
             .service
-            .set_consent(&tenant, id, input, key)
+            .set_consent(&tenant, cmd.id, cmd.consent, key)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::SetConsentResponse {
@@ -452,22 +291,21 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
     ) -> Result<Response<pb::ListConsentEventsResponse>, Status> {
         let tenant = context(&request)?;
         let req = request.into_inner();
-        let limit = page::page_size(req.page_size, LIST_DEFAULT, LIST_MAX, ERROR_DOMAIN)?;
-        let id = one_id(&req.parent, "parent")?;
-        let scope = format!("consent;{id}");
-        let cursor: Option<LedgerCursor> =
-            self.tokens
-                .decode(&tenant, &scope, &req.page_token, "page_token")?;
+        let page = self.ledger_page(
+            &tenant,
+            "consent",
+            &req.parent,
+            req.page_size,
+            &req.page_token,
+        )?;
         let (rows, next) = self
             .service
-            .consent_events(&tenant, id, cursor, limit)
+            .consent_events(&tenant, page.id, page.cursor, page.limit)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::ListConsentEventsResponse {
             consent_events: rows.iter().map(convert::consent_event_to_pb).collect(),
-            next_page_token: next
-                .map(|c| self.tokens.encode(&tenant, &scope, &c))
-                .unwrap_or_default(),
+            next_page_token: self.next_token(&tenant, &page.scope, next),
         }))
     }
 
@@ -477,35 +315,16 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
     ) -> Result<Response<pb::ChangeLifecycleStageResponse>, Status> {
         let tenant = context(&request)?;
         let req = request.into_inner();
-        let key = idem(method!("ChangeLifecycleStage"), &req, &req.request_id, |r| {
-            r.request_id.clear()
-        })?;
-        let mut v = Violations::default();
-        let id = convert::customer_id(&req.name, "name", &mut v);
-        let stage = match convert::stage_from_pb(req.stage) {
-            Ok(Some(s)) => Some(s),
-            Ok(None) => {
-                v.add("stage", "is required");
-                None
-            }
-            Err(why) => {
-                v.add("stage", why);
-                None
-            }
-        };
-        if req.reason.trim().is_empty() {
-            v.add("reason", "is required");
-        }
-        let reason = values::text(req.reason.trim(), 500)
-            .map_err(|why| v.add("reason", why))
-            .unwrap_or_default();
-        let (Some(id), Some(stage), true) = (id, stage, v.is_empty()) else {
-            return Err(invalid(v));
-        };
-        let etag = (!req.etag.is_empty()).then(|| req.etag.clone());
+        let key = idem(
+            method!("ChangeLifecycleStage"),
+            &req,
+            &req.request_id,
+            |r| r.request_id.clear(),
+        )?;
+        let cmd = command::ChangeLifecycleStage::try_from(&req).map_err(invalid)?;
         let r = self
             .service
-            .change_stage(&tenant, id, stage, reason, etag, key)
+            .change_stage(&tenant, cmd.id, cmd.stage, cmd.reason, cmd.etag, key)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::ChangeLifecycleStageResponse {
@@ -520,22 +339,21 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
     ) -> Result<Response<pb::ListLifecycleEventsResponse>, Status> {
         let tenant = context(&request)?;
         let req = request.into_inner();
-        let limit = page::page_size(req.page_size, LIST_DEFAULT, LIST_MAX, ERROR_DOMAIN)?;
-        let id = one_id(&req.parent, "parent")?;
-        let scope = format!("lifecycle;{id}");
-        let cursor: Option<LedgerCursor> =
-            self.tokens
-                .decode(&tenant, &scope, &req.page_token, "page_token")?;
+        let page = self.ledger_page(
+            &tenant,
+            "lifecycle",
+            &req.parent,
+            req.page_size,
+            &req.page_token,
+        )?;
         let (rows, next) = self
             .service
-            .lifecycle_events(&tenant, id, cursor, limit)
+            .lifecycle_events(&tenant, page.id, page.cursor, page.limit)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::ListLifecycleEventsResponse {
             lifecycle_events: rows.iter().map(convert::lifecycle_event_to_pb).collect(),
-            next_page_token: next
-                .map(|c| self.tokens.encode(&tenant, &scope, &c))
-                .unwrap_or_default(),
+            next_page_token: self.next_token(&tenant, &page.scope, next),
         }))
     }
 
@@ -544,14 +362,11 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         request: Request<pb::ExportCustomerDataRequest>,
     ) -> Result<Response<pb::ExportCustomerDataResponse>, Status> {
         let tenant = context(&request)?;
-        let id = one_id(&request.get_ref().name, "name")?;
+        let id = command::customer_id(&request.get_ref().name, "name").map_err(invalid)?;
         let doc = self.service.export(&tenant, id).await.map_err(to_status)?;
-        let data = serde_json::to_vec_pretty(&doc)
-            .map_err(|e| to_status(crate::domain::Error::Internal(e.to_string())))?;
-        Ok(Response::new(pb::ExportCustomerDataResponse {
-            content_type: "application/json".to_owned(),
-            data,
-        }))
+        Ok(Response::new(
+            convert::export_to_pb(&doc).map_err(to_status)?,
+        ))
     }
 
     async fn erase_customer(
@@ -563,7 +378,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         let key = idem(method!("EraseCustomer"), &req, &req.request_id, |r| {
             r.request_id.clear()
         })?;
-        let id = one_id(&req.name, "name")?;
+        let id = command::customer_id(&req.name, "name").map_err(invalid)?;
         let receipt = self
             .service
             .erase(&tenant, id, key)
@@ -572,38 +387,5 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         Ok(Response::new(pb::EraseCustomerResponse {
             erasure_receipt: Some(convert::receipt_to_pb(&receipt)),
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn order_by_grammar() {
-        assert_eq!(
-            order_from(""),
-            Some(ListOrder {
-                key: SortKey::CreateTime,
-                descending: true
-            })
-        );
-        assert_eq!(
-            order_from("display_name"),
-            Some(ListOrder {
-                key: SortKey::DisplayName,
-                descending: false
-            })
-        );
-        assert_eq!(
-            order_from("update_time desc"),
-            Some(ListOrder {
-                key: SortKey::UpdateTime,
-                descending: true
-            })
-        );
-        assert_eq!(order_from("email"), None);
-        assert_eq!(order_from("create_time sideways"), None);
-        assert_eq!(order_from("create_time desc extra"), None);
     }
 }
