@@ -26,6 +26,7 @@ use rapport_bench::{
     report::Ceiling,
     workload::{self, Credentials, CustomerSet, Echo, Profiles, ProfilesCall},
 };
+use rapport_profiles::ceiling::{self, PgbenchScript};
 use rapport_store::{Db, DbOptions};
 use sea_orm::ConnectionTrait as _;
 
@@ -885,15 +886,13 @@ async fn measure_ceilings(url: &str, database: DatabaseKind, args: &BenchArgs) -
     tracing::info!(concurrency, "measuring the storage write ceilings");
     let raw = async {
         let db = Db::connect(url, &DbOptions::default()).await?;
-        let report =
-            rapport_profiles::seed::raw_insert_ceiling(&db, args.duration, concurrency).await;
+        let report = ceiling::raw_insert_ceiling(&db, args.duration, concurrency).await;
         db.close().await;
         report
     }
     .await;
     match raw {
-        Ok(r) => ceilings.push(ceiling(
-            &r,
+        Ok(r) => ceilings.push(r.to_ceiling(
             "single-row INSERT into customers, one per transaction, service's pool and pragmas",
         )),
         Err(e) => tracing::warn!(error = format!("{e:#}"), "raw insert ceiling failed"),
@@ -902,7 +901,6 @@ async fn measure_ceilings(url: &str, database: DatabaseKind, args: &BenchArgs) -
         let url = url.to_owned();
         let secs = args.duration.as_secs().max(1) as u32;
         let clients = concurrency as u32;
-        use rapport_profiles::seed::PgbenchScript;
         let scripts = [
             (PgbenchScript::OneRow, "pgbench, one-row INSERT script"),
             (
@@ -913,30 +911,18 @@ async fn measure_ceilings(url: &str, database: DatabaseKind, args: &BenchArgs) -
         for (script, how) in scripts {
             let url = url.clone();
             let pgbench = tokio::task::spawn_blocking(move || {
-                rapport_profiles::seed::pgbench_ceiling(&url, script, secs, clients)
+                ceiling::pgbench_ceiling(&url, script, secs, clients)
             })
             .await
             .context("pgbench task")
             .and_then(|r| r);
             match pgbench {
-                Ok(r) => ceilings.push(ceiling(&r, how)),
+                Ok(r) => ceilings.push(r.to_ceiling(how)),
                 Err(e) => tracing::warn!(error = format!("{e:#}"), "pgbench ceiling failed"),
             }
         }
     }
     ceilings
-}
-
-fn ceiling(r: &rapport_profiles::seed::CeilingReport, how: &str) -> Ceiling {
-    Ceiling {
-        name: r.name.clone(),
-        ops_per_sec: r.ops_per_sec,
-        p99_us: Some(r.p99_ms * 1000.0),
-        note: format!(
-            "{how}; {} writers, p50 {:.2} ms, p99 {:.2} ms",
-            r.concurrency, r.p50_ms, r.p99_ms
-        ),
-    }
 }
 
 /// Checks that the profiles database at `url` holds at least `n` customers

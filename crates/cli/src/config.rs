@@ -97,7 +97,11 @@ fn secret_keys(value: &serde_json::Value) -> Vec<String> {
         match value {
             serde_json::Value::Object(map) => {
                 for (k, v) in map {
-                    let key = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    let key = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
                     walk(v, &key, out);
                 }
             }

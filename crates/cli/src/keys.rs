@@ -50,8 +50,7 @@ pub async fn run(config: &rapport_gateway::Config, command: KeysCommand) -> anyh
             expires_in_days,
             rate_limit,
         } => {
-            rapport_kit::Tenant::parse(&tenant)
-                .map_err(|why| anyhow::anyhow!("--tenant {why}"))?;
+            rapport_kit::Tenant::parse(&tenant).map_err(|why| anyhow::anyhow!("--tenant {why}"))?;
             if scopes.is_empty() || !scopes.iter().all(|s| valid_scope(s)) {
                 anyhow::bail!("--scopes: give one or more lower-case scopes such as profiles.read");
             }

@@ -63,7 +63,6 @@ enum Command {
     Seed(seed::SeedArgs),
 }
 
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

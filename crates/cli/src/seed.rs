@@ -1,11 +1,16 @@
 //! `rapport seed`: bulk-loads synthetic customers into the profiles database
 //! (`rapport_profiles::seed`), or with `--ceiling` measures the storage's
-//! single-row write ceilings that benchmark results are read against.
+//! single-row write ceilings that benchmark results are read against
+//! (`rapport_profiles::ceiling`).
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
-use rapport_profiles::seed::{self, CeilingReport, SeedPlan};
+use rapport_bench::CeilingReport;
+use rapport_profiles::{
+    ceiling::{self, PgbenchScript},
+    seed::{self, SeedPlan},
+};
 use rapport_store::Db;
 
 use crate::config::RapportConfig;
@@ -120,19 +125,16 @@ async fn seed_customers(db: &Db, shown: &str, args: &SeedArgs) -> anyhow::Result
 }
 
 async fn ceilings(db: &Db, url: &str, args: &SeedArgs) -> anyhow::Result<()> {
-    let mut reports = vec![seed::raw_insert_ceiling(db, args.duration, args.concurrency).await?];
+    let mut reports = vec![ceiling::raw_insert_ceiling(db, args.duration, args.concurrency).await?];
     // Db::connect accepts exactly these two spellings for PostgreSQL.
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let (url, clients) = (url.to_owned(), args.concurrency as u32);
         let seconds = args.duration.as_secs().max(1) as u32;
         let pgbench = tokio::task::spawn_blocking(move || {
-            [
-                seed::PgbenchScript::OneRow,
-                seed::PgbenchScript::CreateShape,
-            ]
-            .into_iter()
-            .map(|script| seed::pgbench_ceiling(&url, script, seconds, clients))
-            .collect::<anyhow::Result<Vec<_>>>()
+            [PgbenchScript::OneRow, PgbenchScript::CreateShape]
+                .into_iter()
+                .map(|script| ceiling::pgbench_ceiling(&url, script, seconds, clients))
+                .collect::<anyhow::Result<Vec<_>>>()
         })
         .await
         .context("pgbench runner panicked")??;

@@ -137,7 +137,10 @@ macro_rules! services {
     };
 }
 
-async fn migrate_one<M: MigratorTrait>(database: &DatabaseConfig, name: &str) -> anyhow::Result<()> {
+async fn migrate_one<M: MigratorTrait>(
+    database: &DatabaseConfig,
+    name: &str,
+) -> anyhow::Result<()> {
     let db = rapport_store::open::<M>(&DatabaseConfig {
         migrate: true,
         ..database.clone()

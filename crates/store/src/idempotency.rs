@@ -85,10 +85,7 @@ pub async fn claim<C: ConnectionTrait>(
     claim: &Claim,
     now_micros: i64,
 ) -> Result<bool, DbErr> {
-    match conn
-        .execute(&claim_insert(tenant, claim, now_micros))
-        .await
-    {
+    match conn.execute(&claim_insert(tenant, claim, now_micros)).await {
         Ok(_) => Ok(true),
         Err(e) if crate::is_unique_violation(&e) => Ok(false),
         Err(e) => Err(e),

@@ -376,7 +376,9 @@ mod tests {
     async fn keys_are_per_tenant() {
         let store = Arc::new(Store::default());
         let other = Tenant::parse("globex").unwrap();
-        add(&store, &acme(), 5, Some(&key("r1", "fp"))).await.unwrap();
+        add(&store, &acme(), 5, Some(&key("r1", "fp")))
+            .await
+            .unwrap();
         assert_eq!(add(&store, &other, 5, Some(&key("r1", "fp"))).await, Ok(10));
     }
 

@@ -222,7 +222,10 @@ impl GatewayAdminService for Handler {
             t.as_ref()
                 .and_then(|t| v.take(field, from_ts(t).ok_or("not a valid timestamp")))
         };
-        let (start, end) = (time("start_time", &req.start_time), time("end_time", &req.end_time));
+        let (start, end) = (
+            time("start_time", &req.start_time),
+            time("end_time", &req.end_time),
+        );
         v.check().map_err(Error::from)?;
         let filter = AuditFilter {
             start,

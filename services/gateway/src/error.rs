@@ -242,34 +242,128 @@ mod tests {
     #[test]
     fn every_error_has_its_code_and_reason() {
         let table = [
-            (Error::Auth(AuthError::Missing), Code::Unauthenticated, "CREDENTIALS_MISSING"),
-            (Error::Auth(AuthError::Unavailable), Code::Unavailable, "AUTH_UNAVAILABLE"),
-            (Error::NotAuthenticated, Code::Unauthenticated, "CREDENTIALS_MISSING"),
-            (Error::MethodNotFound { path: "/x.Y/Z".into() }, Code::Unimplemented, "METHOD_NOT_FOUND"),
-            (Error::ServiceNotRouted { service: "x.Y".into() }, Code::Unimplemented, "SERVICE_NOT_ROUTED"),
-            (Error::ScopeUndeclared, Code::PermissionDenied, "SCOPE_UNDECLARED"),
-            (Error::ScopeMissing { scope: "a.b".into() }, Code::PermissionDenied, "SCOPE_MISSING"),
-            (Error::TenantForbidden, Code::PermissionDenied, "TENANT_FORBIDDEN"),
-            (Error::ScopeEscalation, Code::PermissionDenied, "SCOPE_ESCALATION"),
-            (Error::ApiKeyNotFound { name: "apiKeys/k".into() }, Code::NotFound, "API_KEY_NOT_FOUND"),
-            (Error::BodyTooSlow, Code::DeadlineExceeded, "DEADLINE_EXCEEDED"),
-            (Error::DeadlineExceeded, Code::DeadlineExceeded, "DEADLINE_EXCEEDED"),
-            (Error::RequestTooLarge { limit: 10 }, Code::InvalidArgument, "REQUEST_TOO_LARGE"),
+            (
+                Error::Auth(AuthError::Missing),
+                Code::Unauthenticated,
+                "CREDENTIALS_MISSING",
+            ),
+            (
+                Error::Auth(AuthError::Unavailable),
+                Code::Unavailable,
+                "AUTH_UNAVAILABLE",
+            ),
+            (
+                Error::NotAuthenticated,
+                Code::Unauthenticated,
+                "CREDENTIALS_MISSING",
+            ),
+            (
+                Error::MethodNotFound {
+                    path: "/x.Y/Z".into(),
+                },
+                Code::Unimplemented,
+                "METHOD_NOT_FOUND",
+            ),
+            (
+                Error::ServiceNotRouted {
+                    service: "x.Y".into(),
+                },
+                Code::Unimplemented,
+                "SERVICE_NOT_ROUTED",
+            ),
+            (
+                Error::ScopeUndeclared,
+                Code::PermissionDenied,
+                "SCOPE_UNDECLARED",
+            ),
+            (
+                Error::ScopeMissing {
+                    scope: "a.b".into(),
+                },
+                Code::PermissionDenied,
+                "SCOPE_MISSING",
+            ),
+            (
+                Error::TenantForbidden,
+                Code::PermissionDenied,
+                "TENANT_FORBIDDEN",
+            ),
+            (
+                Error::ScopeEscalation,
+                Code::PermissionDenied,
+                "SCOPE_ESCALATION",
+            ),
+            (
+                Error::ApiKeyNotFound {
+                    name: "apiKeys/k".into(),
+                },
+                Code::NotFound,
+                "API_KEY_NOT_FOUND",
+            ),
+            (
+                Error::BodyTooSlow,
+                Code::DeadlineExceeded,
+                "DEADLINE_EXCEEDED",
+            ),
+            (
+                Error::DeadlineExceeded,
+                Code::DeadlineExceeded,
+                "DEADLINE_EXCEEDED",
+            ),
+            (
+                Error::RequestTooLarge { limit: 10 },
+                Code::InvalidArgument,
+                "REQUEST_TOO_LARGE",
+            ),
             (Error::RequestAborted, Code::Cancelled, "REQUEST_ABORTED"),
-            (Error::BackendUnavailable { service: "x.Y".into() }, Code::Unavailable, "BACKEND_UNAVAILABLE"),
-            (Error::Overloaded { message: "busy".into(), backend: None }, Code::ResourceExhausted, "OVERLOADED"),
-            (Error::RateLimited { wait: Duration::from_millis(5) }, Code::ResourceExhausted, "RATE_LIMITED"),
-            (Error::Invalid(Violations::one("a", "b")), Code::InvalidArgument, "INVALID_ARGUMENT"),
-            (Error::RequestIdReused, Code::InvalidArgument, "REQUEST_ID_REUSED"),
+            (
+                Error::BackendUnavailable {
+                    service: "x.Y".into(),
+                },
+                Code::Unavailable,
+                "BACKEND_UNAVAILABLE",
+            ),
+            (
+                Error::Overloaded {
+                    message: "busy".into(),
+                    backend: None,
+                },
+                Code::ResourceExhausted,
+                "OVERLOADED",
+            ),
+            (
+                Error::RateLimited {
+                    wait: Duration::from_millis(5),
+                },
+                Code::ResourceExhausted,
+                "RATE_LIMITED",
+            ),
+            (
+                Error::Invalid(Violations::one("a", "b")),
+                Code::InvalidArgument,
+                "INVALID_ARGUMENT",
+            ),
+            (
+                Error::RequestIdReused,
+                Code::InvalidArgument,
+                "REQUEST_ID_REUSED",
+            ),
             (Error::Conflict, Code::Aborted, "CONCURRENT_MODIFICATION"),
-            (Error::Internal("SELECT * FROM api_keys".into()), Code::Internal, "INTERNAL"),
+            (
+                Error::Internal("SELECT * FROM api_keys".into()),
+                Code::Internal,
+                "INTERNAL",
+            ),
         ];
         for (err, code, reason) in table {
             let status = to_status(err);
             assert_eq!(status.code(), code, "{reason}");
             let details = status.get_error_details();
             let info = details.error_info().expect("ErrorInfo on every error");
-            assert_eq!((info.reason.as_str(), info.domain.as_str()), (reason, DOMAIN));
+            assert_eq!(
+                (info.reason.as_str(), info.domain.as_str()),
+                (reason, DOMAIN)
+            );
             assert!(!status.message().contains("SELECT"), "SQL leaked");
         }
     }

@@ -362,7 +362,6 @@ fn rate_limited(wait: Duration) -> http::Response<Body> {
     resp
 }
 
-
 /// Strips what the client must not pass on, attaches the assertion and
 /// trace context, and sets the effective deadline, which it returns.
 fn prepare_headers(

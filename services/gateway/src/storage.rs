@@ -186,13 +186,12 @@ impl Store {
     ) -> Result<(), CommitError<Error>> {
         let failed = |e: DbErr| CommitError::Other(Error::from(e));
         let txn = self.db.writer.begin().await.map_err(failed)?;
-        if let Some((tenant, claim)) = claim {
-            if !idempotency::claim(&txn, tenant, claim, micros(k.create_time))
+        if let Some((tenant, claim)) = claim
+            && !idempotency::claim(&txn, tenant, claim, micros(k.create_time))
                 .await
                 .map_err(failed)?
-            {
-                return Err(CommitError::KeyTaken);
-            }
+        {
+            return Err(CommitError::KeyTaken);
         }
         api_keys::ActiveModel {
             key_id: Set(k.key_id.clone()),

@@ -9,6 +9,15 @@ mod domain;
 pub mod seed;
 mod storage;
 
+/// The storage write ceilings of the profiles schema (`rapport bench`,
+/// `rapport seed --ceiling`). Feature `bench`, off by default: benchmark
+/// code, outside the service's production build.
+#[cfg(feature = "bench")]
+pub mod ceiling {
+    pub use crate::storage::ceiling::{PgbenchScript, pgbench_ceiling, raw_insert_ceiling};
+    pub use rapport_bench::CeilingReport;
+}
+
 use std::{future::Future, net::SocketAddr};
 
 use anyhow::Context as _;

@@ -86,7 +86,11 @@ mod tests {
                 "INVALID_ARGUMENT",
             ),
             (Error::NotFound(id), Code::NotFound, "CUSTOMER_NOT_FOUND"),
-            (Error::NoIdentityHolder, Code::NotFound, "CUSTOMER_NOT_FOUND"),
+            (
+                Error::NoIdentityHolder,
+                Code::NotFound,
+                "CUSTOMER_NOT_FOUND",
+            ),
             (
                 Error::IdentityTaken {
                     field: "customer.emails[0].address".into(),

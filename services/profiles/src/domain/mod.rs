@@ -10,5 +10,5 @@ pub mod service;
 pub mod values;
 
 pub use error::{Error, Violations};
-pub use rapport_usecase::{Clock, SystemClock};
 pub use model::*;
+pub use rapport_usecase::{Clock, SystemClock};

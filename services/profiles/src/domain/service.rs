@@ -226,7 +226,9 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         idem: Option<Idempotency>,
     ) -> Result<StageChanged, Error> {
         let w = Write::new(&self.repo, tenant, idem.as_ref());
-        let result = self.change_stage_once(&w, tenant, id, stage, reason, etag).await;
+        let result = self
+            .change_stage_once(&w, tenant, id, stage, reason, etag)
+            .await;
         w.settle(result).await
     }
 
@@ -354,10 +356,7 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                 customer: updated.clone(),
                 expected_version,
             });
-            match self
-                .commit(w, change, id, updated, &keys)
-                .await?
-            {
+            match self.commit(w, change, id, updated, &keys).await? {
                 Some(c) => return Ok(c),
                 None if etag.is_some() => return Err(Error::EtagMismatch),
                 None => continue,
@@ -530,10 +529,7 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                 survivor: new_survivor,
                 record,
             };
-            if let Some(m) = self
-                .commit(w, change, survivor_id, result, &[])
-                .await?
-            {
+            if let Some(m) = self.commit(w, change, survivor_id, result, &[]).await? {
                 return Ok(m);
             }
         }
@@ -665,13 +661,7 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                 to: stage,
             });
             match self
-                .commit(
-                    w,
-                    change,
-                    id,
-                    StageChanged { customer, event },
-                    &[],
-                )
+                .commit(w, change, id, StageChanged { customer, event }, &[])
                 .await?
             {
                 Some(r) => return Ok(r),
@@ -807,10 +797,7 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                 customer: id,
                 receipt: receipt.id,
             });
-            if let Some(r) = self
-                .commit(w, change, id, receipt.clone(), &[])
-                .await?
-            {
+            if let Some(r) = self.commit(w, change, id, receipt.clone(), &[]).await? {
                 return Ok(r);
             }
         }

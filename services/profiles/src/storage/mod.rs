@@ -7,13 +7,17 @@
 //!
 //! Storage never sees the transport: domain events reach the outbox through
 //! an encoder the service's composition (`lib.rs`) hands in.
-// Crate-visible for the bulk loader (`crate::seed`), which writes these rows directly.
-pub(crate) mod entities;
+// Beside the repository, writing rows directly: the bulk loader (public as
+// `crate::seed`) and the write ceilings (`crate::ceiling`, feature `bench`).
+pub(crate) mod bulk;
+#[cfg(feature = "bench")]
+pub(crate) mod ceiling;
+mod entities;
 mod read;
 mod rows;
 mod write;
 
-pub(crate) use rows::to_row;
+use rows::to_row;
 
 use rapport_store::{Db, group_commit::GroupCommit, idempotency, outbox::Encode};
 use rapport_usecase::{Idempotency, Prior, Priors};

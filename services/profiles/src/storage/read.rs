@@ -11,12 +11,7 @@ use sea_orm::{
 };
 
 use super::{SqlRepository, entities::*, rows::*};
-use crate::domain::{
-    Error,
-    model::*,
-    repository::*,
-    rules::IdentityKind,
-};
+use crate::domain::{Error, model::*, repository::*, rules::IdentityKind};
 
 /// Most rows a search fetches by rowid from the trigram index; a needle
 /// found in more is common enough that walking the tenant in id order fills

@@ -3,12 +3,11 @@
 //! outbox rows. On SQLite the change joins the group commit of the one
 //! writer; on PostgreSQL a create is one statement and every other change
 //! its own transaction.
-use rapport_store::{
-    group_commit::BoxFuture, idempotency, is_unique_violation, micros, outbox,
-};
+use rapport_store::{group_commit::BoxFuture, idempotency, is_unique_violation, micros, outbox};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait as _, DatabaseTransaction, DbErr,
-    EntityName as _, EntityTrait, QueryFilter, QueryTrait as _, TransactionTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait as _, DatabaseTransaction, DbErr, EntityName as _, EntityTrait,
+    QueryFilter, QueryTrait as _, TransactionTrait,
     sea_query::{Alias, CommonTableExpression, Expr, InsertStatement, Query, WithClause},
 };
 
@@ -402,4 +401,3 @@ async fn commit_in_one_statement(
         _ => CommitError::Other(Clash::Failed(db_err(e))),
     })
 }
-

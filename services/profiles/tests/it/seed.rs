@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use crate::harness::*;
 use pb::{ListCustomersRequest, SearchCustomersRequest};
-use rapport_profiles::seed::{self, SeedPlan};
+use rapport_profiles::{
+    ceiling,
+    seed::{self, SeedPlan},
+};
 use sea_orm::ConnectionTrait as _;
 
 const BENCH: &str = seed::DEFAULT_TENANT;
@@ -149,7 +152,7 @@ async fn seeding_refuses_an_identity_taken_outside_the_seed() {
 #[tokio::test]
 async fn raw_insert_ceiling_measures_and_cleans_up() {
     let h = start().await;
-    let report = seed::raw_insert_ceiling(&h.db, Duration::from_millis(200), 2)
+    let report = ceiling::raw_insert_ceiling(&h.db, Duration::from_millis(200), 2)
         .await
         .expect("raw insert ceiling");
     assert!(
@@ -171,17 +174,18 @@ async fn pgbench_ceilings_run_on_postgres() {
         return;
     }
     for (script, name) in [
-        (seed::PgbenchScript::OneRow, "postgres.pgbench_insert"),
+        (ceiling::PgbenchScript::OneRow, "postgres.pgbench_insert"),
         (
-            seed::PgbenchScript::CreateShape,
+            ceiling::PgbenchScript::CreateShape,
             "postgres.pgbench_create_shape",
         ),
     ] {
         let url = h.testdb.url();
-        let report = tokio::task::spawn_blocking(move || seed::pgbench_ceiling(&url, script, 1, 2))
-            .await
-            .unwrap()
-            .expect("pgbench ceiling");
+        let report =
+            tokio::task::spawn_blocking(move || ceiling::pgbench_ceiling(&url, script, 1, 2))
+                .await
+                .unwrap()
+                .expect("pgbench ceiling");
         assert_eq!(report.name, name);
         assert!(
             report.ops_per_sec > 0.0 && report.operations > 0,
