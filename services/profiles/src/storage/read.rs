@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use rapport_store::micros;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait as _, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait as _, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
     sea_query::{Alias, Expr, ExprTrait as _, LikeExpr, Query},
 };
 
@@ -264,27 +264,24 @@ impl Repository for SqlRepository {
         limit: u32,
     ) -> Result<Vec<ConsentEvent>, Error> {
         use consent_events::Column as C;
-        let mut q = consent_events::Entity::find()
-            .filter(C::Tenant.eq(tenant.as_str()))
-            .filter(C::CustomerId.eq(customer.to_string()));
-        if let Some((t, id)) = after {
-            q = q.filter(
-                Condition::any().add(C::CaptureTime.gt(t)).add(
-                    Condition::all()
-                        .add(C::CaptureTime.eq(t))
-                        .add(C::Id.gt(id.to_string())),
-                ),
-            );
-        }
-        q.order_by_asc(C::CaptureTime)
-            .order_by_asc(C::Id)
-            .limit(u64::from(limit))
-            .all(&self.db.reader)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(to_consent_event)
-            .collect()
+        let columns = Ledger {
+            tenant: C::Tenant,
+            customer: C::CustomerId,
+            time: C::CaptureTime,
+            id: C::Id,
+        };
+        ledger_page::<consent_events::Entity>(
+            &self.db.reader,
+            columns,
+            tenant,
+            customer,
+            after,
+            limit,
+        )
+        .await?
+        .into_iter()
+        .map(to_consent_event)
+        .collect()
     }
 
     async fn lifecycle_events(
@@ -295,27 +292,24 @@ impl Repository for SqlRepository {
         limit: u32,
     ) -> Result<Vec<LifecycleEvent>, Error> {
         use lifecycle_events::Column as C;
-        let mut q = lifecycle_events::Entity::find()
-            .filter(C::Tenant.eq(tenant.as_str()))
-            .filter(C::CustomerId.eq(customer.to_string()));
-        if let Some((t, id)) = after {
-            q = q.filter(
-                Condition::any().add(C::CreateTime.gt(t)).add(
-                    Condition::all()
-                        .add(C::CreateTime.eq(t))
-                        .add(C::Id.gt(id.to_string())),
-                ),
-            );
-        }
-        q.order_by_asc(C::CreateTime)
-            .order_by_asc(C::Id)
-            .limit(u64::from(limit))
-            .all(&self.db.reader)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(to_lifecycle_event)
-            .collect()
+        let columns = Ledger {
+            tenant: C::Tenant,
+            customer: C::CustomerId,
+            time: C::CreateTime,
+            id: C::Id,
+        };
+        ledger_page::<lifecycle_events::Entity>(
+            &self.db.reader,
+            columns,
+            tenant,
+            customer,
+            after,
+            limit,
+        )
+        .await?
+        .into_iter()
+        .map(to_lifecycle_event)
+        .collect()
     }
 
     async fn merge_records(
@@ -343,4 +337,50 @@ impl Repository for SqlRepository {
     async fn commit(&self, change: ChangeSet) -> Result<(), CommitError> {
         self.write(change).await
     }
+}
+
+/// The columns a per-customer ledger (consent decisions, lifecycle history)
+/// is read by.
+struct Ledger<C> {
+    tenant: C,
+    customer: C,
+    /// The ledger's order: oldest first, ties by id.
+    time: C,
+    id: C,
+}
+
+/// One page of a customer's ledger after the `(time, id)` cursor, oldest
+/// first.
+async fn ledger_page<E: EntityTrait>(
+    reader: &DatabaseConnection,
+    columns: Ledger<E::Column>,
+    tenant: &Tenant,
+    customer: CustomerId,
+    after: Option<LedgerCursor>,
+    limit: u32,
+) -> Result<Vec<E::Model>, Error> {
+    let Ledger {
+        tenant: tenant_col,
+        customer: customer_col,
+        time,
+        id,
+    } = columns;
+    let mut q = E::find()
+        .filter(tenant_col.eq(tenant.as_str()))
+        .filter(customer_col.eq(customer.to_string()));
+    if let Some((t, after_id)) = after {
+        q = q.filter(
+            Condition::any().add(time.gt(t)).add(
+                Condition::all()
+                    .add(time.eq(t))
+                    .add(id.gt(after_id.to_string())),
+            ),
+        );
+    }
+    q.order_by_asc(time)
+        .order_by_asc(id)
+        .limit(u64::from(limit))
+        .all(reader)
+        .await
+        .map_err(db_err)
 }

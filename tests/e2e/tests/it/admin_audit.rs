@@ -222,3 +222,69 @@ async fn the_audit_log_records_writes_and_refusals_without_secrets() {
         .audit_events;
     assert!(!only.is_empty() && only.iter().all(|e| e.principal == create.principal));
 }
+
+/// Twins of one CreateApiKey (the same request id, sent at once, as a client
+/// retrying over a flaky network does) create one key, and every twin is
+/// answered with it — the loser of the race gets the winner's committed
+/// result, as in every service, never ABORTED. Only the request that created
+/// it sees the secret.
+#[tokio::test]
+async fn concurrent_twins_of_create_api_key_create_one_key_and_all_answer_it() {
+    let s = start().await;
+    let request = gw::CreateApiKeyRequest {
+        api_key: Some(gw::ApiKey {
+            display_name: "twins".into(),
+            tenant: "acme".into(),
+            scopes: vec!["profiles.read".into()],
+            ..Default::default()
+        }),
+        request_id: "create-twins".into(),
+    };
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let (mut admin, key, request) = (s.admin(), s.admin_key.clone(), request.clone());
+            tokio::spawn(async move { admin.create_api_key(with_key(&key, request)).await })
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    let mut secrets = 0;
+    for call in calls {
+        let answer = call
+            .await
+            .unwrap()
+            .expect("every twin is answered")
+            .into_inner();
+        ids.insert(answer.api_key.unwrap().key_id);
+        secrets += usize::from(!answer.secret.is_empty());
+    }
+    assert_eq!(ids.len(), 1, "twins created {ids:?}");
+    assert_eq!(secrets, 1, "the secret is shown once");
+    let listed = s
+        .admin()
+        .list_api_keys(with_key(
+            &s.admin_key,
+            gw::ListApiKeysRequest {
+                tenant: "acme".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let twins = listed
+        .api_keys
+        .iter()
+        .filter(|k| k.display_name == "twins")
+        .count();
+    assert_eq!(twins, 1);
+
+    // The same request id for another key is refused, and creates nothing.
+    let mut other = request.clone();
+    other.api_key.as_mut().unwrap().display_name = "not a twin".into();
+    let err = s
+        .admin()
+        .create_api_key(with_key(&s.admin_key, other))
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::InvalidArgument, "REQUEST_ID_REUSED");
+}
