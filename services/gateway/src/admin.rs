@@ -12,7 +12,7 @@ use rapport_kit::{
 };
 use rapport_proto::gateway::{self as pb, gateway_admin_service_server::GatewayAdminService};
 use rapport_store::micros;
-use rapport_usecase::{Violations, page_of};
+use rapport_usecase::{Clock as _, SystemClock, Violations, page_of};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -117,7 +117,8 @@ impl GatewayAdminService for Handler {
     ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
         let caller = principal(&request)?;
         let req = request.into_inner();
-        let now = Utc::now();
+        // At the storage precision, so a replay shows the same create_time.
+        let now = SystemClock.now();
         let new = new_key(&req, now).map_err(Error::from)?;
         tenant_scope(&caller, &new.tenant)?;
         if new.scopes.iter().any(|s| s == PLATFORM_SCOPE) && !caller.scopes.contains(PLATFORM_SCOPE)
