@@ -1239,7 +1239,12 @@ async fn serve(config: &RapportConfig, command: ServeCommand) -> anyhow::Result<
                 .context("serving echo")
         }
         ServeCommand::Profiles { stop_on_stdin_eof } => {
-            let profiles = rapport_profiles::build(&config.profiles).await?;
+            let bus = rapport_events::Bus::from_config(
+                &config.profiles.events,
+                &rapport_events::Bus::in_process(),
+            )
+            .await?;
+            let profiles = rapport_profiles::build(&config.profiles, &bus).await?;
             announce(profiles.local_addr())?;
             profiles.serve(stop_signal(stop_on_stdin_eof)).await
         }

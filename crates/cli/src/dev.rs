@@ -127,7 +127,10 @@ fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
 
 /// Runs every service and the gateway until SIGINT/SIGTERM.
 pub async fn run(mut config: RapportConfig, data_dir: &Path) -> anyhow::Result<()> {
-    let services = crate::services::start_dev(&mut config).await?;
+    // One in-process bus for every service of the process: `rapport dev`
+    // needs nothing external.
+    let bus = rapport_events::Bus::in_process();
+    let services = crate::services::start_dev(&mut config, &bus).await?;
     for s in &services {
         tracing::info!(addr = %s.addr, service = s.grpc_name, "serving");
     }

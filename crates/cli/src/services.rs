@@ -6,11 +6,13 @@
 //!
 //! Every service crate exports the same items: `Config` (with `server`,
 //! `database: rapport_store::DatabaseConfig`, `page_token_secret` and
-//! `assertion_key` as `rapport_kit::Secret`), `SERVICE_NAME`, `Migrator`,
-//! and `build(&Config)` returning a bound server with `local_addr()` and
+//! `assertion_key` as `rapport_kit::Secret`, `events:
+//! rapport_events::EventsConfig`), `SERVICE_NAME`, `Migrator`, and
+//! `build(&Config, &Bus)` returning a bound server with `local_addr()` and
 //! `serve(shutdown)`.
 use std::{future::Future, net::SocketAddr, path::Path, pin::Pin};
 
+use rapport_events::Bus;
 use rapport_kit::Secret;
 use rapport_store::DatabaseConfig;
 use sea_orm_migration::MigratorTrait;
@@ -70,8 +72,9 @@ macro_rules! services {
                     gateway.serve(shutdown).await
                 }
                 $( Service::$name => {
-                    let built = $krate::build(&config.$name).await?;
-                    tracing::info!(addr = %built.local_addr(), service = $krate::SERVICE_NAME, "serving");
+                    let bus = Bus::from_config(&config.$name.events, &Bus::in_process()).await?;
+                    let built = $krate::build(&config.$name, &bus).await?;
+                    tracing::info!(addr = %built.local_addr(), service = $krate::SERVICE_NAME, ?bus, "serving");
                     built.serve(shutdown).await
                 } )+
             }
@@ -110,12 +113,15 @@ macro_rules! services {
             Ok(())
         }
 
-        /// `rapport dev`: builds every service and routes the gateway to it
-        /// (unless a backend is configured for it already).
-        pub async fn start_dev(config: &mut RapportConfig) -> anyhow::Result<Vec<Started>> {
+        /// `rapport dev`: builds every service on the process's bus (the
+        /// in-process one unless a service is configured for NATS) and
+        /// routes the gateway to it (unless a backend is configured for it
+        /// already).
+        pub async fn start_dev(config: &mut RapportConfig, bus: &Bus) -> anyhow::Result<Vec<Started>> {
             let mut started = Vec::new();
             $( {
-                let built = $krate::build(&config.$name).await?;
+                let service_bus = Bus::from_config(&config.$name.events, bus).await?;
+                let built = $krate::build(&config.$name, &service_bus).await?;
                 let addr = built.local_addr();
                 config
                     .gateway

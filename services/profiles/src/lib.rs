@@ -21,6 +21,10 @@ pub mod ceiling {
 use std::{future::Future, net::SocketAddr};
 
 use anyhow::Context as _;
+use rapport_events::{
+    Bus, EventsConfig,
+    relay::{Relay, Wake},
+};
 use rapport_kit::{GrpcServer, PageTokens, Secret, ServerConfig, server::App};
 use rapport_proto::profiles::profiles_service_server::ProfilesServiceServer;
 use rapport_store::{DatabaseConfig, Db};
@@ -44,6 +48,9 @@ pub struct Config {
     /// without a valid assertion are refused. At least 32 characters. Secret:
     /// only from the environment.
     pub assertion_key: Secret,
+    /// The event bus (NATS JetStream when `events.nats_url` is set) and the
+    /// outbox's retention.
+    pub events: EventsConfig,
 }
 
 impl Default for Config {
@@ -56,6 +63,7 @@ impl Default for Config {
             database: DatabaseConfig::sqlite_file("profiles"),
             page_token_secret: Secret::default(),
             assertion_key: Secret::default(),
+            events: EventsConfig::default(),
         }
     }
 }
@@ -66,7 +74,14 @@ pub struct Profiles {
     server: GrpcServer,
     db: Db,
     app: App,
+    bus: Bus,
+    wake: Wake,
+    outbox_retention: std::time::Duration,
 }
+
+/// The name of this service on the event bus: its events are published on
+/// `rapport.profiles.<EventType>`, in the stream `RAPPORT_PROFILES`.
+pub const EVENTS_NAME: &str = "profiles";
 
 /// The profiles schema's migrations (`rapport migrate profiles`).
 pub type Migrator = rapport_profiles_migration::Migrator;
@@ -76,8 +91,10 @@ pub async fn migrate(db: &Db) -> anyhow::Result<()> {
     rapport_store::config::migrate::<Migrator>(db).await
 }
 
-/// Connects to the database, migrates if configured, and binds the listener.
-pub async fn build(config: &Config) -> anyhow::Result<Profiles> {
+/// Connects to the database, migrates if configured, and binds the
+/// listener. Events go to `bus` (the process's bus: see
+/// `rapport_events::Bus::from_config`).
+pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<Profiles> {
     if config.page_token_secret.len() < 32 {
         anyhow::bail!("page_token_secret must be at least 32 characters");
     }
@@ -87,7 +104,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Profiles> {
     let server = GrpcServer::bind(config.server.clone())
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
-    let repo = storage::SqlRepository::new(db.clone(), api::events::encode);
+    let wake = Wake::default();
+    let repo = storage::SqlRepository::new(db.clone(), api::events::encode, wake.clone());
     let service = domain::service::Profiles::new(repo, domain::SystemClock);
     let handler = api::handler::Handler::new(
         service,
@@ -106,7 +124,16 @@ pub async fn build(config: &Config) -> anyhow::Result<Profiles> {
         file_descriptor_sets: vec![rapport_proto::FILE_DESCRIPTOR_SET],
         accept_http1: false,
     };
-    Ok(Profiles { server, db, app })
+    Ok(Profiles {
+        server,
+        db,
+        app,
+        bus: bus.clone(),
+        wake,
+        outbox_retention: std::time::Duration::from_secs(
+            config.events.outbox_retention_hours.saturating_mul(3600),
+        ),
+    })
 }
 
 /// Fully qualified gRPC service name.
@@ -125,10 +152,20 @@ impl Profiles {
 
     /// Serves until `shutdown` resolves, then drains and closes the database.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let Self { server, db, app } = self;
+        let Self {
+            server,
+            db,
+            app,
+            bus,
+            wake,
+            outbox_retention,
+        } = self;
         let purge = rapport_store::idempotency::spawn_purger(db.clone());
+        let relay = Relay::spawn(db.clone(), bus, EVENTS_NAME, wake, outbox_retention);
         let result = server.serve(app, shutdown).await;
         purge.abort();
+        // After the drain: the last calls' events go out now.
+        relay.stop().await;
         db.close().await;
         result.context("serving profiles")
     }

@@ -63,6 +63,7 @@ pub fn profiles_config(db: &TestDb) -> rapport_profiles::Config {
         database: rapport_testkit::database_config(db),
         page_token_secret: TEST_SECRET.into(),
         assertion_key: TEST_ASSERTION_KEY.into(),
+        events: Default::default(),
     }
 }
 
@@ -108,9 +109,12 @@ pub async fn start() -> Stack {
 pub async fn start_with(options: Options) -> Stack {
     let profiles_db = TestDb::fresh().await.expect("profiles database");
     let gateway_db = TestDb::fresh().await.expect("gateway database");
-    let profiles = rapport_profiles::build(&profiles_config(&profiles_db))
-        .await
-        .expect("building profiles");
+    let profiles = rapport_profiles::build(
+        &profiles_config(&profiles_db),
+        &rapport_events::Bus::in_process(),
+    )
+    .await
+    .expect("building profiles");
     let profiles_addr = profiles.local_addr();
     let profiles_running = Running::start(move |s| profiles.serve(s));
 

@@ -19,6 +19,7 @@ mod write;
 
 use rows::to_row;
 
+use rapport_events::relay::Wake;
 use rapport_store::{Db, group_commit::GroupCommit, idempotency, outbox::Encode};
 use rapport_usecase::{Idempotency, Prior, Priors};
 
@@ -35,18 +36,25 @@ pub struct SqlRepository {
     group: Option<GroupCommit<Prepared, CommitError>>,
     /// Domain event → protobuf event, for the outbox.
     encode: Encode<DomainEvent>,
+    /// Wakes the outbox relay after a commit with events.
+    wake: Wake,
 }
 
 impl SqlRepository {
     /// A repository over `db`, writing events to the outbox as `encode`
-    /// makes them. Spawns SQLite's writer task on the current tokio runtime.
-    pub fn new(db: Db, encode: Encode<DomainEvent>) -> Self {
+    /// makes them and waking the outbox relay through `wake`. Spawns SQLite's writer task on the current tokio runtime.
+    pub fn new(db: Db, encode: Encode<DomainEvent>, wake: Wake) -> Self {
         let group = (db.backend() == sea_orm::DatabaseBackend::Sqlite).then(|| {
             GroupCommit::spawn(db.writer.clone(), write::apply_boxed, |e| {
                 CommitError::Other(crate::domain::repository::Clash::Failed(db_error(e)))
             })
         });
-        Self { db, group, encode }
+        Self {
+            db,
+            group,
+            encode,
+            wake,
+        }
     }
 }
 

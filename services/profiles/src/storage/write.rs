@@ -29,8 +29,18 @@ pub(super) struct Prepared {
 }
 
 impl SqlRepository {
-    /// Applies `change` atomically.
+    /// Applies `change` atomically and, when it wrote events, wakes the
+    /// outbox relay.
     pub(super) async fn write(&self, change: ChangeSet) -> Result<(), CommitError> {
+        let events = !change.events.is_empty();
+        let result = self.write_change(change).await;
+        if events && result.is_ok() {
+            self.wake.wake();
+        }
+        result
+    }
+
+    async fn write_change(&self, change: ChangeSet) -> Result<(), CommitError> {
         let trace = rapport_telemetry::propagation::current_traceparent();
         let envelopes = outbox::envelopes(
             self.encode,

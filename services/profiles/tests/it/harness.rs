@@ -52,6 +52,8 @@ pub struct Harness {
     /// The service's database (outbox and idempotency inspection).
     pub db: Db,
     running: Option<Running>,
+    /// The in-process bus the service publishes its events to.
+    pub bus: rapport_events::Bus,
     /// The per-test database; dropped last.
     pub testdb: TestDb,
 }
@@ -65,6 +67,7 @@ pub fn profiles_config(testdb: &TestDb) -> Config {
         database: rapport_testkit::database_config(testdb),
         page_token_secret: TEST_SECRET.into(),
         assertion_key: TEST_ASSERTION_KEY.into(),
+        events: Default::default(),
     }
 }
 
@@ -74,7 +77,8 @@ pub fn profiles_config(testdb: &TestDb) -> Config {
 pub async fn start() -> Harness {
     let testdb = TestDb::fresh().await.expect("creating the test database");
     let config = profiles_config(&testdb);
-    let profiles = rapport_profiles::build(&config)
+    let bus = rapport_events::Bus::in_process();
+    let profiles = rapport_profiles::build(&config, &bus)
         .await
         .unwrap_or_else(|e| panic!("building profiles on {}: {e:#}", testdb.backend_name()));
     let addr = profiles.local_addr();
@@ -89,6 +93,7 @@ pub async fn start() -> Harness {
         addr,
         db,
         running: Some(running),
+        bus,
         testdb,
     }
 }

@@ -7,6 +7,7 @@ mod harness;
 
 mod create_get;
 mod errors_tenancy;
+mod events;
 mod export_erase;
 mod list_search_lookup;
 mod merge_consent_lifecycle;
