@@ -65,9 +65,9 @@ use crate::{Acker, ConsumerOptions, Delivery, Error, EventEnvelope, EventsConfig
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(10 * 60);
 
 /// Publishes sent before awaiting their PubAcks. Bounded because async-nats
-/// lets only 5,000 PubAcks be pending per connection and waits for a free
-/// slot: a batch bigger than that, sent whole before awaiting any PubAck,
-/// would wait forever.
+/// lets only 5,000 PubAcks be pending per JetStream context (one per bus
+/// here) and waits for a free slot: a batch bigger than that, sent whole
+/// before awaiting any PubAck, would wait forever.
 const PUBLISH_WINDOW: usize = 256;
 
 /// How long one pull request waits on the server for a message. A request
@@ -258,7 +258,12 @@ impl JetStream {
                 },
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| {
+                // Perhaps the stream was deleted since it was ensured:
+                // ensure it again on the caller's retry.
+                self.ensured().remove(service);
+                unavailable(e)
+            })?;
         let existing = &consumer.cached_info().config.filter_subject;
         if existing != filter {
             tracing::warn!(consumer = %name, filter = %existing, asked = %filter,

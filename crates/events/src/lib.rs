@@ -14,9 +14,11 @@
 //! is the event id, so a republished event is stored once.
 #![forbid(unsafe_code)]
 
+pub mod consume;
 pub mod in_process;
 pub mod jetstream;
 pub mod relay;
+pub mod schema;
 
 use std::time::Duration;
 

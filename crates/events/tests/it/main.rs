@@ -3,6 +3,7 @@
 //! `RAPPORT_TEST_NATS_URL` names a server — CI starts one) and the outbox
 //! relay on SQLite and PostgreSQL.
 mod conformance;
+mod consume;
 mod relay;
 
 use rapport_events::{Bus, EventEnvelope, EventsConfig};

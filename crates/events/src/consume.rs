@@ -1,0 +1,411 @@
+//! Consumers: a service's handler of events, applied exactly once per
+//! consumer however often the bus delivers.
+//!
+//! The bus delivers at least once. Each delivery runs the handler inside a
+//! database transaction of the consuming service that first inserts
+//! (consumer, event id) into its `inbox` table: a redelivery of an applied
+//! event finds the row and is only acknowledged, so the handler's effect
+//! (written through the same transaction) happens once. A handler that
+//! fails transiently ([`HandlerError::Retry`]) rolls back and the event
+//! comes again with backoff; one that rejects it ([`HandlerError::Reject`]),
+//! one still failing after `max_deliver` deliveries, and a message that is
+//! not an event at all are parked in the `dead_letters` table with their
+//! error, where they can be listed and replayed once the cause is fixed.
+//! Other events keep flowing meanwhile.
+//!
+//! The handler runs in a span whose parent is the request that caused the
+//! event (the envelope's `traceparent`).
+use std::{sync::Arc, time::Duration};
+
+use futures::future::BoxFuture;
+use prost::Message as _;
+use rapport_store::{Db, is_unique_violation};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait, sea_query::OnConflict,
+};
+use tokio::task::JoinHandle;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::{Bus, ConsumerOptions, Delivery, Error, EventEnvelope};
+
+/// What a handler makes of an event it could not apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandlerError {
+    /// A passing failure (a dependency is down): deliver it again later.
+    Retry(String),
+    /// The event can never be applied as it is: park it now.
+    Reject(String),
+}
+
+/// A handler: applies one event through `txn`, the transaction that also
+/// records the event in the inbox. It must write only through `txn`.
+pub type Handler = Arc<
+    dyn for<'t> Fn(
+            &'t DatabaseTransaction,
+            &'t EventEnvelope,
+        ) -> BoxFuture<'t, Result<(), HandlerError>>
+        + Send
+        + Sync,
+>;
+
+/// Which events a consumer reads, and how they are redelivered.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    /// The consumer's durable name, also its inbox and dead-letter key
+    /// (`webhooks`, `feedback.erasure`).
+    pub consumer: String,
+    /// The producing service (`profiles`).
+    pub service: String,
+    /// The subjects (`rapport.profiles.>`, `rapport.profiles.CustomerErased`).
+    pub filter: String,
+    /// Redelivery.
+    pub options: ConsumerOptions,
+}
+
+/// What became of one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The handler applied it now.
+    Now,
+    /// It was applied before (a redelivery): nothing was done.
+    Before,
+}
+
+/// Why a delivery could not be processed; the text is for logs.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    /// The handler's own failure.
+    #[error("handler: {0:?}")]
+    Handler(HandlerError),
+    /// The consumer's database.
+    #[error("inbox database: {0}")]
+    Db(#[from] DbErr),
+}
+
+/// The inbox: the events each consumer applied.
+pub mod inbox {
+    use sea_orm::entity::prelude::*;
+
+    /// One applied event.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "inbox")]
+    pub struct Model {
+        /// Consumer name.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub consumer: String,
+        /// Event id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub event_id: String,
+        /// When it was applied, µs since the epoch.
+        pub apply_time: i64,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Events a consumer gave up on, with why.
+pub mod dead_letters {
+    use sea_orm::entity::prelude::*;
+
+    /// One parked event.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "dead_letters")]
+    pub struct Model {
+        /// Consumer name.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub consumer: String,
+        /// Event id (the bus message id when the message did not decode).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub event_id: String,
+        /// Tenant of the event, empty when unknown.
+        pub tenant: String,
+        /// Event type, empty when unknown.
+        pub event_type: String,
+        /// The encoded envelope, empty when the message did not decode.
+        pub envelope: Vec<u8>,
+        /// The last error.
+        pub error: String,
+        /// Deliveries so far.
+        pub attempts: i64,
+        /// When it was parked, µs since the epoch.
+        pub park_time: i64,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Applies `envelope` for `consumer` once: records it in the inbox and runs
+/// `handler` in one transaction. A failed handler leaves nothing behind.
+pub async fn apply(
+    db: &Db,
+    consumer: &str,
+    envelope: &EventEnvelope,
+    handler: &Handler,
+) -> Result<Applied, ConsumeError> {
+    let txn = db.writer.begin().await?;
+    let recorded = inbox::Entity::insert(inbox::ActiveModel {
+        consumer: Set(consumer.to_owned()),
+        event_id: Set(envelope.id.clone()),
+        apply_time: Set(chrono::Utc::now().timestamp_micros()),
+    })
+    .exec_without_returning(&txn)
+    .await;
+    match recorded {
+        Ok(_) => {}
+        // Applied before (on PostgreSQL a concurrent twin's insert waits
+        // for the first to commit, then lands here).
+        Err(e) if is_unique_violation(&e) => {
+            txn.rollback().await?;
+            return Ok(Applied::Before);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    match handler(&txn, envelope).await {
+        Ok(()) => {
+            txn.commit().await?;
+            Ok(Applied::Now)
+        }
+        Err(e) => {
+            txn.rollback().await?;
+            Err(ConsumeError::Handler(e))
+        }
+    }
+}
+
+/// Parks an event for `consumer` with `error` (replacing an earlier entry
+/// of the same event).
+pub async fn park(
+    db: &Db,
+    consumer: &str,
+    event_id: &str,
+    envelope: Option<&EventEnvelope>,
+    error: &str,
+    attempts: u64,
+) -> Result<(), DbErr> {
+    let row = dead_letters::ActiveModel {
+        consumer: Set(consumer.to_owned()),
+        event_id: Set(event_id.to_owned()),
+        tenant: Set(envelope.map(|e| e.tenant.clone()).unwrap_or_default()),
+        event_type: Set(envelope.map(|e| e.r#type.clone()).unwrap_or_default()),
+        envelope: Set(envelope.map(|e| e.encode_to_vec()).unwrap_or_default()),
+        error: Set(error.to_owned()),
+        attempts: Set(i64::try_from(attempts).unwrap_or(i64::MAX)),
+        park_time: Set(chrono::Utc::now().timestamp_micros()),
+    };
+    dead_letters::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([
+                dead_letters::Column::Consumer,
+                dead_letters::Column::EventId,
+            ])
+            .update_columns([
+                dead_letters::Column::Error,
+                dead_letters::Column::Attempts,
+                dead_letters::Column::ParkTime,
+            ])
+            .to_owned(),
+        )
+        .exec_without_returning(&db.writer)
+        .await?;
+    Ok(())
+}
+
+/// The oldest `limit` of `consumer`'s dead letters (every consumer's when
+/// `None`).
+pub async fn dead_letters_page(
+    db: &Db,
+    consumer: Option<&str>,
+    limit: u64,
+) -> Result<Vec<dead_letters::Model>, DbErr> {
+    let mut q = dead_letters::Entity::find();
+    if let Some(c) = consumer {
+        q = q.filter(dead_letters::Column::Consumer.eq(c));
+    }
+    q.order_by_asc(dead_letters::Column::ParkTime)
+        .order_by_asc(dead_letters::Column::EventId)
+        .limit(limit)
+        .all(&db.reader)
+        .await
+}
+
+/// Runs `consumer`'s parked event `event_id` through `handler` again, once
+/// the cause is fixed. Applied (now or before), it leaves the dead letters;
+/// failing again, it stays with the new error. `Ok(None)`: no such entry.
+pub async fn replay(
+    db: &Db,
+    consumer: &str,
+    event_id: &str,
+    handler: &Handler,
+) -> Result<Option<Applied>, ConsumeError> {
+    let Some(row) = dead_letters::Entity::find_by_id((consumer.to_owned(), event_id.to_owned()))
+        .one(&db.reader)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let envelope = EventEnvelope::decode(row.envelope.as_slice()).map_err(|e| {
+        ConsumeError::Handler(HandlerError::Reject(format!(
+            "the parked message is not an event: {e}"
+        )))
+    })?;
+    match apply(db, consumer, &envelope, handler).await {
+        Ok(applied) => {
+            dead_letters::Entity::delete_by_id((consumer.to_owned(), event_id.to_owned()))
+                .exec(&db.writer)
+                .await?;
+            Ok(Some(applied))
+        }
+        Err(ConsumeError::Handler(e)) => {
+            let why = match &e {
+                HandlerError::Retry(w) | HandlerError::Reject(w) => w.clone(),
+            };
+            park(
+                db,
+                consumer,
+                event_id,
+                Some(&envelope),
+                &why,
+                row.attempts as u64 + 1,
+            )
+            .await?;
+            Err(ConsumeError::Handler(e))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Processes one delivery: applies it once, then acknowledges it, asks for
+/// it again (a transient failure within `max_deliver`), or parks and
+/// acknowledges it.
+pub async fn process(
+    db: &Db,
+    subscription: &Subscription,
+    delivery: Delivery,
+    handler: &Handler,
+) -> Result<(), Error> {
+    let span = tracing::info_span!(
+        "event",
+        otel.kind = "consumer",
+        consumer = %subscription.consumer,
+        event.id = %delivery.envelope.id,
+        event.r#type = %delivery.envelope.r#type,
+        tenant = %delivery.envelope.tenant,
+        attempt = delivery.attempt,
+    );
+    let _ = span.set_parent(parent_of(&delivery.envelope));
+    async {
+        let consumer = subscription.consumer.as_str();
+        match apply(db, consumer, &delivery.envelope, handler).await {
+            Ok(_) => delivery.ack().await,
+            Err(ConsumeError::Handler(HandlerError::Retry(why)))
+                if delivery.attempt < u64::from(subscription.options.max_deliver) =>
+            {
+                tracing::info!(error = %why, "event handler failed; delivering again later");
+                delivery.nak(None).await
+            }
+            Err(ConsumeError::Handler(HandlerError::Retry(why) | HandlerError::Reject(why))) => {
+                tracing::warn!(error = %why, "event parked in dead letters");
+                let parked = park(
+                    db,
+                    consumer,
+                    &delivery.envelope.id,
+                    Some(&delivery.envelope),
+                    &why,
+                    delivery.attempt,
+                )
+                .await;
+                match parked {
+                    Ok(()) => delivery.ack().await,
+                    // Not parked: let it come again rather than lose it.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "parking failed; delivering again later");
+                        delivery.nak(None).await
+                    }
+                }
+            }
+            Err(ConsumeError::Db(e)) => {
+                tracing::warn!(error = %e, "inbox unavailable; delivering again later");
+                delivery.nak(None).await
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// The producing request's trace context, from the envelope.
+fn parent_of(envelope: &EventEnvelope) -> opentelemetry::Context {
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in [
+        ("traceparent", &envelope.traceparent),
+        ("tracestate", &envelope.tracestate),
+    ] {
+        if let Ok(v) = http::HeaderValue::from_str(value)
+            && !value.is_empty()
+        {
+            headers.insert(name, v);
+        }
+    }
+    rapport_telemetry::propagation::extract(&headers)
+}
+
+/// Starts consuming `subscription` with `handler` until the task is
+/// aborted, reconnecting with backoff while the bus is unavailable.
+pub fn spawn(db: Db, bus: Bus, subscription: Subscription, handler: Handler) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let consumer = bus
+                .consumer(
+                    &subscription.consumer,
+                    &subscription.service,
+                    &subscription.filter,
+                    &subscription.options,
+                )
+                .await;
+            let mut consumer = match consumer {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, consumer = %subscription.consumer, "cannot subscribe; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            loop {
+                match consumer.next().await {
+                    Ok(delivery) => {
+                        backoff = Duration::from_millis(100);
+                        if let Err(e) = process(&db, &subscription, delivery, &handler).await {
+                            tracing::warn!(error = %e, "acknowledging an event failed; it comes again");
+                        }
+                    }
+                    Err(Error::Undecodable { id, why }) => {
+                        tracing::warn!(%id, error = %why, "undecodable message parked in dead letters");
+                        if let Err(e) = park(&db, &subscription.consumer, &id, None, &why, 1).await
+                        {
+                            tracing::warn!(error = %e, "parking an undecodable message failed");
+                        }
+                    }
+                    Err(Error::Closed) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, consumer = %subscription.consumer, "event bus unavailable; resubscribing");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                        break;
+                    }
+                }
+            }
+        }
+    })
+}
