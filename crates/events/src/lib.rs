@@ -7,6 +7,9 @@
 //! with the same guarantees (one conformance suite, `tests/it`): in-process
 //! for the embedded default (`rapport dev` needs nothing external) and NATS
 //! JetStream in production, chosen by configuration ([`EventsConfig`]).
+//! [`consume`] applies each event once per consumer (an inbox in the
+//! handler's transaction, dead letters); [`timers`] fires work due at a
+//! time, once.
 //!
 //! Subjects are `rapport.<service>.<EventType>` (`rapport.profiles.CustomerCreated`)
 //! in one stream per producing service (`RAPPORT_PROFILES`); the tenant is in
@@ -19,6 +22,7 @@ pub mod in_process;
 pub mod jetstream;
 pub mod relay;
 pub mod schema;
+pub mod timers;
 
 use std::time::Duration;
 

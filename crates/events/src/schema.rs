@@ -1,5 +1,5 @@
-//! Tables a consuming service's first consumer migration creates: its
-//! `inbox` (events applied, per consumer) and its `dead_letters`.
+//! Tables a service's migrations create when it consumes events (its
+//! `inbox` and `dead_letters`) or schedules work (its `timers`).
 use sea_orm_migration::{prelude::*, schema::*};
 
 #[derive(DeriveIden)]
@@ -21,6 +21,51 @@ enum DeadLetters {
     Error,
     Attempts,
     ParkTime,
+}
+
+#[derive(DeriveIden)]
+enum Timers {
+    Table,
+    Tenant,
+    Key,
+    Kind,
+    DueTime,
+    Payload,
+    Generation,
+    Attempts,
+    LeaseUntil,
+}
+
+/// Creates `timers` (idempotent): a service's durable timers.
+pub async fn create_timers(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    manager
+        .create_table(
+            Table::create()
+                .table(Timers::Table)
+                .if_not_exists()
+                .col(string_len(Timers::Tenant, 63))
+                .col(string_len(Timers::Key, 256))
+                .col(string_len(Timers::Kind, 64))
+                .col(big_integer(Timers::DueTime))
+                .col(blob(Timers::Payload))
+                .col(big_integer(Timers::Generation))
+                .col(big_integer(Timers::Attempts))
+                .col(big_integer_null(Timers::LeaseUntil))
+                .primary_key(Index::create().col(Timers::Tenant).col(Timers::Key))
+                .to_owned(),
+        )
+        .await?;
+    // The worker's question: what is due now?
+    manager
+        .create_index(
+            Index::create()
+                .if_not_exists()
+                .name("timers_due")
+                .table(Timers::Table)
+                .col(Timers::DueTime)
+                .to_owned(),
+        )
+        .await
 }
 
 /// Creates `inbox` and `dead_letters` (idempotent).

@@ -17,3 +17,29 @@ impl Clock for SystemClock {
         Utc::now().trunc_subsecs(6)
     }
 }
+
+/// A clock that stands still until told to move: tests drive time-based
+/// rules (timers, service levels) with it instead of waiting.
+#[derive(Debug, Clone)]
+pub struct ManualClock(std::sync::Arc<std::sync::Mutex<DateTime<Utc>>>);
+
+impl ManualClock {
+    /// A clock showing `now`.
+    pub fn at(now: DateTime<Utc>) -> Self {
+        Self(std::sync::Arc::new(std::sync::Mutex::new(
+            now.trunc_subsecs(6),
+        )))
+    }
+
+    /// Moves the clock (and every clone) forward by `by`.
+    pub fn advance(&self, by: chrono::Duration) {
+        let mut now = self.0.lock().expect("clock lock");
+        *now += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().expect("clock lock")
+    }
+}

@@ -15,7 +15,7 @@ pub mod tenant;
 pub mod violations;
 pub mod write;
 
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use page::page_of;
 pub use tenant::Tenant;
 pub use violations::Violations;

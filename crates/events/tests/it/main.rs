@@ -1,10 +1,11 @@
 //! rapport-events' integration tests, one binary: the bus conformance suite
 //! (every case on the in-process bus, and on NATS JetStream when
-//! `RAPPORT_TEST_NATS_URL` names a server — CI starts one) and the outbox
-//! relay on SQLite and PostgreSQL.
+//! `RAPPORT_TEST_NATS_URL` names a server — CI starts one), and the outbox
+//! relay, consumers and durable timers on SQLite and PostgreSQL.
 mod conformance;
 mod consume;
 mod relay;
+mod timers;
 
 use rapport_events::{Bus, EventEnvelope, EventsConfig};
 

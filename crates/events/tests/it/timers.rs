@@ -1,0 +1,266 @@
+//! Durable timers on SQLite and PostgreSQL, driven by a manual clock: a
+//! timer fires at its due time and not before, once, whatever the number of
+//! workers; reschedule and cancel by key; it survives a restart; a handler
+//! that fails transiently fires again after a backoff.
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use rapport_events::{
+    consume::HandlerError,
+    timers::{self, Fired, Timer, TimerHandler},
+};
+use rapport_store::{Db, DbOptions};
+use rapport_testkit::TestDb;
+use rapport_usecase::ManualClock;
+use sea_orm::{ConnectionTrait as _, DatabaseTransaction, Statement};
+use sea_orm_migration::SchemaManager;
+
+async fn timers_db() -> (TestDb, Db) {
+    let testdb = TestDb::fresh().await.unwrap();
+    let db = open(&testdb).await;
+    rapport_events::schema::create_timers(&SchemaManager::new(&db.writer))
+        .await
+        .unwrap();
+    db.writer
+        .execute_unprepared(
+            "CREATE TABLE fired (key VARCHAR(256) NOT NULL, payload VARCHAR(64) NOT NULL)",
+        )
+        .await
+        .unwrap();
+    (testdb, db)
+}
+
+async fn open(testdb: &TestDb) -> Db {
+    Db::connect(&testdb.url(), &DbOptions::default())
+        .await
+        .unwrap()
+}
+
+fn start() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+}
+
+fn timer(key: &str, due: DateTime<Utc>, payload: &str) -> Timer {
+    Timer {
+        tenant: "acme".into(),
+        key: key.into(),
+        kind: "test".into(),
+        due,
+        payload: payload.as_bytes().to_vec(),
+    }
+}
+
+/// Records each firing (key and payload) in the firing's transaction;
+/// fails transiently while `fail_first` attempts are not over.
+fn recorder(fail_first: u64) -> TimerHandler {
+    Arc::new(move |txn: &DatabaseTransaction, fired: &Fired| {
+        Box::pin(async move {
+            let payload = String::from_utf8_lossy(&fired.timer.payload).into_owned();
+            txn.execute_unprepared(&format!(
+                "INSERT INTO fired (key, payload) VALUES ('{}', '{payload}')",
+                fired.timer.key
+            ))
+            .await
+            .unwrap();
+            if fired.attempt <= fail_first {
+                return Err(HandlerError::Retry("not yet".into()));
+            }
+            Ok(())
+        })
+    })
+}
+
+async fn fired(db: &Db) -> Vec<(String, String)> {
+    db.reader
+        .query_all_raw(Statement::from_string(
+            db.reader.get_database_backend(),
+            "SELECT key, payload FROM fired ORDER BY key",
+        ))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                r.try_get_by_index(0).unwrap(),
+                r.try_get_by_index(1).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_timer_fires_at_its_due_time_not_before_and_once() {
+    let (_t, db) = timers_db().await;
+    let clock = ManualClock::at(start());
+    let h = recorder(0);
+    timers::schedule(
+        &db.writer,
+        &timer("t1", start() + Duration::minutes(5), "p"),
+    )
+    .await
+    .unwrap();
+    clock.advance(Duration::minutes(4));
+    assert_eq!(timers::fire_due(&db, &clock, &h).await.unwrap(), 0);
+    assert!(fired(&db).await.is_empty());
+    clock.advance(Duration::minutes(1));
+    assert_eq!(timers::fire_due(&db, &clock, &h).await.unwrap(), 1);
+    clock.advance(Duration::hours(1));
+    assert_eq!(timers::fire_due(&db, &clock, &h).await.unwrap(), 0);
+    assert_eq!(fired(&db).await, [("t1".into(), "p".into())]);
+    assert_eq!(timers::get(&db.reader, "acme", "t1").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn reschedule_and_cancel_by_key() {
+    let (_t, db) = timers_db().await;
+    let clock = ManualClock::at(start());
+    let h = recorder(0);
+    timers::schedule(
+        &db.writer,
+        &timer("moved", start() + Duration::minutes(1), "old"),
+    )
+    .await
+    .unwrap();
+    timers::schedule(
+        &db.writer,
+        &timer("moved", start() + Duration::minutes(10), "new"),
+    )
+    .await
+    .unwrap();
+    timers::schedule(
+        &db.writer,
+        &timer("dropped", start() + Duration::minutes(1), "x"),
+    )
+    .await
+    .unwrap();
+    assert!(timers::cancel(&db.writer, "acme", "dropped").await.unwrap());
+    assert!(!timers::cancel(&db.writer, "acme", "dropped").await.unwrap());
+    clock.advance(Duration::minutes(5));
+    assert_eq!(timers::fire_due(&db, &clock, &h).await.unwrap(), 0);
+    clock.advance(Duration::minutes(5));
+    assert_eq!(timers::fire_due(&db, &clock, &h).await.unwrap(), 1);
+    assert_eq!(fired(&db).await, [("moved".into(), "new".into())]);
+}
+
+#[tokio::test]
+async fn timers_survive_a_restart() {
+    let (testdb, db) = timers_db().await;
+    timers::schedule(&db.writer, &timer("kept", start(), "p"))
+        .await
+        .unwrap();
+    db.close().await;
+    let reopened = open(&testdb).await;
+    let clock = ManualClock::at(start());
+    assert_eq!(
+        timers::fire_due(&reopened, &clock, &recorder(0))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(fired(&reopened).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_workers_fire_each_timer_once() {
+    let (_t, db) = timers_db().await;
+    for i in 0..60 {
+        timers::schedule(&db.writer, &timer(&format!("k{i:02}"), start(), "p"))
+            .await
+            .unwrap();
+    }
+    let clock = ManualClock::at(start());
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let (db, clock, h) = (db.clone(), clock.clone(), recorder(0));
+            tokio::spawn(async move {
+                let mut total = 0;
+                loop {
+                    let n = timers::fire_due(&db, &clock, &h).await.unwrap();
+                    if n == 0 && timers::fire_due(&db, &clock, &h).await.unwrap() == 0 {
+                        return total;
+                    }
+                    total += n;
+                }
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for w in workers {
+        total += w.await.unwrap();
+    }
+    assert_eq!(total, 60);
+    let keys: Vec<String> = fired(&db).await.into_iter().map(|(k, _)| k).collect();
+    let expected: Vec<String> = (0..60).map(|i| format!("k{i:02}")).collect();
+    assert_eq!(keys, expected, "each timer fired exactly once");
+}
+
+#[tokio::test]
+async fn a_transient_failure_fires_again_after_a_backoff() {
+    let (_t, db) = timers_db().await;
+    let clock = ManualClock::at(start());
+    let h = recorder(1);
+    timers::schedule(&db.writer, &timer("flaky", start(), "p"))
+        .await
+        .unwrap();
+    assert_eq!(timers::fire_due(&db, &clock, &h).await.unwrap(), 0);
+    // The failed attempt's effect was rolled back, and the timer is kept.
+    assert!(fired(&db).await.is_empty());
+    assert!(
+        timers::get(&db.reader, "acme", "flaky")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Not before the backoff (1 s after the first failure)…
+    assert_eq!(timers::fire_due(&db, &clock, &h).await.unwrap(), 0);
+    clock.advance(Duration::seconds(2));
+    // …then once.
+    assert_eq!(timers::fire_due(&db, &clock, &h).await.unwrap(), 1);
+    assert_eq!(fired(&db).await.len(), 1);
+}
+
+/// A firing that outlives its lease (a slow handler) lets another worker
+/// claim the timer; the second firing waits for the first and finds the
+/// timer gone: one effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_firing_that_outlives_its_lease_still_has_one_effect() {
+    let (_t, db) = timers_db().await;
+    timers::schedule(&db.writer, &timer("slow", start(), "p"))
+        .await
+        .unwrap();
+    let clock = ManualClock::at(start());
+    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel::<()>();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let gates = Arc::new(std::sync::Mutex::new(Some((entered_tx, release_rx))));
+    let slow: TimerHandler = Arc::new(move |txn: &DatabaseTransaction, fired: &Fired| {
+        let gates = gates.clone();
+        Box::pin(async move {
+            txn.execute_unprepared(&format!(
+                "INSERT INTO fired (key, payload) VALUES ('{}', 'slow')",
+                fired.timer.key
+            ))
+            .await
+            .unwrap();
+            let gate = gates.lock().unwrap().take();
+            if let Some((entered, release)) = gate {
+                entered.send(()).unwrap();
+                release.await.unwrap();
+            }
+            Ok(())
+        })
+    });
+    let first = {
+        let (db, clock, slow) = (db.clone(), clock.clone(), slow.clone());
+        tokio::spawn(async move { timers::fire_due(&db, &clock, &slow).await.unwrap() })
+    };
+    entered_rx.await.unwrap();
+    // The lease (30 s) runs out while the first firing is still running.
+    clock.advance(Duration::minutes(1));
+    let second = {
+        let (db, clock) = (db.clone(), clock.clone());
+        tokio::spawn(async move { timers::fire_due(&db, &clock, &recorder(0)).await.unwrap() })
+    };
+    release_tx.send(()).unwrap();
+    assert_eq!(first.await.unwrap() + second.await.unwrap(), 1);
+    assert_eq!(fired(&db).await, [("slow".into(), "slow".into())]);
+}
