@@ -35,9 +35,8 @@
 //!   immediately. So the consumer gets `ack_wait` and `max_deliver` only, and
 //!   [`nak`] without a delay sends `-NAK {"delay": …}` with the backoff step
 //!   for that attempt (the last step repeats), exactly as the in-process bus
-//!   does. The step is computed when the message is delivered and kept in a
-//!   client-side header of that message ([`NAK_DELAY_HEADER`]), because
-//!   [`nak`] sees only the message.
+//!   does. The step is computed when the message is delivered and travels
+//!   with it to [`nak`].
 //! - **Errors**: every async-nats error becomes [`Error::Unavailable`] (retry
 //!   later); nothing here panics.
 use std::{
@@ -46,15 +45,12 @@ use std::{
     time::Duration,
 };
 
-use async_nats::{
-    HeaderMap,
-    jetstream::{
-        self, AckKind,
-        consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
-        context::{PublishAckFuture, PublishErrorKind},
-        message::PublishMessage,
-        stream::{self, RetentionPolicy, StorageType},
-    },
+use async_nats::jetstream::{
+    self, AckKind,
+    consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
+    context::{PublishAckFuture, PublishErrorKind},
+    message::PublishMessage,
+    stream::{self, RetentionPolicy, StorageType},
 };
 use futures::StreamExt as _;
 use prost::Message as _;
@@ -75,10 +71,6 @@ const PUBLISH_WINDOW: usize = 256;
 /// client this long (plus 5 s) later and made again. No idle heartbeats:
 /// async-nats 0.51's one-shot `Batch` stalls after one until its timer fires.
 const PULL_EXPIRES: Duration = Duration::from_secs(10);
-
-/// The header, set only on the client's copy of a delivered message, that
-/// carries the redelivery delay [`nak`] uses when given none. Never sent.
-pub(crate) const NAK_DELAY_HEADER: &str = "Rapport-Nak-Delay-Nanos";
 
 /// The connection to NATS JetStream. Cheap to clone; clones share it.
 #[derive(Clone)]
@@ -319,7 +311,7 @@ impl JetStreamConsumer {
         }
     }
 
-    async fn deliver(&self, mut message: jetstream::Message) -> Result<Delivery, Error> {
+    async fn deliver(&self, message: jetstream::Message) -> Result<Delivery, Error> {
         let (sequence, delivered) = {
             let info = message.info().map_err(unavailable)?;
             (info.stream_sequence, info.delivered)
@@ -345,17 +337,12 @@ impl JetStreamConsumer {
                 });
             }
         };
-        let delay = backoff(&self.backoff, attempt);
-        message
-            .message
-            .headers
-            .get_or_insert_with(HeaderMap::new)
-            .insert(NAK_DELAY_HEADER, delay.as_nanos().to_string());
+        let backoff = backoff(&self.backoff, attempt);
         Ok(Delivery {
             envelope,
             subject: message.subject.to_string(),
             attempt,
-            acker: Acker::JetStream(Box::new(message)),
+            acker: Acker::JetStream(Box::new((message, backoff))),
         })
     }
 }
@@ -373,17 +360,15 @@ pub(crate) async fn ack(m: &jetstream::Message) -> Result<(), Error> {
     m.double_ack().await.map_err(unavailable)
 }
 
-/// Asks the server to deliver `m` again after `delay`, or after the
-/// consumer's backoff step for this attempt when `None` (see the module
-/// doc), and waits for it to confirm.
-pub(crate) async fn nak(m: &jetstream::Message, delay: Option<Duration>) -> Result<(), Error> {
-    let delay = delay.or_else(|| {
-        m.headers
-            .as_ref()
-            .and_then(|h| h.get(NAK_DELAY_HEADER))
-            .and_then(|v| v.as_str().parse::<u64>().ok())
-            .map(Duration::from_nanos)
-    });
+/// Asks the server to deliver `m` again after `delay`, or after
+/// `backoff` (the consumer's step for this attempt, computed at delivery)
+/// when `None` (see the module doc), and waits for it to confirm.
+pub(crate) async fn nak(
+    m: &jetstream::Message,
+    backoff: Duration,
+    delay: Option<Duration>,
+) -> Result<(), Error> {
+    let delay = Some(delay.unwrap_or(backoff));
     // A zero delay as a plain `-NAK`: the server queues that for redelivery
     // before new messages, while `{"delay":0}` waits for its pending timer
     // and lets the next new message go first (2.9.10).

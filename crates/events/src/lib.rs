@@ -224,7 +224,8 @@ pub struct Delivery {
 
 enum Acker {
     InProcess(in_process::InProcessAcker),
-    JetStream(Box<async_nats::jetstream::Message>),
+    /// The message and the backoff step of this attempt.
+    JetStream(Box<(async_nats::jetstream::Message, Duration)>),
 }
 
 impl Delivery {
@@ -235,7 +236,7 @@ impl Delivery {
                 a.ack();
                 Ok(())
             }
-            Acker::JetStream(m) => jetstream::ack(&m).await,
+            Acker::JetStream(m) => jetstream::ack(&m.0).await,
         }
     }
 
@@ -247,7 +248,7 @@ impl Delivery {
                 a.nak(delay);
                 Ok(())
             }
-            Acker::JetStream(m) => jetstream::nak(&m, delay).await,
+            Acker::JetStream(m) => jetstream::nak(&m.0, m.1, delay).await,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Domain events → protobuf event messages, for the outbox. Only ids and
 //! facts cross this line, never personal data. Storage is handed [`encode`]
 //! by `lib.rs` and wraps each message in the standard envelope (id, tenant,
-//! time, trace context).
+//! time, trace context, per-subject sequence, causation and correlation).
+//! The subject [`encode`] names is always the event's
+//! [`DomainEvent::customer`], whose version storage sequences it by.
 use prost::Name;
 use rapport_proto::profiles as pb;
 
@@ -78,4 +80,50 @@ fn wrap<M: Name>(subject: String, message: &M) -> (String, prost_types::Any) {
         value: message.encode_to_vec(),
     };
     (subject, payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        Channel, ConsentPurpose, ConsentStatus, CustomerId, ErasureReceiptId, LifecycleStage,
+        MergeRecordId,
+    };
+
+    #[test]
+    fn the_subject_is_the_customer_the_event_is_about() {
+        let (customer, other) = (CustomerId::generate(), CustomerId::generate());
+        let stage = LifecycleStage::Awareness;
+        let events = [
+            DomainEvent::Created { customer, stage },
+            DomainEvent::Updated {
+                customer,
+                changed_paths: vec!["display_name".into()],
+            },
+            DomainEvent::Merged {
+                survivor: customer,
+                merged: other,
+                record: MergeRecordId::generate(),
+            },
+            DomainEvent::Erased {
+                customer,
+                receipt: ErasureReceiptId::generate(),
+            },
+            DomainEvent::ConsentChanged {
+                customer,
+                channel: Channel::Email,
+                purpose: ConsentPurpose::Marketing,
+                status: ConsentStatus::Granted,
+            },
+            DomainEvent::StageChanged {
+                customer,
+                from: stage,
+                to: LifecycleStage::Retention,
+            },
+        ];
+        for event in &events {
+            assert_eq!(event.customer(), customer, "{event:?}");
+            assert_eq!(encode(event).0, customer_name(customer), "{event:?}");
+        }
+    }
 }

@@ -405,3 +405,17 @@ pub enum DomainEvent {
         to: LifecycleStage,
     },
 }
+
+impl DomainEvent {
+    /// The customer the event is about, its subject: the survivor of a merge.
+    pub fn customer(&self) -> CustomerId {
+        match self {
+            Self::Created { customer, .. }
+            | Self::Updated { customer, .. }
+            | Self::Erased { customer, .. }
+            | Self::ConsentChanged { customer, .. }
+            | Self::StageChanged { customer, .. } => *customer,
+            Self::Merged { survivor, .. } => *survivor,
+        }
+    }
+}

@@ -42,13 +42,17 @@ impl SqlRepository {
 
     async fn write_change(&self, change: ChangeSet) -> Result<(), CommitError> {
         let trace = rapport_telemetry::propagation::current_traceparent();
+        // Every change here is a request's: nothing caused it but the request.
         let envelopes = outbox::envelopes(
             self.encode,
+            |event: &DomainEvent| version_after(&change, event.customer()),
             change.tenant.as_str(),
             change.occur_time,
             &trace,
+            None,
             &change.events,
-        );
+        )
+        .map_err(failed)?;
         let prepared = Prepared { change, envelopes };
         if let Some(group) = &self.group {
             return group.commit(prepared).await;
@@ -69,6 +73,22 @@ impl SqlRepository {
             }
         }
     }
+}
+
+/// The version `customer` has once `change` commits, from its row in the
+/// change: the per-subject order of its events. Each change of a customer
+/// writes its row with the version it read plus one, guarded by that version,
+/// so versions grow by one per committed change in commit order (a create is
+/// version 1). `None` when the change writes no row of `customer`.
+fn version_after(change: &ChangeSet, customer: CustomerId) -> Option<u64> {
+    change
+        .customers
+        .iter()
+        .map(|write| match write {
+            CustomerWrite::Insert(c) | CustomerWrite::Update { customer: c, .. } => c,
+        })
+        .find(|c| c.id == customer)
+        .and_then(|c| u64::try_from(c.version).ok())
 }
 
 /// A database failure of a commit.

@@ -6,6 +6,7 @@
 mod harness;
 
 mod create_get;
+mod envelope;
 mod errors_tenancy;
 mod events;
 mod export_erase;
