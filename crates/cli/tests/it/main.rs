@@ -1,0 +1,3 @@
+//! Tests of the `rapport` binary as a process, one binary: what only a
+//! real process shows (a `kill -9`).
+mod crash;
