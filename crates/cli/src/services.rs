@@ -164,4 +164,6 @@ async fn migrate_one<M: MigratorTrait>(
 services! {
     /// Customer profiles.
     profiles => rapport_profiles,
+    /// Partner webhooks.
+    webhooks => rapport_webhooks,
 }

@@ -167,8 +167,11 @@ async fn publish_batch<R: ConnectionTrait, W: ConnectionTrait>(
     bus: &Bus,
     service: &str,
 ) -> Result<usize, RelayError> {
+    // Only this service's events (`rapport.<service>.v1.…`): services that
+    // share a database also share the outbox table.
     let rows = outbox::Entity::find()
         .filter(outbox::Column::PublishTime.is_null())
+        .filter(outbox::Column::EventType.starts_with(format!("rapport.{service}.")))
         .order_by_asc(outbox::Column::Id)
         .limit(BATCH)
         .all(reader)

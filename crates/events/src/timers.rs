@@ -50,8 +50,8 @@ pub mod entity {
         pub due_time: i64,
         /// The caller's data (ids, never personal data).
         pub payload: Vec<u8>,
-        /// Bumped by every schedule of the key: a firing claimed under an
-        /// older schedule does not delete a newer one.
+        /// New with every schedule of the key: a firing claimed under an
+        /// older schedule neither claims nor deletes a newer one.
         pub generation: i64,
         /// Firings started.
         pub attempts: i64,
@@ -107,13 +107,18 @@ const BATCH: u64 = 64;
 /// Call it on the transaction of the change that makes the work due.
 pub async fn schedule<C: ConnectionTrait>(conn: &C, timer: &Timer) -> Result<(), DbErr> {
     use entity::Column as C;
+    // A new identity for every schedule, also when the key was cancelled or
+    // fired and is scheduled again: a firing claimed under an earlier
+    // schedule can never claim or remove this one. Wall-clock nanoseconds:
+    // an identity, not a time (the service's clock may be a test's).
+    let generation = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     entity::Entity::insert(entity::ActiveModel {
         tenant: Set(timer.tenant.clone()),
         key: Set(timer.key.clone()),
         kind: Set(timer.kind.clone()),
         due_time: Set(timer.due.timestamp_micros()),
         payload: Set(timer.payload.clone()),
-        generation: Set(1),
+        generation: Set(generation),
         attempts: Set(0),
         lease_until: Set(None),
     })
@@ -165,15 +170,24 @@ fn timer_of(m: &entity::Model) -> Timer {
     }
 }
 
-/// Fires every timer due by `clock`'s now (up to a batch); the number
-/// fired. Safe to run in several workers at once.
-pub async fn fire_due(db: &Db, clock: &dyn Clock, handler: &TimerHandler) -> Result<usize, DbErr> {
+/// Fires every timer of `kinds` due by `clock`'s now (up to a batch); the
+/// number fired. Safe to run in several workers at once. A worker names
+/// the kinds it handles: services that share a database share the timers
+/// table, and one service's worker must not fire another's timers.
+pub async fn fire_due(
+    db: &Db,
+    clock: &dyn Clock,
+    kinds: &[&str],
+    handler: &TimerHandler,
+) -> Result<usize, DbErr> {
     use entity::Column as C;
     let now = clock.now().timestamp_micros();
+    let kinds: Vec<String> = kinds.iter().map(|k| (*k).to_owned()).collect();
     let free = Condition::any()
         .add(C::LeaseUntil.is_null())
         .add(C::LeaseUntil.lt(now));
     let due = entity::Entity::find()
+        .filter(C::Kind.is_in(kinds.clone()))
         .filter(C::DueTime.lte(now))
         .filter(free.clone())
         .order_by_asc(C::DueTime)
@@ -190,6 +204,7 @@ pub async fn fire_due(db: &Db, clock: &dyn Clock, handler: &TimerHandler) -> Res
             .filter(C::Tenant.eq(&row.tenant))
             .filter(C::Key.eq(&row.key))
             .filter(C::Generation.eq(row.generation))
+            .filter(C::DueTime.lte(now))
             .filter(free.clone())
             .exec(&db.writer)
             .await?;
@@ -266,17 +281,19 @@ fn backoff(attempt: u64) -> Duration {
     Ord::min(Duration::from_secs(1u64 << exp), Duration::from_secs(600))
 }
 
-/// Starts firing due timers: looks every `poll` (and right after a pass
-/// that filled its batch) until the task is aborted.
+/// Starts firing due timers of `kinds`: looks every `poll` (and right after
+/// a pass that filled its batch) until the task is aborted.
 pub fn spawn(
     db: Db,
     clock: Arc<dyn Clock>,
+    kinds: Vec<String>,
     handler: TimerHandler,
     poll: Duration,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let kinds: Vec<&str> = kinds.iter().map(String::as_str).collect();
         loop {
-            match fire_due(&db, clock.as_ref(), &handler).await {
+            match fire_due(&db, clock.as_ref(), &kinds, &handler).await {
                 Ok(n) if n as u64 >= BATCH => continue,
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "firing timers failed; retrying"),

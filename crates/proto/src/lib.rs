@@ -40,12 +40,20 @@ pub mod rapport {
             tonic::include_proto!("rapport.profiles.v1");
         }
     }
+    /// `rapport.webhooks.*`: partner webhooks.
+    pub mod webhooks {
+        /// `rapport.webhooks.v1`.
+        pub mod v1 {
+            tonic::include_proto!("rapport.webhooks.v1");
+        }
+    }
 }
 
 pub use rapport::bench::v1 as bench;
 pub use rapport::gateway::v1 as gateway;
 pub use rapport::profiles::v1 as profiles;
 pub use rapport::r#type::v1 as types;
+pub use rapport::webhooks::v1 as webhooks;
 
 /// Encoded `FileDescriptorSet` of every Rapport proto, for gRPC reflection and
 /// descriptor-driven tooling.

@@ -138,7 +138,9 @@ async fn unpublished(db: &Db, tenant: &str) -> i64 {
     db.reader
         .query_one_raw(Statement::from_string(
             db.reader.get_database_backend(),
-            format!("SELECT COUNT(*) FROM outbox WHERE tenant = '{tenant}' AND publish_time IS NULL"),
+            format!(
+                "SELECT COUNT(*) FROM outbox WHERE tenant = '{tenant}' AND publish_time IS NULL"
+            ),
         ))
         .await
         .unwrap()
@@ -172,18 +174,29 @@ async fn kill_9_loses_no_committed_event() {
     }
     // A last start publishes whatever the kills left unpublished.
     let serving = serve(&testdb.url(), &nats).await;
-    let db = Db::connect(&testdb.url(), &DbOptions::default()).await.unwrap();
+    let db = Db::connect(&testdb.url(), &DbOptions::default())
+        .await
+        .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while unpublished(&db, &tenant).await > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the relay did not catch up");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay did not catch up"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(serving);
 
     let committed = committed_customers(&db, &tenant).await;
-    assert!(!committed.is_empty(), "no create got through in {ROUNDS} rounds");
+    assert!(
+        !committed.is_empty(),
+        "no create got through in {ROUNDS} rounds"
+    );
     for name in &acknowledged {
-        assert!(committed.contains(name), "{name} was answered but not committed");
+        assert!(
+            committed.contains(name),
+            "{name} was answered but not committed"
+        );
     }
     let bus = Bus::from_config(
         &EventsConfig {
@@ -209,18 +222,31 @@ async fn kill_9_loses_no_committed_event() {
         let d = tokio::time::timeout(Duration::from_secs(20), consumer.next())
             .await
             .unwrap_or_else(|_| {
-                let missing: Vec<_> = committed.iter().filter(|c| !seen.contains_key(*c)).collect();
-                panic!("events missing for {} committed customers: {missing:?}", missing.len())
+                let missing: Vec<_> = committed
+                    .iter()
+                    .filter(|c| !seen.contains_key(*c))
+                    .collect();
+                panic!(
+                    "events missing for {} committed customers: {missing:?}",
+                    missing.len()
+                )
             })
             .unwrap();
         if d.envelope.tenant == tenant {
-            assert!(ids.insert(d.envelope.id.clone()), "event {} stored twice", d.envelope.id);
+            assert!(
+                ids.insert(d.envelope.id.clone()),
+                "event {} stored twice",
+                d.envelope.id
+            );
             *seen.entry(d.envelope.subject.clone()).or_default() += 1;
         }
         d.ack().await.unwrap();
     }
     for (subject, n) in &seen {
-        assert!(committed.contains(subject), "an event for {subject}, which was never committed");
+        assert!(
+            committed.contains(subject),
+            "an event for {subject}, which was never committed"
+        );
         assert_eq!(*n, 1, "{subject} was created once");
     }
     println!(

@@ -72,7 +72,7 @@ async fn committed_rows_are_published_once_in_order_and_marked() {
     commit(&db, &events).await;
     let mut published = 0;
     loop {
-        let n = relay::relay_once(&db, &bus, "svc").await.unwrap();
+        let n = relay::relay_once(&db, &bus, "test").await.unwrap();
         if n == 0 {
             break;
         }
@@ -80,7 +80,7 @@ async fn committed_rows_are_published_once_in_order_and_marked() {
     }
     assert_eq!(published, events.len());
     let ids: Vec<_> = events.iter().map(|e| e.id.clone()).collect();
-    assert_eq!(received(&bus, "svc", events.len()).await, ids);
+    assert_eq!(received(&bus, "test", events.len()).await, ids);
     let unpublished = outbox::Entity::find()
         .all(&db.reader)
         .await
@@ -100,7 +100,7 @@ async fn a_wake_publishes_promptly() {
     let relay = Relay::spawn(
         db.clone(),
         bus.clone(),
-        "svc",
+        "test",
         wake.clone(),
         Duration::from_secs(3600),
     );
@@ -110,7 +110,7 @@ async fn a_wake_publishes_promptly() {
     commit(&db, &events).await;
     wake.wake();
     let ids: Vec<_> = events.iter().map(|e| e.id.clone()).collect();
-    assert_eq!(received(&bus, "svc", 3).await, ids);
+    assert_eq!(received(&bus, "test", 3).await, ids);
     relay.stop().await;
 }
 
@@ -129,7 +129,7 @@ async fn relays_running_at_once_publish_each_event_once_in_order() {
             tokio::spawn(async move {
                 let mut idle = 0;
                 while idle < 3 {
-                    match relay::relay_once(&db, &bus, "svc").await.unwrap() {
+                    match relay::relay_once(&db, &bus, "test").await.unwrap() {
                         0 => {
                             idle += 1;
                             tokio::task::yield_now().await;
@@ -144,9 +144,9 @@ async fn relays_running_at_once_publish_each_event_once_in_order() {
         r.await.unwrap();
     }
     // Whatever the interleaving, every event once, in order.
-    while relay::relay_once(&db, &bus, "svc").await.unwrap() > 0 {}
+    while relay::relay_once(&db, &bus, "test").await.unwrap() > 0 {}
     let ids: Vec<_> = events.iter().map(|e| e.id.clone()).collect();
-    assert_eq!(received(&bus, "svc", events.len()).await, ids);
+    assert_eq!(received(&bus, "test", events.len()).await, ids);
 }
 
 #[tokio::test]
@@ -154,7 +154,7 @@ async fn published_rows_are_purged_after_their_retention_and_others_kept() {
     let (_t, db) = outbox_db().await;
     let bus = Bus::in_process();
     commit(&db, &[event("Changed", "things/1")]).await;
-    relay::relay_once(&db, &bus, "svc").await.unwrap();
+    relay::relay_once(&db, &bus, "test").await.unwrap();
     let pending = event("Changed", "things/2");
     commit(&db, std::slice::from_ref(&pending)).await;
     assert_eq!(
@@ -166,4 +166,20 @@ async fn published_rows_are_purged_after_their_retention_and_others_kept() {
     let left = outbox::Entity::find().all(&db.reader).await.unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].id, pending.id);
+}
+
+#[tokio::test]
+async fn a_relay_publishes_only_its_own_services_events() {
+    // Services that share a database share the outbox table.
+    let (_t, db) = outbox_db().await;
+    let bus = Bus::in_process();
+    let mine = event("Changed", "things/1");
+    let mut theirs = event("Changed", "things/2");
+    theirs.r#type = "rapport.other.v1.Changed".into();
+    commit(&db, &[mine.clone(), theirs.clone()]).await;
+    assert_eq!(relay::relay_once(&db, &bus, "test").await.unwrap(), 1);
+    assert_eq!(relay::relay_once(&db, &bus, "test").await.unwrap(), 0);
+    assert_eq!(received(&bus, "test", 1).await, vec![mine.id.clone()]);
+    // The other service's relay publishes its own.
+    assert_eq!(relay::relay_once(&db, &bus, "other").await.unwrap(), 1);
 }

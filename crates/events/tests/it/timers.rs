@@ -100,12 +100,21 @@ async fn a_timer_fires_at_its_due_time_not_before_and_once() {
     .await
     .unwrap();
     clock.advance(Duration::minutes(4));
-    assert_eq!(timers::fire_due(&db, &clock, &h).await.unwrap(), 0);
+    assert_eq!(
+        timers::fire_due(&db, &clock, &["test"], &h).await.unwrap(),
+        0
+    );
     assert!(fired(&db).await.is_empty());
     clock.advance(Duration::minutes(1));
-    assert_eq!(timers::fire_due(&db, &clock, &h).await.unwrap(), 1);
+    assert_eq!(
+        timers::fire_due(&db, &clock, &["test"], &h).await.unwrap(),
+        1
+    );
     clock.advance(Duration::hours(1));
-    assert_eq!(timers::fire_due(&db, &clock, &h).await.unwrap(), 0);
+    assert_eq!(
+        timers::fire_due(&db, &clock, &["test"], &h).await.unwrap(),
+        0
+    );
     assert_eq!(fired(&db).await, [("t1".into(), "p".into())]);
     assert_eq!(timers::get(&db.reader, "acme", "t1").await.unwrap(), None);
 }
@@ -136,9 +145,15 @@ async fn reschedule_and_cancel_by_key() {
     assert!(timers::cancel(&db.writer, "acme", "dropped").await.unwrap());
     assert!(!timers::cancel(&db.writer, "acme", "dropped").await.unwrap());
     clock.advance(Duration::minutes(5));
-    assert_eq!(timers::fire_due(&db, &clock, &h).await.unwrap(), 0);
+    assert_eq!(
+        timers::fire_due(&db, &clock, &["test"], &h).await.unwrap(),
+        0
+    );
     clock.advance(Duration::minutes(5));
-    assert_eq!(timers::fire_due(&db, &clock, &h).await.unwrap(), 1);
+    assert_eq!(
+        timers::fire_due(&db, &clock, &["test"], &h).await.unwrap(),
+        1
+    );
     assert_eq!(fired(&db).await, [("moved".into(), "new".into())]);
 }
 
@@ -152,7 +167,7 @@ async fn timers_survive_a_restart() {
     let reopened = open(&testdb).await;
     let clock = ManualClock::at(start());
     assert_eq!(
-        timers::fire_due(&reopened, &clock, &recorder(0))
+        timers::fire_due(&reopened, &clock, &["test"], &recorder(0))
             .await
             .unwrap(),
         1
@@ -175,8 +190,8 @@ async fn two_workers_fire_each_timer_once() {
             tokio::spawn(async move {
                 let mut total = 0;
                 loop {
-                    let n = timers::fire_due(&db, &clock, &h).await.unwrap();
-                    if n == 0 && timers::fire_due(&db, &clock, &h).await.unwrap() == 0 {
+                    let n = timers::fire_due(&db, &clock, &["test"], &h).await.unwrap();
+                    if n == 0 && timers::fire_due(&db, &clock, &["test"], &h).await.unwrap() == 0 {
                         return total;
                     }
                     total += n;
@@ -202,7 +217,10 @@ async fn a_transient_failure_fires_again_after_a_backoff() {
     timers::schedule(&db.writer, &timer("flaky", start(), "p"))
         .await
         .unwrap();
-    assert_eq!(timers::fire_due(&db, &clock, &h).await.unwrap(), 0);
+    assert_eq!(
+        timers::fire_due(&db, &clock, &["test"], &h).await.unwrap(),
+        0
+    );
     // The failed attempt's effect was rolled back, and the timer is kept.
     assert!(fired(&db).await.is_empty());
     assert!(
@@ -212,10 +230,16 @@ async fn a_transient_failure_fires_again_after_a_backoff() {
             .is_some()
     );
     // Not before the backoff (1 s after the first failure)…
-    assert_eq!(timers::fire_due(&db, &clock, &h).await.unwrap(), 0);
+    assert_eq!(
+        timers::fire_due(&db, &clock, &["test"], &h).await.unwrap(),
+        0
+    );
     clock.advance(Duration::seconds(2));
     // …then once.
-    assert_eq!(timers::fire_due(&db, &clock, &h).await.unwrap(), 1);
+    assert_eq!(
+        timers::fire_due(&db, &clock, &["test"], &h).await.unwrap(),
+        1
+    );
     assert_eq!(fired(&db).await.len(), 1);
 }
 
@@ -251,16 +275,89 @@ async fn a_firing_that_outlives_its_lease_still_has_one_effect() {
     });
     let first = {
         let (db, clock, slow) = (db.clone(), clock.clone(), slow.clone());
-        tokio::spawn(async move { timers::fire_due(&db, &clock, &slow).await.unwrap() })
+        tokio::spawn(async move {
+            timers::fire_due(&db, &clock, &["test"], &slow)
+                .await
+                .unwrap()
+        })
     };
     entered_rx.await.unwrap();
     // The lease (30 s) runs out while the first firing is still running.
     clock.advance(Duration::minutes(1));
     let second = {
         let (db, clock) = (db.clone(), clock.clone());
-        tokio::spawn(async move { timers::fire_due(&db, &clock, &recorder(0)).await.unwrap() })
+        tokio::spawn(async move {
+            timers::fire_due(&db, &clock, &["test"], &recorder(0))
+                .await
+                .unwrap()
+        })
     };
     release_tx.send(()).unwrap();
     assert_eq!(first.await.unwrap() + second.await.unwrap(), 1);
     assert_eq!(fired(&db).await, [("slow".into(), "slow".into())]);
+}
+
+/// A timer fired (or cancelled) and scheduled again under the same key is a
+/// new schedule: a stale firing of the old one cannot claim it early.
+#[tokio::test]
+async fn a_key_scheduled_again_is_a_new_schedule_not_due_before_its_time() {
+    let (_t, db) = timers_db().await;
+    let clock = ManualClock::at(start());
+    let h = recorder(0);
+    timers::schedule(&db.writer, &timer("again", start(), "first"))
+        .await
+        .unwrap();
+    assert_eq!(
+        timers::fire_due(&db, &clock, &["test"], &h).await.unwrap(),
+        1
+    );
+    timers::schedule(
+        &db.writer,
+        &timer("again", start() + Duration::hours(1), "second"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        timers::fire_due(&db, &clock, &["test"], &h).await.unwrap(),
+        0
+    );
+    clock.advance(Duration::hours(1));
+    assert_eq!(
+        timers::fire_due(&db, &clock, &["test"], &h).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        fired(&db).await,
+        [
+            ("again".into(), "first".into()),
+            ("again".into(), "second".into())
+        ]
+    );
+}
+
+/// Services sharing a database share the timers table: a worker fires only
+/// the kinds it names.
+#[tokio::test]
+async fn a_worker_fires_only_its_kinds() {
+    let (_t, db) = timers_db().await;
+    let clock = ManualClock::at(start());
+    let mut other = timer("other", start(), "p");
+    other.kind = "someone-else".into();
+    timers::schedule(&db.writer, &other).await.unwrap();
+    timers::schedule(&db.writer, &timer("mine", start(), "p"))
+        .await
+        .unwrap();
+    assert_eq!(
+        timers::fire_due(&db, &clock, &["test"], &recorder(0))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(fired(&db).await, [("mine".into(), "p".into())]);
+    assert!(
+        timers::get(&db.reader, "acme", "other")
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
