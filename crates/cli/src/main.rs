@@ -9,6 +9,7 @@
 mod bench;
 mod config;
 mod dev;
+mod events;
 mod keys;
 mod seed;
 mod services;
@@ -52,6 +53,11 @@ enum Command {
         /// The service.
         service: Service,
     },
+    /// Operate event consumers: list and replay dead letters.
+    Events {
+        #[command(subcommand)]
+        command: events::EventsCommand,
+    },
     /// Manage the gateway's API keys directly in its database.
     Keys {
         #[command(subcommand)]
@@ -84,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Dev { data_dir } => dev::run(config, &data_dir).await,
         Command::Serve { service } => services::serve(&config, service).await,
         Command::Migrate { service } => services::migrate(&config, service).await,
+        Command::Events { command } => events::run(&config, command).await,
         Command::Keys { command } => keys::run(&config.gateway, command).await,
         Command::Bench(args) => bench::run(&config, args).await,
         Command::Seed(args) => seed::run(&config, args).await,

@@ -92,6 +92,19 @@ macro_rules! services {
             }
         }
 
+        /// The consumers `service` runs, with their handlers, and its
+        /// database configuration (`rapport events dead-letters`).
+        pub fn consumers(
+            config: &RapportConfig,
+            service: Service,
+        ) -> (Vec<(&'static str, rapport_events::consume::Handler)>, DatabaseConfig) {
+            match service {
+                // The gateway consumes no events.
+                Service::gateway => (Vec::new(), config.gateway.database.clone()),
+                $( Service::$name => ($krate::event_handlers(), config.$name.database.clone()), )+
+            }
+        }
+
         /// `rapport dev`: every service on an SQLite file under `data_dir`,
         /// migrating, with dev secrets (the assertion key shared with the
         /// gateway), unless configured otherwise.

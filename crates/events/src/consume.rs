@@ -253,6 +253,13 @@ pub async fn replay(
     else {
         return Ok(None);
     };
+    // An undecodable message was parked without an envelope: there is no
+    // event to run again (an empty envelope would decode as an empty event).
+    if row.envelope.is_empty() {
+        return Err(ConsumeError::Handler(HandlerError::Reject(
+            "the parked message was not an event; there is nothing to replay".into(),
+        )));
+    }
     let envelope = EventEnvelope::decode(row.envelope.as_slice()).map_err(|e| {
         ConsumeError::Handler(HandlerError::Reject(format!(
             "the parked message is not an event: {e}"

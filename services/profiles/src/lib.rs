@@ -83,6 +83,13 @@ pub struct Profiles {
 /// `rapport.profiles.<EventType>`, in the stream `RAPPORT_PROFILES`.
 pub const EVENTS_NAME: &str = "profiles";
 
+/// The consumers this service runs, with their handlers (for `rapport
+/// events dead-letters`): none — profiles publishes events and consumes
+/// none yet.
+pub fn event_handlers() -> Vec<(&'static str, rapport_events::consume::Handler)> {
+    Vec::new()
+}
+
 /// The profiles schema's migrations (`rapport migrate profiles`).
 pub type Migrator = rapport_profiles_migration::Migrator;
 

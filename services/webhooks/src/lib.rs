@@ -157,6 +157,16 @@ impl std::fmt::Debug for Webhooks {
     }
 }
 
+/// The consumers this service runs, by name, with their handlers: what
+/// `rapport events dead-letters replay webhooks …` runs a parked event
+/// through once its cause is fixed.
+pub fn event_handlers() -> Vec<(&'static str, consume::Handler)> {
+    vec![(
+        CONSUMER,
+        storage::fanout::handler(api::events::render, Arc::new(SystemClock)),
+    )]
+}
+
 /// Connects to the database, migrates if configured, and binds the
 /// listener; events come from `bus` (the process's bus: see
 /// `rapport_events::Bus::from_config`). Time is the system's, and the

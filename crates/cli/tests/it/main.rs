@@ -1,3 +1,4 @@
 //! Tests of the `rapport` binary as a process, one binary: what only a
-//! real process shows (a `kill -9`).
+//! real process shows (a `kill -9`) and the operator commands.
 mod crash;
+mod dead_letters;
