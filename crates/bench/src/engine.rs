@@ -557,7 +557,24 @@ impl Tally {
         before: &CpuSample,
         after: &CpuSample,
     ) -> RunStats {
-        let window_secs = config.duration.as_secs_f64();
+        let shape = Shape {
+            mode: config.mode(),
+            concurrency: config.concurrency,
+            connections: config.connections,
+            window_secs: config.duration.as_secs_f64(),
+        };
+        self.into_stats_of(shape, watched, me, before, after)
+    }
+
+    fn into_stats_of(
+        self,
+        shape: Shape,
+        watched: &[Watched],
+        me: &Watched,
+        before: &CpuSample,
+        after: &CpuSample,
+    ) -> RunStats {
+        let window_secs = shape.window_secs;
         let failed: u64 = self.errors.values().sum();
         let requests = self.ok + failed;
         let us = |ns: u64| ns as f64 / 1000.0;
@@ -584,9 +601,9 @@ impl Tally {
             )
         };
         RunStats {
-            mode: config.mode(),
-            concurrency: config.concurrency,
-            connections: config.connections,
+            mode: shape.mode,
+            concurrency: shape.concurrency,
+            connections: shape.connections,
             window_secs,
             requests,
             ok: self.ok,
@@ -613,6 +630,114 @@ impl Tally {
                 round3(ticks as f64 / procfs::clock_ticks_per_second() as f64 / window_secs * 100.0)
             }),
         }
+    }
+}
+
+/// How a window was loaded, for its [`RunStats`].
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    mode: LoadMode,
+    concurrency: usize,
+    connections: usize,
+    window_secs: f64,
+}
+
+/// A window measured by its caller, for scenarios that are not RPC
+/// workloads (the event relay draining its outbox, the lag from a commit to
+/// a consumer's effect): the caller runs the load and says what happened,
+/// the meter gives the same readings as [`run`] — latencies in the same HDR
+/// histogram, failures by code, throughput, and the CPU time and peak
+/// memory of the watched processes and of this one over the window.
+pub struct Meter {
+    tally: Tally,
+    watched: Vec<Watched>,
+    me: Watched,
+    start: Option<(Instant, CpuSample)>,
+    stop: Option<(Instant, CpuSample)>,
+}
+
+impl std::fmt::Debug for Meter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Meter")
+            .field("watched", &self.watched)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Meter {
+    /// A meter of `watched` (and this process, as the client); resets their
+    /// peak memory readings.
+    pub fn new(watched: Vec<Watched>) -> Self {
+        let me = Watched {
+            role: "client".to_owned(),
+            pids: vec![std::process::id()],
+        };
+        for pid in watched.iter().chain([&me]).flat_map(|w| &w.pids) {
+            procfs::reset_peak_rss(*pid);
+        }
+        Self {
+            tally: Tally::new(),
+            watched,
+            me,
+            start: None,
+            stop: None,
+        }
+    }
+
+    /// The window starts now.
+    pub fn start(&mut self) {
+        self.start = Some((Instant::now(), CpuSample::take(&self.watched, &self.me)));
+    }
+
+    /// The window ends now.
+    pub fn stop(&mut self) {
+        self.stop = Some((Instant::now(), CpuSample::take(&self.watched, &self.me)));
+    }
+
+    /// `n` operations of the window succeeded, each taking `latency`.
+    pub fn ok(&mut self, latency: Duration, n: u64) {
+        self.tally.ok += n;
+        self.tally
+            .latency
+            .saturating_record_n(u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX), n);
+    }
+
+    /// An operation of the window failed; `code` names why (`NOT_APPLIED`),
+    /// `example` is kept for the first failure of each code.
+    pub fn failed(&mut self, code: &'static str, example: &str) {
+        *self.tally.errors.entry(code).or_default() += 1;
+        self.tally
+            .examples
+            .entry(code)
+            .or_insert_with(|| example.to_owned());
+    }
+
+    /// `n` operations completed inside the window, `ok` of them
+    /// successfully: the throughput, and what the window's CPU time is
+    /// divided by.
+    pub fn completed(&mut self, n: u64, ok: u64) {
+        self.tally.completed += n;
+        self.tally.completed_ok += ok;
+    }
+
+    /// The readings of the window, as [`run`] reports them; `concurrency`
+    /// is what bounded the operations in flight.
+    pub fn finish(self, mode: LoadMode, concurrency: usize) -> RunStats {
+        let now = || (Instant::now(), CpuSample::take(&self.watched, &self.me));
+        let (started, before) = self.start.unwrap_or_else(now);
+        let (stopped, after) = self.stop.unwrap_or_else(now);
+        let shape = Shape {
+            mode,
+            concurrency,
+            connections: 0,
+            // Never zero: rates divide by it.
+            window_secs: stopped
+                .saturating_duration_since(started)
+                .as_secs_f64()
+                .max(1e-6),
+        };
+        self.tally
+            .into_stats_of(shape, &self.watched, &self.me, &before, &after)
     }
 }
 
@@ -746,6 +871,36 @@ mod tests {
         // Held back by busy workers: ready 5 ms after due → due time, so the
         // 5 ms of queueing are charged.
         assert_eq!(origin(due, due + 5 * ms, due + 5 * ms), due);
+    }
+
+    #[test]
+    fn a_meter_reports_what_its_caller_measured() {
+        let me = std::process::id();
+        let mut meter = Meter::new(vec![Watched {
+            role: "self".into(),
+            pids: vec![me],
+        }]);
+        meter.start();
+        std::thread::sleep(Duration::from_millis(20));
+        meter.stop();
+        meter.ok(Duration::from_millis(2), 3);
+        meter.ok(Duration::from_millis(40), 1);
+        meter.failed("NOT_APPLIED", "no effect within 30 s");
+        meter.failed("NOT_APPLIED", "another");
+        meter.completed(5, 4);
+        let stats = meter.finish(LoadMode::Open { rate: 100.0 }, 8);
+        assert_eq!(stats.mode, LoadMode::Open { rate: 100.0 });
+        assert_eq!((stats.ok, stats.requests, stats.concurrency), (4, 6, 8));
+        assert_eq!(stats.errors["NOT_APPLIED"], 2);
+        assert_eq!(stats.error_examples["NOT_APPLIED"], "no effect within 30 s");
+        assert!(stats.window_secs >= 0.02, "{stats:?}");
+        assert!(stats.ok_per_sec < stats.requests_per_sec, "{stats:?}");
+        let l = stats.latency_us;
+        assert!((1_990.0..2_010.0).contains(&l.p50), "{l:?}");
+        assert!((39_900.0..40_100.0).contains(&l.max), "{l:?}");
+        if cfg!(target_os = "linux") {
+            assert!(stats.servers[0].cpu_percent.is_some(), "{stats:?}");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub mod report;
 pub mod workload;
 
 pub use ceiling::CeilingReport;
-pub use engine::{Caller, LoadConfig, RunStats, Target, Watched, Workload};
+pub use engine::{Caller, LoadConfig, Meter, RunStats, Target, Watched, Workload};
 pub use report::{BenchReport, RunInfo, ScenarioReport};
 /// The connection type workloads call on.
 pub use tonic::transport::Channel;

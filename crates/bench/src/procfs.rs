@@ -64,6 +64,64 @@ pub fn reset_peak_rss(pid: u32) -> bool {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
 }
 
+/// The processes listening on TCP `port` (IPv4 or IPv6, any address), found
+/// as Linux's `ss -ltnp` finds them: the listening sockets' inodes from
+/// `/proc/net/tcp{,6}`, then the processes holding one of them open. Only
+/// processes whose `/proc/<pid>/fd` this process may read (its owner's) are
+/// found; empty elsewhere. For watching a server the harness did not start
+/// (e.g. the NATS server of `--nats-url`).
+pub fn tcp_listener_pids(port: u16) -> Vec<u32> {
+    let inodes: Vec<u64> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|table| listening_inodes(&table, port))
+        .collect();
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = procs
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                fds.filter_map(Result::ok).any(|fd| {
+                    std::fs::read_link(fd.path()).is_ok_and(|target| {
+                        target
+                            .to_str()
+                            .and_then(|t| t.strip_prefix("socket:["))
+                            .and_then(|t| t.strip_suffix(']'))
+                            .and_then(|t| t.parse::<u64>().ok())
+                            .is_some_and(|inode| inodes.contains(&inode))
+                    })
+                })
+            })
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Inodes of the sockets listening on `port` in the text of
+/// `/proc/net/tcp` or `/proc/net/tcp6`.
+pub fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
+    const LISTEN: &str = "0A";
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_ascii_whitespace().collect();
+            // sl, local_address (hex addr:hex port), rem_address, st, …, inode (index 9).
+            let local_port = f.get(1)?.rsplit_once(':')?.1;
+            (u16::from_str_radix(local_port, 16).ok()? == port && *f.get(3)? == LISTEN)
+                .then(|| f.get(9)?.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of
 /// [`cpu_ticks`]. Read once with `getconf CLK_TCK` (this crate has no unsafe
 /// code to call sysconf); when that fails, 100, the value of every mainstream
@@ -116,6 +174,29 @@ mod tests {
         assert_eq!(parse_status_kib(status, "VmHWM"), Some(52_344));
         assert_eq!(parse_status_kib(status, "VmRSS"), Some(50_000));
         assert_eq!(parse_status_kib(status, "VmSwap"), None);
+    }
+
+    #[test]
+    fn listening_sockets_are_found_by_port() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1092 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 424242 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:1092 0100007F:D3A4 01 00000000:00000000 00:00000000 00000000  1000        0 434343 1 0000000000000000 20 4 30 10 -1
+   2: 00000000:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000   104        0 17001 1 0000000000000000 100 0 0 10 0
+";
+        // 0x1092 = 4242: the listener, not the connection to it.
+        assert_eq!(listening_inodes(table, 4242), vec![424_242]);
+        assert_eq!(listening_inodes(table, 5432), vec![17_001]);
+        assert!(listening_inodes(table, 80).is_empty());
+    }
+
+    #[test]
+    fn this_process_is_found_listening_on_linux() {
+        if !cfg!(target_os = "linux") {
+            return;
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert_eq!(tcp_listener_pids(port), vec![std::process::id()]);
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //! configuration it is given, prints `listening ADDR` on stdout once bound,
 //! and drains on SIGTERM or when its stdin closes (so a harness that dies
 //! takes its servers with it).
+//!
+//! The event platform's scenarios (`nats.publish_consume`, `events.*`) run
+//! in this process after the RPC scenarios: see [`events`].
+mod events;
+
 use std::{
     io::{Read as _, Write as _},
     net::SocketAddr,
@@ -46,13 +51,23 @@ const SETUP_PARALLEL: usize = 16;
 #[command(
     args_conflicts_with_subcommands = true,
     after_help = "\
-Scenarios (each runnable alone with --scenario, repeatable; default all, in this order):
+Scenarios (each runnable alone with --scenario, repeatable; default every RPC scenario, in this
+order; the event scenarios run only when named):
   echo                       bare tonic echo server, payload = the encoded realistic customer (the RPC ceiling)
   echo-via-gateway           the same through the gateway (API key, scope bench.echo)
   profiles.get[-via-gateway]     GetCustomer of a customer drawn from the seeded set
   profiles.lookup[-via-gateway]  LookupCustomer by the email of a drawn customer
   profiles.search[-via-gateway]  SearchCustomers for the email of a drawn customer (page size 10)
   profiles.create[-via-gateway]  CreateCustomer of a new realistic customer (with request_id)
+  nats.publish_consume       the event bus ceiling, raw async-nats on JetStream (needs --nats-url): --events
+                             messages of an envelope's size published with pipelined PubAcks to a fresh stream
+                             while a pull consumer acks them (events/s); then one message per tick at each
+                             --event-rates rate (publish → consumed latency)
+  events.relay_throughput    the outbox relay (relay_once in a loop) draining --events committed
+                             CustomerCreated rows to the bus, in-process and on JetStream (events/s)
+  events.lag                 open loop at each --event-rates rate: one outbox row committed per tick, woken
+                             relay, a consumer applying each event through its inbox with an INSERT as effect;
+                             latency is commit → effect committed, in-process and on JetStream
 
 Servers run as child processes of this binary on a database made for the run (a SQLite file
 in a temporary directory, or a fresh PostgreSQL database dropped afterwards). Direct profiles
@@ -69,14 +84,30 @@ as it is; it must hold N customers written by `rapport seed` (tenant `bench`):
   RAPPORT_PROFILES__DATABASE__URL=sqlite:///tmp/p.db rapport bench --seeded 1000000 --pin
 
 Latency is of successful calls; CPU µs/req is (utime + stime) of a server process over the
-measured window from /proc, divided by the successful calls of the window."
+measured window from /proc, divided by the successful calls of the window.
+
+The event scenarios run after the RPC ones, in this process (role `rapport`, which is also the
+client), on fresh databases of --database (an outbox, and for events.lag a consumer's inbox in a
+second one). With --nats-url (and without --no-ceilings) they are read against the JetStream
+ceiling measured before them: events.relay_throughput against nats.publish_consume, events.lag at
+each rate against nats.publish_consume@<rate>. Their latency columns: events.relay_throughput,
+from a relay pass reading an event to marking it published; events.lag, from the commit to the
+consumer's effect committed. After the tables, events.lag prints where its consumer spent each
+event (next, apply, ack). The NATS server's CPU shows as `nats` when it runs as this user. JetStream runs use the stream
+RAPPORT_PROFILES of the --nats-url server as a scratch stream, made afresh for every measurement
+and deleted at the end: give the bench a NATS server of its own (it refuses to touch a
+RAPPORT_PROFILES stream it did not make):
+
+  nats-server -js -a 127.0.0.1 -p 4333 -sd /tmp/bench-nats &
+  rapport bench --scenario events.relay_throughput --scenario events.lag --nats-url nats://127.0.0.1:4333"
 )]
 pub struct BenchArgs {
     #[command(subcommand)]
     command: Option<ServeCommand>,
-    /// A scenario to run; repeat for several. Default: all.
+    /// A scenario to run; repeat for several. Default: every RPC scenario
+    /// (the event scenarios need a NATS server and run only when named).
     #[arg(long = "scenario", value_enum, value_name = "NAME")]
-    scenarios: Vec<Scenario>,
+    scenarios: Vec<Selected>,
     /// Measured window per scenario (`500ms`, `10s`, `2m`).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     duration: Duration,
@@ -128,7 +159,8 @@ pub struct BenchArgs {
     /// Also print each scenario as a ratio to its ceiling.
     #[arg(long)]
     compare: bool,
-    /// Skip the storage write ceilings measured before create scenarios.
+    /// Skip the storage write ceilings measured before create scenarios, and
+    /// the JetStream ceilings measured before the event scenarios.
     #[arg(long)]
     no_ceilings: bool,
     /// Writers (pgbench clients) of the storage write ceilings. Default:
@@ -139,6 +171,10 @@ pub struct BenchArgs {
     /// run's directory; the tail is shown when they wrote anything).
     #[arg(long, default_value = "warn")]
     server_log: String,
+    /// The event scenarios' own settings (boxed: they would make `rapport`'s
+    /// command enum lopsided).
+    #[command(flatten)]
+    event: Box<events::EventArgs>,
 }
 
 /// The server processes the harness starts (not for people to call).
@@ -275,19 +311,76 @@ impl Scenario {
     }
 }
 
+/// A scenario named on the command line: an RPC scenario (servers, the load
+/// engine) or an event platform scenario (in this process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Selected {
+    Rpc(Scenario),
+    Events(events::Scenario),
+}
+
+impl Selected {
+    /// Every scenario, in the order they run: the RPC scenarios, then the
+    /// event scenarios.
+    const ALL: [Selected; 13] = [
+        Self::Rpc(Scenario::Echo),
+        Self::Rpc(Scenario::EchoViaGateway),
+        Self::Rpc(Scenario::Get),
+        Self::Rpc(Scenario::GetViaGateway),
+        Self::Rpc(Scenario::Lookup),
+        Self::Rpc(Scenario::LookupViaGateway),
+        Self::Rpc(Scenario::Search),
+        Self::Rpc(Scenario::SearchViaGateway),
+        Self::Rpc(Scenario::Create),
+        Self::Rpc(Scenario::CreateViaGateway),
+        Self::Events(events::Scenario::PublishConsume),
+        Self::Events(events::Scenario::RelayThroughput),
+        Self::Events(events::Scenario::Lag),
+    ];
+}
+
+impl ValueEnum for Selected {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        match self {
+            Self::Rpc(s) => s.to_possible_value(),
+            Self::Events(s) => s.to_possible_value(),
+        }
+    }
+}
+
 /// Runs the benchmark, or one of its server processes.
 pub async fn run(config: &RapportConfig, mut args: BenchArgs) -> anyhow::Result<()> {
     if let Some(command) = args.command.take() {
         return serve(config, command).await;
     }
-    let scenarios: Vec<Scenario> = if args.scenarios.is_empty() {
-        Scenario::ALL.to_vec()
-    } else {
-        Scenario::ALL
-            .into_iter()
-            .filter(|s| args.scenarios.contains(s))
-            .collect()
-    };
+    let selected: Vec<Selected> = Selected::ALL
+        .into_iter()
+        .filter(|s| match s {
+            // The event scenarios take minutes and want a NATS server of
+            // their own: a plain `rapport bench` measures the RPCs only.
+            Selected::Rpc(_) if args.scenarios.is_empty() => true,
+            _ => args.scenarios.contains(s),
+        })
+        .collect();
+    let scenarios: Vec<Scenario> = selected
+        .iter()
+        .filter_map(|s| match s {
+            Selected::Rpc(s) => Some(*s),
+            Selected::Events(_) => None,
+        })
+        .collect();
+    let event_scenarios: Vec<events::Scenario> = selected
+        .iter()
+        .filter_map(|s| match s {
+            Selected::Events(s) => Some(*s),
+            Selected::Rpc(_) => None,
+        })
+        .collect();
+    let event_scenarios = events::check(&args, event_scenarios)?;
     // Counted before pinning, which narrows what this process may use.
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let pinning = Pinning::apply(args.pin, cpus)?;
@@ -300,12 +393,22 @@ pub async fn run(config: &RapportConfig, mut args: BenchArgs) -> anyhow::Result<
         postgres: None,
     };
     // Ctrl-C ends the run, but still stops the servers and drops the databases.
+    let all = async {
+        let mut report = bench(config, &args, &scenarios, &pinning, &mut env).await?;
+        let mut notes = Vec::new();
+        if !event_scenarios.is_empty() {
+            // The servers are done: nothing of theirs runs beside the events.
+            env.stop_servers().await;
+            notes = events::run(&args, &event_scenarios, &mut env, &mut report).await?;
+        }
+        anyhow::Ok((report, notes))
+    };
     let result = tokio::select! {
-        result = bench(config, &args, &scenarios, &pinning, &mut env) => result,
+        result = all => result,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
     env.teardown().await;
-    let report = result?;
+    let (report, notes) = result?;
 
     println!();
     print!("{}", report.render_header());
@@ -314,6 +417,12 @@ pub async fn run(config: &RapportConfig, mut args: BenchArgs) -> anyhow::Result<
     if args.compare {
         println!();
         print!("{}", report.render_compare());
+    }
+    if !notes.is_empty() {
+        println!();
+        for note in &notes {
+            println!("{note}");
+        }
     }
     if let Some(path) = &args.json {
         std::fs::write(path, report.to_json() + "\n")
@@ -639,23 +748,7 @@ impl Environment {
             None => args.database,
         };
         if kind == DatabaseKind::Postgres && (needs.profiles || needs.gateway) {
-            let options = DbOptions {
-                max_connections: 1,
-                acquire_timeout_ms: 5_000,
-            };
-            let admin = Db::connect(&args.postgres_url, &options)
-                .await
-                .with_context(|| {
-                    format!(
-                        "connecting to --postgres-url {}",
-                        rapport_store::db::redact_url(&args.postgres_url)
-                    )
-                })?;
-            self.postgres = Some(Postgres {
-                admin,
-                created: Vec::new(),
-                watched: Vec::new(),
-            });
+            self.connect_postgres(&args.postgres_url).await?;
         }
         let dir = self.dir.path().to_owned();
         let sqlite = |name: &str| format!("sqlite://{}", dir.join(name).display());
@@ -687,6 +780,53 @@ impl Environment {
             profiles,
             gateway,
         })
+    }
+
+    /// Connects to the PostgreSQL server of `admin_url` for creating and
+    /// dropping the run's databases, unless connected already.
+    async fn connect_postgres(&mut self, admin_url: &str) -> anyhow::Result<()> {
+        if self.postgres.is_some() {
+            return Ok(());
+        }
+        let options = DbOptions {
+            max_connections: 1,
+            acquire_timeout_ms: 5_000,
+        };
+        let admin = Db::connect(admin_url, &options).await.with_context(|| {
+            format!(
+                "connecting to --postgres-url {}",
+                rapport_store::db::redact_url(admin_url)
+            )
+        })?;
+        self.postgres = Some(Postgres {
+            admin,
+            created: Vec::new(),
+            watched: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Drops a database [`Self::create_postgres_database`] made, now rather
+    /// than at the end of the run.
+    async fn drop_postgres_database(&mut self, name: &str) {
+        let Some(pg) = self.postgres.as_mut() else {
+            return;
+        };
+        let dropped = pg
+            .admin
+            .writer
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await;
+        match dropped {
+            Ok(_) => {
+                pg.created.retain(|d| d != name);
+                pg.watched.retain(|d| d != name);
+            }
+            // Left in `created`: the teardown tries again.
+            Err(e) => {
+                tracing::warn!(database = %name, error = %e, "could not drop the bench database")
+            }
+        }
     }
 
     /// Creates `rapport_bench_<random>_<what>` next to the admin database and
@@ -809,12 +949,18 @@ impl Environment {
     /// The PostgreSQL server processes serving the run's databases (one per
     /// connection), when the run is on PostgreSQL.
     async fn postgres_backends(&self) -> Option<Watched> {
+        self.postgres_backends_of(&self.postgres.as_ref()?.watched)
+            .await
+    }
+
+    /// The PostgreSQL server processes serving `databases` (one per
+    /// connection), when the run is on PostgreSQL.
+    async fn postgres_backends_of(&self, databases: &[String]) -> Option<Watched> {
         let pg = self.postgres.as_ref()?;
-        if pg.watched.is_empty() {
+        if databases.is_empty() {
             return None;
         }
-        let list = pg
-            .watched
+        let list = databases
             .iter()
             .map(|d| format!("'{}'", d.replace('\'', "''")))
             .collect::<Vec<_>>()
@@ -839,10 +985,15 @@ impl Environment {
         })
     }
 
-    async fn teardown(mut self) {
+    /// Stops the servers (in reverse order of start: the gateway first).
+    async fn stop_servers(&mut self) {
         for server in self.servers.drain(..).rev() {
             server.stop().await;
         }
+    }
+
+    async fn teardown(mut self) {
+        self.stop_servers().await;
         if let Some(pg) = self.postgres.take() {
             for database in &pg.created {
                 // FORCE: a pool connection may linger a moment after its
@@ -1337,7 +1488,11 @@ mod tests {
         ]);
         assert_eq!(
             cli.bench.scenarios,
-            vec![Scenario::Create, Scenario::Echo, Scenario::GetViaGateway]
+            vec![
+                Selected::Rpc(Scenario::Create),
+                Selected::Rpc(Scenario::Echo),
+                Selected::Rpc(Scenario::GetViaGateway)
+            ]
         );
         assert_eq!(Scenario::GetViaGateway.name(), "profiles.get-via-gateway");
         assert_eq!(Scenario::GetViaGateway.direct(), Some(Scenario::Get));
@@ -1347,6 +1502,79 @@ mod tests {
                 .iter()
                 .all(|s| s.via_gateway() == s.direct().is_some())
         );
+    }
+
+    #[test]
+    fn event_scenarios_parse_and_run_after_the_rpc_ones() {
+        let cli = Cli::parse_from([
+            "bench",
+            "--scenario",
+            "events.lag",
+            "--scenario",
+            "nats.publish_consume",
+            "--scenario",
+            "echo",
+            "--event-rates",
+            "50,2000",
+            "--nats-url",
+            "nats://127.0.0.1:4333",
+        ]);
+        assert_eq!(
+            cli.bench.scenarios,
+            vec![
+                Selected::Events(events::Scenario::Lag),
+                Selected::Events(events::Scenario::PublishConsume),
+                Selected::Rpc(Scenario::Echo),
+            ]
+        );
+        assert_eq!(
+            Selected::ALL
+                .iter()
+                .filter_map(|s| match s {
+                    Selected::Rpc(s) => Some(*s),
+                    Selected::Events(_) => None,
+                })
+                .collect::<Vec<_>>(),
+            Scenario::ALL,
+            "every RPC scenario, in its order, before the event scenarios"
+        );
+        let last_rpc = Selected::ALL
+            .iter()
+            .rposition(|s| matches!(s, Selected::Rpc(_)));
+        let first_events = Selected::ALL
+            .iter()
+            .position(|s| matches!(s, Selected::Events(_)));
+        assert!(last_rpc < first_events);
+        assert!(events::check(&cli.bench, vec![events::Scenario::PublishConsume]).is_ok());
+    }
+
+    #[test]
+    fn the_event_ceiling_needs_nats_only_when_asked_for() {
+        // Whatever RAPPORT_BENCH_NATS_URL says where the test runs.
+        let without_nats = |args: &[&str]| {
+            let mut cli = Cli::parse_from(args);
+            cli.bench.event.nats_url = None;
+            cli
+        };
+        let named = without_nats(&["bench", "--scenario", "nats.publish_consume"]);
+        assert!(events::check(&named.bench, vec![events::Scenario::PublishConsume]).is_err());
+        // By default (every scenario), without NATS it is left out.
+        let all = without_nats(&["bench"]);
+        let kept = events::check(
+            &all.bench,
+            vec![
+                events::Scenario::PublishConsume,
+                events::Scenario::RelayThroughput,
+                events::Scenario::Lag,
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            kept,
+            vec![events::Scenario::RelayThroughput, events::Scenario::Lag]
+        );
+        let bad = Cli::parse_from(["bench", "--event-rates", "100,0"]);
+        assert!(events::check(&bad.bench, vec![events::Scenario::Lag]).is_err());
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! is the event id, so a republished event is stored once.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod consume;
 pub mod in_process;
 pub mod jetstream;

@@ -189,7 +189,9 @@ async fn publish_batch<R: ConnectionTrait, W: ConnectionTrait>(
             Err(e) => tracing::error!(id = %row.id, error = %e, "corrupt outbox row skipped"),
         }
     }
+    rapport_store::crash::point("relay.before_publish");
     bus.publish(service, &envelopes).await?;
+    rapport_store::crash::point("relay.after_publish");
     let now = chrono::Utc::now().timestamp_micros();
     outbox::Entity::update_many()
         .col_expr(outbox::Column::PublishTime, Expr::value(now))

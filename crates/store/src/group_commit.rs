@@ -146,7 +146,12 @@ async fn commit_batch<J, E>(
             }
         }
         let Some((i, e)) = failure else {
-            break txn.commit().await;
+            crate::crash::point("write.before_commit");
+            let committed = txn.commit().await;
+            if committed.is_ok() {
+                crate::crash::point("write.after_commit");
+            }
+            break committed;
         };
         // The item may have written part of itself: undo the whole batch
         // and run the others again without it.

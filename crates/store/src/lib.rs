@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod crash;
 pub mod db;
 pub mod group_commit;
 pub mod idempotency;

@@ -216,11 +216,17 @@ pub async fn build_with(
         delivery.concurrency,
     );
     let service = domain::service::Subscriptions::new(repo, outbound, service_clock);
-    let handler = api::handler::Handler::new(
-        service,
-        PageTokens::new(config.page_token_secret.expose().as_bytes(), ERROR_DOMAIN),
-        delivery.allow_http,
+    let tokens = PageTokens::new(config.page_token_secret.expose().as_bytes(), ERROR_DOMAIN);
+    let dead_letters = rapport_events::admin::DeadLetterAdmin::new(
+        db.clone(),
+        vec![(
+            CONSUMER,
+            storage::fanout::handler(api::events::render, clock.clone()),
+        )],
+        tokens.clone(),
+        ERROR_DOMAIN,
     );
+    let handler = api::handler::Handler::new(service, tokens, dead_letters, delivery.allow_http);
     let grpc = WebhooksServiceServer::new(handler)
         .max_decoding_message_size(config.server.max_message_bytes)
         .max_encoding_message_size(config.server.max_message_bytes * 4);

@@ -1,14 +1,20 @@
 //! `kill -9` loses no committed event. A real `rapport serve profiles`
-//! process publishing to NATS JetStream (CI starts one; the test says so and
-//! passes trivially without `RAPPORT_TEST_NATS_URL`) is killed with SIGKILL
-//! at random moments while clients create customers — before a commit,
-//! between a commit and its publish, between a publish and its marking,
-//! in the middle of a relay batch — and started again, many times. At the
-//! end every committed customer has its CustomerCreated on the bus exactly
-//! once (the stream deduplicates republished ids), no event names a
-//! customer that was not committed, and every create a client saw succeed
-//! was committed.
-use std::{collections::BTreeMap, net::SocketAddr, process::Stdio, time::Duration};
+//! process publishing to NATS JetStream (CI starts one; the tests say so and
+//! pass trivially without `RAPPORT_TEST_NATS_URL`) is killed with SIGKILL
+//! while clients create customers, and started again, 50 times per test:
+//! at each instrumented crash point of the write and relay paths (the
+//! binary is built with rapport-store's `crash-points` feature for these
+//! tests: see crates/store/src/crash.rs) — before a commit, after a commit
+//! before the relay publishes, in the middle of a published batch, after a
+//! publish before the rows are marked — and at random moments. At the end
+//! every committed customer has its CustomerCreated on the bus exactly once
+//! (the stream deduplicates republished ids; a consumer's inbox absorbs
+//! any redelivery), no event names a customer that was not committed, and
+//! every create a client saw succeed was committed.
+use std::{
+    collections::BTreeMap, net::SocketAddr, os::unix::process::ExitStatusExt as _, process::Stdio,
+    time::Duration,
+};
 
 use rapport_events::{Bus, ConsumerOptions, EventsConfig};
 use rapport_proto::profiles::{
@@ -22,8 +28,8 @@ use tokio::{
     process::{Child, Command},
 };
 
-/// Kill rounds; each kills the process once at a random moment of a burst
-/// of creates.
+/// Kill rounds per test; each kills the process once during a burst of
+/// creates.
 const ROUNDS: usize = 50;
 /// Concurrent clients during a burst.
 const CLIENTS: usize = 8;
@@ -34,9 +40,29 @@ struct Serving {
 }
 
 /// Starts `rapport serve profiles` on 127.0.0.1:0 over `url`, publishing to
-/// `nats`, and waits for the address it logs.
-async fn serve(url: &str, nats: &str) -> Serving {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rapport"))
+/// `nats`, and waits for the address it logs. With `crash`, the process
+/// kills itself at that crash point (on one pass in four).
+async fn serve(url: &str, nats: &str, crash: Option<&str>) -> Serving {
+    loop {
+        match try_serve(url, nats, crash).await {
+            Some(serving) => return serving,
+            // It died at its crash point before it served (relaying what
+            // the last round left): that is a round of its own; go on.
+            None if crash.is_some() => {}
+            None => panic!("rapport serve profiles exited before serving"),
+        }
+    }
+}
+
+/// [`serve`], once: `None` when the process exited before serving.
+async fn try_serve(url: &str, nats: &str, crash: Option<&str>) -> Option<Serving> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rapport"));
+    if let Some(point) = crash {
+        command
+            .env("RAPPORT_CRASH_POINT", point)
+            .env("RAPPORT_CRASH_ONE_IN", "4");
+    }
+    let mut child = command
         .args(["serve", "profiles"])
         .env("RAPPORT_LOG__FORMAT", "json")
         .env("RUST_LOG", "info")
@@ -61,16 +87,16 @@ async fn serve(url: &str, nats: &str) -> Serving {
             if log["message"] == "serving"
                 && let Some(addr) = log["addr"].as_str()
             {
-                return addr.parse::<SocketAddr>().unwrap();
+                return Some(addr.parse::<SocketAddr>().unwrap());
             }
         }
-        panic!("rapport serve profiles exited before serving");
+        None
     })
     .await
-    .expect("rapport serve profiles logs its address");
+    .expect("rapport serve profiles logs its address")?;
     // Keep draining its log so it never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Serving { child, addr }
+    Some(Serving { child, addr })
 }
 
 fn customer(n: usize) -> Customer {
@@ -149,8 +175,17 @@ async fn unpublished(db: &Db, tenant: &str) -> i64 {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kill_9_loses_no_committed_event() {
+/// Where each round's kill comes from.
+#[derive(Clone, Copy)]
+enum Kill {
+    /// The process kills itself at this crash point.
+    At(&'static str),
+    /// The test kills it at a random moment of the burst.
+    Random,
+}
+
+/// `ROUNDS` rounds of start, burst of creates, SIGKILL; then the checks.
+async fn kill_9_loses_no_committed_event(kill: Kill) {
     let Some(nats) = std::env::var("RAPPORT_TEST_NATS_URL")
         .ok()
         .filter(|u| !u.trim().is_empty())
@@ -163,17 +198,37 @@ async fn kill_9_loses_no_committed_event() {
     let tenant = format!("crash-{}", uuid::Uuid::now_v7().simple());
     let mut acknowledged = Vec::new();
     for round in 0..ROUNDS {
-        let mut serving = serve(&testdb.url(), &nats).await;
+        let point = match kill {
+            Kill::At(point) => Some(point),
+            Kill::Random => None,
+        };
+        let mut serving = serve(&testdb.url(), &nats, point).await;
         let load = tokio::spawn(burst(serving.addr, tenant.clone(), round * 1_000_000));
-        // Somewhere between the first creates and well into the relay's
-        // work: every phase of a write gets its share of kills.
-        let after = Duration::from_millis(rand::random_range(20..400));
-        tokio::time::sleep(after).await;
-        serving.child.kill().await.unwrap(); // SIGKILL
+        match kill {
+            Kill::At(point) => {
+                // The burst goes on until the process dies at the point.
+                let status = tokio::time::timeout(Duration::from_secs(120), serving.child.wait())
+                    .await
+                    .unwrap_or_else(|_| panic!("round {round}: never reached {point}"))
+                    .unwrap();
+                assert_eq!(
+                    status.signal(),
+                    Some(9),
+                    "round {round}: the process ended otherwise than killed at {point}: {status}"
+                );
+            }
+            Kill::Random => {
+                // Somewhere between the first creates and well into the
+                // relay's work.
+                let after = Duration::from_millis(rand::random_range(20..400));
+                tokio::time::sleep(after).await;
+                serving.child.kill().await.unwrap(); // SIGKILL
+            }
+        }
         acknowledged.extend(load.await.unwrap());
     }
     // A last start publishes whatever the kills left unpublished.
-    let serving = serve(&testdb.url(), &nats).await;
+    let serving = serve(&testdb.url(), &nats, None).await;
     let db = Db::connect(&testdb.url(), &DbOptions::default())
         .await
         .unwrap();
@@ -186,13 +241,18 @@ async fn kill_9_loses_no_committed_event() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(serving);
+    check_bus(&db, &nats, &tenant, &acknowledged).await;
+}
 
-    let committed = committed_customers(&db, &tenant).await;
+/// Every acknowledged create was committed, and every committed customer's
+/// CustomerCreated is stored on the bus once, nothing else.
+async fn check_bus(db: &Db, nats: &str, tenant: &str, acknowledged: &[String]) {
+    let committed = committed_customers(db, tenant).await;
     assert!(
         !committed.is_empty(),
         "no create got through in {ROUNDS} rounds"
     );
-    for name in &acknowledged {
+    for name in acknowledged {
         assert!(
             committed.contains(name),
             "{name} was answered but not committed"
@@ -200,7 +260,7 @@ async fn kill_9_loses_no_committed_event() {
     }
     let bus = Bus::from_config(
         &EventsConfig {
-            nats_url: Some(nats),
+            nats_url: Some(nats.to_owned()),
             ..EventsConfig::default()
         },
         &Bus::in_process(),
@@ -227,8 +287,9 @@ async fn kill_9_loses_no_committed_event() {
                     .filter(|c| !seen.contains_key(*c))
                     .collect();
                 panic!(
-                    "events missing for {} committed customers: {missing:?}",
-                    missing.len()
+                    "events missing for {} committed customers, e.g. {:?}",
+                    missing.len(),
+                    &missing[..missing.len().min(5)]
                 )
             })
             .unwrap();
@@ -254,4 +315,34 @@ async fn kill_9_loses_no_committed_event() {
         committed.len(),
         acknowledged.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_before_a_commit() {
+    kill_9_loses_no_committed_event(Kill::At("write.before_commit")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_after_a_commit_before_its_publish() {
+    kill_9_loses_no_committed_event(Kill::At("write.after_commit")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_with_a_batch_read_before_publishing_it() {
+    kill_9_loses_no_committed_event(Kill::At("relay.before_publish")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_in_the_middle_of_a_published_batch() {
+    kill_9_loses_no_committed_event(Kill::At("relay.mid_batch")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_after_a_publish_before_marking() {
+    kill_9_loses_no_committed_event(Kill::At("relay.after_publish")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_at_random_moments() {
+    kill_9_loses_no_committed_event(Kill::Random).await;
 }

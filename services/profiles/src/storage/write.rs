@@ -62,7 +62,12 @@ impl SqlRepository {
         }
         let txn = self.db.writer.begin().await.map_err(failed)?;
         match apply(&txn, &prepared).await {
-            Ok(()) => txn.commit().await.map_err(failed),
+            Ok(()) => {
+                rapport_store::crash::point("write.before_commit");
+                txn.commit().await.map_err(failed)?;
+                rapport_store::crash::point("write.after_commit");
+                Ok(())
+            }
             Err(e) => {
                 // Dropping would roll back too; doing it explicitly returns
                 // the connection promptly and surfaces rollback failures in logs.
@@ -421,7 +426,10 @@ async fn commit_in_one_statement(
         with.cte(cte);
     }
     let statement = with.query(Query::select().expr(Expr::cust("1")).to_owned());
+    // Nothing is committed before the statement runs, all of it after.
+    rapport_store::crash::point("write.before_commit");
     let Err(e) = writer.execute(&statement).await else {
+        rapport_store::crash::point("write.after_commit");
         return Ok(());
     };
     let clashed = rapport_store::unique_violation_table(&e);

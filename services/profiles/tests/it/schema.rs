@@ -59,10 +59,20 @@ async fn migrations_go_down_and_up_again() {
     assert!(after_up.contains(&"identities_by_match_key_first".to_owned()));
     assert!(!after_up.contains(&"identities_by_match_key".to_owned()));
     assert!(has_search_index(&db).await);
+    assert!(after_up.contains(&"outbox_pending".to_owned()));
 
     Migrator::down(&db.writer, Some(1))
         .await
         .expect("one step down");
+    assert!(
+        !index_names(&db)
+            .await
+            .contains(&"outbox_pending".to_owned()),
+        "migration 4 removes the outbox's pending index"
+    );
+    Migrator::down(&db.writer, Some(1))
+        .await
+        .expect("another step down");
     assert!(
         !has_search_index(&db).await,
         "migration 3 removes its index"

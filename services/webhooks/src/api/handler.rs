@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use prost::Message;
+use rapport_events::admin::DeadLetterAdmin;
 use rapport_kit::{PageTokens, RequestContext, idempotency, page};
 use rapport_proto::webhooks::{self as pb, webhooks_service_server::WebhooksService};
 use rapport_usecase::Idempotency;
@@ -32,6 +33,8 @@ const LIST_MAX: u32 = 500;
 pub struct Handler<R, G, C> {
     service: Arc<Subscriptions<R, G, C>>,
     tokens: PageTokens,
+    /// The consumers' dead letters (the events library's admin API).
+    dead_letters: DeadLetterAdmin,
     /// Whether plain-http URLs are accepted (development).
     allow_http: bool,
 }
@@ -44,10 +47,16 @@ impl<R, G, C> std::fmt::Debug for Handler<R, G, C> {
 
 impl<R: Repository, G: AddressGuard, C: Clock> Handler<R, G, C> {
     /// A handler over the use-cases, signing page tokens with `tokens`.
-    pub fn new(service: Subscriptions<R, G, C>, tokens: PageTokens, allow_http: bool) -> Self {
+    pub fn new(
+        service: Subscriptions<R, G, C>,
+        tokens: PageTokens,
+        dead_letters: DeadLetterAdmin,
+        allow_http: bool,
+    ) -> Self {
         Self {
             service: Arc::new(service),
             tokens,
+            dead_letters,
             allow_http,
         }
     }
@@ -238,5 +247,33 @@ impl<R: Repository, G: AddressGuard, C: Clock> WebhooksService for Handler<R, G,
         Ok(Response::new(pb::SendTestWebhookResponse {
             webhook_delivery: Some(delivery_to_pb(&d)),
         }))
+    }
+
+    async fn list_dead_letters(
+        &self,
+        request: Request<pb::ListDeadLettersRequest>,
+    ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
+        let tenant = context(&request)?;
+        let req = request.into_inner();
+        let (dead_letters, next_page_token) = self
+            .dead_letters
+            .list(&tenant, &req.parent, req.page_size, &req.page_token)
+            .await?;
+        Ok(Response::new(pb::ListDeadLettersResponse {
+            dead_letters,
+            next_page_token,
+        }))
+    }
+
+    async fn replay_dead_letter(
+        &self,
+        request: Request<pb::ReplayDeadLetterRequest>,
+    ) -> Result<Response<pb::ReplayDeadLetterResponse>, Status> {
+        let tenant = context(&request)?;
+        let applied_now = self
+            .dead_letters
+            .replay(&tenant, &request.get_ref().name)
+            .await?;
+        Ok(Response::new(pb::ReplayDeadLetterResponse { applied_now }))
     }
 }

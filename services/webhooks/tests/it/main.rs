@@ -5,6 +5,7 @@
 //! when `RAPPORT_TEST_POSTGRES_URL` is set.
 mod harness;
 
+mod dead_letters;
 mod delivery;
 mod retries;
 mod subscriptions;
