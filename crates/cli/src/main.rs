@@ -81,8 +81,16 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
+    // Each process reports itself (OpenTelemetry `service.name`, unless
+    // OTEL_SERVICE_NAME says otherwise): `rapport-profiles` for `rapport
+    // serve profiles`, `rapport-dev` for everything in one process.
+    let service_name = match &cli.command {
+        Command::Serve { service } => format!("rapport-{}", service.name()),
+        Command::Dev { .. } => "rapport-dev".to_owned(),
+        _ => "rapport".to_owned(),
+    };
     let telemetry = rapport_telemetry::init(
-        "rapport",
+        &service_name,
         config.log.format()?,
         &config.log.effective_filter(),
     )?;

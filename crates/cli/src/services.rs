@@ -62,6 +62,16 @@ macro_rules! services {
             $( $(#[$doc])* $name, )+
         }
 
+        impl Service {
+            /// Its name on the command line and in configuration.
+            pub fn name(self) -> &'static str {
+                match self {
+                    Service::gateway => "gateway",
+                    $( Service::$name => stringify!($name), )+
+                }
+            }
+        }
+
         /// Runs one service from configuration until SIGTERM or SIGINT.
         pub async fn serve(config: &RapportConfig, service: Service) -> anyhow::Result<()> {
             let shutdown = rapport_kit::server::shutdown_signal();

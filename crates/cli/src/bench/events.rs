@@ -49,7 +49,7 @@ use rapport_bench::{
 };
 use rapport_events::{
     Bus, ConsumerOptions, EventEnvelope, EventsConfig,
-    consume::{self, Handler, HandlerError},
+    consume::{self, Handler, HandlerError, Subscription},
     relay::{self, Relay, Wake},
     subjects_of,
 };
@@ -877,39 +877,50 @@ async fn run_lag(
         .await?;
     let tracker = Arc::new(Tracker::default());
 
-    // The consumer: as `consume::spawn` does, one event at a time; the
-    // effect's time is when `apply` has committed it.
+    // The consumer: as `consume::spawn` does, what is waiting in batches
+    // of up to `APPLY_BATCH`, one transaction each; an effect counts from
+    // when its batch is committed and acknowledged.
     let times = Arc::new(ConsumerTimes::default());
     let consuming = tokio::spawn({
         let tracker = tracker.clone();
         let times = times.clone();
         let cdb = cdb.clone();
         let handler = effect_handler();
+        let sub = Subscription {
+            consumer: CONSUMER.into(),
+            service: SERVICE.into(),
+            filter: subjects_of(SERVICE),
+            options: ConsumerOptions::default(),
+        };
         async move {
             loop {
                 let asked = Instant::now();
-                let delivery = match subscription.next().await {
-                    Ok(d) => d,
-                    Err(rapport_events::Error::Closed) => return,
-                    Err(e) => {
+                let (batch, failed) =
+                    consume::next_batch(&mut subscription, consume::APPLY_BATCH).await;
+                let delivered = Instant::now();
+                let ids: Vec<String> = batch.iter().map(|d| d.envelope.id.clone()).collect();
+                if !batch.is_empty() {
+                    match consume::process_batch(&cdb, &sub, batch, &handler).await {
+                        Ok(()) => {
+                            let done = Instant::now();
+                            for id in &ids {
+                                tracker.done(id, done);
+                            }
+                            times.add(ids.len(), asked, delivered, done);
+                        }
+                        Err(e) => {
+                            for id in &ids {
+                                tracker.failed(id, "APPLY_FAILED", e.to_string());
+                            }
+                        }
+                    }
+                }
+                match failed {
+                    None => {}
+                    Some(rapport_events::Error::Closed) => return,
+                    Some(e) => {
                         tracing::warn!(error = %e, "bench consumer: next failed");
                         tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let delivered = Instant::now();
-                match consume::apply(&cdb, CONSUMER, &delivery.envelope, &handler).await {
-                    Ok(_) => {
-                        let applied = Instant::now();
-                        tracker.done(&delivery.envelope.id, applied);
-                        if let Err(e) = delivery.ack().await {
-                            tracing::warn!(error = %e, "bench consumer: ack failed");
-                        }
-                        times.add(asked, delivered, applied, Instant::now());
-                    }
-                    Err(e) => {
-                        tracker.failed(&delivery.envelope.id, "APPLY_FAILED", e.to_string());
-                        let _ = delivery.nak(None).await;
                     }
                 }
             }
@@ -988,40 +999,42 @@ async fn run_lag(
 #[derive(Default)]
 struct ConsumerTimes {
     events: AtomicU64,
-    /// In `Consumer::next`: waiting for an event, or fetching it (a
-    /// JetStream pull request per event).
+    batches: AtomicU64,
+    /// In `consume::next_batch`: waiting for the first event of a batch, or
+    /// fetching it.
     next_ns: AtomicU64,
-    /// In `consume::apply`: the inbox row and the effect, one transaction.
-    apply_ns: AtomicU64,
-    /// In `Delivery::ack` (JetStream: until the server confirms).
-    ack_ns: AtomicU64,
+    /// In `consume::process_batch`: the batch's transaction (an inbox row
+    /// and an effect per event) and its acknowledgements (JetStream: until
+    /// the server confirms).
+    process_ns: AtomicU64,
 }
 
 impl ConsumerTimes {
-    fn add(&self, asked: Instant, delivered: Instant, applied: Instant, acked: Instant) {
+    fn add(&self, events: usize, asked: Instant, delivered: Instant, done: Instant) {
         let ns = |a: Instant, b: Instant| {
             u64::try_from(b.saturating_duration_since(a).as_nanos()).unwrap_or(u64::MAX)
         };
-        self.events.fetch_add(1, Ordering::Relaxed);
+        self.events.fetch_add(events as u64, Ordering::Relaxed);
+        self.batches.fetch_add(1, Ordering::Relaxed);
         self.next_ns
             .fetch_add(ns(asked, delivered), Ordering::Relaxed);
-        self.apply_ns
-            .fetch_add(ns(delivered, applied), Ordering::Relaxed);
-        self.ack_ns.fetch_add(ns(applied, acked), Ordering::Relaxed);
+        self.process_ns
+            .fetch_add(ns(delivered, done), Ordering::Relaxed);
     }
 
-    /// `name: the consumer's µs per event (mean): next …, apply …, ack …`.
-    /// When the consumer is behind, `next` never waits and the sum is what
-    /// one event costs it.
+    /// `name: the consumer's µs per event (mean): next …, process …`. When
+    /// the consumer is behind, `next` never waits and the sum is what one
+    /// event costs it.
     fn describe(&self, name: &str) -> String {
         let n = self.events.load(Ordering::Relaxed).max(1) as f64;
+        let batches = self.batches.load(Ordering::Relaxed).max(1) as f64;
         let us = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / n / 1000.0;
         format!(
-            "{name}: the consumer's µs per event (mean of {n:.0}): next {:.0} (waiting for one \
-             included), apply {:.0}, ack {:.0}",
+            "{name}: the consumer's µs per event (mean of {n:.0}, {:.1} per batch): next {:.0} \
+             (waiting for one included), process (apply and ack) {:.0}",
+            n / batches,
             us(&self.next_ns),
-            us(&self.apply_ns),
-            us(&self.ack_ns),
+            us(&self.process_ns),
         )
     }
 }

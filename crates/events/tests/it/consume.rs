@@ -305,3 +305,54 @@ async fn a_parked_event_replays_once_the_cause_is_fixed() {
         None
     );
 }
+
+/// The running consumer (`consume::spawn`) applies what is waiting in
+/// batches, one transaction each with a savepoint per event: a rejected or
+/// retried event rolls back only its own effect, the others of its batch
+/// commit once, and each event ends applied once or parked.
+#[tokio::test]
+async fn a_running_consumer_applies_batches_where_one_failure_spoils_nothing_else() {
+    for (name, bus) in buses().await {
+        let (_t, db) = consumer_db().await;
+        let service = fresh_service();
+        // 100 waiting events (more than one batch): every third is poison,
+        // and every event fails on its first delivery.
+        let events: Vec<EventEnvelope> = (0..100)
+            .map(|i| {
+                let subject = if i % 3 == 0 {
+                    "things/poison".to_owned()
+                } else {
+                    format!("things/{i}")
+                };
+                event("Changed", &subject)
+            })
+            .collect();
+        bus.publish(&service, &events).await.unwrap();
+        let sub = subscription(&service, 3);
+        let running = consume::spawn(db.clone(), bus.clone(), sub, flaky(1));
+        let deadline = tokio::time::Instant::now() + SOON * 3;
+        loop {
+            let parked = consume::dead_letters_page(&db, Some("effects"), 1000)
+                .await
+                .unwrap()
+                .len();
+            let mut applied = 0;
+            for e in events.iter().filter(|e| e.subject != "things/poison") {
+                applied += effects(&db, &e.id).await;
+            }
+            if parked == 34 && applied == 66 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: {parked} parked and {applied} applied of 34 and 66"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        running.abort();
+        for (i, e) in events.iter().enumerate() {
+            let expected = if i % 3 == 0 { 0 } else { 1 };
+            assert_eq!(effects(&db, &e.id).await, expected, "{name}: event {i}");
+        }
+    }
+}
