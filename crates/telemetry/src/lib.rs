@@ -7,11 +7,11 @@
 pub mod propagation;
 pub mod rpc;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
 use tracing_subscriber::{
     EnvFilter, Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _,
@@ -72,6 +72,64 @@ fn otlp_requested() -> bool {
     !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 }
 
+/// The OTLP/HTTP client: hyper, run on the process's Tokio runtime.
+///
+/// Why the hop: the SDK's batch processor exports from a thread of its own
+/// that has no Tokio runtime, and hyper's client spawns its connections
+/// onto the current one: called there directly, every export failed (and,
+/// the SDK's own logs being off, silently).
+#[derive(Debug)]
+struct OnRuntime {
+    client: Arc<opentelemetry_http::hyper::HyperClient>,
+    runtime: tokio::runtime::Handle,
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for OnRuntime {
+    async fn send_bytes(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
+        let client = self.client.clone();
+        self.runtime
+            .spawn(async move { client.send_bytes(request).await })
+            .await?
+    }
+}
+
+/// The OTLP transports this build speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OtlpProtocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+/// The transport `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` (else
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`) asks for; gRPC when neither is set, as
+/// before these variables were read (the collector's 4317). `http/json` is
+/// refused by name rather than silently sent as something else.
+fn otlp_protocol() -> anyhow::Result<OtlpProtocol> {
+    let var = [
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ]
+    .into_iter()
+    .find_map(|k| {
+        std::env::var(k)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| (k, v))
+    });
+    match var {
+        None => Ok(OtlpProtocol::Grpc),
+        Some((_, v)) if v.trim() == "grpc" => Ok(OtlpProtocol::Grpc),
+        Some((_, v)) if v.trim() == "http/protobuf" => Ok(OtlpProtocol::HttpProtobuf),
+        Some((k, v)) => {
+            anyhow::bail!("{k}={v:?}: Rapport exports traces over `grpc` or `http/protobuf`")
+        }
+    }
+}
+
 /// Installs the global subscriber: logs to stderr filtered by `filter`
 /// (`RUST_LOG` syntax), plus OTLP span export when `OTEL_EXPORTER_OTLP_*` is
 /// set. Must run inside a Tokio runtime (the OTLP exporter spawns on it).
@@ -96,11 +154,27 @@ pub fn init(service_name: &str, format: LogFormat, filter: &str) -> anyhow::Resu
     };
 
     let provider = if otlp_requested() {
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_timeout(Duration::from_secs(2))
-            .build()
-            .context("building the OTLP span exporter")?;
+        let exporter = match otlp_protocol()? {
+            OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_timeout(Duration::from_secs(2))
+                .build(),
+            OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_http_client(OnRuntime {
+                    client: Arc::new(
+                        opentelemetry_http::hyper::HyperClient::with_default_connector(
+                            Duration::from_secs(2),
+                            None,
+                        ),
+                    ),
+                    runtime: tokio::runtime::Handle::current(),
+                })
+                .with_timeout(Duration::from_secs(2))
+                .build(),
+        }
+        .context("building the OTLP span exporter")?;
         let mut resource = Resource::builder();
         if std::env::var("OTEL_SERVICE_NAME").is_err() {
             resource = resource.with_service_name(service_name.to_owned());

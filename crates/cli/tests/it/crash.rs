@@ -12,8 +12,7 @@
 //! any redelivery), no event names a customer that was not committed, and
 //! every create a client saw succeed was committed.
 use std::{
-    collections::BTreeMap, net::SocketAddr, os::unix::process::ExitStatusExt as _, process::Stdio,
-    time::Duration,
+    collections::BTreeMap, net::SocketAddr, os::unix::process::ExitStatusExt as _, time::Duration,
 };
 
 use rapport_events::{Bus, ConsumerOptions, EventsConfig};
@@ -21,12 +20,10 @@ use rapport_proto::profiles::{
     CreateCustomerRequest, Customer, EmailAddress, profiles_service_client::ProfilesServiceClient,
 };
 use rapport_store::{Db, DbOptions};
-use rapport_testkit::{TEST_ASSERTION_KEY, TEST_SECRET, TestDb};
+use rapport_testkit::TestDb;
 use sea_orm::{ConnectionTrait as _, Statement};
-use tokio::{
-    io::{AsyncBufReadExt as _, BufReader},
-    process::{Child, Command},
-};
+
+use crate::process::{Serving, serve_profiles};
 
 /// Kill rounds per test; each kills the process once during a burst of
 /// creates.
@@ -34,17 +31,22 @@ const ROUNDS: usize = 50;
 /// Concurrent clients during a burst.
 const CLIENTS: usize = 8;
 
-struct Serving {
-    child: Child,
-    addr: SocketAddr,
-}
-
 /// Starts `rapport serve profiles` on 127.0.0.1:0 over `url`, publishing to
-/// `nats`, and waits for the address it logs. With `crash`, the process
-/// kills itself at that crash point (on one pass in four).
+/// `nats`. With `crash`, the process kills itself at that crash point (on
+/// one pass in four).
 async fn serve(url: &str, nats: &str, crash: Option<&str>) -> Serving {
+    let mut env = vec![
+        ("RAPPORT_PROFILES__EVENTS__NATS_URL", nats),
+        ("RAPPORT_PROFILES__EVENTS__STREAM_STORAGE", "memory"),
+    ];
+    if let Some(point) = crash {
+        env.extend([
+            ("RAPPORT_CRASH_POINT", point),
+            ("RAPPORT_CRASH_ONE_IN", "4"),
+        ]);
+    }
     loop {
-        match try_serve(url, nats, crash).await {
+        match serve_profiles(url, &env).await {
             Some(serving) => return serving,
             // It died at its crash point before it served (relaying what
             // the last round left): that is a round of its own; go on.
@@ -52,51 +54,6 @@ async fn serve(url: &str, nats: &str, crash: Option<&str>) -> Serving {
             None => panic!("rapport serve profiles exited before serving"),
         }
     }
-}
-
-/// [`serve`], once: `None` when the process exited before serving.
-async fn try_serve(url: &str, nats: &str, crash: Option<&str>) -> Option<Serving> {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_rapport"));
-    if let Some(point) = crash {
-        command
-            .env("RAPPORT_CRASH_POINT", point)
-            .env("RAPPORT_CRASH_ONE_IN", "4");
-    }
-    let mut child = command
-        .args(["serve", "profiles"])
-        .env("RAPPORT_LOG__FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .env("RAPPORT_PROFILES__SERVER__LISTEN", "127.0.0.1:0")
-        .env("RAPPORT_PROFILES__DATABASE__URL", url)
-        .env("RAPPORT_PROFILES__PAGE_TOKEN_SECRET", TEST_SECRET)
-        .env("RAPPORT_PROFILES__ASSERTION_KEY", TEST_ASSERTION_KEY)
-        .env("RAPPORT_PROFILES__EVENTS__NATS_URL", nats)
-        .env("RAPPORT_PROFILES__EVENTS__STREAM_STORAGE", "memory")
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starting rapport serve profiles");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if log["message"] == "serving"
-                && let Some(addr) = log["addr"].as_str()
-            {
-                return Some(addr.parse::<SocketAddr>().unwrap());
-            }
-        }
-        None
-    })
-    .await
-    .expect("rapport serve profiles logs its address")?;
-    // Keep draining its log so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Some(Serving { child, addr })
 }
 
 fn customer(n: usize) -> Customer {
