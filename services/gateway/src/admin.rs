@@ -22,6 +22,7 @@ use crate::{
         api_keys::{ApiKeys, NewKey, valid_scope},
     },
     error::{DOMAIN, Error},
+    limits::TenantLimitConfig,
     storage::{ApiKeyRecord, AuditFilter, AuditRecord, Store},
 };
 
@@ -34,6 +35,7 @@ pub struct Handler {
     store: Store,
     audit: AuditSink,
     tokens: PageTokens,
+    limits: TenantLimitConfig,
 }
 
 impl std::fmt::Debug for Handler {
@@ -44,12 +46,19 @@ impl std::fmt::Debug for Handler {
 
 impl Handler {
     /// A handler over the key store and the audit log.
-    pub fn new(keys: Arc<ApiKeys>, store: Store, audit: AuditSink, tokens: PageTokens) -> Self {
+    pub fn new(
+        keys: Arc<ApiKeys>,
+        store: Store,
+        audit: AuditSink,
+        tokens: PageTokens,
+        limits: TenantLimitConfig,
+    ) -> Self {
         Self {
             keys,
             store,
             audit,
             tokens,
+            limits,
         }
     }
 }
@@ -80,6 +89,7 @@ fn audit_to_pb(a: &AuditRecord) -> pb::AuditEvent {
         request_id: a.request_id.clone(),
         code: a.code.clone(),
         protocol: a.protocol.clone(),
+        count: i64::from(a.count),
     }
 }
 
@@ -124,6 +134,32 @@ impl GatewayAdminService for Handler {
         if new.scopes.iter().any(|s| s == PLATFORM_SCOPE) && !caller.scopes.contains(PLATFORM_SCOPE)
         {
             return Err(Error::ScopeEscalation.into());
+        }
+        // A tenant's capacity is the platform's to give: its admin can
+        // neither raise a key above the cap nor mint keys without end (each
+        // key is a fresh bucket).
+        if !caller.scopes.contains(PLATFORM_SCOPE) {
+            let max_rate = self.limits.max_key_per_second;
+            if new.rate_limit > max_rate {
+                return Err(Error::from(Violations::one(
+                    "api_key.rate_limit_per_second",
+                    format!(
+                        "must be at most {max_rate} unless the caller holds the `platform` scope"
+                    ),
+                ))
+                .into());
+            }
+            let active = self
+                .store
+                .active_keys(&new.tenant)
+                .await
+                .map_err(Error::from)?;
+            if active >= u64::from(self.limits.max_keys) {
+                return Err(Error::KeyQuotaExceeded {
+                    limit: self.limits.max_keys,
+                }
+                .into());
+            }
         }
         let key = idempotency::key(
             "/rapport.gateway.v1.GatewayAdminService/CreateApiKey",

@@ -60,6 +60,11 @@ struct EchoStack {
 
 impl EchoStack {
     async fn start() -> Self {
+        Self::with_limit(1).await
+    }
+
+    /// `limit` calls in flight allowed to the echo backend.
+    async fn with_limit(limit: usize) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let echo_addr = listener.local_addr().unwrap();
         let gate = Arc::new(Semaphore::new(0));
@@ -85,11 +90,11 @@ impl EchoStack {
                         connections: 1,
                     },
                 );
-                // One call in flight per backend, whatever latency says.
+                // `limit` calls in flight per backend, whatever latency says.
                 let limits = &mut config.backend_concurrency;
-                limits.initial_limit = 1;
-                limits.min_limit = 1;
-                limits.max_limit = 1;
+                limits.initial_limit = limit;
+                limits.min_limit = limit;
+                limits.max_limit = limit;
             })),
         })
         .await;
@@ -218,5 +223,61 @@ async fn a_trickling_body_holds_no_backend_slot_beyond_its_deadline() {
         .await
         .expect("the backend slot was released");
     assert_eq!(answered.into_inner().payload[..], b"after"[..]);
+    e.stop().await;
+}
+
+#[tokio::test]
+async fn one_tenant_holding_slow_calls_does_not_shed_another() {
+    // Four slots at the echo backend; a tenant may hold half of them.
+    let mut e = EchoStack::with_limit(4).await;
+    let client = e.client();
+    let held: Vec<_> = (0..4)
+        .map(|_| {
+            let mut client = client.clone();
+            let key = e.key.clone();
+            tokio::spawn(async move { client.echo(with_key(&key, echo(b"hold"))).await })
+        })
+        .collect();
+    // Two of acme's calls reach the backend and stay there ...
+    for _ in 0..2 {
+        tokio::time::timeout(Duration::from_secs(10), e.arrived.recv())
+            .await
+            .expect("a held call reaches the backend")
+            .unwrap();
+    }
+    // ... and acme's other two are refused: its share is taken.
+    let mut results = Vec::new();
+    let mut pending = Vec::new();
+    for h in held {
+        if h.is_finished() {
+            results.push(h.await.unwrap());
+        } else {
+            pending.push(h);
+        }
+    }
+    // The refusals come at once; wait for them rather than for the held.
+    while results.len() < 2 {
+        let (done, _, rest) = futures::future::select_all(pending).await;
+        results.push(done.unwrap());
+        pending = rest;
+    }
+    for r in &results {
+        let err = r.as_ref().expect_err("acme is over its share");
+        assert_error(err, Code::ResourceExhausted, "OVERLOADED");
+    }
+
+    // Another tenant's call gets in.
+    let globex = e.s.key("globex", &["bench.echo"]).await;
+    let answered = client
+        .clone()
+        .echo(with_key(&globex, echo(b"globex")))
+        .await
+        .expect("another tenant is not shed");
+    assert_eq!(answered.into_inner().payload[..], b"globex"[..]);
+
+    e.gate.add_permits(2);
+    for h in pending {
+        h.await.unwrap().expect("the held calls complete");
+    }
     e.stop().await;
 }
