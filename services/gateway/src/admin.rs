@@ -111,7 +111,15 @@ fn caller_tenant(p: &Principal) -> Result<Tenant, Error> {
 /// The tenant an admin may act on: its own, or any with the platform scope.
 fn tenant_scope(p: &Principal, requested: &str) -> Result<Option<String>, Error> {
     if p.scopes.contains(PLATFORM_SCOPE) {
-        return Ok((!requested.is_empty()).then(|| requested.to_owned()));
+        if requested.is_empty() {
+            return Ok(None);
+        }
+        // A filter goes into a query: a value no tenant can have (NUL,
+        // which PostgreSQL refuses) is invalid input, not an internal error.
+        return match Tenant::parse(requested) {
+            Ok(_) => Ok(Some(requested.to_owned())),
+            Err(why) => Err(Violations::one("tenant", why.to_string()).into()),
+        };
     }
     if !requested.is_empty() && requested != p.tenant {
         return Err(Error::TenantForbidden);
@@ -263,6 +271,12 @@ impl GatewayAdminService for Handler {
             time("start_time", &req.start_time),
             time("end_time", &req.end_time),
         );
+        if req.principal.chars().count() > 300 || req.principal.chars().any(char::is_control) {
+            v.add(
+                "principal",
+                "must be a principal name: at most 300 characters, no control characters",
+            );
+        }
         v.check().map_err(Error::from)?;
         let filter = AuditFilter {
             start,
@@ -312,6 +326,11 @@ fn new_key(
     let display_name = key.display_name.trim().to_owned();
     if display_name.is_empty() || display_name.chars().count() > 100 {
         v.add("api_key.display_name", "must be 1 to 100 characters");
+    } else if display_name.chars().any(char::is_control) {
+        v.add(
+            "api_key.display_name",
+            "must not contain control characters",
+        );
     }
     v.take("api_key.tenant", Tenant::parse(&key.tenant));
     if key.scopes.is_empty() {

@@ -52,6 +52,14 @@ pub(crate) fn request_message(
     let mut message = body_message(route, body)?;
     for (binding, fields) in bindings.iter().zip(&route.path_fields) {
         let field = binding.field_path.join(".");
+        // `%00` and friends: no resource name or id holds them, and some
+        // databases refuse them in text.
+        if binding.value.chars().any(char::is_control) {
+            return Err(RestError::invalid_field(
+                field,
+                "must not contain control characters",
+            ));
+        }
         if let Some(sent) = string_at(&message, fields)
             && sent != binding.value
         {
@@ -257,6 +265,12 @@ fn apply_query(route: &Route, message: &mut DynamicMessage, query: &str) -> Resu
                 "query parameter is not valid percent-encoded UTF-8",
             ));
         };
+        if key.chars().chain(raw.chars()).any(char::is_control) {
+            return Err(RestError::invalid_field(
+                key,
+                "must not contain control characters",
+            ));
+        }
         if matches!(route.body, BodyRule::Whole) {
             return Err(RestError::invalid_field(
                 key,
@@ -840,6 +854,8 @@ mod tests {
             ("blob=%%%", "blob"),
             ("flag=true&flag=false", "flag"),
             ("tags.x=1", "tags.x"),
+            ("tags=a%00b", "tags"),
+            ("tags=%1B", "tags"),
         ] {
             let error = request_message(&route, &bindings, Some(query), b"").unwrap_err();
             let body = error.body();
@@ -848,6 +864,18 @@ mod tests {
                 "{query}: {body}"
             );
         }
+    }
+
+    #[test]
+    fn control_characters_in_path_variables_are_refused() {
+        let route = things_route();
+        let bindings = route.template.matches("/v1/shelves/s%001/things").unwrap();
+        let error = request_message(&route, &bindings, None, b"").unwrap_err();
+        let body = error.body();
+        assert_eq!(
+            body["error"]["details"][1]["fieldViolations"][0]["field"], "name",
+            "{body}"
+        );
     }
 
     #[test]
