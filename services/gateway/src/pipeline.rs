@@ -374,47 +374,66 @@ impl Pipeline {
         if method.service == ADMIN_SERVICE {
             req.extensions_mut().insert(principal.clone());
         }
-        let forwarded = self.forward(&method, req);
-        let response = match tokio::time::timeout(timeout, forwarded).await {
-            Ok(resp) => resp,
-            Err(_) => status_response(to_status(Error::DeadlineExceeded)),
-        };
-
-        drop(body_reserved);
-
         let audited = method.is_audited();
-        let header_code = grpc_code(response.headers());
-        if let Some(code) = header_code {
-            // Trailers-only response: the outcome is known now.
-            if audited {
-                self.audit(&path, Some(&principal), &facts, protocol, code);
-            }
-            if let Some(admission) = admission {
-                admission.finish(code, measured);
-            }
-            drop(slots);
-            return response;
-        }
         let me = self.clone();
-        let on_done: Option<Box<dyn FnOnce(Code) + Send>> = Some(Box::new(move |code| {
-            if let Some(admission) = admission {
-                admission.finish(code, measured);
+        let flight = async move {
+            let forwarded = me.forward(&method, req);
+            let response = match tokio::time::timeout(timeout, forwarded).await {
+                Ok(resp) => resp,
+                Err(_) => status_response(to_status(Error::DeadlineExceeded)),
+            };
+
+            drop(body_reserved);
+
+            let header_code = grpc_code(response.headers());
+            if let Some(code) = header_code {
+                // Trailers-only response: the outcome is known now.
+                if audited {
+                    me.audit(&path, Some(&principal), &facts, protocol, code);
+                }
+                if let Some(admission) = admission {
+                    admission.finish(code, measured);
+                }
+                drop(slots);
+                return response;
             }
-            me.metrics
-                .observe(&route, code_name(code), started.elapsed());
-            if audited {
-                me.audit(&path, Some(&principal), &facts, protocol, code);
-            }
-        }));
-        response.map(|body| {
-            Body::new(ObservedBody {
-                inner: Some(body),
-                code: None,
-                slots: Some(Box::new(slots)),
-                on_done,
-                deadline,
+            let observer = me.clone();
+            let on_done: Option<Box<dyn FnOnce(Code) + Send>> = Some(Box::new(move |code| {
+                if let Some(admission) = admission {
+                    admission.finish(code, measured);
+                }
+                observer
+                    .metrics
+                    .observe(&route, code_name(code), started.elapsed());
+                if audited {
+                    observer.audit(&path, Some(&principal), &facts, protocol, code);
+                }
+            }));
+            response.map(|body| {
+                Body::new(ObservedBody {
+                    inner: Some(body),
+                    code: None,
+                    slots: Some(Box::new(slots)),
+                    on_done,
+                    deadline,
+                })
             })
-        })
+        };
+        if !audited {
+            return flight.await;
+        }
+        // An audited call runs to its end (or its deadline) even when the
+        // client goes away: a write the backend has started may commit, and
+        // the record must say what the backend did, not that the client left.
+        // If nobody takes the response, dropping it reads the rest of the
+        // backend's answer for the outcome (see ObservedBody).
+        match tokio::spawn(flight).await {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::error!(error = %e, "forwarding task failed");
+                status_response(to_status(Error::Internal("forwarding task failed".into())))
+            }
+        }
     }
 
     async fn forward(&self, method: &MethodInfo, req: http::Request<Body>) -> http::Response<Body> {

@@ -55,7 +55,8 @@ async fn audit_log_until(
         if done(&log) || Instant::now() > deadline {
             return log;
         }
-        tokio::task::yield_now().await;
+        // Polling a condition, within the admin key's rate limit.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -701,4 +702,141 @@ async fn the_doors_own_errors_carry_details() {
         ["request"],
         "the message as a whole"
     );
+}
+
+mod abandoned {
+    //! A write whose client goes away while the backend works on it.
+    use rapport_proto::webhooks::{self as wh, webhooks_service_server as server};
+    use tokio::sync::{Semaphore, mpsc};
+    use tonic::{Request, Response, Status};
+
+    use super::*;
+
+    /// A webhooks backend whose create waits for the test's permit.
+    pub(super) struct Gated {
+        pub(super) gate: Arc<Semaphore>,
+        pub(super) arrived: mpsc::UnboundedSender<()>,
+    }
+
+    fn no<T>() -> Result<Response<T>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    #[tonic::async_trait]
+    impl server::WebhooksService for Gated {
+        async fn create_webhook_subscription(
+            &self,
+            _: Request<wh::CreateWebhookSubscriptionRequest>,
+        ) -> Result<Response<wh::CreateWebhookSubscriptionResponse>, Status> {
+            let _ = self.arrived.send(());
+            let _permit = self.gate.acquire().await.expect("the gate stays open");
+            Ok(Response::new(
+                wh::CreateWebhookSubscriptionResponse::default(),
+            ))
+        }
+        async fn get_webhook_subscription(
+            &self,
+            _: Request<wh::GetWebhookSubscriptionRequest>,
+        ) -> Result<Response<wh::GetWebhookSubscriptionResponse>, Status> {
+            no()
+        }
+        async fn list_webhook_subscriptions(
+            &self,
+            _: Request<wh::ListWebhookSubscriptionsRequest>,
+        ) -> Result<Response<wh::ListWebhookSubscriptionsResponse>, Status> {
+            no()
+        }
+        async fn update_webhook_subscription(
+            &self,
+            _: Request<wh::UpdateWebhookSubscriptionRequest>,
+        ) -> Result<Response<wh::UpdateWebhookSubscriptionResponse>, Status> {
+            no()
+        }
+        async fn delete_webhook_subscription(
+            &self,
+            _: Request<wh::DeleteWebhookSubscriptionRequest>,
+        ) -> Result<Response<wh::DeleteWebhookSubscriptionResponse>, Status> {
+            no()
+        }
+        async fn list_webhook_deliveries(
+            &self,
+            _: Request<wh::ListWebhookDeliveriesRequest>,
+        ) -> Result<Response<wh::ListWebhookDeliveriesResponse>, Status> {
+            no()
+        }
+        async fn send_test_webhook(
+            &self,
+            _: Request<wh::SendTestWebhookRequest>,
+        ) -> Result<Response<wh::SendTestWebhookResponse>, Status> {
+            no()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_client_left_is_audited_with_the_backends_outcome() {
+        const WEBHOOKS: &str = "rapport.webhooks.v1.WebhooksService";
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let gate = Arc::new(Semaphore::new(0));
+        let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
+        let backend = Gated {
+            gate: gate.clone(),
+            arrived: arrived_tx,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(server::WebhooksServiceServer::new(backend))
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener),
+                    async {
+                        let _ = stopped.await;
+                    },
+                ),
+        );
+        let s = start_with(Options {
+            tweak: Some(Arc::new(move |c: &mut rapport_gateway::Config| {
+                c.backends.insert(
+                    WEBHOOKS.to_owned(),
+                    rapport_gateway::backends::BackendConfig {
+                        endpoints: vec![format!("http://{addr}")],
+                        connections: 1,
+                    },
+                );
+            })),
+        })
+        .await;
+        let key = s.key("acme", &["webhooks.manage"]).await;
+        let mut client = wh::webhooks_service_client::WebhooksServiceClient::new(s.channel.clone());
+        let call = tokio::spawn(async move {
+            client
+                .create_webhook_subscription(with_key(
+                    &key,
+                    wh::CreateWebhookSubscriptionRequest::default(),
+                ))
+                .await
+        });
+        tokio::time::timeout(Duration::from_secs(10), arrived.recv())
+            .await
+            .expect("the create reaches the backend")
+            .unwrap();
+        // The client gives up; then the backend finishes the write.
+        call.abort();
+        let _ = call.await;
+        gate.add_permits(1);
+
+        let log = audit_log_until(&s, |log| {
+            log.iter()
+                .any(|e| e.method.ends_with("/CreateWebhookSubscription"))
+        })
+        .await;
+        let record = log
+            .iter()
+            .find(|e| e.method.ends_with("/CreateWebhookSubscription"))
+            .expect("the abandoned write is audited");
+        assert_eq!(record.code, "OK", "the backend's outcome, not CANCELLED");
+        drop(s);
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+    }
 }
