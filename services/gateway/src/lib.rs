@@ -158,6 +158,7 @@ pub struct Gateway {
     metrics_listener: Option<tokio::net::TcpListener>,
     audit: AuditSink,
     delay_probe: Option<tokio::task::JoinHandle<()>>,
+    jwks_refresh: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The gateway schema's migrations (`rapport migrate gateway`).
@@ -220,6 +221,13 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
         .await
         .context("jwt")?
         .map(Arc::new);
+    let jwks_refresh = jwt
+        .as_ref()
+        .filter(|_| config.jwt.refresh_every_secs > 0)
+        .map(|jwt| {
+            jwt.clone()
+                .spawn_refresher(Duration::from_secs(config.jwt.refresh_every_secs))
+        });
     let admin = GatewayAdminServiceServer::new(admin::Handler::new(
         keys.clone(),
         store.clone(),
@@ -351,6 +359,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
         metrics,
         metrics_listener,
         delay_probe,
+        jwks_refresh,
         audit: audit_sink,
     })
 }
@@ -388,6 +397,7 @@ impl Gateway {
             metrics_listener,
             audit,
             delay_probe,
+            jwks_refresh,
             ..
         } = self;
         let metrics_task = metrics_listener.map(|listener| {
@@ -412,7 +422,12 @@ impl Gateway {
         // CreateApiKey stores idempotency keys like every service's writes.
         let purge = rapport_store::idempotency::spawn_purger(db.clone());
         let result = server.serve(app, shutdown).await;
-        for task in metrics_task.into_iter().chain(delay_probe).chain([purge]) {
+        for task in metrics_task
+            .into_iter()
+            .chain(delay_probe)
+            .chain(jwks_refresh)
+            .chain([purge])
+        {
             task.abort();
         }
         // The last calls' audit records are still queued: write them before

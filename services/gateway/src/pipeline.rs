@@ -270,6 +270,8 @@ impl Pipeline {
                 Err(status) => return throttled_response(status),
             },
         };
+        // The rpc span's tenant, from the authenticated principal only.
+        tracing::Span::current().record("tenant", principal.tenant.as_str());
         if let Err(wait) = self.limits.check(&principal) {
             return rate_limited(wait);
         }
