@@ -122,6 +122,45 @@ impl AuditSink {
     }
 }
 
+/// Deletes audit records older than `retention`, every hour, in batches
+/// (one DELETE of a bounded size at a time, so SQLite's single writer is
+/// never held for long), until the task is aborted.
+pub fn spawn_retention(store: Store, retention: Duration) -> tokio::task::JoinHandle<()> {
+    const EVERY: Duration = Duration::from_secs(3600);
+    const BATCH: u64 = 1_000;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Ok(age) = chrono::Duration::from_std(retention) else {
+                return;
+            };
+            let before = Utc::now() - age;
+            let mut total = 0;
+            loop {
+                match store.purge_audit(before, BATCH).await {
+                    Ok(n) => {
+                        total += n;
+                        if n < BATCH {
+                            break;
+                        }
+                        // Let the writers that queued behind this batch go first.
+                        tokio::task::yield_now().await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "purging old audit records failed; next hour");
+                        break;
+                    }
+                }
+            }
+            if total > 0 {
+                tracing::info!(deleted = total, "old audit records purged");
+            }
+        }
+    })
+}
+
 /// `s` without control characters, at most `max` characters long.
 fn clean(s: &str, max: usize) -> String {
     s.chars()

@@ -79,6 +79,9 @@ pub struct Config {
     /// The longest a request body may take to arrive, apart from the call's
     /// deadline: a trickling body holds its slots for at most this long.
     pub body_read_timeout_ms: u64,
+    /// Days an audit record is kept; older ones are deleted hourly. 0: kept
+    /// for ever.
+    pub audit_retention_days: u32,
     /// Origins allowed to call from a browser (gRPC-web, REST). Empty: none.
     pub cors_origins: Vec<String>,
     /// JWT bearer tokens; off unless a JWKS is configured.
@@ -137,6 +140,7 @@ impl Default for Config {
             // A quarter of the 256 MiB pod limit in deploy/k8s.
             body_budget_bytes: 64 * 1024 * 1024,
             body_read_timeout_ms: 5_000,
+            audit_retention_days: 400,
             cors_origins: Vec::new(),
             jwt: JwtConfig::default(),
             assertion_key: Secret::default(),
@@ -159,6 +163,7 @@ pub struct Gateway {
     audit: AuditSink,
     delay_probe: Option<tokio::task::JoinHandle<()>>,
     jwks_refresh: Option<tokio::task::JoinHandle<()>>,
+    audit_retention: Option<Duration>,
 }
 
 /// The gateway schema's migrations (`rapport migrate gateway`).
@@ -360,6 +365,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
         metrics_listener,
         delay_probe,
         jwks_refresh,
+        audit_retention: (config.audit_retention_days > 0)
+            .then(|| Duration::from_secs(u64::from(config.audit_retention_days) * 86_400)),
         audit: audit_sink,
     })
 }
@@ -398,6 +405,7 @@ impl Gateway {
             audit,
             delay_probe,
             jwks_refresh,
+            audit_retention,
             ..
         } = self;
         let metrics_task = metrics_listener.map(|listener| {
@@ -421,11 +429,14 @@ impl Gateway {
         });
         // CreateApiKey stores idempotency keys like every service's writes.
         let purge = rapport_store::idempotency::spawn_purger(db.clone());
+        let retention = audit_retention
+            .map(|keep| audit::spawn_retention(storage::Store::new(db.clone()), keep));
         let result = server.serve(app, shutdown).await;
         for task in metrics_task
             .into_iter()
             .chain(delay_probe)
             .chain(jwks_refresh)
+            .chain(retention)
             .chain([purge])
         {
             task.abort();

@@ -310,6 +310,30 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes up to `limit` audit records older than `before`, oldest
+    /// first; how many it deleted. Bounded, so a purge never holds SQLite's
+    /// one writer for long: call it again while it returns `limit`.
+    pub async fn purge_audit(&self, before: DateTime<Utc>, limit: u64) -> Result<u64, DbErr> {
+        use audit_events::Column as C;
+        let ids: Vec<String> = audit_events::Entity::find()
+            .select_only()
+            .column(C::Id)
+            .filter(C::EventTime.lt(micros(before)))
+            .order_by_asc(C::EventTime)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db.reader)
+            .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let deleted = audit_events::Entity::delete_many()
+            .filter(C::Id.is_in(ids))
+            .exec(&self.db.writer)
+            .await?;
+        Ok(deleted.rows_affected)
+    }
+
     /// Audit records newest first, after the `(event_time µs, id)` cursor.
     pub async fn audit(
         &self,

@@ -483,6 +483,44 @@ async fn nul_bytes_and_an_audit_outage_lose_no_record() {
 }
 
 #[tokio::test]
+async fn old_audit_records_are_purged_in_bounded_batches() {
+    let s = start().await;
+    let store = rapport_gateway::storage::Store::new(s.gateway_db.clone());
+    let record = |days_ago: i64, id: &str| rapport_gateway::storage::AuditRecord {
+        id: id.to_owned(),
+        event_time: chrono::Utc::now() - chrono::Duration::days(days_ago),
+        tenant: "acme".into(),
+        principal: "apiKeys/x".into(),
+        method: "/m".into(),
+        resource: String::new(),
+        request_id: String::new(),
+        code: "OK".into(),
+        protocol: "grpc".into(),
+        count: 1,
+    };
+    store
+        .append_audit(&[
+            record(800, "old-1"),
+            record(700, "old-2"),
+            record(600, "old-3"),
+            record(1, "young"),
+        ])
+        .await
+        .unwrap();
+    let before = chrono::Utc::now() - chrono::Duration::days(400);
+    assert_eq!(
+        store.purge_audit(before, 2).await.unwrap(),
+        2,
+        "one bounded batch"
+    );
+    assert_eq!(store.purge_audit(before, 2).await.unwrap(), 1);
+    assert_eq!(store.purge_audit(before, 2).await.unwrap(), 0);
+    let left: Vec<String> = audit_log(&s).await.into_iter().map(|e| e.name).collect();
+    assert!(left.contains(&"auditEvents/young".to_owned()), "{left:?}");
+    assert!(!left.iter().any(|n| n.contains("old-")), "{left:?}");
+}
+
+#[tokio::test]
 async fn exports_of_personal_data_are_audited() {
     let s = start().await;
     let key = s
