@@ -129,7 +129,9 @@ pub fn spawn_retention(store: Store, retention: Duration) -> tokio::task::JoinHa
     const EVERY: Duration = Duration::from_secs(3600);
     const BATCH: u64 = 1_000;
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(EVERY);
+        // The first purge an hour after start: a starting gateway has
+        // enough to do, and a restart loop must not purge on every start.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + EVERY, EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;

@@ -418,6 +418,7 @@ impl Pipeline {
                     slots: Some(Box::new(slots)),
                     on_done,
                     deadline,
+                    drain_on_drop: audited,
                 })
             })
         };
@@ -554,6 +555,9 @@ struct ObservedBody {
     slots: Option<Box<dyn Send + Sync>>,
     on_done: Option<Box<dyn FnOnce(Code) + Send>>,
     deadline: tokio::time::Instant,
+    /// Read the rest of an abandoned answer for its outcome (audited calls);
+    /// otherwise dropping it cancels the backend's call, as the client did.
+    drain_on_drop: bool,
 }
 
 impl ObservedBody {
@@ -570,8 +574,10 @@ impl Drop for ObservedBody {
         let Some(on_done) = self.on_done.take() else {
             return;
         };
-        let (Some(inner), Ok(runtime)) = (self.inner.take(), tokio::runtime::Handle::try_current())
-        else {
+        let runtime = tokio::runtime::Handle::try_current()
+            .ok()
+            .filter(|_| self.drain_on_drop);
+        let (Some(inner), Some(runtime)) = (self.inner.take(), runtime) else {
             on_done(self.code.unwrap_or(Code::Cancelled));
             return;
         };

@@ -315,20 +315,17 @@ impl Store {
     /// one writer for long: call it again while it returns `limit`.
     pub async fn purge_audit(&self, before: DateTime<Utc>, limit: u64) -> Result<u64, DbErr> {
         use audit_events::Column as C;
-        let ids: Vec<String> = audit_events::Entity::find()
-            .select_only()
+        // One statement: the oldest `limit` ids and their deletion, atomic
+        // and on the writer (a reader may not see the last purge yet).
+        let oldest = sea_orm::sea_query::Query::select()
             .column(C::Id)
-            .filter(C::EventTime.lt(micros(before)))
-            .order_by_asc(C::EventTime)
+            .from(audit_events::Entity)
+            .and_where(C::EventTime.lt(micros(before)))
+            .order_by(C::EventTime, sea_orm::Order::Asc)
             .limit(limit)
-            .into_tuple()
-            .all(&self.db.reader)
-            .await?;
-        if ids.is_empty() {
-            return Ok(0);
-        }
+            .to_owned();
         let deleted = audit_events::Entity::delete_many()
-            .filter(C::Id.is_in(ids))
+            .filter(C::Id.in_subquery(oldest))
             .exec(&self.db.writer)
             .await?;
         Ok(deleted.rows_affected)
