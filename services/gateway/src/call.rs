@@ -82,8 +82,8 @@ pub struct RequestFacts {
     pub request_id: String,
 }
 
-/// A principal the REST door authorized before reading the body; the
-/// pipeline takes it instead of authenticating again. Only code in this
+/// A principal the REST door authorized (and rate-limited) before reading
+/// the body; the pipeline takes it instead of checking again. Only code in this
 /// process can put it in a request's extensions.
 #[derive(Debug, Clone)]
 pub struct Authorized(pub(crate) Principal);

@@ -259,22 +259,26 @@ impl Pipeline {
             }));
         }
 
-        // The REST door authorized the call before it read the body.
+        // The REST door authorized the call, and took its rate-limit tokens,
+        // before it read the body.
         let principal = match req.extensions_mut().remove::<Authorized>() {
             Some(Authorized(p)) => p,
-            None => match self
-                .authorize(&method, req.headers(), &facts, protocol)
-                .await
-            {
-                Ok(p) => p,
-                Err(status) => return throttled_response(status),
-            },
+            None => {
+                let principal = match self
+                    .authorize(&method, req.headers(), &facts, protocol)
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(status) => return throttled_response(status),
+                };
+                if let Err(wait) = self.limits.check(&principal) {
+                    return rate_limited(wait);
+                }
+                principal
+            }
         };
         // The rpc span's tenant, from the authenticated principal only.
         tracing::Span::current().record("tenant", principal.tenant.as_str());
-        if let Err(wait) = self.limits.check(&principal) {
-            return rate_limited(wait);
-        }
         // Shed at once: a call refused now can be retried elsewhere; one
         // queued behind an overload would only time out. A tenant holding
         // its share of the slots is refused before it takes the others'.
@@ -688,10 +692,16 @@ impl GrpcCall for PipelineCall {
                     backend: None,
                 }));
             }
-            self.0
+            let principal = self
+                .0
                 .authorize(method, headers, &RequestFacts::default(), Protocol::Rest)
-                .await
-                .map(|p| Some(Authorized(p)))
+                .await?;
+            // A caller over its rate gets no body read either.
+            self.0
+                .limits
+                .check(&principal)
+                .map_err(|wait| to_status(Error::RateLimited { wait }))?;
+            Ok(Some(Authorized(principal)))
         })
     }
 

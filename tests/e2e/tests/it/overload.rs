@@ -257,7 +257,12 @@ async fn one_tenant_holding_slow_calls_does_not_shed_another() {
     }
     // The refusals come at once; wait for them rather than for the held.
     while results.len() < 2 {
-        let (done, _, rest) = futures::future::select_all(pending).await;
+        let (done, _, rest) = tokio::time::timeout(
+            Duration::from_secs(10),
+            futures::future::select_all(pending),
+        )
+        .await
+        .expect("acme's calls beyond its share are refused at once");
         results.push(done.unwrap());
         pending = rest;
     }
@@ -279,5 +284,47 @@ async fn one_tenant_holding_slow_calls_does_not_shed_another() {
     for h in pending {
         h.await.unwrap().expect("the held calls complete");
     }
+    e.stop().await;
+}
+
+#[tokio::test]
+async fn a_trickling_body_is_cut_off_by_the_body_read_timeout_not_the_deadline() {
+    let e = EchoStack::start().await;
+    let stream = tokio::net::TcpStream::connect(e.s.gateway).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    let never = http_body_util::StreamBody::new(futures::stream::pending::<
+        Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>,
+    >());
+    // A deadline of a minute; the body-read timeout (5 s by default) is
+    // what ends it.
+    let req = http::Request::post(format!("http://{}/{ECHO}/Echo", e.s.gateway))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", "60S")
+        .header("authorization", format!("Bearer {}", e.key))
+        .body(never)
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(30), sender.send_request(req))
+        .await
+        .expect("answered well before the call's deadline")
+        .expect("a response");
+    assert_eq!(
+        resp.headers().get("grpc-status").map(|v| v.as_bytes()),
+        Some(b"4".as_slice()),
+        "DEADLINE_EXCEEDED: {:?}",
+        resp.headers()
+    );
+    let answered = e
+        .client()
+        .echo(with_key(&e.key, echo(b"after")))
+        .await
+        .expect("the backend slot was released");
+    assert_eq!(answered.into_inner().payload[..], b"after"[..]);
     e.stop().await;
 }
