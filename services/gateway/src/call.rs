@@ -19,14 +19,14 @@ pub trait GrpcCall: Send + Sync + 'static {
     /// never a transport error.
     fn call(&self, request: http::Request<tonic::body::Body>) -> ResponseFuture;
 
-    /// Authenticates and authorizes a call of `method` from its headers
-    /// alone, before its body is read: an unauthenticated caller must not
+    /// Authenticates and authorizes a call of `method` from its head
+    /// (headers, and the connection's address) alone, before its body is read: an unauthenticated caller must not
     /// make the gateway read, buffer or parse anything. `Some` goes into the
     /// request's extensions, so [`GrpcCall::call`] does not check again.
     fn authorize<'a>(
         &'a self,
         _method: &'a MethodInfo,
-        _headers: &'a http::HeaderMap,
+        _request: &'a http::request::Parts,
     ) -> BoxFuture<'a, Result<Option<Authorized>, tonic::Status>> {
         Box::pin(async { Ok(None) })
     }

@@ -91,10 +91,17 @@ pub fn status_response(status: Status) -> http::Response<Body> {
 }
 
 impl Pipeline {
-    async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, AuthError> {
+    async fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<Principal, AuthError> {
         let credential = credential(headers)?;
         if credential.starts_with(crate::auth::api_keys::PREFIX) {
-            return self.keys.authenticate(credential, Utc::now()).await;
+            return self
+                .keys
+                .authenticate_from(credential, Utc::now(), peer)
+                .await;
         }
         if credential.split('.').count() == 3 {
             let Some(jwt) = &self.jwt else {
@@ -141,11 +148,12 @@ impl Pipeline {
         &self,
         method: &MethodInfo,
         headers: &http::HeaderMap,
+        peer: Option<std::net::IpAddr>,
         facts: &RequestFacts,
         protocol: Protocol,
     ) -> Result<Principal, Status> {
         let path = method.path.as_str();
-        let principal = match self.authenticate(headers).await {
+        let principal = match self.authenticate(headers, peer).await {
             Ok(p) => p,
             Err(e) => {
                 let status = to_status(Error::Auth(e));
@@ -265,7 +273,13 @@ impl Pipeline {
             Some(Authorized(p)) => p,
             None => {
                 let principal = match self
-                    .authorize(&method, req.headers(), &facts, protocol)
+                    .authorize(
+                        &method,
+                        req.headers(),
+                        peer(req.extensions()),
+                        &facts,
+                        protocol,
+                    )
                     .await
                 {
                     Ok(p) => p,
@@ -657,6 +671,15 @@ impl http_body::Body for ObservedBody {
     }
 }
 
+/// The client's address, as the server saw the connection (never a header
+/// the client sets).
+fn peer(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
+    extensions
+        .get::<tonic::transport::server::TcpConnectInfo>()
+        .and_then(|info| info.remote_addr())
+        .map(|addr| addr.ip())
+}
+
 /// A refusal as a response; an authentication throttle also tells gRPC
 /// clients when to retry.
 fn throttled_response(status: Status) -> http::Response<Body> {
@@ -683,7 +706,7 @@ impl GrpcCall for PipelineCall {
     fn authorize<'a>(
         &'a self,
         method: &'a MethodInfo,
-        headers: &'a http::HeaderMap,
+        parts: &'a http::request::Parts,
     ) -> BoxFuture<'a, Result<Option<Authorized>, Status>> {
         Box::pin(async move {
             if self.0.cpu_saturated() {
@@ -694,7 +717,13 @@ impl GrpcCall for PipelineCall {
             }
             let principal = self
                 .0
-                .authorize(method, headers, &RequestFacts::default(), Protocol::Rest)
+                .authorize(
+                    method,
+                    &parts.headers,
+                    peer(&parts.extensions),
+                    &RequestFacts::default(),
+                    Protocol::Rest,
+                )
                 .await?;
             // A caller over its rate gets no body read either.
             self.0

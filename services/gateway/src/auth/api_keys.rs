@@ -3,9 +3,10 @@
 //! only its SHA-256 is stored. A fast hash is right here: the secret is
 //! random, not a password, so there is nothing to brute-force.
 use std::{
+    net::IpAddr,
     num::NonZeroU32,
     sync::{
-        Mutex,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -35,6 +36,8 @@ const KEY_ID_LEN: usize = 16;
 const CACHE_TTL: Duration = Duration::from_secs(5);
 /// `last_use_time` is written at most this often per key.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
+/// Client addresses whose lookup budgets are remembered.
+const PEERS: usize = 4_096;
 
 /// A key to create.
 #[derive(Debug, Clone)]
@@ -109,6 +112,9 @@ pub struct KeyCacheConfig {
     /// exist. Past it a guessed id is refused (`AUTH_THROTTLED`) without a
     /// read; keys seen before are always re-read.
     pub unknown_lookups_per_second: u32,
+    /// The same, per client address: one client flooding guessed keys
+    /// spends its own share, not everyone's.
+    pub unknown_lookups_per_peer_per_second: u32,
 }
 
 impl Default for KeyCacheConfig {
@@ -117,6 +123,7 @@ impl Default for KeyCacheConfig {
             entries: 10_000,
             unknown_entries: 4_096,
             unknown_lookups_per_second: 50,
+            unknown_lookups_per_peer_per_second: 10,
         }
     }
 }
@@ -152,6 +159,9 @@ pub struct ApiKeys {
     cache: Mutex<Caches>,
     /// Reads for ids never seen to exist: what a flood of guessed keys costs.
     unknown_lookups: DefaultDirectRateLimiter,
+    /// The same per client address (bounded: least recently seen evicted).
+    peer_lookups: Mutex<LruCache<IpAddr, Arc<DefaultDirectRateLimiter>>>,
+    peer_quota: Quota,
     store_reads: AtomicU64,
 }
 
@@ -193,8 +203,37 @@ impl ApiKeys {
                 Quota::per_second(rate)
                     .allow_burst(NonZeroU32::new(rate.get().saturating_mul(2)).unwrap_or(rate)),
             ),
+            peer_lookups: Mutex::new(LruCache::new(PEERS)),
+            peer_quota: {
+                let rate = NonZeroU32::new(config.unknown_lookups_per_peer_per_second.max(1))
+                    .expect("max(1) is non-zero");
+                Quota::per_second(rate)
+                    .allow_burst(NonZeroU32::new(rate.get().saturating_mul(2)).unwrap_or(rate))
+            },
             store_reads: AtomicU64::new(0),
         }
+    }
+
+    /// Whether a read for a never-seen key id fits the budgets: the
+    /// client's own first, then the gateway's.
+    fn may_look_up(&self, peer: Option<IpAddr>) -> bool {
+        if let Some(peer) = peer {
+            let limiter = {
+                let mut peers = self.peer_lookups.lock().unwrap_or_else(|p| p.into_inner());
+                match peers.get(&peer) {
+                    Some(l) => l.clone(),
+                    None => {
+                        let l = Arc::new(RateLimiter::direct(self.peer_quota));
+                        peers.insert(peer, l.clone());
+                        l
+                    }
+                }
+            };
+            if limiter.check().is_err() {
+                return false;
+            }
+        }
+        self.unknown_lookups.check().is_ok()
     }
 
     fn caches(&self) -> std::sync::MutexGuard<'_, Caches> {
@@ -318,6 +357,16 @@ impl ApiKeys {
         credential: &str,
         now: DateTime<Utc>,
     ) -> Result<Principal, AuthError> {
+        self.authenticate_from(credential, now, None).await
+    }
+
+    /// Verifies a credential sent from `peer` (its address, when known).
+    pub async fn authenticate_from(
+        &self,
+        credential: &str,
+        now: DateTime<Utc>,
+        peer: Option<IpAddr>,
+    ) -> Result<Principal, AuthError> {
         let key_id = key_id(credential).ok_or(AuthError::Malformed)?.to_owned();
         let record = match self.lookup(&key_id) {
             Cache::Fresh(r) => r,
@@ -325,7 +374,7 @@ impl ApiKeys {
                 // Guessed ids are what a flood is made of: past the budget
                 // they cost no read. Keys seen to exist are always re-read,
                 // so a flood cannot lock real callers out.
-                if matches!(state, Cache::Unseen) && self.unknown_lookups.check().is_err() {
+                if matches!(state, Cache::Unseen) && !self.may_look_up(peer) {
                     return Err(AuthError::Throttled);
                 }
                 self.store_reads.fetch_add(1, Ordering::Relaxed);

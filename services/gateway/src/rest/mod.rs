@@ -99,7 +99,7 @@ async fn transcode_call(State(rest): State<Arc<Rest>>, request: Request) -> Resp
     };
     // Who is calling, before a byte of the body is read: an unauthenticated
     // request costs its headers and nothing more.
-    let authorized = match rest.calls.authorize(&route.method, &parts.headers).await {
+    let authorized = match rest.calls.authorize(&route.method, &parts).await {
         Ok(authorized) => authorized,
         Err(status) => return RestError::from_status(&status).into_response(),
     };

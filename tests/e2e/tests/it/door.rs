@@ -884,3 +884,67 @@ mod abandoned {
         server.await.unwrap().unwrap();
     }
 }
+
+/// A REST `GET /v1/customers` with `key`, over a connection from `source`.
+async fn list_from(s: &Stack, source: std::net::IpAddr, key: &str) -> u16 {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::new(source, 0)).unwrap();
+    let stream = socket.connect(s.gateway).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("http1 handshake");
+    tokio::spawn(conn);
+    let req = http::Request::get("/v1/customers")
+        .header("host", s.gateway.to_string())
+        .header("authorization", format!("Bearer {key}"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    sender
+        .send_request(req)
+        .await
+        .expect("send")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn one_client_flooding_guessed_keys_spends_only_its_own_lookup_budget() {
+    let s = start_with(Options {
+        tweak: Some(Arc::new(|c: &mut rapport_gateway::Config| {
+            c.key_cache.unknown_lookups_per_second = 1_000;
+            c.key_cache.unknown_lookups_per_peer_per_second = 5;
+        })),
+    })
+    .await;
+    // Keys created elsewhere (another replica): this gateway has never seen them.
+    let elsewhere = rapport_gateway::auth::api_keys::ApiKeys::new(
+        rapport_gateway::storage::Store::new(s.gateway_db.clone()),
+    );
+    let fresh = || issue(&elsewhere, "acme", &["profiles.read"], None, 0);
+    let (first, second) = (fresh().await, fresh().await);
+
+    // 127.0.0.1 floods guessed keys until its budget is spent.
+    let mut p = s.profiles();
+    let mut throttled = false;
+    for _ in 0..1_000 {
+        let err = p
+            .list_customers(with_key(&random_key(), pb::ListCustomersRequest::default()))
+            .await
+            .unwrap_err();
+        if rapport_testkit::status::reason(&err).as_deref() == Some("AUTH_THROTTLED") {
+            throttled = true;
+            break;
+        }
+    }
+    assert!(throttled, "the flooding client is throttled");
+    let flooder: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let other: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    assert_eq!(
+        list_from(&s, flooder, &first).await,
+        429,
+        "the flooder's own new keys wait for its budget"
+    );
+    // Another client's first call with a key this gateway never saw works.
+    assert_eq!(list_from(&s, other, &second).await, 200);
+}
