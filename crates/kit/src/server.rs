@@ -217,6 +217,18 @@ fn codec_errors_as_invalid_argument(
             "the request body is not a valid message of this RPC's request type",
             "the whole request could not be decoded",
         ),
+        // tonic-health's answer for a service it does not know has no
+        // details; every other Rapport error carries ErrorInfo.
+        "5" if message == "service not registered" => {
+            return crate::ErrorBuilder::new(
+                tonic::Code::NotFound,
+                "rapport.dev",
+                "SERVICE_NOT_FOUND",
+            )
+            .message("no health status is kept for this service name here")
+            .build()
+            .into_http();
+        }
         _ => return response,
     };
     crate::ErrorBuilder::new(tonic::Code::InvalidArgument, "rapport.dev", reason)

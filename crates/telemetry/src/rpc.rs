@@ -42,14 +42,8 @@ impl<B> MakeSpan<B> for RpcSpan {
             .trim_start_matches('/')
             .split_once('/')
             .unwrap_or((path, ""));
-        // Tenant ids are not personal data; cap the length since this header
-        // is not validated yet at this point.
-        let tenant = request
-            .headers()
-            .get("x-rapport-tenant")
-            .and_then(|v| v.to_str().ok())
-            .map(|t| &t[..t.len().min(64)])
-            .unwrap_or("");
+        // `tenant` is recorded by whoever establishes it (the gateway after
+        // authentication), never taken from a header a client can set.
         let span = tracing::info_span!(
             "rpc",
             otel.name = %path.trim_start_matches('/'),
@@ -57,7 +51,7 @@ impl<B> MakeSpan<B> for RpcSpan {
             rpc.system = "grpc",
             rpc.service = %service,
             rpc.method = %method,
-            tenant = %tenant,
+            tenant = Empty,
             rpc.grpc.status_code = Empty,
         );
         let _ = span.set_parent(crate::propagation::extract(request.headers()));

@@ -41,6 +41,12 @@ pub struct AdaptiveConfig {
     /// The gateway's own overload: new calls are shed while its tasks wait
     /// longer than this for a CPU (scheduling delay, smoothed). 0: off.
     pub max_scheduling_delay_ms: u64,
+    /// ... but only while more calls than this are in flight: a delay with
+    /// few calls is the machine's (a neighbour, a CPU quota), not a backlog
+    /// of the gateway's own, and refusing a lone call helps nobody.
+    pub shed_in_flight_floor: usize,
+    /// ... and only once the delay has stayed above the maximum this long.
+    pub shed_after_ms: u64,
 }
 
 impl Default for AdaptiveConfig {
@@ -52,7 +58,36 @@ impl Default for AdaptiveConfig {
             max_limit: 1024,
             rtt_tolerance: 1.5,
             max_scheduling_delay_ms: 10,
+            shed_in_flight_floor: 32,
+            shed_after_ms: 250,
         }
+    }
+}
+
+/// The gate in front of everything: sheds new calls while the gateway's own
+/// CPU is the bottleneck. It needs two signals at once: calls queued in the
+/// gateway (in flight above a floor) and a scheduling delay sustained over a
+/// window. Delay alone is what a busy neighbour or CFS throttling causes too.
+#[derive(Debug)]
+pub struct CpuGate {
+    delay: Arc<SchedulingDelay>,
+    floor: usize,
+    window: Duration,
+}
+
+impl CpuGate {
+    /// A gate over `delay`'s probe.
+    pub fn new(delay: Arc<SchedulingDelay>, config: &AdaptiveConfig) -> Self {
+        Self {
+            delay,
+            floor: config.shed_in_flight_floor,
+            window: Duration::from_millis(config.shed_after_ms),
+        }
+    }
+
+    /// Whether to shed a new call, with `in_flight` calls already admitted.
+    pub fn sheds(&self, in_flight: usize) -> bool {
+        in_flight > self.floor && self.delay.over_for() >= Some(self.window)
     }
 }
 
@@ -182,18 +217,34 @@ impl Drop for Admission {
 /// CPU is the bottleneck, requests queue before any limit can count them
 /// (in socket buffers, in HTTP/2 frames not yet read): this delay is what
 /// grows then.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SchedulingDelay {
     /// Smoothed delay, µs.
     micros: AtomicU64,
+    /// Above this the delay counts as overload.
+    max: Duration,
+    /// Since when (µs after `epoch`, plus one) the smoothed delay has stayed
+    /// above `max`; 0 while it is not.
+    over_since: AtomicU64,
+    epoch: Instant,
 }
 
 impl SchedulingDelay {
     const PROBE_EVERY: Duration = Duration::from_millis(5);
 
-    /// Starts the probe; it stops when the returned handle is dropped.
-    pub fn start() -> (Arc<Self>, tokio::task::JoinHandle<()>) {
-        let delay = Arc::new(Self::default());
+    /// A delay that counts as overload above `max`, with no probe.
+    pub fn new(max: Duration) -> Self {
+        Self {
+            micros: AtomicU64::new(0),
+            max,
+            over_since: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Starts the probe; it stops when the returned handle is aborted.
+    pub fn start(max: Duration) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
+        let delay = Arc::new(Self::new(max));
         let probe = delay.clone();
         let handle = tokio::spawn(async move {
             loop {
@@ -218,6 +269,29 @@ impl SchedulingDelay {
             old - (old - sample) / 4
         };
         self.micros.store(new, AtomicOrdering::Relaxed);
+        if Duration::from_micros(new) > self.max {
+            let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX - 1) + 1;
+            let _ = self.over_since.compare_exchange(
+                0,
+                now,
+                AtomicOrdering::Relaxed,
+                AtomicOrdering::Relaxed,
+            );
+        } else {
+            self.over_since.store(0, AtomicOrdering::Relaxed);
+        }
+    }
+
+    /// How long the smoothed delay has stayed above the maximum, if it is.
+    pub fn over_for(&self) -> Option<Duration> {
+        match self.over_since.load(AtomicOrdering::Relaxed) {
+            0 => None,
+            since => Some(
+                self.epoch
+                    .elapsed()
+                    .saturating_sub(Duration::from_micros(since - 1)),
+            ),
+        }
     }
 
     /// The current smoothed delay.
@@ -238,12 +312,50 @@ mod tests {
             max_limit: max,
             rtt_tolerance: 1.5,
             max_scheduling_delay_ms: 10,
+            ..AdaptiveConfig::default()
         }
     }
 
     #[test]
+    fn the_cpu_gate_never_sheds_a_lone_call_nor_a_blip() {
+        let delay = Arc::new(SchedulingDelay::new(Duration::from_millis(10)));
+        let gate = CpuGate::new(
+            delay.clone(),
+            &AdaptiveConfig {
+                shed_in_flight_floor: 8,
+                shed_after_ms: 0,
+                ..AdaptiveConfig::default()
+            },
+        );
+        assert!(!gate.sheds(100), "no delay, no shedding");
+        for _ in 0..4 {
+            delay.record(Duration::from_millis(50));
+        }
+        assert!(delay.over_for().is_some());
+        assert!(!gate.sheds(0), "a lone call is never shed");
+        assert!(!gate.sheds(8), "nor a few");
+        assert!(gate.sheds(9), "a backlog with a sustained delay is");
+        for _ in 0..30 {
+            delay.record(Duration::ZERO);
+        }
+        assert_eq!(delay.over_for(), None);
+        assert!(!gate.sheds(100));
+        let patient = CpuGate::new(
+            delay.clone(),
+            &AdaptiveConfig {
+                shed_in_flight_floor: 0,
+                shed_after_ms: 60_000,
+                ..AdaptiveConfig::default()
+            },
+        );
+        delay.record(Duration::from_millis(50));
+        delay.record(Duration::from_millis(50));
+        assert!(!patient.sheds(100), "not before the window has passed");
+    }
+
+    #[test]
     fn scheduling_delay_needs_a_sustained_signal() {
-        let d = SchedulingDelay::default();
+        let d = SchedulingDelay::new(Duration::from_millis(10));
         d.record(Duration::from_millis(40));
         assert_eq!(
             d.current(),

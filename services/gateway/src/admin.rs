@@ -22,6 +22,7 @@ use crate::{
         api_keys::{ApiKeys, NewKey, valid_scope},
     },
     error::{DOMAIN, Error},
+    limits::TenantLimitConfig,
     storage::{ApiKeyRecord, AuditFilter, AuditRecord, Store},
 };
 
@@ -34,6 +35,7 @@ pub struct Handler {
     store: Store,
     audit: AuditSink,
     tokens: PageTokens,
+    limits: TenantLimitConfig,
 }
 
 impl std::fmt::Debug for Handler {
@@ -44,12 +46,19 @@ impl std::fmt::Debug for Handler {
 
 impl Handler {
     /// A handler over the key store and the audit log.
-    pub fn new(keys: Arc<ApiKeys>, store: Store, audit: AuditSink, tokens: PageTokens) -> Self {
+    pub fn new(
+        keys: Arc<ApiKeys>,
+        store: Store,
+        audit: AuditSink,
+        tokens: PageTokens,
+        limits: TenantLimitConfig,
+    ) -> Self {
         Self {
             keys,
             store,
             audit,
             tokens,
+            limits,
         }
     }
 }
@@ -80,6 +89,7 @@ fn audit_to_pb(a: &AuditRecord) -> pb::AuditEvent {
         request_id: a.request_id.clone(),
         code: a.code.clone(),
         protocol: a.protocol.clone(),
+        count: i64::from(a.count),
     }
 }
 
@@ -101,7 +111,15 @@ fn caller_tenant(p: &Principal) -> Result<Tenant, Error> {
 /// The tenant an admin may act on: its own, or any with the platform scope.
 fn tenant_scope(p: &Principal, requested: &str) -> Result<Option<String>, Error> {
     if p.scopes.contains(PLATFORM_SCOPE) {
-        return Ok((!requested.is_empty()).then(|| requested.to_owned()));
+        if requested.is_empty() {
+            return Ok(None);
+        }
+        // A filter goes into a query: a value no tenant can have (NUL,
+        // which PostgreSQL refuses) is invalid input, not an internal error.
+        return match Tenant::parse(requested) {
+            Ok(_) => Ok(Some(requested.to_owned())),
+            Err(why) => Err(Violations::one("tenant", why.to_string()).into()),
+        };
     }
     if !requested.is_empty() && requested != p.tenant {
         return Err(Error::TenantForbidden);
@@ -124,6 +142,32 @@ impl GatewayAdminService for Handler {
         if new.scopes.iter().any(|s| s == PLATFORM_SCOPE) && !caller.scopes.contains(PLATFORM_SCOPE)
         {
             return Err(Error::ScopeEscalation.into());
+        }
+        // A tenant's capacity is the platform's to give: its admin can
+        // neither raise a key above the cap nor mint keys without end (each
+        // key is a fresh bucket).
+        if !caller.scopes.contains(PLATFORM_SCOPE) {
+            let max_rate = self.limits.max_key_per_second;
+            if new.rate_limit > max_rate {
+                return Err(Error::from(Violations::one(
+                    "api_key.rate_limit_per_second",
+                    format!(
+                        "must be at most {max_rate} unless the caller holds the `platform` scope"
+                    ),
+                ))
+                .into());
+            }
+            let active = self
+                .store
+                .active_keys(&new.tenant)
+                .await
+                .map_err(Error::from)?;
+            if active >= u64::from(self.limits.max_keys) {
+                return Err(Error::KeyQuotaExceeded {
+                    limit: self.limits.max_keys,
+                }
+                .into());
+            }
         }
         let key = idempotency::key(
             "/rapport.gateway.v1.GatewayAdminService/CreateApiKey",
@@ -227,6 +271,12 @@ impl GatewayAdminService for Handler {
             time("start_time", &req.start_time),
             time("end_time", &req.end_time),
         );
+        if req.principal.chars().count() > 300 || req.principal.chars().any(char::is_control) {
+            v.add(
+                "principal",
+                "must be a principal name: at most 300 characters, no control characters",
+            );
+        }
         v.check().map_err(Error::from)?;
         let filter = AuditFilter {
             start,
@@ -276,6 +326,11 @@ fn new_key(
     let display_name = key.display_name.trim().to_owned();
     if display_name.is_empty() || display_name.chars().count() > 100 {
         v.add("api_key.display_name", "must be 1 to 100 characters");
+    } else if display_name.chars().any(char::is_control) {
+        v.add(
+            "api_key.display_name",
+            "must not contain control characters",
+        );
     }
     v.take("api_key.tenant", Tenant::parse(&key.tenant));
     if key.scopes.is_empty() {

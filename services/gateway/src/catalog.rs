@@ -31,11 +31,20 @@ pub struct MethodInfo {
     pub scope: Option<String>,
     /// REST route, when declared.
     pub http: Option<HttpRule>,
+    /// The contract marks the RPC as a read that is audited
+    /// (`option (rapport.api.v1.audit_read) = true`): exports of personal data.
+    pub audit_read: bool,
     /// Full descriptor (input and output message types).
     pub descriptor: MethodDescriptor,
 }
 
 impl MethodInfo {
+    /// Whether the outcome of a call goes into the audit log: every call
+    /// that changes state, and the reads the contract marks.
+    pub fn is_audited(&self) -> bool {
+        self.audit_read || self.is_mutating()
+    }
+
     /// Whether the RPC changes state (audited): anything not declared
     /// `option idempotency_level = NO_SIDE_EFFECTS` (protobuf's own marker)
     /// and not routed as GET.
@@ -65,6 +74,7 @@ pub struct Catalog {
 
 const SCOPE_OPTION: &str = "rapport.api.v1.required_scope";
 const HTTP_OPTION: &str = "rapport.api.v1.http";
+const AUDIT_READ_OPTION: &str = "rapport.api.v1.audit_read";
 
 impl Catalog {
     /// Reads an encoded `FileDescriptorSet`.
@@ -73,6 +83,7 @@ impl Catalog {
             DescriptorPool::decode(file_descriptor_set).context("decoding the descriptor set")?;
         let scope_ext = pool.get_extension_by_name(SCOPE_OPTION);
         let http_ext = pool.get_extension_by_name(HTTP_OPTION);
+        let audit_ext = pool.get_extension_by_name(AUDIT_READ_OPTION);
         let mut methods = BTreeMap::new();
         for service in pool.services() {
             for method in service.methods() {
@@ -113,6 +124,10 @@ impl Catalog {
                         })
                     })
                 });
+                let audit_read = audit_ext.as_ref().is_some_and(|ext| {
+                    options.has_extension(ext)
+                        && matches!(options.get_extension(ext).as_ref(), Value::Bool(true))
+                });
                 let path = format!("/{}/{}", service.full_name(), method.name());
                 methods.insert(
                     path.clone(),
@@ -122,6 +137,7 @@ impl Catalog {
                         name: method.name().to_owned(),
                         scope,
                         http,
+                        audit_read,
                         descriptor: method,
                     }),
                 );
@@ -197,5 +213,11 @@ mod tests {
             .unwrap();
         assert_eq!(create.http.as_ref().unwrap().body, "customer");
         assert!(create.is_mutating());
+        let export = catalog
+            .method("/rapport.profiles.v1.ProfilesService/ExportCustomerData")
+            .unwrap();
+        assert!(!export.is_mutating());
+        assert!(export.is_audited(), "exports are marked audit_read");
+        assert!(!get.is_audited());
     }
 }

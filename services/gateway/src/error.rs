@@ -4,7 +4,7 @@
 //! untouched; these are the gateway's own, in its ErrorInfo domain.
 use std::{collections::HashMap, time::Duration};
 
-use rapport_kit::{ErrorBuilder, error::invalid_argument, idempotency};
+use rapport_kit::{ErrorBuilder, FieldViolations, error::invalid_argument, idempotency};
 use rapport_usecase::{ProtocolError, Violations};
 use tonic::{Code, Status};
 use tonic_types::StatusExt as _;
@@ -47,7 +47,12 @@ pub enum Error {
         /// The resource name asked for.
         name: String,
     },
-    /// The request body did not arrive before the call's deadline.
+    /// The tenant has as many active API keys as it may.
+    KeyQuotaExceeded {
+        /// Keys per tenant.
+        limit: u32,
+    },
+    /// The request body did not arrive in time.
     BodyTooSlow,
     /// The call did not finish before its deadline.
     DeadlineExceeded,
@@ -143,6 +148,15 @@ pub fn to_status(err: Error) -> Status {
         _ => tracing::debug!(error = ?err, "gateway refused a call"),
     }
     match err {
+        Error::Auth(AuthError::Throttled) => Status::with_error_details(
+            Code::ResourceExhausted,
+            "too many authentication attempts with unknown API keys; retry shortly",
+            {
+                let mut d = tonic_types::ErrorDetails::with_retry_info(Some(Duration::from_secs(1)));
+                d.set_error_info(AuthError::Throttled.reason(), DOMAIN, HashMap::new());
+                d
+            },
+        ),
         Error::Auth(e) => {
             let message = match e {
                 AuthError::Missing => {
@@ -154,7 +168,9 @@ pub fn to_status(err: Error) -> Status {
                 AuthError::Expired => "the credential has expired",
                 AuthError::InvalidToken(_) => "the bearer token is not valid",
                 AuthError::JwtDisabled => "bearer tokens are not accepted by this gateway",
-                AuthError::Unavailable => "credentials cannot be checked right now; retry",
+                AuthError::Unavailable | AuthError::Throttled => {
+                    "credentials cannot be checked right now; retry"
+                }
             };
             let code = if e == AuthError::Unavailable {
                 Code::Unavailable
@@ -192,8 +208,14 @@ pub fn to_status(err: Error) -> Status {
         Error::ApiKeyNotFound { name } => b(Code::NotFound, "API_KEY_NOT_FOUND")
             .message(format!("{name} does not exist"))
             .build(),
+        Error::KeyQuotaExceeded { limit } => b(Code::ResourceExhausted, "API_KEY_QUOTA_EXCEEDED")
+            .message(format!(
+                "this tenant has {limit} active API keys, the most it may; revoke one or ask the platform"
+            ))
+            .meta("limit", limit.to_string())
+            .build(),
         Error::BodyTooSlow => b(Code::DeadlineExceeded, "DEADLINE_EXCEEDED")
-            .message("the request body did not arrive before the call's deadline")
+            .message("the request body did not arrive in time")
             .build(),
         Error::DeadlineExceeded => b(Code::DeadlineExceeded, "DEADLINE_EXCEEDED")
             .message("the call did not finish before its deadline")
@@ -201,6 +223,11 @@ pub fn to_status(err: Error) -> Status {
         Error::RequestTooLarge { limit } => b(Code::InvalidArgument, "REQUEST_TOO_LARGE")
             .message(format!("the request message is larger than {limit} bytes"))
             .meta("limit_bytes", limit.to_string())
+            // `request`: the message as a whole, not one of its fields.
+            .violations(FieldViolations::single(
+                "request",
+                format!("the request message is larger than {limit} bytes"),
+            ))
             .build(),
         Error::RequestAborted => b(Code::Cancelled, "REQUEST_ABORTED")
             .message("the request body ended abnormally")
@@ -253,6 +280,11 @@ mod tests {
                 "AUTH_UNAVAILABLE",
             ),
             (
+                Error::Auth(AuthError::Throttled),
+                Code::ResourceExhausted,
+                "AUTH_THROTTLED",
+            ),
+            (
                 Error::NotAuthenticated,
                 Code::Unauthenticated,
                 "CREDENTIALS_MISSING",
@@ -299,6 +331,11 @@ mod tests {
                 },
                 Code::NotFound,
                 "API_KEY_NOT_FOUND",
+            ),
+            (
+                Error::KeyQuotaExceeded { limit: 3 },
+                Code::ResourceExhausted,
+                "API_KEY_QUOTA_EXCEEDED",
             ),
             (
                 Error::BodyTooSlow,

@@ -68,6 +68,20 @@ pub struct Config {
     pub backend_concurrency: adaptive::AdaptiveConfig,
     /// Default per-key rate limit.
     pub rate_limit: RateLimitConfig,
+    /// Limits per tenant: rate, share of the calls in flight, keys.
+    pub tenant_limits: limits::TenantLimitConfig,
+    /// The API key cache and the key store reads authentication may cost.
+    pub key_cache: auth::api_keys::KeyCacheConfig,
+    /// Bytes of request bodies the gateway buffers at once, all calls
+    /// together (REST bodies count twice: text and message). Past it new
+    /// calls are shed (`OVERLOADED`). Size it well under the pod's memory.
+    pub body_budget_bytes: usize,
+    /// The longest a request body may take to arrive, apart from the call's
+    /// deadline: a trickling body holds its slots for at most this long.
+    pub body_read_timeout_ms: u64,
+    /// Days an audit record is kept; older ones are deleted hourly. 0: kept
+    /// for ever.
+    pub audit_retention_days: u32,
     /// Origins allowed to call from a browser (gRPC-web, REST). Empty: none.
     pub cors_origins: Vec<String>,
     /// JWT bearer tokens; off unless a JWKS is configured.
@@ -121,6 +135,12 @@ impl Default for Config {
             concurrency_limit: 1024,
             backend_concurrency: adaptive::AdaptiveConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            tenant_limits: limits::TenantLimitConfig::default(),
+            key_cache: auth::api_keys::KeyCacheConfig::default(),
+            // A quarter of the 256 MiB pod limit in deploy/k8s.
+            body_budget_bytes: 64 * 1024 * 1024,
+            body_read_timeout_ms: 5_000,
+            audit_retention_days: 400,
             cors_origins: Vec::new(),
             jwt: JwtConfig::default(),
             assertion_key: Secret::default(),
@@ -142,6 +162,8 @@ pub struct Gateway {
     metrics_listener: Option<tokio::net::TcpListener>,
     audit: AuditSink,
     delay_probe: Option<tokio::task::JoinHandle<()>>,
+    jwks_refresh: Option<tokio::task::JoinHandle<()>>,
+    audit_retention: Option<Duration>,
 }
 
 /// The gateway schema's migrations (`rapport migrate gateway`).
@@ -197,18 +219,26 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
         ),
         None => None,
     };
-    let keys = Arc::new(ApiKeys::new(store.clone()));
+    let keys = Arc::new(ApiKeys::with_cache(store.clone(), &config.key_cache));
     let audit = AuditSink::start(store.clone());
     let audit_sink = audit.clone();
     let jwt = JwtVerifier::from_config(&config.jwt)
         .await
         .context("jwt")?
         .map(Arc::new);
+    let jwks_refresh = jwt
+        .as_ref()
+        .filter(|_| config.jwt.refresh_every_secs > 0)
+        .map(|jwt| {
+            jwt.clone()
+                .spawn_refresher(Duration::from_secs(config.jwt.refresh_every_secs))
+        });
     let admin = GatewayAdminServiceServer::new(admin::Handler::new(
         keys.clone(),
         store.clone(),
         audit.clone(),
         PageTokens::new(config.page_token_secret.expose().as_bytes(), error::DOMAIN),
+        config.tenant_limits.clone(),
     ))
     .max_decoding_message_size(config.server.max_message_bytes);
     let backends = Backends::start(
@@ -217,12 +247,20 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
         &config.backend_concurrency,
     )?;
     let max_delay = config.backend_concurrency.max_scheduling_delay_ms;
-    let (scheduling_delay, delay_probe) = if max_delay > 0 {
-        let (delay, probe) = adaptive::SchedulingDelay::start();
-        (Some((delay, Duration::from_millis(max_delay))), Some(probe))
+    let (cpu_gate, delay_probe) = if max_delay > 0 {
+        let (delay, probe) = adaptive::SchedulingDelay::start(Duration::from_millis(max_delay));
+        (
+            Some(adaptive::CpuGate::new(delay, &config.backend_concurrency)),
+            Some(probe),
+        )
     } else {
         (None, None)
     };
+    // Tokio caps a semaphore's permits; no budget could need more.
+    let body_budget = config.body_budget_bytes.clamp(
+        config.server.max_message_bytes + 5,
+        tokio::sync::Semaphore::MAX_PERMITS,
+    );
     let pipeline = Arc::new(Pipeline {
         catalog: catalog.clone(),
         keys: keys.clone(),
@@ -230,9 +268,14 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
         limits: RateLimits::new(
             config.rate_limit.per_second,
             config.rate_limit.burst_seconds,
+            &config.tenant_limits,
         ),
+        shares: limits::TenantShares::new(config.tenant_limits.concurrency_share),
         concurrency: Arc::new(tokio::sync::Semaphore::new(config.concurrency_limit.max(1))),
-        scheduling_delay,
+        concurrency_limit: config.concurrency_limit.max(1),
+        cpu_gate,
+        body_budget: Arc::new(tokio::sync::Semaphore::new(body_budget)),
+        body_read_timeout: Duration::from_millis(config.body_read_timeout_ms.max(1)),
         backends,
         admin,
         assertion,
@@ -321,6 +364,9 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
         metrics,
         metrics_listener,
         delay_probe,
+        jwks_refresh,
+        audit_retention: (config.audit_retention_days > 0)
+            .then(|| Duration::from_secs(u64::from(config.audit_retention_days) * 86_400)),
         audit: audit_sink,
     })
 }
@@ -358,6 +404,8 @@ impl Gateway {
             metrics_listener,
             audit,
             delay_probe,
+            jwks_refresh,
+            audit_retention,
             ..
         } = self;
         let metrics_task = metrics_listener.map(|listener| {
@@ -381,8 +429,16 @@ impl Gateway {
         });
         // CreateApiKey stores idempotency keys like every service's writes.
         let purge = rapport_store::idempotency::spawn_purger(db.clone());
+        let retention = audit_retention
+            .map(|keep| audit::spawn_retention(storage::Store::new(db.clone()), keep));
         let result = server.serve(app, shutdown).await;
-        for task in metrics_task.into_iter().chain(delay_probe).chain([purge]) {
+        for task in metrics_task
+            .into_iter()
+            .chain(delay_probe)
+            .chain(jwks_refresh)
+            .chain(retention)
+            .chain([purge])
+        {
             task.abort();
         }
         // The last calls' audit records are still queued: write them before

@@ -11,6 +11,7 @@ use std::{
 
 use bytes::Bytes;
 use chrono::Utc;
+use futures::future::BoxFuture;
 use http_body::{Frame, SizeHint};
 use rapport_kit::{AssertionKey, assertion::Claims, error::code_name};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -18,14 +19,14 @@ use tonic::{Code, Status, body::Body};
 use tower::ServiceExt as _;
 
 use crate::{
-    adaptive::SchedulingDelay,
+    adaptive::CpuGate,
     audit::AuditSink,
     auth::{AuthError, Principal, api_keys::ApiKeys, credential, jwt::JwtVerifier},
     backends::Backends,
-    call::{GrpcCall, Protocol, RequestFacts, ResponseFuture},
+    call::{Authorized, BodyError, GrpcCall, Protocol, RequestFacts, ResponseFuture, read_body},
     catalog::{Catalog, MethodInfo},
     error::{Error, to_status},
-    limits::RateLimits,
+    limits::{RateLimits, TenantShares},
     storage::AuditRecord,
 };
 
@@ -44,12 +45,20 @@ pub struct Pipeline {
     pub keys: Arc<ApiKeys>,
     /// JWT verification, when configured.
     pub jwt: Option<Arc<JwtVerifier>>,
-    /// Per-principal token buckets.
+    /// Per-principal and per-tenant token buckets.
     pub limits: RateLimits,
+    /// Each tenant's share of the calls in flight.
+    pub shares: Arc<TenantShares>,
     /// Calls in flight, gateway-wide.
     pub concurrency: Arc<Semaphore>,
-    /// The gateway's scheduling delay and the most it accepts new calls at.
-    pub scheduling_delay: Option<(Arc<SchedulingDelay>, Duration)>,
+    /// The size of `concurrency`.
+    pub concurrency_limit: usize,
+    /// Sheds while the gateway's own CPU is the bottleneck.
+    pub cpu_gate: Option<CpuGate>,
+    /// Bytes of request bodies buffered at once, across all calls.
+    pub body_budget: Arc<Semaphore>,
+    /// The longest a request body may take to arrive, whatever the deadline.
+    pub body_read_timeout: Duration,
     /// Backend pools.
     pub backends: Backends,
     /// The admin API, served in-process behind the same checks.
@@ -82,10 +91,17 @@ pub fn status_response(status: Status) -> http::Response<Body> {
 }
 
 impl Pipeline {
-    async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, AuthError> {
+    async fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<Principal, AuthError> {
         let credential = credential(headers)?;
         if credential.starts_with(crate::auth::api_keys::PREFIX) {
-            return self.keys.authenticate(credential, Utc::now()).await;
+            return self
+                .keys
+                .authenticate_from(credential, Utc::now(), peer)
+                .await;
         }
         if credential.split('.').count() == 3 {
             let Some(jwt) = &self.jwt else {
@@ -104,17 +120,100 @@ impl Pipeline {
         protocol: Protocol,
         code: Code,
     ) {
+        let Some(principal) = principal else {
+            // Anyone can send these: counted, not queued one by one.
+            self.audit
+                .refused(method, code_name(code), protocol.as_str());
+            return;
+        };
+        // The sink cleans and caps every field.
         self.audit.record(AuditRecord {
             id: uuid::Uuid::now_v7().to_string(),
             event_time: Utc::now(),
-            tenant: principal.map(|p| p.tenant.clone()).unwrap_or_default(),
-            principal: principal.map(|p| p.id.clone()).unwrap_or_default(),
-            method: method.chars().take(200).collect(),
-            resource: facts.resource.chars().take(300).collect(),
-            request_id: facts.request_id.chars().take(128).collect(),
+            tenant: principal.tenant.clone(),
+            principal: principal.id.clone(),
+            method: method.to_owned(),
+            resource: facts.resource.clone(),
+            request_id: facts.request_id.clone(),
             code: code_name(code).to_owned(),
             protocol: protocol.as_str().to_owned(),
+            count: 1,
         });
+    }
+
+    /// Authenticates the caller and checks the scope `method` declares,
+    /// auditing a refusal. The REST door calls this before it reads a body;
+    /// the gRPC path before it admits the call.
+    pub(crate) async fn authorize(
+        &self,
+        method: &MethodInfo,
+        headers: &http::HeaderMap,
+        peer: Option<std::net::IpAddr>,
+        facts: &RequestFacts,
+        protocol: Protocol,
+    ) -> Result<Principal, Status> {
+        let path = method.path.as_str();
+        let principal = match self.authenticate(headers, peer).await {
+            Ok(p) => p,
+            Err(e) => {
+                let status = to_status(Error::Auth(e));
+                tracing::debug!(method = %path, reason = e.reason(), "authentication refused");
+                self.audit(path, None, facts, protocol, status.code());
+                return Err(status);
+            }
+        };
+        match method.scope.as_deref() {
+            None => {
+                // Fail closed: an RPC whose contract declares no scope is unusable.
+                let status = to_status(Error::ScopeUndeclared);
+                self.audit(path, Some(&principal), facts, protocol, status.code());
+                Err(status)
+            }
+            Some(scope) if !principal.allows(scope) => {
+                let status = to_status(Error::ScopeMissing {
+                    scope: scope.to_owned(),
+                });
+                tracing::info!(method = %path, principal = %principal.id, "scope refused");
+                self.audit(path, Some(&principal), facts, protocol, status.code());
+                Err(status)
+            }
+            Some(_) => Ok(principal),
+        }
+    }
+
+    /// Whether the gateway's own CPU is saturated with calls queued: the
+    /// cheapest point to refuse is before any work on the call.
+    pub(crate) fn cpu_saturated(&self) -> bool {
+        self.cpu_gate.as_ref().is_some_and(|gate| {
+            let in_flight = self
+                .concurrency_limit
+                .saturating_sub(self.concurrency.available_permits());
+            gate.sheds(in_flight)
+        })
+    }
+
+    /// Reads a whole request body: within `limit` bytes, within the
+    /// body-read timeout (and `deadline`), each chunk reserved from the
+    /// gateway-wide body budget before it is kept. `charge` scales the
+    /// reservation for bodies that take more memory once parsed.
+    pub(crate) async fn read_body<B>(
+        &self,
+        body: B,
+        limit: usize,
+        deadline: tokio::time::Instant,
+        charge: u32,
+    ) -> Result<(Bytes, OwnedSemaphorePermit), BodyError>
+    where
+        B: http_body::Body<Data = Bytes> + Unpin,
+    {
+        read_body(
+            body,
+            limit,
+            deadline.min(tokio::time::Instant::now() + self.body_read_timeout),
+            &self.body_budget,
+            charge,
+        )
+        .await
     }
 
     /// Handles one gRPC request.
@@ -151,9 +250,7 @@ impl Pipeline {
             .get::<RequestFacts>()
             .cloned()
             .unwrap_or_default();
-        if let Some((delay, max)) = &self.scheduling_delay
-            && delay.current() > *max
-        {
+        if self.cpu_saturated() {
             // The gateway's own CPU is the bottleneck: refuse before spending
             // any more of it (authentication included) on this call.
             return overloaded("the gateway is at capacity; retry shortly", None);
@@ -170,55 +267,78 @@ impl Pipeline {
             }));
         }
 
-        let principal = match self.authenticate(req.headers()).await {
-            Ok(p) => p,
-            Err(e) => {
-                let status = to_status(Error::Auth(e));
-                tracing::info!(method = %path, reason = e.reason(), "authentication refused");
-                self.audit(&path, None, &facts, protocol, status.code());
-                return status_response(status);
+        // The REST door authorized the call, and took its rate-limit tokens,
+        // before it read the body.
+        let principal = match req.extensions_mut().remove::<Authorized>() {
+            Some(Authorized(p)) => p,
+            None => {
+                let principal = match self
+                    .authorize(
+                        &method,
+                        req.headers(),
+                        peer(req.extensions()),
+                        &facts,
+                        protocol,
+                    )
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(status) => return throttled_response(status),
+                };
+                if let Err(wait) = self.limits.check(&principal) {
+                    return rate_limited(wait);
+                }
+                principal
             }
         };
-        match method.scope.as_deref() {
-            None => {
-                // Fail closed: an RPC whose contract declares no scope is unusable.
-                let status = to_status(Error::ScopeUndeclared);
-                self.audit(&path, Some(&principal), &facts, protocol, status.code());
-                return status_response(status);
-            }
-            Some(scope) if !principal.allows(scope) => {
-                let status = to_status(Error::ScopeMissing {
-                    scope: scope.to_owned(),
-                });
-                tracing::info!(method = %path, principal = %principal.id, "scope refused");
-                self.audit(&path, Some(&principal), &facts, protocol, status.code());
-                return status_response(status);
-            }
-            Some(_) => {}
-        }
-        if let Err(wait) = self.limits.check(&principal) {
-            return rate_limited(wait);
-        }
+        // The rpc span's tenant, from the authenticated principal only.
+        tracing::Span::current().record("tenant", principal.tenant.as_str());
         // Shed at once: a call refused now can be retried elsewhere; one
-        // queued behind an overload would only time out.
+        // queued behind an overload would only time out. A tenant holding
+        // its share of the slots is refused before it takes the others'.
+        let Some(tenant_slot) = self
+            .shares
+            .try_take(&principal.tenant, "", self.concurrency_limit)
+        else {
+            return overloaded(
+                "this tenant has its share of the gateway's calls in flight; retry shortly",
+                None,
+            );
+        };
         let Ok(permit) = self.concurrency.clone().try_acquire_owned() else {
             return overloaded("the gateway is at capacity; retry shortly", None);
         };
         // Admitted before the body is read: shedding then costs the least
         // (measured at 2x overload: admitted p99 38 ms this way, 0.5-2.8 s
-        // when the body was read first). A unary body is small and capped.
-        let admission = match self.backends.limit(&method.service) {
-            Some(limit) => match limit.try_admit() {
-                Some(admission) => Some(admission),
-                None => {
+        // when the body was read first). A unary body is small and capped,
+        // and must arrive within the body-read timeout.
+        let (admission, backend_slot) = match self.backends.limit(&method.service) {
+            Some(limit) => {
+                let Some(slot) =
+                    self.shares
+                        .try_take(&principal.tenant, &method.service, limit.current())
+                else {
                     return overloaded(
-                        &format!("{} is at capacity; retry shortly", method.service),
+                        &format!(
+                            "this tenant has its share of {}'s capacity in flight; retry shortly",
+                            method.service
+                        ),
                         Some(&method.service),
                     );
+                };
+                match limit.try_admit() {
+                    Some(admission) => (Some(admission), Some(slot)),
+                    None => {
+                        return overloaded(
+                            &format!("{} is at capacity; retry shortly", method.service),
+                            Some(&method.service),
+                        );
+                    }
                 }
-            },
-            None => None,
+            }
+            None => (None, None),
         };
+        let slots = (permit, tenant_slot, backend_slot);
         // Only unary round trips say how long the backend's queue is.
         let measured =
             !method.descriptor.is_client_streaming() && !method.descriptor.is_server_streaming();
@@ -232,36 +352,39 @@ impl Pipeline {
             + timeout
                 .saturating_sub(rapport_kit::deadline::MARGIN)
                 .max(Duration::from_millis(1));
+        // Held until the backend has answered: the bytes are in flight until then.
+        let mut body_reserved = None;
         if !method.descriptor.is_client_streaming() {
             // A unary request is one message: read it whole (bounded) so an
             // oversized one is refused here with a clear error, before any
             // backend spends effort on it. The bytes are not decoded.
             let (parts, body) = req.into_parts();
             let limit = self.max_message_bytes + 5;
-            // Within the call's deadline: a client trickling its body must
-            // not hold its backend slot for longer than the call may last.
-            let collect =
-                http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit));
-            let Ok(collected) = tokio::time::timeout_at(deadline, collect).await else {
-                return status_response(to_status(Error::BodyTooSlow));
-            };
-            match collected {
-                Ok(collected) => {
+            match self.read_body(body, limit, deadline, 1).await {
+                Ok((bytes, reserved)) => {
+                    body_reserved = Some(reserved);
                     req = http::Request::from_parts(
                         parts,
-                        Body::new(http_body_util::Full::new(collected.to_bytes())),
+                        Body::new(http_body_util::Full::new(bytes)),
                     );
                 }
-                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                Err(BodyError::TooLarge) => {
                     let status = to_status(Error::RequestTooLarge {
                         limit: self.max_message_bytes,
                     });
-                    if method.is_mutating() {
+                    if method.is_audited() {
                         self.audit(&path, Some(&principal), &facts, protocol, status.code());
                     }
                     return status_response(status);
                 }
-                Err(_) => {
+                Err(BodyError::TooSlow) => return status_response(to_status(Error::BodyTooSlow)),
+                Err(BodyError::OverBudget) => {
+                    return overloaded(
+                        "the gateway's memory for request bodies is in use; retry shortly",
+                        None,
+                    );
+                }
+                Err(BodyError::Aborted) => {
                     return status_response(to_status(Error::RequestAborted));
                 }
             }
@@ -271,44 +394,67 @@ impl Pipeline {
         if method.service == ADMIN_SERVICE {
             req.extensions_mut().insert(principal.clone());
         }
-        let forwarded = self.forward(&method, req);
-        let response = match tokio::time::timeout(timeout, forwarded).await {
-            Ok(resp) => resp,
-            Err(_) => status_response(to_status(Error::DeadlineExceeded)),
-        };
-
-        let audited = method.is_mutating();
-        let header_code = grpc_code(response.headers());
-        if let Some(code) = header_code {
-            // Trailers-only response: the outcome is known now.
-            if audited {
-                self.audit(&path, Some(&principal), &facts, protocol, code);
-            }
-            if let Some(admission) = admission {
-                admission.finish(code, measured);
-            }
-            drop(permit);
-            return response;
-        }
+        let audited = method.is_audited();
         let me = self.clone();
-        let on_done: Option<Box<dyn FnOnce(Code) + Send>> = Some(Box::new(move |code| {
-            if let Some(admission) = admission {
-                admission.finish(code, measured);
+        let flight = async move {
+            let forwarded = me.forward(&method, req);
+            let response = match tokio::time::timeout(timeout, forwarded).await {
+                Ok(resp) => resp,
+                Err(_) => status_response(to_status(Error::DeadlineExceeded)),
+            };
+
+            drop(body_reserved);
+
+            let header_code = grpc_code(response.headers());
+            if let Some(code) = header_code {
+                // Trailers-only response: the outcome is known now.
+                if audited {
+                    me.audit(&path, Some(&principal), &facts, protocol, code);
+                }
+                if let Some(admission) = admission {
+                    admission.finish(code, measured);
+                }
+                drop(slots);
+                return response;
             }
-            me.metrics
-                .observe(&route, code_name(code), started.elapsed());
-            if audited {
-                me.audit(&path, Some(&principal), &facts, protocol, code);
-            }
-        }));
-        response.map(|body| {
-            Body::new(ObservedBody {
-                inner: body,
-                code: None,
-                permit: Some(permit),
-                on_done,
+            let observer = me.clone();
+            let on_done: Option<Box<dyn FnOnce(Code) + Send>> = Some(Box::new(move |code| {
+                if let Some(admission) = admission {
+                    admission.finish(code, measured);
+                }
+                observer
+                    .metrics
+                    .observe(&route, code_name(code), started.elapsed());
+                if audited {
+                    observer.audit(&path, Some(&principal), &facts, protocol, code);
+                }
+            }));
+            response.map(|body| {
+                Body::new(ObservedBody {
+                    inner: Some(body),
+                    code: None,
+                    slots: Some(Box::new(slots)),
+                    on_done,
+                    deadline,
+                    drain_on_drop: audited,
+                })
             })
-        })
+        };
+        if !audited {
+            return flight.await;
+        }
+        // An audited call runs to its end (or its deadline) even when the
+        // client goes away: a write the backend has started may commit, and
+        // the record must say what the backend did, not that the client left.
+        // If nobody takes the response, dropping it reads the rest of the
+        // backend's answer for the outcome (see ObservedBody).
+        match tokio::spawn(flight).await {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::error!(error = %e, "forwarding task failed");
+                status_response(to_status(Error::Internal("forwarding task failed".into())))
+            }
+        }
     }
 
     async fn forward(&self, method: &MethodInfo, req: http::Request<Body>) -> http::Response<Body> {
@@ -417,17 +563,24 @@ fn grpc_code(headers: &http::HeaderMap) -> Option<Code> {
 }
 
 /// A response body that reports the call's final status when the stream
-/// ends (or the client goes away) and releases the concurrency permit then.
+/// ends and releases the call's slots then. When the client goes away
+/// before the end, the rest of the backend's answer is still read (until the
+/// deadline) in the background: the audit log records what the backend did
+/// (an erase that committed is OK), not that the client left.
 struct ObservedBody {
-    inner: Body,
+    inner: Option<Body>,
     code: Option<Code>,
-    permit: Option<OwnedSemaphorePermit>,
+    slots: Option<Box<dyn Send + Sync>>,
     on_done: Option<Box<dyn FnOnce(Code) + Send>>,
+    deadline: tokio::time::Instant,
+    /// Read the rest of an abandoned answer for its outcome (audited calls);
+    /// otherwise dropping it cancels the backend's call, as the client did.
+    drain_on_drop: bool,
 }
 
 impl ObservedBody {
     fn finish(&mut self, fallback: Code) {
-        self.permit.take();
+        self.slots.take();
         if let Some(f) = self.on_done.take() {
             f(self.code.unwrap_or(fallback));
         }
@@ -436,8 +589,40 @@ impl ObservedBody {
 
 impl Drop for ObservedBody {
     fn drop(&mut self) {
-        // Dropped before the end: the client went away.
-        self.finish(Code::Cancelled);
+        let Some(on_done) = self.on_done.take() else {
+            return;
+        };
+        let runtime = tokio::runtime::Handle::try_current()
+            .ok()
+            .filter(|_| self.drain_on_drop);
+        let (Some(inner), Some(runtime)) = (self.inner.take(), runtime) else {
+            on_done(self.code.unwrap_or(Code::Cancelled));
+            return;
+        };
+        // Dropped before the end: the client went away. Learn the backend's
+        // outcome from the rest of its answer.
+        let slots = self.slots.take();
+        let (known, deadline) = (self.code, self.deadline);
+        runtime.spawn(async move {
+            let rest = tokio::time::timeout_at(deadline, async move {
+                let mut inner = inner;
+                let mut code = known;
+                while let Some(frame) = http_body_util::BodyExt::frame(&mut inner).await {
+                    match frame {
+                        Ok(frame) => {
+                            if let Some(trailers) = frame.trailers_ref() {
+                                code = grpc_code(trailers).or(code);
+                            }
+                        }
+                        Err(status) => return Some(status.code()),
+                    }
+                }
+                code
+            })
+            .await;
+            drop(slots);
+            on_done(rest.ok().flatten().unwrap_or(Code::Cancelled));
+        });
     }
 }
 
@@ -450,7 +635,10 @@ impl http_body::Body for ObservedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref() {
                     this.code = grpc_code(trailers).or(this.code);
@@ -459,10 +647,12 @@ impl http_body::Body for ObservedBody {
             }
             Poll::Ready(Some(Err(e))) => {
                 this.code = Some(e.code());
+                this.inner = None;
                 this.finish(Code::Unknown);
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
+                this.inner = None;
                 this.finish(Code::Unknown);
                 Poll::Ready(None)
             }
@@ -471,12 +661,37 @@ impl http_body::Body for ObservedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
     }
+}
+
+/// The client's address, as the server saw the connection (never a header
+/// the client sets).
+fn peer(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
+    extensions
+        .get::<tonic::transport::server::TcpConnectInfo>()
+        .and_then(|info| info.remote_addr())
+        .map(|addr| addr.ip())
+}
+
+/// A refusal as a response; an authentication throttle also tells gRPC
+/// clients when to retry.
+fn throttled_response(status: Status) -> http::Response<Body> {
+    let throttled = status.code() == Code::ResourceExhausted;
+    let mut resp = status_response(status);
+    if throttled {
+        resp.headers_mut().insert(
+            "grpc-retry-pushback-ms",
+            http::HeaderValue::from_static("1000"),
+        );
+    }
+    resp
 }
 
 /// The pipeline as the REST transcoder's way into the gateway.
@@ -486,5 +701,50 @@ pub struct PipelineCall(pub Arc<Pipeline>);
 impl GrpcCall for PipelineCall {
     fn call(&self, request: http::Request<Body>) -> ResponseFuture {
         Box::pin(self.0.clone().handle(request))
+    }
+
+    fn authorize<'a>(
+        &'a self,
+        method: &'a MethodInfo,
+        parts: &'a http::request::Parts,
+    ) -> BoxFuture<'a, Result<Option<Authorized>, Status>> {
+        Box::pin(async move {
+            if self.0.cpu_saturated() {
+                return Err(to_status(Error::Overloaded {
+                    message: "the gateway is at capacity; retry shortly".to_owned(),
+                    backend: None,
+                }));
+            }
+            let principal = self
+                .0
+                .authorize(
+                    method,
+                    &parts.headers,
+                    peer(&parts.extensions),
+                    &RequestFacts::default(),
+                    Protocol::Rest,
+                )
+                .await?;
+            // A caller over its rate gets no body read either.
+            self.0
+                .limits
+                .check(&principal)
+                .map_err(|wait| to_status(Error::RateLimited { wait }))?;
+            Ok(Some(Authorized(principal)))
+        })
+    }
+
+    fn read_body(
+        &self,
+        body: axum::body::Body,
+        limit: usize,
+        charge: u32,
+    ) -> BoxFuture<'_, Result<(Bytes, OwnedSemaphorePermit), BodyError>> {
+        Box::pin(self.0.read_body(
+            body,
+            limit,
+            tokio::time::Instant::now() + self.0.max_timeout,
+            charge,
+        ))
     }
 }

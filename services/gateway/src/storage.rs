@@ -52,6 +52,7 @@ mod audit_events {
         pub request_id: String,
         pub code: String,
         pub protocol: String,
+        pub count: i32,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -106,6 +107,9 @@ pub struct AuditRecord {
     pub code: String,
     /// grpc, grpc-web or rest.
     pub protocol: String,
+    /// How many calls the record stands for: 1, or more for an aggregate of
+    /// refused authentications.
+    pub count: u32,
 }
 
 /// Filters of the audit log.
@@ -147,6 +151,7 @@ fn to_audit(m: audit_events::Model) -> AuditRecord {
         request_id: m.request_id,
         code: m.code,
         protocol: m.protocol,
+        count: m.count.max(1) as u32,
     }
 }
 
@@ -211,6 +216,16 @@ impl Store {
         txn.commit().await.map_err(failed)
     }
 
+    /// How many keys of `tenant` are not revoked.
+    pub async fn active_keys(&self, tenant: &str) -> Result<u64, DbErr> {
+        use sea_orm::PaginatorTrait as _;
+        api_keys::Entity::find()
+            .filter(api_keys::Column::Tenant.eq(tenant))
+            .filter(api_keys::Column::Revoked.eq(false))
+            .count(&self.db.reader)
+            .await
+    }
+
     /// One key by id.
     pub async fn key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, DbErr> {
         Ok(rapport_store::by_key(
@@ -272,12 +287,13 @@ impl Store {
         Ok(())
     }
 
-    /// Appends audit records in one transaction.
+    /// Appends audit records in one statement.
     pub async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), DbErr> {
         if records.is_empty() {
             return Ok(());
         }
         let rows = records.iter().map(|r| audit_events::ActiveModel {
+            count: Set(i32::try_from(r.count).unwrap_or(i32::MAX)),
             id: Set(r.id.clone()),
             event_time: Set(micros(r.event_time)),
             tenant: Set(r.tenant.clone()),
@@ -292,6 +308,27 @@ impl Store {
             .exec(&self.db.writer)
             .await?;
         Ok(())
+    }
+
+    /// Deletes up to `limit` audit records older than `before`, oldest
+    /// first; how many it deleted. Bounded, so a purge never holds SQLite's
+    /// one writer for long: call it again while it returns `limit`.
+    pub async fn purge_audit(&self, before: DateTime<Utc>, limit: u64) -> Result<u64, DbErr> {
+        use audit_events::Column as C;
+        // One statement: the oldest `limit` ids and their deletion, atomic
+        // and on the writer (a reader may not see the last purge yet).
+        let oldest = sea_orm::sea_query::Query::select()
+            .column(C::Id)
+            .from(audit_events::Entity)
+            .and_where(C::EventTime.lt(micros(before)))
+            .order_by(C::EventTime, sea_orm::Order::Asc)
+            .limit(limit)
+            .to_owned();
+        let deleted = audit_events::Entity::delete_many()
+            .filter(C::Id.in_subquery(oldest))
+            .exec(&self.db.writer)
+            .await?;
+        Ok(deleted.rows_affected)
     }
 
     /// Audit records newest first, after the `(event_time µs, id)` cursor.

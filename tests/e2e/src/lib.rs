@@ -36,6 +36,10 @@ pub struct Stack {
     pub metrics: SocketAddr,
     /// Platform admin key (tenant `acme`).
     pub admin_key: String,
+    /// The gateway's database (to look at the audit log or take it away).
+    pub gateway_db: rapport_store::Db,
+    /// Which database the stack runs on: `sqlite` or `postgres`.
+    pub backend: &'static str,
     keys: std::sync::Arc<rapport_gateway::auth::api_keys::ApiKeys>,
     // Held for their Drop: the gateway stops first, then profiles, and the
     // databases go last.
@@ -128,6 +132,8 @@ pub async fn start_with(options: Options) -> Stack {
     let gateway_addr = gateway.local_addr();
     let metrics = gateway.metrics_addr().expect("metrics listener");
     let keys = gateway.keys().clone();
+    let gateway_db_handle = gateway.db().clone();
+    let backend = gateway_db.backend_name();
     let gateway_running = Running::start(move |s| gateway.serve(s));
     let admin_key = issue(&keys, "acme", &["admin", "platform"], None, 0).await;
     let channel = rapport_testkit::connect(gateway_addr)
@@ -139,6 +145,8 @@ pub async fn start_with(options: Options) -> Stack {
         profiles: profiles_addr,
         metrics,
         admin_key,
+        gateway_db: gateway_db_handle,
+        backend,
         keys,
         _gateway_running: Some(gateway_running),
         _profiles_running: Some(profiles_running),
@@ -198,6 +206,11 @@ impl Stack {
             0,
         )
         .await
+    }
+
+    /// The gateway's API key verifier (its cache statistics).
+    pub fn keys(&self) -> &rapport_gateway::auth::api_keys::ApiKeys {
+        &self.keys
     }
 
     /// A profiles client through the gateway.

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_gateway;
 mod m20261122_000002_idempotency_subject_first;
+mod m20261202_000003_audit_count;
 
 /// All gateway migrations, oldest first.
 #[derive(Debug)]
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_create_gateway::Migration),
             Box::new(m20261122_000002_idempotency_subject_first::Migration),
+            Box::new(m20261202_000003_audit_count::Migration),
         ]
     }
 

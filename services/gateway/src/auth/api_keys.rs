@@ -3,13 +3,20 @@
 //! only its SHA-256 is stored. A fast hash is right here: the secret is
 //! random, not a password, so there is nothing to brute-force.
 use std::{
-    collections::HashMap,
-    sync::Mutex,
+    net::IpAddr,
+    num::NonZeroU32,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use chrono::{DateTime, Utc};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use hashlink::LruCache;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use rapport_usecase::{Idempotency, Outcome, Tenant, Write, write::MAX_ATTEMPTS};
@@ -29,6 +36,8 @@ const KEY_ID_LEN: usize = 16;
 const CACHE_TTL: Duration = Duration::from_secs(5);
 /// `last_use_time` is written at most this often per key.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
+/// Client addresses whose lookup budgets are remembered.
+const PEERS: usize = 4_096;
 
 /// A key to create.
 #[derive(Debug, Clone)]
@@ -89,16 +98,81 @@ pub fn valid_scope(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '_')
 }
 
+/// Bounds of the key cache and of the key store reads that authentication
+/// may cost.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyCacheConfig {
+    /// Keys that exist, cached (least recently used evicted first).
+    pub entries: usize,
+    /// Key ids that do not exist, cached apart, so guessed ids cannot evict
+    /// real keys.
+    pub unknown_entries: usize,
+    /// Key store reads per second, gateway-wide, for key ids never seen to
+    /// exist. Past it a guessed id is refused (`AUTH_THROTTLED`) without a
+    /// read; keys seen before are always re-read.
+    pub unknown_lookups_per_second: u32,
+    /// The same, per client address: one client flooding guessed keys
+    /// spends its own share, not everyone's.
+    pub unknown_lookups_per_peer_per_second: u32,
+}
+
+impl Default for KeyCacheConfig {
+    fn default() -> Self {
+        Self {
+            entries: 10_000,
+            unknown_entries: 4_096,
+            unknown_lookups_per_second: 50,
+            unknown_lookups_per_peer_per_second: 10,
+        }
+    }
+}
+
 struct Cached {
     fetched: Instant,
-    record: Option<ApiKeyRecord>,
+    record: ApiKeyRecord,
     touched: Option<Instant>,
+}
+
+/// Both caches, under one lock: a key moves from one to the other.
+struct Caches {
+    known: LruCache<String, Cached>,
+    /// When each unknown key id was last found missing.
+    unknown: LruCache<String, Instant>,
+}
+
+/// How big the caches are and how often the store was read (for tests and
+/// diagnostics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Cached keys that exist.
+    pub known: usize,
+    /// Cached ids that do not.
+    pub unknown: usize,
+    /// Key store reads by authentication since start.
+    pub store_reads: u64,
 }
 
 /// Issues and verifies API keys.
 pub struct ApiKeys {
     store: Store,
-    cache: Mutex<HashMap<String, Cached>>,
+    cache: Mutex<Caches>,
+    /// Reads for ids never seen to exist: what a flood of guessed keys costs.
+    unknown_lookups: DefaultDirectRateLimiter,
+    /// The same per client address (bounded: least recently seen evicted).
+    peer_lookups: Mutex<LruCache<IpAddr, Arc<DefaultDirectRateLimiter>>>,
+    peer_quota: Quota,
+    store_reads: AtomicU64,
+}
+
+/// What the cache says about a key id.
+enum Cache {
+    /// Fresh: the key, or `None` when it does not exist.
+    Fresh(Option<ApiKeyRecord>),
+    /// Known to exist, due for a re-read.
+    Stale,
+    /// Never seen, or long gone.
+    Unseen,
 }
 
 impl std::fmt::Debug for ApiKeys {
@@ -108,11 +182,72 @@ impl std::fmt::Debug for ApiKeys {
 }
 
 impl ApiKeys {
-    /// Keys kept in `store`.
+    /// Keys kept in `store`, with the default cache bounds.
     pub fn new(store: Store) -> Self {
+        Self::with_cache(store, &KeyCacheConfig::default())
+    }
+
+    /// Keys kept in `store`, cached within `config`'s bounds.
+    pub fn with_cache(store: Store, config: &KeyCacheConfig) -> Self {
+        let rate =
+            NonZeroU32::new(config.unknown_lookups_per_second.max(1)).expect("max(1) is non-zero");
         Self {
             store,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Caches {
+                known: LruCache::new(config.entries.max(1)),
+                unknown: LruCache::new(config.unknown_entries.max(1)),
+            }),
+            // A burst of two seconds' worth: a replica that just started
+            // reads its callers' keys without refusing any.
+            unknown_lookups: RateLimiter::direct(
+                Quota::per_second(rate)
+                    .allow_burst(NonZeroU32::new(rate.get().saturating_mul(2)).unwrap_or(rate)),
+            ),
+            peer_lookups: Mutex::new(LruCache::new(PEERS)),
+            peer_quota: {
+                let rate = NonZeroU32::new(config.unknown_lookups_per_peer_per_second.max(1))
+                    .expect("max(1) is non-zero");
+                Quota::per_second(rate)
+                    .allow_burst(NonZeroU32::new(rate.get().saturating_mul(2)).unwrap_or(rate))
+            },
+            store_reads: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a read for a never-seen key id fits the budgets: the
+    /// client's own first, then the gateway's.
+    fn may_look_up(&self, peer: Option<IpAddr>) -> bool {
+        if let Some(peer) = peer {
+            let limiter = {
+                let mut peers = self.peer_lookups.lock().unwrap_or_else(|p| p.into_inner());
+                match peers.get(&peer) {
+                    Some(l) => l.clone(),
+                    None => {
+                        let l = Arc::new(RateLimiter::direct(self.peer_quota));
+                        peers.insert(peer, l.clone());
+                        l
+                    }
+                }
+            };
+            if limiter.check().is_err() {
+                return false;
+            }
+        }
+        self.unknown_lookups.check().is_ok()
+    }
+
+    fn caches(&self) -> std::sync::MutexGuard<'_, Caches> {
+        // Plain maps: a panic elsewhere cannot leave them torn.
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Cache sizes and store reads.
+    pub fn cache_stats(&self) -> CacheStats {
+        let caches = self.caches();
+        CacheStats {
+            known: caches.known.len(),
+            unknown: caches.unknown.len(),
+            store_reads: self.store_reads.load(Ordering::Relaxed),
         }
     }
 
@@ -163,6 +298,16 @@ impl ApiKeys {
                 .await;
             match w.finish(outcome, record.key_id.clone()).await? {
                 Outcome::Done(id) if id == record.key_id => {
+                    // Known here from now on: its first call needs no read,
+                    // and is never taken for a guess.
+                    self.caches().known.insert(
+                        record.key_id.clone(),
+                        Cached {
+                            fetched: Instant::now(),
+                            record: record.clone(),
+                            touched: None,
+                        },
+                    );
                     return Ok(IssuedKey { record, secret });
                 }
                 Outcome::Done(winner) => return self.without_secret(&winner).await,
@@ -186,7 +331,24 @@ impl ApiKeys {
 
     /// Drops a key from the cache (after revocation).
     pub fn forget(&self, key_id: &str) {
-        self.cache.lock().expect("cache lock").remove(key_id);
+        let mut caches = self.caches();
+        caches.known.remove(key_id);
+        caches.unknown.remove(key_id);
+    }
+
+    fn lookup(&self, key_id: &str) -> Cache {
+        let mut caches = self.caches();
+        if let Some(c) = caches.known.get(key_id) {
+            return if c.fetched.elapsed() < CACHE_TTL {
+                Cache::Fresh(Some(c.record.clone()))
+            } else {
+                Cache::Stale
+            };
+        }
+        match caches.unknown.get(key_id) {
+            Some(missing) if missing.elapsed() < CACHE_TTL => Cache::Fresh(None),
+            _ => Cache::Unseen,
+        }
     }
 
     /// Verifies a credential of the API key shape.
@@ -195,31 +357,50 @@ impl ApiKeys {
         credential: &str,
         now: DateTime<Utc>,
     ) -> Result<Principal, AuthError> {
+        self.authenticate_from(credential, now, None).await
+    }
+
+    /// Verifies a credential sent from `peer` (its address, when known).
+    pub async fn authenticate_from(
+        &self,
+        credential: &str,
+        now: DateTime<Utc>,
+        peer: Option<IpAddr>,
+    ) -> Result<Principal, AuthError> {
         let key_id = key_id(credential).ok_or(AuthError::Malformed)?.to_owned();
-        let cached = {
-            let cache = self.cache.lock().expect("cache lock");
-            cache
-                .get(&key_id)
-                .filter(|c| c.fetched.elapsed() < CACHE_TTL)
-                .map(|c| c.record.clone())
-        };
-        let record = match cached {
-            Some(r) => r,
-            None => {
+        let record = match self.lookup(&key_id) {
+            Cache::Fresh(r) => r,
+            state => {
+                // Guessed ids are what a flood is made of: past the budget
+                // they cost no read. Keys seen to exist are always re-read,
+                // so a flood cannot lock real callers out.
+                if matches!(state, Cache::Unseen) && !self.may_look_up(peer) {
+                    return Err(AuthError::Throttled);
+                }
+                self.store_reads.fetch_add(1, Ordering::Relaxed);
                 let r = self.store.key(&key_id).await.map_err(|e| {
                     tracing::warn!(error = %e, "api key lookup failed");
                     AuthError::Unavailable
                 })?;
-                let mut cache = self.cache.lock().expect("cache lock");
-                let touched = cache.get(&key_id).and_then(|c| c.touched);
-                cache.insert(
-                    key_id.clone(),
-                    Cached {
-                        fetched: Instant::now(),
-                        record: r.clone(),
-                        touched,
-                    },
-                );
+                let mut caches = self.caches();
+                match &r {
+                    Some(record) => {
+                        let touched = caches.known.get(&key_id).and_then(|c| c.touched);
+                        caches.unknown.remove(&key_id);
+                        caches.known.insert(
+                            key_id.clone(),
+                            Cached {
+                                fetched: Instant::now(),
+                                record: record.clone(),
+                                touched,
+                            },
+                        );
+                    }
+                    None => {
+                        caches.known.remove(&key_id);
+                        caches.unknown.insert(key_id.clone(), Instant::now());
+                    }
+                }
                 r
             }
         };
@@ -245,8 +426,8 @@ impl ApiKeys {
     /// Writes `last_use_time` in the background, at most once a minute per key.
     fn touch(&self, key_id: &str, now: DateTime<Utc>) {
         {
-            let mut cache = self.cache.lock().expect("cache lock");
-            let Some(entry) = cache.get_mut(key_id) else {
+            let mut caches = self.caches();
+            let Some(entry) = caches.known.get_mut(key_id) else {
                 return;
             };
             if entry.touched.is_some_and(|t| t.elapsed() < TOUCH_EVERY) {

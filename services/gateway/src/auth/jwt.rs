@@ -83,6 +83,11 @@ pub struct JwtConfig {
     pub algorithms: Vec<String>,
     /// Clock skew tolerated on `exp` and `nbf`, in seconds (at most 300).
     pub leeway_secs: u64,
+    /// How often the JWKS is reloaded from its source, seconds; 0: only on
+    /// an unknown key id. Without it, a key the issuer withdraws (a
+    /// compromised one, replaced under an existing key id or not replaced
+    /// at all) stays trusted until the gateway restarts.
+    pub refresh_every_secs: u64,
 }
 
 impl Default for JwtConfig {
@@ -96,6 +101,7 @@ impl Default for JwtConfig {
             scopes_claim: "scope".to_owned(),
             algorithms: vec!["RS256".to_owned(), "ES256".to_owned(), "EdDSA".to_owned()],
             leeway_secs: 30,
+            refresh_every_secs: 300,
         }
     }
 }
@@ -242,6 +248,19 @@ impl JwtVerifier {
                 "JWKS reload failed; keeping the current keys"
             ),
         }
+    }
+
+    /// Reloads the JWKS every `every` (the first time after `every`), until
+    /// the returned task is aborted.
+    pub fn spawn_refresher(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                self.refresh().await;
+            }
+        })
     }
 
     /// Whether new keys were swapped in.
@@ -1458,6 +1477,35 @@ mod tests {
         assert!(verifier.verify_with_refresh(&rotated).await.is_ok());
         server.await.unwrap();
         assert!(verifier.verify(&rotated).is_ok());
+    }
+
+    #[tokio::test]
+    async fn periodic_refresh_drops_a_withdrawn_key() {
+        let (url, server) = serve_jwks(vec![
+            (JWKS.to_owned(), false),
+            (jwks_with(&["ec-1"]), false),
+        ])
+        .await;
+        let config = JwtConfig {
+            jwks_url: Some(url),
+            ..config()
+        };
+        let mut verifier = JwtVerifier::from_config(&config).await.unwrap().unwrap();
+        assert!(verifier.verify(&rs256(&claims())).is_ok());
+        verifier.min_refresh_interval = Duration::ZERO;
+        let verifier = Arc::new(verifier);
+        // The issuer withdraws rsa-1; no token names an unknown key id.
+        let refresher = verifier.clone().spawn_refresher(Duration::from_millis(20));
+        server.await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while verifier.verify(&rs256(&claims())).is_ok() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        refresher.abort();
+        assert_eq!(
+            verifier.verify(&rs256(&claims())),
+            Err(AuthError::InvalidToken("unknown key id"))
+        );
     }
 
     #[tokio::test]

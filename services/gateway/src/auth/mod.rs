@@ -47,6 +47,9 @@ pub enum AuthError {
     JwtDisabled,
     /// The credential store could not be reached.
     Unavailable,
+    /// Too many lookups of unknown API keys right now: refused without
+    /// reading the key store.
+    Throttled,
 }
 
 impl AuthError {
@@ -61,6 +64,7 @@ impl AuthError {
             AuthError::InvalidToken(_) => "TOKEN_INVALID",
             AuthError::JwtDisabled => "TOKEN_INVALID",
             AuthError::Unavailable => "AUTH_UNAVAILABLE",
+            AuthError::Throttled => "AUTH_THROTTLED",
         }
     }
 }

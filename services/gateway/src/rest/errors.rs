@@ -24,6 +24,9 @@ use super::template::percent_decode;
 /// `ErrorInfo.domain` of errors the REST door raises itself; the gateway's.
 pub(crate) use crate::error::DOMAIN;
 
+/// The field path of violations about the HTTP body as a whole.
+pub(crate) const BODY_FIELD: &str = "body";
+
 /// The HTTP status of a gRPC code, as Google's REST APIs map it.
 pub(crate) fn http_status(code: Code) -> StatusCode {
     match code {
@@ -148,6 +151,18 @@ impl RestError {
         Self::from_status(
             &ErrorBuilder::new(code, DOMAIN, reason)
                 .message(message)
+                .build(),
+        )
+    }
+
+    /// INVALID_ARGUMENT about the request body as a whole: an `ErrorInfo`
+    /// reason and a field violation whose path is `body`.
+    pub(crate) fn invalid_body(reason: &'static str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::from_status(
+            &ErrorBuilder::new(Code::InvalidArgument, DOMAIN, reason)
+                .message(message.clone())
+                .violations(FieldViolations::single(BODY_FIELD, message))
                 .build(),
         )
     }

@@ -20,7 +20,10 @@ use http::{HeaderValue, StatusCode, header};
 use prost_reflect::DescriptorPool;
 use tonic::Code;
 
-use crate::{call::GrpcCall, catalog::Catalog};
+use crate::{
+    call::{BodyError, GrpcCall},
+    catalog::Catalog,
+};
 
 mod errors;
 mod openapi;
@@ -94,39 +97,63 @@ async fn transcode_call(State(rest): State<Arc<Rest>>, request: Request) -> Resp
             return RestError::route_not_found(&parts.method, path).into_response();
         }
     };
-    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(body) => body,
-        Err(err) => {
-            let too_large = err.into_inner().is::<http_body_util::LengthLimitError>();
-            return if too_large {
-                RestError::gateway(
-                    Code::InvalidArgument,
-                    "REQUEST_TOO_LARGE",
-                    format!("the request body exceeds {MAX_BODY_BYTES} bytes"),
-                )
-                .with_http(StatusCode::PAYLOAD_TOO_LARGE)
-            } else {
-                RestError::gateway(
-                    Code::InvalidArgument,
-                    "UNREADABLE_BODY",
-                    "the request body could not be read",
-                )
-            }
-            .into_response();
-        }
+    // Who is calling, before a byte of the body is read: an unauthenticated
+    // request costs its headers and nothing more.
+    let authorized = match rest.calls.authorize(&route.method, &parts).await {
+        Ok(authorized) => authorized,
+        Err(status) => return RestError::from_status(&status).into_response(),
     };
-    if !body.is_empty()
-        && let Some(content_type) = parts.headers.get(header::CONTENT_TYPE)
+    if let Some(content_type) = parts.headers.get(header::CONTENT_TYPE)
         && !is_json(content_type)
+        && !body_is_empty(&body)
     {
-        return RestError::gateway(
-            Code::InvalidArgument,
+        return RestError::invalid_body(
             "UNSUPPORTED_MEDIA_TYPE",
             "the request body must be application/json",
         )
         .with_http(StatusCode::UNSUPPORTED_MEDIA_TYPE)
         .into_response();
     }
+    // Charged twice its size against the gateway's body budget: the JSON
+    // text and the message built from it are both held until the call is
+    // sent.
+    let (body, _reserved) = match rest.calls.read_body(body, MAX_BODY_BYTES, 2).await {
+        Ok(read) => read,
+        Err(BodyError::TooLarge) => {
+            return RestError::invalid_body(
+                "REQUEST_TOO_LARGE",
+                format!("the request body exceeds {MAX_BODY_BYTES} bytes"),
+            )
+            .with_http(StatusCode::PAYLOAD_TOO_LARGE)
+            .into_response();
+        }
+        Err(BodyError::TooSlow) => {
+            return RestError::gateway(
+                Code::DeadlineExceeded,
+                "BODY_TOO_SLOW",
+                "the request body did not arrive in time",
+            )
+            .with_http(StatusCode::REQUEST_TIMEOUT)
+            .into_response();
+        }
+        Err(BodyError::OverBudget) => {
+            let mut error = RestError::gateway(
+                Code::ResourceExhausted,
+                "OVERLOADED",
+                "the gateway's memory for request bodies is in use; retry shortly",
+            );
+            error.retry_after = Some(1);
+            return error.into_response();
+        }
+        Err(BodyError::Aborted) => {
+            return RestError::gateway(
+                Code::InvalidArgument,
+                "UNREADABLE_BODY",
+                "the request body could not be read",
+            )
+            .into_response();
+        }
+    };
     transcode::call(
         rest.calls.as_ref(),
         &rest.pool,
@@ -134,8 +161,15 @@ async fn transcode_call(State(rest): State<Arc<Rest>>, request: Request) -> Resp
         &parts,
         &bindings,
         &body,
+        authorized,
     )
     .await
+}
+
+/// Whether a body is known to be empty without reading it.
+fn body_is_empty(body: &axum::body::Body) -> bool {
+    use http_body::Body as _;
+    body.is_end_stream() || body.size_hint().upper() == Some(0)
 }
 
 /// `application/json` or any `+json` type, parameters ignored.

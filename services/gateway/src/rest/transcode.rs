@@ -25,7 +25,7 @@ use super::{
     route::{BodyRule, Route},
     template::{Binding, percent_decode},
 };
-use crate::call::{GrpcCall, Protocol, RequestFacts};
+use crate::call::{Authorized, GrpcCall, Protocol, RequestFacts};
 
 /// Request headers passed on to the gRPC call. Anything else (cookies,
 /// client-chosen tenant headers) stays at the door.
@@ -52,6 +52,14 @@ pub(crate) fn request_message(
     let mut message = body_message(route, body)?;
     for (binding, fields) in bindings.iter().zip(&route.path_fields) {
         let field = binding.field_path.join(".");
+        // `%00` and friends: no resource name or id holds them, and some
+        // databases refuse them in text.
+        if binding.value.chars().any(char::is_control) {
+            return Err(RestError::invalid_field(
+                field,
+                "must not contain control characters",
+            ));
+        }
         if let Some(sent) = string_at(&message, fields)
             && sent != binding.value
         {
@@ -80,8 +88,7 @@ fn body_message(route: &Route, body: &[u8]) -> Result<DynamicMessage, RestError>
     let json = match &route.body {
         BodyRule::None if empty => return Ok(DynamicMessage::new(input)),
         BodyRule::None => {
-            return Err(RestError::gateway(
-                Code::InvalidArgument,
+            return Err(RestError::invalid_body(
                 "UNEXPECTED_BODY",
                 format!(
                     "{} {} takes no request body",
@@ -92,13 +99,21 @@ fn body_message(route: &Route, body: &[u8]) -> Result<DynamicMessage, RestError>
         }
         // An empty body is an empty message, as with gRPC.
         _ if empty => return Ok(DynamicMessage::new(input)),
-        _ => serde_json::from_slice::<Json>(body).map_err(|err| {
-            RestError::gateway(
-                Code::InvalidArgument,
-                "INVALID_JSON",
-                format!("the request body is not valid JSON: {err}"),
-            )
-        })?,
+        _ => match streamed(route, &input, body) {
+            Ok(message) => return Ok(message),
+            // Big bodies are not parsed a second time to locate the error:
+            // the JSON tree of a few MiB is many times that in memory.
+            Err(Some(err)) if body.len() > LOCATE_MAX_BYTES => {
+                return Err(RestError::invalid_field(super::errors::BODY_FIELD, err));
+            }
+            // Not the shape the fast path reads, or an error to locate.
+            Err(_) => serde_json::from_slice::<Json>(body).map_err(|err| {
+                RestError::invalid_body(
+                    "INVALID_JSON",
+                    format!("the request body is not valid JSON: {err}"),
+                )
+            })?,
+        },
     };
     let json = match &route.body {
         BodyRule::Field(field) => {
@@ -114,19 +129,56 @@ fn body_message(route: &Route, body: &[u8]) -> Result<DynamicMessage, RestError>
             object(field.name(), json)
         }
         _ if !json.is_object() => {
-            return Err(RestError::gateway(
-                Code::InvalidArgument,
+            return Err(RestError::invalid_body(
                 "INVALID_JSON",
                 "the request body must be a JSON object",
             ));
         }
         _ => json,
     };
-    DynamicMessage::deserialize(input.clone(), json.clone()).map_err(|err| {
+    DynamicMessage::deserialize(input.clone(), &json).map_err(|err| {
         let (field, description) =
             locate(&input, &json, "").unwrap_or_else(|| (String::new(), err.to_string()));
         RestError::invalid_field(field, description)
     })
+}
+
+/// Bodies up to this size are parsed again on error, to name the field at fault.
+const LOCATE_MAX_BYTES: usize = 64 * 1024;
+
+/// The request message read straight from the JSON text, with no JSON tree
+/// in between (no copy of the body, no amplification). Only for bodies that
+/// are a JSON object for a message: `Err(None)` for any other shape, and
+/// `Err(Some(why))` for invalid input (the caller decides whether to parse
+/// again to locate the field).
+fn streamed(
+    route: &Route,
+    input: &MessageDescriptor,
+    body: &[u8],
+) -> Result<DynamicMessage, Option<String>> {
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(None);
+    }
+    let read = |descriptor: MessageDescriptor| {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let message =
+            DynamicMessage::deserialize(descriptor, &mut de).map_err(|e| Some(e.to_string()))?;
+        de.end().map_err(|e| Some(e.to_string()))?;
+        Ok(message)
+    };
+    match &route.body {
+        BodyRule::Whole => read(input.clone()),
+        BodyRule::Field(field) if !field.is_list() && !field.is_map() => match field.kind() {
+            Kind::Message(inner) if !is_well_known(&inner) => {
+                let value = read(inner)?;
+                let mut message = DynamicMessage::new(input.clone());
+                message.set_field(field, Value::Message(value));
+                Ok(message)
+            }
+            _ => Err(None),
+        },
+        _ => Err(None),
+    }
 }
 
 /// Finds which field of a JSON object makes it fail to deserialize, by
@@ -213,6 +265,12 @@ fn apply_query(route: &Route, message: &mut DynamicMessage, query: &str) -> Resu
                 "query parameter is not valid percent-encoded UTF-8",
             ));
         };
+        if key.chars().chain(raw.chars()).any(char::is_control) {
+            return Err(RestError::invalid_field(
+                key,
+                "must not contain control characters",
+            ));
+        }
         if matches!(route.body, BodyRule::Whole) {
             return Err(RestError::invalid_field(
                 key,
@@ -470,11 +528,7 @@ pub(crate) fn grpc_request(
 ) -> Result<http::Request<tonic::body::Body>, RestError> {
     let payload = message.encode_to_vec();
     let length = u32::try_from(payload.len()).map_err(|_| {
-        RestError::gateway(
-            Code::InvalidArgument,
-            "REQUEST_TOO_LARGE",
-            "the request message is too large",
-        )
+        RestError::invalid_body("REQUEST_TOO_LARGE", "the request message is too large")
     })?;
     let mut frame = BytesMut::with_capacity(5 + payload.len());
     frame.put_u8(0);
@@ -515,9 +569,16 @@ pub(crate) async fn call(
     incoming: &http::request::Parts,
     bindings: &[Binding],
     body: &[u8],
+    authorized: Option<Authorized>,
 ) -> Response {
     let request = request_message(route, bindings, incoming.uri.query(), body)
-        .and_then(|message| grpc_request(route, incoming, &message));
+        .and_then(|message| grpc_request(route, incoming, &message))
+        .map(|mut request| {
+            if let Some(authorized) = authorized {
+                request.extensions_mut().insert(authorized);
+            }
+            request
+        });
     match request {
         Ok(request) => rest_response(route, calls.call(request).await, pool).await,
         Err(error) => {
@@ -739,6 +800,7 @@ mod tests {
                 template: "/v1/{name=shelves/*}/things".into(),
                 body: String::new(),
             }),
+            audit_read: false,
             descriptor,
         });
         Route::compile(&method).unwrap().unwrap()
@@ -792,6 +854,8 @@ mod tests {
             ("blob=%%%", "blob"),
             ("flag=true&flag=false", "flag"),
             ("tags.x=1", "tags.x"),
+            ("tags=a%00b", "tags"),
+            ("tags=%1B", "tags"),
         ] {
             let error = request_message(&route, &bindings, Some(query), b"").unwrap_err();
             let body = error.body();
@@ -800,6 +864,18 @@ mod tests {
                 "{query}: {body}"
             );
         }
+    }
+
+    #[test]
+    fn control_characters_in_path_variables_are_refused() {
+        let route = things_route();
+        let bindings = route.template.matches("/v1/shelves/s%001/things").unwrap();
+        let error = request_message(&route, &bindings, None, b"").unwrap_err();
+        let body = error.body();
+        assert_eq!(
+            body["error"]["details"][1]["fieldViolations"][0]["field"], "name",
+            "{body}"
+        );
     }
 
     #[test]

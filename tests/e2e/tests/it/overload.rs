@@ -60,6 +60,11 @@ struct EchoStack {
 
 impl EchoStack {
     async fn start() -> Self {
+        Self::with_limit(1).await
+    }
+
+    /// `limit` calls in flight allowed to the echo backend.
+    async fn with_limit(limit: usize) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let echo_addr = listener.local_addr().unwrap();
         let gate = Arc::new(Semaphore::new(0));
@@ -85,11 +90,11 @@ impl EchoStack {
                         connections: 1,
                     },
                 );
-                // One call in flight per backend, whatever latency says.
+                // `limit` calls in flight per backend, whatever latency says.
                 let limits = &mut config.backend_concurrency;
-                limits.initial_limit = 1;
-                limits.min_limit = 1;
-                limits.max_limit = 1;
+                limits.initial_limit = limit;
+                limits.min_limit = limit;
+                limits.max_limit = limit;
             })),
         })
         .await;
@@ -212,6 +217,109 @@ async fn a_trickling_body_holds_no_backend_slot_beyond_its_deadline() {
     assert!(started.elapsed() < Duration::from_secs(5));
 
     // The slot it held is free again: with a limit of one, a call gets in.
+    let answered = e
+        .client()
+        .echo(with_key(&e.key, echo(b"after")))
+        .await
+        .expect("the backend slot was released");
+    assert_eq!(answered.into_inner().payload[..], b"after"[..]);
+    e.stop().await;
+}
+
+#[tokio::test]
+async fn one_tenant_holding_slow_calls_does_not_shed_another() {
+    // Four slots at the echo backend; a tenant may hold half of them.
+    let mut e = EchoStack::with_limit(4).await;
+    let client = e.client();
+    let held: Vec<_> = (0..4)
+        .map(|_| {
+            let mut client = client.clone();
+            let key = e.key.clone();
+            tokio::spawn(async move { client.echo(with_key(&key, echo(b"hold"))).await })
+        })
+        .collect();
+    // Two of acme's calls reach the backend and stay there ...
+    for _ in 0..2 {
+        tokio::time::timeout(Duration::from_secs(10), e.arrived.recv())
+            .await
+            .expect("a held call reaches the backend")
+            .unwrap();
+    }
+    // ... and acme's other two are refused: its share is taken.
+    let mut results = Vec::new();
+    let mut pending = Vec::new();
+    for h in held {
+        if h.is_finished() {
+            results.push(h.await.unwrap());
+        } else {
+            pending.push(h);
+        }
+    }
+    // The refusals come at once; wait for them rather than for the held.
+    while results.len() < 2 {
+        let (done, _, rest) = tokio::time::timeout(
+            Duration::from_secs(10),
+            futures::future::select_all(pending),
+        )
+        .await
+        .expect("acme's calls beyond its share are refused at once");
+        results.push(done.unwrap());
+        pending = rest;
+    }
+    for r in &results {
+        let err = r.as_ref().expect_err("acme is over its share");
+        assert_error(err, Code::ResourceExhausted, "OVERLOADED");
+    }
+
+    // Another tenant's call gets in.
+    let globex = e.s.key("globex", &["bench.echo"]).await;
+    let answered = client
+        .clone()
+        .echo(with_key(&globex, echo(b"globex")))
+        .await
+        .expect("another tenant is not shed");
+    assert_eq!(answered.into_inner().payload[..], b"globex"[..]);
+
+    e.gate.add_permits(2);
+    for h in pending {
+        h.await.unwrap().expect("the held calls complete");
+    }
+    e.stop().await;
+}
+
+#[tokio::test]
+async fn a_trickling_body_is_cut_off_by_the_body_read_timeout_not_the_deadline() {
+    let e = EchoStack::start().await;
+    let stream = tokio::net::TcpStream::connect(e.s.gateway).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    let never = http_body_util::StreamBody::new(futures::stream::pending::<
+        Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>,
+    >());
+    // A deadline of a minute; the body-read timeout (5 s by default) is
+    // what ends it.
+    let req = http::Request::post(format!("http://{}/{ECHO}/Echo", e.s.gateway))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", "60S")
+        .header("authorization", format!("Bearer {}", e.key))
+        .body(never)
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(30), sender.send_request(req))
+        .await
+        .expect("answered well before the call's deadline")
+        .expect("a response");
+    assert_eq!(
+        resp.headers().get("grpc-status").map(|v| v.as_bytes()),
+        Some(b"4".as_slice()),
+        "DEADLINE_EXCEEDED: {:?}",
+        resp.headers()
+    );
     let answered = e
         .client()
         .echo(with_key(&e.key, echo(b"after")))
