@@ -784,6 +784,18 @@ mod abandoned {
         ) -> Result<Response<wh::GetWebhookSubscriptionResponse>, Status> {
             no()
         }
+        async fn list_dead_letters(
+            &self,
+            _: Request<wh::ListDeadLettersRequest>,
+        ) -> Result<Response<wh::ListDeadLettersResponse>, Status> {
+            no()
+        }
+        async fn replay_dead_letter(
+            &self,
+            _: Request<wh::ReplayDeadLetterRequest>,
+        ) -> Result<Response<wh::ReplayDeadLetterResponse>, Status> {
+            no()
+        }
         async fn list_webhook_subscriptions(
             &self,
             _: Request<wh::ListWebhookSubscriptionsRequest>,
