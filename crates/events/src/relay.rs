@@ -213,11 +213,12 @@ pub async fn purge(db: &Db, retention: Duration) -> Result<u64, DbErr> {
     Ok(r.rows_affected)
 }
 
-/// How far the relay is behind: the age of the oldest unpublished row, or
-/// zero when everything is published.
-pub async fn lag(db: &Db) -> Result<Duration, DbErr> {
+/// How far `service`'s relay is behind: the age of the oldest of its
+/// unpublished rows, or zero when everything is published.
+pub async fn lag(db: &Db, service: &str) -> Result<Duration, DbErr> {
     let oldest = outbox::Entity::find()
         .filter(outbox::Column::PublishTime.is_null())
+        .filter(outbox::Column::EventType.starts_with(format!("rapport.{service}.")))
         .order_by_asc(outbox::Column::Id)
         .limit(1)
         .all(&db.reader)
@@ -228,6 +229,29 @@ pub async fn lag(db: &Db) -> Result<Duration, DbErr> {
         let age = chrono::Utc::now().timestamp_micros() - row.occur_time;
         Duration::from_micros(u64::try_from(age).unwrap_or(0))
     }))
+}
+
+/// Registers `service`'s outbox lag in `metrics` as
+/// `rapport_outbox_lag_seconds`, read at each scrape: the age of the oldest
+/// event not yet on the bus (0 when the relay is caught up). It grows while
+/// the bus is unreachable or the relay is stuck: alert on it staying above
+/// a few seconds. A failed read leaves the last value.
+pub fn register_lag(metrics: &mut rapport_kit::metrics::Metrics, db: Db, service: &'static str) {
+    let gauge = metrics.gauge(
+        "rapport_outbox_lag_seconds",
+        "Age of the oldest committed event the relay has not published yet",
+    );
+    metrics.on_scrape(move || {
+        let (db, gauge) = (db.clone(), gauge.clone());
+        async move {
+            match lag(&db, service).await {
+                Ok(lag) => {
+                    gauge.set(lag.as_secs_f64());
+                }
+                Err(e) => tracing::warn!(error = %e, service, "reading the outbox lag failed"),
+            }
+        }
+    });
 }
 
 /// The advisory lock key of a service's relay: a stable 64-bit FNV-1a hash

@@ -11,6 +11,7 @@ pub mod convert;
 pub mod deadline;
 pub mod error;
 pub mod idempotency;
+pub mod metrics;
 pub mod page;
 pub mod secret;
 pub mod server;

@@ -11,6 +11,7 @@ pub mod crash;
 pub mod db;
 pub mod group_commit;
 pub mod idempotency;
+pub mod metrics;
 pub mod outbox;
 pub mod schema;
 

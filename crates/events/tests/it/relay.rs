@@ -89,7 +89,7 @@ async fn committed_rows_are_published_once_in_order_and_marked() {
         .filter(|r| r.publish_time.is_none())
         .count();
     assert_eq!(unpublished, 0);
-    assert_eq!(relay::lag(&db).await.unwrap(), Duration::ZERO);
+    assert_eq!(relay::lag(&db, "test").await.unwrap(), Duration::ZERO);
 }
 
 #[tokio::test]
