@@ -642,6 +642,7 @@ impl Environment {
             let options = DbOptions {
                 max_connections: 1,
                 acquire_timeout_ms: 5_000,
+                ..DbOptions::default()
             };
             let admin = Db::connect(&args.postgres_url, &options)
                 .await

@@ -29,6 +29,8 @@ pub fn prepare(config: &mut RapportConfig, data_dir: &Path) -> anyhow::Result<()
         data_dir,
         &assertion_key,
     )?;
+    // No load balancer in front of one process: Ctrl-C drains at once.
+    config.gateway.server.shutdown_delay_ms = 0;
     crate::services::prepare_dev(config, data_dir, &assertion_key)?;
     if config.gateway.metrics_listen.is_none() {
         config.gateway.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));

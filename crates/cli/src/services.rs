@@ -114,6 +114,8 @@ macro_rules! services {
             assertion_key: &Secret,
         ) -> anyhow::Result<()> {
             $(
+                // No load balancer in front of one process: Ctrl-C drains at once.
+                config.$name.server.shutdown_delay_ms = 0;
                 dev::embedded(
                     stringify!($name),
                     &mut config.$name.database,

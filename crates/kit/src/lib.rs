@@ -20,4 +20,4 @@ pub use context::{RequestContext, Tenant, TenantGuard};
 pub use error::{ErrorBuilder, FieldViolations};
 pub use page::PageTokens;
 pub use secret::Secret;
-pub use server::{GrpcServer, ServerConfig};
+pub use server::{GrpcServer, Readiness, ServerConfig};

@@ -8,13 +8,15 @@
 
 pub mod config;
 pub mod db;
+pub mod failure;
 pub mod group_commit;
 pub mod idempotency;
 pub mod outbox;
 pub mod schema;
 
 pub use config::{DatabaseConfig, open};
-pub use db::{Db, DbOptions, with_database};
+pub use db::{Db, DbOptions, readiness, with_database};
+pub use failure::{DbFailure, classify};
 
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, Select, SqlErr};
 

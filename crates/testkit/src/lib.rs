@@ -45,6 +45,8 @@ pub const TENANT_HEADER: &str = rapport_kit::context::TENANT_HEADER;
 pub fn server_config() -> rapport_kit::ServerConfig {
     rapport_kit::ServerConfig {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        // No load balancer to wait for: a test's shutdown drains at once.
+        shutdown_delay_ms: 0,
         ..Default::default()
     }
 }

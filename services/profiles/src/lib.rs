@@ -9,6 +9,9 @@ mod domain;
 pub mod seed;
 mod storage;
 
+#[cfg(test)]
+mod races;
+
 /// The storage write ceilings of the profiles schema (`rapport bench`,
 /// `rapport seed --ceiling`). Feature `bench`, off by default: benchmark
 /// code, outside the service's production build.
@@ -110,7 +113,8 @@ pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<Profiles> {
     let db = rapport_store::open::<Migrator>(&config.database).await?;
     let server = GrpcServer::bind(config.server.clone())
         .await
-        .with_context(|| format!("binding {}", config.server.listen))?;
+        .with_context(|| format!("binding {}", config.server.listen))?
+        .with_readiness(rapport_store::readiness(&db));
     let wake = Wake::default();
     let repo = storage::SqlRepository::new(db.clone(), api::events::encode, wake.clone());
     let service = domain::service::Profiles::new(repo, domain::SystemClock);

@@ -194,7 +194,8 @@ pub async fn build_with(
     let db = rapport_store::open::<Migrator>(&config.database).await?;
     let server = GrpcServer::bind(config.server.clone())
         .await
-        .with_context(|| format!("binding {}", config.server.listen))?;
+        .with_context(|| format!("binding {}", config.server.listen))?
+        .with_readiness(rapport_store::readiness(&db));
     let timeout = Duration::from_millis(delivery.timeout_ms);
     let outbound = outbound::Outbound::new(delivery.allow_private_addresses, timeout);
     let repo = storage::SqlRepository::new(db.clone());

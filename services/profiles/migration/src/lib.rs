@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_create_profiles;
 mod m20261122_000002_selective_index_keys;
 mod m20261122_000003_search_index;
+mod m20261202_000004_search_secure_delete;
 
 /// All profiles migrations, oldest first.
 #[derive(Debug)]
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_profiles::Migration),
             Box::new(m20261122_000002_selective_index_keys::Migration),
             Box::new(m20261122_000003_search_index::Migration),
+            Box::new(m20261202_000004_search_secure_delete::Migration),
         ]
     }
 

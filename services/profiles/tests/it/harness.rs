@@ -75,8 +75,14 @@ pub fn profiles_config(testdb: &TestDb) -> Config {
 /// database and connects a client to it. The listener is bound before this
 /// returns, so no waiting is needed.
 pub async fn start() -> Harness {
+    start_with(|_| {}).await
+}
+
+/// [`start`] with the configuration changed by `tweak` first.
+pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Harness {
     let testdb = TestDb::fresh().await.expect("creating the test database");
-    let config = profiles_config(&testdb);
+    let mut config = profiles_config(&testdb);
+    tweak(&mut config);
     let bus = rapport_events::Bus::in_process();
     let profiles = rapport_profiles::build(&config, &bus)
         .await
@@ -109,6 +115,12 @@ impl Harness {
         if let Some(running) = self.running.take() {
             running.shutdown().await.expect("clean shutdown");
         }
+    }
+
+    /// Signals shutdown without waiting for it (the server drains on its
+    /// own, or is dropped with the test's runtime).
+    pub fn begin_shutdown(&mut self) {
+        drop(self.running.take());
     }
 
     /// Creates `customer` in [`TENANT`].
