@@ -15,7 +15,7 @@ pub mod page;
 pub mod secret;
 pub mod server;
 
-pub use assertion::AssertionKey;
+pub use assertion::{AssertionSigner, AssertionVerifier};
 pub use context::{RequestContext, Tenant, TenantGuard};
 pub use error::{ErrorBuilder, FieldViolations};
 pub use page::PageTokens;

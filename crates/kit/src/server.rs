@@ -179,6 +179,11 @@ impl GrpcServer {
             .timeout(Duration::from_millis(config.default_timeout_ms))
             .http2_max_header_list_size(config.max_metadata_bytes)
             .layer(rapport_telemetry::rpc::layer())
+            // The called path, for TenantGuard to check the assertion's
+            // method against (interceptors do not see the URI).
+            .layer(tower::util::MapRequestLayer::new(
+                record_called_method as fn(http::Request<_>) -> http::Request<_>,
+            ))
             .layer(tower::util::MapResponseLayer::new(
                 codec_errors_as_invalid_argument as fn(_) -> _,
             ))
@@ -243,6 +248,12 @@ impl GrpcServer {
             }
         }
     }
+}
+
+fn record_called_method<B>(mut request: http::Request<B>) -> http::Request<B> {
+    let path = crate::context::CalledMethod(request.uri().path().to_owned());
+    request.extensions_mut().insert(path);
+    request
 }
 
 /// Flips the service names between SERVING and NOT_SERVING as `probe`
@@ -323,7 +334,9 @@ fn codec_errors_as_invalid_argument(
     };
     crate::ErrorBuilder::new(tonic::Code::InvalidArgument, "rapport.dev", reason)
         .message(text)
-        .violations(crate::FieldViolations::single("", violation))
+        // AIP-193 wants a field path; the whole request is named `request`
+        // (README, "Errors"), as in rapport_store::WHOLE_REQUEST.
+        .violations(crate::FieldViolations::single("request", violation))
         .build()
         .into_http()
 }

@@ -200,7 +200,7 @@ impl Db {
     /// PostgreSQL: nothing to do here. The old row versions are dead tuples
     /// until VACUUM (autovacuum, within minutes on a busy table) reclaims
     /// their space, and stay in WAL segments until those are recycled
-    /// (docs/operations.md, "Erasure and what stays on disk").
+    /// (README.md, "Erasure and what stays on disk").
     pub async fn scrub_after_erasure(&self) {
         if self.backend() != DatabaseBackend::Sqlite {
             return;

@@ -23,9 +23,21 @@ pub enum DbFailure {
     /// (deadlock, serialization failure, lock timeout): retry the whole
     /// transaction (ABORTED when the caller has to).
     Contention,
+    /// The database refused a value the request carried: text it cannot
+    /// store (a NUL character, PostgreSQL `22021`; an encoding it cannot
+    /// convert, `22P05`) or longer than its column once normalized
+    /// (`22001`; lower-casing can lengthen text). INVALID_ARGUMENT: the
+    /// service's own validation should have caught it, and this keeps a gap
+    /// there from becoming an INTERNAL that clients retry.
+    InvalidInput,
     /// Anything else: a bug or a broken invariant (INTERNAL).
     Other,
 }
+
+/// The field path of a violation about the request as a whole (a value the
+/// database refused, a message too large or not decodable), where no single
+/// field can be named.
+pub const WHOLE_REQUEST: &str = "request";
 
 /// Classifies `err`.
 pub fn classify(err: &DbErr) -> DbFailure {
@@ -79,6 +91,7 @@ fn sqlstate(code: &str) -> DbFailure {
         // pg_terminate_backend), crash_shutdown, cannot_connect_now (starting
         // up or in recovery), database_dropped.
         "57014" | "57P01" | "57P02" | "57P03" | "57P04" => DbFailure::Unavailable,
+        "22021" | "22P05" | "22001" => DbFailure::InvalidInput,
         // read_only_sql_transaction: the primary we reached was demoted.
         "25006" => DbFailure::Unavailable,
         // Class 08 connection exception, 53 insufficient resources (too many
@@ -124,7 +137,10 @@ mod tests {
         ] {
             assert_eq!(sqlstate(code), DbFailure::Unavailable, "{code}");
         }
-        for code in ["23505", "22021", "42P01", "22001"] {
+        for code in ["22021", "22P05", "22001"] {
+            assert_eq!(sqlstate(code), DbFailure::InvalidInput, "{code}");
+        }
+        for code in ["23505", "42P01"] {
             assert_eq!(sqlstate(code), DbFailure::Other, "{code}");
         }
         assert!(looks_like_sqlstate("40P01") && looks_like_sqlstate("08006"));

@@ -154,13 +154,53 @@ pub async fn forget_subject<C: ConnectionTrait>(
     Ok(r.rows_affected)
 }
 
-/// Deletes keys recorded before `cutoff_micros`. Keys are kept at least 24 h.
+/// Most keys one purge statement deletes. Why: on SQLite every write goes
+/// through one writer connection, and one DELETE of a day's expired keys
+/// held it for longer than other writes wait for it (`acquire_timeout_ms`),
+/// failing them; many short statements let the writes queue in between.
+pub const PURGE_BATCH: u64 = 1_000;
+
+/// Deletes keys recorded before `cutoff_micros`, [`PURGE_BATCH`] at a time.
+/// Keys are kept at least 24 h.
 pub async fn purge_before<C: ConnectionTrait>(conn: &C, cutoff_micros: i64) -> Result<u64, DbErr> {
-    let r = Entity::delete_many()
-        .filter(Column::CreateTime.lt(cutoff_micros))
-        .exec(conn)
+    let mut total = 0;
+    loop {
+        let deleted = purge_batch(conn, cutoff_micros, PURGE_BATCH).await?;
+        total += deleted;
+        if deleted < PURGE_BATCH {
+            return Ok(total);
+        }
+        // Let the writes that queued behind this statement go first.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Deletes at most `limit` keys recorded before `cutoff_micros`: one short
+/// statement (row values, which both backends support).
+pub async fn purge_batch<C: ConnectionTrait>(
+    conn: &C,
+    cutoff_micros: i64,
+    limit: u64,
+) -> Result<u64, DbErr> {
+    let backend = conn.get_database_backend();
+    let (cutoff, max) = match backend {
+        sea_orm::DatabaseBackend::Postgres => ("$1", "$2"),
+        _ => ("?", "?"),
+    };
+    let sql = format!(
+        "DELETE FROM idempotency_keys WHERE (tenant, method, request_id) IN \
+         (SELECT tenant, method, request_id FROM idempotency_keys \
+          WHERE create_time < {cutoff} LIMIT {max})"
+    );
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let r = conn
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend,
+            sql,
+            [cutoff_micros.into(), limit.into()],
+        ))
         .await?;
-    Ok(r.rows_affected)
+    Ok(r.rows_affected())
 }
 
 /// Idempotency keys are promised for at least 24 hours; keeping them 48 gives

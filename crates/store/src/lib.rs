@@ -16,7 +16,7 @@ pub mod schema;
 
 pub use config::{DatabaseConfig, open};
 pub use db::{Db, DbOptions, readiness, with_database};
-pub use failure::{DbFailure, classify};
+pub use failure::{DbFailure, WHOLE_REQUEST, classify};
 
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, Select, SqlErr};
 

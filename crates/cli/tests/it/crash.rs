@@ -15,7 +15,7 @@ use rapport_proto::profiles::{
     CreateCustomerRequest, Customer, EmailAddress, profiles_service_client::ProfilesServiceClient,
 };
 use rapport_store::{Db, DbOptions};
-use rapport_testkit::{TEST_ASSERTION_KEY, TEST_SECRET, TestDb};
+use rapport_testkit::{TEST_SECRET, TestDb};
 use sea_orm::{ConnectionTrait as _, Statement};
 use tokio::{
     io::{AsyncBufReadExt as _, BufReader},
@@ -43,7 +43,10 @@ async fn serve(url: &str, nats: &str) -> Serving {
         .env("RAPPORT_PROFILES__SERVER__LISTEN", "127.0.0.1:0")
         .env("RAPPORT_PROFILES__DATABASE__URL", url)
         .env("RAPPORT_PROFILES__PAGE_TOKEN_SECRET", TEST_SECRET)
-        .env("RAPPORT_PROFILES__ASSERTION_KEY", TEST_ASSERTION_KEY)
+        .env(
+            "RAPPORT_PROFILES__ASSERTION_PUBLIC_KEYS",
+            rapport_testkit::test_assertion_public_key(),
+        )
         .env("RAPPORT_PROFILES__EVENTS__NATS_URL", nats)
         .env("RAPPORT_PROFILES__EVENTS__STREAM_STORAGE", "memory")
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")

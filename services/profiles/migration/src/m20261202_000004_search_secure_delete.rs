@@ -7,7 +7,8 @@
 //! `secure-delete` (SQLite 3.44+) a delete removes its entries from the
 //! segments themselves. The option is stored in the index's config table, so
 //! it holds for every connection. PostgreSQL's trigram index is a GIN index
-//! over the table: its dead entries go with VACUUM (docs/operations.md).
+//! over the table: its dead entries go with VACUUM (README.md, "Erasure and
+//! what stays on disk").
 use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]

@@ -70,8 +70,8 @@ async fn sqlite_busy_is_unavailable_and_a_retry_succeeds() {
     if on_postgres() {
         return;
     }
-    // Writers wait 100 ms for SQLite's lock, then give up.
-    let h = start_with(|c| c.database.pool.acquire_timeout_ms = 100).await;
+    // Writers wait for SQLite's lock as long as configured (5 s), then give up.
+    let h = start().await;
     // Another process (here: another connection) holds the write lock.
     let other = rapport_store::Db::connect(&h.testdb.url(), &Default::default())
         .await

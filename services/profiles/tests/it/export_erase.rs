@@ -415,7 +415,7 @@ async fn a_late_retry_of_the_create_does_not_bring_the_erased_customer_back() {
 /// SQLite keeps old page versions in its WAL and freed pages in the file; an
 /// erasure leaves neither holding the erased strings (secure_delete, FTS5
 /// secure-delete, a WAL checkpoint after the erasure). PostgreSQL's dead
-/// tuples are VACUUM's (docs/operations.md).
+/// tuples are VACUUM's (README.md, "Erasure and what stays on disk").
 #[tokio::test]
 async fn erased_strings_are_gone_from_the_sqlite_files() {
     let h = start().await;

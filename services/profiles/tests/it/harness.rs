@@ -27,7 +27,7 @@ pub use rapport_testkit::status::{
 };
 pub use rapport_testkit::store::{event_types, payload};
 pub use rapport_testkit::tenant_request;
-use rapport_testkit::{Running, TEST_ASSERTION_KEY, TEST_SECRET, TestDb};
+use rapport_testkit::{Running, TEST_SECRET, TestDb};
 use tonic::Status;
 
 /// The tenant most tests act as.
@@ -66,7 +66,7 @@ pub fn profiles_config(testdb: &TestDb) -> Config {
         server: rapport_testkit::server_config(),
         database: rapport_testkit::database_config(testdb),
         page_token_secret: TEST_SECRET.into(),
-        assertion_key: TEST_ASSERTION_KEY.into(),
+        assertion_public_keys: rapport_testkit::test_assertion_public_key(),
         events: Default::default(),
     }
 }

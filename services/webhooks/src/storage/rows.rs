@@ -20,6 +20,13 @@ pub(super) fn db_error(e: &DbErr) -> Error {
             tracing::warn!(error = %e, "transaction aborted by the database; the client may retry");
             Error::Conflict
         }
+        rapport_store::DbFailure::InvalidInput => {
+            tracing::warn!(error = %e, "the database refused a value that passed validation");
+            Error::Invalid(crate::domain::Violations::one(
+                rapport_store::WHOLE_REQUEST,
+                "holds text the database cannot store (a NUL character, or a value too long once normalized)",
+            ))
+        }
         rapport_store::DbFailure::Other => Error::Internal(e.to_string()),
     }
 }
