@@ -18,6 +18,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("rapport_descriptor.bin"),
         compiler.encode_file_descriptor_set(),
     )?;
+    write_methods(
+        &compiler.descriptor_pool(),
+        &out_dir.join("rapport_methods.rs"),
+    )?;
     let mut config = prost_build::Config::new();
     // Event payloads travel as google.protobuf.Any: messages need their type
     // names, with the conventional type URL prefix.
@@ -55,5 +59,46 @@ fn collect(
             out.push(rel);
         }
     }
+    Ok(())
+}
+
+/// Writes the table of every RPC: its gRPC path, its request message and the
+/// scope its contract declares (`rapport.api.v1.required_scope`). Services
+/// check that scope themselves, behind the gateway (defence in depth), and
+/// need it without decoding descriptors at run time.
+fn write_methods(
+    pool: &protox::prost_reflect::DescriptorPool,
+    path: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use protox::prost_reflect::Value;
+    let scope_ext = pool.get_extension_by_name("rapport.api.v1.required_scope");
+    let mut rows = Vec::new();
+    for service in pool.services() {
+        for method in service.methods() {
+            let options = method.options();
+            let scope = scope_ext
+                .as_ref()
+                .filter(|ext| options.has_extension(ext))
+                .and_then(|ext| match options.get_extension(ext).as_ref() {
+                    Value::String(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            rows.push(format!(
+                "    Method {{ path: {:?}, request: {:?}, scope: {:?} }},\n",
+                format!("/{}/{}", service.full_name(), method.name()),
+                method.input().full_name(),
+                scope
+            ));
+        }
+    }
+    rows.sort();
+    std::fs::write(
+        path,
+        format!(
+            "/// Every RPC of the contracts.\npub const METHODS: &[Method] = &[\n{}];\n",
+            rows.concat()
+        ),
+    )?;
     Ok(())
 }

@@ -27,9 +27,10 @@ pub enum Credentials {
     None,
     /// `authorization: Bearer rk_…`, for calls through the gateway.
     ApiKey(AsciiMetadataValue),
-    /// `x-rapport-assertion`, for a service called directly, as the gateway
-    /// would sign it.
-    Assertion(AsciiMetadataValue),
+    /// `x-rapport-assertion` by request message type, for a service called
+    /// directly, as the gateway would sign them: an assertion is good for one
+    /// method only.
+    Assertions(std::sync::Arc<std::collections::HashMap<&'static str, AsciiMetadataValue>>),
 }
 
 impl Credentials {
@@ -38,20 +39,27 @@ impl Credentials {
         Ok(Self::ApiKey(format!("Bearer {secret}").parse()?))
     }
 
-    /// A signed assertion (from `rapport_kit::AssertionKey::sign`).
-    pub fn assertion(signed: &str) -> anyhow::Result<Self> {
-        Ok(Self::Assertion(signed.parse()?))
+    /// One assertion per RPC of the contracts, `sign(path)` each (from
+    /// `rapport_kit::AssertionSigner::sign`).
+    pub fn assertions(sign: impl Fn(&'static str) -> String) -> anyhow::Result<Self> {
+        let mut by_request = std::collections::HashMap::new();
+        for method in rapport_proto::methods::METHODS {
+            by_request.insert(method.request, sign(method.path).parse()?);
+        }
+        Ok(Self::Assertions(std::sync::Arc::new(by_request)))
     }
 
-    fn request<T>(&self, message: T) -> Request<T> {
+    fn request<T: prost::Name>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
         match self {
             Self::None => {}
             Self::ApiKey(v) => {
                 request.metadata_mut().insert("authorization", v.clone());
             }
-            Self::Assertion(v) => {
-                request.metadata_mut().insert(ASSERTION_HEADER, v.clone());
+            Self::Assertions(by_request) => {
+                if let Some(v) = by_request.get(T::full_name().as_str()) {
+                    request.metadata_mut().insert(ASSERTION_HEADER, v.clone());
+                }
             }
         }
         request

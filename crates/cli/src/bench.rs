@@ -497,14 +497,27 @@ impl Secrets {
     /// profiles service directly; valid for a week, so it never expires
     /// within a run.
     fn direct_credentials(&self) -> anyhow::Result<Credentials> {
-        let key = rapport_kit::AssertionKey::new(self.assertion_key.as_bytes())
-            .context("a 43-character key is long enough")?;
-        Credentials::assertion(&key.sign(&rapport_kit::assertion::Claims {
-            tenant: TENANT.to_owned(),
-            principal: "bench/harness".to_owned(),
-            scopes: vec!["profiles.read".to_owned(), "profiles.write".to_owned()],
-            expires: chrono::Utc::now().timestamp() + 7 * 24 * 3600,
-        }))
+        let key = rapport_kit::AssertionSigner::from_base64(&self.assertion_key)
+            .context("32 random bytes are an Ed25519 seed")?;
+        Credentials::assertions(|path| {
+            key.sign(&rapport_kit::assertion::Claims {
+                tenant: TENANT.to_owned(),
+                principal: "bench/harness".to_owned(),
+                scopes: vec!["profiles.read".to_owned(), "profiles.write".to_owned()],
+                expires: chrono::Utc::now().timestamp() + 7 * 24 * 3600,
+                audience: rapport_kit::assertion::Claims::audience_of(path)
+                    .unwrap_or_default()
+                    .to_owned(),
+                method: path.to_owned(),
+            })
+        })
+    }
+
+    /// The public key of the run's assertion key, for the services.
+    fn assertion_public_key(&self) -> String {
+        rapport_kit::AssertionSigner::from_base64(&self.assertion_key)
+            .map(|k| k.public_key())
+            .unwrap_or_default()
     }
 }
 
@@ -791,6 +804,7 @@ impl Environment {
         let options = DbOptions {
             max_connections: 1,
             acquire_timeout_ms: 5_000,
+            ..DbOptions::default()
         };
         let admin = Db::connect(admin_url, &options).await.with_context(|| {
             format!(
@@ -885,13 +899,14 @@ impl Environment {
             servers.echo = Some(self.adopt(server));
         }
         if let Some(url) = &databases.profiles {
+            let public_key = secrets.assertion_public_key();
             let vars = vars(&[
                 ("PROFILES__SERVER__LISTEN", "127.0.0.1:0"),
                 ("PROFILES__SERVER__DRAIN_GRACE_MS", "2000"),
                 ("PROFILES__DATABASE__URL", url),
                 ("PROFILES__DATABASE__MIGRATE", "true"),
                 ("PROFILES__PAGE_TOKEN_SECRET", &secrets.profiles_page_token),
-                ("PROFILES__ASSERTION_KEY", &secrets.assertion_key),
+                ("PROFILES__ASSERTION_PUBLIC_KEYS", &public_key),
             ]);
             let args = ["bench", "serve-profiles", "--stop-on-stdin-eof"];
             let server = Server::spawn("profiles", &exe, &args, &vars, pinning, &dir).await?;

@@ -189,7 +189,10 @@ mod tests {
     #[test]
     fn every_secret_of_every_section_is_known_without_a_list() {
         figment::Jail::expect_with(|jail| {
-            for (section, key) in [("gateway", "assertion_key"), ("profiles", "assertion_key")] {
+            for (section, key) in [
+                ("gateway", "assertion_key"),
+                ("profiles", "page_token_secret"),
+            ] {
                 let file = format!("{section}-{key}.toml");
                 jail.create_file(&file, &format!("[{section}]\n{key} = \"x\"\n"))?;
                 let err = load(Some(Path::new(&file))).unwrap_err().to_string();

@@ -15,21 +15,25 @@ use crate::config::RapportConfig;
 pub fn prepare(config: &mut RapportConfig, data_dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
-    // The gateway signs what the services verify: one shared key.
+    // The gateway signs assertions with its private key; the services verify
+    // with the public key. Both are kept in the data directory.
     if config.gateway.assertion_key.is_empty() {
-        config.gateway.assertion_key = dev_secret(data_dir, "assertion_key")?;
+        config.gateway.assertion_key = dev_signing_key(data_dir)?;
     }
-    let assertion_key = config.gateway.assertion_key.clone();
-    let mut gateway_key = config.gateway.assertion_key.clone();
+    let public_key =
+        rapport_kit::AssertionSigner::from_base64(config.gateway.assertion_key.expose())
+            .context("gateway.assertion_key must be the base64url seed of an Ed25519 key")?
+            .public_key();
+    write_dev_file(data_dir, "assertion_public_key", &public_key)?;
     embedded(
         "gateway",
         &mut config.gateway.database,
         &mut config.gateway.page_token_secret,
-        &mut gateway_key,
         data_dir,
-        &assertion_key,
     )?;
-    crate::services::prepare_dev(config, data_dir, &assertion_key)?;
+    // No load balancer in front of one process: Ctrl-C drains at once.
+    config.gateway.server.shutdown_delay_ms = 0;
+    crate::services::prepare_dev(config, data_dir, &public_key)?;
     if config.gateway.metrics_listen.is_none() {
         config.gateway.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     }
@@ -37,16 +41,13 @@ pub fn prepare(config: &mut RapportConfig, data_dir: &Path) -> anyhow::Result<()
 }
 
 /// One service's embedded defaults: its SQLite file `<name>.db` under the
-/// data directory (unless a database is configured), migrated at start, a
-/// page-token secret kept in the data directory, and the shared assertion
-/// key.
+/// data directory (unless a database is configured), migrated at start, and a
+/// page-token secret kept in the data directory.
 pub fn embedded(
     name: &str,
     database: &mut DatabaseConfig,
     page_token_secret: &mut Secret,
-    assertion_key: &mut Secret,
     data_dir: &Path,
-    shared_assertion_key: &Secret,
 ) -> anyhow::Result<()> {
     if *database == DatabaseConfig::sqlite_file(name) {
         database.url = format!("sqlite://{}", data_dir.join(format!("{name}.db")).display());
@@ -55,10 +56,30 @@ pub fn embedded(
     if page_token_secret.is_empty() {
         *page_token_secret = dev_secret(data_dir, &format!("{name}_page_token_secret"))?;
     }
-    if assertion_key.is_empty() {
-        *assertion_key = shared_assertion_key.clone();
-    }
     Ok(())
+}
+
+/// The gateway's assertion signing key (an Ed25519 seed), created on first
+/// start and kept private in the data directory.
+fn dev_signing_key(data_dir: &Path) -> anyhow::Result<Secret> {
+    let path = data_dir.join("secrets").join("assertion_private_key");
+    if let Ok(existing) = std::fs::read_to_string(&path)
+        && rapport_kit::AssertionSigner::from_base64(existing.trim()).is_some()
+    {
+        return Ok(Secret::new(existing.trim().to_owned()));
+    }
+    std::fs::create_dir_all(path.parent().expect("joined path has a parent"))?;
+    let seed = rapport_kit::AssertionSigner::generate_seed();
+    open_private(&path)?.write_all(seed.as_bytes())?;
+    Ok(Secret::new(seed))
+}
+
+/// Writes a non-secret value beside the secrets (the assertion public key,
+/// for a service started on its own against this dev gateway).
+fn write_dev_file(data_dir: &Path, name: &str, value: &str) -> anyhow::Result<()> {
+    let path = data_dir.join("secrets").join(name);
+    std::fs::create_dir_all(path.parent().expect("joined path has a parent"))?;
+    std::fs::write(&path, value).with_context(|| format!("writing {}", path.display()))
 }
 
 /// The dev admin key: created on first start, kept in the data directory so

@@ -5,15 +5,14 @@
 //! service is its own crate plus one line there.
 //!
 //! Every service crate exports the same items: `Config` (with `server`,
-//! `database: rapport_store::DatabaseConfig`, `page_token_secret` and
-//! `assertion_key` as `rapport_kit::Secret`, `events:
+//! `database: rapport_store::DatabaseConfig`, `page_token_secret` as
+//! `rapport_kit::Secret`, `assertion_public_keys: String`, `events:
 //! rapport_events::EventsConfig`), `SERVICE_NAME`, `Migrator`, and
 //! `build(&Config, &Bus)` returning a bound server with `local_addr()` and
 //! `serve(shutdown)`.
 use std::{future::Future, net::SocketAddr, path::Path, pin::Pin};
 
 use rapport_events::Bus;
-use rapport_kit::Secret;
 use rapport_store::DatabaseConfig;
 use sea_orm_migration::MigratorTrait;
 use serde::{Deserialize, Serialize};
@@ -116,21 +115,24 @@ macro_rules! services {
         }
 
         /// `rapport dev`: every service on an SQLite file under `data_dir`,
-        /// migrating, with dev secrets (the assertion key shared with the
-        /// gateway), unless configured otherwise.
+        /// migrating, with dev secrets, trusting the dev gateway's assertion
+        /// public key, unless configured otherwise.
         pub fn prepare_dev(
             config: &mut RapportConfig,
             data_dir: &Path,
-            assertion_key: &Secret,
+            assertion_public_key: &str,
         ) -> anyhow::Result<()> {
             $(
+                // No load balancer in front of one process: Ctrl-C drains at once.
+                config.$name.server.shutdown_delay_ms = 0;
+                if config.$name.assertion_public_keys.trim().is_empty() {
+                    config.$name.assertion_public_keys = assertion_public_key.to_owned();
+                }
                 dev::embedded(
                     stringify!($name),
                     &mut config.$name.database,
                     &mut config.$name.page_token_secret,
-                    &mut config.$name.assertion_key,
                     data_dir,
-                    assertion_key,
                 )?;
             )+
             Ok(())

@@ -201,16 +201,42 @@ async fn publish_batch<R: ConnectionTrait, W: ConnectionTrait>(
     Ok(rows.len())
 }
 
-/// Deletes rows published longer than `retention` ago.
+/// Most rows one purge statement deletes: on SQLite every write shares one
+/// writer connection, and a single DELETE of a day's published rows held it
+/// longer than requests wait for it; short statements let them in between.
+const PURGE_BATCH: i64 = 1_000;
+
+/// Deletes rows published longer than `retention` ago, [`PURGE_BATCH`] at a
+/// time.
 pub async fn purge(db: &Db, retention: Duration) -> Result<u64, DbErr> {
     let cutoff = chrono::Utc::now().timestamp_micros()
         - i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
-    let r = outbox::Entity::delete_many()
-        .filter(outbox::Column::PublishTime.is_not_null())
-        .filter(outbox::Column::PublishTime.lt(cutoff))
-        .exec(&db.writer)
-        .await?;
-    Ok(r.rows_affected)
+    let backend = db.writer.get_database_backend();
+    let (p1, p2) = match backend {
+        sea_orm::DatabaseBackend::Postgres => ("$1", "$2"),
+        _ => ("?", "?"),
+    };
+    let sql = format!(
+        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
+         WHERE publish_time IS NOT NULL AND publish_time < {p1} LIMIT {p2})"
+    );
+    let mut total = 0;
+    loop {
+        let deleted = db
+            .writer
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                backend,
+                sql.clone(),
+                [cutoff.into(), PURGE_BATCH.into()],
+            ))
+            .await?
+            .rows_affected();
+        total += deleted;
+        if deleted < PURGE_BATCH as u64 {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
+    }
 }
 
 /// How far `service`'s relay is behind: the age of the oldest of its

@@ -1,14 +1,18 @@
 //! Tenant and principal of a call.
 //!
 //! Services take tenant context only from the gateway's signed assertion (see
-//! [`crate::assertion`]): a client-sent `x-rapport-tenant` or a forged
-//! assertion gets UNAUTHENTICATED. Handlers read the verified context with
+//! [`crate::assertion`]) made for the method called: a client-sent
+//! `x-rapport-tenant`, a forged assertion, or one made for another method or
+//! service gets UNAUTHENTICATED, and a principal without the scope the
+//! method's contract declares gets PERMISSION_DENIED (the gateway checks it
+//! first; a service checks again, so that a way around the gateway is not a
+//! way around scopes). Handlers read the verified context with
 //! [`RequestContext::from_request`].
 
 use tonic::{Code, Request, Status, service::Interceptor};
 
 use crate::{
-    assertion::{ASSERTION_HEADER, AssertionKey, Claims, Refusal},
+    assertion::{ASSERTION_HEADER, AssertionVerifier, Claims, Refusal},
     error::ErrorBuilder,
 };
 
@@ -17,7 +21,15 @@ use crate::{
 pub const TENANT_HEADER: &str = "x-rapport-tenant";
 const DOMAIN: &str = "rapport.dev";
 
+/// The scope that grants every other (as at the gateway).
+const ADMIN_SCOPE: &str = "admin";
+
 pub use rapport_usecase::Tenant;
+
+/// The gRPC path of the call being served, put into the request's extensions
+/// by the kit's server (an interceptor does not see the URI otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CalledMethod(pub String);
 
 /// Who is calling, on behalf of which tenant, with which scopes. Put into
 /// request extensions by [`TenantGuard`].
@@ -51,24 +63,27 @@ fn unauthenticated(reason: &'static str, message: &str) -> Status {
         .build()
 }
 
-/// Tonic interceptor: verifies the gateway's assertion, rejects the call with
-/// UNAUTHENTICATED when it is missing, forged or expired, and stores the
-/// [`RequestContext`] in the request's extensions.
+/// Tonic interceptor: verifies the gateway's assertion for the method called,
+/// rejects the call with UNAUTHENTICATED when it is missing, forged, expired
+/// or made for another method, with PERMISSION_DENIED when it lacks the
+/// method's declared scope, and stores the [`RequestContext`] in the
+/// request's extensions.
 #[derive(Debug, Clone)]
 pub struct TenantGuard {
-    key: AssertionKey,
+    keys: AssertionVerifier,
 }
 
 impl TenantGuard {
-    /// A guard trusting assertions signed with `key`.
-    pub fn new(key: AssertionKey) -> Self {
-        Self { key }
+    /// A guard trusting assertions signed by the private keys of `keys`.
+    pub fn new(keys: AssertionVerifier) -> Self {
+        Self { keys }
     }
 
-    /// Verifies the assertion of a request's metadata.
+    /// Verifies the assertion of a call of `path` (its gRPC path).
     pub fn verify(
         &self,
         metadata: &tonic::metadata::MetadataMap,
+        path: &str,
     ) -> Result<RequestContext, Status> {
         let Some(raw) = metadata.get(ASSERTION_HEADER) else {
             return Err(unauthenticated(
@@ -80,18 +95,36 @@ impl TenantGuard {
         let claims: Claims = raw
             .to_str()
             .map_err(|_| Refusal::Malformed)
-            .and_then(|v| self.key.verify(v, now))
+            .and_then(|v| self.keys.verify(v, path, now))
             .map_err(|why| {
                 let why = match why {
                     Refusal::Malformed => "the tenant assertion is malformed",
                     Refusal::BadSignature => "the tenant assertion is not signed by the gateway",
                     Refusal::Expired => "the tenant assertion has expired",
+                    Refusal::WrongTarget => {
+                        "the tenant assertion was made for another service or method"
+                    }
                 };
                 unauthenticated("ASSERTION_INVALID", why)
             })?;
         let tenant = Tenant::parse(&claims.tenant).map_err(|why| {
             unauthenticated("TENANT_INVALID", &format!("the asserted tenant {why}"))
         })?;
+        // The contract's scope, as the gateway enforces it: an RPC that
+        // declares none is unusable.
+        let scope = rapport_proto::methods::by_path(path)
+            .map(|m| m.scope)
+            .filter(|s| !s.is_empty());
+        let granted =
+            scope.is_some_and(|scope| claims.scopes.iter().any(|s| s == scope || s == ADMIN_SCOPE));
+        if !granted {
+            return Err(
+                ErrorBuilder::new(Code::PermissionDenied, DOMAIN, "SCOPE_MISSING")
+                    .message("the caller lacks the scope this method requires")
+                    .meta("required_scope", scope.unwrap_or_default())
+                    .build(),
+            );
+        }
         Ok(RequestContext {
             tenant,
             principal: claims.principal,
@@ -102,7 +135,14 @@ impl TenantGuard {
 
 impl Interceptor for TenantGuard {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let ctx = self.verify(request.metadata())?;
+        // Set by the kit's server for every call; without it nothing can be
+        // checked, so nothing is trusted.
+        let path = request
+            .extensions()
+            .get::<CalledMethod>()
+            .map(|m| m.0.clone())
+            .unwrap_or_default();
+        let ctx = self.verify(request.metadata(), &path)?;
         request.extensions_mut().insert(ctx);
         Ok(request)
     }
@@ -111,21 +151,43 @@ impl Interceptor for TenantGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::assertion::AssertionSigner;
 
-    fn key(b: u8) -> AssertionKey {
-        AssertionKey::new(&[b; 32]).unwrap()
+    const GET: &str = "/rapport.profiles.v1.ProfilesService/GetCustomer";
+    const ERASE: &str = "/rapport.profiles.v1.ProfilesService/EraseCustomer";
+
+    fn signer(b: u8) -> AssertionSigner {
+        use base64::Engine as _;
+        AssertionSigner::from_base64(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([b; 32]),
+        )
+        .unwrap()
     }
 
-    fn with_assertion(key: &AssertionKey, tenant: &str, expires: i64) -> Request<()> {
+    fn guard() -> TenantGuard {
+        TenantGuard::new(AssertionVerifier::from_base64_list(&signer(1).public_key()).unwrap())
+    }
+
+    fn call(
+        key: &AssertionSigner,
+        tenant: &str,
+        expires: i64,
+        signed_for: &str,
+        called: &str,
+        scope: &str,
+    ) -> Request<()> {
         let mut req = Request::new(());
         let claims = Claims {
             tenant: tenant.into(),
             principal: "apiKeys/k1".into(),
-            scopes: vec!["profiles.read".into()],
+            scopes: vec![scope.into()],
             expires,
+            audience: Claims::audience_of(signed_for).unwrap_or_default().into(),
+            method: signed_for.into(),
         };
         req.metadata_mut()
             .insert(ASSERTION_HEADER, key.sign(&claims).parse().unwrap());
+        req.extensions_mut().insert(CalledMethod(called.into()));
         req
     }
 
@@ -149,11 +211,14 @@ mod tests {
     }
 
     #[test]
-    fn only_a_valid_assertion_gives_a_tenant() {
-        let mut guard = TenantGuard::new(key(1));
+    fn only_a_valid_assertion_for_the_method_gives_a_tenant() {
+        let mut guard = guard();
         let later = chrono::Utc::now().timestamp() + 60;
+        let read = "profiles.read";
 
-        let ok = guard.call(with_assertion(&key(1), "acme", later)).unwrap();
+        let ok = guard
+            .call(call(&signer(1), "acme", later, GET, GET, read))
+            .unwrap();
         let ctx = RequestContext::from_request(&ok).unwrap();
         assert_eq!(ctx.tenant.as_str(), "acme");
         assert_eq!(ctx.principal, "apiKeys/k1");
@@ -162,24 +227,49 @@ mod tests {
         spoofed
             .metadata_mut()
             .insert(TENANT_HEADER, "acme".parse().unwrap());
+        spoofed.extensions_mut().insert(CalledMethod(GET.into()));
         let err = guard.call(spoofed).unwrap_err();
         assert_eq!(
             (err.code(), reason(&err).as_str()),
             (Code::Unauthenticated, "ASSERTION_MISSING")
         );
 
-        let err = guard
-            .call(with_assertion(&key(2), "acme", later))
-            .unwrap_err();
+        let refused = |req| {
+            let err = guard.clone().call(req).unwrap_err();
+            (err.code(), reason(&err))
+        };
+        let invalid = (Code::Unauthenticated, "ASSERTION_INVALID".to_owned());
+        // Another key (a service's, say), expired, or replayed on another method.
         assert_eq!(
-            (err.code(), reason(&err).as_str()),
-            (Code::Unauthenticated, "ASSERTION_INVALID")
+            refused(call(&signer(2), "acme", later, GET, GET, read)),
+            invalid
         );
-        let err = guard.call(with_assertion(&key(1), "acme", 1)).unwrap_err();
-        assert_eq!(reason(&err), "ASSERTION_INVALID");
-        let err = guard
-            .call(with_assertion(&key(1), "ACME", later))
-            .unwrap_err();
-        assert_eq!(reason(&err), "TENANT_INVALID");
+        assert_eq!(
+            refused(call(&signer(1), "acme", 1, GET, GET, read)),
+            invalid
+        );
+        assert_eq!(
+            refused(call(&signer(1), "acme", later, GET, ERASE, "admin")),
+            invalid
+        );
+        assert_eq!(
+            refused(call(&signer(1), "ACME", later, GET, GET, read)),
+            (Code::Unauthenticated, "TENANT_INVALID".to_owned())
+        );
+        // Signed for EraseCustomer, but without the scope its contract declares.
+        assert_eq!(
+            refused(call(&signer(1), "acme", later, ERASE, ERASE, read)),
+            (Code::PermissionDenied, "SCOPE_MISSING".to_owned())
+        );
+        assert!(
+            guard
+                .clone()
+                .call(call(&signer(1), "acme", later, ERASE, ERASE, "admin"))
+                .is_ok()
+        );
+        // No path recorded by the server: nothing is trusted.
+        let mut unrouted = call(&signer(1), "acme", later, GET, GET, read);
+        unrouted.extensions_mut().remove::<CalledMethod>();
+        assert_eq!(refused(unrouted), invalid);
     }
 }

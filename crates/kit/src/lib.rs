@@ -16,9 +16,9 @@ pub mod page;
 pub mod secret;
 pub mod server;
 
-pub use assertion::AssertionKey;
+pub use assertion::{AssertionSigner, AssertionVerifier};
 pub use context::{RequestContext, Tenant, TenantGuard};
 pub use error::{ErrorBuilder, FieldViolations};
 pub use page::PageTokens;
 pub use secret::Secret;
-pub use server::{GrpcServer, ServerConfig};
+pub use server::{GrpcServer, Readiness, ServerConfig};

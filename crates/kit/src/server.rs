@@ -1,7 +1,10 @@
 //! Server bootstrap shared by every service: bind early, serve gRPC with
-//! health and reflection, a default deadline, size limits, and a bounded
-//! graceful drain.
-use std::{future::Future, net::SocketAddr, time::Duration};
+//! health and reflection, a default deadline, size limits, readiness that
+//! follows the service's dependencies (its database), and a graceful drain
+//! that first lets load balancers see NOT_SERVING.
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use futures::future::BoxFuture;
 
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -25,6 +28,15 @@ pub struct ServerConfig {
     pub max_metadata_bytes: u32,
     /// How long in-flight calls may run after a shutdown signal.
     pub drain_grace_ms: u64,
+    /// How long the server keeps serving after a shutdown signal while
+    /// reporting NOT_SERVING, before it stops accepting: Kubernetes removes a
+    /// terminating pod from its endpoints asynchronously, and clients keep
+    /// sending to it until their load balancer notices (a readiness probe
+    /// period or an endpoints update later). 0 in tests and `rapport dev`.
+    pub shutdown_delay_ms: u64,
+    /// How often readiness asks the service's dependencies (its database)
+    /// whether they answer.
+    pub readiness_interval_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -35,9 +47,15 @@ impl Default for ServerConfig {
             max_message_bytes: 1024 * 1024,
             max_metadata_bytes: 16 * 1024,
             drain_grace_ms: 10_000,
+            shutdown_delay_ms: 5_000,
+            readiness_interval_ms: 2_000,
         }
     }
 }
+
+/// Asks a dependency whether it answers now (`Err` says why not, for logs):
+/// a service hands its database's ping to [`GrpcServer::with_readiness`].
+pub type Readiness = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
 /// What a service hands to [`GrpcServer::serve`]: its routes, the gRPC
 /// service names to report in health, and descriptor sets for reflection.
@@ -61,6 +79,7 @@ pub struct GrpcServer {
     addr: SocketAddr,
     config: ServerConfig,
     health: HealthReporter,
+    readiness: Option<Readiness>,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -83,7 +102,19 @@ impl GrpcServer {
             addr,
             config,
             health,
+            readiness: None,
         })
+    }
+
+    /// Reports the service NOT_SERVING while `probe` fails and SERVING again
+    /// once it succeeds, checked every `readiness_interval_ms`, so that a
+    /// pod whose database is unreachable leaves its Service's endpoints
+    /// instead of answering UNAVAILABLE to every call. Only the service
+    /// names change: the overall status (`""`, the liveness probe's) stays
+    /// SERVING, because restarting the pod would not bring the database back.
+    pub fn with_readiness(mut self, probe: Readiness) -> Self {
+        self.readiness = Some(probe);
+        self
     }
 
     /// The bound address.
@@ -106,6 +137,7 @@ impl GrpcServer {
             addr,
             config,
             health,
+            readiness,
         } = self;
         let health_service = tonic_health::pb::health_server::HealthServer::new(
             tonic_health::server::HealthService::from_health_reporter(health.clone()),
@@ -147,6 +179,11 @@ impl GrpcServer {
             .timeout(Duration::from_millis(config.default_timeout_ms))
             .http2_max_header_list_size(config.max_metadata_bytes)
             .layer(rapport_telemetry::rpc::layer())
+            // The called path, for TenantGuard to check the assertion's
+            // method against (interceptors do not see the URI).
+            .layer(tower::util::MapRequestLayer::new(
+                record_called_method as fn(http::Request<_>) -> http::Request<_>,
+            ))
             .layer(tower::util::MapResponseLayer::new(
                 codec_errors_as_invalid_argument as fn(_) -> _,
             ))
@@ -160,12 +197,28 @@ impl GrpcServer {
                 let _ = stop_rx.await;
             });
         let mut server = tokio::spawn(server);
+        let watcher = readiness.map(|probe| {
+            tokio::spawn(watch_readiness(
+                probe,
+                health.clone(),
+                app.service_names.clone(),
+                Duration::from_millis(config.readiness_interval_ms.max(1)),
+            ))
+        });
 
         tokio::select! {
-            ended = &mut server => return flatten(ended),
+            ended = &mut server => {
+                if let Some(w) = &watcher { w.abort(); }
+                return flatten(ended);
+            }
             () = shutdown => {}
         }
-        tracing::info!(%addr, "shutdown requested: reporting NOT_SERVING and draining");
+        // Stopped first, so that it cannot report SERVING again mid-drain.
+        if let Some(w) = watcher {
+            w.abort();
+            let _ = w.await;
+        }
+        tracing::info!(%addr, delay_ms = config.shutdown_delay_ms, "shutdown requested: reporting NOT_SERVING, then draining");
         for name in &app.service_names {
             health
                 .set_service_status(*name, ServingStatus::NotServing)
@@ -174,6 +227,16 @@ impl GrpcServer {
         health
             .set_service_status("", ServingStatus::NotServing)
             .await;
+        // Keep accepting and serving while load balancers and Kubernetes
+        // endpoints catch up with NOT_SERVING; closing now would refuse the
+        // calls still routed here (connection refused, which a client sees
+        // as UNAVAILABLE on a call that never reached a server).
+        if config.shutdown_delay_ms > 0 {
+            tokio::select! {
+                ended = &mut server => return flatten(ended),
+                () = tokio::time::sleep(Duration::from_millis(config.shutdown_delay_ms)) => {}
+            }
+        }
         let _ = stop_tx.send(());
         let grace = Duration::from_millis(config.drain_grace_ms);
         match tokio::time::timeout(grace, &mut server).await {
@@ -182,6 +245,56 @@ impl GrpcServer {
                 tracing::warn!(%addr, grace_ms = config.drain_grace_ms, "drain grace elapsed; cancelling remaining calls");
                 server.abort();
                 Ok(())
+            }
+        }
+    }
+}
+
+fn record_called_method<B>(mut request: http::Request<B>) -> http::Request<B> {
+    let path = crate::context::CalledMethod(request.uri().path().to_owned());
+    request.extensions_mut().insert(path);
+    request
+}
+
+/// Flips the service names between SERVING and NOT_SERVING as `probe`
+/// answers. Two failures in a row make the service NOT_SERVING (one lost
+/// ping is not an outage); one success makes it SERVING again.
+async fn watch_readiness(
+    probe: Readiness,
+    health: HealthReporter,
+    names: Vec<&'static str>,
+    interval: Duration,
+) {
+    const FAILURES_TO_UNREADY: u32 = 2;
+    let mut failures = 0u32;
+    let mut serving = true;
+    loop {
+        tokio::time::sleep(interval).await;
+        // A probe that hangs (a black-holed database) is a failure too.
+        let answer = tokio::time::timeout(interval.max(Duration::from_secs(1)), probe())
+            .await
+            .unwrap_or_else(|_| Err("no answer in time".to_owned()));
+        match answer {
+            Ok(()) => failures = 0,
+            Err(why) => {
+                failures = failures.saturating_add(1);
+                if failures == 1 {
+                    tracing::warn!(error = %why, "readiness check failed");
+                }
+            }
+        }
+        let now_serving = failures < FAILURES_TO_UNREADY;
+        if now_serving != serving {
+            serving = now_serving;
+            let status = if serving {
+                tracing::info!("dependencies answer again: reporting SERVING");
+                ServingStatus::Serving
+            } else {
+                tracing::warn!("dependencies unreachable: reporting NOT_SERVING");
+                ServingStatus::NotServing
+            };
+            for name in &names {
+                health.set_service_status(*name, status).await;
             }
         }
     }
@@ -233,7 +346,9 @@ fn codec_errors_as_invalid_argument(
     };
     crate::ErrorBuilder::new(tonic::Code::InvalidArgument, "rapport.dev", reason)
         .message(text)
-        .violations(crate::FieldViolations::single("", violation))
+        // AIP-193 wants a field path; the whole request is named `request`
+        // (README, "Errors"), as in rapport_store::WHOLE_REQUEST.
+        .violations(crate::FieldViolations::single("request", violation))
         .build()
         .into_http()
 }

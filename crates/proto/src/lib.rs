@@ -3,6 +3,33 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::all, missing_docs)]
 
+/// Every RPC of the contracts with the scope it declares, generated from
+/// `proto/` (`rapport.api.v1.required_scope`).
+pub mod methods {
+    /// One RPC.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Method {
+        /// gRPC path, `/rapport.profiles.v1.ProfilesService/GetCustomer`.
+        pub path: &'static str,
+        /// Full name of the request message (unique per RPC, buf STANDARD).
+        pub request: &'static str,
+        /// The scope a caller needs; empty when the contract declares none.
+        pub scope: &'static str,
+    }
+
+    include!(concat!(env!("OUT_DIR"), "/rapport_methods.rs"));
+
+    /// The RPC at `path`.
+    pub fn by_path(path: &str) -> Option<&'static Method> {
+        METHODS.iter().find(|m| m.path == path)
+    }
+
+    /// The RPC whose request message is `request` (its full name).
+    pub fn by_request(request: &str) -> Option<&'static Method> {
+        METHODS.iter().find(|m| m.request == request)
+    }
+}
+
 /// `rapport.*` packages.
 pub mod rapport {
     /// `rapport.type.*`: value types shared by several services.

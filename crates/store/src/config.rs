@@ -40,9 +40,29 @@ impl Default for DatabaseConfig {
 /// pending migrations of `M`. The error names the database without its
 /// password.
 pub async fn open<M: MigratorTrait>(config: &DatabaseConfig) -> anyhow::Result<Db> {
-    let db = Db::connect(&config.url, &config.pool)
-        .await
-        .with_context(|| format!("connecting to {}", redact_url(&config.url)))?;
+    let connect = |pool: DbOptions| async move {
+        Db::connect(&config.url, &pool)
+            .await
+            .with_context(|| format!("connecting to {}", redact_url(&config.url)))
+    };
+    if config.migrate && !config.url.starts_with("sqlite:") {
+        // Migrations (an index built over a large table) may rightly run
+        // longer than any request: on their own pool, without the
+        // statement timeout.
+        let migrator = connect(DbOptions {
+            statement_timeout_ms: 0,
+            max_connections: 1,
+            ..config.pool.clone()
+        })
+        .await?;
+        let migrated = migrate::<M>(&migrator).await;
+        migrator.close().await;
+        migrated?;
+        return connect(config.pool.clone()).await;
+    }
+    // SQLite has no statement timeout, and an in-memory database lives and
+    // dies with its connection: migrate through the serving pool.
+    let db = connect(config.pool.clone()).await?;
     if config.migrate {
         migrate::<M>(&db).await?;
     }

@@ -37,6 +37,14 @@ pub struct DbOptions {
     pub max_connections: u32,
     /// How long a query waits for a connection, or SQLite for a lock.
     pub acquire_timeout_ms: u64,
+    /// PostgreSQL's `statement_timeout` of every connection, in ms (0: none).
+    /// A handler dropped at its deadline does not stop the statement it was
+    /// waiting on; this does, so an expensive query cannot keep a connection
+    /// and the server busy for minutes after its caller gave up. Keep it near
+    /// the server's `default_timeout_ms` (the longest a call may run).
+    /// Migrations run without it. SQLite statements run in-process and stop
+    /// when their connection's worker is dropped.
+    pub statement_timeout_ms: u64,
 }
 
 impl Default for DbOptions {
@@ -44,6 +52,7 @@ impl Default for DbOptions {
         Self {
             max_connections: 8,
             acquire_timeout_ms: 5_000,
+            statement_timeout_ms: 10_000,
         }
     }
 }
@@ -84,6 +93,11 @@ impl Db {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(timeout)
                     .foreign_keys(true)
+                    // Deleted and overwritten content is zeroed in the file,
+                    // not left in free pages and slack space: an erasure must
+                    // leave no copy of the personal data it removed. Costs
+                    // writes of whole pages on delete, which are rare here.
+                    .pragma("secure_delete", "ON")
             };
             let mut w = ConnectOptions::new(url.clone());
             // No ping before each use (sqlx's default): an in-process
@@ -124,6 +138,9 @@ impl Db {
             Ok(Self { writer, reader })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let mut o = ConnectOptions::new(url.to_owned());
+            // Sent in the startup packet, so every connection of the pool,
+            // including one reopened after a failover, has it.
+            let statement_timeout = options.statement_timeout_ms.to_string();
             // sqlx pings every connection it hands out by default: one more
             // round trip to the server per query or transaction. Only a
             // connection idle for a while can have been dropped.
@@ -131,7 +148,10 @@ impl Db {
                 .min_connections(1)
                 .acquire_timeout(timeout)
                 .connect_timeout(timeout)
-                .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR);
+                .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
+                .map_sqlx_postgres_opts(move |pg| {
+                    pg.options([("statement_timeout", statement_timeout.as_str())])
+                });
             logged(&mut o);
             let pool = Database::connect(o).await?;
             Ok(Self {
@@ -161,11 +181,61 @@ impl Db {
         Ok(())
     }
 
+    /// Whether the database answers a trivial statement now: what readiness
+    /// reports. On SQLite the reader is asked, so that a long group commit
+    /// on the one writer does not look like an outage.
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.reader.ping().await
+    }
+
+    /// After an erasure committed: removes old copies of the erased rows
+    /// that the database keeps outside its live pages, as far as it can now.
+    ///
+    /// SQLite: the WAL holds every page version written since the last
+    /// checkpoint, the pre-erasure one included; a TRUNCATE checkpoint copies
+    /// the live pages into the database file (where `secure_delete` zeroes
+    /// what was freed) and empties the WAL. It waits for readers up to
+    /// the busy timeout and is only logged when it cannot finish (the next
+    /// automatic checkpoint overwrites the frames anyway).
+    /// PostgreSQL: nothing to do here. The old row versions are dead tuples
+    /// until VACUUM (autovacuum, within minutes on a busy table) reclaims
+    /// their space, and stay in WAL segments until those are recycled
+    /// (README.md, "Erasure and what stays on disk").
+    pub async fn scrub_after_erasure(&self) {
+        if self.backend() != DatabaseBackend::Sqlite {
+            return;
+        }
+        let checkpoint = sea_orm::Statement::from_string(
+            DatabaseBackend::Sqlite,
+            "PRAGMA wal_checkpoint(TRUNCATE)",
+        );
+        match self.writer.query_one_raw(checkpoint).await {
+            Ok(Some(row)) if row.try_get_by_index::<i64>(0).unwrap_or(1) == 0 => {}
+            Ok(_) => tracing::warn!(
+                "WAL checkpoint after an erasure could not finish; the next one will"
+            ),
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint after an erasure failed"),
+        }
+    }
+
     /// Closes both pools.
     pub async fn close(self) {
         let _ = self.reader.close().await;
         let _ = self.writer.close().await;
     }
+}
+
+/// The database's ping as a readiness check of the kit's server
+/// (`GrpcServer::with_readiness`); the kit knows nothing of databases.
+pub fn readiness(
+    db: &Db,
+) -> std::sync::Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync>
+{
+    let db = db.clone();
+    std::sync::Arc::new(move || {
+        let db = db.clone();
+        Box::pin(async move { db.ping().await.map_err(|e| e.to_string()) })
+    })
 }
 
 /// `url` with its database (the path) replaced by `database`, keeping the

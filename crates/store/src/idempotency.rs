@@ -68,7 +68,11 @@ pub async fn find<C: ConnectionTrait>(
     )
     .await?;
     Ok(row.and_then(|r| {
-        if r.fingerprint != key.fingerprint {
+        if r.response.as_deref() == Some(ERASED) {
+            // Whatever the fingerprint (blanked by the erasure): the key was
+            // used, and its result is gone.
+            Some(Prior::Erased { subject: r.subject })
+        } else if r.fingerprint != key.fingerprint {
             Some(Prior::Mismatch)
         } else {
             r.response.map(Prior::Replay)
@@ -112,37 +116,91 @@ pub fn claim_insert(
     .into_query()
 }
 
-/// Deletes every key whose result is about `subject` (its stored results may
-/// hold personal data that an erasure must remove), except `keep`: the
-/// erasing request's own key, claimed earlier in the same transaction, whose
-/// result is the receipt.
+/// The stored result of a key whose subject was erased. Results are JSON
+/// documents; this bare word is not one, so no result is ever mistaken for it.
+pub const ERASED: &str = "erased";
+
+/// Replaces the stored result of every key about `subject` (results may hold
+/// personal data that an erasure must remove) with the tombstone [`ERASED`],
+/// except `keep`: the erasing request's own key, claimed earlier in the same
+/// transaction, whose result is the receipt.
+///
+/// Why a tombstone and not a delete: a deleted key is a free key, and a late
+/// retry of the request that created the subject (a sync job retrying a
+/// create that timed out) would create the erased person again from the
+/// personal data it carries. A tombstone answers that retry "erased" for as
+/// long as keys are kept ([`RETENTION`]). It keeps the tenant, method,
+/// request id and subject id only: the fingerprint (a hash of the request,
+/// personal data too) is blanked.
 pub async fn forget_subject<C: ConnectionTrait>(
     conn: &C,
     tenant: &Tenant,
     subject: &str,
     keep: Option<&Idempotency>,
 ) -> Result<u64, DbErr> {
-    let mut delete = Entity::delete_many()
+    let mut update = Entity::update_many()
+        .col_expr(Column::Response, sea_orm::sea_query::Expr::value(ERASED))
+        .col_expr(Column::Fingerprint, sea_orm::sea_query::Expr::value(""))
         .filter(Column::Tenant.eq(tenant.as_str()))
         .filter(Column::Subject.eq(subject));
     if let Some(k) = keep {
-        delete = delete.filter(
+        update = update.filter(
             sea_orm::Condition::any()
                 .add(Column::Method.ne(k.method))
                 .add(Column::RequestId.ne(k.request_id.clone())),
         );
     }
-    let r = delete.exec(conn).await?;
+    let r = update.exec(conn).await?;
     Ok(r.rows_affected)
 }
 
-/// Deletes keys recorded before `cutoff_micros`. Keys are kept at least 24 h.
+/// Most keys one purge statement deletes. Why: on SQLite every write goes
+/// through one writer connection, and one DELETE of a day's expired keys
+/// held it for longer than other writes wait for it (`acquire_timeout_ms`),
+/// failing them; many short statements let the writes queue in between.
+pub const PURGE_BATCH: u64 = 1_000;
+
+/// Deletes keys recorded before `cutoff_micros`, [`PURGE_BATCH`] at a time.
+/// Keys are kept at least 24 h.
 pub async fn purge_before<C: ConnectionTrait>(conn: &C, cutoff_micros: i64) -> Result<u64, DbErr> {
-    let r = Entity::delete_many()
-        .filter(Column::CreateTime.lt(cutoff_micros))
-        .exec(conn)
+    let mut total = 0;
+    loop {
+        let deleted = purge_batch(conn, cutoff_micros, PURGE_BATCH).await?;
+        total += deleted;
+        if deleted < PURGE_BATCH {
+            return Ok(total);
+        }
+        // Let the writes that queued behind this statement go first.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Deletes at most `limit` keys recorded before `cutoff_micros`: one short
+/// statement (row values, which both backends support).
+pub async fn purge_batch<C: ConnectionTrait>(
+    conn: &C,
+    cutoff_micros: i64,
+    limit: u64,
+) -> Result<u64, DbErr> {
+    let backend = conn.get_database_backend();
+    let (cutoff, max) = match backend {
+        sea_orm::DatabaseBackend::Postgres => ("$1", "$2"),
+        _ => ("?", "?"),
+    };
+    let sql = format!(
+        "DELETE FROM idempotency_keys WHERE (tenant, method, request_id) IN \
+         (SELECT tenant, method, request_id FROM idempotency_keys \
+          WHERE create_time < {cutoff} LIMIT {max})"
+    );
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let r = conn
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend,
+            sql,
+            [cutoff_micros.into(), limit.into()],
+        ))
         .await?;
-    Ok(r.rows_affected)
+    Ok(r.rows_affected())
 }
 
 /// Idempotency keys are promised for at least 24 hours; keeping them 48 gives

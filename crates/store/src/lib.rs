@@ -9,6 +9,7 @@
 pub mod config;
 pub mod crash;
 pub mod db;
+pub mod failure;
 pub mod group_commit;
 pub mod idempotency;
 pub mod metrics;
@@ -16,7 +17,8 @@ pub mod outbox;
 pub mod schema;
 
 pub use config::{DatabaseConfig, open};
-pub use db::{Db, DbOptions, with_database};
+pub use db::{Db, DbOptions, readiness, with_database};
+pub use failure::{DbFailure, WHOLE_REQUEST, classify};
 
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, Select, SqlErr};
 

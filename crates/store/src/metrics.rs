@@ -21,6 +21,9 @@ pub fn register(registry: &mut Registry, db: &Db) {
     registry.register_collector(Box::new(PoolCollector { db: db.clone() }));
 }
 
+/// One gauge per pool.
+type PoolGauges = Family<Vec<(String, String)>, Gauge>;
+
 #[derive(Debug)]
 struct PoolCollector {
     db: Db,
@@ -55,7 +58,7 @@ impl Collector for PoolCollector {
             DatabaseBackend::Postgres => vec![("main", &self.db.writer)],
             _ => vec![("writer", &self.db.writer), ("reader", &self.db.reader)],
         };
-        let families: [(&str, &str, Family<Vec<(String, String)>, Gauge>); 4] = [
+        let families: [(&str, &str, PoolGauges); 4] = [
             (
                 "db_client_connections_open",
                 "Connections open, per pool",

@@ -45,6 +45,8 @@ pub const TENANT_HEADER: &str = rapport_kit::context::TENANT_HEADER;
 pub fn server_config() -> rapport_kit::ServerConfig {
     rapport_kit::ServerConfig {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        // No load balancer to wait for: a test's shutdown drains at once.
+        shutdown_delay_ms: 0,
         ..Default::default()
     }
 }
@@ -281,31 +283,89 @@ pub async fn connect(addr: SocketAddr) -> anyhow::Result<Channel> {
         .with_context(|| format!("connecting to {addr}"))
 }
 
-/// The secret services under test share with the (simulated) gateway.
-pub const TEST_ASSERTION_KEY: &str = "rapport-test-assertion-key-0123456789abcdef";
+/// The (simulated) gateway's private key in tests: the base64url seed of an
+/// Ed25519 key (fixed, so failures reproduce; never used outside tests).
+/// Services under test accept [`test_assertion_public_key`].
+pub const TEST_ASSERTION_PRIVATE_KEY: &str = "cmFwcG9ydC10ZXN0LWFzc2VydGlvbi1zZWVkLTAxMjM";
 
-/// A request carrying `msg` and a tenant assertion for `tenant`, signed with
-/// [`TEST_ASSERTION_KEY`] as the gateway would sign it. The tenant is not
-/// validated here, so tests can assert what services do with bad ones.
-pub fn tenant_request<T>(tenant: &str, msg: T) -> tonic::Request<T> {
-    signed_request(TEST_ASSERTION_KEY.as_bytes(), tenant, msg)
+/// The public key of [`TEST_ASSERTION_PRIVATE_KEY`]: a service's
+/// `assertion_public_keys` in tests.
+pub fn test_assertion_public_key() -> String {
+    test_signer().public_key()
 }
 
-/// Like [`tenant_request`] but signed with an arbitrary key (a forgery when
-/// the key is not the service's).
-pub fn signed_request<T>(key: &[u8], tenant: &str, msg: T) -> tonic::Request<T> {
-    let key = rapport_kit::AssertionKey::new(key).expect("test keys are at least 32 bytes");
-    let claims = rapport_kit::assertion::Claims {
+fn test_signer() -> rapport_kit::AssertionSigner {
+    rapport_kit::AssertionSigner::from_base64(TEST_ASSERTION_PRIVATE_KEY)
+        .expect("the test key is a valid seed")
+}
+
+/// A request carrying `msg` and an assertion for `tenant`, made by the test
+/// gateway's key as the gateway makes it: for the RPC whose request message
+/// `msg` is, with the scope that RPC declares. The tenant is not validated
+/// here, so tests can assert what services do with bad ones.
+pub fn tenant_request<T: prost::Name>(tenant: &str, msg: T) -> tonic::Request<T> {
+    with_assertion(&test_signer(), tenant, msg)
+}
+
+/// Like [`tenant_request`] but signed with another private key (a forgery):
+/// its seed is the first 32 bytes of `key`.
+pub fn signed_request<T: prost::Name>(key: &[u8], tenant: &str, msg: T) -> tonic::Request<T> {
+    let seed: [u8; 32] = key
+        .get(..32)
+        .and_then(|k| k.try_into().ok())
+        .expect("test keys are at least 32 bytes");
+    let signer = rapport_kit::AssertionSigner::from_base64(&base64_url(&seed))
+        .expect("any 32 bytes are a seed");
+    with_assertion(&signer, tenant, msg)
+}
+
+/// The claims the gateway would assert for a call of `path` by `tenant`
+/// with `scopes`, valid for five minutes.
+pub fn claims_for(path: &str, tenant: &str, scopes: &[&str]) -> rapport_kit::assertion::Claims {
+    rapport_kit::assertion::Claims {
         tenant: tenant.to_owned(),
         principal: "test".to_owned(),
-        scopes: Vec::new(),
+        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
         expires: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64 + 300)
             .unwrap_or(i64::MAX),
-    };
+        audience: rapport_kit::assertion::Claims::audience_of(path)
+            .unwrap_or_default()
+            .to_owned(),
+        method: path.to_owned(),
+    }
+}
+
+/// `msg` in a request carrying the assertion `claims` signed by the test
+/// gateway's key (for tests of what services refuse: another method's
+/// assertion, a missing scope, an expired one).
+pub fn request_with_claims<T>(
+    claims: &rapport_kit::assertion::Claims,
+    msg: T,
+) -> tonic::Request<T> {
     let mut request = tonic::Request::new(msg);
-    let value: MetadataValue<_> = key
+    let value: MetadataValue<_> = test_signer()
+        .sign(claims)
+        .parse()
+        .expect("an assertion is valid ASCII metadata");
+    request
+        .metadata_mut()
+        .insert(rapport_kit::assertion::ASSERTION_HEADER, value);
+    request
+}
+
+fn with_assertion<T: prost::Name>(
+    signer: &rapport_kit::AssertionSigner,
+    tenant: &str,
+    msg: T,
+) -> tonic::Request<T> {
+    let request_type = T::full_name();
+    let method = rapport_proto::methods::by_request(&request_type)
+        .unwrap_or_else(|| panic!("{request_type} is the request of no RPC"));
+    let claims = claims_for(method.path, tenant, &[method.scope]);
+    let mut request = tonic::Request::new(msg);
+    let value: MetadataValue<_> = signer
         .sign(&claims)
         .parse()
         .expect("an assertion is valid ASCII metadata");
@@ -313,6 +373,11 @@ pub fn signed_request<T>(key: &[u8], tenant: &str, msg: T) -> tonic::Request<T> 
         .metadata_mut()
         .insert(rapport_kit::assertion::ASSERTION_HEADER, value);
     request
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// A request that only claims a tenant with the `x-rapport-tenant` header, as
@@ -480,10 +545,17 @@ mod tests {
 
     #[test]
     fn tenant_request_carries_a_verifiable_assertion() {
-        let request = tenant_request("acme", ());
-        let key = rapport_kit::AssertionKey::new(TEST_ASSERTION_KEY.as_bytes()).unwrap();
-        let ctx = rapport_kit::TenantGuard::new(key)
-            .verify(request.metadata())
+        let request = tenant_request(
+            "acme",
+            rapport_proto::profiles::GetCustomerRequest::default(),
+        );
+        let keys =
+            rapport_kit::AssertionVerifier::from_base64_list(&test_assertion_public_key()).unwrap();
+        let ctx = rapport_kit::TenantGuard::new(keys)
+            .verify(
+                request.metadata(),
+                "/rapport.profiles.v1.ProfilesService/GetCustomer",
+            )
             .unwrap();
         assert_eq!(ctx.tenant.as_str(), "acme");
         assert!(request.metadata().get(TENANT_HEADER).is_none());

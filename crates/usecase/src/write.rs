@@ -50,6 +50,13 @@ pub enum Prior {
     Replay(String),
     /// A different request used this key.
     Mismatch,
+    /// The key was used, but the resource its result was about has since
+    /// been erased, and the result with it: the request must not run again
+    /// (a create would bring the erased person back).
+    Erased {
+        /// Id of the erased resource.
+        subject: String,
+    },
 }
 
 /// The key a commit claims, with the result it will answer (JSON) and the
@@ -98,6 +105,13 @@ pub trait ProtocolError: Sized {
     fn conflict() -> Self;
     /// A broken invariant (a stored result that does not read back).
     fn internal(why: String) -> Self;
+    /// The request was applied before, but the resource `subject` it was
+    /// about has since been erased (see [`Prior::Erased`]). Services that
+    /// erase answer this with their own error; for the others a tombstone
+    /// cannot exist, so meeting one is a broken invariant.
+    fn result_erased(subject: &str) -> Self {
+        Self::internal(format!("stored result about {subject} was erased"))
+    }
     /// Whether this refusal may be what a request sees after its own twin
     /// committed (the twin's change makes the request's checks fail).
     fn may_be_twins_change(&self) -> bool;
@@ -143,6 +157,7 @@ impl<'a, P: Priors> Write<'a, P> {
         match self.priors.prior(self.tenant, key).await? {
             None => Ok(None),
             Some(Prior::Mismatch) => Err(P::Error::request_id_reused()),
+            Some(Prior::Erased { subject }) => Err(P::Error::result_erased(&subject)),
             Some(Prior::Replay(json)) => serde_json::from_str(&json).map(Some).map_err(|e| {
                 P::Error::internal(format!("stored idempotent result unreadable: {e}"))
             }),

@@ -25,7 +25,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use rapport_kit::{AssertionKey, GrpcServer, PageTokens, Secret, ServerConfig, server::App};
+use rapport_kit::{AssertionSigner, GrpcServer, PageTokens, Secret, ServerConfig, server::App};
 use rapport_proto::gateway::gateway_admin_service_server::GatewayAdminServiceServer;
 use rapport_store::{DatabaseConfig, Db};
 use serde::{Deserialize, Serialize};
@@ -86,10 +86,14 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// JWT bearer tokens; off unless a JWKS is configured.
     pub jwt: JwtConfig,
-    /// Secret shared with every service, signing tenant assertions. At least
-    /// 32 characters. Secret: only from the environment.
+    /// The private key that signs tenant assertions: the base64url seed of
+    /// an Ed25519 key (32 bytes). Only the gateway holds it; services verify
+    /// with its public key (`rapport keys`-free: `rapport dev` generates the
+    /// pair; see deploy/k8s/README.md for production and rotation). Secret:
+    /// only from the environment.
     pub assertion_key: Secret,
-    /// Lifetime of an assertion, seconds.
+    /// Lifetime of an assertion, seconds: an assertion is checked when the
+    /// service receives the call, so this only covers the hop and clock skew.
     pub assertion_ttl_secs: u64,
     /// Secret signing the admin API's page tokens. Secret.
     pub page_token_secret: Secret,
@@ -144,7 +148,7 @@ impl Default for Config {
             cors_origins: Vec::new(),
             jwt: JwtConfig::default(),
             assertion_key: Secret::default(),
-            assertion_ttl_secs: 60,
+            assertion_ttl_secs: 10,
             page_token_secret: Secret::default(),
             metrics_listen: None,
         }
@@ -197,8 +201,8 @@ fn mark_grpc_web<B>(mut req: http::Request<B>) -> http::Request<B> {
 
 /// Connects, migrates, starts backend pools and binds the listener.
 pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
-    let assertion = AssertionKey::new(config.assertion_key.expose().as_bytes())
-        .context("assertion_key must be at least 32 characters")?;
+    let assertion = AssertionSigner::from_base64(config.assertion_key.expose())
+        .context("assertion_key must be the base64url seed of an Ed25519 key (32 bytes)")?;
     if config.page_token_secret.len() < 32 {
         anyhow::bail!("page_token_secret must be at least 32 characters");
     }
@@ -279,7 +283,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
         backends,
         admin,
         assertion,
-        assertion_ttl: Duration::from_secs(config.assertion_ttl_secs.clamp(5, 3600)),
+        assertion_ttl: Duration::from_secs(config.assertion_ttl_secs.clamp(2, 300)),
         audit,
         default_timeout: Duration::from_millis(config.default_timeout_ms),
         max_timeout: Duration::from_millis(config.server.default_timeout_ms),

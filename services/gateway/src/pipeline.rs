@@ -13,7 +13,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use futures::future::BoxFuture;
 use http_body::{Frame, SizeHint};
-use rapport_kit::{AssertionKey, assertion::Claims, error::code_name};
+use rapport_kit::{AssertionSigner, assertion::Claims, error::code_name};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Code, Status, body::Body};
 use tower::ServiceExt as _;
@@ -64,7 +64,7 @@ pub struct Pipeline {
     /// The admin API, served in-process behind the same checks.
     pub admin: AdminServer,
     /// Signs tenant assertions.
-    pub assertion: AssertionKey,
+    pub assertion: AssertionSigner,
     /// Lifetime of an assertion.
     pub assertion_ttl: Duration,
     /// Audit log.
@@ -516,6 +516,9 @@ fn prepare_headers(
     principal: &Principal,
     timeout: Duration,
 ) {
+    // For this call only: the backend refuses it for any other service or
+    // method, so a captured assertion is worth one method for seconds.
+    let method = req.uri().path().to_owned();
     let headers = req.headers_mut();
     // The client's own claims about tenant or identity are never passed on,
     // and neither are its credentials.
@@ -534,6 +537,8 @@ fn prepare_headers(
         principal: principal.id.clone(),
         scopes: principal.scopes.iter().cloned().collect(),
         expires: Utc::now().timestamp() + p.assertion_ttl.as_secs() as i64,
+        audience: Claims::audience_of(&method).unwrap_or_default().to_owned(),
+        method,
     };
     headers.insert(
         rapport_kit::assertion::ASSERTION_HEADER,

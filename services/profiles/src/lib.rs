@@ -9,6 +9,9 @@ mod domain;
 pub mod seed;
 mod storage;
 
+#[cfg(test)]
+mod races;
+
 /// The storage write ceilings of the profiles schema (`rapport bench`,
 /// `rapport seed --ceiling`). Feature `bench`, off by default: benchmark
 /// code, outside the service's production build.
@@ -44,10 +47,11 @@ pub struct Config {
     /// Secret that signs page tokens; every replica must share it. At least 32
     /// characters. Secret: only from the environment.
     pub page_token_secret: Secret,
-    /// Secret shared with the gateway that signs tenant assertions; calls
-    /// without a valid assertion are refused. At least 32 characters. Secret:
-    /// only from the environment.
-    pub assertion_key: Secret,
+    /// The gateway's public keys (base64url Ed25519, separated by commas):
+    /// calls without an assertion signed by one of their private keys, for
+    /// this service and the method called, are refused. Two during a
+    /// rotation of the gateway's key. Public, so not a secret.
+    pub assertion_public_keys: String,
     /// The event bus (NATS JetStream when `events.nats_url` is set) and the
     /// outbox's retention.
     pub events: EventsConfig,
@@ -62,7 +66,7 @@ impl Default for Config {
             },
             database: DatabaseConfig::sqlite_file("profiles"),
             page_token_secret: Secret::default(),
-            assertion_key: Secret::default(),
+            assertion_public_keys: String::new(),
             events: EventsConfig::default(),
         }
     }
@@ -105,12 +109,15 @@ pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<Profiles> {
     if config.page_token_secret.len() < 32 {
         anyhow::bail!("page_token_secret must be at least 32 characters");
     }
-    let assertion_key = rapport_kit::AssertionKey::new(config.assertion_key.expose().as_bytes())
-        .context("assertion_key must be at least 32 characters")?;
+    let assertion_keys =
+        rapport_kit::AssertionVerifier::from_base64_list(&config.assertion_public_keys).context(
+            "assertion_public_keys must list the gateway's Ed25519 public keys (base64url, comma-separated)",
+        )?;
     let db = rapport_store::open::<Migrator>(&config.database).await?;
     let server = GrpcServer::bind(config.server.clone())
         .await
-        .with_context(|| format!("binding {}", config.server.listen))?;
+        .with_context(|| format!("binding {}", config.server.listen))?
+        .with_readiness(rapport_store::readiness(&db));
     let wake = Wake::default();
     let repo = storage::SqlRepository::new(db.clone(), api::events::encode, wake.clone());
     let service = domain::service::Profiles::new(repo, domain::SystemClock);
@@ -123,7 +130,7 @@ pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<Profiles> {
         .max_encoding_message_size(config.server.max_message_bytes * 4);
     let grpc = tonic::service::interceptor::InterceptedService::new(
         grpc,
-        rapport_kit::TenantGuard::new(assertion_key),
+        rapport_kit::TenantGuard::new(assertion_keys),
     );
     let app = App {
         routes: tonic::service::Routes::new(grpc),

@@ -53,10 +53,11 @@ pub struct Config {
     /// Secret that signs page tokens; every replica must share it. At least
     /// 32 characters. Secret: only from the environment.
     pub page_token_secret: Secret,
-    /// Secret shared with the gateway that signs tenant assertions; calls
-    /// without a valid assertion are refused. At least 32 characters.
-    /// Secret: only from the environment.
-    pub assertion_key: Secret,
+    /// The gateway's public keys (base64url Ed25519, separated by commas):
+    /// calls without an assertion signed by one of their private keys, for
+    /// this service and the method called, are refused. Two during a
+    /// rotation of the gateway's key. Public, so not a secret.
+    pub assertion_public_keys: String,
     /// The event bus the consumed events come from (NATS JetStream when
     /// `events.nats_url` is set).
     pub events: EventsConfig,
@@ -73,7 +74,7 @@ impl Default for Config {
             },
             database: DatabaseConfig::sqlite_file("webhooks"),
             page_token_secret: Secret::default(),
-            assertion_key: Secret::default(),
+            assertion_public_keys: String::new(),
             events: EventsConfig::default(),
             delivery: DeliveryConfig::default(),
         }
@@ -185,8 +186,10 @@ pub async fn build_with(
     if config.page_token_secret.len() < 32 {
         anyhow::bail!("page_token_secret must be at least 32 characters");
     }
-    let assertion_key = rapport_kit::AssertionKey::new(config.assertion_key.expose().as_bytes())
-        .context("assertion_key must be at least 32 characters")?;
+    let assertion_keys =
+        rapport_kit::AssertionVerifier::from_base64_list(&config.assertion_public_keys).context(
+            "assertion_public_keys must list the gateway's Ed25519 public keys (base64url, comma-separated)",
+        )?;
     let delivery = &config.delivery;
     if delivery.timeout_ms == 0 || delivery.max_attempt_window_hours == 0 {
         anyhow::bail!("delivery.timeout_ms and delivery.max_attempt_window_hours must be positive");
@@ -194,7 +197,8 @@ pub async fn build_with(
     let db = rapport_store::open::<Migrator>(&config.database).await?;
     let server = GrpcServer::bind(config.server.clone())
         .await
-        .with_context(|| format!("binding {}", config.server.listen))?;
+        .with_context(|| format!("binding {}", config.server.listen))?
+        .with_readiness(rapport_store::readiness(&db));
     let timeout = Duration::from_millis(delivery.timeout_ms);
     let outbound = outbound::Outbound::new(delivery.allow_private_addresses, timeout);
     let repo = storage::SqlRepository::new(db.clone());
@@ -232,7 +236,7 @@ pub async fn build_with(
         .max_encoding_message_size(config.server.max_message_bytes * 4);
     let grpc = tonic::service::interceptor::InterceptedService::new(
         grpc,
-        rapport_kit::TenantGuard::new(assertion_key),
+        rapport_kit::TenantGuard::new(assertion_keys),
     );
     let app = App {
         routes: tonic::service::Routes::new(grpc),

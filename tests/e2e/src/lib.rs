@@ -16,7 +16,7 @@ use http_body_util::{BodyExt as _, Full};
 use rapport_gateway::{auth::api_keys::NewKey, backends::BackendConfig};
 use rapport_kit::ServerConfig;
 pub use rapport_proto::{gateway as gw, profiles as pb};
-use rapport_testkit::{Running, TEST_ASSERTION_KEY, TEST_SECRET, TestDb};
+use rapport_testkit::{Running, TEST_ASSERTION_PRIVATE_KEY, TEST_SECRET, TestDb};
 use tonic::{metadata::MetadataValue, transport::Channel};
 
 /// Profiles client through the gateway.
@@ -66,7 +66,7 @@ pub fn profiles_config(db: &TestDb) -> rapport_profiles::Config {
         server: rapport_testkit::server_config(),
         database: rapport_testkit::database_config(db),
         page_token_secret: TEST_SECRET.into(),
-        assertion_key: TEST_ASSERTION_KEY.into(),
+        assertion_public_keys: rapport_testkit::test_assertion_public_key(),
         events: Default::default(),
     }
 }
@@ -90,7 +90,7 @@ pub fn gateway_config(db: &TestDb, profiles: SocketAddr) -> rapport_gateway::Con
                 connections: 2,
             },
         )]),
-        assertion_key: TEST_ASSERTION_KEY.into(),
+        assertion_key: TEST_ASSERTION_PRIVATE_KEY.into(),
         page_token_secret: TEST_SECRET.into(),
         cors_origins: vec!["https://app.example.com".into()],
         metrics_listen: Some("127.0.0.1:0".parse().unwrap()),

@@ -2,7 +2,7 @@
 //! tests run it.
 use std::{net::SocketAddr, process::Stdio, time::Duration};
 
-use rapport_testkit::{TEST_ASSERTION_KEY, TEST_SECRET};
+use rapport_testkit::TEST_SECRET;
 use tokio::{
     io::{AsyncBufReadExt as _, BufReader},
     process::{Child, Command},
@@ -27,7 +27,10 @@ pub async fn serve_profiles(url: &str, env: &[(&str, &str)]) -> Option<Serving> 
         .env("RAPPORT_PROFILES__SERVER__LISTEN", "127.0.0.1:0")
         .env("RAPPORT_PROFILES__DATABASE__URL", url)
         .env("RAPPORT_PROFILES__PAGE_TOKEN_SECRET", TEST_SECRET)
-        .env("RAPPORT_PROFILES__ASSERTION_KEY", TEST_ASSERTION_KEY)
+        .env(
+            "RAPPORT_PROFILES__ASSERTION_PUBLIC_KEYS",
+            rapport_testkit::test_assertion_public_key(),
+        )
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")

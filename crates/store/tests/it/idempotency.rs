@@ -107,7 +107,7 @@ async fn a_key_is_claimed_once_per_tenant_and_answers_its_result() {
 }
 
 #[tokio::test]
-async fn erasure_forgets_a_subjects_results_but_its_own() {
+async fn erasure_leaves_tombstones_of_a_subjects_results_but_its_own() {
     for (db, _dir) in databases().await {
         let tenant = fresh_tenant();
         for (id, subject) in [("a", "s1"), ("b", "s1"), ("c", "s2")] {
@@ -116,26 +116,46 @@ async fn erasure_forgets_a_subjects_results_but_its_own() {
                 .unwrap();
         }
         let own = claim("b", "fp", "s1", "{}").key;
-        let deleted = idempotency::forget_subject(&db.writer, &tenant, "s1", Some(&own))
+        let forgotten = idempotency::forget_subject(&db.writer, &tenant, "s1", Some(&own))
             .await
             .unwrap();
-        assert_eq!(deleted, 1);
+        assert_eq!(forgotten, 1);
         let left = |id: &str| {
             let key = Idempotency {
                 request_id: id.into(),
                 ..own.clone()
             };
             let (db, tenant) = (db.clone(), tenant.clone());
-            async move {
-                idempotency::find(&db.reader, &tenant, &key)
-                    .await
-                    .unwrap()
-                    .is_some()
-            }
+            async move { idempotency::find(&db.reader, &tenant, &key).await.unwrap() }
         };
-        assert!(!left("a").await, "the subject's other result is gone");
-        assert!(left("b").await, "the erasing request keeps its receipt");
-        assert!(left("c").await, "another subject is untouched");
+        // The key stays used (a retry must not run again), its result is gone.
+        assert_eq!(
+            left("a").await,
+            Some(Prior::Erased {
+                subject: "s1".into()
+            }),
+            "the subject's other result is a tombstone"
+        );
+        assert_eq!(
+            left("b").await,
+            Some(Prior::Replay("{}".into())),
+            "the erasing request keeps its receipt"
+        );
+        assert_eq!(
+            left("c").await,
+            Some(Prior::Replay("{}".into())),
+            "another subject is untouched"
+        );
+        use sea_orm::EntityTrait as _;
+        let rows = idempotency::Entity::find().all(&db.reader).await.unwrap();
+        let tombstone = rows
+            .iter()
+            .find(|r| r.tenant == tenant.as_str() && r.request_id == "a")
+            .unwrap();
+        assert_eq!(
+            tombstone.fingerprint, "",
+            "the request's fingerprint is forgotten too"
+        );
     }
 }
 
@@ -170,5 +190,37 @@ async fn the_purge_removes_only_expired_keys() {
                 .unwrap()
                 .is_some()
         );
+    }
+}
+
+#[tokio::test]
+async fn the_purge_deletes_in_bounded_batches() {
+    for (db, _dir) in databases().await {
+        let tenant = fresh_tenant();
+        for i in 0..5 {
+            idempotency::claim(
+                &db.writer,
+                &tenant,
+                &claim(&format!("old{i}"), "fp", "s", "{}"),
+                5,
+            )
+            .await
+            .unwrap();
+        }
+        // One statement deletes at most its limit (a concurrent test's purge
+        // on a shared PostgreSQL may take some of these rows first).
+        assert!(idempotency::purge_batch(&db.writer, 6, 2).await.unwrap() <= 2);
+        idempotency::purge_before(&db.writer, 6).await.unwrap();
+        let key = |id: String| Idempotency {
+            method: "/test.v1.Things/Create",
+            request_id: id,
+            fingerprint: "fp".into(),
+        };
+        for i in 0..5 {
+            let left = idempotency::find(&db.reader, &tenant, &key(format!("old{i}")))
+                .await
+                .unwrap();
+            assert_eq!(left, None, "old{i} survived the purge");
+        }
     }
 }

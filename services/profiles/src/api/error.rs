@@ -51,6 +51,13 @@ pub fn to_status(err: Error) -> Status {
         Error::StageUnchanged => b(Code::FailedPrecondition, "LIFECYCLE_STAGE_UNCHANGED")
             .message("the customer is already at this lifecycle stage")
             .build(),
+        Error::AppliedThenErased(id) => b(Code::FailedPrecondition, "CUSTOMER_ERASED")
+            .message(format!(
+                "this request_id was applied before, but customers/{id} has since been erased; \
+                 the request is not applied again"
+            ))
+            .meta("resource", format!("customers/{id}"))
+            .build(),
         Error::RequestIdReused => idempotency::reused(ERROR_DOMAIN),
         Error::Unavailable(_) => b(Code::Unavailable, "DATABASE_UNAVAILABLE")
             .message("the profiles database is unavailable; retry with backoff")
@@ -110,6 +117,11 @@ mod tests {
                 Error::StageUnchanged,
                 Code::FailedPrecondition,
                 "LIFECYCLE_STAGE_UNCHANGED",
+            ),
+            (
+                Error::AppliedThenErased(id),
+                Code::FailedPrecondition,
+                "CUSTOMER_ERASED",
             ),
             (
                 Error::RequestIdReused,

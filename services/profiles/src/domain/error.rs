@@ -30,6 +30,9 @@ pub enum Error {
     NotActive(CustomerId, CustomerState),
     /// The customer is already at the requested lifecycle stage.
     StageUnchanged,
+    /// This request (its request id) was applied before, but the customer
+    /// it was about has since been erased: it is not applied again.
+    AppliedThenErased(CustomerId),
     /// The request id was used before for a different request.
     RequestIdReused,
     /// The database cannot be reached right now.
@@ -51,6 +54,9 @@ impl fmt::Display for Error {
             Error::Conflict => f.write_str("concurrent modification"),
             Error::NotActive(id, state) => write!(f, "customer {id} is {state:?}"),
             Error::StageUnchanged => f.write_str("lifecycle stage unchanged"),
+            Error::AppliedThenErased(id) => {
+                write!(f, "request applied before; customer {id} since erased")
+            }
             Error::RequestIdReused => f.write_str("request id reused"),
             Error::Unavailable(why) => write!(f, "database unavailable: {why}"),
             Error::Internal(why) => write!(f, "internal: {why}"),
@@ -77,6 +83,13 @@ impl rapport_usecase::ProtocolError for Error {
 
     fn internal(why: String) -> Self {
         Error::Internal(why)
+    }
+
+    fn result_erased(subject: &str) -> Self {
+        match uuid::Uuid::parse_str(subject) {
+            Ok(id) => Error::AppliedThenErased(CustomerId(id)),
+            Err(_) => Error::Internal(format!("erased subject {subject:?} is not a customer id")),
+        }
     }
 
     /// A twin that committed first took the identities, changed the stage,

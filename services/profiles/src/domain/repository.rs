@@ -23,6 +23,17 @@ pub enum CustomerWrite {
         /// The version it was read at.
         expected_version: i64,
     },
+    /// A customer the change depends on but does not alter (a consent
+    /// decision that changes no state still appends to its ledger): fails
+    /// with [`CommitError::VersionConflict`] unless the stored version is
+    /// still `expected_version`, so that nothing is added to a customer
+    /// erased or merged since it was read.
+    Unchanged {
+        /// The customer.
+        customer: CustomerId,
+        /// The version it was read at.
+        expected_version: i64,
+    },
 }
 
 /// Everything one use-case changes, committed in one transaction together with

@@ -593,6 +593,15 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
             };
             let mut change = ChangeSet::new(tenant, now);
             change.consent_events.push(event.clone());
+            if !changed {
+                // Nothing changes, yet the ledger grows: the commit must
+                // still fail if the customer was erased or merged since it
+                // was read (it would keep personal data the erasure removed).
+                change.customers.push(CustomerWrite::Unchanged {
+                    customer: id,
+                    expected_version,
+                });
+            }
             if changed {
                 change.customers.push(CustomerWrite::Update {
                     customer: customer.clone(),

@@ -19,12 +19,22 @@ use crate::domain::{Error, model::*, repository::*, rules::IdentityKind};
 const SEARCH_CANDIDATES: u64 = 2_000;
 
 impl SqlRepository {
-    /// On SQLite, the rowids whose text has the needle's trigrams (a
-    /// superset of the matches: the index knows no ESCAPE), when there are
-    /// at most [`SEARCH_CANDIDATES`]; `None` when the index cannot narrow the
-    /// search (PostgreSQL, needles under three characters, common needles).
-    async fn search_candidates(&self, needle: &str) -> Result<Option<Vec<i64>>, Error> {
-        if self.db.backend() != sea_orm::DatabaseBackend::Sqlite || needle.chars().count() < 3 {
+    /// On SQLite, the rowids of `tenant`'s customers whose text has the
+    /// needle's trigrams (a superset of the matches: the index knows no
+    /// ESCAPE), when there are at most [`SEARCH_CANDIDATES`]; `None` when the
+    /// index cannot narrow the search (PostgreSQL, needles without three
+    /// literal characters in a row, common needles).
+    ///
+    /// The trigram index holds every tenant; joining back to `customers` on
+    /// the tenant makes the cap count this tenant's rows only, so a needle
+    /// common in another tenant no longer sends this tenant's searches to the
+    /// slower walk, and no other tenant's row ids leave this function.
+    pub(super) async fn search_candidates(
+        &self,
+        tenant: &Tenant,
+        needle: &str,
+    ) -> Result<Option<Vec<i64>>, Error> {
+        if self.db.backend() != sea_orm::DatabaseBackend::Sqlite || !indexable(needle) {
             return Ok(None);
         }
         let rows = self
@@ -32,9 +42,12 @@ impl SqlRepository {
             .reader
             .query_all_raw(sea_orm::Statement::from_sql_and_values(
                 sea_orm::DatabaseBackend::Sqlite,
-                "SELECT rowid FROM customers_search WHERE search_text LIKE ? LIMIT ?",
+                "SELECT s.rowid FROM customers_search s \
+                 JOIN customers c ON c.rowid = s.rowid \
+                 WHERE s.search_text LIKE ? AND c.tenant = ? LIMIT ?",
                 [
                     format!("%{needle}%").into(),
+                    tenant.to_string().into(),
                     i64::try_from(SEARCH_CANDIDATES + 1)
                         .unwrap_or(i64::MAX)
                         .into(),
@@ -50,6 +63,21 @@ impl SqlRepository {
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
     }
+}
+
+/// Whether the trigram index can narrow a search for `needle`: only with a
+/// run of at least three characters that are not LIKE wildcards. `ab_` or
+/// `%%%` are three characters long but hold no trigram, and FTS5 then scans
+/// the whole index (every tenant's rows) to evaluate the LIKE.
+fn indexable(needle: &str) -> bool {
+    let mut run = 0;
+    for c in needle.chars() {
+        run = if matches!(c, '%' | '_') { 0 } else { run + 1 };
+        if run >= 3 {
+            return true;
+        }
+    }
+    false
 }
 
 impl Repository for SqlRepository {
@@ -217,7 +245,7 @@ impl Repository for SqlRepository {
                 c => vec![c],
             })
             .collect();
-        let candidates = self.search_candidates(needle).await?;
+        let candidates = self.search_candidates(tenant, needle).await?;
         let mut q = customers::Entity::find();
         q = match candidates {
             // Few rows hold the needle's trigrams: fetch those by rowid. The
@@ -383,4 +411,66 @@ async fn ledger_page<E: EntityTrait>(
         .all(reader)
         .await
         .map_err(db_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_needles_with_three_literal_characters_use_the_index() {
+        for needle in ["ada", "xada", "a%ada", "ada_"] {
+            assert!(indexable(needle), "{needle:?}");
+        }
+        for needle in ["", "ab", "ab_", "%%%", "a_b_c", "a%b%c%d", "__ab%cd_"] {
+            assert!(!indexable(needle), "{needle:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn search_candidates_are_the_tenants_own() {
+        let testdb = rapport_testkit::TestDb::fresh().await.unwrap();
+        if testdb.backend_name() != "sqlite" {
+            return;
+        }
+        let db = rapport_store::open::<crate::Migrator>(&rapport_testkit::database_config(&testdb))
+            .await
+            .unwrap();
+        let repo = SqlRepository::new(
+            db.clone(),
+            crate::api::events::encode,
+            rapport_events::relay::Wake::default(),
+        );
+        let profiles =
+            crate::domain::service::Profiles::new(repo.clone(), crate::domain::SystemClock);
+        let (acme, globex) = (
+            Tenant::parse("acme").unwrap(),
+            Tenant::parse("globex").unwrap(),
+        );
+        for (tenant, name) in [
+            (&acme, "Zelda Acme"),
+            (&globex, "Zelda Globex"),
+            (&globex, "Zelda Two"),
+        ] {
+            profiles
+                .create(
+                    tenant,
+                    Profile {
+                        display_name: name.into(),
+                        ..Profile::default()
+                    },
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+        let candidates = repo
+            .search_candidates(&acme, "zelda")
+            .await
+            .unwrap()
+            .expect("a rare needle uses the index");
+        assert_eq!(candidates.len(), 1, "another tenant's rows: {candidates:?}");
+        assert_eq!(repo.search_candidates(&acme, "ze_").await.unwrap(), None);
+        db.close().await;
+    }
 }

@@ -33,9 +33,14 @@ impl SqlRepository {
     /// outbox relay.
     pub(super) async fn write(&self, change: ChangeSet) -> Result<(), CommitError> {
         let events = !change.events.is_empty();
+        let erasure = change.erasure.is_some();
         let result = self.write_change(change).await;
         if events && result.is_ok() {
             self.wake.wake();
+        }
+        if erasure && result.is_ok() {
+            // Before answering: the client is told the data is gone.
+            self.db.scrub_after_erasure().await;
         }
         result
     }
@@ -89,8 +94,9 @@ fn version_after(change: &ChangeSet, customer: CustomerId) -> Option<u64> {
     change
         .customers
         .iter()
-        .map(|write| match write {
-            CustomerWrite::Insert(c) | CustomerWrite::Update { customer: c, .. } => c,
+        .filter_map(|write| match write {
+            CustomerWrite::Insert(c) | CustomerWrite::Update { customer: c, .. } => Some(c),
+            CustomerWrite::Unchanged { .. } => None,
         })
         .find(|c| c.id == customer)
         .and_then(|c| u64::try_from(c.version).ok())
@@ -98,6 +104,13 @@ fn version_after(change: &ChangeSet, customer: CustomerId) -> Option<u64> {
 
 /// A database failure of a commit.
 pub(super) fn failed(e: DbErr) -> CommitError {
+    if rapport_store::classify(&e) == rapport_store::DbFailure::Contention {
+        // The database rolled the transaction back to break a deadlock (two
+        // merges locking the same customers in opposite order) or a
+        // serialization conflict: like a version conflict, read again and
+        // retry; after too many, the caller gets ABORTED.
+        return CommitError::VersionConflict;
+    }
     CommitError::Other(Clash::Failed(db_err(e)))
 }
 
@@ -245,6 +258,29 @@ async fn apply(txn: &DatabaseTransaction, prepared: &Prepared) -> Result<(), Com
                 }
                 write_indexes(txn, tenant, c, false).await?;
             }
+            CustomerWrite::Unchanged {
+                customer,
+                expected_version,
+            } => {
+                // Writes the version it read back: nothing changes, but the
+                // row is locked (PostgreSQL) and the version checked, so a
+                // change that committed since the read (an erasure, a merge)
+                // fails this one instead of letting it add data to a
+                // customer that is gone. The customer's row is written before
+                // the ledgers below, so an erasure's scrub in a concurrent
+                // transaction runs only after this commits or after it fails.
+                let result = customers::Entity::update_many()
+                    .col_expr(customers::Column::Version, Expr::value(*expected_version))
+                    .filter(customers::Column::Tenant.eq(tenant.as_str()))
+                    .filter(customers::Column::Id.eq(customer.to_string()))
+                    .filter(customers::Column::Version.eq(*expected_version))
+                    .exec(txn)
+                    .await
+                    .map_err(failed)?;
+                if result.rows_affected != 1 {
+                    return Err(CommitError::VersionConflict);
+                }
+            }
         }
     }
     if let Some((from, to)) = change.move_history {
@@ -370,7 +406,7 @@ fn history_inserts(change: &ChangeSet) -> Vec<InsertStatement> {
 fn inserted(change: &ChangeSet) -> impl Iterator<Item = &Customer> {
     change.customers.iter().filter_map(|w| match w {
         CustomerWrite::Insert(c) => Some(c),
-        CustomerWrite::Update { .. } => None,
+        CustomerWrite::Update { .. } | CustomerWrite::Unchanged { .. } => None,
     })
 }
 
@@ -383,7 +419,7 @@ fn insert_only(prepared: &Prepared) -> Result<Option<Vec<InsertStatement>>, Comm
     let updates = change
         .customers
         .iter()
-        .any(|w| matches!(w, CustomerWrite::Update { .. }));
+        .any(|w| !matches!(w, CustomerWrite::Insert(_)));
     if updates || change.move_history.is_some() || change.erasure.is_some() {
         return Ok(None);
     }

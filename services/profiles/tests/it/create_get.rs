@@ -625,6 +625,7 @@ async fn a_request_over_the_message_limit_is_rejected_and_creates_nothing() {
     // The server turns tonic's bare OUT_OF_RANGE into the same shape as every
     // other invalid request: INVALID_ARGUMENT with ErrorInfo, not retryable.
     assert_error(&err, Code::InvalidArgument, "REQUEST_TOO_LARGE");
+    assert_eq!(violation_fields(&err), ["request"], "{}", describe(&err));
     assert!(h.active_names_in(TENANT).await.is_empty());
     assert!(h.outbox_rows(TENANT).await.is_empty());
 }
@@ -635,17 +636,21 @@ async fn bytes_that_are_not_the_request_message_are_invalid_argument() {
     // Field 1 (name) claims 21 bytes and brings 20: not a GetCustomerRequest.
     let mut truncated = b"\n\x15".to_vec();
     truncated.extend_from_slice(b"customers/not-a-uuid");
+    let path = "/rapport.profiles.v1.ProfilesService/GetCustomer";
     let err = rapport_testkit::raw_unary(
         h.channel.clone(),
-        "/rapport.profiles.v1.ProfilesService/GetCustomer",
-        tenant_request(TENANT, truncated),
+        path,
+        rapport_testkit::request_with_claims(
+            &rapport_testkit::claims_for(path, TENANT, &["profiles.read"]),
+            truncated,
+        ),
     )
     .await
     .expect_err("a malformed message is refused");
     // tonic says INTERNAL (a server fault, so retried); the server answers
     // like every other invalid request instead.
     assert_error(&err, Code::InvalidArgument, "MALFORMED_MESSAGE");
-    assert!(!violation_fields(&err).is_empty(), "{}", describe(&err));
+    assert_eq!(violation_fields(&err), ["request"], "{}", describe(&err));
 }
 
 #[tokio::test]

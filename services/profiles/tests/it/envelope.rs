@@ -8,7 +8,7 @@ use rapport_proto::profiles::{MergeCustomersRequest, UpdateCustomerRequest};
 use crate::harness::*;
 
 /// A request of [`TENANT`] carrying a W3C `traceparent` header.
-fn traced<T>(msg: T, traceparent: &str) -> tonic::Request<T> {
+fn traced<T: prost::Name>(msg: T, traceparent: &str) -> tonic::Request<T> {
     let mut req = tenant_request(TENANT, msg);
     req.metadata_mut()
         .insert("traceparent", traceparent.parse().unwrap());

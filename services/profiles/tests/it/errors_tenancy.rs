@@ -278,3 +278,113 @@ async fn malformed_resource_names_are_invalid_and_unknown_ones_not_found() {
     );
     assert_violation(&err, "name");
 }
+
+/// An assertion is good for the one method of the one service the gateway
+/// made it for, for seconds, with the scopes the caller has: captured on its
+/// way to GetCustomer, it erases nobody and calls no other service; a
+/// service that holds only the public key cannot make one; an expired one
+/// is refused; and the scope the contract declares is checked here too.
+#[tokio::test]
+async fn an_assertion_is_bound_to_its_service_method_scope_and_expiry() {
+    let h = start().await;
+    let created = h.create(customer("Bound", "bound@example.com")).await;
+    let get = "/rapport.profiles.v1.ProfilesService/GetCustomer";
+    let erase = "/rapport.profiles.v1.ProfilesService/EraseCustomer";
+    let read = rapport_testkit::claims_for(get, TENANT, &["profiles.read"]);
+    let get_request = || pb::GetCustomerRequest {
+        name: created.name.clone(),
+    };
+    let erase_request = || pb::EraseCustomerRequest {
+        name: created.name.clone(),
+        request_id: String::new(),
+    };
+    // The genuine use works.
+    h.client()
+        .get_customer(rapport_testkit::request_with_claims(&read, get_request()))
+        .await
+        .unwrap_or_else(|s| panic!("{}", describe(&s)));
+
+    // Replayed on EraseCustomer: refused, even with every scope.
+    let captured = rapport_testkit::claims_for(get, TENANT, &["admin"]);
+    let err = expect_err(
+        h.client()
+            .erase_customer(rapport_testkit::request_with_claims(
+                &captured,
+                erase_request(),
+            ))
+            .await,
+    );
+    assert_error(&err, Code::Unauthenticated, "ASSERTION_INVALID");
+    // Made for another service's method of the same name.
+    let elsewhere = rapport_testkit::claims_for(
+        "/rapport.webhooks.v1.WebhooksService/GetCustomer",
+        TENANT,
+        &["admin"],
+    );
+    let err = expect_err(
+        h.client()
+            .get_customer(rapport_testkit::request_with_claims(
+                &elsewhere,
+                get_request(),
+            ))
+            .await,
+    );
+    assert_error(&err, Code::Unauthenticated, "ASSERTION_INVALID");
+    // Claims that name this service as audience but another method.
+    let mismatched = rapport_kit::assertion::Claims {
+        method: erase.to_owned(),
+        ..read.clone()
+    };
+    let err = expect_err(
+        h.client()
+            .get_customer(rapport_testkit::request_with_claims(
+                &mismatched,
+                get_request(),
+            ))
+            .await,
+    );
+    assert_error(&err, Code::Unauthenticated, "ASSERTION_INVALID");
+    // Expired.
+    let expired = rapport_kit::assertion::Claims {
+        expires: chrono::Utc::now().timestamp() - 1,
+        ..read.clone()
+    };
+    let err = expect_err(
+        h.client()
+            .get_customer(rapport_testkit::request_with_claims(
+                &expired,
+                get_request(),
+            ))
+            .await,
+    );
+    assert_error(&err, Code::Unauthenticated, "ASSERTION_INVALID");
+    // A service knows only the gateway's public key; "signing" with it (as
+    // if it were a private key) makes another key pair's assertion.
+    let public = rapport_testkit::test_assertion_public_key();
+    let service_made = rapport_kit::AssertionSigner::from_base64(&public)
+        .expect("32 bytes")
+        .sign(&read);
+    let mut forged = tonic::Request::new(get_request());
+    forged.metadata_mut().insert(
+        rapport_kit::assertion::ASSERTION_HEADER,
+        service_made.parse().unwrap(),
+    );
+    let err = expect_err(h.client().get_customer(forged).await);
+    assert_error(&err, Code::Unauthenticated, "ASSERTION_INVALID");
+    // For EraseCustomer, but with only the read scope: the service checks
+    // the scope the contract declares (profiles.erase), not only the gateway.
+    let read_only_erase = rapport_testkit::claims_for(erase, TENANT, &["profiles.read"]);
+    let err = expect_err(
+        h.client()
+            .erase_customer(rapport_testkit::request_with_claims(
+                &read_only_erase,
+                erase_request(),
+            ))
+            .await,
+    );
+    assert_error(&err, Code::PermissionDenied, "SCOPE_MISSING");
+    assert_eq!(
+        h.get(&created.name).await.state,
+        pb::CustomerState::Active as i32
+    );
+}

@@ -346,3 +346,103 @@ async fn concurrent_twins_of_an_erasure_get_one_receipt() {
     assert_eq!(receipts.len(), 1, "{receipts:?}");
     assert_eq!(count_events(&h.events(&c.name).await, "CustomerErased"), 1);
 }
+
+/// A late retry of the create that made a customer, after the customer was
+/// erased (a sync job retrying a create that timed out), must not bring the
+/// person back: the request id is remembered with a tombstone reply, and the
+/// retry answers FAILED_PRECONDITION `CUSTOMER_ERASED` naming the erased
+/// customer. Retries of other requests about the customer answer the same.
+#[tokio::test]
+async fn a_late_retry_of_the_create_does_not_bring_the_erased_customer_back() {
+    let h = start().await;
+    let created = h
+        .try_create_in(TENANT, customer(DISPLAY_NAME, EMAIL), "create-then-erase")
+        .await
+        .unwrap();
+    h.set_consent(pb::SetConsentRequest {
+        request_id: "consent-then-erase".into(),
+        ..consent(
+            &created.name,
+            Channel::Email,
+            ConsentPurpose::Marketing,
+            ConsentStatus::Granted,
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    h.erase(&created.name, "").await.unwrap();
+
+    let retry = expect_err(
+        h.try_create_in(TENANT, customer(DISPLAY_NAME, EMAIL), "create-then-erase")
+            .await,
+    );
+    assert_error(&retry, Code::FailedPrecondition, "CUSTOMER_ERASED");
+    assert_eq!(
+        error_metadata(&retry).get("resource"),
+        Some(&created.name),
+        "{}",
+        describe(&retry)
+    );
+    let consent_retry = expect_err(
+        h.set_consent(pb::SetConsentRequest {
+            request_id: "consent-then-erase".into(),
+            ..consent(
+                &created.name,
+                Channel::Email,
+                ConsentPurpose::Marketing,
+                ConsentStatus::Granted,
+                None,
+            )
+        })
+        .await,
+    );
+    assert_error(&consent_retry, Code::FailedPrecondition, "CUSTOMER_ERASED");
+
+    assert!(
+        h.active_names_in(TENANT).await.is_empty(),
+        "the erased person is back"
+    );
+    let lookup = expect_err(h.lookup_in(TENANT, by_email(EMAIL)).await);
+    assert_eq!(lookup.code(), Code::NotFound);
+    // A new request (a new request id) may create the person again: that is
+    // the client's decision, not a retry's.
+    h.try_create_in(TENANT, customer(DISPLAY_NAME, EMAIL), "a-new-create")
+        .await
+        .unwrap();
+}
+
+/// SQLite keeps old page versions in its WAL and freed pages in the file; an
+/// erasure leaves neither holding the erased strings (secure_delete, FTS5
+/// secure-delete, a WAL checkpoint after the erasure). PostgreSQL's dead
+/// tuples are VACUUM's (README.md, "Erasure and what stays on disk").
+#[tokio::test]
+async fn erased_strings_are_gone_from_the_sqlite_files() {
+    let h = start().await;
+    if h.testdb.backend_name() != "sqlite" {
+        return;
+    }
+    let c = seeded(&h).await;
+    // Some other customers, so the erased rows' pages are not simply freed whole.
+    for i in 0..20 {
+        h.create(customer(
+            &format!("Other {i}"),
+            &format!("other{i}@example.com"),
+        ))
+        .await;
+    }
+    h.erase(&c.name, "").await.unwrap();
+
+    let db_file = h.testdb.url().trim_start_matches("sqlite://").to_owned();
+    for path in [db_file.clone(), format!("{db_file}-wal")] {
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        for needle in [EMAIL, DISPLAY_NAME, PHONE, "ada_private", "Private-Person"] {
+            assert!(
+                !contains_bytes(&bytes, needle),
+                "{needle:?} is still in {path} after the erasure"
+            );
+        }
+    }
+}

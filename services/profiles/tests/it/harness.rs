@@ -27,7 +27,7 @@ pub use rapport_testkit::status::{
 };
 pub use rapport_testkit::store::{event_types, payload};
 pub use rapport_testkit::tenant_request;
-use rapport_testkit::{Running, TEST_ASSERTION_KEY, TEST_SECRET, TestDb};
+use rapport_testkit::{Running, TEST_SECRET, TestDb};
 use tonic::Status;
 
 /// The tenant most tests act as.
@@ -66,7 +66,7 @@ pub fn profiles_config(testdb: &TestDb) -> Config {
         server: rapport_testkit::server_config(),
         database: rapport_testkit::database_config(testdb),
         page_token_secret: TEST_SECRET.into(),
-        assertion_key: TEST_ASSERTION_KEY.into(),
+        assertion_public_keys: rapport_testkit::test_assertion_public_key(),
         events: Default::default(),
     }
 }
@@ -75,8 +75,14 @@ pub fn profiles_config(testdb: &TestDb) -> Config {
 /// database and connects a client to it. The listener is bound before this
 /// returns, so no waiting is needed.
 pub async fn start() -> Harness {
+    start_with(|_| {}).await
+}
+
+/// [`start`] with the configuration changed by `tweak` first.
+pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Harness {
     let testdb = TestDb::fresh().await.expect("creating the test database");
-    let config = profiles_config(&testdb);
+    let mut config = profiles_config(&testdb);
+    tweak(&mut config);
     let bus = rapport_events::Bus::in_process();
     let profiles = rapport_profiles::build(&config, &bus)
         .await
@@ -109,6 +115,12 @@ impl Harness {
         if let Some(running) = self.running.take() {
             running.shutdown().await.expect("clean shutdown");
         }
+    }
+
+    /// Signals shutdown without waiting for it (the server drains on its
+    /// own, or is dropped with the test's runtime).
+    pub fn begin_shutdown(&mut self) {
+        drop(self.running.take());
     }
 
     /// Creates `customer` in [`TENANT`].

@@ -6,6 +6,7 @@
 mod harness;
 
 mod create_get;
+mod db_failures;
 mod envelope;
 mod errors_tenancy;
 mod events;

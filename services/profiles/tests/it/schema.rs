@@ -63,12 +63,19 @@ async fn migrations_go_down_and_up_again() {
 
     Migrator::down(&db.writer, Some(1))
         .await
-        .expect("one step down");
+        .expect("migration 5 down");
     assert!(
         !index_names(&db)
             .await
             .contains(&"outbox_pending".to_owned()),
-        "migration 4 removes the outbox's pending index"
+        "migration 5 removes the outbox's pending index"
+    );
+    Migrator::down(&db.writer, Some(1))
+        .await
+        .expect("migration 4 down");
+    assert!(
+        has_search_index(&db).await,
+        "migration 4 only sets an option of the index"
     );
     Migrator::down(&db.writer, Some(1))
         .await

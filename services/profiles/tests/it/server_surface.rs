@@ -97,3 +97,46 @@ async fn shutdown_drains_and_then_refuses_new_calls() {
         "a call succeeded after shutdown: {result:?}"
     );
 }
+
+#[tokio::test]
+async fn shutdown_reports_not_serving_first_and_keeps_serving_through_the_delay() {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    // Longer than the test: whatever the test sees happens inside the delay.
+    let mut h = start_with(|c| c.server.shutdown_delay_ms = 600_000).await;
+    let created = h.create(customer("During", "during@example.com")).await;
+    let mut statuses = HealthClient::new(h.channel.clone())
+        .watch(HealthCheckRequest {
+            service: rapport_profiles::SERVICE_NAME.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut next = async || {
+        statuses
+            .message()
+            .await
+            .unwrap()
+            .expect("watch ended")
+            .status
+    };
+    assert_eq!(next().await, ServingStatus::Serving as i32);
+
+    h.begin_shutdown();
+    assert_eq!(next().await, ServingStatus::NotServing as i32);
+    // A load balancer that has not noticed yet still reaches a server that
+    // accepts connections and answers calls.
+    let late = rapport_testkit::connect(h.addr)
+        .await
+        .expect("the listener still accepts during the shutdown delay");
+    let got = pb::profiles_service_client::ProfilesServiceClient::new(late)
+        .get_customer(tenant_request(
+            TENANT,
+            pb::GetCustomerRequest {
+                name: created.name.clone(),
+            },
+        ))
+        .await;
+    assert!(got.is_ok(), "{:?}", got.err().map(|s| describe(&s)));
+}

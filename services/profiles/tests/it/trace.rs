@@ -7,7 +7,7 @@ use rapport_proto::profiles::{CreateCustomerRequest, UpdateCustomerRequest};
 
 use crate::harness::{TENANT, customer, start};
 
-fn traced<T>(msg: T, traceparent: &str) -> tonic::Request<T> {
+fn traced<T: prost::Name>(msg: T, traceparent: &str) -> tonic::Request<T> {
     let mut req = rapport_testkit::tenant_request(TENANT, msg);
     req.metadata_mut()
         .insert("traceparent", traceparent.parse().unwrap());

@@ -11,9 +11,23 @@ pub(super) fn db_err(e: DbErr) -> Error {
 }
 
 pub(super) fn db_error(e: &DbErr) -> Error {
-    match e {
-        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => Error::Unavailable(e.to_string()),
-        other => Error::Internal(other.to_string()),
+    // The detail goes to the log only (api::error), never to the client.
+    match rapport_store::classify(e) {
+        rapport_store::DbFailure::Unavailable => Error::Unavailable(e.to_string()),
+        // The database aborted the transaction to break a deadlock or a
+        // serialization conflict: the caller may retry it as a whole.
+        rapport_store::DbFailure::Contention => {
+            tracing::warn!(error = %e, "transaction aborted by the database; the client may retry");
+            Error::Conflict
+        }
+        rapport_store::DbFailure::InvalidInput => {
+            tracing::warn!(error = %e, "the database refused a value that passed validation");
+            Error::Invalid(crate::domain::Violations::one(
+                rapport_store::WHOLE_REQUEST,
+                "holds text the database cannot store (a NUL character, or a value too long once normalized)",
+            ))
+        }
+        rapport_store::DbFailure::Other => Error::Internal(e.to_string()),
     }
 }
 

@@ -36,6 +36,12 @@ impl SqlRepository {
 
 /// A database failure of a commit.
 pub(super) fn failed(e: DbErr) -> CommitError {
+    if rapport_store::classify(&e) == rapport_store::DbFailure::Contention {
+        // The database rolled the transaction back to break a deadlock or a
+        // serialization conflict: like a version conflict, read again and
+        // retry; after too many, the caller gets ABORTED.
+        return CommitError::VersionConflict;
+    }
     CommitError::Other(db_err(e))
 }
 

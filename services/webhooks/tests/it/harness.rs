@@ -23,7 +23,7 @@ use rapport_proto::{
 };
 pub use rapport_testkit::status::{assert_error, assert_violation, describe, expect_err};
 pub use rapport_testkit::tenant_request;
-use rapport_testkit::{Running, TEST_ASSERTION_KEY, TEST_SECRET, TestDb};
+use rapport_testkit::{Running, TEST_SECRET, TestDb};
 pub use rapport_usecase::ManualClock;
 use rapport_webhooks::{Config, Deliverer, DeliveryConfig, Firing};
 use sha2::Sha256;
@@ -64,7 +64,7 @@ pub fn webhooks_config(testdb: &TestDb, delivery: DeliveryConfig) -> Config {
         server: rapport_testkit::server_config(),
         database: rapport_testkit::database_config(testdb),
         page_token_secret: TEST_SECRET.into(),
-        assertion_key: TEST_ASSERTION_KEY.into(),
+        assertion_public_keys: rapport_testkit::test_assertion_public_key(),
         events: Default::default(),
         delivery,
     }
