@@ -83,7 +83,7 @@ macro_rules! services {
                 $( Service::$name => {
                     let bus = Bus::from_config(&config.$name.events, &Bus::in_process()).await?;
                     let built = $krate::build(&config.$name, &bus).await?;
-                    tracing::info!(addr = %built.local_addr(), service = $krate::SERVICE_NAME, ?bus, "serving");
+                    tracing::info!(addr = %built.local_addr(), metrics = ?built.metrics_addr(), service = $krate::SERVICE_NAME, ?bus, "serving");
                     built.serve(shutdown).await
                 } )+
             }

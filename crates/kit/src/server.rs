@@ -7,6 +7,8 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use futures::future::BoxFuture;
 
 use serde::{Deserialize, Serialize};
+
+use crate::metrics::{Metrics, RedLayer};
 use tokio::net::TcpListener;
 use tonic::{
     service::Routes,
@@ -37,6 +39,10 @@ pub struct ServerConfig {
     /// How often readiness asks the service's dependencies (its database)
     /// whether they answer.
     pub readiness_interval_ms: u64,
+    /// Where Prometheus scrapes `/metrics` (`0.0.0.0:9464` in the
+    /// manifests); off when unset. A listener of its own, apart from the
+    /// gRPC port (see [`crate::metrics`]).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -48,6 +54,7 @@ impl Default for ServerConfig {
             max_metadata_bytes: 16 * 1024,
             drain_grace_ms: 10_000,
             shutdown_delay_ms: 5_000,
+            metrics_listen: None,
             readiness_interval_ms: 2_000,
         }
     }
@@ -80,6 +87,8 @@ pub struct GrpcServer {
     config: ServerConfig,
     health: HealthReporter,
     readiness: Option<Readiness>,
+    metrics: Metrics,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -96,6 +105,10 @@ impl GrpcServer {
     pub async fn bind(config: ServerConfig) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
+        let metrics_listener = match config.metrics_listen {
+            Some(at) => Some(TcpListener::bind(at).await?),
+            None => None,
+        };
         let (health, _) = tonic_health::server::health_reporter();
         Ok(Self {
             listener,
@@ -103,7 +116,22 @@ impl GrpcServer {
             config,
             health,
             readiness: None,
+            metrics: Metrics::new(),
+            metrics_listener,
         })
+    }
+
+    /// The service's metrics, to register its own (database pool, outbox
+    /// lag) before serving.
+    pub fn metrics(&mut self) -> &mut Metrics {
+        &mut self.metrics
+    }
+
+    /// Where `/metrics` is served, when enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// Reports the service NOT_SERVING while `probe` fails and SERVING again
@@ -138,7 +166,16 @@ impl GrpcServer {
             config,
             health,
             readiness,
+            metrics,
+            metrics_listener,
         } = self;
+        let metrics = Arc::new(metrics);
+        // Scrapes are answered until this function returns, however it does.
+        // Calls are recorded only where they are served.
+        let red = metrics_listener
+            .is_some()
+            .then(|| RedLayer(metrics.clone()));
+        let _metrics_task = metrics_listener.map(|l| AbortOnDrop(metrics.clone().serve(l)));
         let health_service = tonic_health::pb::health_server::HealthServer::new(
             tonic_health::server::HealthService::from_health_reporter(health.clone()),
         );
@@ -179,6 +216,7 @@ impl GrpcServer {
             .timeout(Duration::from_millis(config.default_timeout_ms))
             .http2_max_header_list_size(config.max_metadata_bytes)
             .layer(rapport_telemetry::rpc::layer())
+            .layer(tower::util::option_layer(red))
             // The called path, for TenantGuard to check the assertion's
             // method against (interceptors do not see the URI).
             .layer(tower::util::MapRequestLayer::new(
@@ -351,6 +389,15 @@ fn codec_errors_as_invalid_argument(
         .violations(crate::FieldViolations::single("request", violation))
         .build()
         .into_http()
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn flatten(

@@ -114,10 +114,12 @@ pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<Profiles> {
             "assertion_public_keys must list the gateway's Ed25519 public keys (base64url, comma-separated)",
         )?;
     let db = rapport_store::open::<Migrator>(&config.database).await?;
-    let server = GrpcServer::bind(config.server.clone())
+    let mut server = GrpcServer::bind(config.server.clone())
         .await
         .with_context(|| format!("binding {}", config.server.listen))?
         .with_readiness(rapport_store::readiness(&db));
+    rapport_store::metrics::register(server.metrics().registry(), &db);
+    rapport_events::relay::register_lag(server.metrics(), db.clone(), EVENTS_NAME);
     let wake = Wake::default();
     let repo = storage::SqlRepository::new(db.clone(), api::events::encode, wake.clone());
     let service = domain::service::Profiles::new(repo, domain::SystemClock);
@@ -157,6 +159,11 @@ impl Profiles {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// Where `/metrics` is served, when `server.metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.server.metrics_addr()
     }
 
     /// The service's database (tests inspect the outbox through it).

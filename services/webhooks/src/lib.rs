@@ -195,10 +195,12 @@ pub async fn build_with(
         anyhow::bail!("delivery.timeout_ms and delivery.max_attempt_window_hours must be positive");
     }
     let db = rapport_store::open::<Migrator>(&config.database).await?;
-    let server = GrpcServer::bind(config.server.clone())
+    let mut server = GrpcServer::bind(config.server.clone())
         .await
         .with_context(|| format!("binding {}", config.server.listen))?
         .with_readiness(rapport_store::readiness(&db));
+    rapport_store::metrics::register(server.metrics().registry(), &db);
+    rapport_events::relay::register_lag(server.metrics(), db.clone(), "webhooks");
     let timeout = Duration::from_millis(delivery.timeout_ms);
     let outbound = outbound::Outbound::new(delivery.allow_private_addresses, timeout);
     let repo = storage::SqlRepository::new(db.clone());
@@ -260,6 +262,11 @@ impl Webhooks {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// Where `/metrics` is served, when `server.metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.server.metrics_addr()
     }
 
     /// The service's database.

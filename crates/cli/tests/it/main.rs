@@ -3,5 +3,6 @@
 //! commands.
 mod crash;
 mod dead_letters;
+mod metrics;
 mod otlp;
 mod process;
