@@ -55,6 +55,12 @@ impl RequestContext {
             .cloned()
             .ok_or_else(|| unauthenticated("ASSERTION_MISSING", "no verified tenant context"))
     }
+
+    /// The tenant of a request that passed [`TenantGuard`] (what most
+    /// handlers need of the context).
+    pub fn tenant_of<T>(request: &Request<T>) -> Result<Tenant, Status> {
+        Ok(Self::from_request(request)?.tenant)
+    }
 }
 
 fn unauthenticated(reason: &'static str, message: &str) -> Status {

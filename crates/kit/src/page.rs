@@ -60,6 +60,24 @@ impl PageTokens {
         format!("{}.{}", B64.encode(&json), B64.encode(tag))
     }
 
+    /// The cursor of a request's `page_token`, which must have been issued
+    /// for `filter` (a list and its parameters) and `tenant`; `None` on the
+    /// first page.
+    pub fn cursor<C: DeserializeOwned>(
+        &self,
+        tenant: &Tenant,
+        filter: &str,
+        page_token: &str,
+    ) -> Result<Option<C>, Status> {
+        self.decode(tenant, filter, page_token, "page_token")
+    }
+
+    /// The `next_page_token` of an answer: empty on the last page.
+    pub fn next<C: Serialize>(&self, tenant: &Tenant, filter: &str, next: Option<C>) -> String {
+        next.map(|c| self.encode(tenant, filter, &c))
+            .unwrap_or_default()
+    }
+
     /// Decodes a token; `Ok(None)` for the empty token (first page).
     /// `field` names the request field in the violation (usually `page_token`).
     pub fn decode<C: DeserializeOwned>(

@@ -123,6 +123,41 @@ fn sqlite_code(code: i32) -> DbFailure {
     }
 }
 
+/// What a service's error type says for each kind of database failure; the
+/// service implements it once (four constructors, no rules) and maps every
+/// `DbErr` through [`to_error`].
+pub trait FromDbFailure {
+    /// The database is unreachable or restarting: retry later.
+    fn unavailable(detail: String) -> Self;
+    /// The database aborted the transaction to break a deadlock or a
+    /// serialization conflict: the caller may retry it as a whole.
+    fn contention() -> Self;
+    /// The database refused a value that passed validation.
+    fn invalid(violations: rapport_usecase::Violations) -> Self;
+    /// Anything else: a bug, or a failure nobody can act on.
+    fn internal(detail: String) -> Self;
+}
+
+/// `e` as a service's error: classified once here, for every service. The
+/// detail goes to the log only (the services' api layers never show it).
+pub fn to_error<E: FromDbFailure>(e: &DbErr) -> E {
+    match classify(e) {
+        DbFailure::Unavailable => E::unavailable(e.to_string()),
+        DbFailure::Contention => {
+            tracing::warn!(error = %e, "transaction aborted by the database; the client may retry");
+            E::contention()
+        }
+        DbFailure::InvalidInput => {
+            tracing::warn!(error = %e, "the database refused a value that passed validation");
+            E::invalid(rapport_usecase::Violations::one(
+                WHOLE_REQUEST,
+                "holds text the database cannot store (a NUL character, or a value too long once normalized)",
+            ))
+        }
+        DbFailure::Other => E::internal(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ pub mod schema;
 
 pub use config::{DatabaseConfig, open};
 pub use db::{Db, DbOptions, readiness, with_database};
-pub use failure::{DbFailure, WHOLE_REQUEST, classify};
+pub use failure::{DbFailure, FromDbFailure, WHOLE_REQUEST, classify, to_error};
 
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, Select, SqlErr};
 

@@ -8,7 +8,6 @@ use prost::Message;
 use rapport_kit::{PageTokens, RequestContext, idempotency, page};
 use rapport_proto::profiles::{self as pb, profiles_service_server::ProfilesService};
 use rapport_usecase::Idempotency;
-use serde::{Serialize, de::DeserializeOwned};
 use tonic::{Request, Response, Status};
 
 use super::{
@@ -63,22 +62,6 @@ impl<R: Repository, C: Clock> Handler<R, C> {
         }
     }
 
-    /// The cursor in `page_token`, which must have been issued for `scope`.
-    fn cursor<T: DeserializeOwned>(
-        &self,
-        tenant: &Tenant,
-        scope: &str,
-        page_token: &str,
-    ) -> Result<Option<T>, Status> {
-        self.tokens.decode(tenant, scope, page_token, "page_token")
-    }
-
-    /// The `next_page_token` of an answer: empty on the last page.
-    fn next_token<T: Serialize>(&self, tenant: &Tenant, scope: &str, next: Option<T>) -> String {
-        next.map(|c| self.tokens.encode(tenant, scope, &c))
-            .unwrap_or_default()
-    }
-
     /// The page a ledger request asks for; `kind` names the ledger in its
     /// page tokens.
     fn ledger_page(
@@ -92,7 +75,7 @@ impl<R: Repository, C: Clock> Handler<R, C> {
         let limit = page::page_size(page_size, LIST_DEFAULT, LIST_MAX, ERROR_DOMAIN)?;
         let id = command::customer_id(parent, "parent").map_err(invalid)?;
         let scope = format!("{kind};{id}");
-        let cursor = self.cursor(tenant, &scope, page_token)?;
+        let cursor = self.tokens.cursor(tenant, &scope, page_token)?;
         Ok(LedgerPage {
             id,
             scope,
@@ -100,10 +83,6 @@ impl<R: Repository, C: Clock> Handler<R, C> {
             limit,
         })
     }
-}
-
-fn context<T>(req: &Request<T>) -> Result<Tenant, Status> {
-    Ok(RequestContext::from_request(req)?.tenant)
 }
 
 /// Invalid input, as the one error mapping words it.
@@ -136,7 +115,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::CreateCustomerRequest>,
     ) -> Result<Response<pb::CreateCustomerResponse>, Status> {
-        let tenant = context(&request)?;
+        let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
         let key = idem(method!("CreateCustomer"), &req, &req.request_id, |r| {
             r.request_id.clear()
@@ -156,7 +135,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::GetCustomerRequest>,
     ) -> Result<Response<pb::GetCustomerResponse>, Status> {
-        let tenant = context(&request)?;
+        let tenant = RequestContext::tenant_of(&request)?;
         let id = command::customer_id(&request.get_ref().name, "name").map_err(invalid)?;
         let c = self.service.get(&tenant, id).await.map_err(to_status)?;
         Ok(Response::new(pb::GetCustomerResponse {
@@ -168,7 +147,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::UpdateCustomerRequest>,
     ) -> Result<Response<pb::UpdateCustomerResponse>, Status> {
-        let tenant = context(&request)?;
+        let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
         let key = idem(method!("UpdateCustomer"), &req, &req.request_id, |r| {
             r.request_id.clear()
@@ -188,12 +167,12 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::ListCustomersRequest>,
     ) -> Result<Response<pb::ListCustomersResponse>, Status> {
-        let tenant = context(&request)?;
+        let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
         let limit = page::page_size(req.page_size, LIST_DEFAULT, LIST_MAX, ERROR_DOMAIN)?;
         let cmd = command::ListCustomers::try_from(&req).map_err(invalid)?;
         let scope = cmd.scope();
-        let cursor = self.cursor(&tenant, &scope, &req.page_token)?;
+        let cursor = self.tokens.cursor(&tenant, &scope, &req.page_token)?;
         let (rows, next) = self
             .service
             .list(&tenant, &cmd.filter, cmd.order, cursor, limit)
@@ -201,7 +180,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
             .map_err(to_status)?;
         Ok(Response::new(pb::ListCustomersResponse {
             customers: rows.iter().map(customer_to_pb).collect(),
-            next_page_token: self.next_token(&tenant, &scope, next),
+            next_page_token: self.tokens.next(&tenant, &scope, next),
         }))
     }
 
@@ -209,12 +188,12 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::SearchCustomersRequest>,
     ) -> Result<Response<pb::SearchCustomersResponse>, Status> {
-        let tenant = context(&request)?;
+        let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
         let limit = page::page_size(req.page_size, SEARCH_DEFAULT, SEARCH_MAX, ERROR_DOMAIN)?;
         let cmd = command::SearchCustomers::try_from(&req).map_err(invalid)?;
         let scope = cmd.scope();
-        let cursor = self.cursor(&tenant, &scope, &req.page_token)?;
+        let cursor = self.tokens.cursor(&tenant, &scope, &req.page_token)?;
         let (rows, next) = self
             .service
             .search(&tenant, &cmd.query, cursor, limit)
@@ -222,7 +201,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
             .map_err(to_status)?;
         Ok(Response::new(pb::SearchCustomersResponse {
             customers: rows.iter().map(customer_to_pb).collect(),
-            next_page_token: self.next_token(&tenant, &scope, next),
+            next_page_token: self.tokens.next(&tenant, &scope, next),
         }))
     }
 
@@ -230,7 +209,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::LookupCustomerRequest>,
     ) -> Result<Response<pb::LookupCustomerResponse>, Status> {
-        let tenant = context(&request)?;
+        let tenant = RequestContext::tenant_of(&request)?;
         let query = IdentityQuery::try_from(request.get_ref()).map_err(invalid)?;
         let c = self
             .service
@@ -247,7 +226,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::MergeCustomersRequest>,
     ) -> Result<Response<pb::MergeCustomersResponse>, Status> {
-        let tenant = context(&request)?;
+        let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
         let key = idem(method!("MergeCustomers"), &req, &req.request_id, |r| {
             r.request_id.clear()
@@ -268,7 +247,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::SetConsentRequest>,
     ) -> Result<Response<pb::SetConsentResponse>, Status> {
-        let tenant = context(&request)?;
+        let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
         let key = idem(method!("SetConsent"), &req, &req.request_id, |r| {
             r.request_id.clear()
@@ -289,7 +268,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::ListConsentEventsRequest>,
     ) -> Result<Response<pb::ListConsentEventsResponse>, Status> {
-        let tenant = context(&request)?;
+        let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
         let page = self.ledger_page(
             &tenant,
@@ -305,7 +284,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
             .map_err(to_status)?;
         Ok(Response::new(pb::ListConsentEventsResponse {
             consent_events: rows.iter().map(convert::consent_event_to_pb).collect(),
-            next_page_token: self.next_token(&tenant, &page.scope, next),
+            next_page_token: self.tokens.next(&tenant, &page.scope, next),
         }))
     }
 
@@ -313,7 +292,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::ChangeLifecycleStageRequest>,
     ) -> Result<Response<pb::ChangeLifecycleStageResponse>, Status> {
-        let tenant = context(&request)?;
+        let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
         let key = idem(
             method!("ChangeLifecycleStage"),
@@ -337,7 +316,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::ListLifecycleEventsRequest>,
     ) -> Result<Response<pb::ListLifecycleEventsResponse>, Status> {
-        let tenant = context(&request)?;
+        let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
         let page = self.ledger_page(
             &tenant,
@@ -353,7 +332,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
             .map_err(to_status)?;
         Ok(Response::new(pb::ListLifecycleEventsResponse {
             lifecycle_events: rows.iter().map(convert::lifecycle_event_to_pb).collect(),
-            next_page_token: self.next_token(&tenant, &page.scope, next),
+            next_page_token: self.tokens.next(&tenant, &page.scope, next),
         }))
     }
 
@@ -361,7 +340,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::ExportCustomerDataRequest>,
     ) -> Result<Response<pb::ExportCustomerDataResponse>, Status> {
-        let tenant = context(&request)?;
+        let tenant = RequestContext::tenant_of(&request)?;
         let id = command::customer_id(&request.get_ref().name, "name").map_err(invalid)?;
         let doc = self.service.export(&tenant, id).await.map_err(to_status)?;
         Ok(Response::new(
@@ -373,7 +352,7 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         &self,
         request: Request<pb::EraseCustomerRequest>,
     ) -> Result<Response<pb::EraseCustomerResponse>, Status> {
-        let tenant = context(&request)?;
+        let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
         let key = idem(method!("EraseCustomer"), &req, &req.request_id, |r| {
             r.request_id.clear()

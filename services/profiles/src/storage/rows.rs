@@ -20,23 +20,22 @@ pub(super) fn db_err(e: DbErr) -> Error {
 }
 
 pub(super) fn db_error(e: &DbErr) -> Error {
-    // The detail goes to the log only (api::error), never to the client.
-    match rapport_store::classify(e) {
-        rapport_store::DbFailure::Unavailable => Error::Unavailable(e.to_string()),
-        // The database aborted the transaction to break a deadlock or a
-        // serialization conflict: the caller may retry it as a whole.
-        rapport_store::DbFailure::Contention => {
-            tracing::warn!(error = %e, "transaction aborted by the database; the client may retry");
-            Error::Conflict
-        }
-        rapport_store::DbFailure::InvalidInput => {
-            tracing::warn!(error = %e, "the database refused a value that passed validation");
-            Error::Invalid(crate::domain::Violations::one(
-                rapport_store::WHOLE_REQUEST,
-                "holds text the database cannot store (a NUL character, or a value too long once normalized)",
-            ))
-        }
-        rapport_store::DbFailure::Other => Error::Internal(e.to_string()),
+    rapport_store::to_error(e)
+}
+
+/// Database failures, classified once for every service by rapport-store.
+impl rapport_store::FromDbFailure for Error {
+    fn unavailable(detail: String) -> Self {
+        Error::Unavailable(detail)
+    }
+    fn contention() -> Self {
+        Error::Conflict
+    }
+    fn invalid(violations: crate::domain::Violations) -> Self {
+        Error::Invalid(violations)
+    }
+    fn internal(detail: String) -> Self {
+        Error::Internal(detail)
     }
 }
 

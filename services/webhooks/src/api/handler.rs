@@ -9,7 +9,6 @@ use rapport_events::admin::DeadLetterAdmin;
 use rapport_kit::{PageTokens, RequestContext, idempotency, page};
 use rapport_proto::webhooks::{self as pb, webhooks_service_server::WebhooksService};
 use rapport_usecase::Idempotency;
-use serde::{Serialize, de::DeserializeOwned};
 use tonic::{Request, Response, Status};
 
 use super::{
@@ -21,7 +20,7 @@ use super::{
 use crate::{
     ERROR_DOMAIN,
     domain::{
-        Clock, Error, Tenant, Violations, ports::AddressGuard, repository::Repository,
+        Clock, Error, Violations, ports::AddressGuard, repository::Repository,
         service::Subscriptions,
     },
 };
@@ -60,26 +59,6 @@ impl<R: Repository, G: AddressGuard, C: Clock> Handler<R, G, C> {
             allow_http,
         }
     }
-
-    /// The cursor in `page_token`, which must have been issued for `scope`.
-    fn cursor<T: DeserializeOwned>(
-        &self,
-        tenant: &Tenant,
-        scope: &str,
-        page_token: &str,
-    ) -> Result<Option<T>, Status> {
-        self.tokens.decode(tenant, scope, page_token, "page_token")
-    }
-
-    /// The `next_page_token` of an answer: empty on the last page.
-    fn next_token<T: Serialize>(&self, tenant: &Tenant, scope: &str, next: Option<T>) -> String {
-        next.map(|c| self.tokens.encode(tenant, scope, &c))
-            .unwrap_or_default()
-    }
-}
-
-fn context<T>(req: &Request<T>) -> Result<Tenant, Status> {
-    Ok(RequestContext::from_request(req)?.tenant)
 }
 
 /// Invalid input, as the one error mapping words it.
@@ -112,7 +91,7 @@ impl<R: Repository, G: AddressGuard, C: Clock> WebhooksService for Handler<R, G,
         &self,
         request: Request<pb::CreateWebhookSubscriptionRequest>,
     ) -> Result<Response<pb::CreateWebhookSubscriptionResponse>, Status> {
-        let tenant = context(&request)?;
+        let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
         let key = idem(
             method!("CreateWebhookSubscription"),
@@ -136,7 +115,7 @@ impl<R: Repository, G: AddressGuard, C: Clock> WebhooksService for Handler<R, G,
         &self,
         request: Request<pb::GetWebhookSubscriptionRequest>,
     ) -> Result<Response<pb::GetWebhookSubscriptionResponse>, Status> {
-        let tenant = context(&request)?;
+        let tenant = RequestContext::tenant_of(&request)?;
         let id = command::subscription_id(&request.get_ref().name, "name").map_err(invalid)?;
         let s = self.service.get(&tenant, id).await.map_err(to_status)?;
         Ok(Response::new(pb::GetWebhookSubscriptionResponse {
@@ -148,11 +127,11 @@ impl<R: Repository, G: AddressGuard, C: Clock> WebhooksService for Handler<R, G,
         &self,
         request: Request<pb::ListWebhookSubscriptionsRequest>,
     ) -> Result<Response<pb::ListWebhookSubscriptionsResponse>, Status> {
-        let tenant = context(&request)?;
+        let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
         let limit = page::page_size(req.page_size, LIST_DEFAULT, LIST_MAX, ERROR_DOMAIN)?;
         let scope = "subscriptions";
-        let cursor = self.cursor(&tenant, scope, &req.page_token)?;
+        let cursor = self.tokens.cursor(&tenant, scope, &req.page_token)?;
         let (rows, next) = self
             .service
             .list(&tenant, cursor, limit)
@@ -160,7 +139,7 @@ impl<R: Repository, G: AddressGuard, C: Clock> WebhooksService for Handler<R, G,
             .map_err(to_status)?;
         Ok(Response::new(pb::ListWebhookSubscriptionsResponse {
             webhook_subscriptions: rows.iter().map(subscription_to_pb).collect(),
-            next_page_token: self.next_token(&tenant, scope, next),
+            next_page_token: self.tokens.next(&tenant, scope, next),
         }))
     }
 
@@ -168,7 +147,7 @@ impl<R: Repository, G: AddressGuard, C: Clock> WebhooksService for Handler<R, G,
         &self,
         request: Request<pb::UpdateWebhookSubscriptionRequest>,
     ) -> Result<Response<pb::UpdateWebhookSubscriptionResponse>, Status> {
-        let tenant = context(&request)?;
+        let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
         let key = idem(
             method!("UpdateWebhookSubscription"),
@@ -191,7 +170,7 @@ impl<R: Repository, G: AddressGuard, C: Clock> WebhooksService for Handler<R, G,
         &self,
         request: Request<pb::DeleteWebhookSubscriptionRequest>,
     ) -> Result<Response<pb::DeleteWebhookSubscriptionResponse>, Status> {
-        let tenant = context(&request)?;
+        let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
         let key = idem(
             method!("DeleteWebhookSubscription"),
@@ -211,12 +190,12 @@ impl<R: Repository, G: AddressGuard, C: Clock> WebhooksService for Handler<R, G,
         &self,
         request: Request<pb::ListWebhookDeliveriesRequest>,
     ) -> Result<Response<pb::ListWebhookDeliveriesResponse>, Status> {
-        let tenant = context(&request)?;
+        let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
         let limit = page::page_size(req.page_size, LIST_DEFAULT, LIST_MAX, ERROR_DOMAIN)?;
         let id = command::subscription_id(&req.parent, "parent").map_err(invalid)?;
         let scope = format!("deliveries;{id}");
-        let cursor = self.cursor(&tenant, &scope, &req.page_token)?;
+        let cursor = self.tokens.cursor(&tenant, &scope, &req.page_token)?;
         let (rows, next) = self
             .service
             .deliveries(&tenant, id, cursor, limit)
@@ -224,7 +203,7 @@ impl<R: Repository, G: AddressGuard, C: Clock> WebhooksService for Handler<R, G,
             .map_err(to_status)?;
         Ok(Response::new(pb::ListWebhookDeliveriesResponse {
             webhook_deliveries: rows.iter().map(delivery_to_pb).collect(),
-            next_page_token: self.next_token(&tenant, &scope, next),
+            next_page_token: self.tokens.next(&tenant, &scope, next),
         }))
     }
 
@@ -232,7 +211,7 @@ impl<R: Repository, G: AddressGuard, C: Clock> WebhooksService for Handler<R, G,
         &self,
         request: Request<pb::SendTestWebhookRequest>,
     ) -> Result<Response<pb::SendTestWebhookResponse>, Status> {
-        let tenant = context(&request)?;
+        let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
         let key = idem(method!("SendTestWebhook"), &req, &req.request_id, |r| {
             r.request_id.clear()
@@ -253,7 +232,7 @@ impl<R: Repository, G: AddressGuard, C: Clock> WebhooksService for Handler<R, G,
         &self,
         request: Request<pb::ListDeadLettersRequest>,
     ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
-        let tenant = context(&request)?;
+        let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
         let (dead_letters, next_page_token) = self
             .dead_letters
@@ -269,7 +248,7 @@ impl<R: Repository, G: AddressGuard, C: Clock> WebhooksService for Handler<R, G,
         &self,
         request: Request<pb::ReplayDeadLetterRequest>,
     ) -> Result<Response<pb::ReplayDeadLetterResponse>, Status> {
-        let tenant = context(&request)?;
+        let tenant = RequestContext::tenant_of(&request)?;
         let applied_now = self
             .dead_letters
             .replay(&tenant, &request.get_ref().name)
