@@ -251,6 +251,50 @@ impl TryFrom<&pb::LookupCustomerRequest> for IdentityQuery {
     }
 }
 
+/// ResolveCustomer: the identity, and the profile of a customer created
+/// for it (the identity, primary, and the hints).
+pub fn resolve(
+    req: &pb::ResolveCustomerRequest,
+    now: DateTime<Utc>,
+) -> Result<(IdentityQuery, Profile), Violations> {
+    use pb::resolve_customer_request::Identity;
+    let lookup = pb::LookupCustomerRequest {
+        identity: req.identity.clone().map(|i| match i {
+            Identity::Email(e) => pb::lookup_customer_request::Identity::Email(e),
+            Identity::Phone(p) => pb::lookup_customer_request::Identity::Phone(p),
+            Identity::ChannelIdentity(c) => {
+                pb::lookup_customer_request::Identity::ChannelIdentity(c)
+            }
+        }),
+    };
+    let query = IdentityQuery::try_from(&lookup)?;
+    let mut customer = pb::Customer {
+        display_name: req.display_name.clone(),
+        locale: req.locale.clone(),
+        time_zone: req.time_zone.clone(),
+        ..Default::default()
+    };
+    match req.identity.clone() {
+        Some(Identity::Email(address)) => customer.emails.push(pb::EmailAddress {
+            address,
+            primary: true,
+            ..Default::default()
+        }),
+        Some(Identity::Phone(number)) => customer.phones.push(pb::PhoneNumber {
+            number,
+            primary: true,
+            ..Default::default()
+        }),
+        Some(Identity::ChannelIdentity(c)) => customer.identities.push(c),
+        None => {}
+    }
+    // Field paths as the request names them: the hints are top-level.
+    let mut v = Violations::default();
+    let profile = convert::profile_from_pb(&customer, "", now, &mut v);
+    v.check()?;
+    Ok((query, profile))
+}
+
 /// MergeCustomers: who survives and who is merged into it.
 #[derive(Debug)]
 pub struct MergeCustomers {

@@ -222,6 +222,24 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         }))
     }
 
+    async fn resolve_customer(
+        &self,
+        request: Request<pb::ResolveCustomerRequest>,
+    ) -> Result<Response<pb::ResolveCustomerResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let (query, profile) =
+            command::resolve(request.get_ref(), self.service.now()).map_err(invalid)?;
+        let (c, created) = self
+            .service
+            .resolve(&tenant, &query, profile)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ResolveCustomerResponse {
+            customer: Some(customer_to_pb(&c)),
+            created,
+        }))
+    }
+
     async fn merge_customers(
         &self,
         request: Request<pb::MergeCustomersRequest>,

@@ -57,6 +57,15 @@ pub enum IdentityQuery {
     Channel(ChannelIdentity),
 }
 
+/// The identity index key of `query`.
+fn identity_key(query: &IdentityQuery) -> (IdentityKind, String) {
+    match query {
+        IdentityQuery::Email(e) => (IdentityKind::Email, e.normalized()),
+        IdentityQuery::Phone(p) => (IdentityKind::Phone, p.as_str().to_owned()),
+        IdentityQuery::Channel(c) => (IdentityKind::Channel, rules::channel_key(c).0),
+    }
+}
+
 /// Position in search results.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SearchCursor {
@@ -421,16 +430,62 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         tenant: &Tenant,
         query: &IdentityQuery,
     ) -> Result<Option<Customer>, Error> {
-        let key = match query {
-            IdentityQuery::Email(e) => (IdentityKind::Email, e.normalized()),
-            IdentityQuery::Phone(p) => (IdentityKind::Phone, p.as_str().to_owned()),
-            IdentityQuery::Channel(c) => (IdentityKind::Channel, rules::channel_key(c).0),
-        };
+        let key = identity_key(query);
         let Some((_, holder)) = self.repo.holders(tenant, &[key]).await?.into_iter().next() else {
             return Ok(None);
         };
         let c = self.repo.get(tenant, holder).await?;
         Ok(c.filter(|c| c.state == CustomerState::Active))
+    }
+
+    /// The active customer holding `query`'s identity, or a new one made of
+    /// `profile` (which holds that identity), and whether it was created
+    /// now. Idempotent on the identity: a create that loses the race for
+    /// it (another call created the holder meanwhile) answers the holder.
+    /// A merged holder answers its survivor.
+    pub async fn resolve(
+        &self,
+        tenant: &Tenant,
+        query: &IdentityQuery,
+        profile: Profile,
+    ) -> Result<(Customer, bool), Error> {
+        for _ in 0..MAX_ATTEMPTS {
+            if let Some(c) = self.holder(tenant, query).await? {
+                return Ok((c, false));
+            }
+            match self.create(tenant, profile.clone(), None).await {
+                Ok(c) => return Ok((c, true)),
+                Err(Error::IdentityTaken { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        // Taken on every attempt yet never found active: the holder is
+        // changing under us (being merged or erased right now).
+        Err(Error::Conflict)
+    }
+
+    /// [`Self::lookup`], following a merged holder to its survivor.
+    async fn holder(
+        &self,
+        tenant: &Tenant,
+        query: &IdentityQuery,
+    ) -> Result<Option<Customer>, Error> {
+        let key = identity_key(query);
+        let Some((_, mut id)) = self.repo.holders(tenant, &[key]).await?.into_iter().next() else {
+            return Ok(None);
+        };
+        // A merge chain is short; the bound only guards against a cycle.
+        for _ in 0..8 {
+            let Some(c) = self.repo.get(tenant, id).await? else {
+                return Ok(None);
+            };
+            match (c.state, c.merged_into) {
+                (CustomerState::Active, _) => return Ok(Some(c)),
+                (CustomerState::Merged, Some(survivor)) => id = survivor,
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
     }
 
     /// The body of [`Self::merge`].

@@ -13,6 +13,7 @@ mod events;
 mod export_erase;
 mod list_search_lookup;
 mod merge_consent_lifecycle;
+mod resolve;
 mod schema;
 mod seed;
 mod server_surface;
