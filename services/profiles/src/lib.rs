@@ -55,6 +55,9 @@ pub struct Config {
     /// The event bus (NATS JetStream when `events.nats_url` is set) and the
     /// outbox's retention.
     pub events: EventsConfig,
+    /// The tenant's IANA time zone, for customers without one: their quiet
+    /// hours (CheckContactPolicy). Default `UTC`.
+    pub default_time_zone: String,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             page_token_secret: Secret::default(),
             assertion_public_keys: String::new(),
             events: EventsConfig::default(),
+            default_time_zone: "UTC".to_owned(),
         }
     }
 }
@@ -122,7 +126,14 @@ pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<Profiles> {
     rapport_events::relay::register_lag(server.metrics(), db.clone(), EVENTS_NAME);
     let wake = Wake::default();
     let repo = storage::SqlRepository::new(db.clone(), api::events::encode, wake.clone());
-    let service = domain::service::Profiles::new(repo, domain::SystemClock);
+    let default_zone: chrono_tz::Tz = config.default_time_zone.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "default_time_zone {:?} is not an IANA time zone (e.g. `Europe/Paris`)",
+            config.default_time_zone
+        )
+    })?;
+    let service =
+        domain::service::Profiles::new(repo, domain::SystemClock).with_default_zone(default_zone);
     let handler = api::handler::Handler::new(
         service,
         PageTokens::new(config.page_token_secret.expose().as_bytes(), ERROR_DOMAIN),

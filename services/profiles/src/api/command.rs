@@ -295,6 +295,33 @@ pub fn resolve(
     Ok((query, profile))
 }
 
+/// CheckContactPolicy: whom, on which channel (or which to use), why.
+pub fn contact_policy(
+    req: &pb::CheckContactPolicyRequest,
+) -> Result<(CustomerId, Option<Channel>, ConsentPurpose), Violations> {
+    let mut v = Violations::default();
+    let id = convert::customer_id(&req.name, "name", &mut v);
+    let channel = convert::channel_from_pb(req.channel)
+        .map_err(|why| v.add("channel", why))
+        .ok()
+        .flatten();
+    let purpose = match convert::purpose_from_pb(req.purpose) {
+        Ok(Some(p)) => Some(p),
+        Ok(None) => {
+            v.add("purpose", "is required");
+            None
+        }
+        Err(why) => {
+            v.add("purpose", why);
+            None
+        }
+    };
+    match (id, purpose) {
+        (Some(id), Some(purpose)) if v.is_empty() => Ok((id, channel, purpose)),
+        _ => Err(v),
+    }
+}
+
 /// MergeCustomers: who survives and who is merged into it.
 #[derive(Debug)]
 pub struct MergeCustomers {

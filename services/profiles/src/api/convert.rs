@@ -723,3 +723,33 @@ pub fn receipt_to_pb(r: &ErasureReceipt) -> pb::ErasureReceipt {
         erased_fields: r.erased_fields.clone(),
     }
 }
+
+/// A contact decision as the API answers it.
+pub fn contact_decision_to_pb(
+    d: &crate::domain::contact::Decision,
+) -> pb::CheckContactPolicyResponse {
+    use crate::domain::contact::Refusal as R;
+    use pb::ContactRefusal as P;
+    let reason = match d.refusal {
+        None => P::Unspecified,
+        Some(R::NoConsent) => P::NoConsent,
+        Some(R::DoNotContact) => P::DoNotContact,
+        Some(R::QuietHours) => P::QuietHours,
+        Some(R::NoAddressOnChannel) => P::NoAddressOnChannel,
+        Some(R::Erased) => P::Erased,
+        Some(R::Merged) => P::Merged,
+    };
+    pb::CheckContactPolicyResponse {
+        allowed: d.allowed,
+        reason: reason as i32,
+        next_allowed_time: d.next_allowed_time.map(ts),
+        channel: channel_to_pb(d.channel) as i32,
+        address: d.address.clone().unwrap_or_default(),
+        language: d
+            .language
+            .as_ref()
+            .map(|l| l.as_str().to_owned())
+            .unwrap_or_default(),
+        survivor: d.survivor.map(customer_name).unwrap_or_default(),
+    }
+}

@@ -240,6 +240,20 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
         }))
     }
 
+    async fn check_contact_policy(
+        &self,
+        request: Request<pb::CheckContactPolicyRequest>,
+    ) -> Result<Response<pb::CheckContactPolicyResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let (id, channel, purpose) = command::contact_policy(request.get_ref()).map_err(invalid)?;
+        let d = self
+            .service
+            .contact_policy(&tenant, id, channel, purpose)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(super::convert::contact_decision_to_pb(&d)))
+    }
+
     async fn merge_customers(
         &self,
         request: Request<pb::MergeCustomersRequest>,

@@ -2,6 +2,7 @@
 //! consistent, and the use-cases. No tonic, prost or sea_orm here: transport
 //! and storage adapt to these types, not the other way round.
 
+pub mod contact;
 pub mod error;
 pub mod model;
 pub mod repository;

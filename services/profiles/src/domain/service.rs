@@ -27,6 +27,8 @@ const MAX_CAPTURE_SKEW: Duration = Duration::minutes(5);
 pub struct Profiles<R, C> {
     repo: R,
     clock: C,
+    /// The tenant's time zone, for customers without one of their own.
+    default_zone: chrono_tz::Tz,
 }
 
 /// Input of [`Profiles::set_consent`].
@@ -103,7 +105,43 @@ pub struct StageChanged {
 impl<R: Repository, C: Clock> Profiles<R, C> {
     /// Use-cases over `repo`, telling time by `clock`.
     pub fn new(repo: R, clock: C) -> Self {
-        Self { repo, clock }
+        Self {
+            repo,
+            clock,
+            default_zone: chrono_tz::UTC,
+        }
+    }
+
+    /// With `zone` as the time zone of customers who have none (their
+    /// quiet hours, birthdays).
+    pub fn with_default_zone(mut self, zone: chrono_tz::Tz) -> Self {
+        self.default_zone = zone;
+        self
+    }
+
+    /// May `id` be contacted now on `channel` (or which channel, when
+    /// `None`) for `purpose`: the one contact policy (see
+    /// [`super::contact`]). Erased and merged customers are answered, not
+    /// NOT_FOUND, so that a sender learns why.
+    pub async fn contact_policy(
+        &self,
+        tenant: &Tenant,
+        id: CustomerId,
+        channel: Option<Channel>,
+        purpose: ConsentPurpose,
+    ) -> Result<super::contact::Decision, Error> {
+        let c = self
+            .repo
+            .get(tenant, id)
+            .await?
+            .ok_or(Error::NotFound(id))?;
+        Ok(super::contact::decide(
+            &c,
+            channel,
+            purpose,
+            self.clock.now(),
+            self.default_zone,
+        ))
     }
 
     /// The current time of the service's clock.

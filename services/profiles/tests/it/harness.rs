@@ -68,6 +68,7 @@ pub fn profiles_config(testdb: &TestDb) -> Config {
         page_token_secret: TEST_SECRET.into(),
         assertion_public_keys: rapport_testkit::test_assertion_public_key(),
         events: Default::default(),
+        ..Default::default()
     }
 }
 

@@ -5,6 +5,7 @@
 //! `harness::profiles_config` only); the modules below use it.
 mod harness;
 
+mod contact_policy;
 mod create_get;
 mod db_failures;
 mod envelope;
