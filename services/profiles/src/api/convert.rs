@@ -52,6 +52,8 @@ pub fn channel_from_pb(raw: i32) -> Result<Option<Channel>, &'static str> {
             PbChannel::Social => Channel::Social,
             PbChannel::ReviewSite => Channel::ReviewSite,
             PbChannel::InPerson => Channel::InPerson,
+            PbChannel::Community => Channel::Community,
+            PbChannel::InApp => Channel::InApp,
         },
     ))
 }
@@ -67,6 +69,8 @@ pub fn channel_to_pb(c: Option<Channel>) -> PbChannel {
         Some(Channel::Social) => PbChannel::Social,
         Some(Channel::ReviewSite) => PbChannel::ReviewSite,
         Some(Channel::InPerson) => PbChannel::InPerson,
+        Some(Channel::Community) => PbChannel::Community,
+        Some(Channel::InApp) => PbChannel::InApp,
     }
 }
 

@@ -48,9 +48,13 @@ pub enum Channel {
     ReviewSite,
     /// In person.
     InPerson,
+    /// Community forums and public web comments.
+    Community,
+    /// In-app messages and web widgets.
+    InApp,
 }
 
-str_enum!(Channel { Email => "email", Phone => "phone", LiveChat => "live_chat", Sms => "sms", Social => "social", ReviewSite => "review_site", InPerson => "in_person" });
+str_enum!(Channel { Email => "email", Phone => "phone", LiveChat => "live_chat", Sms => "sms", Social => "social", ReviewSite => "review_site", InPerson => "in_person", Community => "community", InApp => "in_app" });
 
 /// What a customer consents to be contacted for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
