@@ -368,23 +368,25 @@ async fn apply_all(
     handler: &Handler,
     max_deliver: u64,
 ) -> Result<Vec<Fate>, DbErr> {
+    let (failed_at, failure) = match apply_all_at_once(db, consumer, deliveries, handler).await? {
+        Ok(fates) => return Ok(fates),
+        Err(failed) => failed,
+    };
     let txn = db.writer.begin().await?;
     let mut fates = Vec::with_capacity(deliveries.len());
-    for delivery in deliveries {
-        let envelope = &delivery.envelope;
-        let span = tracing::info_span!(
-            "event",
-            otel.kind = "consumer",
-            consumer = %consumer,
-            event.id = %envelope.id,
-            event.r#type = %envelope.r#type,
-            tenant = %envelope.tenant,
-            attempt = delivery.attempt,
-        );
-        let _ = span.set_parent(parent_of(envelope));
-        let applied = apply_in(&txn, consumer, envelope, handler)
-            .instrument(span.clone())
-            .await?;
+    let mut failure = Some(failure);
+    for (i, delivery) in deliveries.iter().enumerate() {
+        let span = event_span(consumer, delivery);
+        let applied = match failure.take_if(|_| i == failed_at) {
+            // Its handler already answered: running it again would be a
+            // delivery the bus never counted.
+            Some(e) => Err(e),
+            None => {
+                apply_in(&txn, consumer, &delivery.envelope, handler)
+                    .instrument(span.clone())
+                    .await?
+            }
+        };
         let _entered = span.enter();
         fates.push(match applied {
             Ok(_) => Fate::Ack,
@@ -400,6 +402,65 @@ async fn apply_all(
     }
     txn.commit().await?;
     Ok(fates)
+}
+
+/// The common case first: every handler succeeds, so the batch needs no
+/// savepoints (each costs two round trips to PostgreSQL, which doubled the
+/// consumer's cost per event). When a handler fails, the transaction is
+/// rolled back and its index and error returned: the caller applies the
+/// batch again event by event in savepoints, so that the failure spoils
+/// nothing else.
+async fn apply_all_at_once(
+    db: &Db,
+    consumer: &str,
+    deliveries: &[Delivery],
+    handler: &Handler,
+) -> Result<Result<Vec<Fate>, (usize, HandlerError)>, DbErr> {
+    let txn = db.writer.begin().await?;
+    for (i, delivery) in deliveries.iter().enumerate() {
+        let envelope = &delivery.envelope;
+        let span = event_span(consumer, delivery);
+        // Applied before (or earlier in this batch): nothing to insert.
+        let recorded = inbox::Entity::insert(inbox::ActiveModel {
+            consumer: Set(consumer.to_owned()),
+            event_id: Set(envelope.id.clone()),
+            apply_time: Set(chrono::Utc::now().timestamp_micros()),
+        })
+        .on_conflict(
+            OnConflict::columns([inbox::Column::Consumer, inbox::Column::EventId])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await;
+        match recorded {
+            Ok(0) | Err(DbErr::RecordNotInserted) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+        if let Err(e) = handler(&txn, envelope).instrument(span).await {
+            txn.rollback().await?;
+            return Ok(Err((i, e)));
+        }
+    }
+    txn.commit().await?;
+    Ok(Ok(deliveries.iter().map(|_| Fate::Ack).collect()))
+}
+
+/// The span a delivery is handled in, a child of the producing request.
+fn event_span(consumer: &str, delivery: &Delivery) -> tracing::Span {
+    let envelope = &delivery.envelope;
+    let span = tracing::info_span!(
+        "event",
+        otel.kind = "consumer",
+        consumer = %consumer,
+        event.id = %envelope.id,
+        event.r#type = %envelope.r#type,
+        tenant = %envelope.tenant,
+        attempt = delivery.attempt,
+    );
+    let _ = span.set_parent(parent_of(envelope));
+    span
 }
 
 /// One event in a savepoint of `txn`: the inbox row and the handler's
