@@ -61,6 +61,7 @@ pub struct GrpcServer {
     addr: SocketAddr,
     config: ServerConfig,
     health: HealthReporter,
+    builtin_probes: bool,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -83,7 +84,16 @@ impl GrpcServer {
             addr,
             config,
             health,
+            builtin_probes: true,
         })
+    }
+
+    /// Leaves health and reflection to the app's routes. The gateway
+    /// answers them itself: health as each backend reports it, reflection of
+    /// only the services it routes, both over gRPC-web too.
+    pub fn without_builtin_probes(mut self) -> Self {
+        self.builtin_probes = false;
+        self
     }
 
     /// The bound address.
@@ -106,6 +116,7 @@ impl GrpcServer {
             addr,
             config,
             health,
+            builtin_probes,
         } = self;
         let health_service = tonic_health::pb::health_server::HealthServer::new(
             tonic_health::server::HealthService::from_health_reporter(health.clone()),
@@ -132,11 +143,14 @@ impl GrpcServer {
         }
         health.set_service_status("", ServingStatus::Serving).await;
 
-        let routes = app
-            .routes
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(reflection_alpha);
+        let routes = if builtin_probes {
+            app.routes
+                .add_service(health_service)
+                .add_service(reflection)
+                .add_service(reflection_alpha)
+        } else {
+            app.routes
+        };
 
         // tonic ignores Server::tcp_nodelay with serve_with_incoming: set it on
         // the incoming stream, or small responses wait for Nagle.

@@ -7,5 +7,6 @@ mod admin_audit;
 mod auth;
 mod door;
 mod jwt;
+mod operable;
 mod overload;
 mod protocols;
