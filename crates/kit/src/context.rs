@@ -103,6 +103,9 @@ impl TenantGuard {
 impl Interceptor for TenantGuard {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let ctx = self.verify(request.metadata())?;
+        // The call's SERVER span (rapport-telemetry's `rpc`) gets its tenant
+        // from the verified assertion only, never from a client's header.
+        tracing::Span::current().record("tenant", ctx.tenant.as_str());
         request.extensions_mut().insert(ctx);
         Ok(request)
     }

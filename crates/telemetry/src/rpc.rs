@@ -3,6 +3,7 @@
 //! parented on the caller's W3C trace context. Health and reflection are not traced.
 use std::time::Duration;
 
+use opentelemetry::trace::TraceContextExt as _;
 use tower_http::{
     classify::{GrpcErrorsAsFailures, GrpcFailureClass, SharedClassifier},
     trace::{MakeSpan, OnEos, OnFailure, OnResponse, TraceLayer},
@@ -97,6 +98,17 @@ impl<B> MakeSpan<B> for RpcSpan {
     }
 }
 
+/// Names an `http` SERVER span by the route its request matched:
+/// `GET /v1/{name=customers/*}`, with `http.route`.
+pub fn record_route(span: &Span, method: &http::Method, route: &str) {
+    span.record("http.route", route);
+    // The OpenTelemetry span started when the span was first entered, so
+    // `otel.name` recorded now would be ignored: rename the span itself.
+    span.context()
+        .span()
+        .update_name(format!("{method} {route}"));
+}
+
 /// Whether a gRPC code marks a SERVER span as failed, by the OpenTelemetry
 /// conventions for gRPC: the server's own faults, not the caller's
 /// (NOT_FOUND or INVALID_ARGUMENT are answers, not errors of the server).
@@ -133,7 +145,10 @@ fn record(headers: &http::HeaderMap, span: &Span) {
 impl<B> OnResponse<B> for RecordStatus {
     fn on_response(self, response: &http::Response<B>, _latency: Duration, span: &Span) {
         // Declared on `http` spans only; a no-op on `rpc` ones.
-        span.record("http.response.status_code", response.status().as_u16());
+        span.record(
+            "http.response.status_code",
+            i64::from(response.status().as_u16()),
+        );
         if response.status().is_server_error() {
             span.record("otel.status_code", "ERROR");
         }

@@ -109,11 +109,7 @@ async fn transcode_call(State(rest): State<Arc<Rest>>, request: Request) -> Resp
     // are unbounded and personal), with the RPC it becomes.
     let span = tracing::Span::current();
     if let Some(rule) = &route.method.http {
-        span.record(
-            "otel.name",
-            format!("{} {}", parts.method, rule.template).as_str(),
-        );
-        span.record("http.route", rule.template.as_str());
+        rapport_telemetry::rpc::record_route(&span, &parts.method, &rule.template);
     }
     span.record("rpc.system", "grpc");
     span.record("rpc.service", route.method.service.as_str());

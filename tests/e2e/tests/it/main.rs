@@ -10,3 +10,4 @@ mod jwt;
 mod operable;
 mod overload;
 mod protocols;
+mod traces;

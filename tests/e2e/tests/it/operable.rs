@@ -171,3 +171,123 @@ fn assert_reason(err: &tonic::Status, reason: &str) {
     let info = err.get_details_error_info().expect("ErrorInfo");
     assert_eq!(info.reason, reason, "{err:?}");
 }
+
+/// The samples of a Prometheus text exposition, by series (`name{labels}`),
+/// checking each line is a comment or `series value`.
+fn samples(text: &str) -> std::collections::HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (series, value) = l
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("bad line {l:?}"));
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value {l:?}"));
+            (series.to_owned(), value)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn metrics_count_refusals_by_reason_and_calls_by_code() {
+    let s = start().await;
+    let mut p = s.profiles();
+    // Unauthenticated.
+    let err = p
+        .list_customers(tonic::Request::new(
+            rapport_proto::profiles::ListCustomersRequest::default(),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    // Rate limited: a key of one call a second, two seconds of burst, called
+    // until its bucket is empty.
+    let limited = s.limited_key("acme", 1).await;
+    let mut refused = 0;
+    for _ in 0..10 {
+        let answer = p
+            .list_customers(with_key(
+                &limited,
+                rapport_proto::profiles::ListCustomersRequest::default(),
+            ))
+            .await;
+        if let Err(e) = answer {
+            assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+            refused += 1;
+            break;
+        }
+    }
+    assert_eq!(refused, 1, "the bucket never ran out");
+    // Too large.
+    let key = s.key("acme", &["profiles.read", "profiles.write"]).await;
+    let err = p
+        .create_customer(with_key(
+            &key,
+            rapport_proto::profiles::CreateCustomerRequest {
+                customer: Some(customer(&"x".repeat(5 * 1024 * 1024), "big@example.com")),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    // A REST path no route matches.
+    let missing = http(s.gateway, "GET", "/v1/nothing/here", &[], "").await;
+    assert_eq!(missing.status, 404);
+
+    let text = http(s.metrics, "GET", "/metrics", &[], "").await;
+    let text = String::from_utf8(text.body.to_vec()).unwrap();
+    let m = samples(&text);
+    let get = |series: &str| {
+        *m.get(series)
+            .unwrap_or_else(|| panic!("{series} missing from\n{text}"))
+    };
+    assert_eq!(
+        get(
+            r#"rapport_gateway_refusals_total{reason="UNAUTHENTICATED",cause="CREDENTIALS_MISSING"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        get(r#"rapport_gateway_refusals_total{reason="RATE_LIMITED",cause=""}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"rapport_gateway_refusals_total{reason="REQUEST_TOO_LARGE",cause=""}"#),
+        1.0
+    );
+    let list = "/rapport.profiles.v1.ProfilesService/ListCustomers";
+    assert_eq!(
+        get(&format!(
+            r#"rapport_gateway_requests_total{{route="{list}",code="RESOURCE_EXHAUSTED"}}"#
+        )),
+        1.0
+    );
+    let ok_calls = get(&format!(
+        r#"rapport_gateway_requests_total{{route="{list}",code="OK"}}"#
+    ));
+    assert!(ok_calls >= 1.0);
+    // The histogram has the code label and its 10 s bucket.
+    assert_eq!(
+        get(&format!(
+            r#"rapport_gateway_request_duration_seconds_bucket{{route="{list}",code="OK",le="10"}}"#
+        )),
+        ok_calls
+    );
+    assert_eq!(
+        get(r#"rapport_gateway_requests_total{route="unknown",code="NOT_FOUND"}"#),
+        1.0
+    );
+    // Gauges: nothing in flight now, and the profiles backend's limit.
+    assert_eq!(get("rapport_gateway_calls_in_flight"), 0.0);
+    assert!(
+        get(&format!(
+            r#"rapport_gateway_backend_concurrency_limit{{service="{PROFILES}"}}"#
+        )) >= 1.0
+    );
+    assert_eq!(
+        get(&format!(
+            r#"rapport_gateway_backend_calls_in_flight{{service="{PROFILES}"}}"#
+        )),
+        0.0
+    );
+}
