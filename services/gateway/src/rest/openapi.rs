@@ -712,6 +712,36 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_rest_tables_match_the_document() {
+        let readme = include_str!("../../../../README.md");
+        let doc = doc();
+        let mut rows = 0;
+        for line in readme.lines() {
+            // Table rows such as "| `GET /v1/customers/{customer}` | GetCustomer |".
+            let Some(route) = line
+                .strip_prefix("| `")
+                .and_then(|rest| rest.split('`').next())
+            else {
+                continue;
+            };
+            let Some((method, path)) = route.split_once(' ') else {
+                continue;
+            };
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            let path = path.split('?').next().unwrap();
+            let op = &doc["paths"][path][method.to_ascii_lowercase()];
+            assert!(
+                op.is_object(),
+                "README route {method} {path} is not in the OpenAPI document"
+            );
+            rows += 1;
+        }
+        assert!(rows >= 20, "only {rows} README routes found");
+    }
+
+    #[test]
     fn schema_names_are_short_and_unique() {
         let catalog = Catalog::load(rapport_proto::FILE_DESCRIPTOR_SET).unwrap();
         let names = schema_names(catalog.pool());

@@ -20,7 +20,7 @@ use opentelemetry_sdk::{
 };
 use prost::Message as _;
 use rapport_e2e::*;
-use tracing_subscriber::{Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _};
+use tracing_subscriber::{layer::SubscriberExt as _, util::SubscriberInitExt as _};
 
 /// Spans as exported, and a wake-up per export.
 #[derive(Debug, Clone, Default)]
@@ -53,12 +53,12 @@ fn capture() -> &'static Capture {
             let calls = tracing_subscriber::filter::filter_fn(|meta| {
                 meta.is_span() && matches!(meta.name(), "rpc" | "http" | "grpc client")
             });
+            // A global filter, not a per-layer one: per-layer filter state
+            // is kept per thread, and on PostgreSQL the call spans came out
+            // disabled for the OpenTelemetry layer now and then.
             tracing_subscriber::registry()
-                .with(
-                    tracing_opentelemetry::layer()
-                        .with_tracer(provider.tracer("rapport-e2e"))
-                        .with_filter(calls),
-                )
+                .with(calls)
+                .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("rapport-e2e")))
                 .init();
             (capture, provider)
         })
@@ -90,16 +90,27 @@ impl Capture {
         };
         match tokio::time::timeout(Duration::from_secs(30), wait).await {
             Ok(spans) => spans,
-            Err(_) => panic!(
-                "trace {trace} incomplete: {:#?}",
-                self.spans
-                    .lock()
-                    .unwrap()
+            Err(_) => {
+                let all = self.spans.lock().unwrap();
+                let of_trace: Vec<_> = all
                     .iter()
                     .filter(|s| s.span_context.trace_id().to_string() == trace)
                     .map(|s| (&s.name, s.span_kind.clone()))
-                    .collect::<Vec<_>>()
-            ),
+                    .collect();
+                let names: Vec<_> = all
+                    .iter()
+                    .map(|s| {
+                        (
+                            s.span_context.trace_id().to_string(),
+                            &s.name,
+                            s.span_kind.clone(),
+                            s.parent_span_id,
+                            s.span_context.span_id(),
+                        )
+                    })
+                    .collect();
+                panic!("trace {trace} incomplete: {of_trace:#?}; captured: {names:#?}")
+            }
         }
     }
 }
