@@ -66,6 +66,8 @@ pub enum Protocol {
     GrpcWeb,
     /// REST/JSON, transcoded to gRPC.
     Rest,
+    /// Connect unary calls, translated to gRPC.
+    Connect,
 }
 
 impl Protocol {
@@ -75,6 +77,7 @@ impl Protocol {
             Protocol::Grpc => "grpc",
             Protocol::GrpcWeb => "grpc-web",
             Protocol::Rest => "rest",
+            Protocol::Connect => "connect",
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod backends;
 pub mod call;
 pub mod catalog;
+pub mod connect;
 pub mod error;
 pub mod limits;
 pub mod metrics;
@@ -302,6 +303,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
         &routed,
     );
     let gauges = pipeline.clone();
+    let connect_door = pipeline.clone();
     let grpc = tower::service_fn(move |req: http::Request<Body>| {
         let pipeline = pipeline.clone();
         let probes = probes.clone();
@@ -324,8 +326,11 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
     let front = tower::service_fn(move |req: http::Request<axum::body::Body>| {
         let grpc = grpc.clone();
         let rest = rest.clone();
+        let connect_door = connect_door.clone();
         async move {
-            let resp = if is_grpc(&req) {
+            let resp = if let Some(method) = connect::unary_method(&connect_door, &req) {
+                connect::call(connect_door, method, req).await
+            } else if is_grpc(&req) {
                 grpc.oneshot(req).await?
             } else {
                 rest.oneshot(req).await?.map(Body::new)
@@ -357,6 +362,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
             http::HeaderName::from_static("x-grpc-web"),
             http::HeaderName::from_static("x-user-agent"),
             http::HeaderName::from_static("grpc-timeout"),
+            http::HeaderName::from_static("connect-protocol-version"),
+            http::HeaderName::from_static("connect-timeout-ms"),
             http::HeaderName::from_static("traceparent"),
             http::HeaderName::from_static("tracestate"),
         ])

@@ -5,6 +5,7 @@
 //! a new file under `tests/`.
 mod admin_audit;
 mod auth;
+mod connect;
 mod door;
 mod jwt;
 mod operable;
