@@ -149,6 +149,9 @@ impl Interceptor for TenantGuard {
             .map(|m| m.0.clone())
             .unwrap_or_default();
         let ctx = self.verify(request.metadata(), &path)?;
+        // The call's SERVER span (rapport-telemetry's `rpc`) gets its tenant
+        // from the verified assertion only, never from a client's header.
+        tracing::Span::current().record("tenant", ctx.tenant.as_str());
         request.extensions_mut().insert(ctx);
         Ok(request)
     }

@@ -89,6 +89,7 @@ pub struct GrpcServer {
     readiness: Option<Readiness>,
     metrics: Metrics,
     metrics_listener: Option<TcpListener>,
+    builtin_probes: bool,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -118,7 +119,16 @@ impl GrpcServer {
             readiness: None,
             metrics: Metrics::new(),
             metrics_listener,
+            builtin_probes: true,
         })
+    }
+
+    /// Leaves health and reflection to the app's routes. The gateway
+    /// answers them itself: health as each backend reports it, reflection of
+    /// only the services it routes, both over gRPC-web too.
+    pub fn without_builtin_probes(mut self) -> Self {
+        self.builtin_probes = false;
+        self
     }
 
     /// The service's metrics, to register its own (database pool, outbox
@@ -168,6 +178,7 @@ impl GrpcServer {
             readiness,
             metrics,
             metrics_listener,
+            builtin_probes,
         } = self;
         let metrics = Arc::new(metrics);
         // Scrapes are answered until this function returns, however it does.
@@ -201,11 +212,14 @@ impl GrpcServer {
         }
         health.set_service_status("", ServingStatus::Serving).await;
 
-        let routes = app
-            .routes
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(reflection_alpha);
+        let routes = if builtin_probes {
+            app.routes
+                .add_service(health_service)
+                .add_service(reflection)
+                .add_service(reflection_alpha)
+        } else {
+            app.routes
+        };
 
         // tonic ignores Server::tcp_nodelay with serve_with_incoming: set it on
         // the incoming stream, or small responses wait for Nagle.

@@ -147,6 +147,14 @@ impl AdaptiveLimit {
         self.lock().algorithm.max_concurrency()
     }
 
+    /// Calls admitted and not yet finished.
+    pub fn in_flight(&self) -> usize {
+        let state = self.lock();
+        state
+            .permits
+            .saturating_sub(self.semaphore.available_permits())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // The state is plain numbers: a panic elsewhere cannot leave it torn.
         self.state.lock().unwrap_or_else(|p| p.into_inner())

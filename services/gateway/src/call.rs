@@ -31,6 +31,13 @@ pub trait GrpcCall: Send + Sync + 'static {
         Box::pin(async { Ok(None) })
     }
 
+    /// Counts a REST request that matched no route: answered 404
+    /// (`NOT_FOUND`), or 405 (`UNIMPLEMENTED`) for a path served with
+    /// other HTTP methods.
+    fn unmatched(&self, code: &'static str, elapsed: std::time::Duration) {
+        let _ = (code, elapsed);
+    }
+
     /// Reads a request body whole, within `limit` bytes and the gateway's
     /// budget for buffered bodies (`charge` budget bytes per body byte);
     /// the permit holds the budget until dropped.
@@ -59,6 +66,8 @@ pub enum Protocol {
     GrpcWeb,
     /// REST/JSON, transcoded to gRPC.
     Rest,
+    /// Connect unary calls, translated to gRPC.
+    Connect,
 }
 
 impl Protocol {
@@ -68,6 +77,7 @@ impl Protocol {
             Protocol::Grpc => "grpc",
             Protocol::GrpcWeb => "grpc-web",
             Protocol::Rest => "rest",
+            Protocol::Connect => "connect",
         }
     }
 }

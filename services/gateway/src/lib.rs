@@ -12,10 +12,12 @@ pub mod auth;
 pub mod backends;
 pub mod call;
 pub mod catalog;
+pub mod connect;
 pub mod error;
 pub mod limits;
 pub mod metrics;
 pub mod pipeline;
+pub mod probes;
 pub mod rest;
 pub mod storage;
 
@@ -163,11 +165,13 @@ pub struct Gateway {
     app: App,
     keys: Arc<ApiKeys>,
     metrics: Arc<metrics::Metrics>,
+    gauges: Arc<Pipeline>,
     metrics_listener: Option<tokio::net::TcpListener>,
     audit: AuditSink,
     delay_probe: Option<tokio::task::JoinHandle<()>>,
     jwks_refresh: Option<tokio::task::JoinHandle<()>>,
     audit_retention: Option<Duration>,
+    serving: tokio::sync::watch::Sender<bool>,
 }
 
 /// The gateway schema's migrations (`rapport migrate gateway`).
@@ -245,10 +249,16 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
         config.tenant_limits.clone(),
     ))
     .max_decoding_message_size(config.server.max_message_bytes);
-    let backends = Backends::start(
+    let backends = Arc::new(Backends::start(
         &config.backends,
         Duration::from_millis(config.resolve_every_ms.max(100)),
         &config.backend_concurrency,
+    )?);
+    let routed: Vec<String> = config.backends.keys().cloned().collect();
+    let (serving, serving_rx) = tokio::sync::watch::channel(true);
+    let probes = probes::Probes::new(
+        probes::GatewayHealth::new(backends.clone(), serving_rx),
+        &routed,
     )?;
     let max_delay = config.backend_concurrency.max_scheduling_delay_ms;
     let (cpu_gate, delay_probe) = if max_delay > 0 {
@@ -291,10 +301,25 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
         max_message_bytes: config.server.max_message_bytes,
     });
 
-    let rest = rest::router(catalog.clone(), Arc::new(PipelineCall(pipeline.clone())));
+    let rest = rest::router(
+        catalog.clone(),
+        Arc::new(PipelineCall(pipeline.clone())),
+        &routed,
+    );
+    let gauges = pipeline.clone();
+    let connect_door = pipeline.clone();
     let grpc = tower::service_fn(move |req: http::Request<Body>| {
         let pipeline = pipeline.clone();
-        async move { Ok::<_, Infallible>(pipeline.handle(req).await) }
+        let probes = probes.clone();
+        async move {
+            // Health and reflection sit behind the same gRPC-web translation
+            // as every other call, so browsers and `buf curl --protocol
+            // grpcweb` can discover and probe services.
+            if probes::is_probe(req.uri().path()) {
+                return Ok::<_, Infallible>(probes.call(req).await);
+            }
+            Ok::<_, Infallible>(pipeline.handle(req).await)
+        }
     });
     // gRPC-web is translated to gRPC on the way in and back on the way out.
     // tonic-web refuses plain HTTP/1.1 requests, so REST must not pass through it.
@@ -305,8 +330,11 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
     let front = tower::service_fn(move |req: http::Request<axum::body::Body>| {
         let grpc = grpc.clone();
         let rest = rest.clone();
+        let connect_door = connect_door.clone();
         async move {
-            let resp = if is_grpc(&req) {
+            let resp = if let Some(method) = connect::unary_method(&connect_door, &req) {
+                connect::call(connect_door, method, req).await
+            } else if is_grpc(&req) {
                 grpc.oneshot(req).await?
             } else {
                 rest.oneshot(req).await?.map(Body::new)
@@ -338,6 +366,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
             http::HeaderName::from_static("x-grpc-web"),
             http::HeaderName::from_static("x-user-agent"),
             http::HeaderName::from_static("grpc-timeout"),
+            http::HeaderName::from_static("connect-protocol-version"),
+            http::HeaderName::from_static("connect-timeout-ms"),
             http::HeaderName::from_static("traceparent"),
             http::HeaderName::from_static("tracestate"),
         ])
@@ -353,7 +383,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
     let router = axum::Router::new().fallback_service(front);
     let server = GrpcServer::bind(config.server.clone())
         .await
-        .with_context(|| format!("binding {}", config.server.listen))?;
+        .with_context(|| format!("binding {}", config.server.listen))?
+        .without_builtin_probes();
     let app = App {
         routes: tonic::service::Routes::from(router),
         service_names: vec![ADMIN_SERVICE],
@@ -366,12 +397,14 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
         app,
         keys,
         metrics,
+        gauges,
         metrics_listener,
         delay_probe,
         jwks_refresh,
         audit_retention: (config.audit_retention_days > 0)
             .then(|| Duration::from_secs(u64::from(config.audit_retention_days) * 86_400)),
         audit: audit_sink,
+        serving,
     })
 }
 
@@ -405,22 +438,31 @@ impl Gateway {
             db,
             app,
             metrics,
+            gauges,
             metrics_listener,
             audit,
             delay_probe,
             jwks_refresh,
             audit_retention,
+            serving,
             ..
         } = self;
+        // Health answers NOT_SERVING from the moment shutdown begins, so load
+        // balancers stop sending calls while in-flight ones drain.
+        let shutdown = async move {
+            shutdown.await;
+            serving.send_replace(false);
+        };
         let metrics_task = metrics_listener.map(|listener| {
             let router = axum::Router::new().route(
                 "/metrics",
                 axum::routing::get(move || {
                     let metrics = metrics.clone();
+                    let gauges = gauges.clone();
                     async move {
                         (
                             [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                            metrics.render(),
+                            metrics.render(&gauges.gauges()),
                         )
                     }
                 }),

@@ -50,9 +50,14 @@ struct Rest {
 /// Requests matching no route get a JSON 404, a route's path with another
 /// HTTP method a JSON 405. It answers every path, so mount it as the
 /// non-gRPC branch rather than merging it beside other fallbacks.
-pub fn router(catalog: Arc<Catalog>, calls: Arc<dyn GrpcCall>) -> Router {
+pub fn router(catalog: Arc<Catalog>, calls: Arc<dyn GrpcCall>, routed: &[String]) -> Router {
     let routes = RouteTable::new(&catalog);
-    let openapi = Bytes::from(openapi::document(&routes).to_string());
+    // A route of a service not routed here still answers (SERVICE_NOT_ROUTED)
+    // but is not advertised.
+    let advertised = |service: &str| {
+        service == crate::pipeline::ADMIN_SERVICE || routed.iter().any(|r| r == service)
+    };
+    let openapi = Bytes::from(openapi::document(&routes, catalog.pool(), advertised).to_string());
     let state = Arc::new(Rest {
         routes,
         calls,
@@ -86,17 +91,29 @@ async fn openapi_wrong_method(request: Request) -> Response {
 
 /// Routes one request, reads its body and makes the call.
 async fn transcode_call(State(rest): State<Arc<Rest>>, request: Request) -> Response {
+    let started = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
     let (route, bindings) = match rest.routes.find(&parts.method, path) {
         Lookup::Found(route, bindings) => (route, bindings),
         Lookup::WrongMethod(allowed) => {
+            rest.calls.unmatched("UNIMPLEMENTED", started.elapsed());
             return RestError::method_not_allowed(&parts.method, path, &allowed).into_response();
         }
         Lookup::NotFound => {
+            rest.calls.unmatched("NOT_FOUND", started.elapsed());
             return RestError::route_not_found(&parts.method, path).into_response();
         }
     };
+    // The SERVER span is named by the route's template, never the URL (ids
+    // are unbounded and personal), with the RPC it becomes.
+    let span = tracing::Span::current();
+    if let Some(rule) = &route.method.http {
+        rapport_telemetry::rpc::record_route(&span, &parts.method, &rule.template);
+    }
+    span.record("rpc.system", "grpc");
+    span.record("rpc.service", route.method.service.as_str());
+    span.record("rpc.method", route.method.name.as_str());
     // Who is calling, before a byte of the body is read: an unauthenticated
     // request costs its headers and nothing more.
     let authorized = match rest.calls.authorize(&route.method, &parts).await {

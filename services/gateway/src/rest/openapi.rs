@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use prost_reflect::{
-    EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor, ServiceDescriptor,
+    DescriptorPool, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor,
+    ServiceDescriptor,
 };
 use prost_types::FileDescriptorProto;
 use serde_json::{Map, Value as Json, json};
@@ -18,19 +19,30 @@ use super::{
 
 const SCHEMAS: &str = "#/components/schemas/";
 
-/// Generates the document.
-pub(crate) fn document(table: &RouteTable) -> Json {
-    let mut schemas = Schemas::default();
+/// Generates the document of the routes of the services `routed` accepts:
+/// a service in the contracts that this gateway does not route (the bench's
+/// echo service, in most deployments) is not advertised.
+pub(crate) fn document(
+    table: &RouteTable,
+    pool: &DescriptorPool,
+    routed: impl Fn(&str) -> bool,
+) -> Json {
+    let mut schemas = Schemas::new(pool);
     let mut paths: BTreeMap<String, Map<String, Json>> = BTreeMap::new();
     let mut tags: BTreeMap<String, Json> = BTreeMap::new();
+    let routes: Vec<&Route> = table
+        .routes()
+        .iter()
+        .filter(|r| routed(&r.method.service))
+        .collect();
 
     // operationId is the method name unless two services share it.
     let mut name_counts: HashMap<&str, usize> = HashMap::new();
-    for route in table.routes() {
+    for route in &routes {
         *name_counts.entry(route.method.name.as_str()).or_default() += 1;
     }
 
-    for route in table.routes() {
+    for route in routes {
         let service = route.method.descriptor.parent_service().clone();
         tags.entry(service.name().to_owned()).or_insert_with(|| {
             let mut tag = Map::new();
@@ -63,6 +75,9 @@ pub(crate) fn document(table: &RouteTable) -> Json {
                 names are accepted too), enums by name, 64-bit integers as strings, \
                 timestamps in RFC 3339. Errors use Google's JSON error format.",
         },
+        // Relative: the document is served by the gateway it describes, so
+        // a client generated from `GET /openapi.json` calls where it came from.
+        "servers": [{"url": "/", "description": "The gateway serving this document."}],
         "tags": tags.into_values().collect::<Vec<_>>(),
         "paths": paths,
         "components": {
@@ -339,12 +354,68 @@ fn is_query_scalar(message: &MessageDescriptor) -> bool {
 }
 
 /// `components.schemas`, filled as messages and enums are referenced.
-#[derive(Default)]
 struct Schemas {
     schemas: BTreeMap<String, Json>,
+    /// Schema name by full protobuf name.
+    names: HashMap<String, String>,
+}
+
+/// Schema names for every message and enum of `pool`: the name within its
+/// package (`Customer`, `Customer.Email`) where no other type shares it,
+/// else the full name less the `rapport.` prefix (`profiles.v1.Customer`).
+/// Generated clients then have classes named `Customer`, not
+/// `RapportProfilesV1Customer`; names never depend on which routes exist.
+fn schema_names(pool: &DescriptorPool) -> HashMap<String, String> {
+    let types: Vec<(String, String)> = pool
+        .all_messages()
+        .map(|m| (m.full_name().to_owned(), m.package_name().to_owned()))
+        .chain(
+            pool.all_enums()
+                .map(|e| (e.full_name().to_owned(), e.package_name().to_owned())),
+        )
+        .map(|(full, package)| {
+            let short = full
+                .strip_prefix(package.as_str())
+                .and_then(|rest| rest.strip_prefix('.'))
+                .unwrap_or(&full)
+                .to_owned();
+            (full, short)
+        })
+        .collect();
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    // The error schema's name is taken.
+    counts.insert("Error", 1);
+    for (_, short) in &types {
+        *counts.entry(short.as_str()).or_default() += 1;
+    }
+    types
+        .iter()
+        .map(|(full, short)| {
+            let name = if counts[short.as_str()] == 1 {
+                short.clone()
+            } else {
+                full.strip_prefix("rapport.").unwrap_or(full).to_owned()
+            };
+            (full.clone(), name)
+        })
+        .collect()
 }
 
 impl Schemas {
+    fn new(pool: &DescriptorPool) -> Self {
+        Self {
+            schemas: BTreeMap::new(),
+            names: schema_names(pool),
+        }
+    }
+
+    fn name_of(&self, full_name: &str) -> String {
+        self.names
+            .get(full_name)
+            .cloned()
+            .unwrap_or_else(|| full_name.to_owned())
+    }
+
     fn finish(self) -> Map<String, Json> {
         self.schemas.into_iter().collect()
     }
@@ -355,7 +426,7 @@ impl Schemas {
         if let Some(schema) = well_known_schema(message) {
             return schema;
         }
-        let name = message.full_name().to_owned();
+        let name = self.name_of(message.full_name());
         if !self.schemas.contains_key(&name) {
             self.schemas.insert(name.clone(), Json::Null);
             let schema = self.message_schema(message, &[]);
@@ -365,7 +436,7 @@ impl Schemas {
     }
 
     fn enum_ref(&mut self, enumeration: &EnumDescriptor) -> Json {
-        let name = enumeration.full_name().to_owned();
+        let name = self.name_of(enumeration.full_name());
         if !self.schemas.contains_key(&name) {
             let values: Vec<String> = enumeration.values().map(|v| v.name().to_owned()).collect();
             let mut doc = comment(
@@ -621,7 +692,63 @@ mod tests {
 
     fn doc() -> Json {
         let catalog = Catalog::load(rapport_proto::FILE_DESCRIPTOR_SET).unwrap();
-        document(&RouteTable::new(&catalog))
+        document(&RouteTable::new(&catalog), catalog.pool(), |_| true)
+    }
+
+    #[test]
+    fn only_routed_services_are_documented_from_where_they_are_served() {
+        let catalog = Catalog::load(rapport_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let all = document(&RouteTable::new(&catalog), catalog.pool(), |_| true);
+        assert!(
+            all["paths"]["/v1/echo"].is_object(),
+            "the echo route exists"
+        );
+        let doc = document(&RouteTable::new(&catalog), catalog.pool(), |s| {
+            s != "rapport.bench.v1.EchoService"
+        });
+        assert!(doc["paths"]["/v1/echo"].is_null());
+        assert!(doc["paths"]["/v1/customers"].is_object());
+        assert_eq!(doc["servers"][0]["url"], "/");
+    }
+
+    #[test]
+    fn the_readme_rest_tables_match_the_document() {
+        let readme = include_str!("../../../../README.md");
+        let doc = doc();
+        let mut rows = 0;
+        for line in readme.lines() {
+            // Table rows such as "| `GET /v1/customers/{customer}` | GetCustomer |".
+            let Some(route) = line
+                .strip_prefix("| `")
+                .and_then(|rest| rest.split('`').next())
+            else {
+                continue;
+            };
+            let Some((method, path)) = route.split_once(' ') else {
+                continue;
+            };
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            let path = path.split('?').next().unwrap();
+            let op = &doc["paths"][path][method.to_ascii_lowercase()];
+            assert!(
+                op.is_object(),
+                "README route {method} {path} is not in the OpenAPI document"
+            );
+            rows += 1;
+        }
+        assert!(rows >= 20, "only {rows} README routes found");
+    }
+
+    #[test]
+    fn schema_names_are_short_and_unique() {
+        let catalog = Catalog::load(rapport_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let names = schema_names(catalog.pool());
+        assert_eq!(names["rapport.profiles.v1.Customer"], "Customer");
+        let distinct: HashSet<&String> = names.values().collect();
+        assert_eq!(distinct.len(), names.len(), "two types share a schema name");
+        assert!(!distinct.contains(&"Error".to_owned()));
     }
 
     fn refs<'a>(value: &'a Json, out: &mut Vec<&'a str>) {
@@ -715,7 +842,7 @@ mod tests {
         let patch = &doc["paths"]["/v1/customers/{customer}"]["patch"];
         assert_eq!(
             patch["requestBody"]["content"]["application/json"]["schema"]["allOf"][0]["$ref"],
-            "#/components/schemas/rapport.profiles.v1.Customer"
+            "#/components/schemas/Customer"
         );
         let query: Vec<&str> = patch["parameters"]
             .as_array()
@@ -731,17 +858,17 @@ mod tests {
     fn schemas_follow_the_proto3_json_mapping() {
         let doc = doc();
         let schemas = &doc["components"]["schemas"];
-        let customer = &schemas["rapport.profiles.v1.Customer"]["properties"];
+        let customer = &schemas["Customer"]["properties"];
         assert_eq!(customer["createTime"]["format"], "date-time");
         assert_eq!(customer["createTime"]["readOnly"], true);
         assert_eq!(customer["emails"]["type"], "array");
         assert_eq!(
             customer["emails"]["items"]["$ref"],
-            "#/components/schemas/rapport.profiles.v1.EmailAddress"
+            "#/components/schemas/EmailAddress"
         );
         assert_eq!(customer["attributes"]["type"], "object");
         assert!(customer["attributes"]["additionalProperties"]["$ref"].is_string());
-        let attribute = &schemas["rapport.profiles.v1.AttributeValue"];
+        let attribute = &schemas["AttributeValue"];
         assert_eq!(attribute["properties"]["intValue"]["type"], "string");
         assert_eq!(attribute["properties"]["intValue"]["format"], "int64");
         assert!(
@@ -750,10 +877,10 @@ mod tests {
                 .unwrap()
                 .contains("At most one of `stringValue`")
         );
-        let stage = &schemas["rapport.profiles.v1.LifecycleStage"];
+        let stage = &schemas["LifecycleStage"];
         assert_eq!(stage["type"], "string");
         assert_eq!(stage["enum"][1], "LIFECYCLE_STAGE_AWARENESS");
-        let export = &schemas["rapport.profiles.v1.ExportCustomerDataResponse"]["properties"];
+        let export = &schemas["ExportCustomerDataResponse"]["properties"];
         assert_eq!(export["data"]["format"], "byte");
 
         // `*` bodies leave out the fields the path binds.

@@ -73,7 +73,11 @@ impl Harness {
             answer: Arc::new(answer),
         };
         Self {
-            router: router(catalog, Arc::new(backend)),
+            router: router(
+                catalog,
+                Arc::new(backend),
+                &["rapport.profiles.v1.ProfilesService".to_owned()],
+            ),
             seen,
         }
     }

@@ -5,7 +5,10 @@
 //! a new file under `tests/`.
 mod admin_audit;
 mod auth;
+mod connect;
 mod door;
 mod jwt;
+mod operable;
 mod overload;
 mod protocols;
+mod traces;

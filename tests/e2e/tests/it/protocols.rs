@@ -363,7 +363,7 @@ async fn red_metrics_count_calls_by_route_and_code() {
     );
     assert!(
         text.contains(&format!(
-            "rapport_gateway_request_duration_seconds_count{{route=\"{route}\"}} 2"
+            "rapport_gateway_request_duration_seconds_count{{route=\"{route}\",code=\"OK\"}} 1"
         )),
         "{text}"
     );
