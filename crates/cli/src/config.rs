@@ -84,9 +84,10 @@ pub fn load(file: Option<&Path>) -> anyhow::Result<RapportConfig> {
             })
             .split("__"),
     );
-    let config: RapportConfig = figment
+    let mut config: RapportConfig = figment
         .extract()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    crate::services::complete(&mut config);
     config.log.format()?;
     Ok(config)
 }

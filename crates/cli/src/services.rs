@@ -7,7 +7,8 @@
 //! Every service crate exports the same items: `Config` (with `server`,
 //! `database: rapport_store::DatabaseConfig`, `page_token_secret` as
 //! `rapport_kit::Secret`, `assertion_public_keys: String`, `events:
-//! rapport_events::EventsConfig`), `SERVICE_NAME`, `Migrator`, and
+//! rapport_events::EventsConfig`), `SERVICE_NAME`,
+//! `HOLDS_CUSTOMER_DATA` (whether it must confirm erasures), `Migrator`, and
 //! `build(&Config, &Bus)` returning a bound server with `local_addr()` and
 //! `serve(shutdown)`.
 use std::{future::Future, net::SocketAddr, path::Path, pin::Pin};
@@ -114,6 +115,19 @@ macro_rules! services {
             }
         }
 
+        /// The services other than profiles that hold customer data, by
+        /// their name on the bus: each confirms every erasure.
+        pub fn customer_data_holders() -> Vec<String> {
+            let mut holders = Vec::new();
+            $(
+                // A service's name on the bus is its name in this table.
+                if $krate::HOLDS_CUSTOMER_DATA && stringify!($name) != rapport_profiles::EVENTS_NAME {
+                    holders.push(stringify!($name).to_owned());
+                }
+            )+
+            holders
+        }
+
         /// `rapport dev`: every service on an SQLite file under `data_dir`,
         /// migrating, with dev secrets, trusting the dev gateway's assertion
         /// public key, unless configured otherwise.
@@ -166,6 +180,14 @@ macro_rules! services {
             Ok(started)
         }
     };
+}
+
+/// What configuration leaves to the service table: which services an
+/// erasure waits for.
+pub fn complete(config: &mut RapportConfig) {
+    if config.profiles.erasure.services.is_none() {
+        config.profiles.erasure.services = Some(customer_data_holders());
+    }
 }
 
 async fn migrate_one<M: MigratorTrait>(

@@ -23,8 +23,8 @@ use rapport_usecase::Clock;
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
-    sea_query::{Expr, ExprTrait as _, OnConflict},
+    QueryOrder, QuerySelect, QueryTrait as _, TransactionTrait,
+    sea_query::{Expr, ExprTrait as _, InsertStatement, OnConflict},
 };
 use tokio::task::JoinHandle;
 
@@ -106,6 +106,12 @@ const BATCH: u64 = 64;
 /// Schedules `timer`, replacing a timer of the same tenant and key.
 /// Call it on the transaction of the change that makes the work due.
 pub async fn schedule<C: ConnectionTrait>(conn: &C, timer: &Timer) -> Result<(), DbErr> {
+    conn.execute(&schedule_statement(timer)).await.map(drop)
+}
+
+/// The statement [`schedule`] runs, for a caller that writes its change as
+/// one statement (profiles' create on PostgreSQL).
+pub fn schedule_statement(timer: &Timer) -> InsertStatement {
     use entity::Column as C;
     // A new identity for every schedule, also when the key was cancelled or
     // fired and is scheduled again: a firing claimed under an earlier
@@ -133,9 +139,7 @@ pub async fn schedule<C: ConnectionTrait>(conn: &C, timer: &Timer) -> Result<(),
             .value(C::LeaseUntil, Expr::value(Option::<i64>::None))
             .to_owned(),
     )
-    .exec_without_returning(conn)
-    .await?;
-    Ok(())
+    .into_query()
 }
 
 /// Cancels the timer of `tenant` and `key`; whether there was one.

@@ -21,11 +21,12 @@ pub mod ceiling {
     pub use rapport_bench::CeilingReport;
 }
 
-use std::{future::Future, net::SocketAddr};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
+use domain::{Clock, SystemClock};
 use rapport_events::{
-    Bus, EventsConfig,
+    Bus, EventsConfig, consume,
     relay::{Relay, Wake},
 };
 use rapport_kit::{GrpcServer, PageTokens, Secret, ServerConfig, server::App};
@@ -56,8 +57,38 @@ pub struct Config {
     /// outbox's retention.
     pub events: EventsConfig,
     /// The tenant's IANA time zone, for customers without one: their quiet
-    /// hours (CheckContactPolicy). Default `UTC`.
+    /// hours (CheckContactPolicy) and birthdays. Default `UTC`.
     pub default_time_zone: String,
+    /// Erasure across services.
+    pub erasure: ErasureConfig,
+    /// How often due timers (birthdays, overdue erasures) are looked for.
+    /// Milliseconds.
+    pub timer_poll_ms: u64,
+}
+
+/// How an erasure reaches every service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ErasureConfig {
+    /// The other services holding customer data, by their name on the bus:
+    /// each must confirm an erasure (a `CustomerDataErased` event) before
+    /// its receipt is complete. Unset: the services of Rapport's service
+    /// table that hold customer data (`rapport` fills it in); set it only
+    /// to run profiles with another set of services.
+    pub services: Option<Vec<String>>,
+    /// An erasure still incomplete this long after it began is reported:
+    /// an error in the log, and the `rapport_erasure_receipts_overdue`
+    /// gauge. Hours.
+    pub overdue_after_hours: u64,
+}
+
+impl Default for ErasureConfig {
+    fn default() -> Self {
+        Self {
+            services: None,
+            overdue_after_hours: 24,
+        }
+    }
 }
 
 impl Default for Config {
@@ -72,12 +103,13 @@ impl Default for Config {
             assertion_public_keys: String::new(),
             events: EventsConfig::default(),
             default_time_zone: "UTC".to_owned(),
+            erasure: ErasureConfig::default(),
+            timer_poll_ms: 1_000,
         }
     }
 }
 
 /// A built, bound, not yet serving profiles service.
-#[derive(Debug)]
 pub struct Profiles {
     server: GrpcServer,
     db: Db,
@@ -85,17 +117,47 @@ pub struct Profiles {
     bus: Bus,
     wake: Wake,
     outbox_retention: std::time::Duration,
+    clock: Arc<dyn Clock>,
+    timer_handler: rapport_events::timers::TimerHandler,
+    timer_poll: Duration,
+    /// The consumers of other services' erasure confirmations, one per
+    /// service.
+    confirmations: Vec<consume::Subscription>,
+    confirmation_handler: consume::Handler,
+}
+
+impl std::fmt::Debug for Profiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Profiles")
+            .field("addr", &self.local_addr())
+            .field("confirmations", &self.confirmations)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The name of this service on the event bus: its events are published on
 /// `rapport.profiles.<EventType>`, in the stream `RAPPORT_PROFILES`.
 pub const EVENTS_NAME: &str = "profiles";
 
+/// Profiles holds customer data (it coordinates erasures and confirms its
+/// own part in the erasure itself).
+pub const HOLDS_CUSTOMER_DATA: bool = true;
+
+/// The consumer of other services' erasure confirmations.
+pub const CONFIRMATIONS: &str = "profiles.erasure";
+
 /// The consumers this service runs, with their handlers (for `rapport
-/// events dead-letters`): none — profiles publishes events and consumes
-/// none yet.
-pub fn event_handlers() -> Vec<(&'static str, rapport_events::consume::Handler)> {
-    Vec::new()
+/// events dead-letters`): the erasure confirmations.
+pub fn event_handlers() -> Vec<(&'static str, consume::Handler)> {
+    vec![(CONFIRMATIONS, confirmation_handler(Arc::new(SystemClock)))]
+}
+
+fn confirmation_handler(clock: Arc<dyn Clock>) -> consume::Handler {
+    storage::cycle::confirmation_handler(
+        api::events::encode,
+        api::events::decode_confirmation,
+        clock,
+    )
 }
 
 /// The profiles schema's migrations (`rapport migrate profiles`).
@@ -110,6 +172,15 @@ pub async fn migrate(db: &Db) -> anyhow::Result<()> {
 /// listener. Events go to `bus` (the process's bus: see
 /// `rapport_events::Bus::from_config`).
 pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<Profiles> {
+    build_with(config, bus, Arc::new(SystemClock)).await
+}
+
+/// [`build`] telling time by `clock` (tests drive birthdays with it).
+pub async fn build_with(
+    config: &Config,
+    bus: &Bus,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Profiles> {
     if config.page_token_secret.len() < 32 {
         anyhow::bail!("page_token_secret must be at least 32 characters");
     }
@@ -132,8 +203,24 @@ pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<Profiles> {
             config.default_time_zone
         )
     })?;
-    let service =
-        domain::service::Profiles::new(repo, domain::SystemClock).with_default_zone(default_zone);
+    let erasure_services = config.erasure.services.clone().unwrap_or_default();
+    for service in &erasure_services {
+        if service.is_empty()
+            || service == EVENTS_NAME
+            || !service
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '-' || c == '_')
+        {
+            anyhow::bail!("erasure.services: {service:?} is not another service's name on the bus");
+        }
+    }
+    let overdue_after = chrono::Duration::hours(
+        i64::try_from(config.erasure.overdue_after_hours).unwrap_or(i64::MAX / 3_600_000_000),
+    );
+    register_overdue(server.metrics(), db.clone(), clock.clone(), overdue_after);
+    let service = domain::service::Profiles::new(repo, clock.clone())
+        .with_default_zone(default_zone)
+        .with_erasure_services(erasure_services.clone(), overdue_after);
     let handler = api::handler::Handler::new(
         service,
         PageTokens::new(config.page_token_secret.expose().as_bytes(), ERROR_DOMAIN),
@@ -160,7 +247,68 @@ pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<Profiles> {
         outbox_retention: std::time::Duration::from_secs(
             config.events.outbox_retention_hours.saturating_mul(3600),
         ),
+        timer_handler: storage::cycle::timer_handler(api::events::encode, default_zone),
+        timer_poll: Duration::from_millis(config.timer_poll_ms.max(1)),
+        confirmations: erasure_services
+            .iter()
+            .map(|service| consume::Subscription {
+                consumer: CONFIRMATIONS.to_owned(),
+                service: service.clone(),
+                filter: format!("rapport.{service}.CustomerDataErased"),
+                options: rapport_events::ConsumerOptions::default(),
+            })
+            .collect(),
+        confirmation_handler: confirmation_handler(clock.clone()),
+        clock,
     })
+}
+
+/// The `rapport_erasure_receipts_overdue` gauge: erasures still incomplete
+/// `overdue_after` after they began, counted when scraped.
+fn register_overdue(
+    metrics: &mut rapport_kit::metrics::Metrics,
+    db: Db,
+    clock: Arc<dyn Clock>,
+    overdue_after: chrono::Duration,
+) {
+    let gauge = metrics.gauge(
+        "rapport_erasure_receipts_overdue",
+        "Erasures some service has not confirmed within erasure.overdue_after_hours",
+    );
+    metrics.on_scrape(move || {
+        let (db, gauge, clock) = (db.clone(), gauge.clone(), clock.clone());
+        async move {
+            match storage::cycle::overdue_count(&db.reader, clock.now() - overdue_after).await {
+                Ok(n) => {
+                    gauge.set(n as f64);
+                }
+                Err(e) => tracing::warn!(error = %e, "counting overdue erasures failed"),
+            }
+        }
+    });
+}
+
+/// Fires profiles' due timers every `poll` (at once again after a full
+/// pass), waking the relay when a firing raised events.
+async fn fire_timers(
+    db: Db,
+    clock: Arc<dyn Clock>,
+    handler: rapport_events::timers::TimerHandler,
+    poll: Duration,
+    wake: Wake,
+) {
+    loop {
+        match rapport_events::timers::fire_due(&db, clock.as_ref(), storage::cycle::KINDS, &handler)
+            .await
+        {
+            Ok(0) => tokio::time::sleep(poll).await,
+            Ok(_) => wake.wake(),
+            Err(e) => {
+                tracing::warn!(error = %e, "firing timers failed; retrying");
+                tokio::time::sleep(poll).await;
+            }
+        }
+    }
 }
 
 /// Fully qualified gRPC service name.
@@ -191,11 +339,31 @@ impl Profiles {
             bus,
             wake,
             outbox_retention,
+            clock,
+            timer_handler,
+            timer_poll,
+            confirmations,
+            confirmation_handler,
         } = self;
         let purge = rapport_store::idempotency::spawn_purger(db.clone());
+        let consumers: Vec<_> = confirmations
+            .into_iter()
+            .map(|s| consume::spawn(db.clone(), bus.clone(), s, confirmation_handler.clone()))
+            .collect();
+        let timers = tokio::spawn(fire_timers(
+            db.clone(),
+            clock,
+            timer_handler,
+            timer_poll,
+            wake.clone(),
+        ));
         let relay = Relay::spawn(db.clone(), bus, EVENTS_NAME, wake, outbox_retention);
         let result = server.serve(app, shutdown).await;
         purge.abort();
+        timers.abort();
+        for consumer in consumers {
+            consumer.abort();
+        }
         // After the drain: the last calls' events go out now.
         relay.stop().await;
         db.close().await;

@@ -103,6 +103,13 @@ impl<R: Repository + Sync> Repository for Interleaved<R> {
     ) -> Result<Vec<MergeRecord>, Error> {
         self.inner.merge_records(tenant, customer).await
     }
+    async fn erasure_receipt(
+        &self,
+        tenant: &Tenant,
+        id: ErasureReceiptId,
+    ) -> Result<Option<ErasureReceipt>, Error> {
+        self.inner.erasure_receipt(tenant, id).await
+    }
     async fn commit(&self, change: ChangeSet) -> Result<(), CommitError> {
         let task = self.before_commit.lock().expect("not poisoned").take();
         if let Some(task) = task {
@@ -148,6 +155,7 @@ async fn a_consent_that_changes_nothing_cannot_commit_after_an_erasure() {
         source: "signup form".into(),
         evidence: EVIDENCE.into(),
         capture_time: Some(Utc::now() - Duration::hours(1)),
+        privacy_notice_version: String::new(),
     };
     profiles
         .set_consent(&tenant, customer.id, decision.clone(), None)

@@ -42,6 +42,10 @@ pub const CONSUMER: &str = "webhooks";
 /// once there are several).
 pub const PRODUCERS: &[&str] = &["profiles"];
 
+/// Webhooks holds no customer data: its deliveries carry events, which
+/// carry ids only. It does not confirm erasures.
+pub const HOLDS_CUSTOMER_DATA: bool = false;
+
 /// Configuration of the webhooks service.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

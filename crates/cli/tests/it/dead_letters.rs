@@ -120,7 +120,7 @@ async fn dead_letters_are_listed_and_replayed_once_fixed() {
         [bad.as_str()]
     );
 
-    let none = rapport(&url, &["events", "dead-letters", "list", "profiles"]);
+    let none = rapport(&url, &["events", "dead-letters", "list", "gateway"]);
     assert!(!none.status.success());
     assert!(String::from_utf8_lossy(&none.stderr).contains("consumes no events"));
 }

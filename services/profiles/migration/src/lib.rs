@@ -9,6 +9,7 @@ mod m20261122_000002_selective_index_keys;
 mod m20261122_000003_search_index;
 mod m20261202_000004_search_secure_delete;
 mod m20261202_000005_outbox_pending_index;
+mod m20261202_000006_cycle;
 
 /// All profiles migrations, oldest first.
 #[derive(Debug)]
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_search_index::Migration),
             Box::new(m20261202_000004_search_secure_delete::Migration),
             Box::new(m20261202_000005_outbox_pending_index::Migration),
+            Box::new(m20261202_000006_cycle::Migration),
         ]
     }
 

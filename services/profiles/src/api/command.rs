@@ -32,6 +32,23 @@ pub fn customer_id(name: &str, field: &str) -> Result<CustomerId, Violations> {
     convert::customer_id(name, field, &mut v).ok_or(v)
 }
 
+/// An erasure receipt's id from its resource name.
+pub fn receipt_id(name: &str, field: &str) -> Result<ErasureReceiptId, Violations> {
+    match name
+        .strip_prefix("erasureReceipts/")
+        .map(uuid::Uuid::parse_str)
+    {
+        Some(Ok(id)) => Ok(ErasureReceiptId(id)),
+        _ => Err(Violations::one(
+            field,
+            "must be an erasure receipt resource name, `erasureReceipts/{erasure_receipt}`",
+        )),
+    }
+}
+
+/// The longest privacy notice version accepted.
+const MAX_NOTICE_VERSION: usize = 64;
+
 /// An etag sent by the client; empty means "don't check".
 fn etag(raw: &str) -> Option<String> {
     (!raw.is_empty()).then(|| raw.to_owned())
@@ -371,6 +388,12 @@ impl TryFrom<&pb::SetConsentRequest> for SetConsent {
             .capture_time
             .as_ref()
             .and_then(|t| v.take("capture_time", convert::timestamp(t)));
+        let privacy_notice_version = v
+            .take(
+                "privacy_notice_version",
+                values::text(req.privacy_notice_version.trim(), MAX_NOTICE_VERSION),
+            )
+            .unwrap_or_default();
         let (Some(id), Some(channel), Some(purpose), Some(status)) = (id, channel, purpose, status)
         else {
             return Err(v);
@@ -385,6 +408,7 @@ impl TryFrom<&pb::SetConsentRequest> for SetConsent {
                 source,
                 evidence,
                 capture_time,
+                privacy_notice_version,
             },
         })
     }
@@ -505,6 +529,7 @@ mod tests {
             evidence: "a\u{7}b".into(),
             capture_time: Some(bad_ts()),
             request_id: String::new(),
+            privacy_notice_version: "2026\u{0}".into(),
         };
         assert_eq!(
             pairs(SetConsent::try_from(&req).unwrap_err()),
@@ -519,6 +544,10 @@ mod tests {
                 pair("source", "is required"),
                 pair("evidence", "must not contain control characters"),
                 pair("capture_time", "not a valid timestamp"),
+                pair(
+                    "privacy_notice_version",
+                    "must not contain control characters"
+                ),
             ]
         );
         // A source over the limit is reported after trimming.
@@ -548,6 +577,7 @@ mod tests {
             evidence: "checkbox".into(),
             capture_time: Some(convert::ts(capture)),
             request_id: "r1".into(),
+            privacy_notice_version: String::new(),
         };
         let cmd = SetConsent::try_from(&req).unwrap();
         assert_eq!(cmd.id.to_string(), &ID[10..]);

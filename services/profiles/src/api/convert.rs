@@ -657,6 +657,7 @@ pub fn customer_to_pb(c: &Customer) -> pb::Customer {
                 status: status_to_pb(s.status) as i32,
                 source: s.source.clone(),
                 capture_time: Some(ts(s.capture_time)),
+                privacy_notice_version: s.privacy_notice_version.clone(),
             })
             .collect(),
         lifecycle_stage: stage_to_pb(Some(c.lifecycle_stage)) as i32,
@@ -685,6 +686,7 @@ pub fn consent_event_to_pb(e: &ConsentEvent) -> pb::ConsentEvent {
         evidence: e.evidence.clone(),
         capture_time: Some(ts(e.capture_time)),
         record_time: Some(ts(e.record_time)),
+        privacy_notice_version: e.privacy_notice_version.clone(),
     }
 }
 
@@ -725,6 +727,16 @@ pub fn receipt_to_pb(r: &ErasureReceipt) -> pb::ErasureReceipt {
         customer: customer_name(r.customer),
         erase_time: Some(ts(r.erase_time)),
         erased_fields: r.erased_fields.clone(),
+        confirmations: r
+            .confirmations
+            .iter()
+            .map(|c| pb::ErasureConfirmation {
+                service: c.service.clone(),
+                confirm_time: Some(ts(c.confirm_time)),
+            })
+            .collect(),
+        pending_services: r.pending(),
+        complete_time: r.complete_time.map(ts),
     }
 }
 

@@ -27,6 +27,10 @@ pub fn to_status(err: Error) -> Status {
         Error::NoIdentityHolder => b(Code::NotFound, "CUSTOMER_NOT_FOUND")
             .message("no active customer holds this identity")
             .build(),
+        Error::ReceiptNotFound(id) => b(Code::NotFound, "ERASURE_RECEIPT_NOT_FOUND")
+            .message(format!("erasureReceipts/{id} does not exist"))
+            .meta("resource", format!("erasureReceipts/{id}"))
+            .build(),
         Error::IdentityTaken { field, holder } => b(Code::AlreadyExists, "IDENTITY_ALREADY_EXISTS")
             .message(format!("{field} already belongs to customers/{holder}"))
             .meta("field", field.clone())
@@ -97,6 +101,11 @@ mod tests {
                 Error::NoIdentityHolder,
                 Code::NotFound,
                 "CUSTOMER_NOT_FOUND",
+            ),
+            (
+                Error::ReceiptNotFound(crate::domain::ErasureReceiptId(uuid::Uuid::nil())),
+                Code::NotFound,
+                "ERASURE_RECEIPT_NOT_FOUND",
             ),
             (
                 Error::IdentityTaken {

@@ -8,7 +8,7 @@ use prost::Name;
 use rapport_proto::profiles as pb;
 
 use super::convert::{channel_to_pb, customer_name, purpose_to_pb, stage_to_pb, status_to_pb};
-use crate::domain::DomainEvent;
+use crate::domain::{DomainEvent, ErasureReceiptId};
 
 /// The subject and the protobuf message of one domain event.
 pub fn encode(event: &DomainEvent) -> (String, prost_types::Any) {
@@ -49,6 +49,20 @@ pub fn encode(event: &DomainEvent) -> (String, prost_types::Any) {
                 erasure_receipt: format!("erasureReceipts/{receipt}"),
             },
         ),
+        DomainEvent::ErasureCompleted { customer, receipt } => wrap(
+            customer_name(*customer),
+            &pb::ErasureCompleted {
+                customer: customer_name(*customer),
+                erasure_receipt: format!("erasureReceipts/{receipt}"),
+            },
+        ),
+        DomainEvent::BirthdayReached { customer, year } => wrap(
+            customer_name(*customer),
+            &pb::BirthdayReached {
+                customer: customer_name(*customer),
+                year: *year,
+            },
+        ),
         DomainEvent::ConsentChanged {
             customer,
             channel,
@@ -72,6 +86,37 @@ pub fn encode(event: &DomainEvent) -> (String, prost_types::Any) {
             },
         ),
     }
+}
+
+/// Reads another service's `CustomerDataErased` (a shared
+/// `rapport.type.v1` message): the receipt it confirms and who confirms.
+pub fn decode_confirmation(
+    envelope: &rapport_proto::types::EventEnvelope,
+) -> Result<(ErasureReceiptId, String), String> {
+    use prost::Message as _;
+    use rapport_proto::types::CustomerDataErased;
+    let payload = envelope
+        .payload
+        .as_ref()
+        .filter(|p| p.type_url == CustomerDataErased::type_url())
+        .ok_or_else(|| format!("not a CustomerDataErased: {}", envelope.r#type))?;
+    let event = CustomerDataErased::decode(payload.value.as_slice())
+        .map_err(|e| format!("CustomerDataErased does not decode: {e}"))?;
+    let receipt = event
+        .erasure_receipt
+        .strip_prefix("erasureReceipts/")
+        .and_then(|id| uuid::Uuid::parse_str(id).ok())
+        .map(ErasureReceiptId)
+        .ok_or_else(|| {
+            format!(
+                "erasure_receipt {:?} is not a receipt name",
+                event.erasure_receipt
+            )
+        })?;
+    if event.service.is_empty() {
+        return Err("CustomerDataErased without a service".into());
+    }
+    Ok((receipt, event.service))
 }
 
 fn wrap<M: Name>(subject: String, message: &M) -> (String, prost_types::Any) {

@@ -399,4 +399,20 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
             erasure_receipt: Some(convert::receipt_to_pb(&receipt)),
         }))
     }
+
+    async fn get_erasure_receipt(
+        &self,
+        request: Request<pb::GetErasureReceiptRequest>,
+    ) -> Result<Response<pb::GetErasureReceiptResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let id = command::receipt_id(&request.get_ref().name, "name").map_err(invalid)?;
+        let receipt = self
+            .service
+            .erasure_receipt(&tenant, id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::GetErasureReceiptResponse {
+            erasure_receipt: Some(convert::receipt_to_pb(&receipt)),
+        }))
+    }
 }

@@ -3,7 +3,7 @@
 //! (`CheckContactPolicy`); none re-implements consent, quiet hours or
 //! do-not-contact. A pure function of the customer and the time, so the
 //! rules are tested here without a database or a clock.
-use chrono::{DateTime, Duration, NaiveTime, TimeZone as _, Timelike as _, Utc};
+use chrono::{DateTime, Duration, NaiveTime, Timelike as _, Utc};
 
 use super::model::CustomerId;
 use super::model::{Channel, ConsentPurpose, ConsentStatus, Customer, CustomerState};
@@ -158,12 +158,7 @@ pub fn decide(
         return refuse(decision, Refusal::NoConsent);
     }
     if let Some(quiet) = &prefs.quiet_hours {
-        let zone = customer
-            .profile
-            .time_zone
-            .as_ref()
-            .and_then(|z| z.as_str().parse::<chrono_tz::Tz>().ok())
-            .unwrap_or(default_zone);
+        let zone = super::zone::zone_of(customer, default_zone);
         if let Some(end) = quiet_until(now, zone, quiet.start_minute, quiet.end_minute) {
             decision.next_allowed_time = Some(end);
             return refuse(decision, Refusal::QuietHours);
@@ -201,14 +196,7 @@ fn quiet_until(
     }
     // A local end time skipped by a daylight-saving jump ends the quiet
     // hours at the first instant after it.
-    let end_local = day.and_time(end);
-    zone.from_local_datetime(&end_local)
-        .earliest()
-        .or_else(|| {
-            zone.from_local_datetime(&(end_local + Duration::hours(1)))
-                .earliest()
-        })
-        .map(|t| t.with_timezone(&Utc))
+    super::zone::instant_at(zone, day.and_time(end))
 }
 
 #[cfg(test)]
@@ -254,6 +242,7 @@ mod tests {
             status: ConsentStatus::Granted,
             source: "test".into(),
             capture_time: at("2026-01-01T00:00:00Z"),
+            privacy_notice_version: String::new(),
         });
         c
     }

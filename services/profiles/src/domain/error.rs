@@ -4,7 +4,7 @@ use std::fmt;
 
 pub use rapport_usecase::Violations;
 
-use super::model::{CustomerId, CustomerState};
+use super::model::{CustomerId, CustomerState, ErasureReceiptId};
 
 /// Everything that can go wrong in a profiles use-case.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +13,8 @@ pub enum Error {
     Invalid(Violations),
     /// No such customer in this tenant.
     NotFound(CustomerId),
+    /// No such erasure receipt in this tenant.
+    ReceiptNotFound(ErasureReceiptId),
     /// No active customer holds the identity looked up.
     NoIdentityHolder,
     /// An email, phone or channel identity already belongs to another customer.
@@ -46,6 +48,7 @@ impl fmt::Display for Error {
         match self {
             Error::Invalid(v) => write!(f, "invalid argument ({} violations)", v.0.len()),
             Error::NotFound(id) => write!(f, "customer {id} not found"),
+            Error::ReceiptNotFound(id) => write!(f, "erasure receipt {id} not found"),
             Error::NoIdentityHolder => f.write_str("no active customer holds this identity"),
             Error::IdentityTaken { field, holder } => {
                 write!(f, "{field} already belongs to customers/{holder}")

@@ -241,6 +241,10 @@ pub struct ConsentState {
     pub source: String,
     /// When the customer decided.
     pub capture_time: DateTime<Utc>,
+    /// The privacy notice shown when they decided (empty: not recorded).
+    /// Stored documents from before it existed read as empty.
+    #[serde(default)]
+    pub privacy_notice_version: String,
 }
 
 /// A customer.
@@ -310,6 +314,9 @@ pub struct ConsentEvent {
     pub capture_time: DateTime<Utc>,
     /// When it was recorded.
     pub record_time: DateTime<Utc>,
+    /// The privacy notice shown when they decided (empty: not recorded).
+    #[serde(default)]
+    pub privacy_notice_version: String,
 }
 
 /// One lifecycle history entry.
@@ -353,6 +360,95 @@ pub struct ErasureReceipt {
     pub erase_time: DateTime<Utc>,
     /// What was removed.
     pub erased_fields: Vec<String>,
+    /// The services that confirmed erasing their part, in order; profiles
+    /// first, at the erasure itself.
+    #[serde(default)]
+    pub confirmations: Vec<ErasureConfirmation>,
+    /// The other services that must confirm: every service holding customer
+    /// data when the receipt was issued.
+    #[serde(default)]
+    pub awaited: Vec<String>,
+    /// When the last awaited service confirmed.
+    #[serde(default)]
+    pub complete_time: Option<DateTime<Utc>>,
+}
+
+/// What a service's confirmation did to a receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmed {
+    /// Recorded; the receipt is now complete.
+    Completed,
+    /// Recorded; others are still pending.
+    Recorded,
+    /// This service had confirmed already (a repeated event).
+    Again,
+    /// The receipt does not await this service (it held no customer data
+    /// when the receipt was issued): nothing recorded.
+    NotAwaited,
+}
+
+impl ErasureReceipt {
+    /// Records `service`'s confirmation at `now`; the receipt completes
+    /// with the last awaited one.
+    pub fn confirm(&mut self, service: &str, now: DateTime<Utc>) -> Confirmed {
+        if self.confirmations.iter().any(|c| c.service == service) {
+            return Confirmed::Again;
+        }
+        if !self.awaited.iter().any(|s| s == service) {
+            return Confirmed::NotAwaited;
+        }
+        self.confirmations.push(ErasureConfirmation {
+            service: service.to_owned(),
+            confirm_time: now,
+        });
+        if self.pending().is_empty() {
+            self.complete_time = Some(now);
+            Confirmed::Completed
+        } else {
+            Confirmed::Recorded
+        }
+    }
+
+    /// The awaited services that have not confirmed yet.
+    pub fn pending(&self) -> Vec<String> {
+        self.awaited
+            .iter()
+            .filter(|s| !self.confirmations.iter().any(|c| &c.service == *s))
+            .cloned()
+            .collect()
+    }
+}
+
+/// One service's confirmation that it erased its part of a customer's data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureConfirmation {
+    /// The service's name on the bus (`profiles`, `conversations`).
+    pub service: String,
+    /// When it was recorded.
+    pub confirm_time: DateTime<Utc>,
+}
+
+/// The profiles service's own name on the bus, the first to confirm every
+/// erasure (in the erasure's own transaction).
+pub const THIS_SERVICE: &str = "profiles";
+
+/// A change of a customer's birthday timer (see [`super::birthday`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BirthdayTimer {
+    /// Fire at `due`, the start of the birthday of `year`.
+    Schedule {
+        /// Whose.
+        customer: CustomerId,
+        /// The year of the birthday.
+        year: i32,
+        /// Local midnight of the day.
+        due: DateTime<Utc>,
+    },
+    /// No birthday to wait for any more.
+    Cancel {
+        /// Whose.
+        customer: CustomerId,
+    },
 }
 
 /// Domain events, written to the outbox with the change. Ids and facts only.
@@ -388,6 +484,20 @@ pub enum DomainEvent {
         /// The receipt.
         receipt: ErasureReceiptId,
     },
+    /// Every awaited service confirmed an erasure.
+    ErasureCompleted {
+        /// Who.
+        customer: CustomerId,
+        /// The receipt.
+        receipt: ErasureReceiptId,
+    },
+    /// A customer's birthday began (local midnight).
+    BirthdayReached {
+        /// Who.
+        customer: CustomerId,
+        /// Which year's.
+        year: i32,
+    },
     /// A consent decision was recorded.
     ConsentChanged {
         /// Who.
@@ -417,6 +527,8 @@ impl DomainEvent {
             Self::Created { customer, .. }
             | Self::Updated { customer, .. }
             | Self::Erased { customer, .. }
+            | Self::ErasureCompleted { customer, .. }
+            | Self::BirthdayReached { customer, .. }
             | Self::ConsentChanged { customer, .. }
             | Self::StageChanged { customer, .. } => *customer,
             Self::Merged { survivor, .. } => *survivor,

@@ -57,6 +57,10 @@ pub struct ChangeSet {
     pub move_history: Option<(CustomerId, CustomerId)>,
     /// An erasure: scrub the customer's ledgers and stored results, keep the receipt.
     pub erasure: Option<ErasureReceipt>,
+    /// When the erasure, if still incomplete, is reported.
+    pub erasure_overdue: Option<DateTime<Utc>>,
+    /// Birthday timers to schedule or cancel.
+    pub birthdays: Vec<BirthdayTimer>,
     /// Events for the outbox.
     pub events: Vec<DomainEvent>,
     /// When the change happens.
@@ -75,6 +79,8 @@ impl ChangeSet {
             merge_record: None,
             move_history: None,
             erasure: None,
+            erasure_overdue: None,
+            birthdays: Vec::new(),
             events: Vec::new(),
             occur_time: now,
         }
@@ -216,6 +222,13 @@ pub trait Repository: Priors<Error = Error> + 'static {
         tenant: &Tenant,
         customer: CustomerId,
     ) -> impl Future<Output = Result<Vec<MergeRecord>, Error>> + Send;
+
+    /// An erasure receipt with its confirmations.
+    fn erasure_receipt(
+        &self,
+        tenant: &Tenant,
+        id: ErasureReceiptId,
+    ) -> impl Future<Output = Result<Option<ErasureReceipt>, Error>> + Send;
 
     /// Applies a change set atomically.
     fn commit(&self, change: ChangeSet) -> impl Future<Output = Result<(), CommitError>> + Send;

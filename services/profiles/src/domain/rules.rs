@@ -472,6 +472,7 @@ mod tests {
             status,
             source: "form".into(),
             capture_time: t(at),
+            privacy_notice_version: String::new(),
         }
     }
 

@@ -29,6 +29,11 @@ pub struct Profiles<R, C> {
     clock: C,
     /// The tenant's time zone, for customers without one of their own.
     default_zone: chrono_tz::Tz,
+    /// The other services holding customer data: each must confirm an
+    /// erasure before its receipt is complete.
+    erasure_services: Vec<String>,
+    /// When an incomplete erasure is reported, after it began.
+    erasure_overdue_after: Duration,
 }
 
 /// Input of [`Profiles::set_consent`].
@@ -46,6 +51,8 @@ pub struct SetConsent {
     pub evidence: String,
     /// When the customer decided; now when `None`.
     pub capture_time: Option<DateTime<Utc>>,
+    /// The privacy notice shown when they decided (empty: not recorded).
+    pub privacy_notice_version: String,
 }
 
 /// An identity to look up.
@@ -109,7 +116,30 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
             repo,
             clock,
             default_zone: chrono_tz::UTC,
+            erasure_services: Vec::new(),
+            erasure_overdue_after: Duration::hours(24),
         }
+    }
+
+    /// With `services` as the other services that must confirm every
+    /// erasure (those holding customer data), an erasure still incomplete
+    /// `overdue_after` after it began being reported.
+    pub fn with_erasure_services(mut self, services: Vec<String>, overdue_after: Duration) -> Self {
+        self.erasure_services = services;
+        self.erasure_overdue_after = overdue_after;
+        self
+    }
+
+    /// An erasure receipt: how far the erasure has reached.
+    pub async fn erasure_receipt(
+        &self,
+        tenant: &Tenant,
+        id: ErasureReceiptId,
+    ) -> Result<ErasureReceipt, Error> {
+        self.repo
+            .erasure_receipt(tenant, id)
+            .await?
+            .ok_or(Error::ReceiptNotFound(id))
     }
 
     /// With `zone` as the time zone of customers who have none (their
@@ -342,6 +372,12 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                 customer: customer.id,
                 stage: customer.lifecycle_stage,
             });
+            change.birthdays.extend(super::birthday::timer(
+                None,
+                &customer,
+                self.default_zone,
+                now,
+            ));
             change
                 .customers
                 .push(CustomerWrite::Insert(customer.clone()));
@@ -392,9 +428,15 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                 profile,
                 update_time: now,
                 version: current.version + 1,
-                ..current
+                ..current.clone()
             };
             let mut change = ChangeSet::new(tenant, now);
+            change.birthdays.extend(super::birthday::timer(
+                Some(&current),
+                &updated,
+                self.default_zone,
+                now,
+            ));
             change.events.push(DomainEvent::Updated {
                 customer: id,
                 changed_paths: changed,
@@ -582,6 +624,18 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                 ..survivor.clone()
             };
             let mut change = ChangeSet::new(tenant, now);
+            change.birthdays.extend(super::birthday::timer(
+                Some(&merged),
+                &tombstone,
+                self.default_zone,
+                now,
+            ));
+            change.birthdays.extend(super::birthday::timer(
+                Some(&survivor),
+                &new_survivor,
+                self.default_zone,
+                now,
+            ));
             change.customers.push(CustomerWrite::Update {
                 customer: tombstone,
                 expected_version: merged.version,
@@ -661,6 +715,7 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                 evidence: input.evidence.clone(),
                 capture_time,
                 record_time: now,
+                privacy_notice_version: input.privacy_notice_version.clone(),
             };
             let mut consents = current.consents.clone();
             let changed = rules::apply_consent(
@@ -671,6 +726,7 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                     status: input.status,
                     source: input.source.clone(),
                     capture_time,
+                    privacy_notice_version: input.privacy_notice_version.clone(),
                 },
             );
             let expected_version = current.version;
@@ -869,6 +925,13 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                     .iter()
                     .map(|s| (*s).to_owned())
                     .collect(),
+                // Profiles' own part is erased by this very change.
+                confirmations: vec![ErasureConfirmation {
+                    service: THIS_SERVICE.to_owned(),
+                    confirm_time: now,
+                }],
+                awaited: self.erasure_services.clone(),
+                complete_time: self.erasure_services.is_empty().then_some(now),
             };
             let expected_version = current.version;
             // Consent decisions stay (channel, purpose, status, time: the proof
@@ -887,9 +950,15 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                 state: CustomerState::Erased,
                 update_time: now,
                 version: current.version + 1,
-                ..current
+                ..current.clone()
             };
             let mut change = ChangeSet::new(tenant, now);
+            change.birthdays.extend(super::birthday::timer(
+                Some(&current),
+                &tombstone,
+                self.default_zone,
+                now,
+            ));
             change.customers.push(CustomerWrite::Update {
                 customer: tombstone,
                 expected_version,
@@ -899,6 +968,15 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
                 customer: id,
                 receipt: receipt.id,
             });
+            if receipt.complete_time.is_some() {
+                // Nobody else holds customer data: complete already.
+                change.events.push(DomainEvent::ErasureCompleted {
+                    customer: id,
+                    receipt: receipt.id,
+                });
+            } else {
+                change.erasure_overdue = Some(now + self.erasure_overdue_after);
+            }
             if let Some(r) = self.commit(w, change, id, receipt.clone(), &[]).await? {
                 return Ok(r);
             }

@@ -89,6 +89,7 @@ pub mod consent_events {
         pub evidence: String,
         pub capture_time: i64,
         pub record_time: i64,
+        pub privacy_notice_version: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -154,6 +155,50 @@ pub mod erasure_receipts {
         pub customer_id: String,
         pub erased_fields: String,
         pub erase_time: i64,
+        /// JSON list of the services the receipt awaits.
+        pub awaited_services: String,
+        pub complete_time: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod erasure_confirmations {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "erasure_confirmations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub receipt_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub service: String,
+        pub confirm_time: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod birthday_greetings {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "birthday_greetings")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub customer_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub year: i32,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -12,6 +12,7 @@
 pub(crate) mod bulk;
 #[cfg(feature = "bench")]
 pub(crate) mod ceiling;
+pub(crate) mod cycle;
 mod entities;
 mod read;
 mod rows;

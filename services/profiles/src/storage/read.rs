@@ -362,6 +362,16 @@ impl Repository for SqlRepository {
             .collect()
     }
 
+    async fn erasure_receipt(
+        &self,
+        tenant: &Tenant,
+        id: ErasureReceiptId,
+    ) -> Result<Option<ErasureReceipt>, Error> {
+        super::cycle::load_receipt(&self.db.reader, tenant, id)
+            .await
+            .map_err(db_err)
+    }
+
     async fn commit(&self, change: ChangeSet) -> Result<(), CommitError> {
         self.write(change).await
     }

@@ -104,6 +104,33 @@ pub(super) fn to_consent_event(r: consent_events::Model) -> Result<ConsentEvent,
         evidence: r.evidence,
         capture_time: from_micros(r.capture_time),
         record_time: from_micros(r.record_time),
+        privacy_notice_version: r.privacy_notice_version,
+    })
+}
+
+/// An erasure receipt from its row and its confirmation rows.
+pub(super) fn to_receipt(
+    r: erasure_receipts::Model,
+    confirmations: Vec<erasure_confirmations::Model>,
+) -> Result<ErasureReceipt, Error> {
+    let mut confirmations: Vec<ErasureConfirmation> = confirmations
+        .into_iter()
+        .map(|c| ErasureConfirmation {
+            service: c.service,
+            confirm_time: from_micros(c.confirm_time),
+        })
+        .collect();
+    confirmations.sort_by(|a, b| (a.confirm_time, &a.service).cmp(&(b.confirm_time, &b.service)));
+    Ok(ErasureReceipt {
+        id: ErasureReceiptId(parse_uuid(&r.id)?),
+        customer: CustomerId(parse_uuid(&r.customer_id)?),
+        erase_time: from_micros(r.erase_time),
+        erased_fields: serde_json::from_str(&r.erased_fields)
+            .map_err(|_| corrupt("erased fields", &r.id))?,
+        confirmations,
+        awaited: serde_json::from_str(&r.awaited_services)
+            .map_err(|_| corrupt("awaited services", &r.id))?,
+        complete_time: r.complete_time.map(from_micros),
     })
 }
 

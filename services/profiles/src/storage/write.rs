@@ -12,11 +12,12 @@ use sea_orm::{
 };
 
 use super::{
-    SqlRepository,
+    SqlRepository, cycle,
     entities::*,
     rows::{db_err, to_row},
 };
 use crate::domain::{Error, model::*, repository::*, rules};
+use rapport_events::timers;
 use rapport_proto::types::EventEnvelope;
 
 /// A change with its events already wrapped in envelopes: built on the
@@ -344,11 +345,28 @@ async fn apply(txn: &DatabaseTransaction, prepared: &Prepared) -> Result<(), Com
                 customer_id: Set(id),
                 erased_fields: Set(serde_json::to_string(&r.erased_fields).unwrap_or_default()),
                 erase_time: Set(micros(r.erase_time)),
+                awaited_services: Set(serde_json::to_string(&r.awaited).unwrap_or_default()),
+                complete_time: Set(r.complete_time.map(micros)),
             },
             txn,
         )
         .await
         .map_err(failed)?;
+        for confirmation in &r.confirmations {
+            cycle::insert_confirmation(txn, tenant, r.id, confirmation)
+                .await
+                .map_err(failed)?;
+        }
+        if let Some(due) = change.erasure_overdue {
+            timers::schedule(txn, &cycle::overdue_timer(tenant, r.id, due))
+                .await
+                .map_err(failed)?;
+        }
+    }
+    for timer in &change.birthdays {
+        cycle::apply_birthday(txn, tenant, timer)
+            .await
+            .map_err(failed)?;
     }
     for envelope in &prepared.envelopes {
         txn.execute(&outbox::append_insert(envelope))
@@ -374,6 +392,7 @@ fn history_inserts(change: &ChangeSet) -> Vec<InsertStatement> {
             evidence: Set(e.evidence.clone()),
             capture_time: Set(micros(e.capture_time)),
             record_time: Set(micros(e.record_time)),
+            privacy_notice_version: Set(e.privacy_notice_version.clone()),
         })
         .into_query()
     });
@@ -439,6 +458,19 @@ fn insert_only(prepared: &Prepared) -> Result<Option<Vec<InsertStatement>>, Comm
         inserts.extend(identity_rows.into_iter().chain(tag_rows));
     }
     inserts.extend(history_inserts(change));
+    // A new customer's birthday: only schedules (nothing to cancel yet).
+    for timer in &change.birthdays {
+        if let BirthdayTimer::Schedule {
+            customer,
+            year,
+            due,
+        } = timer
+        {
+            inserts.push(timers::schedule_statement(&cycle::birthday_timer(
+                tenant, *customer, *year, *due,
+            )));
+        }
+    }
     inserts.extend(prepared.envelopes.iter().map(outbox::append_insert));
     Ok(Some(inserts))
 }

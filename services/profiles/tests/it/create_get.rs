@@ -69,6 +69,7 @@ async fn output_only_fields_are_ignored_on_create() {
                 status: pb::ConsentStatus::Granted as i32,
                 source: "forged".into(),
                 capture_time: None,
+                privacy_notice_version: String::new(),
             }],
             merged_into: unknown_customer(),
             etag: "forged-etag".into(),

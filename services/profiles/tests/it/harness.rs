@@ -8,7 +8,7 @@
 //! The profiles `Config` of these tests is built in one place only,
 //! [`profiles_config`].
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use prost::Message as _;
@@ -49,6 +49,8 @@ pub struct Harness {
     pub channel: tonic::transport::Channel,
     /// Where the server listens.
     pub addr: SocketAddr,
+    /// Where it serves `/metrics`, when `server.metrics_listen` was set.
+    pub metrics: Option<SocketAddr>,
     /// The service's database (outbox and idempotency inspection).
     pub db: Db,
     running: Option<Running>,
@@ -82,13 +84,24 @@ pub async fn start() -> Harness {
 /// [`start`] with the configuration changed by `tweak` first.
 pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Harness {
     let testdb = TestDb::fresh().await.expect("creating the test database");
+    start_on(testdb, tweak, Arc::new(rapport_usecase::SystemClock)).await
+}
+
+/// [`start_with`] over `testdb` (a restart, when it served before), telling
+/// time by `clock`.
+pub async fn start_on(
+    testdb: TestDb,
+    tweak: impl FnOnce(&mut Config),
+    clock: Arc<dyn rapport_usecase::Clock>,
+) -> Harness {
     let mut config = profiles_config(&testdb);
     tweak(&mut config);
     let bus = rapport_events::Bus::in_process();
-    let profiles = rapport_profiles::build(&config, &bus)
+    let profiles = rapport_profiles::build_with(&config, &bus, clock)
         .await
         .unwrap_or_else(|e| panic!("building profiles on {}: {e:#}", testdb.backend_name()));
     let addr = profiles.local_addr();
+    let metrics = profiles.metrics_addr();
     let db = profiles.db().clone();
     let running = Running::start(move |shutdown| profiles.serve(shutdown));
     let channel = rapport_testkit::connect(addr)
@@ -98,6 +111,7 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Harness {
         client: ProfilesServiceClient::new(channel.clone()),
         channel,
         addr,
+        metrics,
         db,
         running: Some(running),
         bus,
@@ -116,6 +130,14 @@ impl Harness {
         if let Some(running) = self.running.take() {
             running.shutdown().await.expect("clean shutdown");
         }
+    }
+
+    /// Stops the server gracefully and hands back its database, for a
+    /// restart with [`start_on`].
+    pub async fn stop(mut self) -> TestDb {
+        self.shutdown().await;
+        let Harness { testdb, .. } = self;
+        testdb
     }
 
     /// Signals shutdown without waiting for it (the server drains on its
@@ -479,6 +501,7 @@ pub fn consent(
         evidence: "I agree to receive offers".to_owned(),
         capture_time: capture_time.map(ts),
         request_id: String::new(),
+        privacy_notice_version: String::new(),
     }
 }
 

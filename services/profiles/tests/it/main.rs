@@ -5,10 +5,12 @@
 //! `harness::profiles_config` only); the modules below use it.
 mod harness;
 
+mod birthdays;
 mod contact_policy;
 mod create_get;
 mod db_failures;
 mod envelope;
+mod erasure_receipts;
 mod errors_tenancy;
 mod events;
 mod export_erase;

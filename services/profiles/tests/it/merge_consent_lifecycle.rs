@@ -532,6 +532,21 @@ async fn set_consent_validates_its_input() {
 
     let err = expect_err(
         h.set_consent(pb::SetConsentRequest {
+            privacy_notice_version: "v".repeat(65),
+            ..consent(
+                &c.name,
+                Channel::Email,
+                ConsentPurpose::Marketing,
+                ConsentStatus::Granted,
+                None,
+            )
+        })
+        .await,
+    );
+    assert_violation(&err, "privacy_notice_version");
+
+    let err = expect_err(
+        h.set_consent(pb::SetConsentRequest {
             channel: 99,
             ..consent(
                 &c.name,
@@ -963,4 +978,48 @@ async fn ledger_lists_validate_page_sizes_and_tokens() {
             .await,
     );
     assert_error(&err, Code::InvalidArgument, "INVALID_PAGE_TOKEN");
+}
+
+#[tokio::test]
+async fn the_privacy_notice_shown_is_kept_with_the_decision() {
+    let h = start().await;
+    let c = h.create(customer("Ada", "ada@example.com")).await;
+    let recorded = h
+        .set_consent(pb::SetConsentRequest {
+            privacy_notice_version: " 2026-03 ".into(),
+            ..consent(
+                &c.name,
+                Channel::Email,
+                ConsentPurpose::Marketing,
+                ConsentStatus::Granted,
+                None,
+            )
+        })
+        .await
+        .unwrap();
+    let event = recorded.consent_event.unwrap();
+    assert_eq!(event.privacy_notice_version, "2026-03");
+    let state = &recorded.customer.unwrap().consents[0];
+    assert_eq!(state.privacy_notice_version, "2026-03");
+    // Read back: in the ledger and on the customer.
+    assert_eq!(
+        h.consent_events(&c.name).await[0].privacy_notice_version,
+        "2026-03"
+    );
+    assert_eq!(
+        h.get(&c.name).await.consents[0].privacy_notice_version,
+        "2026-03"
+    );
+    // Not recorded: empty.
+    let plain = h
+        .set_consent(consent(
+            &c.name,
+            Channel::Sms,
+            ConsentPurpose::Marketing,
+            ConsentStatus::Granted,
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(plain.consent_event.unwrap().privacy_notice_version, "");
 }

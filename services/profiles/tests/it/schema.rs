@@ -34,6 +34,20 @@ async fn index_names(db: &Db) -> Vec<String> {
     names
 }
 
+async fn table_names(db: &Db) -> Vec<String> {
+    let sql = match db.backend() {
+        DatabaseBackend::Postgres => "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
+        _ => "SELECT name FROM sqlite_master WHERE type = 'table'",
+    };
+    db.reader
+        .query_all_raw(Statement::from_string(db.backend(), sql))
+        .await
+        .expect("listing tables")
+        .iter()
+        .map(|r| r.try_get_by_index::<String>(0).expect("a name"))
+        .collect()
+}
+
 /// The trigram index of migration 3: a GIN index on PostgreSQL, an FTS5
 /// table on SQLite.
 async fn has_search_index(db: &Db) -> bool {
@@ -61,6 +75,26 @@ async fn migrations_go_down_and_up_again() {
     assert!(has_search_index(&db).await);
     assert!(after_up.contains(&"outbox_pending".to_owned()));
 
+    assert!(
+        table_names(&db)
+            .await
+            .contains(&"erasure_confirmations".to_owned())
+    );
+    Migrator::down(&db.writer, Some(1))
+        .await
+        .expect("migration 6 down");
+    let tables = table_names(&db).await;
+    for table in [
+        "erasure_confirmations",
+        "birthday_greetings",
+        "timers",
+        "inbox",
+    ] {
+        assert!(
+            !tables.contains(&table.to_owned()),
+            "migration 6 removes {table}"
+        );
+    }
     Migrator::down(&db.writer, Some(1))
         .await
         .expect("migration 5 down");
