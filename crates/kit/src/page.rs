@@ -1,11 +1,15 @@
-//! Opaque, tamper-evident page tokens for keyset pagination.
+//! Opaque, sealed page tokens for keyset pagination.
 //!
-//! A token is `base64url(cursor JSON) "." base64url(HMAC-SHA256)`, where the MAC
-//! covers the tenant, a fingerprint of the list's filter and the cursor. So a
+//! A token is `base64url(nonce ‖ ChaCha20-Poly1305(cursor JSON))`, with the
+//! tenant and a fingerprint of the list's filter as associated data. So a
 //! forged token, a token of another tenant, and a token reused with a changed
-//! filter all fail verification and become INVALID_ARGUMENT.
+//! filter all fail to open and become INVALID_ARGUMENT. Sealed, not only
+//! signed: a cursor can hold a customer's display name (a list ordered by
+//! name), and tokens travel in URLs, logs and browser histories — they must
+//! not show it.
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use hmac::{Hmac, KeyInit, Mac};
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use serde::{Serialize, de::DeserializeOwned};
 use sha2::Sha256;
 use tonic::{Code, Status};
@@ -14,10 +18,10 @@ use crate::{FieldViolations, Tenant, error::ErrorBuilder};
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Signs and verifies page tokens with one secret key.
+/// Seals and opens page tokens with one secret key.
 #[derive(Clone)]
 pub struct PageTokens {
-    key: Vec<u8>,
+    key: std::sync::Arc<LessSafeKey>,
     domain: &'static str,
 }
 
@@ -33,31 +37,50 @@ impl PageTokens {
     /// Tokens signed with `key` (at least 32 bytes; every replica of a service
     /// must share it). `domain` is the ErrorInfo domain of the service.
     pub fn new(key: &[u8], domain: &'static str) -> Self {
+        // The AEAD key is derived from the configured secret (any length)
+        // for this one use: the secret itself never keys anything else.
+        let mut kdf = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
+        kdf.update(b"rapport-page-token-key-v2");
+        let derived = kdf.finalize().into_bytes();
+        let key = UnboundKey::new(&CHACHA20_POLY1305, &derived)
+            .expect("a 32-byte key is a ChaCha20-Poly1305 key");
         Self {
-            key: key.to_vec(),
+            key: std::sync::Arc::new(LessSafeKey::new(key)),
             domain,
         }
     }
 
-    fn mac(&self, tenant: &Tenant, filter: &str, cursor: &[u8]) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
+    /// What a token is bound to besides its cursor: length-prefixed parts,
+    /// so `("ab", "c")` and `("a", "bc")` differ.
+    fn bound_to(tenant: &Tenant, filter: &str) -> Vec<u8> {
+        let mut aad = Vec::new();
         for part in [
-            b"rapport-page-v1".as_slice(),
+            b"rapport-page-v2".as_slice(),
             tenant.as_str().as_bytes(),
             filter.as_bytes(),
         ] {
-            mac.update(&(part.len() as u64).to_be_bytes());
-            mac.update(part);
+            aad.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            aad.extend_from_slice(part);
         }
-        mac.update(cursor);
-        mac
+        aad
     }
 
     /// Encodes `cursor` for `tenant` and a canonical description of the filter.
     pub fn encode<C: Serialize>(&self, tenant: &Tenant, filter: &str, cursor: &C) -> String {
-        let json = serde_json::to_vec(cursor).expect("cursor types serialize infallibly");
-        let tag = self.mac(tenant, filter, &json).finalize().into_bytes();
-        format!("{}.{}", B64.encode(&json), B64.encode(tag))
+        let mut sealed = serde_json::to_vec(cursor).expect("cursor types serialize infallibly");
+        // A random nonce per token: 96 bits, so a collision under one key
+        // needs about 2^48 tokens.
+        let nonce_bytes: [u8; NONCE_LEN] = rand::random();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce_bytes),
+                Aad::from(Self::bound_to(tenant, filter)),
+                &mut sealed,
+            )
+            .expect("a page cursor is far below the AEAD's length limit");
+        let mut token = nonce_bytes.to_vec();
+        token.extend_from_slice(&sealed);
+        B64.encode(token)
     }
 
     /// The cursor of a request's `page_token`, which must have been issued
@@ -102,13 +125,21 @@ impl PageTokens {
         if token.len() > 4096 {
             return Err(invalid());
         }
-        let (body, tag) = token.split_once('.').ok_or_else(invalid)?;
-        let json = B64.decode(body).map_err(|_| invalid())?;
-        let tag = B64.decode(tag).map_err(|_| invalid())?;
-        self.mac(tenant, filter, &json)
-            .verify_slice(&tag)
+        let mut raw = B64.decode(token).map_err(|_| invalid())?;
+        if raw.len() < NONCE_LEN {
+            return Err(invalid());
+        }
+        let mut sealed = raw.split_off(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(&raw).map_err(|_| invalid())?;
+        let json = self
+            .key
+            .open_in_place(
+                nonce,
+                Aad::from(Self::bound_to(tenant, filter)),
+                &mut sealed,
+            )
             .map_err(|_| invalid())?;
-        serde_json::from_slice(&json)
+        serde_json::from_slice(json)
             .map(Some)
             .map_err(|_| invalid())
     }
@@ -167,6 +198,29 @@ mod tests {
             &token,
             &PageTokens::new(&[8; 32], "x")
         ));
+    }
+
+    #[test]
+    fn a_token_does_not_show_its_cursor() {
+        let tokens = PageTokens::new(&[7; 32], "test.rapport.dev");
+        let cursor = ("Ada Lovelace".to_owned(), "0192abcd".to_owned());
+        let token = tokens.encode(&tenant("acme"), "order=display_name", &cursor);
+        let raw = B64.decode(&token).unwrap();
+        for secret in ["Ada Lovelace", "0192abcd"] {
+            assert!(
+                !raw.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} readable in the token"
+            );
+        }
+        // Two tokens of one cursor differ (a fresh nonce each), and both open.
+        let again = tokens.encode(&tenant("acme"), "order=display_name", &cursor);
+        assert_ne!(token, again);
+        for t in [&token, &again] {
+            let back: Option<(String, String)> = tokens
+                .decode(&tenant("acme"), "order=display_name", t, "page_token")
+                .unwrap();
+            assert_eq!(back.as_ref(), Some(&cursor));
+        }
     }
 
     #[test]

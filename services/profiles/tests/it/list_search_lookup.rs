@@ -798,3 +798,51 @@ async fn lookup_validates_its_input() {
         assert_error(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
     }
 }
+
+/// A list ordered by name continues after the last customer's name: the
+/// token carries it, sealed — tokens travel in URLs and logs (and outlive
+/// an erasure), so they must not show a name.
+#[tokio::test]
+async fn page_tokens_do_not_show_the_names_they_continue_after() {
+    use base64::Engine as _;
+    let h = start().await;
+    for (name, email) in [
+        ("Ada Secretname", "ada@example.com"),
+        ("Bob Hiddenname", "bob@example.com"),
+    ] {
+        h.create(customer(name, email)).await;
+    }
+    let token = h
+        .list_in(
+            TENANT,
+            ListCustomersRequest {
+                page_size: 1,
+                order_by: "display_name".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .next_page_token;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&token)
+        .expect("a token is base64url");
+    assert!(
+        !raw.windows(10).any(|w| w == b"Secretname"),
+        "the last customer's name is readable in the page token"
+    );
+    // And it still continues the list.
+    let next = h
+        .list_in(
+            TENANT,
+            ListCustomersRequest {
+                page_size: 1,
+                order_by: "display_name".into(),
+                page_token: token,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.customers[0].display_name, "Bob Hiddenname");
+}
