@@ -419,8 +419,23 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
             self.check_identities(tenant, &keys, &[id]).await?;
             let changed = rules::changed_paths(&current.profile, &profile);
             if changed.is_empty() {
-                // Nothing changes: no new version, no event.
-                return Ok(current);
+                // Nothing changes: no new version, no event. With a request
+                // id the answer is still stored under it, guarded by the
+                // version read: a retry after someone else's change must
+                // replay this answer, not apply the request again over theirs.
+                if w.claim(id, &current)?.is_none() {
+                    return Ok(current);
+                }
+                let mut change = ChangeSet::new(tenant, self.clock.now());
+                change.customers.push(CustomerWrite::Unchanged {
+                    customer: id,
+                    expected_version: current.version,
+                });
+                match self.commit(w, change, id, current, &keys).await? {
+                    Some(c) => return Ok(c),
+                    None if etag.is_some() => return Err(Error::EtagMismatch),
+                    None => continue,
+                }
             }
             let now = self.clock.now();
             let expected_version = current.version;

@@ -606,6 +606,45 @@ async fn an_update_replayed_with_its_request_id_applies_once() {
     assert_error(&err, Code::InvalidArgument, "REQUEST_ID_REUSED");
 }
 
+/// An update that changes nothing is still answered under its request id:
+/// its retry after another writer's change replays that answer instead of
+/// applying the request again over the other change.
+#[tokio::test]
+async fn a_retried_update_that_changed_nothing_does_not_undo_a_later_change() {
+    let h = start().await;
+    let created = h.create(rich_customer()).await;
+    let same_name = pb::Customer {
+        name: created.name.clone(),
+        display_name: created.display_name.clone(),
+        ..Default::default()
+    };
+    let first = h
+        .update_with_id(same_name.clone(), &["display_name"], "noop-1")
+        .await
+        .unwrap();
+    assert_eq!(first.etag, created.etag, "nothing changed");
+    h.update(
+        pb::Customer {
+            name: created.name.clone(),
+            display_name: "Renamed by someone else".into(),
+            ..Default::default()
+        },
+        &["display_name"],
+    )
+    .await
+    .unwrap();
+    let retry = h
+        .update_with_id(same_name, &["display_name"], "noop-1")
+        .await
+        .unwrap();
+    assert_eq!(retry, first, "the retry answers the first result");
+    assert_eq!(
+        h.get(&created.name).await.display_name,
+        "Renamed by someone else",
+        "the retry did not undo the later change"
+    );
+}
+
 #[tokio::test]
 async fn merged_and_erased_customers_cannot_be_updated() {
     let h = start().await;
