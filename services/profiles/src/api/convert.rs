@@ -265,8 +265,11 @@ pub fn channel_identity(
         );
     }
     let handle = c.handle.trim();
+    // Counted as stored: lower-cased, which can lengthen a handle ('İ' is
+    // two characters in lower case) past what passed as typed.
     if handle.is_empty()
         || handle.chars().count() > rules::MAX_HANDLE
+        || handle.to_lowercase().chars().count() > rules::MAX_HANDLE
         || handle.chars().any(char::is_control)
     {
         v.add(

@@ -199,6 +199,30 @@ async fn phones_are_unique_after_normalization() {
     );
 }
 
+/// 'İ' is one character as typed and two in lower case, as stored: a
+/// handle within the limit as typed but over it as stored is refused as
+/// invalid, never INTERNAL from a column too short (PostgreSQL).
+#[tokio::test]
+async fn a_handle_that_lengthens_when_lower_cased_is_measured_as_stored() {
+    let h = start().await;
+    let err = expect_err(
+        h.try_create(pb::Customer {
+            identities: vec![identity(Channel::Social, "instagram", &"İ".repeat(200))],
+            ..Default::default()
+        })
+        .await,
+    );
+    assert_violation(&err, "customer.identities[0].handle");
+    // At the limit as stored, it is kept.
+    let kept = h
+        .create(pb::Customer {
+            identities: vec![identity(Channel::Social, "instagram", &"İ".repeat(128))],
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(kept.identities[0].handle.chars().count(), 128);
+}
+
 #[tokio::test]
 async fn channel_identities_are_unique_per_channel_provider_and_handle() {
     let h = start().await;
