@@ -75,11 +75,14 @@ fn identity_key(query: &IdentityQuery) -> (IdentityKind, String) {
     }
 }
 
-/// Position in search results.
+/// Position in search results: exact identity matches come first, by id,
+/// then text matches, by id.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SearchCursor {
-    /// Last text match returned (exact matches all come on the first page).
-    pub after: CustomerId,
+pub enum SearchCursor {
+    /// Within the exact matches, after this one.
+    Exact(CustomerId),
+    /// Within the text matches, after this one (from the first when `None`).
+    Text(Option<CustomerId>),
 }
 
 /// Result of a merge.
@@ -499,22 +502,51 @@ impl<R: Repository, C: Clock> Profiles<R, C> {
         if let Ok(phone) = Phone::parse(query) {
             match_keys.push(phone.as_str().to_owned());
         }
-        let exact = self.repo.exact_matches(tenant, &match_keys).await?;
+        let mut exact = self.repo.exact_matches(tenant, &match_keys).await?;
+        exact.sort_by_key(|c| c.id);
         let exclude: Vec<CustomerId> = exact.iter().map(|c| c.id).collect();
-        let mut page = if after.is_none() { exact } else { Vec::new() };
-        let room = (limit as usize).saturating_sub(page.len()) as u32;
-        let mut more = false;
-        if room > 0 {
-            let mut rest = self
-                .repo
-                .text_matches(tenant, &needle, &exclude, after.map(|c| c.after), room + 1)
-                .await?;
-            more = rest.len() > room as usize;
-            rest.truncate(room as usize);
-            page.extend(rest);
-        }
+        let limit = limit as usize;
+        let text_after = match after {
+            Some(SearchCursor::Text(after)) => after,
+            exact_phase => {
+                // Exact matches first, page by page like the rest: a page
+                // never holds more than was asked for.
+                let from = match exact_phase {
+                    Some(SearchCursor::Exact(after)) => exact.partition_point(|c| c.id <= after),
+                    _ => 0,
+                };
+                let mut page: Vec<Customer> = exact.into_iter().skip(from).collect();
+                if page.len() > limit {
+                    page.truncate(limit);
+                    let next = page.last().map(|c| SearchCursor::Exact(c.id));
+                    return Ok((page, next));
+                }
+                let room = limit - page.len();
+                // One more than fits tells whether another page follows.
+                let mut rest = self
+                    .repo
+                    .text_matches(tenant, &needle, &exclude, None, room as u32 + 1)
+                    .await?;
+                let more = rest.len() > room;
+                rest.truncate(room);
+                page.extend(rest);
+                let next = more.then(|| {
+                    // The page ends in text matches, or (room 0) with the
+                    // last exact match: text matches start from the first.
+                    let last_text = page.last().map(|c| c.id).filter(|id| !exclude.contains(id));
+                    SearchCursor::Text(last_text)
+                });
+                return Ok((page, next));
+            }
+        };
+        let mut page = self
+            .repo
+            .text_matches(tenant, &needle, &exclude, text_after, limit as u32 + 1)
+            .await?;
+        let more = page.len() > limit;
+        page.truncate(limit);
         let next = more
-            .then(|| page.last().map(|c| SearchCursor { after: c.id }))
+            .then(|| page.last().map(|c| SearchCursor::Text(Some(c.id))))
             .flatten();
         Ok((page, next))
     }

@@ -846,3 +846,56 @@ async fn page_tokens_do_not_show_the_names_they_continue_after() {
         .unwrap();
     assert_eq!(next.customers[0].display_name, "Bob Hiddenname");
 }
+
+/// Exact identity matches come first but page like the rest: a page never
+/// holds more than `page_size`, and every match comes exactly once.
+#[tokio::test]
+async fn exact_matches_respect_the_page_size() {
+    let h = start().await;
+    let mut exact = BTreeSet::new();
+    // One handle on five providers: five exact matches for "adal".
+    for provider in ["instagram", "tiktok", "x", "facebook", "threads"] {
+        let c = h
+            .create(pb::Customer {
+                identities: vec![identity(Channel::Social, provider, "adal")],
+                ..Default::default()
+            })
+            .await;
+        exact.insert(c.name);
+    }
+    // Text matches only ("adal" inside a longer name).
+    let mut text = BTreeSet::new();
+    for i in 0..3 {
+        let c = h
+            .create(customer(
+                &format!("Madalena {i}"),
+                &format!("m{i}@example.com"),
+            ))
+            .await;
+        text.insert(c.name);
+    }
+    let mut request = SearchCustomersRequest {
+        query: "adal".into(),
+        page_size: 2,
+        ..Default::default()
+    };
+    let mut pages = Vec::new();
+    loop {
+        let page = search(&h, request.clone()).await.unwrap();
+        assert!(
+            page.customers.len() <= 2,
+            "a page of {}",
+            page.customers.len()
+        );
+        pages.push(names(&page.customers));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        request.page_token = page.next_page_token;
+    }
+    let seen: Vec<String> = pages.concat();
+    assert_eq!(seen.len(), 8, "every match once: {pages:?}");
+    // Exact matches first.
+    assert_eq!(seen[..5].iter().cloned().collect::<BTreeSet<_>>(), exact);
+    assert_eq!(seen[5..].iter().cloned().collect::<BTreeSet<_>>(), text);
+}
