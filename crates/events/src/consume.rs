@@ -15,14 +15,16 @@
 //!
 //! The handler runs in a span whose parent is the request that caused the
 //! event (the envelope's `traceparent`).
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use futures::{FutureExt as _, future::BoxFuture};
 use prost::Message as _;
 use rapport_store::{Db, is_unique_violation};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait, sea_query::OnConflict,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait as _, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
+    sea_query::{OnConflict, Query},
 };
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
@@ -417,27 +419,46 @@ async fn apply_all_at_once(
     handler: &Handler,
 ) -> Result<Result<Vec<Fate>, (usize, HandlerError)>, DbErr> {
     let txn = db.writer.begin().await?;
-    for (i, delivery) in deliveries.iter().enumerate() {
-        let envelope = &delivery.envelope;
-        let span = event_span(consumer, delivery);
-        // Applied before (or earlier in this batch): nothing to insert.
-        let recorded = inbox::Entity::insert(inbox::ActiveModel {
-            consumer: Set(consumer.to_owned()),
-            event_id: Set(envelope.id.clone()),
-            apply_time: Set(chrono::Utc::now().timestamp_micros()),
-        })
+    // Every inbox row of the batch in one statement (one round trip, not
+    // one per event); it answers which were new. Applied before (or twice
+    // in this batch): not returned, nothing to run.
+    let now = chrono::Utc::now().timestamp_micros();
+    let mut insert = Query::insert();
+    insert
+        .into_table(inbox::Entity)
+        .columns([
+            inbox::Column::Consumer,
+            inbox::Column::EventId,
+            inbox::Column::ApplyTime,
+        ])
         .on_conflict(
             OnConflict::columns([inbox::Column::Consumer, inbox::Column::EventId])
                 .do_nothing()
                 .to_owned(),
         )
-        .exec_without_returning(&txn)
-        .await;
-        match recorded {
-            Ok(0) | Err(DbErr::RecordNotInserted) => continue,
-            Ok(_) => {}
-            Err(e) => return Err(e),
+        .returning_col(inbox::Column::EventId);
+    for delivery in deliveries {
+        insert.values_panic([
+            consumer.into(),
+            delivery.envelope.id.clone().into(),
+            now.into(),
+        ]);
+    }
+    let new: HashSet<String> = txn
+        .query_all(&insert)
+        .await?
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0))
+        .collect::<Result<_, _>>()?;
+    let mut started = HashSet::with_capacity(new.len());
+    for (i, delivery) in deliveries.iter().enumerate() {
+        let envelope = &delivery.envelope;
+        // The first delivery of a new event runs its handler; a second copy
+        // in the same batch is a redelivery.
+        if !new.contains(&envelope.id) || !started.insert(envelope.id.as_str()) {
+            continue;
         }
+        let span = event_span(consumer, delivery);
         if let Err(e) = handler(&txn, envelope).instrument(span).await {
             txn.rollback().await?;
             return Ok(Err((i, e)));

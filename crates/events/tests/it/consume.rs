@@ -356,3 +356,46 @@ async fn a_running_consumer_applies_batches_where_one_failure_spoils_nothing_els
         }
     }
 }
+
+/// A batch records its inbox rows in one statement: events applied before
+/// (an acknowledgement lost) and a second copy of one event in the same
+/// batch run no handler again, the others run once.
+#[tokio::test]
+async fn a_batch_skips_what_was_applied_before_and_copies_within_it() {
+    for (name, bus) in buses().await {
+        let (_t, db) = consumer_db().await;
+        let service = fresh_service();
+        let events: Vec<EventEnvelope> = (0..10)
+            .map(|i| event("Changed", &format!("things/{i}")))
+            .collect();
+        // Applied before the consumer starts, as if its ack was lost.
+        for e in &events[..4] {
+            consume::apply(&db, "effects", e, &flaky(0)).await.unwrap();
+        }
+        let mut published = events.clone();
+        // A copy of an event in the same batch (the in-process bus does not
+        // deduplicate; JetStream does, within its window).
+        published.push(events[7].clone());
+        bus.publish(&service, &published).await.unwrap();
+        let running = consume::spawn(db.clone(), bus.clone(), subscription(&service, 3), flaky(0));
+        let deadline = tokio::time::Instant::now() + SOON;
+        loop {
+            let mut applied = 0;
+            for e in &events {
+                applied += effects(&db, &e.id).await;
+            }
+            if applied >= 10 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: {applied} of 10 applied"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        running.abort();
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(effects(&db, &e.id).await, 1, "{name}: event {i}");
+        }
+    }
+}
