@@ -13,8 +13,11 @@ use anyhow::Context as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
+use tracing::{Metadata, Subscriber, span, subscriber::Interest};
 use tracing_subscriber::{
-    EnvFilter, Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _,
+    EnvFilter, Layer as _,
+    layer::{Context, Filter, SubscriberExt as _},
+    util::SubscriberInitExt as _,
 };
 
 /// How logs are written to stderr.
@@ -138,8 +141,9 @@ pub fn init(service_name: &str, format: LogFormat, filter: &str) -> anyhow::Resu
     opentelemetry::global::set_text_map_propagator(
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
     );
-    let env_filter =
-        EnvFilter::try_new(filter).with_context(|| format!("log filter {filter:?}"))?;
+    let env_filter = AskedEveryTime(
+        EnvFilter::try_new(filter).with_context(|| format!("log filter {filter:?}"))?,
+    );
     let fmt = match format {
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
@@ -191,7 +195,9 @@ pub fn init(service_name: &str, format: LogFormat, filter: &str) -> anyhow::Resu
 
     let otel = provider.as_ref().map(|p| {
         // The exporter's own transport must not feed its spans back into itself.
-        let quiet = EnvFilter::new("info,h2=off,hyper=off,tonic=off,tower=off,opentelemetry=off");
+        let quiet = AskedEveryTime(EnvFilter::new(
+            "info,h2=off,hyper=off,tonic=off,tower=off,opentelemetry=off",
+        ));
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer("rapport"))
             .with_filter(quiet)
@@ -209,4 +215,125 @@ pub fn init(service_name: &str, format: LogFormat, filter: &str) -> anyhow::Resu
         opentelemetry::global::set_tracer_provider(p.clone());
     }
     Ok(Telemetry { provider })
+}
+
+/// A per-layer filter whose verdict is asked for every span and event, never
+/// cached as "always" for a callsite.
+///
+/// Why: a per-layer filter hands its verdict from `enabled` to the span's
+/// creation through a thread-local, and a callsite cached as "always" skips
+/// `enabled`, so its span is judged by whatever the last `enabled` call on
+/// that thread left there. `log::log_enabled!` (through tracing-log) asks
+/// `enabled` without creating anything, and sqlx does that after every
+/// statement; once a log filter has a DEBUG directive, a statement run on the
+/// request's thread (PostgreSQL; SQLite runs on its own worker threads)
+/// left "disabled" behind and the next span, such as the gateway's SERVER
+/// or CLIENT span, was dropped from the logs and from the export
+/// (tokio-rs/tracing#2519). Capping the interest at "sometimes" costs one
+/// filter evaluation per span and event.
+#[derive(Debug)]
+struct AskedEveryTime<F>(F);
+
+impl<S: Subscriber, F: Filter<S>> Filter<S> for AskedEveryTime<F> {
+    fn enabled(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
+        self.0.enabled(meta, cx)
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        let interest = self.0.callsite_enabled(meta);
+        if interest.is_always() {
+            Interest::sometimes()
+        } else {
+            interest
+        }
+    }
+
+    fn event_enabled(&self, event: &tracing::Event<'_>, cx: &Context<'_, S>) -> bool {
+        self.0.event_enabled(event, cx)
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        self.0.max_level_hint()
+    }
+
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, cx: Context<'_, S>) {
+        self.0.on_new_span(attrs, id, cx)
+    }
+
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, cx: Context<'_, S>) {
+        self.0.on_record(id, values, cx)
+    }
+
+    fn on_enter(&self, id: &span::Id, cx: Context<'_, S>) {
+        self.0.on_enter(id, cx)
+    }
+
+    fn on_exit(&self, id: &span::Id, cx: Context<'_, S>) {
+        self.0.on_exit(id, cx)
+    }
+
+    fn on_close(&self, id: span::Id, cx: Context<'_, S>) {
+        self.0.on_close(id, cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+
+    /// Names of the spans a layer was given.
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Vec<&'static str>>>);
+
+    impl<S: Subscriber> tracing_subscriber::Layer<S> for Seen {
+        fn on_new_span(&self, attrs: &span::Attributes<'_>, _: &span::Id, _: Context<'_, S>) {
+            self.0.lock().unwrap().push(attrs.metadata().name());
+        }
+    }
+
+    /// What sqlx does after a statement when no filter wants `sqlx::query`
+    /// at DEBUG: ask through the `log` facade (which says yes: with
+    /// per-layer filters the registry says no only when all 64 filter slots
+    /// said no), then
+    /// log through a callsite every filter has turned off, so nothing takes
+    /// the verdicts that question left behind.
+    fn statement_logged_nowhere() {
+        let meta = log::Metadata::builder()
+            .level(log::Level::Debug)
+            .target("sqlx::query")
+            .build();
+        if log::Log::enabled(&tracing_log::LogTracer::new(), &meta) {
+            tracing::debug!(target: "sqlx::query", "statement");
+        }
+    }
+
+    #[test]
+    fn a_span_after_a_log_enabled_check_reaches_every_layer() {
+        // As in `init`: one filter for the logs (with a DEBUG directive, as
+        // when someone debugs a service), another for the export.
+        let logs = Seen::default();
+        let export = Seen::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(
+                logs.clone()
+                    .with_filter(AskedEveryTime(EnvFilter::new("info,rapport=debug"))),
+            )
+            .with(
+                export
+                    .clone()
+                    .with_filter(AskedEveryTime(EnvFilter::new("info,h2=off"))),
+            );
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..3 {
+                statement_logged_nowhere();
+                let _span = tracing::info_span!("rpc").entered();
+            }
+        });
+        assert_eq!(*logs.0.lock().unwrap(), ["rpc"; 3]);
+        assert_eq!(*export.0.lock().unwrap(), ["rpc"; 3]);
+    }
 }

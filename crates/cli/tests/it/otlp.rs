@@ -171,3 +171,55 @@ async fn spans_reach_an_http_protobuf_collector() {
     let (endpoint, exports) = http_collector().await;
     a_call_is_exported("http/protobuf", endpoint, exports).await;
 }
+
+/// Every call's SERVER span is exported while the log filter has a DEBUG
+/// directive. Then sqlx asks `log_enabled!` after each statement, which
+/// used to leave a verdict behind that dropped the next span on that thread
+/// (see rapport_telemetry's `AskedEveryTime`); on PostgreSQL, where the
+/// statement runs on the call's own thread, calls went missing.
+#[tokio::test]
+async fn every_call_is_exported_while_debug_logging() {
+    let (endpoint, mut exports) = grpc_collector().await;
+    let testdb = TestDb::fresh().await.unwrap();
+    let serving = crate::process::serve_profiles(
+        &testdb.url(),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("RUST_LOG", "info,rapport_profiles=debug"),
+        ],
+    )
+    .await
+    .expect("rapport serve profiles serves");
+    let mut client =
+        ProfilesServiceClient::new(rapport_testkit::connect(serving.addr).await.unwrap());
+    const CALLS: usize = 20;
+    for i in 0..CALLS {
+        let missing = rapport_testkit::tenant_request(
+            "acme",
+            GetCustomerRequest {
+                name: format!("customers/0192e0c0-0000-7000-8000-{i:012}"),
+            },
+        );
+        let status = client.get_customer(missing).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::NotFound);
+    }
+
+    let wanted = "rapport.profiles.v1.ProfilesService/GetCustomer";
+    let mut exported = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while exported < CALLS {
+        let Ok(export) = tokio::time::timeout_at(deadline, exports.recv()).await else {
+            panic!("{exported} of {CALLS} calls' spans exported");
+        };
+        exported += export
+            .expect("the collector runs")
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+            .filter(|s| s.name == wanted && s.kind == SpanKind::Server as i32)
+            .count();
+    }
+    assert_eq!(exported, CALLS);
+}

@@ -53,9 +53,13 @@ fn capture() -> &'static Capture {
             let calls = tracing_subscriber::filter::filter_fn(|meta| {
                 meta.is_span() && matches!(meta.name(), "rpc" | "http" | "grpc client")
             });
-            // A global filter, not a per-layer one: per-layer filter state
-            // is kept per thread, and on PostgreSQL the call spans came out
-            // disabled for the OpenTelemetry layer now and then.
+            // A global filter, not a per-layer one: a per-layer filter's
+            // verdict on a span cached as "always" is whatever the thread's
+            // last `enabled` call left, and sqlx's `log_enabled!` after each
+            // statement left "disabled" (on PostgreSQL, where statements run
+            // on the call's thread), so call spans went missing now and then.
+            // The processes' own subscriber avoids it another way
+            // (rapport_telemetry's `AskedEveryTime`).
             tracing_subscriber::registry()
                 .with(calls)
                 .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("rapport-e2e")))
