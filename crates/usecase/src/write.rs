@@ -117,6 +117,17 @@ pub trait ProtocolError: Sized {
     fn may_be_twins_change(&self) -> bool;
 }
 
+/// The failures every service's error type can express beside the
+/// protocol's own: what the shared storage side (`rapport_store::to_error`)
+/// builds from a database failure without knowing the service. A service
+/// implements it once, on its domain error.
+pub trait ServiceError: ProtocolError {
+    /// Input the service cannot take, field by field.
+    fn invalid(violations: crate::Violations) -> Self;
+    /// A dependency (the database) is unreachable right now: retry later.
+    fn unavailable(detail: String) -> Self;
+}
+
 /// Where stored results are read: a service's repository.
 pub trait Priors: Send + Sync {
     /// The service's error type.

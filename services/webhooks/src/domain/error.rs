@@ -50,6 +50,16 @@ impl From<Violations> for Error {
     }
 }
 
+/// What shared code (the database failure mapping) builds.
+impl rapport_usecase::ServiceError for Error {
+    fn invalid(violations: Violations) -> Self {
+        Error::Invalid(violations)
+    }
+    fn unavailable(detail: String) -> Self {
+        Error::Unavailable(detail)
+    }
+}
+
 impl rapport_usecase::ProtocolError for Error {
     fn request_id_reused() -> Self {
         Error::RequestIdReused
