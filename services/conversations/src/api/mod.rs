@@ -1,0 +1,6 @@
+//! The gRPC face of the conversations use-cases.
+pub mod command;
+pub mod convert;
+pub mod error;
+pub mod events;
+pub mod handler;

@@ -1,0 +1,35 @@
+//! What the use-cases need from other services.
+use std::future::Future;
+
+use super::{Channel, CustomerId, Error, Tenant};
+
+/// How a sender is known on a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// An email address.
+    Email(String),
+    /// An E.164 phone number.
+    Phone(String),
+    /// A handle on a channel and provider.
+    Handle {
+        /// The channel.
+        channel: Channel,
+        /// The provider within it.
+        provider: String,
+        /// The handle.
+        handle: String,
+    },
+}
+
+/// The customer directory (the profiles service).
+pub trait Customers: Send + Sync + 'static {
+    /// The customer holding `identity`, created if none does: one customer
+    /// however many calls race for a new identity. `display_name` is used
+    /// only for a customer created now.
+    fn resolve(
+        &self,
+        tenant: &Tenant,
+        identity: &Identity,
+        display_name: &str,
+    ) -> impl Future<Output = Result<CustomerId, Error>> + Send;
+}

@@ -1,0 +1,90 @@
+//! Rows ⇄ domain values, and database errors as domain errors. Each
+//! resource is a JSON document beside the columns queries filter on.
+use rapport_store::micros;
+use sea_orm::{ActiveValue::Set, DbErr};
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::entities::*;
+use crate::domain::{Error, model::*};
+
+pub(super) fn db_err(e: DbErr) -> Error {
+    db_error(&e)
+}
+
+pub(super) fn db_error(e: &DbErr) -> Error {
+    rapport_store::to_error(e)
+}
+
+fn document<T: Serialize>(value: &T) -> Result<String, Error> {
+    serde_json::to_string(value).map_err(|e| Error::Internal(format!("encoding a row: {e}")))
+}
+
+fn read<T: DeserializeOwned>(what: &str, id: &str, document: &str) -> Result<T, Error> {
+    serde_json::from_str(document)
+        .map_err(|_| Error::Internal(format!("stored {what} {id} is unreadable")))
+}
+
+fn opt(id: Option<impl ToString>) -> String {
+    id.map(|i| i.to_string()).unwrap_or_default()
+}
+
+pub(super) fn inbox_row(tenant: &Tenant, i: &Inbox) -> Result<inboxes::ActiveModel, Error> {
+    Ok(inboxes::ActiveModel {
+        tenant: Set(tenant.to_string()),
+        id: Set(i.id.to_string()),
+        version: Set(i.version),
+        channel: Set(i.channel.as_str().to_owned()),
+        provider: Set(i.provider.clone()),
+        address: Set(i.address.clone()),
+        document: Set(document(i)?),
+        create_time: Set(micros(i.create_time)),
+        update_time: Set(micros(i.update_time)),
+    })
+}
+
+pub(super) fn to_inbox(row: inboxes::Model) -> Result<Inbox, Error> {
+    read("inbox", &row.id, &row.document)
+}
+
+pub(super) fn conversation_row(
+    tenant: &Tenant,
+    c: &Conversation,
+) -> Result<conversations::ActiveModel, Error> {
+    Ok(conversations::ActiveModel {
+        tenant: Set(tenant.to_string()),
+        id: Set(c.id.to_string()),
+        version: Set(c.version),
+        case_number: Set(c.case_number),
+        customer: Set(c.customer.to_string()),
+        inbox_id: Set(c.inbox.to_string()),
+        state: Set(c.state.as_str().to_owned()),
+        priority: Set(c.priority.as_str().to_owned()),
+        assignee: Set(opt(c.assignee)),
+        team: Set(opt(c.team)),
+        document: Set(document(c)?),
+        create_time: Set(micros(c.create_time)),
+        update_time: Set(micros(c.update_time)),
+        last_message_time: Set(micros(c.last_message_time)),
+    })
+}
+
+pub(super) fn to_conversation(row: conversations::Model) -> Result<Conversation, Error> {
+    read("conversation", &row.id, &row.document)
+}
+
+pub(super) fn message_row(tenant: &Tenant, m: &Message) -> Result<messages::ActiveModel, Error> {
+    Ok(messages::ActiveModel {
+        tenant: Set(tenant.to_string()),
+        id: Set(m.id.to_string()),
+        conversation_id: Set(m.conversation.to_string()),
+        inbox_id: Set(m.inbox.to_string()),
+        customer: Set(m.customer.to_string()),
+        external_id: Set(m.external_id.clone()),
+        document: Set(document(m)?),
+        create_time: Set(micros(m.create_time)),
+    })
+}
+
+pub(super) fn to_message(row: messages::Model) -> Result<Message, Error> {
+    read("message", &row.id, &row.document)
+}
