@@ -63,6 +63,7 @@ enum Conversations {
     CreateTime,
     UpdateTime,
     LastMessageTime,
+    MessageCount,
 }
 
 #[derive(DeriveIden, Clone, Copy)]
@@ -244,6 +245,10 @@ impl MigrationTrait for Migration {
                     .col(big_integer(V::CreateTime))
                     .col(big_integer(V::UpdateTime))
                     .col(big_integer(V::LastMessageTime))
+                    // Counted by increments, not by the document: messages
+                    // added concurrently to one open conversation do not
+                    // conflict.
+                    .col(big_integer(V::MessageCount))
                     .primary_key(Index::create().col(V::Tenant).col(V::Id))
                     .to_owned(),
             )

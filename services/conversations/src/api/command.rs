@@ -113,7 +113,10 @@ pub fn new_inbox(req: &pb::CreateInboxRequest) -> Result<Inbox, Violations> {
     let Some(i) = &req.inbox else {
         return Err(Violations::one("inbox", "is required"));
     };
-    let new = inbox(i, false, &mut v);
+    let mut new = inbox(i, false, &mut v);
+    new.address = rules::normalize_address(new.channel, &new.address);
+    // The domain's rules too, so that every bad field is reported at once.
+    rules::check_inbox(&new, "inbox", &mut v);
     v.check()?;
     Ok(new)
 }

@@ -398,7 +398,10 @@ impl DomainEvent {
                 format!("conversations/{}", conversation.id)
             }
             DomainEvent::MessageReceived { message, .. } => {
-                format!("conversations/{}", message.conversation)
+                format!(
+                    "conversations/{}/messages/{}",
+                    message.conversation, message.id
+                )
             }
             DomainEvent::StatusChanged { conversation, .. }
             | DomainEvent::Reopened { conversation, .. } => format!("conversations/{conversation}"),

@@ -63,8 +63,14 @@ pub struct ChangeSet {
     pub inboxes: Vec<RowWrite<Inbox>>,
     /// Conversation rows.
     pub conversations: Vec<RowWrite<Conversation>>,
-    /// New messages (immutable).
+    /// New messages (immutable). Each is counted in its conversation
+    /// (`message_count`, `last_message_time`) by an increment, unless the
+    /// change inserts the conversation.
     pub messages: Vec<Message>,
+    /// A conversation a message was threaded into without a versioned
+    /// write (it was open and nothing but its counts changed): a version
+    /// conflict unless it is still open.
+    pub still_open: Option<ConversationId>,
     /// Thread changes.
     pub threads: Vec<ThreadWrite>,
     /// What happened.
@@ -82,6 +88,7 @@ impl ChangeSet {
             inboxes: Vec::new(),
             conversations: Vec::new(),
             messages: Vec::new(),
+            still_open: None,
             threads: Vec::new(),
             events: Vec::new(),
             occur_time: now,

@@ -257,6 +257,22 @@ pub fn add_customer_message(c: &mut Conversation, m: &Message) {
     c.update_time = m.create_time;
 }
 
+/// Whether `next` differs from `c` in its message count and times only
+/// (an open conversation that took one more message on a channel it used
+/// already while the customer was waiting): storage counts it without a
+/// versioned write.
+pub fn only_counts_changed(c: &Conversation, next: &Conversation) -> bool {
+    c.state == State::Open
+        && *c
+            == Conversation {
+                message_count: c.message_count,
+                last_message_time: c.last_message_time,
+                update_time: c.update_time,
+                version: c.version,
+                ..next.clone()
+            }
+}
+
 /// Where an inbound message goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Thread {

@@ -513,12 +513,23 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                         ..message
                     };
                     rules::add_customer_message(&mut next, &message);
-                    next.version = c.version + 1;
                     change.events = events;
-                    change.conversations.push(RowWrite::Update {
-                        value: next.clone(),
-                        expected_version: c.version,
-                    });
+                    if rules::only_counts_changed(&c, &next) {
+                        // The common case of a busy conversation: counted
+                        // by storage, no versioned write to conflict on.
+                        next = Conversation {
+                            version: c.version,
+                            update_time: c.update_time,
+                            ..next
+                        };
+                        change.still_open = Some(c.id);
+                    } else {
+                        next.version = c.version + 1;
+                        change.conversations.push(RowWrite::Update {
+                            value: next.clone(),
+                            expected_version: c.version,
+                        });
+                    }
                     change.events.push(DomainEvent::MessageReceived {
                         message: message.clone(),
                         first_of_conversation: false,

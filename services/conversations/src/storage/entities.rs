@@ -53,6 +53,8 @@ pub mod conversations {
         pub create_time: i64,
         pub update_time: i64,
         pub last_message_time: i64,
+        /// Authoritative (the document's copy may be older).
+        pub message_count: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

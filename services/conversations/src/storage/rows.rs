@@ -65,11 +65,16 @@ pub(super) fn conversation_row(
         create_time: Set(micros(c.create_time)),
         update_time: Set(micros(c.update_time)),
         last_message_time: Set(micros(c.last_message_time)),
+        message_count: Set(i64::from(c.message_count)),
     })
 }
 
 pub(super) fn to_conversation(row: conversations::Model) -> Result<Conversation, Error> {
-    read("conversation", &row.id, &row.document)
+    let mut c: Conversation = read("conversation", &row.id, &row.document)?;
+    // Kept by increments in their columns (see `write`).
+    c.message_count = i32::try_from(row.message_count).unwrap_or(i32::MAX);
+    c.last_message_time = rapport_store::from_micros(row.last_message_time);
+    Ok(c)
 }
 
 pub(super) fn message_row(tenant: &Tenant, m: &Message) -> Result<messages::ActiveModel, Error> {

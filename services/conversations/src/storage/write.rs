@@ -6,7 +6,8 @@ use rapport_proto::types::EventEnvelope;
 use rapport_store::{group_commit::BoxFuture, idempotency, is_unique_violation, micros, outbox};
 use sea_orm::{
     ColumnTrait, ConnectionTrait as _, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    TransactionTrait, sea_query::Expr,
+    TransactionTrait,
+    sea_query::{Expr, ExprTrait as _},
 };
 
 use super::{SqlRepository, entities::*, rows::*};
@@ -63,9 +64,12 @@ impl SqlRepository {
     }
 }
 
-/// The version of the conversation an event is about once `change`
-/// commits: the per-subject order of its events.
+/// The version of the resource an event is about once `change` commits:
+/// the per-subject order of its events (a message, immutable, is at 1).
 fn version_after(change: &ChangeSet, event: &DomainEvent) -> Option<u64> {
+    if let DomainEvent::MessageReceived { .. } = event {
+        return Some(1);
+    }
     let subject = event.subject();
     change
         .conversations
@@ -165,8 +169,13 @@ async fn apply(txn: &DatabaseTransaction, prepared: &Prepared) -> Result<(), Com
                 value,
                 expected_version,
             } => {
+                let mut row = conversation_row(tenant, value).map_err(encoding)?;
+                // Counted by increments below, never overwritten with a
+                // count read earlier.
+                row.message_count = sea_orm::ActiveValue::NotSet;
+                row.last_message_time = sea_orm::ActiveValue::NotSet;
                 let updated = conversations::Entity::update_many()
-                    .set(conversation_row(tenant, value).map_err(encoding)?)
+                    .set(row)
                     .filter(conversations::Column::Tenant.eq(tenant.as_str()))
                     .filter(conversations::Column::Id.eq(value.id.to_string()))
                     .filter(conversations::Column::Version.eq(*expected_version))
@@ -183,6 +192,13 @@ async fn apply(txn: &DatabaseTransaction, prepared: &Prepared) -> Result<(), Com
         rapport_store::insert_row(message_row(tenant, m).map_err(encoding)?, txn)
             .await
             .map_err(clashing(Clash::DuplicateMessage))?;
+        let inserted = change
+            .conversations
+            .iter()
+            .any(|w| matches!(w, RowWrite::Insert(c) if c.id == m.conversation));
+        if !inserted {
+            count_message(txn, tenant, m, change.still_open == Some(m.conversation)).await?;
+        }
     }
     for envelope in &prepared.envelopes {
         txn.execute(&outbox::append_insert(envelope))
@@ -190,6 +206,39 @@ async fn apply(txn: &DatabaseTransaction, prepared: &Prepared) -> Result<(), Com
             .map_err(failed)?;
     }
     Ok(())
+}
+
+/// Counts message `m` in its conversation: an increment, so that messages
+/// added concurrently do not conflict. `still_open`: the message was
+/// threaded into the conversation as it was, open, without a versioned
+/// write; if it is no longer open (resolved meanwhile), read again.
+async fn count_message(
+    txn: &DatabaseTransaction,
+    tenant: &Tenant,
+    m: &Message,
+    still_open: bool,
+) -> Result<(), CommitError> {
+    use conversations::Column as C;
+    let at = micros(m.create_time);
+    let mut update = conversations::Entity::update_many()
+        .col_expr(C::MessageCount, Expr::col(C::MessageCount).add(1))
+        .col_expr(
+            C::LastMessageTime,
+            Expr::case(Expr::col(C::LastMessageTime).lt(at), at)
+                .finally(Expr::col(C::LastMessageTime))
+                .into(),
+        )
+        .filter(C::Tenant.eq(tenant.as_str()))
+        .filter(C::Id.eq(m.conversation.to_string()));
+    if still_open {
+        update = update.filter(C::State.eq(State::Open.as_str()));
+    }
+    let updated = update.exec(txn).await.map_err(failed)?;
+    if updated.rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(CommitError::VersionConflict)
+    }
 }
 
 async fn write_thread(
