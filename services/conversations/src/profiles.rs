@@ -10,14 +10,24 @@ use rapport_proto::profiles::{
 use tonic::Code;
 
 use crate::{
-    api::convert::channel_to_pb,
+    api::convert::{channel_to_pb, customer_name},
     domain::{
         CustomerId, Error, Tenant,
-        ports::{Customers, Identity},
+        ports::{CustomerFacts, Customers, Identity},
     },
 };
 
 const RESOLVE_CUSTOMER: &str = "/rapport.profiles.v1.ProfilesService/ResolveCustomer";
+const GET_CUSTOMER: &str = "/rapport.profiles.v1.ProfilesService/GetCustomer";
+
+/// A failed call as the domain's error: the caller's input when profiles
+/// refused it as invalid, else a passing failure.
+fn failure(status: tonic::Status) -> Error {
+    match status.code() {
+        Code::InvalidArgument => Error::SenderRefused(status.message().to_owned()),
+        _ => Error::ProfilesUnavailable(format!("{:?}: {}", status.code(), status.message())),
+    }
+}
 
 /// The profiles service, as the conversations domain's customer directory.
 #[derive(Debug, Clone)]
@@ -78,5 +88,28 @@ impl Customers for Profiles {
             .and_then(|id| uuid::Uuid::parse_str(id).ok())
             .map(CustomerId)
             .ok_or_else(|| Error::Internal(format!("profiles answered the customer {name:?}")))
+    }
+
+    async fn facts(&self, tenant: &Tenant, customer: CustomerId) -> Result<CustomerFacts, Error> {
+        let request = self.peer.request(
+            tenant,
+            GET_CUSTOMER,
+            pb::GetCustomerRequest {
+                name: customer_name(customer),
+            },
+        );
+        let c = ProfilesServiceClient::new(self.peer.channel())
+            .get_customer(request)
+            .await
+            .map_err(failure)?
+            .into_inner()
+            .customer
+            .unwrap_or_default();
+        Ok(CustomerFacts {
+            given_name: c.given_name,
+            family_name: c.family_name,
+            display_name: c.display_name,
+            locale: c.locale,
+        })
     }
 }

@@ -1,4 +1,4 @@
-//! The first schema: inboxes, teams, agents, canned responses,
+//! The first schema: inboxes, teams, agents and canned responses,
 //! conversations, their messages, the per-tenant case number counter and
 //! the thread of each (inbox, customer), plus the shared tables —
 //! idempotency keys and the outbox (`rapport-store`).
@@ -23,27 +23,12 @@ enum ConvInboxes {
 }
 
 #[derive(DeriveIden, Clone, Copy)]
-enum ConvTeams {
+enum ConvManaged {
     Table,
     Tenant,
     Id,
-    DisplayName,
-}
-
-#[derive(DeriveIden, Clone, Copy)]
-enum ConvAgents {
-    Table,
-    Tenant,
-    Id,
-    Principal,
-}
-
-#[derive(DeriveIden, Clone, Copy)]
-enum ConvCannedResponses {
-    Table,
-    Tenant,
-    Id,
-    Shortcode,
+    Kind,
+    Key,
 }
 
 #[derive(DeriveIden, Clone, Copy)]
@@ -173,54 +158,33 @@ impl MigrationTrait for Migration {
         )
         .await?;
 
-        use ConvTeams as T;
+        // Teams, agents and canned responses: one table, each unique in its
+        // tenant and kind by one key (a team's name, an agent's principal, a
+        // canned response's shortcode).
+        use ConvManaged as R;
         manager
             .create_table(resource(
-                T::Table,
-                T::Tenant,
-                T::Id,
-                vec![string_len(T::DisplayName, 200).to_owned()],
+                R::Table,
+                R::Tenant,
+                R::Id,
+                vec![
+                    string_len(R::Kind, 32).to_owned(),
+                    string_len(R::Key, 300).to_owned(),
+                ],
             ))
             .await?;
         unique(
             manager,
-            "conv_teams_display_name",
-            T::Table,
-            &["display_name", "tenant"],
+            "conv_managed_key",
+            R::Table,
+            &["key", "kind", "tenant"],
         )
         .await?;
-
-        use ConvAgents as A;
-        manager
-            .create_table(resource(
-                A::Table,
-                A::Tenant,
-                A::Id,
-                vec![string_len(A::Principal, 300).to_owned()],
-            ))
-            .await?;
-        unique(
+        index(
             manager,
-            "conv_agents_principal",
-            A::Table,
-            &["principal", "tenant"],
-        )
-        .await?;
-
-        use ConvCannedResponses as C;
-        manager
-            .create_table(resource(
-                C::Table,
-                C::Tenant,
-                C::Id,
-                vec![string_len(C::Shortcode, 64).to_owned()],
-            ))
-            .await?;
-        unique(
-            manager,
-            "conv_canned_responses_shortcode",
-            C::Table,
-            &["shortcode", "tenant"],
+            "conv_managed_kind",
+            R::Table,
+            &["kind", "tenant", "id"],
         )
         .await?;
 
@@ -360,9 +324,7 @@ impl MigrationTrait for Migration {
             "conv_threads",
             "conv_messages",
             "conversations",
-            "conv_canned_responses",
-            "conv_agents",
-            "conv_teams",
+            "conv_managed",
             "conv_inboxes",
         ] {
             manager

@@ -456,3 +456,54 @@ pub fn resolve(req: &pb::ResolveConversationRequest) -> Result<Action, Violation
         auto: false,
     })
 }
+
+/// AssignConversation → the agent and the team (each may be absent).
+pub fn assignment(
+    req: &pb::AssignConversationRequest,
+) -> Result<(Option<AgentId>, Option<TeamId>), Violations> {
+    let mut v = Violations::default();
+    let assignee = Some(&req.assignee)
+        .filter(|a| !a.is_empty())
+        .and_then(|a| v.take("assignee", id_in(a, "agents")).map(AgentId));
+    let team = Some(&req.team)
+        .filter(|t| !t.is_empty())
+        .and_then(|t| v.take("team", id_in(t, "teams")).map(TeamId));
+    v.check()?;
+    Ok((assignee, team))
+}
+
+/// RenderCannedResponse → what to render, for the caller `principal`.
+pub fn render(
+    req: &pb::RenderCannedResponseRequest,
+    principal: &str,
+) -> Result<crate::domain::directory::RenderRequest, Violations> {
+    let mut v = Violations::default();
+    let id = v
+        .take("name", id_in(&req.name, "cannedResponses"))
+        .map(CannedResponseId);
+    let conversation = Some(&req.conversation)
+        .filter(|c| !c.is_empty())
+        .and_then(|c| {
+            v.take("conversation", id_in(c, "conversations"))
+                .map(ConversationId)
+        });
+    let agent = Some(&req.agent)
+        .filter(|a| !a.is_empty())
+        .and_then(|a| v.take("agent", id_in(a, "agents")).map(AgentId));
+    let channel = v.take("channel", channel_from_pb(req.channel)).flatten();
+    for name in req.variables.keys() {
+        if !crate::domain::template::VARIABLES.contains(&name.as_str()) {
+            v.add(format!("variables[{name}]"), "is not a known variable");
+        }
+    }
+    v.check()?;
+    Ok(crate::domain::directory::RenderRequest {
+        id,
+        conversation,
+        agent,
+        principal: principal.to_owned(),
+        locale: req.locale.clone(),
+        channel,
+        variables: req.variables.clone(),
+    })
+}

@@ -24,6 +24,9 @@ pub fn to_status(err: Error) -> Status {
                 Kind::Inbox => "INBOX_NOT_FOUND",
                 Kind::Conversation => "CONVERSATION_NOT_FOUND",
                 Kind::Message => "MESSAGE_NOT_FOUND",
+                Kind::Team => "TEAM_NOT_FOUND",
+                Kind::Agent => "AGENT_NOT_FOUND",
+                Kind::CannedResponse => "CANNED_RESPONSE_NOT_FOUND",
             },
         )
         .message(format!("{name} does not exist"))
@@ -36,6 +39,20 @@ pub fn to_status(err: Error) -> Status {
                 "is another inbox's address",
             ))
             .build(),
+        Error::AlreadyExists(kind, field) => {
+            let (reason, resource) = match kind {
+                Kind::Team => ("TEAM_ALREADY_EXISTS", "team"),
+                Kind::Agent => ("AGENT_ALREADY_EXISTS", "agent"),
+                _ => ("CANNED_RESPONSE_ALREADY_EXISTS", "canned_response"),
+            };
+            b(Code::AlreadyExists, reason)
+                .message(format!("another {resource} has this {field}"))
+                .violations(FieldViolations::single(
+                    format!("{resource}.{field}"),
+                    "is another's",
+                ))
+                .build()
+        }
         Error::InvalidTransition { from, action } => {
             b(Code::FailedPrecondition, "INVALID_STATE_TRANSITION")
                 .message(format!("cannot {action} a {} conversation", from.as_str()))

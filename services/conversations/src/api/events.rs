@@ -65,6 +65,21 @@ pub fn encode(event: &DomainEvent) -> (String, prost_types::Any) {
             auto: c.resolution.as_ref().is_some_and(|r| r.auto),
             resolved_by_kind: 0,
         }),
+        DomainEvent::Assigned {
+            conversation,
+            assignee,
+            team,
+            previous_assignee,
+            previous_team,
+            auto,
+        } => any(&pb::ConversationAssigned {
+            conversation: conversation_name(*conversation),
+            assignee: agent_name(*assignee),
+            team: team_name(*team),
+            previous_assignee: agent_name(*previous_assignee),
+            previous_team: team_name(*previous_team),
+            auto: *auto,
+        }),
         DomainEvent::Reopened {
             conversation,
             resolve_count,

@@ -10,12 +10,12 @@ use rapport_proto::conversations::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{command, convert::*, error::to_status};
+use super::{command, convert::*, error::to_status, managed};
 use crate::{
     ERROR_DOMAIN,
     domain::{
-        Clock, ConversationId, Error, InboxId, MessageId, Violations, ports::Customers,
-        repository::Repository, rules::Action, service::Conversations,
+        Agent, CannedResponse, Clock, ConversationId, Error, InboxId, MessageId, Team, Violations,
+        ports::Customers, repository::Repository, rules::Action, service::Conversations,
     },
 };
 
@@ -41,6 +41,15 @@ impl<R: Repository, P: Customers, C: Clock> Handler<R, P, C> {
             service: Arc::new(service),
             tokens,
         }
+    }
+
+    /// The managed-resource RPCs for the caller's tenant.
+    fn rpcs<T>(&self, request: &Request<T>) -> Result<managed::Rpcs<'_, R, P, C>, Status> {
+        Ok(managed::Rpcs {
+            service: &self.service,
+            tokens: &self.tokens,
+            tenant: RequestContext::tenant_of(request)?,
+        })
     }
 
     /// A state change of one conversation through the transition function.
@@ -80,6 +89,217 @@ fn not_yet(rpc: &str) -> Status {
 
 #[tonic::async_trait]
 impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, P, C> {
+    async fn create_team(
+        &self,
+        request: Request<pb::CreateTeamRequest>,
+    ) -> Result<Response<pb::CreateTeamResponse>, Status> {
+        let rpcs = self.rpcs(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        let team = rpcs.create::<Team>(req.team.as_ref(), key).await?;
+        Ok(Response::new(pb::CreateTeamResponse { team: Some(team) }))
+    }
+
+    async fn get_team(
+        &self,
+        request: Request<pb::GetTeamRequest>,
+    ) -> Result<Response<pb::GetTeamResponse>, Status> {
+        let team = self
+            .rpcs(&request)?
+            .get::<Team>(&request.get_ref().name)
+            .await?;
+        Ok(Response::new(pb::GetTeamResponse { team: Some(team) }))
+    }
+
+    async fn list_teams(
+        &self,
+        request: Request<pb::ListTeamsRequest>,
+    ) -> Result<Response<pb::ListTeamsResponse>, Status> {
+        let r = request.get_ref();
+        let (teams, next_page_token) = self
+            .rpcs(&request)?
+            .list::<Team>(r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListTeamsResponse {
+            teams,
+            next_page_token,
+        }))
+    }
+
+    async fn update_team(
+        &self,
+        request: Request<pb::UpdateTeamRequest>,
+    ) -> Result<Response<pb::UpdateTeamResponse>, Status> {
+        let rpcs = self.rpcs(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        let team = rpcs
+            .update::<Team>(req.team.as_ref(), req.update_mask.as_ref(), key)
+            .await?;
+        Ok(Response::new(pb::UpdateTeamResponse { team: Some(team) }))
+    }
+
+    async fn create_agent(
+        &self,
+        request: Request<pb::CreateAgentRequest>,
+    ) -> Result<Response<pb::CreateAgentResponse>, Status> {
+        let rpcs = self.rpcs(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        let agent = rpcs.create::<Agent>(req.agent.as_ref(), key).await?;
+        Ok(Response::new(pb::CreateAgentResponse {
+            agent: Some(agent),
+        }))
+    }
+
+    async fn get_agent(
+        &self,
+        request: Request<pb::GetAgentRequest>,
+    ) -> Result<Response<pb::GetAgentResponse>, Status> {
+        let agent = self
+            .rpcs(&request)?
+            .get::<Agent>(&request.get_ref().name)
+            .await?;
+        Ok(Response::new(pb::GetAgentResponse { agent: Some(agent) }))
+    }
+
+    async fn list_agents(
+        &self,
+        request: Request<pb::ListAgentsRequest>,
+    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        let r = request.get_ref();
+        let (agents, next_page_token) = self
+            .rpcs(&request)?
+            .list::<Agent>(r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListAgentsResponse {
+            agents,
+            next_page_token,
+        }))
+    }
+
+    async fn update_agent(
+        &self,
+        request: Request<pb::UpdateAgentRequest>,
+    ) -> Result<Response<pb::UpdateAgentResponse>, Status> {
+        let rpcs = self.rpcs(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        let agent = rpcs
+            .update::<Agent>(req.agent.as_ref(), req.update_mask.as_ref(), key)
+            .await?;
+        Ok(Response::new(pb::UpdateAgentResponse {
+            agent: Some(agent),
+        }))
+    }
+
+    async fn create_canned_response(
+        &self,
+        request: Request<pb::CreateCannedResponseRequest>,
+    ) -> Result<Response<pb::CreateCannedResponseResponse>, Status> {
+        let rpcs = self.rpcs(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        let canned_response = rpcs
+            .create::<CannedResponse>(req.canned_response.as_ref(), key)
+            .await?;
+        Ok(Response::new(pb::CreateCannedResponseResponse {
+            canned_response: Some(canned_response),
+        }))
+    }
+
+    async fn get_canned_response(
+        &self,
+        request: Request<pb::GetCannedResponseRequest>,
+    ) -> Result<Response<pb::GetCannedResponseResponse>, Status> {
+        let canned_response = self
+            .rpcs(&request)?
+            .get::<CannedResponse>(&request.get_ref().name)
+            .await?;
+        Ok(Response::new(pb::GetCannedResponseResponse {
+            canned_response: Some(canned_response),
+        }))
+    }
+
+    async fn list_canned_responses(
+        &self,
+        request: Request<pb::ListCannedResponsesRequest>,
+    ) -> Result<Response<pb::ListCannedResponsesResponse>, Status> {
+        let r = request.get_ref();
+        let (canned_responses, next_page_token) = self
+            .rpcs(&request)?
+            .list::<CannedResponse>(r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListCannedResponsesResponse {
+            canned_responses,
+            next_page_token,
+        }))
+    }
+
+    async fn update_canned_response(
+        &self,
+        request: Request<pb::UpdateCannedResponseRequest>,
+    ) -> Result<Response<pb::UpdateCannedResponseResponse>, Status> {
+        let rpcs = self.rpcs(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        let canned_response = rpcs
+            .update::<CannedResponse>(req.canned_response.as_ref(), req.update_mask.as_ref(), key)
+            .await?;
+        Ok(Response::new(pb::UpdateCannedResponseResponse {
+            canned_response: Some(canned_response),
+        }))
+    }
+
+    async fn render_canned_response(
+        &self,
+        request: Request<pb::RenderCannedResponseRequest>,
+    ) -> Result<Response<pb::RenderCannedResponseResponse>, Status> {
+        let ctx = RequestContext::from_request(&request)?;
+        let req = request.into_inner();
+        let render = command::render(&req, &ctx.principal).map_err(invalid)?;
+        let r = self
+            .service
+            .render(&ctx.tenant, render)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::RenderCannedResponseResponse {
+            text: r.text,
+            locale: r.locale,
+            missing_variables: r.missing,
+        }))
+    }
+
+    async fn assign_conversation(
+        &self,
+        request: Request<pb::AssignConversationRequest>,
+    ) -> Result<Response<pb::AssignConversationResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let req = request.into_inner();
+        let key = idempotency::key_of(
+            &req,
+            &req.request_id,
+            |r| r.request_id.clear(),
+            ERROR_DOMAIN,
+        )?;
+        let (id, etag) = command::target(&req.name, &req.etag).map_err(invalid)?;
+        let (assignee, team) = command::assignment(&req).map_err(invalid)?;
+        let c = self
+            .service
+            .assign(&tenant, id, assignee, team, etag, key)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::AssignConversationResponse {
+            conversation: Some(conversation_to_pb(&c)),
+        }))
+    }
+
     async fn create_inbox(
         &self,
         request: Request<pb::CreateInboxRequest>,
@@ -155,97 +375,6 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
         Ok(Response::new(pb::UpdateInboxResponse {
             inbox: Some(inbox_to_pb(&inbox)),
         }))
-    }
-
-    async fn create_team(
-        &self,
-        _: Request<pb::CreateTeamRequest>,
-    ) -> Result<Response<pb::CreateTeamResponse>, Status> {
-        Err(not_yet("CreateTeam"))
-    }
-
-    async fn get_team(
-        &self,
-        _: Request<pb::GetTeamRequest>,
-    ) -> Result<Response<pb::GetTeamResponse>, Status> {
-        Err(not_yet("GetTeam"))
-    }
-
-    async fn list_teams(
-        &self,
-        _: Request<pb::ListTeamsRequest>,
-    ) -> Result<Response<pb::ListTeamsResponse>, Status> {
-        Err(not_yet("ListTeams"))
-    }
-
-    async fn update_team(
-        &self,
-        _: Request<pb::UpdateTeamRequest>,
-    ) -> Result<Response<pb::UpdateTeamResponse>, Status> {
-        Err(not_yet("UpdateTeam"))
-    }
-
-    async fn create_agent(
-        &self,
-        _: Request<pb::CreateAgentRequest>,
-    ) -> Result<Response<pb::CreateAgentResponse>, Status> {
-        Err(not_yet("CreateAgent"))
-    }
-
-    async fn get_agent(
-        &self,
-        _: Request<pb::GetAgentRequest>,
-    ) -> Result<Response<pb::GetAgentResponse>, Status> {
-        Err(not_yet("GetAgent"))
-    }
-
-    async fn list_agents(
-        &self,
-        _: Request<pb::ListAgentsRequest>,
-    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
-        Err(not_yet("ListAgents"))
-    }
-
-    async fn update_agent(
-        &self,
-        _: Request<pb::UpdateAgentRequest>,
-    ) -> Result<Response<pb::UpdateAgentResponse>, Status> {
-        Err(not_yet("UpdateAgent"))
-    }
-
-    async fn create_canned_response(
-        &self,
-        _: Request<pb::CreateCannedResponseRequest>,
-    ) -> Result<Response<pb::CreateCannedResponseResponse>, Status> {
-        Err(not_yet("CreateCannedResponse"))
-    }
-
-    async fn get_canned_response(
-        &self,
-        _: Request<pb::GetCannedResponseRequest>,
-    ) -> Result<Response<pb::GetCannedResponseResponse>, Status> {
-        Err(not_yet("GetCannedResponse"))
-    }
-
-    async fn list_canned_responses(
-        &self,
-        _: Request<pb::ListCannedResponsesRequest>,
-    ) -> Result<Response<pb::ListCannedResponsesResponse>, Status> {
-        Err(not_yet("ListCannedResponses"))
-    }
-
-    async fn update_canned_response(
-        &self,
-        _: Request<pb::UpdateCannedResponseRequest>,
-    ) -> Result<Response<pb::UpdateCannedResponseResponse>, Status> {
-        Err(not_yet("UpdateCannedResponse"))
-    }
-
-    async fn render_canned_response(
-        &self,
-        _: Request<pb::RenderCannedResponseRequest>,
-    ) -> Result<Response<pb::RenderCannedResponseResponse>, Status> {
-        Err(not_yet("RenderCannedResponse"))
     }
 
     async fn create_conversation(
@@ -337,13 +466,6 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
         Ok(Response::new(pb::UpdateConversationResponse {
             conversation: Some(conversation_to_pb(&c)),
         }))
-    }
-
-    async fn assign_conversation(
-        &self,
-        _: Request<pb::AssignConversationRequest>,
-    ) -> Result<Response<pb::AssignConversationResponse>, Status> {
-        Err(not_yet("AssignConversation"))
     }
 
     async fn mark_conversation_pending(

@@ -4,3 +4,4 @@ pub mod convert;
 pub mod error;
 pub mod events;
 pub mod handler;
+pub mod managed;

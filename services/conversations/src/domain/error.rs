@@ -13,6 +13,12 @@ pub enum Kind {
     Conversation,
     /// `conversations/{…}/messages/{…}`.
     Message,
+    /// `teams/{…}`.
+    Team,
+    /// `agents/{…}`.
+    Agent,
+    /// `cannedResponses/{…}`.
+    CannedResponse,
 }
 
 /// Everything that can go wrong in a conversations use-case.
@@ -24,6 +30,8 @@ pub enum Error {
     NotFound(Kind, String),
     /// Another inbox of the tenant has this address on this channel.
     InboxAddressTaken,
+    /// Another resource of this kind holds the key (the field it is in).
+    AlreadyExists(Kind, &'static str),
     /// The conversation's state does not allow the action.
     InvalidTransition {
         /// The state it is in.
@@ -53,6 +61,7 @@ impl fmt::Display for Error {
             Error::Invalid(v) => write!(f, "invalid argument ({} violations)", v.0.len()),
             Error::NotFound(_, name) => write!(f, "{name} not found"),
             Error::InboxAddressTaken => f.write_str("inbox address taken"),
+            Error::AlreadyExists(kind, field) => write!(f, "{kind:?} {field} taken"),
             Error::InvalidTransition { from, action } => {
                 write!(f, "cannot {action} a {} conversation", from.as_str())
             }
@@ -107,6 +116,7 @@ impl rapport_usecase::ProtocolError for Error {
                 | Error::Conflict
                 | Error::InvalidTransition { .. }
                 | Error::InboxAddressTaken
+                | Error::AlreadyExists(..)
         )
     }
 }

@@ -4,12 +4,15 @@
 //! prost or sea_orm here: transport, storage and the call to profiles adapt
 //! to these types.
 
+pub mod directory;
 pub mod error;
+pub mod managed;
 pub mod model;
 pub mod ports;
 pub mod repository;
 pub mod rules;
 pub mod service;
+pub mod template;
 
 pub use error::{Error, Violations};
 pub use model::*;

@@ -378,6 +378,21 @@ pub enum DomainEvent {
         /// It, resolved.
         conversation: Conversation,
     },
+    /// A conversation's assignee or team changed.
+    Assigned {
+        /// Which.
+        conversation: ConversationId,
+        /// The agent now.
+        assignee: Option<AgentId>,
+        /// The team now.
+        team: Option<TeamId>,
+        /// The agent before.
+        previous_assignee: Option<AgentId>,
+        /// The team before.
+        previous_team: Option<TeamId>,
+        /// Whether auto-assignment picked the agent.
+        auto: bool,
+    },
     /// A conversation was reopened.
     Reopened {
         /// Which.
@@ -404,7 +419,108 @@ impl DomainEvent {
                 )
             }
             DomainEvent::StatusChanged { conversation, .. }
+            | DomainEvent::Assigned { conversation, .. }
             | DomainEvent::Reopened { conversation, .. } => format!("conversations/{conversation}"),
         }
     }
+}
+
+/// A group of agents conversations are routed to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Team {
+    /// Id.
+    pub id: TeamId,
+    /// Name; unique per tenant (case-insensitively).
+    pub display_name: String,
+    /// Whether its conversations are assigned to its agents automatically.
+    pub auto_assign: bool,
+    /// Created.
+    pub create_time: DateTime<Utc>,
+    /// Last changed.
+    pub update_time: DateTime<Utc>,
+    /// Optimistic concurrency version.
+    pub version: i64,
+}
+
+/// Human or bot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum AgentKind {
+    Human,
+    Bot,
+}
+str_enum!(AgentKind { Human => "human", Bot => "bot" });
+
+/// Whether an agent takes new conversations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum Availability {
+    Available,
+    Busy,
+    Offline,
+}
+str_enum!(Availability { Available => "available", Busy => "busy", Offline => "offline" });
+
+/// Someone, or something, that works conversations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agent {
+    /// Id.
+    pub id: AgentId,
+    /// Name shown to colleagues and customers.
+    pub display_name: String,
+    /// Human or bot; never changes.
+    pub kind: AgentKind,
+    /// The principal it acts as; unique per tenant.
+    pub principal: String,
+    /// Its teams.
+    pub teams: Vec<TeamId>,
+    /// Availability.
+    pub availability: Availability,
+    /// Most open conversations auto-assignment gives it; 0: no limit.
+    pub capacity: i32,
+    /// Preferred locale of canned responses.
+    pub locale: String,
+    /// Created.
+    pub create_time: DateTime<Utc>,
+    /// Last changed.
+    pub update_time: DateTime<Utc>,
+    /// Optimistic concurrency version.
+    pub version: i64,
+}
+
+uuid_id!(
+    /// Id of a canned response (`cannedResponses/{id}`).
+    CannedResponseId
+);
+
+/// A canned response in one locale (and maybe for one channel).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Variant {
+    /// BCP 47 locale.
+    pub locale: String,
+    /// The channel it is written for; `None`: every channel.
+    pub channel: Option<Channel>,
+    /// Body.
+    pub body: String,
+}
+
+/// A saved answer agents insert by shortcode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CannedResponse {
+    /// Id.
+    pub id: CannedResponseId,
+    /// What agents type; unique per tenant.
+    pub shortcode: String,
+    /// Title.
+    pub title: String,
+    /// Default body.
+    pub body: String,
+    /// Locale and channel variants.
+    pub variants: Vec<Variant>,
+    /// Created.
+    pub create_time: DateTime<Utc>,
+    /// Last changed.
+    pub update_time: DateTime<Utc>,
+    /// Optimistic concurrency version.
+    pub version: i64,
 }

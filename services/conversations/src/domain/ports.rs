@@ -21,6 +21,19 @@ pub enum Identity {
     },
 }
 
+/// What renders a customer's name into a canned response.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CustomerFacts {
+    /// Given name.
+    pub given_name: String,
+    /// Family name.
+    pub family_name: String,
+    /// Display name.
+    pub display_name: String,
+    /// Preferred locale.
+    pub locale: String,
+}
+
 /// The customer directory (the profiles service).
 pub trait Customers: Send + Sync + 'static {
     /// The customer holding `identity`, created if none does: one customer
@@ -32,4 +45,11 @@ pub trait Customers: Send + Sync + 'static {
         identity: &Identity,
         display_name: &str,
     ) -> impl Future<Output = Result<CustomerId, Error>> + Send;
+
+    /// What canned responses may say of a customer.
+    fn facts(
+        &self,
+        tenant: &Tenant,
+        customer: CustomerId,
+    ) -> impl Future<Output = Result<CustomerFacts, Error>> + Send;
 }

@@ -6,7 +6,11 @@ use chrono::{DateTime, Utc};
 
 use rapport_usecase::{Claim, Priors};
 
-use super::{error::Error, model::*};
+use super::{
+    error::{Error, Kind},
+    managed::Managed,
+    model::*,
+};
 
 /// A row to write, guarded by the version it was read at.
 #[derive(Debug, Clone)]
@@ -51,6 +55,46 @@ pub enum ThreadWrite {
     },
 }
 
+/// A managed resource (team, agent, canned response) as stored: its kind,
+/// id, unique key, version, times and its JSON document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedRow {
+    /// Which kind.
+    pub kind: Kind,
+    /// Its id.
+    pub id: uuid::Uuid,
+    /// Its key, unique per tenant and kind.
+    pub key: String,
+    /// The field the key is in (for ALREADY_EXISTS).
+    pub key_field: &'static str,
+    /// Its version.
+    pub version: i64,
+    /// Created.
+    pub create_time: DateTime<Utc>,
+    /// Last changed.
+    pub update_time: DateTime<Utc>,
+    /// The whole resource, JSON.
+    pub document: String,
+}
+
+impl ManagedRow {
+    /// The row of `value`.
+    pub fn of<T: Managed>(value: &T) -> Result<Self, Error> {
+        let (create_time, update_time) = value.times();
+        Ok(Self {
+            kind: T::KIND,
+            id: value.id(),
+            key: value.key(),
+            key_field: T::key_field(),
+            version: value.version(),
+            create_time,
+            update_time,
+            document: serde_json::to_string(value)
+                .map_err(|e| Error::Internal(format!("encoding a {:?}: {e}", T::KIND)))?,
+        })
+    }
+}
+
 /// Everything one use-case changes, committed in one transaction together
 /// with its idempotency key and its events (the outbox).
 #[derive(Debug, Clone)]
@@ -61,6 +105,8 @@ pub struct ChangeSet {
     pub claim: Option<Claim>,
     /// Inbox rows.
     pub inboxes: Vec<RowWrite<Inbox>>,
+    /// Team, agent and canned response rows.
+    pub managed: Vec<RowWrite<ManagedRow>>,
     /// Conversation rows.
     pub conversations: Vec<RowWrite<Conversation>>,
     /// New messages (immutable). Each is counted in its conversation
@@ -86,6 +132,7 @@ impl ChangeSet {
             tenant: tenant.clone(),
             claim: None,
             inboxes: Vec::new(),
+            managed: Vec::new(),
             conversations: Vec::new(),
             messages: Vec::new(),
             still_open: None,
@@ -101,6 +148,8 @@ impl ChangeSet {
 pub enum Clash {
     /// Another inbox holds the address.
     InboxAddress,
+    /// Another resource of this kind holds the key.
+    ManagedKey(Kind, &'static str),
     /// A concurrent first message started the thread.
     Thread,
     /// The message was stored already (inbox, external id).
@@ -113,6 +162,7 @@ impl From<Clash> for Error {
     fn from(c: Clash) -> Self {
         match c {
             Clash::InboxAddress => Error::InboxAddressTaken,
+            Clash::ManagedKey(kind, field) => Error::AlreadyExists(kind, field),
             // Answered by reading again; reaching the caller is a bug.
             Clash::Thread | Clash::DuplicateMessage => {
                 Error::Internal("unhandled clash".to_owned())
@@ -164,6 +214,36 @@ pub trait Repository: Priors<Error = Error> + Clone + Send + Sync + 'static {
         after: Option<InboxId>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Inbox>, Error>> + Send;
+
+    /// One team, agent or canned response.
+    fn managed<T: Managed>(
+        &self,
+        tenant: &Tenant,
+        id: uuid::Uuid,
+    ) -> impl Future<Output = Result<Option<T>, Error>> + Send;
+
+    /// The team, agent or canned response holding `key`.
+    fn managed_by_key<T: Managed>(
+        &self,
+        tenant: &Tenant,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<T>, Error>> + Send;
+
+    /// A page of teams, agents or canned responses in creation order after
+    /// `after`.
+    fn managed_list<T: Managed>(
+        &self,
+        tenant: &Tenant,
+        after: Option<uuid::Uuid>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<T>, Error>> + Send;
+
+    /// How many open, pending or snoozed conversations `agent` is assigned.
+    fn active_count(
+        &self,
+        tenant: &Tenant,
+        agent: AgentId,
+    ) -> impl Future<Output = Result<u64, Error>> + Send;
 
     /// One conversation.
     fn conversation(

@@ -243,6 +243,36 @@ pub fn transition(
     Ok((next, events))
 }
 
+/// `c` assigned to `assignee` and `team` (either may be `None`: unassigned),
+/// and its ConversationAssigned event when anything changed.
+pub fn assign(
+    c: &Conversation,
+    assignee: Option<AgentId>,
+    team: Option<TeamId>,
+    auto: bool,
+    now: DateTime<Utc>,
+) -> (Conversation, Vec<DomainEvent>) {
+    if c.assignee == assignee && c.team == team {
+        return (c.clone(), Vec::new());
+    }
+    let next = Conversation {
+        assignee,
+        team,
+        version: c.version + 1,
+        update_time: now,
+        ..c.clone()
+    };
+    let event = DomainEvent::Assigned {
+        conversation: c.id,
+        assignee,
+        team,
+        previous_assignee: c.assignee,
+        previous_team: c.team,
+        auto,
+    };
+    (next, vec![event])
+}
+
 /// `c` with a customer's message `m` added: counts, channels, and the time
 /// the customer has waited since (kept when already waiting).
 pub fn add_customer_message(c: &mut Conversation, m: &Message) {

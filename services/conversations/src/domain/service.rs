@@ -130,9 +130,25 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         }
     }
 
+    /// The repository.
+    pub(super) fn repo(&self) -> &R {
+        &self.repo
+    }
+
+    /// The clock.
+    pub(super) fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// The customer directory.
+    pub(super) fn customers(&self) -> &P {
+        &self.customers
+    }
+
     /// Commits `change` with `result` as the answer stored under the
-    /// request's key, about `subject`. `Ok(None)`: lost a race; read again.
-    async fn commit<T: Serialize + DeserializeOwned>(
+    /// request's key, about `subject`. `Err(Clash::Failed(Conflict))`: lost
+    /// a race; read again.
+    pub(super) async fn commit_as<T: Serialize + DeserializeOwned>(
         &self,
         w: &Write<'_, R>,
         mut change: ChangeSet,
@@ -176,7 +192,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
             v.check()?;
             let mut change = ChangeSet::new(tenant, now);
             change.inboxes.push(RowWrite::Insert(inbox.clone()));
-            match self.commit(&w, change, inbox.id, inbox).await? {
+            match self.commit_as(&w, change, inbox.id, inbox).await? {
                 Ok(i) => Ok(i),
                 Err(clash) => Err(clash.into()),
             }
@@ -269,7 +285,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                     value: next.clone(),
                     expected_version: current.version,
                 });
-                match self.commit(&w, change, next.id, next).await? {
+                match self.commit_as(&w, change, next.id, next).await? {
                     Ok(i) => return Ok(i),
                     Err(Clash::Failed(Error::Conflict)) => continue,
                     Err(clash) => return Err(clash.into()),
@@ -345,7 +361,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         etag: Option<String>,
         idem: Option<Idempotency>,
     ) -> Result<Conversation, Error> {
-        self.change(tenant, id, etag, idem, |c, now| {
+        self.change_conversation(tenant, id, etag, idem, |c, now| {
             rules::transition(c, action.clone(), Cause::Agent, now)
         })
         .await
@@ -360,7 +376,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         etag: Option<String>,
         idem: Option<Idempotency>,
     ) -> Result<Conversation, Error> {
-        self.change(tenant, id, etag, idem, |c, now| {
+        self.change_conversation(tenant, id, etag, idem, |c, now| {
             let mut next = c.clone();
             if let Some(s) = &update.subject {
                 next.subject.clone_from(s);
@@ -385,7 +401,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
 
     /// Reads conversation `id`, applies `f`, commits: the shape of every
     /// change of one conversation.
-    async fn change(
+    pub(super) async fn change_conversation(
         &self,
         tenant: &Tenant,
         id: ConversationId,
@@ -414,7 +430,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                     expected_version: current.version,
                 });
                 change.events = events;
-                match self.commit(&w, change, id, next).await? {
+                match self.commit_as(&w, change, id, next).await? {
                     Ok(c) => return Ok(c),
                     Err(Clash::Failed(Error::Conflict)) => continue,
                     Err(clash) => return Err(clash.into()),
@@ -604,7 +620,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 created: true,
             };
             let subject = received.conversation.id;
-            match self.commit(w, change, subject, received).await? {
+            match self.commit_as(w, change, subject, received).await? {
                 Ok(r) => return Ok(r),
                 // Another first message started the thread, or changed the
                 // conversation: read again.

@@ -108,3 +108,30 @@ pub mod threads {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod managed {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "conv_managed")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub version: i64,
+        /// `team`, `agent`, `canned_response`.
+        pub kind: String,
+        /// Unique per tenant and kind.
+        pub key: String,
+        /// JSON of the whole resource.
+        pub document: String,
+        pub create_time: i64,
+        pub update_time: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -7,6 +7,7 @@ use sea_orm::{
 use super::{SqlRepository, entities::*, rows::*};
 use crate::domain::{
     Error,
+    managed::Managed,
     model::*,
     repository::{ChangeSet, CommitError, ConversationFilter, Repository},
 };
@@ -41,6 +42,77 @@ impl Repository for SqlRepository {
             .into_iter()
             .map(to_inbox)
             .collect()
+    }
+
+    async fn managed<T: Managed>(
+        &self,
+        tenant: &Tenant,
+        id: uuid::Uuid,
+    ) -> Result<Option<T>, Error> {
+        managed::Entity::find()
+            .filter(managed::Column::Tenant.eq(tenant.as_str()))
+            .filter(managed::Column::Id.eq(id.to_string()))
+            .filter(managed::Column::Kind.eq(kind_name(T::KIND)))
+            .one(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .map(to_managed)
+            .transpose()
+    }
+
+    async fn managed_by_key<T: Managed>(
+        &self,
+        tenant: &Tenant,
+        key: &str,
+    ) -> Result<Option<T>, Error> {
+        managed::Entity::find()
+            .filter(managed::Column::Key.eq(key))
+            .filter(managed::Column::Kind.eq(kind_name(T::KIND)))
+            .filter(managed::Column::Tenant.eq(tenant.as_str()))
+            .one(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .map(to_managed)
+            .transpose()
+    }
+
+    async fn managed_list<T: Managed>(
+        &self,
+        tenant: &Tenant,
+        after: Option<uuid::Uuid>,
+        limit: u32,
+    ) -> Result<Vec<T>, Error> {
+        use managed::Column as R;
+        let mut q = managed::Entity::find()
+            .filter(R::Kind.eq(kind_name(T::KIND)))
+            .filter(R::Tenant.eq(tenant.as_str()));
+        if let Some(after) = after {
+            q = q.filter(R::Id.gt(after.to_string()));
+        }
+        q.order_by_asc(R::Id)
+            .limit(u64::from(limit))
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(to_managed)
+            .collect()
+    }
+
+    async fn active_count(&self, tenant: &Tenant, agent: AgentId) -> Result<u64, Error> {
+        use conversations::Column as C;
+        use sea_orm::PaginatorTrait as _;
+        conversations::Entity::find()
+            .filter(C::Tenant.eq(tenant.as_str()))
+            .filter(C::Assignee.eq(agent.to_string()))
+            .filter(C::State.is_in([
+                State::Open.as_str(),
+                State::Pending.as_str(),
+                State::Snoozed.as_str(),
+            ]))
+            .count(&self.db.reader)
+            .await
+            .map_err(db_err)
     }
 
     async fn conversation(

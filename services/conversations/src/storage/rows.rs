@@ -5,7 +5,7 @@ use sea_orm::{ActiveValue::Set, DbErr};
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::entities::*;
-use crate::domain::{Error, model::*};
+use crate::domain::{Error, error::Kind, managed::Managed, model::*, repository::ManagedRow};
 
 pub(super) fn db_err(e: DbErr) -> Error {
     db_error(&e)
@@ -92,4 +92,32 @@ pub(super) fn message_row(tenant: &Tenant, m: &Message) -> Result<messages::Acti
 
 pub(super) fn to_message(row: messages::Model) -> Result<Message, Error> {
     read("message", &row.id, &row.document)
+}
+
+/// The stored name of a managed kind.
+pub(super) fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Team => "team",
+        Kind::Agent => "agent",
+        Kind::CannedResponse => "canned_response",
+        // Not managed resources; never stored in this table.
+        Kind::Inbox | Kind::Conversation | Kind::Message => "other",
+    }
+}
+
+pub(super) fn managed_row(tenant: &Tenant, r: &ManagedRow) -> managed::ActiveModel {
+    managed::ActiveModel {
+        tenant: Set(tenant.to_string()),
+        id: Set(r.id.to_string()),
+        version: Set(r.version),
+        kind: Set(kind_name(r.kind).to_owned()),
+        key: Set(r.key.clone()),
+        document: Set(r.document.clone()),
+        create_time: Set(micros(r.create_time)),
+        update_time: Set(micros(r.update_time)),
+    }
+}
+
+pub(super) fn to_managed<T: Managed>(row: managed::Model) -> Result<T, Error> {
+    read(kind_name(T::KIND), &row.id, &row.document)
 }

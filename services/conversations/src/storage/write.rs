@@ -158,6 +158,39 @@ async fn apply(txn: &DatabaseTransaction, prepared: &Prepared) -> Result<(), Com
             }
         }
     }
+    for w in &change.managed {
+        let (row, expected) = match w {
+            RowWrite::Insert(r) => (r, None),
+            RowWrite::Update {
+                value,
+                expected_version,
+            } => (value, Some(*expected_version)),
+        };
+        let clash = || Clash::ManagedKey(row.kind, row.key_field);
+        match expected {
+            None => {
+                rapport_store::insert_row(managed_row(tenant, row), txn)
+                    .await
+                    .map_err(clashing(clash()))?;
+            }
+            Some(version) => {
+                let mut active = managed_row(tenant, row);
+                // Created once; an update keeps it.
+                active.create_time = sea_orm::ActiveValue::NotSet;
+                let updated = managed::Entity::update_many()
+                    .set(active)
+                    .filter(managed::Column::Tenant.eq(tenant.as_str()))
+                    .filter(managed::Column::Id.eq(row.id.to_string()))
+                    .filter(managed::Column::Version.eq(version))
+                    .exec(txn)
+                    .await
+                    .map_err(clashing(clash()))?;
+                if updated.rows_affected != 1 {
+                    return Err(CommitError::VersionConflict);
+                }
+            }
+        }
+    }
     for w in &change.conversations {
         match w {
             RowWrite::Insert(c) => {
