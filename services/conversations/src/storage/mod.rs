@@ -14,23 +14,20 @@ mod rows;
 mod write;
 
 use rapport_events::relay::Wake;
-use rapport_store::{Db, group_commit::GroupCommit, idempotency, outbox::Encode};
+use rapport_store::{Db, group_commit::Writer, idempotency, outbox::Encode};
 use rapport_usecase::{Idempotency, Prior, Priors};
 
-use crate::domain::{
-    DomainEvent, Error, Tenant,
-    repository::{Clash, CommitError},
-};
-use rows::{db_err, db_error};
+use crate::domain::{DomainEvent, Error, Tenant, repository::CommitError};
+use rows::db_err;
 use write::Prepared;
 
 /// The sea-orm repository.
 #[derive(Debug, Clone)]
 pub struct SqlRepository {
     db: Db,
-    /// SQLite's one writer, folding concurrent commits into one transaction;
-    /// `None` on PostgreSQL, where each commit has its own transaction.
-    group: Option<GroupCommit<Prepared, CommitError>>,
+    /// Commits: SQLite's one writer folding concurrent commits into one
+    /// transaction, or a transaction each on PostgreSQL.
+    writer: Writer<Prepared, CommitError>,
     /// Domain event → protobuf event, for the outbox.
     encode: Encode<DomainEvent>,
     /// Wakes the outbox relay after a commit with events.
@@ -42,14 +39,9 @@ impl SqlRepository {
     /// makes them and waking the outbox relay through `wake`. Spawns
     /// SQLite's writer task on the current tokio runtime.
     pub fn new(db: Db, encode: Encode<DomainEvent>, wake: Wake) -> Self {
-        let group = (db.backend() == sea_orm::DatabaseBackend::Sqlite).then(|| {
-            GroupCommit::spawn(db.writer.clone(), write::apply_boxed, |e| {
-                CommitError::Other(Clash::Failed(db_error(e)))
-            })
-        });
         Self {
+            writer: Writer::new(&db, write::apply_boxed, write::on_db_error),
             db,
-            group,
             encode,
             wake,
         }

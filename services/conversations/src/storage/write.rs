@@ -6,7 +6,6 @@ use rapport_proto::types::EventEnvelope;
 use rapport_store::{group_commit::BoxFuture, idempotency, is_unique_violation, micros, outbox};
 use sea_orm::{
     ColumnTrait, ConnectionTrait as _, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    TransactionTrait,
     sea_query::{Expr, ExprTrait as _},
 };
 
@@ -47,20 +46,7 @@ impl SqlRepository {
             &change.events,
         )
         .map_err(failed)?;
-        let prepared = Prepared { change, envelopes };
-        if let Some(group) = &self.group {
-            return group.commit(prepared).await;
-        }
-        let txn = self.db.writer.begin().await.map_err(failed)?;
-        match apply(&txn, &prepared).await {
-            Ok(()) => txn.commit().await.map_err(failed),
-            Err(e) => {
-                if let Err(rb) = txn.rollback().await {
-                    tracing::warn!(error = %rb, "rollback failed");
-                }
-                Err(e)
-            }
-        }
+        self.writer.commit(Prepared { change, envelopes }).await
     }
 }
 
@@ -83,12 +69,12 @@ fn version_after(change: &ChangeSet, event: &DomainEvent) -> Option<u64> {
 
 /// A database failure of a commit.
 pub(super) fn failed(e: DbErr) -> CommitError {
-    if rapport_store::classify(&e) == rapport_store::DbFailure::Contention {
-        // The database rolled the transaction back to break a deadlock or a
-        // serialization conflict: read again and retry.
-        return CommitError::VersionConflict;
-    }
-    CommitError::Other(Clash::Failed(db_err(e)))
+    on_db_error(&e)
+}
+
+/// [`failed`] by reference, as the writer takes it.
+pub(super) fn on_db_error(e: &DbErr) -> CommitError {
+    rapport_store::group_commit::commit_error(e, |e| Clash::Failed(db_error(e)))
 }
 
 /// A failure of a statement whose unique violation is `clash`.

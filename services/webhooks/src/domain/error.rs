@@ -44,41 +44,9 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-impl From<Violations> for Error {
-    fn from(v: Violations) -> Self {
-        Error::Invalid(v)
-    }
-}
-
-/// What shared code (the database failure mapping) builds.
-impl rapport_usecase::ServiceError for Error {
-    fn invalid(violations: Violations) -> Self {
-        Error::Invalid(violations)
-    }
-    fn unavailable(detail: String) -> Self {
-        Error::Unavailable(detail)
-    }
-}
-
-impl rapport_usecase::ProtocolError for Error {
-    fn request_id_reused() -> Self {
-        Error::RequestIdReused
-    }
-
-    fn conflict() -> Self {
-        Error::Conflict
-    }
-
-    fn internal(why: String) -> Self {
-        Error::Internal(why)
-    }
-
-    /// A twin that committed first deleted the subscription (a retried
-    /// delete finds nothing), or moved its version.
-    fn may_be_twins_change(&self) -> bool {
-        matches!(
-            self,
-            Error::NotFound(_) | Error::EtagMismatch | Error::Conflict
-        )
-    }
-}
+// A twin that committed first deleted the subscription (a retried
+// delete finds nothing), or moved its version.
+rapport_usecase::service_error!(
+    Error,
+    twins: [Error::NotFound(_), Error::EtagMismatch, Error::Conflict],
+);
