@@ -53,17 +53,16 @@ impl<R: Repository, P: Customers, C: Clock> Handler<R, P, C> {
     }
 
     /// A state change of one conversation through the transition function.
-    async fn act<M: prost::Message + prost::Name + Clone>(
+    async fn act<M: StateChange>(
         &self,
         request: &Request<M>,
-        name: &str,
-        etag: &str,
-        request_id: &str,
-        clear: impl FnOnce(&mut M),
         action: Result<Action, Violations>,
-    ) -> Result<pb::Conversation, Status> {
+    ) -> Result<Option<pb::Conversation>, Status> {
         let tenant = RequestContext::tenant_of(request)?;
-        let key = idempotency::key_of(request.get_ref(), request_id, clear, ERROR_DOMAIN)?;
+        let req = request.get_ref();
+        let (name, etag, request_id) = req.target();
+        let key =
+            idempotency::key_of(req, request_id, StateChange::clear_request_id, ERROR_DOMAIN)?;
         let (id, etag) = command::target(name, etag).map_err(invalid)?;
         let action = action.map_err(invalid)?;
         let c = self
@@ -71,9 +70,39 @@ impl<R: Repository, P: Customers, C: Clock> Handler<R, P, C> {
             .act(&tenant, id, action, etag, key)
             .await
             .map_err(to_status)?;
-        Ok(conversation_to_pb(&c))
+        Ok(Some(conversation_to_pb(&c)))
     }
 }
+
+/// A request that changes one conversation's state: its name, etag and
+/// request id.
+trait StateChange: prost::Message + prost::Name + Clone {
+    /// `(name, etag, request_id)`.
+    fn target(&self) -> (&str, &str, &str);
+    /// Clears the request id (for the fingerprint).
+    fn clear_request_id(&mut self);
+}
+
+macro_rules! state_change {
+    ($($t:ty),+) => {$(
+        impl StateChange for $t {
+            fn target(&self) -> (&str, &str, &str) {
+                (&self.name, &self.etag, &self.request_id)
+            }
+            fn clear_request_id(&mut self) {
+                self.request_id.clear();
+            }
+        }
+    )+};
+}
+
+state_change!(
+    pb::MarkConversationPendingRequest,
+    pb::SnoozeConversationRequest,
+    pb::ResolveConversationRequest,
+    pb::ReopenConversationRequest,
+    pb::CloseConversationRequest
+);
 
 /// Invalid input, as the one error mapping words it.
 fn invalid(v: Violations) -> Status {
@@ -472,20 +501,9 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
         &self,
         request: Request<pb::MarkConversationPendingRequest>,
     ) -> Result<Response<pb::MarkConversationPendingResponse>, Status> {
-        let r = request.get_ref();
-        let (name, etag, rid) = (r.name.clone(), r.etag.clone(), r.request_id.clone());
-        let c = self
-            .act(
-                &request,
-                &name,
-                &etag,
-                &rid,
-                |r| r.request_id.clear(),
-                Ok(Action::MarkPending),
-            )
-            .await?;
+        let conversation = self.act(&request, Ok(Action::MarkPending)).await?;
         Ok(Response::new(pb::MarkConversationPendingResponse {
-            conversation: Some(c),
+            conversation,
         }))
     }
 
@@ -493,21 +511,11 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
         &self,
         request: Request<pb::SnoozeConversationRequest>,
     ) -> Result<Response<pb::SnoozeConversationResponse>, Status> {
-        let r = request.get_ref();
-        let (name, etag, rid) = (r.name.clone(), r.etag.clone(), r.request_id.clone());
-        let action = command::snooze(r);
-        let c = self
-            .act(
-                &request,
-                &name,
-                &etag,
-                &rid,
-                |r| r.request_id.clear(),
-                action,
-            )
+        let conversation = self
+            .act(&request, command::snooze(request.get_ref()))
             .await?;
         Ok(Response::new(pb::SnoozeConversationResponse {
-            conversation: Some(c),
+            conversation,
         }))
     }
 
@@ -515,21 +523,11 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
         &self,
         request: Request<pb::ResolveConversationRequest>,
     ) -> Result<Response<pb::ResolveConversationResponse>, Status> {
-        let r = request.get_ref();
-        let (name, etag, rid) = (r.name.clone(), r.etag.clone(), r.request_id.clone());
-        let action = command::resolve(r);
-        let c = self
-            .act(
-                &request,
-                &name,
-                &etag,
-                &rid,
-                |r| r.request_id.clear(),
-                action,
-            )
+        let conversation = self
+            .act(&request, command::resolve(request.get_ref()))
             .await?;
         Ok(Response::new(pb::ResolveConversationResponse {
-            conversation: Some(c),
+            conversation,
         }))
     }
 
@@ -537,20 +535,9 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
         &self,
         request: Request<pb::ReopenConversationRequest>,
     ) -> Result<Response<pb::ReopenConversationResponse>, Status> {
-        let r = request.get_ref();
-        let (name, etag, rid) = (r.name.clone(), r.etag.clone(), r.request_id.clone());
-        let c = self
-            .act(
-                &request,
-                &name,
-                &etag,
-                &rid,
-                |r| r.request_id.clear(),
-                Ok(Action::Reopen),
-            )
-            .await?;
+        let conversation = self.act(&request, Ok(Action::Reopen)).await?;
         Ok(Response::new(pb::ReopenConversationResponse {
-            conversation: Some(c),
+            conversation,
         }))
     }
 
@@ -558,20 +545,9 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
         &self,
         request: Request<pb::CloseConversationRequest>,
     ) -> Result<Response<pb::CloseConversationResponse>, Status> {
-        let r = request.get_ref();
-        let (name, etag, rid) = (r.name.clone(), r.etag.clone(), r.request_id.clone());
-        let c = self
-            .act(
-                &request,
-                &name,
-                &etag,
-                &rid,
-                |r| r.request_id.clear(),
-                Ok(Action::Close),
-            )
-            .await?;
+        let conversation = self.act(&request, Ok(Action::Close)).await?;
         Ok(Response::new(pb::CloseConversationResponse {
-            conversation: Some(c),
+            conversation,
         }))
     }
 
