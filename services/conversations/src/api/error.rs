@@ -86,8 +86,6 @@ pub fn to_status(err: Error) -> Status {
 
 #[cfg(test)]
 mod tests {
-    use tonic_types::StatusExt as _;
-
     use super::*;
     use crate::domain::{State, Violations};
 
@@ -156,13 +154,7 @@ mod tests {
             ),
         ];
         for (err, code, reason) in table {
-            let status = to_status(err);
-            assert_eq!(status.code(), code, "{reason}");
-            let details = status.get_error_details();
-            let info = details.error_info().expect("ErrorInfo on every error");
-            assert_eq!(info.reason, reason);
-            assert_eq!(info.domain, ERROR_DOMAIN);
-            assert!(!status.message().contains("SELECT"), "SQL leaked");
+            rapport_testkit::status::assert_mapping(&to_status(err), code, reason, ERROR_DOMAIN);
         }
     }
 }
