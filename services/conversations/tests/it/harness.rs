@@ -35,6 +35,8 @@ pub struct Harness {
     >,
     /// The conversations database (outbox inspection).
     pub db: Db,
+    /// The profiles database (its outbox: what the calls to it did).
+    pub profiles_db: Db,
     running: Vec<Running>,
     _testdbs: Vec<TestDb>,
 }
@@ -68,7 +70,7 @@ pub async fn start_trusting(trusted: bool) -> Harness {
     let public = rapport_kit::AssertionSigner::from_base64(&key)
         .expect("a generated seed")
         .public_key();
-    let profiles_db = TestDb::fresh()
+    let profiles_testdb = TestDb::fresh()
         .await
         .expect("creating the profiles database");
     let mut keys = rapport_testkit::test_assertion_public_key();
@@ -77,7 +79,7 @@ pub async fn start_trusting(trusted: bool) -> Harness {
     }
     let profiles_config = rapport_profiles::Config {
         server: rapport_testkit::server_config(),
-        database: rapport_testkit::database_config(&profiles_db),
+        database: rapport_testkit::database_config(&profiles_testdb),
         page_token_secret: TEST_SECRET.into(),
         assertion_public_keys: keys,
         ..Default::default()
@@ -87,6 +89,7 @@ pub async fn start_trusting(trusted: bool) -> Harness {
         .await
         .unwrap_or_else(|e| panic!("building profiles: {e:#}"));
     let profiles_addr = profiles.local_addr();
+    let profiles_db = profiles.db().clone();
     let profiles_running = Running::start(move |shutdown| profiles.serve(shutdown));
 
     let testdb = TestDb::fresh().await.expect("creating the test database");
@@ -107,8 +110,9 @@ pub async fn start_trusting(trusted: bool) -> Harness {
             profiles_channel,
         ),
         db,
+        profiles_db,
         running: vec![running, profiles_running],
-        _testdbs: vec![testdb, profiles_db],
+        _testdbs: vec![testdb, profiles_testdb],
     }
 }
 
@@ -138,6 +142,17 @@ pub fn email(text: &str, external_id: &str) -> pb::Message {
         text: text.into(),
         external_id: external_id.into(),
         ..Default::default()
+    }
+}
+
+/// A ReceiveMessage request from the email address `from`.
+pub fn receive_request(inbox: &str, from: &str, message: pb::Message) -> pb::ReceiveMessageRequest {
+    pb::ReceiveMessageRequest {
+        inbox: inbox.into(),
+        sender: Some(pb::receive_message_request::Sender::Email(from.into())),
+        display_name: "Ada".into(),
+        message: Some(message),
+        request_id: String::new(),
     }
 }
 
@@ -181,17 +196,10 @@ impl Harness {
         from: &str,
         message: pb::Message,
     ) -> Result<pb::ReceiveMessageResponse, Status> {
-        use pb::receive_message_request::Sender;
         self.client()
             .receive_message(tenant_request(
                 tenant,
-                pb::ReceiveMessageRequest {
-                    inbox: inbox.into(),
-                    sender: Some(Sender::Email(from.into())),
-                    display_name: "Ada".into(),
-                    message: Some(message),
-                    request_id: String::new(),
-                },
+                receive_request(inbox, from, message),
             ))
             .await
             .map(|r| r.into_inner())

@@ -7,4 +7,5 @@ mod harness;
 mod directory;
 mod inboxes;
 mod receive;
+mod trace;
 mod transitions;
