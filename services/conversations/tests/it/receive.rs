@@ -326,3 +326,48 @@ async fn profiles_refuses_a_service_whose_key_it_does_not_trust() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn concurrent_new_conversations_get_distinct_case_numbers_per_tenant() {
+    let h = start().await;
+    let inbox = h.create_inbox(email_inbox("support@acme.example", 0)).await;
+    let calls = (0..20).map(|n| {
+        let h = &h;
+        let inbox = inbox.name.clone();
+        async move {
+            h.receive(
+                &inbox,
+                &format!("c{n}@example.com"),
+                email("hi", &format!("<{n}@x>")),
+            )
+            .await
+            .conversation
+            .unwrap()
+            .case_number
+        }
+    });
+    let mut numbers = futures::future::join_all(calls).await;
+    numbers.sort_unstable();
+    numbers.dedup();
+    assert_eq!(
+        numbers.len(),
+        20,
+        "every conversation its own number: {numbers:?}"
+    );
+    assert!(numbers[0] >= 1);
+    // Another tenant counts from 1.
+    let theirs = h
+        .try_create_inbox(OTHER_TENANT, email_inbox("support@acme.example", 0), "")
+        .await
+        .unwrap();
+    let first = h
+        .try_receive_in(
+            OTHER_TENANT,
+            &theirs.name,
+            "x@example.com",
+            email("hi", "<x@x>"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.conversation.unwrap().case_number, 1);
+}
