@@ -23,12 +23,12 @@ pub mod ceiling {
 
 use std::{future::Future, net::SocketAddr};
 
-use anyhow::Context as _;
 use rapport_events::{
     Bus, EventsConfig,
-    relay::{Relay, Wake},
+    relay::Wake,
+    service::{Basics, Foundation},
 };
-use rapport_kit::{GrpcServer, PageTokens, Secret, ServerConfig, server::App};
+use rapport_kit::{GrpcServer, Secret, ServerConfig, server::App};
 use rapport_proto::profiles::profiles_service_server::ProfilesServiceServer;
 use rapport_store::{DatabaseConfig, Db};
 use serde::{Deserialize, Serialize};
@@ -110,21 +110,21 @@ pub async fn migrate(db: &Db) -> anyhow::Result<()> {
 /// listener. Events go to `bus` (the process's bus: see
 /// `rapport_events::Bus::from_config`).
 pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<Profiles> {
-    if config.page_token_secret.len() < 32 {
-        anyhow::bail!("page_token_secret must be at least 32 characters");
-    }
-    let assertion_keys =
-        rapport_kit::AssertionVerifier::from_base64_list(&config.assertion_public_keys).context(
-            "assertion_public_keys must list the gateway's Ed25519 public keys (base64url, comma-separated)",
-        )?;
-    let db = rapport_store::open::<Migrator>(&config.database).await?;
-    let mut server = GrpcServer::bind(config.server.clone())
-        .await
-        .with_context(|| format!("binding {}", config.server.listen))?
-        .with_readiness(rapport_store::readiness(&db));
-    rapport_store::metrics::register(server.metrics().registry(), &db);
-    rapport_events::relay::register_lag(server.metrics(), db.clone(), EVENTS_NAME);
-    let wake = Wake::default();
+    let Foundation {
+        server,
+        db,
+        guard,
+        tokens,
+        wake,
+    } = rapport_events::service::open::<Migrator>(Basics {
+        name: EVENTS_NAME,
+        error_domain: ERROR_DOMAIN,
+        server: &config.server,
+        database: &config.database,
+        page_token_secret: &config.page_token_secret,
+        assertion_public_keys: &config.assertion_public_keys,
+    })
+    .await?;
     let repo = storage::SqlRepository::new(db.clone(), api::events::encode, wake.clone());
     let default_zone: chrono_tz::Tz = config.default_time_zone.parse().map_err(|_| {
         anyhow::anyhow!(
@@ -134,19 +134,14 @@ pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<Profiles> {
     })?;
     let service =
         domain::service::Profiles::new(repo, domain::SystemClock).with_default_zone(default_zone);
-    let handler = api::handler::Handler::new(
-        service,
-        PageTokens::new(config.page_token_secret.expose().as_bytes(), ERROR_DOMAIN),
-    );
+    let handler = api::handler::Handler::new(service, tokens);
     let grpc = ProfilesServiceServer::new(handler)
         .max_decoding_message_size(config.server.max_message_bytes)
         .max_encoding_message_size(config.server.max_message_bytes * 4);
-    let grpc = tonic::service::interceptor::InterceptedService::new(
-        grpc,
-        rapport_kit::TenantGuard::new(assertion_keys),
-    );
     let app = App {
-        routes: tonic::service::Routes::new(grpc),
+        routes: tonic::service::Routes::new(tonic::service::interceptor::InterceptedService::new(
+            grpc, guard,
+        )),
         service_names: vec![SERVICE_NAME],
         file_descriptor_sets: vec![rapport_proto::FILE_DESCRIPTOR_SET],
         accept_http1: false,
@@ -157,9 +152,7 @@ pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<Profiles> {
         app,
         bus: bus.clone(),
         wake,
-        outbox_retention: std::time::Duration::from_secs(
-            config.events.outbox_retention_hours.saturating_mul(3600),
-        ),
+        outbox_retention: rapport_events::service::outbox_retention(&config.events),
     })
 }
 
@@ -184,21 +177,14 @@ impl Profiles {
 
     /// Serves until `shutdown` resolves, then drains and closes the database.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let Self {
-            server,
-            db,
-            app,
-            bus,
-            wake,
-            outbox_retention,
-        } = self;
-        let purge = rapport_store::idempotency::spawn_purger(db.clone());
-        let relay = Relay::spawn(db.clone(), bus, EVENTS_NAME, wake, outbox_retention);
-        let result = server.serve(app, shutdown).await;
-        purge.abort();
-        // After the drain: the last calls' events go out now.
-        relay.stop().await;
-        db.close().await;
-        result.context("serving profiles")
+        rapport_events::service::serve_with_outbox(
+            (self.server, self.db, self.wake),
+            self.app,
+            self.bus,
+            EVENTS_NAME,
+            self.outbox_retention,
+            shutdown,
+        )
+        .await
     }
 }
