@@ -18,7 +18,7 @@ pub fn prepare(config: &mut RapportConfig, data_dir: &Path) -> anyhow::Result<()
     // The gateway signs assertions with its private key; the services verify
     // with the public key. Both are kept in the data directory.
     if config.gateway.assertion_key.is_empty() {
-        config.gateway.assertion_key = dev_signing_key(data_dir)?;
+        config.gateway.assertion_key = dev_signing_key(data_dir, "assertion_private_key")?;
     }
     let public_key =
         rapport_kit::AssertionSigner::from_base64(config.gateway.assertion_key.expose())
@@ -59,10 +59,11 @@ pub fn embedded(
     Ok(())
 }
 
-/// The gateway's assertion signing key (an Ed25519 seed), created on first
-/// start and kept private in the data directory.
-fn dev_signing_key(data_dir: &Path) -> anyhow::Result<Secret> {
-    let path = data_dir.join("secrets").join("assertion_private_key");
+/// An assertion signing key (an Ed25519 seed: the gateway's, or a service's
+/// own for its calls to other services), created on first start and kept
+/// private in the data directory as `secrets/<name>`.
+pub fn dev_signing_key(data_dir: &Path, name: &str) -> anyhow::Result<Secret> {
+    let path = data_dir.join("secrets").join(name);
     if let Ok(existing) = std::fs::read_to_string(&path)
         && rapport_kit::AssertionSigner::from_base64(existing.trim()).is_some()
     {

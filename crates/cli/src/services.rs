@@ -149,7 +149,7 @@ macro_rules! services {
                     data_dir,
                 )?;
             )+
-            Ok(())
+            prepare_dev_peers(config, data_dir)
         }
 
         /// `rapport dev`: builds every service on the process's bus (the
@@ -159,6 +159,7 @@ macro_rules! services {
         pub async fn start_dev(config: &mut RapportConfig, bus: &Bus) -> anyhow::Result<Vec<Started>> {
             let mut started = Vec::new();
             $( {
+                wire_dev_peers(config, &started);
                 let service_bus = Bus::from_config(&config.$name.events, bus).await?;
                 let built = $krate::build(&config.$name, &service_bus).await?;
                 let addr = built.local_addr();
@@ -190,6 +191,43 @@ pub fn complete(config: &mut RapportConfig) {
     }
 }
 
+/// `rapport dev`: the keys of service-to-service calls. Conversations
+/// resolves senders with profiles, signing each call with its own key
+/// (`conversations.service_key`, kept in the data directory); profiles
+/// trusts that key's public half beside the gateway's.
+fn prepare_dev_peers(config: &mut RapportConfig, data_dir: &Path) -> anyhow::Result<()> {
+    if config.conversations.service_key.is_empty() {
+        config.conversations.service_key =
+            dev::dev_signing_key(data_dir, "conversations_service_key")?;
+    }
+    let public =
+        rapport_kit::AssertionSigner::from_base64(config.conversations.service_key.expose())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "conversations.service_key must be the base64url seed of an Ed25519 key"
+                )
+            })?
+            .public_key();
+    let keys = &mut config.profiles.assertion_public_keys;
+    if !keys.split(',').any(|k| k.trim() == public) {
+        *keys = format!("{keys},{public}");
+    }
+    Ok(())
+}
+
+/// `rapport dev`: points each service at the services it calls, started
+/// before it (the table's order), unless configured otherwise.
+fn wire_dev_peers(config: &mut RapportConfig, started: &[Started]) {
+    let default = rapport_conversations::Config::default().profiles.endpoint;
+    if config.conversations.profiles.endpoint == default
+        && let Some(profiles) = started
+            .iter()
+            .find(|s| s.grpc_name == rapport_profiles::SERVICE_NAME)
+    {
+        config.conversations.profiles.endpoint = format!("http://{}", profiles.addr);
+    }
+}
+
 async fn migrate_one<M: MigratorTrait>(
     database: &DatabaseConfig,
     name: &str,
@@ -213,4 +251,6 @@ services! {
     profiles => rapport_profiles,
     /// Partner webhooks.
     webhooks => rapport_webhooks,
+    /// Conversations on every channel.
+    conversations => rapport_conversations,
 }

@@ -23,6 +23,7 @@ pub mod in_process;
 pub mod jetstream;
 pub mod relay;
 pub mod schema;
+pub mod service;
 pub mod timers;
 
 use std::time::Duration;

@@ -93,6 +93,59 @@ pub fn code_name(code: Code) -> &'static str {
     }
 }
 
+/// The refusals and failures every service words the same way, so that
+/// each service's one mapping (`api::error::to_status`) writes only its own
+/// reasons.
+pub mod common {
+    use tonic::{Code, Status};
+
+    use super::ErrorBuilder;
+
+    /// ABORTED `ETAG_MISMATCH`: `what` (`the inbox`) changed since it was read.
+    pub fn etag_mismatch(domain: &'static str, what: &str) -> Status {
+        ErrorBuilder::new(Code::Aborted, domain, "ETAG_MISMATCH")
+            .message(format!(
+                "{what} changed since it was read; read it again and retry with the new etag"
+            ))
+            .build()
+    }
+
+    /// ABORTED `CONCURRENT_MODIFICATION`: concurrent writers kept winning.
+    pub fn conflict(domain: &'static str, what: &str) -> Status {
+        ErrorBuilder::new(Code::Aborted, domain, "CONCURRENT_MODIFICATION")
+            .message(format!("{what} kept changing concurrently; retry"))
+            .build()
+    }
+
+    /// UNAVAILABLE `DATABASE_UNAVAILABLE` of `service`'s database.
+    pub fn database_unavailable(domain: &'static str, service: &str) -> Status {
+        ErrorBuilder::new(Code::Unavailable, domain, "DATABASE_UNAVAILABLE")
+            .message(format!(
+                "the {service} database is unavailable; retry with backoff"
+            ))
+            .build()
+    }
+
+    /// INTERNAL, saying nothing of the cause.
+    pub fn internal(domain: &'static str) -> Status {
+        ErrorBuilder::new(Code::Internal, domain, "INTERNAL")
+            .message("internal error")
+            .build()
+    }
+
+    /// Logs a status once, where it is made: a server-side failure with its
+    /// detail (for operators, never sent), a refusal with its code only (its
+    /// message may hold the caller's input).
+    pub fn log(status: &Status, server_detail: Option<&str>) {
+        match server_detail {
+            Some(detail) => {
+                tracing::error!(code = ?status.code(), error = %detail, "request failed");
+            }
+            None => tracing::debug!(code = ?status.code(), "request refused"),
+        }
+    }
+}
+
 /// INVALID_ARGUMENT with reason `INVALID_ARGUMENT` and the given violations.
 pub fn invalid_argument(domain: &'static str, violations: FieldViolations) -> Status {
     let message = violations.summary();

@@ -62,6 +62,26 @@ pub fn key<M: Message + Clone>(
     }))
 }
 
+/// [`key`] under the RPC that takes `request` — its method path read from
+/// the contract (request messages are unique per RPC), so that a service
+/// names no method by hand and cannot name the wrong one. A request type no
+/// RPC of the contracts takes is a wiring bug: INTERNAL.
+pub fn key_of<M: Message + prost::Name + Clone>(
+    request: &M,
+    request_id: &str,
+    clear: impl FnOnce(&mut M),
+    domain: &'static str,
+) -> Result<Option<Idempotency>, Status> {
+    let name = M::full_name();
+    let Some(method) = rapport_proto::methods::by_request(&name) else {
+        tracing::error!(request = %name, "no RPC of the contracts takes this request");
+        return Err(ErrorBuilder::new(Code::Internal, domain, "INTERNAL")
+            .message("internal error")
+            .build());
+    };
+    key(method.path, request, request_id, clear, domain)
+}
+
 /// The error for a `request_id` reused with a different request.
 pub fn reused(domain: &'static str) -> Status {
     ErrorBuilder::new(Code::InvalidArgument, domain, "REQUEST_ID_REUSED")

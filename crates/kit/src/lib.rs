@@ -13,6 +13,7 @@ pub mod error;
 pub mod idempotency;
 pub mod metrics;
 pub mod page;
+pub mod peer;
 pub mod secret;
 pub mod server;
 
@@ -20,5 +21,6 @@ pub use assertion::{AssertionSigner, AssertionVerifier};
 pub use context::{RequestContext, Tenant, TenantGuard};
 pub use error::{ErrorBuilder, FieldViolations};
 pub use page::PageTokens;
+pub use peer::{Peer, PeerConfig};
 pub use secret::Secret;
 pub use server::{GrpcServer, Readiness, ServerConfig};

@@ -53,6 +53,13 @@ pub mod rapport {
             tonic::include_proto!("rapport.bench.v1");
         }
     }
+    /// `rapport.conversations.*`: conversations on every channel.
+    pub mod conversations {
+        /// `rapport.conversations.v1`.
+        pub mod v1 {
+            tonic::include_proto!("rapport.conversations.v1");
+        }
+    }
     /// `rapport.gateway.*`: the gateway's admin API.
     pub mod gateway {
         /// `rapport.gateway.v1`.
@@ -77,6 +84,7 @@ pub mod rapport {
 }
 
 pub use rapport::bench::v1 as bench;
+pub use rapport::conversations::v1 as conversations;
 pub use rapport::gateway::v1 as gateway;
 pub use rapport::profiles::v1 as profiles;
 pub use rapport::r#type::v1 as types;

@@ -123,9 +123,9 @@ fn sqlite_code(code: i32) -> DbFailure {
     }
 }
 
-/// What a service's error type says for each kind of database failure; the
-/// service implements it once (four constructors, no rules) and maps every
-/// `DbErr` through [`to_error`].
+/// What a service's error type says for each kind of database failure; every
+/// [`rapport_usecase::ServiceError`] has it, and maps every `DbErr` through
+/// [`to_error`].
 pub trait FromDbFailure {
     /// The database is unreachable or restarting: retry later.
     fn unavailable(detail: String) -> Self;
@@ -136,6 +136,23 @@ pub trait FromDbFailure {
     fn invalid(violations: rapport_usecase::Violations) -> Self;
     /// Anything else: a bug, or a failure nobody can act on.
     fn internal(detail: String) -> Self;
+}
+
+/// Every service's error: its [`rapport_usecase::ServiceError`] says it all
+/// (a contention is the protocol's conflict, which the caller may retry).
+impl<E: rapport_usecase::ServiceError> FromDbFailure for E {
+    fn unavailable(detail: String) -> Self {
+        E::unavailable(detail)
+    }
+    fn contention() -> Self {
+        E::conflict()
+    }
+    fn invalid(violations: rapport_usecase::Violations) -> Self {
+        E::invalid(violations)
+    }
+    fn internal(detail: String) -> Self {
+        <E as rapport_usecase::ProtocolError>::internal(detail)
+    }
 }
 
 /// `e` as a service's error: classified once here, for every service. The

@@ -36,6 +36,88 @@ use tokio::sync::{mpsc, oneshot};
 /// is a function of the item alone).
 pub type Apply<J, E> = for<'t> fn(&'t DatabaseTransaction, &'t J) -> BoxFuture<'t, Result<(), E>>;
 
+/// How a service commits its changes: on SQLite through the one writer's
+/// [`GroupCommit`], on PostgreSQL in a transaction of its own — the same
+/// `apply` either way, so a service writes its transaction logic once.
+pub struct Writer<J, E> {
+    writer: DatabaseConnection,
+    group: Option<GroupCommit<J, E>>,
+    apply: Apply<J, E>,
+    on_db_error: fn(&DbErr) -> E,
+}
+
+impl<J, E> Clone for Writer<J, E> {
+    fn clone(&self) -> Self {
+        Self {
+            writer: self.writer.clone(),
+            group: self.group.clone(),
+            apply: self.apply,
+            on_db_error: self.on_db_error,
+        }
+    }
+}
+
+impl<J, E> std::fmt::Debug for Writer<J, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("group_commit", &self.group.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<J: Send + Sync + 'static, E: Send + 'static> Writer<J, E> {
+    /// A writer over `db`'s writer pool; on SQLite it spawns the group
+    /// commit task on the current tokio runtime. `on_db_error` turns a
+    /// failed BEGIN, COMMIT or ROLLBACK into the caller's error.
+    pub fn new(db: &crate::Db, apply: Apply<J, E>, on_db_error: fn(&DbErr) -> E) -> Self {
+        let group = (db.backend() == sea_orm::DatabaseBackend::Sqlite)
+            .then(|| GroupCommit::spawn(db.writer.clone(), apply, on_db_error));
+        Self {
+            writer: db.writer.clone(),
+            group,
+            apply,
+            on_db_error,
+        }
+    }
+
+    /// Applies `item` atomically: committed, or nothing of it written.
+    pub async fn commit(&self, item: J) -> Result<(), E> {
+        if let Some(group) = &self.group {
+            return group.commit(item).await;
+        }
+        let txn = self
+            .writer
+            .begin()
+            .await
+            .map_err(|e| (self.on_db_error)(&e))?;
+        match (self.apply)(&txn, &item).await {
+            Ok(()) => txn.commit().await.map_err(|e| (self.on_db_error)(&e)),
+            Err(e) => {
+                // Dropping would roll back too; doing it explicitly returns
+                // the connection promptly and surfaces rollback failures.
+                if let Err(rb) = txn.rollback().await {
+                    tracing::warn!(error = %rb, "rollback failed");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A failed statement of a commit as the write protocol's error: a
+/// transaction the database aborted to break a deadlock or a serialization
+/// conflict is a version conflict (read again and retry; after too many the
+/// caller gets ABORTED); anything else is the service's `other`.
+pub fn commit_error<X>(
+    e: &DbErr,
+    other: impl FnOnce(&DbErr) -> X,
+) -> rapport_usecase::CommitError<X> {
+    if crate::classify(e) == crate::DbFailure::Contention {
+        return rapport_usecase::CommitError::VersionConflict;
+    }
+    rapport_usecase::CommitError::Other(other(e))
+}
+
 /// Most items in one transaction: bounds how much one failing item makes the
 /// others redo, and how long the first item of a batch waits for the last.
 pub const MAX_BATCH: usize = 32;

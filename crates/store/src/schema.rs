@@ -93,6 +93,34 @@ pub async fn create_outbox_pending_index(manager: &SchemaManager<'_>) -> Result<
         .map(drop)
 }
 
+/// The migration that adds [`create_outbox_pending_index`] to a database
+/// made before `create_outbox` created it, under the name the service's
+/// history records it by (sea-orm names migrations by their file stem, so a
+/// shared one takes its name).
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxPendingIndex(pub &'static str);
+
+impl MigrationName for OutboxPendingIndex {
+    fn name(&self) -> &str {
+        self.0
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for OutboxPendingIndex {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        create_outbox_pending_index(manager).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("DROP INDEX IF EXISTS outbox_pending")
+            .await
+            .map(drop)
+    }
+}
+
 /// Creates the `idempotency_keys` table and its indexes.
 pub async fn create_idempotency_keys(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     manager

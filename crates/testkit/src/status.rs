@@ -62,6 +62,22 @@ pub fn assert_error(status: &Status, code: Code, expected_reason: &str) {
     );
 }
 
+/// Asserts what a service's one error mapping made of one error: the code,
+/// an `ErrorInfo` with `reason` in the service's `domain`, and a message
+/// without SQL (database details go to the log, never to the caller).
+#[track_caller]
+pub fn assert_mapping(status: &Status, code: Code, expected_reason: &str, domain: &str) {
+    assert_error(status, code, expected_reason);
+    let details = status.get_error_details();
+    let info = details.error_info().expect("ErrorInfo on every error");
+    assert_eq!(info.domain, domain, "{}", describe(status));
+    assert!(
+        !status.message().contains("SELECT"),
+        "SQL leaked: {}",
+        status.message()
+    );
+}
+
 /// Asserts the call failed and returns its status.
 #[track_caller]
 pub fn expect_err<T: std::fmt::Debug>(result: Result<T, Status>) -> Status {

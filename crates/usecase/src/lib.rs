@@ -19,7 +19,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use page::page_of;
 pub use tenant::Tenant;
 pub use violations::Violations;
-pub use write::{Claim, CommitError, Idempotency, Outcome, Prior, Priors, ProtocolError, Write};
+pub use write::{
+    Claim, CommitError, Idempotency, Outcome, Prior, Priors, ProtocolError, ServiceError, Write,
+};
 
 /// Re-exports the macros' expansions need, so a service using them does not
 /// have to depend on serde or uuid under these exact names.

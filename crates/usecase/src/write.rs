@@ -117,6 +117,63 @@ pub trait ProtocolError: Sized {
     fn may_be_twins_change(&self) -> bool;
 }
 
+/// The failures every service's error type can express beside the
+/// protocol's own: what the shared storage side (`rapport_store::to_error`)
+/// builds from a database failure without knowing the service. A service
+/// implements it once, on its domain error.
+pub trait ServiceError: ProtocolError {
+    /// Input the service cannot take, field by field.
+    fn invalid(violations: crate::Violations) -> Self;
+    /// A dependency (the database) is unreachable right now: retry later.
+    fn unavailable(detail: String) -> Self;
+}
+
+/// Implements [`ProtocolError`], [`ServiceError`] and `From<Violations>`
+/// for a service's error enum with the variants every service has
+/// (`Invalid(Violations)`, `Unavailable(String)`, `Conflict`,
+/// `RequestIdReused`, `Internal(String)`); `twins` lists the refusals a
+/// request may meet after its own twin committed, and any further
+/// `ProtocolError` methods (such as `result_erased`) follow.
+///
+/// ```ignore
+/// rapport_usecase::service_error!(Error, twins: [Error::EtagMismatch, Error::Conflict]);
+/// ```
+#[macro_export]
+macro_rules! service_error {
+    ($ty:ident, twins: [$($twin:pat),+ $(,)?] $(, $($extra:tt)*)?) => {
+        impl ::core::convert::From<$crate::Violations> for $ty {
+            fn from(v: $crate::Violations) -> Self {
+                $ty::Invalid(v)
+            }
+        }
+
+        impl $crate::ServiceError for $ty {
+            fn invalid(violations: $crate::Violations) -> Self {
+                $ty::Invalid(violations)
+            }
+            fn unavailable(detail: String) -> Self {
+                $ty::Unavailable(detail)
+            }
+        }
+
+        impl $crate::ProtocolError for $ty {
+            fn request_id_reused() -> Self {
+                $ty::RequestIdReused
+            }
+            fn conflict() -> Self {
+                $ty::Conflict
+            }
+            fn internal(why: String) -> Self {
+                $ty::Internal(why)
+            }
+            fn may_be_twins_change(&self) -> bool {
+                matches!(self, $($twin)|+)
+            }
+            $($($extra)*)?
+        }
+    };
+}
+
 /// Where stored results are read: a service's repository.
 pub trait Priors: Send + Sync {
     /// The service's error type.

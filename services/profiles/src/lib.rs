@@ -23,13 +23,13 @@ pub mod ceiling {
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use anyhow::Context as _;
 use domain::{Clock, SystemClock};
 use rapport_events::{
     Bus, EventsConfig, consume,
-    relay::{Relay, Wake},
+    relay::Wake,
+    service::{Basics, Foundation},
 };
-use rapport_kit::{GrpcServer, PageTokens, Secret, ServerConfig, server::App};
+use rapport_kit::{GrpcServer, Secret, ServerConfig, server::App};
 use rapport_proto::profiles::profiles_service_server::ProfilesServiceServer;
 use rapport_store::{DatabaseConfig, Db};
 use serde::{Deserialize, Serialize};
@@ -181,21 +181,21 @@ pub async fn build_with(
     bus: &Bus,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Profiles> {
-    if config.page_token_secret.len() < 32 {
-        anyhow::bail!("page_token_secret must be at least 32 characters");
-    }
-    let assertion_keys =
-        rapport_kit::AssertionVerifier::from_base64_list(&config.assertion_public_keys).context(
-            "assertion_public_keys must list the gateway's Ed25519 public keys (base64url, comma-separated)",
-        )?;
-    let db = rapport_store::open::<Migrator>(&config.database).await?;
-    let mut server = GrpcServer::bind(config.server.clone())
-        .await
-        .with_context(|| format!("binding {}", config.server.listen))?
-        .with_readiness(rapport_store::readiness(&db));
-    rapport_store::metrics::register(server.metrics().registry(), &db);
-    rapport_events::relay::register_lag(server.metrics(), db.clone(), EVENTS_NAME);
-    let wake = Wake::default();
+    let Foundation {
+        mut server,
+        db,
+        guard,
+        tokens,
+        wake,
+    } = rapport_events::service::open::<Migrator>(Basics {
+        name: EVENTS_NAME,
+        error_domain: ERROR_DOMAIN,
+        server: &config.server,
+        database: &config.database,
+        page_token_secret: &config.page_token_secret,
+        assertion_public_keys: &config.assertion_public_keys,
+    })
+    .await?;
     let repo = storage::SqlRepository::new(db.clone(), api::events::encode, wake.clone());
     let default_zone: chrono_tz::Tz = config.default_time_zone.parse().map_err(|_| {
         anyhow::anyhow!(
@@ -205,12 +205,12 @@ pub async fn build_with(
     })?;
     let erasure_services = config.erasure.services.clone().unwrap_or_default();
     for service in &erasure_services {
-        if service.is_empty()
-            || service == EVENTS_NAME
-            || !service
+        let valid = !service.is_empty()
+            && service != EVENTS_NAME
+            && service
                 .chars()
-                .all(|c| c.is_ascii_lowercase() || c == '-' || c == '_')
-        {
+                .all(|c| c.is_ascii_lowercase() || c == '-' || c == '_');
+        if !valid {
             anyhow::bail!("erasure.services: {service:?} is not another service's name on the bus");
         }
     }
@@ -221,19 +221,14 @@ pub async fn build_with(
     let service = domain::service::Profiles::new(repo, clock.clone())
         .with_default_zone(default_zone)
         .with_erasure_services(erasure_services.clone(), overdue_after);
-    let handler = api::handler::Handler::new(
-        service,
-        PageTokens::new(config.page_token_secret.expose().as_bytes(), ERROR_DOMAIN),
-    );
+    let handler = api::handler::Handler::new(service, tokens);
     let grpc = ProfilesServiceServer::new(handler)
         .max_decoding_message_size(config.server.max_message_bytes)
         .max_encoding_message_size(config.server.max_message_bytes * 4);
-    let grpc = tonic::service::interceptor::InterceptedService::new(
-        grpc,
-        rapport_kit::TenantGuard::new(assertion_keys),
-    );
     let app = App {
-        routes: tonic::service::Routes::new(grpc),
+        routes: tonic::service::Routes::new(tonic::service::interceptor::InterceptedService::new(
+            grpc, guard,
+        )),
         service_names: vec![SERVICE_NAME],
         file_descriptor_sets: vec![rapport_proto::FILE_DESCRIPTOR_SET],
         accept_http1: false,
@@ -244,9 +239,7 @@ pub async fn build_with(
         app,
         bus: bus.clone(),
         wake,
-        outbox_retention: std::time::Duration::from_secs(
-            config.events.outbox_retention_hours.saturating_mul(3600),
-        ),
+        outbox_retention: rapport_events::service::outbox_retention(&config.events),
         timer_handler: storage::cycle::timer_handler(api::events::encode, default_zone),
         timer_poll: Duration::from_millis(config.timer_poll_ms.max(1)),
         confirmations: erasure_services
@@ -330,7 +323,9 @@ impl Profiles {
         &self.db
     }
 
-    /// Serves until `shutdown` resolves, then drains and closes the database.
+    /// Serves until `shutdown` resolves — firing its timers (birthdays,
+    /// overdue erasures) and consuming other services' erasure
+    /// confirmations — then drains and closes the database.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let Self {
             server,
@@ -345,28 +340,26 @@ impl Profiles {
             confirmations,
             confirmation_handler,
         } = self;
-        let purge = rapport_store::idempotency::spawn_purger(db.clone());
-        let consumers: Vec<_> = confirmations
+        let mut workers: Vec<_> = confirmations
             .into_iter()
             .map(|s| consume::spawn(db.clone(), bus.clone(), s, confirmation_handler.clone()))
             .collect();
-        let timers = tokio::spawn(fire_timers(
+        workers.push(tokio::spawn(fire_timers(
             db.clone(),
             clock,
             timer_handler,
             timer_poll,
             wake.clone(),
-        ));
-        let relay = Relay::spawn(db.clone(), bus, EVENTS_NAME, wake, outbox_retention);
-        let result = server.serve(app, shutdown).await;
-        purge.abort();
-        timers.abort();
-        for consumer in consumers {
-            consumer.abort();
-        }
-        // After the drain: the last calls' events go out now.
-        relay.stop().await;
-        db.close().await;
-        result.context("serving profiles")
+        )));
+        rapport_events::service::serve_with_outbox(
+            (server, db, wake),
+            app,
+            bus,
+            EVENTS_NAME,
+            outbox_retention,
+            workers,
+            shutdown,
+        )
+        .await
     }
 }

@@ -18,7 +18,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use rapport_events::{Bus, ConsumerOptions, EventsConfig, consume, subjects_of};
-use rapport_kit::{GrpcServer, PageTokens, Secret, ServerConfig, server::App};
+use rapport_kit::{GrpcServer, Secret, ServerConfig, server::App};
 use rapport_proto::webhooks::webhooks_service_server::WebhooksServiceServer;
 use rapport_store::{DatabaseConfig, Db};
 use rapport_usecase::{Clock, SystemClock};
@@ -187,24 +187,26 @@ pub async fn build_with(
     clock: Arc<dyn Clock>,
     firing: Firing,
 ) -> anyhow::Result<Webhooks> {
-    if config.page_token_secret.len() < 32 {
-        anyhow::bail!("page_token_secret must be at least 32 characters");
-    }
-    let assertion_keys =
-        rapport_kit::AssertionVerifier::from_base64_list(&config.assertion_public_keys).context(
-            "assertion_public_keys must list the gateway's Ed25519 public keys (base64url, comma-separated)",
-        )?;
     let delivery = &config.delivery;
     if delivery.timeout_ms == 0 || delivery.max_attempt_window_hours == 0 {
         anyhow::bail!("delivery.timeout_ms and delivery.max_attempt_window_hours must be positive");
     }
-    let db = rapport_store::open::<Migrator>(&config.database).await?;
-    let mut server = GrpcServer::bind(config.server.clone())
-        .await
-        .with_context(|| format!("binding {}", config.server.listen))?
-        .with_readiness(rapport_store::readiness(&db));
-    rapport_store::metrics::register(server.metrics().registry(), &db);
-    rapport_events::relay::register_lag(server.metrics(), db.clone(), "webhooks");
+    // Webhooks publishes no events of its own: no relay to wake.
+    let rapport_events::service::Foundation {
+        server,
+        db,
+        guard,
+        tokens,
+        wake: _,
+    } = rapport_events::service::open::<Migrator>(rapport_events::service::Basics {
+        name: "webhooks",
+        error_domain: ERROR_DOMAIN,
+        server: &config.server,
+        database: &config.database,
+        page_token_secret: &config.page_token_secret,
+        assertion_public_keys: &config.assertion_public_keys,
+    })
+    .await?;
     let timeout = Duration::from_millis(delivery.timeout_ms);
     let outbound = outbound::Outbound::new(delivery.allow_private_addresses, timeout);
     let repo = storage::SqlRepository::new(db.clone());
@@ -226,7 +228,6 @@ pub async fn build_with(
         delivery.concurrency,
     );
     let service = domain::service::Subscriptions::new(repo, outbound, service_clock);
-    let tokens = PageTokens::new(config.page_token_secret.expose().as_bytes(), ERROR_DOMAIN);
     let dead_letters = rapport_events::admin::DeadLetterAdmin::new(
         db.clone(),
         vec![(
@@ -240,12 +241,10 @@ pub async fn build_with(
     let grpc = WebhooksServiceServer::new(handler)
         .max_decoding_message_size(config.server.max_message_bytes)
         .max_encoding_message_size(config.server.max_message_bytes * 4);
-    let grpc = tonic::service::interceptor::InterceptedService::new(
-        grpc,
-        rapport_kit::TenantGuard::new(assertion_keys),
-    );
     let app = App {
-        routes: tonic::service::Routes::new(grpc),
+        routes: tonic::service::Routes::new(tonic::service::interceptor::InterceptedService::new(
+            grpc, guard,
+        )),
         service_names: vec![SERVICE_NAME],
         file_descriptor_sets: vec![rapport_proto::FILE_DESCRIPTOR_SET],
         accept_http1: false,

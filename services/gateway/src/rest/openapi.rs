@@ -181,10 +181,17 @@ fn resource_pattern(variable: &super::template::Variable, parameter: &str) -> St
         .join("/")
 }
 
-/// `customers` → `customer`, `apiKeys` → `apiKey`, `policies` → `policy`.
+/// `customers` → `customer`, `apiKeys` → `apiKey`, `policies` → `policy`,
+/// `inboxes` → `inbox`.
 fn singular(collection: &str) -> String {
     if let Some(stem) = collection.strip_suffix("ies") {
         format!("{stem}y")
+    } else if let Some(stem) = collection.strip_suffix("es")
+        && ["x", "ch", "sh", "ss", "z"]
+            .iter()
+            .any(|end| stem.ends_with(end))
+    {
+        stem.to_owned()
     } else if let Some(stem) = collection.strip_suffix('s')
         && !stem.is_empty()
     {
@@ -915,6 +922,9 @@ mod tests {
         assert_eq!(singular("customers"), "customer");
         assert_eq!(singular("apiKeys"), "apiKey");
         assert_eq!(singular("policies"), "policy");
+        assert_eq!(singular("inboxes"), "inbox");
+        assert_eq!(singular("cannedResponses"), "cannedResponse");
+        assert_eq!(singular("addresses"), "address");
         assert_eq!(singular("s"), "s");
         assert_eq!(
             first_sentence("Updates the fields. A stale `etag`\nfails."),

@@ -8,7 +8,6 @@ mod m20261122_000001_create_profiles;
 mod m20261122_000002_selective_index_keys;
 mod m20261122_000003_search_index;
 mod m20261202_000004_search_secure_delete;
-mod m20261202_000005_outbox_pending_index;
 mod m20261202_000006_cycle;
 
 /// All profiles migrations, oldest first.
@@ -23,7 +22,10 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_selective_index_keys::Migration),
             Box::new(m20261122_000003_search_index::Migration),
             Box::new(m20261202_000004_search_secure_delete::Migration),
-            Box::new(m20261202_000005_outbox_pending_index::Migration),
+            // Shared: the name is this history's.
+            Box::new(rapport_store::schema::OutboxPendingIndex(
+                "m20261202_000005_outbox_pending_index",
+            )),
             Box::new(m20261202_000006_cycle::Migration),
         ]
     }

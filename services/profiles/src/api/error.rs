@@ -1,7 +1,11 @@
 //! The one place where domain errors become gRPC statuses, and the one place
 //! they are logged. Messages and metadata carry ids, never personal data or
 //! SQL text.
-use rapport_kit::{ErrorBuilder, FieldViolations, error::invalid_argument, idempotency};
+use rapport_kit::{
+    ErrorBuilder, FieldViolations,
+    error::{common, invalid_argument},
+    idempotency,
+};
 use tonic::{Code, Status};
 
 use crate::{ERROR_DOMAIN, domain::Error};
@@ -36,14 +40,8 @@ pub fn to_status(err: Error) -> Status {
             .meta("field", field.clone())
             .meta("holder", format!("customers/{holder}"))
             .build(),
-        Error::EtagMismatch => b(Code::Aborted, "ETAG_MISMATCH")
-            .message(
-                "the customer changed since it was read; read it again and retry with the new etag",
-            )
-            .build(),
-        Error::Conflict => b(Code::Aborted, "CONCURRENT_MODIFICATION")
-            .message("the customer kept changing concurrently; retry")
-            .build(),
+        Error::EtagMismatch => common::etag_mismatch(ERROR_DOMAIN, "the customer"),
+        Error::Conflict => common::conflict(ERROR_DOMAIN, "the customer"),
         Error::NotActive(id, state) => b(Code::FailedPrecondition, "CUSTOMER_NOT_ACTIVE")
             .message(format!(
                 "customers/{id} is {} and cannot change",
@@ -63,27 +61,20 @@ pub fn to_status(err: Error) -> Status {
             .meta("resource", format!("customers/{id}"))
             .build(),
         Error::RequestIdReused => idempotency::reused(ERROR_DOMAIN),
-        Error::Unavailable(_) => b(Code::Unavailable, "DATABASE_UNAVAILABLE")
-            .message("the profiles database is unavailable; retry with backoff")
-            .build(),
-        Error::Internal(_) => b(Code::Internal, "INTERNAL")
-            .message("internal error")
-            .build(),
+        Error::Unavailable(_) => common::database_unavailable(ERROR_DOMAIN, "profiles"),
+        Error::Internal(_) => common::internal(ERROR_DOMAIN),
     };
-    match &err {
-        Error::Internal(detail) | Error::Unavailable(detail) => {
-            tracing::error!(code = ?status.code(), error = %detail, "request failed");
-        }
+    let detail = match &err {
+        Error::Internal(detail) | Error::Unavailable(detail) => Some(detail.as_str()),
         // Client errors: the message may hold input, so log only the code.
-        _ => tracing::debug!(code = ?status.code(), "request refused"),
-    }
+        _ => None,
+    };
+    common::log(&status, detail);
     status
 }
 
 #[cfg(test)]
 mod tests {
-    use tonic_types::StatusExt as _;
-
     use super::*;
     use crate::domain::{CustomerId, CustomerState, Violations};
 
@@ -149,17 +140,7 @@ mod tests {
             ),
         ];
         for (err, code, reason) in table {
-            let status = to_status(err);
-            assert_eq!(status.code(), code, "{reason}");
-            let details = status.get_error_details();
-            let info = details.error_info().expect("ErrorInfo on every error");
-            assert_eq!(info.reason, reason);
-            assert_eq!(info.domain, ERROR_DOMAIN);
-            assert!(
-                !status.message().contains("SELECT"),
-                "SQL leaked: {}",
-                status.message()
-            );
+            rapport_testkit::status::assert_mapping(&to_status(err), code, reason, ERROR_DOMAIN);
         }
     }
 }

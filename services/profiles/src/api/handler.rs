@@ -4,10 +4,8 @@
 //! [`to_status`].
 use std::sync::Arc;
 
-use prost::Message;
 use rapport_kit::{PageTokens, RequestContext, idempotency, page};
 use rapport_proto::profiles::{self as pb, profiles_service_server::ProfilesService};
-use rapport_usecase::Idempotency;
 use tonic::{Request, Response, Status};
 
 use super::{
@@ -90,25 +88,6 @@ fn invalid(v: Violations) -> Status {
     to_status(Error::Invalid(v))
 }
 
-/// The idempotency key of a request: its `request_id` and the fingerprint of
-/// the request without it.
-fn idem<M: Message + Clone>(
-    method: &'static str,
-    msg: &M,
-    request_id: &str,
-    clear: impl FnOnce(&mut M),
-) -> Result<Option<Idempotency>, Status> {
-    idempotency::key(method, msg, request_id, clear, ERROR_DOMAIN)
-}
-
-/// The full gRPC method name of a profiles RPC: idempotency keys live in
-/// one namespace per RPC.
-macro_rules! method {
-    ($rpc:literal) => {
-        concat!("/rapport.profiles.v1.ProfilesService/", $rpc)
-    };
-}
-
 #[tonic::async_trait]
 impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
     async fn create_customer(
@@ -117,9 +96,12 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
     ) -> Result<Response<pb::CreateCustomerResponse>, Status> {
         let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
-        let key = idem(method!("CreateCustomer"), &req, &req.request_id, |r| {
-            r.request_id.clear()
-        })?;
+        let key = idempotency::key_of(
+            &req,
+            &req.request_id,
+            |r| r.request_id.clear(),
+            ERROR_DOMAIN,
+        )?;
         let profile = command::new_profile(&req, self.service.now()).map_err(invalid)?;
         let c = self
             .service
@@ -149,9 +131,12 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
     ) -> Result<Response<pb::UpdateCustomerResponse>, Status> {
         let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
-        let key = idem(method!("UpdateCustomer"), &req, &req.request_id, |r| {
-            r.request_id.clear()
-        })?;
+        let key = idempotency::key_of(
+            &req,
+            &req.request_id,
+            |r| r.request_id.clear(),
+            ERROR_DOMAIN,
+        )?;
         let cmd = command::UpdateCustomer::from_pb(&req, self.service.now()).map_err(invalid)?;
         let c = self
             .service
@@ -260,9 +245,12 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
     ) -> Result<Response<pb::MergeCustomersResponse>, Status> {
         let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
-        let key = idem(method!("MergeCustomers"), &req, &req.request_id, |r| {
-            r.request_id.clear()
-        })?;
+        let key = idempotency::key_of(
+            &req,
+            &req.request_id,
+            |r| r.request_id.clear(),
+            ERROR_DOMAIN,
+        )?;
         let cmd = command::MergeCustomers::try_from(&req).map_err(invalid)?;
         let m = self
             .service
@@ -281,9 +269,12 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
     ) -> Result<Response<pb::SetConsentResponse>, Status> {
         let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
-        let key = idem(method!("SetConsent"), &req, &req.request_id, |r| {
-            r.request_id.clear()
-        })?;
+        let key = idempotency::key_of(
+            &req,
+            &req.request_id,
+            |r| r.request_id.clear(),
+            ERROR_DOMAIN,
+        )?;
         let cmd = command::SetConsent::try_from(&req).map_err(invalid)?;
         let r = self
             .service
@@ -326,11 +317,11 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
     ) -> Result<Response<pb::ChangeLifecycleStageResponse>, Status> {
         let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
-        let key = idem(
-            method!("ChangeLifecycleStage"),
+        let key = idempotency::key_of(
             &req,
             &req.request_id,
             |r| r.request_id.clear(),
+            ERROR_DOMAIN,
         )?;
         let cmd = command::ChangeLifecycleStage::try_from(&req).map_err(invalid)?;
         let r = self
@@ -386,9 +377,12 @@ impl<R: Repository, C: Clock> ProfilesService for Handler<R, C> {
     ) -> Result<Response<pb::EraseCustomerResponse>, Status> {
         let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
-        let key = idem(method!("EraseCustomer"), &req, &req.request_id, |r| {
-            r.request_id.clear()
-        })?;
+        let key = idempotency::key_of(
+            &req,
+            &req.request_id,
+            |r| r.request_id.clear(),
+            ERROR_DOMAIN,
+        )?;
         let id = command::customer_id(&req.name, "name").map_err(invalid)?;
         let receipt = self
             .service

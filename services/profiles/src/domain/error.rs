@@ -69,42 +69,15 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-impl From<Violations> for Error {
-    fn from(v: Violations) -> Self {
-        Error::Invalid(v)
-    }
-}
-
-impl rapport_usecase::ProtocolError for Error {
-    fn request_id_reused() -> Self {
-        Error::RequestIdReused
-    }
-
-    fn conflict() -> Self {
-        Error::Conflict
-    }
-
-    fn internal(why: String) -> Self {
-        Error::Internal(why)
-    }
-
+// A twin that committed first took the identities, changed the stage,
+// merged or erased the customer, or moved its version.
+rapport_usecase::service_error!(
+    Error,
+    twins: [Error::IdentityTaken { .. }, Error::NotActive(..), Error::StageUnchanged, Error::EtagMismatch, Error::Conflict],
     fn result_erased(subject: &str) -> Self {
         match uuid::Uuid::parse_str(subject) {
             Ok(id) => Error::AppliedThenErased(CustomerId(id)),
             Err(_) => Error::Internal(format!("erased subject {subject:?} is not a customer id")),
         }
     }
-
-    /// A twin that committed first took the identities, changed the stage,
-    /// merged or erased the customer, or moved its version.
-    fn may_be_twins_change(&self) -> bool {
-        matches!(
-            self,
-            Error::IdentityTaken { .. }
-                | Error::NotActive(..)
-                | Error::StageUnchanged
-                | Error::EtagMismatch
-                | Error::Conflict
-        )
-    }
-}
+);

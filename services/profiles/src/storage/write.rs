@@ -105,14 +105,9 @@ fn version_after(change: &ChangeSet, customer: CustomerId) -> Option<u64> {
 
 /// A database failure of a commit.
 pub(super) fn failed(e: DbErr) -> CommitError {
-    if rapport_store::classify(&e) == rapport_store::DbFailure::Contention {
-        // The database rolled the transaction back to break a deadlock (two
-        // merges locking the same customers in opposite order) or a
-        // serialization conflict: like a version conflict, read again and
-        // retry; after too many, the caller gets ABORTED.
-        return CommitError::VersionConflict;
-    }
-    CommitError::Other(Clash::Failed(db_err(e)))
+    // A deadlock (two merges locking the same customers in opposite order)
+    // or a serialization conflict is a version conflict: read again, retry.
+    rapport_store::group_commit::commit_error(&e, |e| Clash::Failed(super::rows::db_error(e)))
 }
 
 /// Writes the identity and tag index rows of one customer; `fresh` for a new

@@ -5,7 +5,6 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261201_000001_create_webhooks;
-mod m20261202_000002_outbox_pending_index;
 
 /// All webhooks migrations, oldest first.
 #[derive(Debug)]
@@ -16,7 +15,10 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(m20261201_000001_create_webhooks::Migration),
-            Box::new(m20261202_000002_outbox_pending_index::Migration),
+            // Shared: the name is this history's.
+            Box::new(rapport_store::schema::OutboxPendingIndex(
+                "m20261202_000002_outbox_pending_index",
+            )),
         ]
     }
 

@@ -4,11 +4,9 @@
 //! through [`to_status`].
 use std::sync::Arc;
 
-use prost::Message;
 use rapport_events::admin::DeadLetterAdmin;
 use rapport_kit::{PageTokens, RequestContext, idempotency, page};
 use rapport_proto::webhooks::{self as pb, webhooks_service_server::WebhooksService};
-use rapport_usecase::Idempotency;
 use tonic::{Request, Response, Status};
 
 use super::{
@@ -66,25 +64,6 @@ fn invalid(v: Violations) -> Status {
     to_status(Error::Invalid(v))
 }
 
-/// The idempotency key of a request: its `request_id` and the fingerprint
-/// of the request without it.
-fn idem<M: Message + Clone>(
-    method: &'static str,
-    msg: &M,
-    request_id: &str,
-    clear: impl FnOnce(&mut M),
-) -> Result<Option<Idempotency>, Status> {
-    idempotency::key(method, msg, request_id, clear, ERROR_DOMAIN)
-}
-
-/// The full gRPC method name of a webhooks RPC: idempotency keys live in
-/// one namespace per RPC.
-macro_rules! method {
-    ($rpc:literal) => {
-        concat!("/rapport.webhooks.v1.WebhooksService/", $rpc)
-    };
-}
-
 #[tonic::async_trait]
 impl<R: Repository, G: AddressGuard, C: Clock> WebhooksService for Handler<R, G, C> {
     async fn create_webhook_subscription(
@@ -93,11 +72,11 @@ impl<R: Repository, G: AddressGuard, C: Clock> WebhooksService for Handler<R, G,
     ) -> Result<Response<pb::CreateWebhookSubscriptionResponse>, Status> {
         let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
-        let key = idem(
-            method!("CreateWebhookSubscription"),
+        let key = idempotency::key_of(
             &req,
             &req.request_id,
             |r| r.request_id.clear(),
+            ERROR_DOMAIN,
         )?;
         let new = command::new_subscription(&req, self.allow_http).map_err(invalid)?;
         let s = self
@@ -149,11 +128,11 @@ impl<R: Repository, G: AddressGuard, C: Clock> WebhooksService for Handler<R, G,
     ) -> Result<Response<pb::UpdateWebhookSubscriptionResponse>, Status> {
         let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
-        let key = idem(
-            method!("UpdateWebhookSubscription"),
+        let key = idempotency::key_of(
             &req,
             &req.request_id,
             |r| r.request_id.clear(),
+            ERROR_DOMAIN,
         )?;
         let cmd = command::UpdateSubscription::from_pb(&req, self.allow_http).map_err(invalid)?;
         let s = self
@@ -172,11 +151,11 @@ impl<R: Repository, G: AddressGuard, C: Clock> WebhooksService for Handler<R, G,
     ) -> Result<Response<pb::DeleteWebhookSubscriptionResponse>, Status> {
         let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
-        let key = idem(
-            method!("DeleteWebhookSubscription"),
+        let key = idempotency::key_of(
             &req,
             &req.request_id,
             |r| r.request_id.clear(),
+            ERROR_DOMAIN,
         )?;
         let (id, etag) = command::delete(&req).map_err(invalid)?;
         self.service
@@ -213,9 +192,12 @@ impl<R: Repository, G: AddressGuard, C: Clock> WebhooksService for Handler<R, G,
     ) -> Result<Response<pb::SendTestWebhookResponse>, Status> {
         let tenant = RequestContext::tenant_of(&request)?;
         let req = request.into_inner();
-        let key = idem(method!("SendTestWebhook"), &req, &req.request_id, |r| {
-            r.request_id.clear()
-        })?;
+        let key = idempotency::key_of(
+            &req,
+            &req.request_id,
+            |r| r.request_id.clear(),
+            ERROR_DOMAIN,
+        )?;
         let id = command::subscription_id(&req.name, "name").map_err(invalid)?;
         let event = events::test_event(&tenant, id, self.service.now());
         let d = self

@@ -44,31 +44,9 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-impl From<Violations> for Error {
-    fn from(v: Violations) -> Self {
-        Error::Invalid(v)
-    }
-}
-
-impl rapport_usecase::ProtocolError for Error {
-    fn request_id_reused() -> Self {
-        Error::RequestIdReused
-    }
-
-    fn conflict() -> Self {
-        Error::Conflict
-    }
-
-    fn internal(why: String) -> Self {
-        Error::Internal(why)
-    }
-
-    /// A twin that committed first deleted the subscription (a retried
-    /// delete finds nothing), or moved its version.
-    fn may_be_twins_change(&self) -> bool {
-        matches!(
-            self,
-            Error::NotFound(_) | Error::EtagMismatch | Error::Conflict
-        )
-    }
-}
+// A twin that committed first deleted the subscription (a retried
+// delete finds nothing), or moved its version.
+rapport_usecase::service_error!(
+    Error,
+    twins: [Error::NotFound(_), Error::EtagMismatch, Error::Conflict],
+);

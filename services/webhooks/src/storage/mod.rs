@@ -17,14 +17,14 @@ mod read;
 mod rows;
 mod write;
 
-use rapport_store::{Db, group_commit::GroupCommit, idempotency};
+use rapport_store::{Db, group_commit::Writer, idempotency};
 use rapport_usecase::{Idempotency, Prior, Priors};
 
 use crate::domain::{
     DeliveryId, Error, Tenant,
     repository::{ChangeSet, CommitError},
 };
-use rows::{db_err, db_error};
+use rows::db_err;
 
 /// The timer kind of a delivery's next attempt.
 pub(crate) const ATTEMPT_TIMER: &str = "webhook_delivery";
@@ -45,21 +45,19 @@ fn delivery_of_key(key: &str) -> Option<DeliveryId> {
 #[derive(Debug, Clone)]
 pub struct SqlRepository {
     db: Db,
-    /// SQLite's one writer, folding concurrent commits into one transaction;
-    /// `None` on PostgreSQL, where each commit has its own transaction.
-    group: Option<GroupCommit<ChangeSet, CommitError>>,
+    /// Commits: SQLite's one writer folding concurrent commits into one
+    /// transaction, or a transaction each on PostgreSQL.
+    writer: Writer<ChangeSet, CommitError>,
 }
 
 impl SqlRepository {
     /// A repository over `db`. Spawns SQLite's writer task on the current
     /// tokio runtime.
     pub fn new(db: Db) -> Self {
-        let group = (db.backend() == sea_orm::DatabaseBackend::Sqlite).then(|| {
-            GroupCommit::spawn(db.writer.clone(), write::apply_boxed, |e| {
-                CommitError::Other(db_error(e))
-            })
-        });
-        Self { db, group }
+        Self {
+            writer: Writer::new(&db, write::apply_boxed, write::on_db_error),
+            db,
+        }
     }
 }
 

@@ -14,22 +14,6 @@ pub(super) fn db_error(e: &DbErr) -> Error {
     rapport_store::to_error(e)
 }
 
-/// Database failures, classified once for every service by rapport-store.
-impl rapport_store::FromDbFailure for Error {
-    fn unavailable(detail: String) -> Self {
-        Error::Unavailable(detail)
-    }
-    fn contention() -> Self {
-        Error::Conflict
-    }
-    fn invalid(violations: crate::domain::Violations) -> Self {
-        Error::Invalid(violations)
-    }
-    fn internal(detail: String) -> Self {
-        Error::Internal(detail)
-    }
-}
-
 fn corrupt(what: &str, id: &str) -> Error {
     Error::Internal(format!("stored {what} {id} is unreadable"))
 }

@@ -5,8 +5,7 @@
 use rapport_events::timers;
 use rapport_store::{group_commit::BoxFuture, idempotency, micros};
 use sea_orm::{
-    ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    TransactionTrait, sea_query::Expr,
+    ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr,
 };
 
 use super::{ATTEMPT_TIMER, SqlRepository, entities::*, rows::*, timer_key};
@@ -18,31 +17,18 @@ use crate::domain::{
 impl SqlRepository {
     /// Applies `change` atomically.
     pub(super) async fn write(&self, change: ChangeSet) -> Result<(), CommitError> {
-        if let Some(group) = &self.group {
-            return group.commit(change).await;
-        }
-        let txn = self.db.writer.begin().await.map_err(failed)?;
-        match apply(&txn, &change).await {
-            Ok(()) => txn.commit().await.map_err(failed),
-            Err(e) => {
-                if let Err(rb) = txn.rollback().await {
-                    tracing::warn!(error = %rb, "rollback failed");
-                }
-                Err(e)
-            }
-        }
+        self.writer.commit(change).await
     }
 }
 
 /// A database failure of a commit.
 pub(super) fn failed(e: DbErr) -> CommitError {
-    if rapport_store::classify(&e) == rapport_store::DbFailure::Contention {
-        // The database rolled the transaction back to break a deadlock or a
-        // serialization conflict: like a version conflict, read again and
-        // retry; after too many, the caller gets ABORTED.
-        return CommitError::VersionConflict;
-    }
-    CommitError::Other(db_err(e))
+    on_db_error(&e)
+}
+
+/// [`failed`] by reference, as the writer takes it.
+pub(super) fn on_db_error(e: &DbErr) -> CommitError {
+    rapport_store::group_commit::commit_error(e, db_error)
 }
 
 /// [`apply`] in the shape `GroupCommit` takes.

@@ -1,0 +1,24 @@
+//! Database migrations of the conversations service (sea-orm-migration).
+//! One file per migration: sea-orm names a migration after its file stem.
+#![forbid(unsafe_code)]
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261202_000001_create_conversations;
+
+/// All conversations migrations, oldest first.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261202_000001_create_conversations::Migration)]
+    }
+
+    // Its own history table, so that several services may share one
+    // PostgreSQL database without clashing.
+    fn migration_table_name() -> DynIden {
+        "conversations_migrations".into_iden()
+    }
+}

@@ -1,0 +1,261 @@
+//! Domain values ⇄ protobuf messages. Enums map by name: a domain value
+//! stored as `live_chat` is `CHANNEL_LIVE_CHAT` on the wire, so no table of
+//! variants is written twice.
+use chrono::{DateTime, Utc};
+use rapport_kit::convert::{from_ts, ts};
+use rapport_proto::{conversations as pb, types::Channel as PbChannel};
+
+use crate::domain::model::*;
+
+/// `value` (a domain enum's stored name) as the protobuf enum `E` whose
+/// names are `PREFIX_VALUE`.
+macro_rules! to_pb {
+    ($pb:ty, $prefix:literal, $value:expr) => {
+        <$pb>::from_str_name(&format!(
+            "{}_{}",
+            $prefix,
+            $value.as_str().to_ascii_uppercase()
+        ))
+        .map_or(0, |e| e as i32)
+    };
+}
+
+/// The domain enum `$ty` of a protobuf enum value; `Ok(None)` for
+/// UNSPECIFIED.
+macro_rules! from_pb {
+    ($pb:ty, $ty:ty, $prefix:literal, $raw:expr) => {{
+        match <$pb>::try_from($raw) {
+            Err(_) => Err("is not a known value"),
+            Ok(e) => {
+                let name = e.as_str_name();
+                let stored = name
+                    .strip_prefix(concat!($prefix, "_"))
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                if stored == "unspecified" {
+                    Ok(None)
+                } else {
+                    <$ty>::from_str_opt(&stored)
+                        .map(Some)
+                        .ok_or("is not supported")
+                }
+            }
+        }
+    }};
+}
+
+/// The protobuf channel of a domain channel.
+pub fn channel_to_pb(c: Channel) -> i32 {
+    to_pb!(PbChannel, "CHANNEL", c)
+}
+
+/// The domain channel of a protobuf one; `Ok(None)` when unspecified.
+pub fn channel_from_pb(raw: i32) -> Result<Option<Channel>, &'static str> {
+    from_pb!(PbChannel, Channel, "CHANNEL", raw)
+}
+
+/// Priority from the wire; `Ok(None)` when unspecified.
+pub fn priority_from_pb(raw: i32) -> Result<Option<Priority>, &'static str> {
+    from_pb!(pb::Priority, Priority, "PRIORITY", raw)
+}
+
+/// State from the wire; `Ok(None)` when unspecified.
+pub fn state_from_pb(raw: i32) -> Result<Option<State>, &'static str> {
+    from_pb!(pb::ConversationState, State, "CONVERSATION_STATE", raw)
+}
+
+/// Interaction type from the wire; `Ok(None)` when unspecified.
+pub fn interaction_type_from_pb(raw: i32) -> Result<Option<InteractionType>, &'static str> {
+    from_pb!(
+        pb::InteractionType,
+        InteractionType,
+        "INTERACTION_TYPE",
+        raw
+    )
+}
+
+/// The wire value of a state.
+pub fn state_to_pb(s: State) -> i32 {
+    to_pb!(pb::ConversationState, "CONVERSATION_STATE", s)
+}
+
+/// The wire value of a priority.
+pub fn priority_to_pb(p: Priority) -> i32 {
+    to_pb!(pb::Priority, "PRIORITY", p)
+}
+
+/// The wire value of an interaction type.
+pub fn interaction_type_to_pb(t: Option<InteractionType>) -> i32 {
+    t.map_or(0, |t| to_pb!(pb::InteractionType, "INTERACTION_TYPE", t))
+}
+
+/// The wire value of an origin.
+pub fn origin_to_pb(o: Origin) -> i32 {
+    to_pb!(pb::Origin, "ORIGIN", o)
+}
+
+/// The wire value of a sender kind.
+pub fn sender_kind_to_pb(k: SenderKind) -> i32 {
+    to_pb!(pb::SenderKind, "SENDER_KIND", k)
+}
+
+/// The wire value of a transition cause.
+pub fn cause_to_pb(c: Cause) -> i32 {
+    to_pb!(pb::TransitionCause, "TRANSITION_CAUSE", c)
+}
+
+/// `inboxes/{id}`.
+pub fn inbox_name(id: InboxId) -> String {
+    format!("inboxes/{id}")
+}
+
+/// `conversations/{id}`.
+pub fn conversation_name(id: ConversationId) -> String {
+    format!("conversations/{id}")
+}
+
+/// `conversations/{c}/messages/{id}`.
+pub fn message_name(m: &Message) -> String {
+    format!("conversations/{}/messages/{}", m.conversation, m.id)
+}
+
+/// `customers/{id}`.
+pub fn customer_name(id: CustomerId) -> String {
+    format!("customers/{id}")
+}
+
+/// `teams/{id}`, or empty.
+pub fn team_name(id: Option<TeamId>) -> String {
+    id.map(|t| format!("teams/{t}")).unwrap_or_default()
+}
+
+/// `agents/{id}`, or empty.
+pub fn agent_name(id: Option<AgentId>) -> String {
+    id.map(|a| format!("agents/{a}")).unwrap_or_default()
+}
+
+fn secs(d: i64) -> Option<prost_types::Duration> {
+    (d != 0).then_some(prost_types::Duration {
+        seconds: d,
+        nanos: 0,
+    })
+}
+
+fn opt_ts(t: Option<DateTime<Utc>>) -> Option<prost_types::Timestamp> {
+    t.map(ts)
+}
+
+/// An inbox on the wire.
+pub fn inbox_to_pb(i: &Inbox) -> pb::Inbox {
+    pb::Inbox {
+        name: inbox_name(i.id),
+        display_name: i.display_name.clone(),
+        channel: channel_to_pb(i.channel),
+        provider: i.provider.clone(),
+        address: i.address.clone(),
+        default_team: team_name(i.default_team),
+        auto_acknowledgement: i.auto_ack.as_ref().map(|a| pb::AutoAcknowledgement {
+            enabled: a.enabled,
+            subject: a.subject.clone(),
+            body: a.body.clone(),
+        }),
+        reopen_window: secs(i.reopen_window_secs),
+        continue_across_channels: i.continue_across_channels,
+        expected_reply_time: secs(i.expected_reply_secs),
+        business_calendar: i.business_calendar.clone(),
+        connector: i.connector.clone(),
+        etag: i.etag(),
+        create_time: Some(ts(i.create_time)),
+        update_time: Some(ts(i.update_time)),
+    }
+}
+
+/// A conversation on the wire.
+pub fn conversation_to_pb(c: &Conversation) -> pb::Conversation {
+    pb::Conversation {
+        name: conversation_name(c.id),
+        case_number: c.case_number,
+        customer: customer_name(c.customer),
+        inbox: inbox_name(c.inbox),
+        channels: c.channels.iter().map(|ch| channel_to_pb(*ch)).collect(),
+        subject: c.subject.clone(),
+        state: state_to_pb(c.state),
+        priority: priority_to_pb(c.priority),
+        interaction_type: interaction_type_to_pb(c.interaction_type),
+        origin: origin_to_pb(c.origin),
+        source: c.source.clone(),
+        assignee: agent_name(c.assignee),
+        team: team_name(c.team),
+        labels: c.labels.clone(),
+        snooze_until: opt_ts(c.snooze_until),
+        waiting_since: opt_ts(c.waiting_since),
+        first_response_time: opt_ts(c.first_response_time),
+        resolve_count: c.resolve_count,
+        reopen_count: c.reopen_count,
+        resolution: c.resolution.as_ref().map(|r| pb::Resolution {
+            code: r.code.clone(),
+            summary: r.summary.clone(),
+            auto: r.auto,
+            resolved_by: agent_name(r.resolved_by),
+            resolve_time: Some(ts(r.resolve_time)),
+        }),
+        previous_conversation: c.previous.map(conversation_name).unwrap_or_default(),
+        message_count: c.message_count,
+        last_message_time: Some(ts(c.last_message_time)),
+        etag: c.etag(),
+        create_time: Some(ts(c.create_time)),
+        update_time: Some(ts(c.update_time)),
+    }
+}
+
+/// A message on the wire.
+pub fn message_to_pb(m: &Message) -> pb::Message {
+    pb::Message {
+        name: message_name(m),
+        direction: to_pb!(pb::Direction, "DIRECTION", m.direction),
+        sender: Some(pb::Sender {
+            kind: sender_kind_to_pb(m.sender_kind),
+            name: match m.sender_kind {
+                SenderKind::Customer => customer_name(m.customer),
+                SenderKind::Agent | SenderKind::Bot => agent_name(m.agent),
+                SenderKind::System => String::new(),
+            },
+        }),
+        visibility: to_pb!(pb::Visibility, "VISIBILITY", m.visibility),
+        channel: channel_to_pb(m.channel),
+        subject: m.subject.clone(),
+        text: m.text.clone(),
+        html: m.html.clone(),
+        attachments: m
+            .attachments
+            .iter()
+            .map(|a| pb::Attachment {
+                file_name: a.file_name.clone(),
+                content_type: a.content_type.clone(),
+                size_bytes: a.size_bytes,
+                uri: a.uri.clone(),
+            })
+            .collect(),
+        external_id: m.external_id.clone().unwrap_or_default(),
+        in_reply_to: m.in_reply_to.clone(),
+        call: None,
+        delivery: None,
+        purpose: 0,
+        send_time: Some(ts(m.send_time)),
+        create_time: Some(ts(m.create_time)),
+    }
+}
+
+/// A protobuf duration as whole seconds; `Err` when negative or fractional.
+pub fn duration_secs(d: Option<&prost_types::Duration>) -> Result<i64, &'static str> {
+    match d {
+        None => Ok(0),
+        Some(d) if d.seconds < 0 || d.nanos != 0 => Err("must be whole, non-negative seconds"),
+        Some(d) => Ok(d.seconds),
+    }
+}
+
+/// A protobuf timestamp as a time; `Err` when invalid.
+pub fn time(t: &prost_types::Timestamp) -> Result<DateTime<Utc>, &'static str> {
+    from_ts(t).ok_or("is not a valid time")
+}

@@ -1,0 +1,643 @@
+//! The tonic handler: each RPC destructures its request, converts it into a
+//! command ([`super::command`]), calls the use-case and converts the answer
+//! back. No rules live here, and every error becomes a status through
+//! [`to_status`].
+use std::sync::Arc;
+
+use rapport_kit::{PageTokens, RequestContext, idempotency, page};
+use rapport_proto::conversations::{
+    self as pb, conversations_service_server::ConversationsService,
+};
+use tonic::{Request, Response, Status};
+
+use super::{command, convert::*, error::to_status, managed};
+use crate::{
+    ERROR_DOMAIN,
+    domain::{
+        Agent, CannedResponse, Clock, ConversationId, Error, InboxId, MessageId, Team, Violations,
+        ports::Customers, repository::Repository, rules::Action, service::Conversations,
+    },
+};
+
+const LIST_DEFAULT: u32 = 50;
+const LIST_MAX: u32 = 500;
+
+/// The gRPC face of the conversations use-cases.
+pub struct Handler<R, P, C> {
+    service: Arc<Conversations<R, P, C>>,
+    tokens: PageTokens,
+}
+
+impl<R, P, C> std::fmt::Debug for Handler<R, P, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler").finish_non_exhaustive()
+    }
+}
+
+impl<R: Repository, P: Customers, C: Clock> Handler<R, P, C> {
+    /// A handler over the use-cases, signing page tokens with `tokens`.
+    pub fn new(service: Conversations<R, P, C>, tokens: PageTokens) -> Self {
+        Self {
+            service: Arc::new(service),
+            tokens,
+        }
+    }
+
+    /// The managed-resource RPCs for the caller's tenant.
+    fn rpcs<T>(&self, request: &Request<T>) -> Result<managed::Rpcs<'_, R, P, C>, Status> {
+        Ok(managed::Rpcs {
+            service: &self.service,
+            tokens: &self.tokens,
+            tenant: RequestContext::tenant_of(request)?,
+        })
+    }
+
+    /// A state change of one conversation through the transition function.
+    async fn act<M: StateChange>(
+        &self,
+        request: &Request<M>,
+        action: Result<Action, Violations>,
+    ) -> Result<Option<pb::Conversation>, Status> {
+        let tenant = RequestContext::tenant_of(request)?;
+        let req = request.get_ref();
+        let (name, etag, request_id) = req.target();
+        let key =
+            idempotency::key_of(req, request_id, StateChange::clear_request_id, ERROR_DOMAIN)?;
+        let (id, etag) = command::target(name, etag).map_err(invalid)?;
+        let action = action.map_err(invalid)?;
+        let c = self
+            .service
+            .act(&tenant, id, action, etag, key)
+            .await
+            .map_err(to_status)?;
+        Ok(Some(conversation_to_pb(&c)))
+    }
+}
+
+/// A request that changes one conversation's state: its name, etag and
+/// request id.
+trait StateChange: prost::Message + prost::Name + Clone {
+    /// `(name, etag, request_id)`.
+    fn target(&self) -> (&str, &str, &str);
+    /// Clears the request id (for the fingerprint).
+    fn clear_request_id(&mut self);
+}
+
+macro_rules! state_change {
+    ($($t:ty),+) => {$(
+        impl StateChange for $t {
+            fn target(&self) -> (&str, &str, &str) {
+                (&self.name, &self.etag, &self.request_id)
+            }
+            fn clear_request_id(&mut self) {
+                self.request_id.clear();
+            }
+        }
+    )+};
+}
+
+state_change!(
+    pb::MarkConversationPendingRequest,
+    pb::SnoozeConversationRequest,
+    pb::ResolveConversationRequest,
+    pb::ReopenConversationRequest,
+    pb::CloseConversationRequest
+);
+
+/// Invalid input, as the one error mapping words it.
+fn invalid(v: Violations) -> Status {
+    to_status(Error::Invalid(v))
+}
+
+/// An RPC of the contract this step does not serve yet.
+fn not_yet(rpc: &str) -> Status {
+    rapport_kit::ErrorBuilder::new(tonic::Code::Unimplemented, ERROR_DOMAIN, "NOT_IMPLEMENTED")
+        .message(format!("{rpc} is not served yet"))
+        .build()
+}
+
+#[tonic::async_trait]
+impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, P, C> {
+    async fn create_team(
+        &self,
+        request: Request<pb::CreateTeamRequest>,
+    ) -> Result<Response<pb::CreateTeamResponse>, Status> {
+        let rpcs = self.rpcs(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        let team = rpcs.create::<Team>(req.team.as_ref(), key).await?;
+        Ok(Response::new(pb::CreateTeamResponse { team: Some(team) }))
+    }
+
+    async fn get_team(
+        &self,
+        request: Request<pb::GetTeamRequest>,
+    ) -> Result<Response<pb::GetTeamResponse>, Status> {
+        let team = self
+            .rpcs(&request)?
+            .get::<Team>(&request.get_ref().name)
+            .await?;
+        Ok(Response::new(pb::GetTeamResponse { team: Some(team) }))
+    }
+
+    async fn list_teams(
+        &self,
+        request: Request<pb::ListTeamsRequest>,
+    ) -> Result<Response<pb::ListTeamsResponse>, Status> {
+        let r = request.get_ref();
+        let (teams, next_page_token) = self
+            .rpcs(&request)?
+            .list::<Team>(r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListTeamsResponse {
+            teams,
+            next_page_token,
+        }))
+    }
+
+    async fn update_team(
+        &self,
+        request: Request<pb::UpdateTeamRequest>,
+    ) -> Result<Response<pb::UpdateTeamResponse>, Status> {
+        let rpcs = self.rpcs(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        let team = rpcs
+            .update::<Team>(req.team.as_ref(), req.update_mask.as_ref(), key)
+            .await?;
+        Ok(Response::new(pb::UpdateTeamResponse { team: Some(team) }))
+    }
+
+    async fn create_agent(
+        &self,
+        request: Request<pb::CreateAgentRequest>,
+    ) -> Result<Response<pb::CreateAgentResponse>, Status> {
+        let rpcs = self.rpcs(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        let agent = rpcs.create::<Agent>(req.agent.as_ref(), key).await?;
+        Ok(Response::new(pb::CreateAgentResponse {
+            agent: Some(agent),
+        }))
+    }
+
+    async fn get_agent(
+        &self,
+        request: Request<pb::GetAgentRequest>,
+    ) -> Result<Response<pb::GetAgentResponse>, Status> {
+        let agent = self
+            .rpcs(&request)?
+            .get::<Agent>(&request.get_ref().name)
+            .await?;
+        Ok(Response::new(pb::GetAgentResponse { agent: Some(agent) }))
+    }
+
+    async fn list_agents(
+        &self,
+        request: Request<pb::ListAgentsRequest>,
+    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        let r = request.get_ref();
+        let (agents, next_page_token) = self
+            .rpcs(&request)?
+            .list::<Agent>(r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListAgentsResponse {
+            agents,
+            next_page_token,
+        }))
+    }
+
+    async fn update_agent(
+        &self,
+        request: Request<pb::UpdateAgentRequest>,
+    ) -> Result<Response<pb::UpdateAgentResponse>, Status> {
+        let rpcs = self.rpcs(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        let agent = rpcs
+            .update::<Agent>(req.agent.as_ref(), req.update_mask.as_ref(), key)
+            .await?;
+        Ok(Response::new(pb::UpdateAgentResponse {
+            agent: Some(agent),
+        }))
+    }
+
+    async fn create_canned_response(
+        &self,
+        request: Request<pb::CreateCannedResponseRequest>,
+    ) -> Result<Response<pb::CreateCannedResponseResponse>, Status> {
+        let rpcs = self.rpcs(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        let canned_response = rpcs
+            .create::<CannedResponse>(req.canned_response.as_ref(), key)
+            .await?;
+        Ok(Response::new(pb::CreateCannedResponseResponse {
+            canned_response: Some(canned_response),
+        }))
+    }
+
+    async fn get_canned_response(
+        &self,
+        request: Request<pb::GetCannedResponseRequest>,
+    ) -> Result<Response<pb::GetCannedResponseResponse>, Status> {
+        let canned_response = self
+            .rpcs(&request)?
+            .get::<CannedResponse>(&request.get_ref().name)
+            .await?;
+        Ok(Response::new(pb::GetCannedResponseResponse {
+            canned_response: Some(canned_response),
+        }))
+    }
+
+    async fn list_canned_responses(
+        &self,
+        request: Request<pb::ListCannedResponsesRequest>,
+    ) -> Result<Response<pb::ListCannedResponsesResponse>, Status> {
+        let r = request.get_ref();
+        let (canned_responses, next_page_token) = self
+            .rpcs(&request)?
+            .list::<CannedResponse>(r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListCannedResponsesResponse {
+            canned_responses,
+            next_page_token,
+        }))
+    }
+
+    async fn update_canned_response(
+        &self,
+        request: Request<pb::UpdateCannedResponseRequest>,
+    ) -> Result<Response<pb::UpdateCannedResponseResponse>, Status> {
+        let rpcs = self.rpcs(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        let canned_response = rpcs
+            .update::<CannedResponse>(req.canned_response.as_ref(), req.update_mask.as_ref(), key)
+            .await?;
+        Ok(Response::new(pb::UpdateCannedResponseResponse {
+            canned_response: Some(canned_response),
+        }))
+    }
+
+    async fn render_canned_response(
+        &self,
+        request: Request<pb::RenderCannedResponseRequest>,
+    ) -> Result<Response<pb::RenderCannedResponseResponse>, Status> {
+        let ctx = RequestContext::from_request(&request)?;
+        let req = request.into_inner();
+        let render = command::render(&req, &ctx.principal).map_err(invalid)?;
+        let r = self
+            .service
+            .render(&ctx.tenant, render)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::RenderCannedResponseResponse {
+            text: r.text,
+            locale: r.locale,
+            missing_variables: r.missing,
+        }))
+    }
+
+    async fn assign_conversation(
+        &self,
+        request: Request<pb::AssignConversationRequest>,
+    ) -> Result<Response<pb::AssignConversationResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let req = request.into_inner();
+        let key = idempotency::key_of(
+            &req,
+            &req.request_id,
+            |r| r.request_id.clear(),
+            ERROR_DOMAIN,
+        )?;
+        let (id, etag) = command::target(&req.name, &req.etag).map_err(invalid)?;
+        let (assignee, team) = command::assignment(&req).map_err(invalid)?;
+        let c = self
+            .service
+            .assign(&tenant, id, assignee, team, etag, key)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::AssignConversationResponse {
+            conversation: Some(conversation_to_pb(&c)),
+        }))
+    }
+
+    async fn create_inbox(
+        &self,
+        request: Request<pb::CreateInboxRequest>,
+    ) -> Result<Response<pb::CreateInboxResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let req = request.into_inner();
+        let key = idempotency::key_of(
+            &req,
+            &req.request_id,
+            |r| r.request_id.clear(),
+            ERROR_DOMAIN,
+        )?;
+        let new = command::new_inbox(&req).map_err(invalid)?;
+        let inbox = self
+            .service
+            .create_inbox(&tenant, new, key)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::CreateInboxResponse {
+            inbox: Some(inbox_to_pb(&inbox)),
+        }))
+    }
+
+    async fn get_inbox(
+        &self,
+        request: Request<pb::GetInboxRequest>,
+    ) -> Result<Response<pb::GetInboxResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let id = command::inbox_id(&request.get_ref().name, "name").map_err(invalid)?;
+        let inbox = self.service.inbox(&tenant, id).await.map_err(to_status)?;
+        Ok(Response::new(pb::GetInboxResponse {
+            inbox: Some(inbox_to_pb(&inbox)),
+        }))
+    }
+
+    async fn list_inboxes(
+        &self,
+        request: Request<pb::ListInboxesRequest>,
+    ) -> Result<Response<pb::ListInboxesResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let req = request.into_inner();
+        let limit = page::page_size(req.page_size, LIST_DEFAULT, LIST_MAX, ERROR_DOMAIN)?;
+        let after: Option<InboxId> = self.tokens.cursor(&tenant, "inboxes", &req.page_token)?;
+        let (page, next) = self
+            .service
+            .inboxes(&tenant, after, limit)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListInboxesResponse {
+            inboxes: page.iter().map(inbox_to_pb).collect(),
+            next_page_token: self.tokens.next(&tenant, "inboxes", next),
+        }))
+    }
+
+    async fn update_inbox(
+        &self,
+        request: Request<pb::UpdateInboxRequest>,
+    ) -> Result<Response<pb::UpdateInboxResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let req = request.into_inner();
+        let key = idempotency::key_of(
+            &req,
+            &req.request_id,
+            |r| r.request_id.clear(),
+            ERROR_DOMAIN,
+        )?;
+        let (patch, mask, etag) = command::inbox_update(&req).map_err(invalid)?;
+        let inbox = self
+            .service
+            .update_inbox(&tenant, patch, mask, etag, key)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::UpdateInboxResponse {
+            inbox: Some(inbox_to_pb(&inbox)),
+        }))
+    }
+
+    async fn create_conversation(
+        &self,
+        _: Request<pb::CreateConversationRequest>,
+    ) -> Result<Response<pb::CreateConversationResponse>, Status> {
+        Err(not_yet("CreateConversation"))
+    }
+
+    async fn get_conversation(
+        &self,
+        request: Request<pb::GetConversationRequest>,
+    ) -> Result<Response<pb::GetConversationResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let id = command::conversation_id(&request.get_ref().name, "name").map_err(invalid)?;
+        let c = self
+            .service
+            .conversation(&tenant, id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::GetConversationResponse {
+            conversation: Some(conversation_to_pb(&c)),
+        }))
+    }
+
+    async fn get_conversation_by_case_number(
+        &self,
+        request: Request<pb::GetConversationByCaseNumberRequest>,
+    ) -> Result<Response<pb::GetConversationByCaseNumberResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let n = request.get_ref().case_number;
+        if n <= 0 {
+            return Err(invalid(Violations::one("case_number", "must be positive")));
+        }
+        let c = self
+            .service
+            .by_case_number(&tenant, n)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::GetConversationByCaseNumberResponse {
+            conversation: Some(conversation_to_pb(&c)),
+        }))
+    }
+
+    async fn list_conversations(
+        &self,
+        request: Request<pb::ListConversationsRequest>,
+    ) -> Result<Response<pb::ListConversationsResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let req = request.into_inner();
+        let limit = page::page_size(req.page_size, LIST_DEFAULT, LIST_MAX, ERROR_DOMAIN)?;
+        let (filter, channel, label) = command::conversation_filter(&req).map_err(invalid)?;
+        // Tokens are bound to the filters they were issued for.
+        let mut scope = req.clone();
+        scope.page_size = 0;
+        scope.page_token.clear();
+        let scope = format!("conversations;{}", idempotency::fingerprint(&scope));
+        let before: Option<ConversationId> =
+            self.tokens.cursor(&tenant, &scope, &req.page_token)?;
+        let (page, next) = self
+            .service
+            .conversations(&tenant, &filter, channel, label.as_deref(), before, limit)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListConversationsResponse {
+            conversations: page.iter().map(conversation_to_pb).collect(),
+            next_page_token: self.tokens.next(&tenant, &scope, next),
+        }))
+    }
+
+    async fn update_conversation(
+        &self,
+        request: Request<pb::UpdateConversationRequest>,
+    ) -> Result<Response<pb::UpdateConversationResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let req = request.into_inner();
+        let key = idempotency::key_of(
+            &req,
+            &req.request_id,
+            |r| r.request_id.clear(),
+            ERROR_DOMAIN,
+        )?;
+        let (id, update, etag) = command::conversation_update(&req).map_err(invalid)?;
+        let c = self
+            .service
+            .update_conversation(&tenant, id, update, etag, key)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::UpdateConversationResponse {
+            conversation: Some(conversation_to_pb(&c)),
+        }))
+    }
+
+    async fn mark_conversation_pending(
+        &self,
+        request: Request<pb::MarkConversationPendingRequest>,
+    ) -> Result<Response<pb::MarkConversationPendingResponse>, Status> {
+        let conversation = self.act(&request, Ok(Action::MarkPending)).await?;
+        Ok(Response::new(pb::MarkConversationPendingResponse {
+            conversation,
+        }))
+    }
+
+    async fn snooze_conversation(
+        &self,
+        request: Request<pb::SnoozeConversationRequest>,
+    ) -> Result<Response<pb::SnoozeConversationResponse>, Status> {
+        let conversation = self
+            .act(&request, command::snooze(request.get_ref()))
+            .await?;
+        Ok(Response::new(pb::SnoozeConversationResponse {
+            conversation,
+        }))
+    }
+
+    async fn resolve_conversation(
+        &self,
+        request: Request<pb::ResolveConversationRequest>,
+    ) -> Result<Response<pb::ResolveConversationResponse>, Status> {
+        let conversation = self
+            .act(&request, command::resolve(request.get_ref()))
+            .await?;
+        Ok(Response::new(pb::ResolveConversationResponse {
+            conversation,
+        }))
+    }
+
+    async fn reopen_conversation(
+        &self,
+        request: Request<pb::ReopenConversationRequest>,
+    ) -> Result<Response<pb::ReopenConversationResponse>, Status> {
+        let conversation = self.act(&request, Ok(Action::Reopen)).await?;
+        Ok(Response::new(pb::ReopenConversationResponse {
+            conversation,
+        }))
+    }
+
+    async fn close_conversation(
+        &self,
+        request: Request<pb::CloseConversationRequest>,
+    ) -> Result<Response<pb::CloseConversationResponse>, Status> {
+        let conversation = self.act(&request, Ok(Action::Close)).await?;
+        Ok(Response::new(pb::CloseConversationResponse {
+            conversation,
+        }))
+    }
+
+    async fn receive_message(
+        &self,
+        request: Request<pb::ReceiveMessageRequest>,
+    ) -> Result<Response<pb::ReceiveMessageResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let req = request.into_inner();
+        let key = idempotency::key_of(
+            &req,
+            &req.request_id,
+            |r| r.request_id.clear(),
+            ERROR_DOMAIN,
+        )?;
+        let inbound = command::inbound(&req).map_err(invalid)?;
+        let r = self
+            .service
+            .receive(&tenant, inbound, key)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ReceiveMessageResponse {
+            message: Some(message_to_pb(&r.message)),
+            conversation: Some(conversation_to_pb(&r.conversation)),
+            created: r.created,
+        }))
+    }
+
+    async fn create_message(
+        &self,
+        _: Request<pb::CreateMessageRequest>,
+    ) -> Result<Response<pb::CreateMessageResponse>, Status> {
+        Err(not_yet("CreateMessage"))
+    }
+
+    async fn get_message(
+        &self,
+        request: Request<pb::GetMessageRequest>,
+    ) -> Result<Response<pb::GetMessageResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let (c, m) = command::message_id(&request.get_ref().name, "name").map_err(invalid)?;
+        let message = self
+            .service
+            .message(&tenant, c, m)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::GetMessageResponse {
+            message: Some(message_to_pb(&message)),
+        }))
+    }
+
+    async fn list_messages(
+        &self,
+        request: Request<pb::ListMessagesRequest>,
+    ) -> Result<Response<pb::ListMessagesResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let req = request.into_inner();
+        let limit = page::page_size(req.page_size, LIST_DEFAULT, LIST_MAX, ERROR_DOMAIN)?;
+        let id = command::conversation_id(&req.parent, "parent").map_err(invalid)?;
+        let scope = format!("messages;{id}");
+        let after: Option<MessageId> = self.tokens.cursor(&tenant, &scope, &req.page_token)?;
+        let (page, next) = self
+            .service
+            .messages(&tenant, id, after, limit)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListMessagesResponse {
+            messages: page.iter().map(message_to_pb).collect(),
+            next_page_token: self.tokens.next(&tenant, &scope, next),
+        }))
+    }
+
+    async fn list_customer_history(
+        &self,
+        request: Request<pb::ListCustomerHistoryRequest>,
+    ) -> Result<Response<pb::ListCustomerHistoryResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let req = request.into_inner();
+        let limit = page::page_size(req.page_size, LIST_DEFAULT, LIST_MAX, ERROR_DOMAIN)?;
+        let customer = command::customer_id(&req.customer, "customer").map_err(invalid)?;
+        let scope = format!("history;{customer}");
+        let before: Option<MessageId> = self.tokens.cursor(&tenant, &scope, &req.page_token)?;
+        let (page, next) = self
+            .service
+            .history(&tenant, customer, before, limit)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListCustomerHistoryResponse {
+            messages: page.iter().map(message_to_pb).collect(),
+            next_page_token: self.tokens.next(&tenant, &scope, next),
+        }))
+    }
+}

@@ -1,0 +1,329 @@
+//! What the use-cases need from storage. One implementation lives in
+//! `storage/` (sea-orm over SQLite or PostgreSQL).
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+use rapport_usecase::{Claim, Priors};
+
+use super::{
+    error::{Error, Kind},
+    managed::Managed,
+    model::*,
+};
+
+/// A row to write, guarded by the version it was read at.
+#[derive(Debug, Clone)]
+pub enum RowWrite<T> {
+    /// A new row.
+    Insert(T),
+    /// A changed row (its version already incremented); a version conflict
+    /// unless the stored version is still `expected_version`.
+    Update {
+        /// The new state.
+        value: T,
+        /// The version it was read at.
+        expected_version: i64,
+    },
+}
+
+/// A change of the conversation a customer's next message on an inbox
+/// threads into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ThreadWrite {
+    /// The first conversation of (inbox, customer): a [`Clash::Thread`] when
+    /// a concurrent first message claimed it first.
+    Start {
+        /// The inbox.
+        inbox: InboxId,
+        /// The customer.
+        customer: CustomerId,
+        /// The new conversation.
+        conversation: ConversationId,
+    },
+    /// A new conversation after `from` (after its reopen window): a version
+    /// conflict unless the thread is still at `from`.
+    Continue {
+        /// The inbox.
+        inbox: InboxId,
+        /// The customer.
+        customer: CustomerId,
+        /// The conversation it was at.
+        from: ConversationId,
+        /// The new conversation.
+        to: ConversationId,
+    },
+}
+
+/// A managed resource (team, agent, canned response) as stored: its kind,
+/// id, unique key, version, times and its JSON document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedRow {
+    /// Which kind.
+    pub kind: Kind,
+    /// Its id.
+    pub id: uuid::Uuid,
+    /// Its key, unique per tenant and kind.
+    pub key: String,
+    /// The field the key is in (for ALREADY_EXISTS).
+    pub key_field: &'static str,
+    /// Its version.
+    pub version: i64,
+    /// Created.
+    pub create_time: DateTime<Utc>,
+    /// Last changed.
+    pub update_time: DateTime<Utc>,
+    /// The whole resource, JSON.
+    pub document: String,
+}
+
+impl ManagedRow {
+    /// The row of `value`.
+    pub fn of<T: Managed>(value: &T) -> Result<Self, Error> {
+        let (create_time, update_time) = value.times();
+        Ok(Self {
+            kind: T::KIND,
+            id: value.id(),
+            key: value.key(),
+            key_field: T::key_field(),
+            version: value.version(),
+            create_time,
+            update_time,
+            document: serde_json::to_string(value)
+                .map_err(|e| Error::Internal(format!("encoding a {:?}: {e}", T::KIND)))?,
+        })
+    }
+}
+
+/// Everything one use-case changes, committed in one transaction together
+/// with its idempotency key and its events (the outbox).
+#[derive(Debug, Clone)]
+pub struct ChangeSet {
+    /// Tenant of every row.
+    pub tenant: Tenant,
+    /// The request's idempotency key with the result it answers.
+    pub claim: Option<Claim>,
+    /// Inbox rows.
+    pub inboxes: Vec<RowWrite<Inbox>>,
+    /// Team, agent and canned response rows.
+    pub managed: Vec<RowWrite<ManagedRow>>,
+    /// Conversation rows.
+    pub conversations: Vec<RowWrite<Conversation>>,
+    /// New messages (immutable). Each is counted in its conversation
+    /// (`message_count`, `last_message_time`) by an increment, unless the
+    /// change inserts the conversation.
+    pub messages: Vec<Message>,
+    /// A conversation a message was threaded into without a versioned
+    /// write (it was open and nothing but its counts changed): a version
+    /// conflict unless it is still open.
+    pub still_open: Option<ConversationId>,
+    /// Thread changes.
+    pub threads: Vec<ThreadWrite>,
+    /// What happened.
+    pub events: Vec<DomainEvent>,
+    /// When the change happens.
+    pub occur_time: DateTime<Utc>,
+}
+
+impl ChangeSet {
+    /// An empty change of `tenant` at `now`.
+    pub fn new(tenant: &Tenant, now: DateTime<Utc>) -> Self {
+        Self {
+            tenant: tenant.clone(),
+            claim: None,
+            inboxes: Vec::new(),
+            managed: Vec::new(),
+            conversations: Vec::new(),
+            messages: Vec::new(),
+            still_open: None,
+            threads: Vec::new(),
+            events: Vec::new(),
+            occur_time: now,
+        }
+    }
+}
+
+/// The unique clashes of the conversations schema, and failures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Clash {
+    /// Another inbox holds the address.
+    InboxAddress,
+    /// Another resource of this kind holds the key.
+    ManagedKey(Kind, &'static str),
+    /// A concurrent first message started the thread.
+    Thread,
+    /// The message was stored already (inbox, external id).
+    DuplicateMessage,
+    /// Anything else.
+    Failed(Error),
+}
+
+impl From<Clash> for Error {
+    fn from(c: Clash) -> Self {
+        match c {
+            Clash::InboxAddress => Error::InboxAddressTaken,
+            Clash::ManagedKey(kind, field) => Error::AlreadyExists(kind, field),
+            // Answered by reading again; reaching the caller is a bug.
+            Clash::Thread | Clash::DuplicateMessage => {
+                Error::Internal("unhandled clash".to_owned())
+            }
+            Clash::Failed(e) => e,
+        }
+    }
+}
+
+/// Why a commit did not happen.
+pub type CommitError = rapport_usecase::CommitError<Clash>;
+
+/// Filters of ListConversations that storage applies (the rest are applied
+/// to the page read).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConversationFilter {
+    /// Only this customer's.
+    pub customer: Option<CustomerId>,
+    /// Only in these states (all when empty).
+    pub states: Vec<State>,
+    /// Only assigned to (`Some(None)`: unassigned).
+    pub assignee: Option<Option<AgentId>>,
+    /// Only of this team.
+    pub team: Option<TeamId>,
+    /// Only of these priorities (all when empty).
+    pub priorities: Vec<Priority>,
+    /// Only of this inbox.
+    pub inbox: Option<InboxId>,
+    /// Created at or after.
+    pub create_from: Option<DateTime<Utc>>,
+    /// Created before.
+    pub create_to: Option<DateTime<Utc>>,
+}
+
+/// Storage of the conversations service. Every method is scoped to one
+/// tenant; stored idempotent results are read through [`Priors`].
+pub trait Repository: Priors<Error = Error> + Clone + Send + Sync + 'static {
+    /// One inbox.
+    fn inbox(
+        &self,
+        tenant: &Tenant,
+        id: InboxId,
+    ) -> impl Future<Output = Result<Option<Inbox>, Error>> + Send;
+
+    /// A page of inboxes in creation order after `after`.
+    fn inboxes(
+        &self,
+        tenant: &Tenant,
+        after: Option<InboxId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Inbox>, Error>> + Send;
+
+    /// One team, agent or canned response.
+    fn managed<T: Managed>(
+        &self,
+        tenant: &Tenant,
+        id: uuid::Uuid,
+    ) -> impl Future<Output = Result<Option<T>, Error>> + Send;
+
+    /// The team, agent or canned response holding `key`.
+    fn managed_by_key<T: Managed>(
+        &self,
+        tenant: &Tenant,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<T>, Error>> + Send;
+
+    /// A page of teams, agents or canned responses in creation order after
+    /// `after`.
+    fn managed_list<T: Managed>(
+        &self,
+        tenant: &Tenant,
+        after: Option<uuid::Uuid>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<T>, Error>> + Send;
+
+    /// How many open, pending or snoozed conversations `agent` is assigned.
+    fn active_count(
+        &self,
+        tenant: &Tenant,
+        agent: AgentId,
+    ) -> impl Future<Output = Result<u64, Error>> + Send;
+
+    /// One conversation.
+    fn conversation(
+        &self,
+        tenant: &Tenant,
+        id: ConversationId,
+    ) -> impl Future<Output = Result<Option<Conversation>, Error>> + Send;
+
+    /// The conversation of a case number.
+    fn conversation_by_case_number(
+        &self,
+        tenant: &Tenant,
+        case_number: i64,
+    ) -> impl Future<Output = Result<Option<Conversation>, Error>> + Send;
+
+    /// A page of conversations matching `filter`, newest first, before
+    /// `before`.
+    fn conversations(
+        &self,
+        tenant: &Tenant,
+        filter: &ConversationFilter,
+        before: Option<ConversationId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Conversation>, Error>> + Send;
+
+    /// The conversation a customer's next message on `inbox` threads into.
+    fn thread(
+        &self,
+        tenant: &Tenant,
+        inbox: InboxId,
+        customer: CustomerId,
+    ) -> impl Future<Output = Result<Option<ConversationId>, Error>> + Send;
+
+    /// The customer's most recently created conversation the team still
+    /// works (open, pending or snoozed), in any inbox.
+    fn latest_active(
+        &self,
+        tenant: &Tenant,
+        customer: CustomerId,
+    ) -> impl Future<Output = Result<Option<Conversation>, Error>> + Send;
+
+    /// One message of a conversation.
+    fn message(
+        &self,
+        tenant: &Tenant,
+        conversation: ConversationId,
+        id: MessageId,
+    ) -> impl Future<Output = Result<Option<Message>, Error>> + Send;
+
+    /// The message received on `inbox` with this external id.
+    fn message_by_external_id(
+        &self,
+        tenant: &Tenant,
+        inbox: InboxId,
+        external_id: &str,
+    ) -> impl Future<Output = Result<Option<Message>, Error>> + Send;
+
+    /// A page of a conversation's messages, oldest first, after `after`.
+    fn messages(
+        &self,
+        tenant: &Tenant,
+        conversation: ConversationId,
+        after: Option<MessageId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Message>, Error>> + Send;
+
+    /// A page of every message of a customer, newest first, before `before`.
+    fn history(
+        &self,
+        tenant: &Tenant,
+        customer: CustomerId,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Message>, Error>> + Send;
+
+    /// The tenant's next case number: a sequence, so a number is never
+    /// given twice (one taken by a create that then lost its race is
+    /// skipped).
+    fn next_case_number(&self, tenant: &Tenant) -> impl Future<Output = Result<i64, Error>> + Send;
+
+    /// Applies a change set atomically.
+    fn commit(&self, change: ChangeSet) -> impl Future<Output = Result<(), CommitError>> + Send;
+}

@@ -1,0 +1,714 @@
+//! Use-cases of the conversations API.
+//!
+//! Every mutation follows the write protocol of `rapport_usecase::write`:
+//! answer a replayed `request_id` from the stored result; read; apply the
+//! rules; commit the rows, the events and the idempotency claim in one
+//! transaction with an optimistic version check; on a lost race read again
+//! and retry.
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use rapport_usecase::{
+    Clock, Idempotency, Outcome, Violations, Write, page_of, write::MAX_ATTEMPTS,
+};
+
+use super::{
+    error::{Error, Kind},
+    model::*,
+    ports::{Customers, Identity},
+    repository::*,
+    rules::{self, Action, Thread},
+};
+
+/// A new inbox, as asked (its id, times and version are the service's).
+pub type NewInbox = Inbox;
+
+/// The updatable fields of an inbox an update names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InboxMask {
+    /// `display_name`.
+    pub display_name: bool,
+    /// `provider`.
+    pub provider: bool,
+    /// `address`.
+    pub address: bool,
+    /// `default_team`.
+    pub default_team: bool,
+    /// `auto_acknowledgement`.
+    pub auto_ack: bool,
+    /// `reopen_window`.
+    pub reopen_window: bool,
+    /// `continue_across_channels`.
+    pub continue_across_channels: bool,
+    /// `expected_reply_time`.
+    pub expected_reply_time: bool,
+    /// `business_calendar`.
+    pub business_calendar: bool,
+    /// `connector`.
+    pub connector: bool,
+}
+
+/// An inbound message, as a channel adapter hands it in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inbound {
+    /// The inbox.
+    pub inbox: InboxId,
+    /// The sender.
+    pub sender: SenderIdentity,
+    /// The sender's display name, if the channel gives one.
+    pub display_name: String,
+    /// Channel, when not the inbox's.
+    pub channel: Option<Channel>,
+    /// Subject.
+    pub subject: String,
+    /// Text body.
+    pub text: String,
+    /// HTML body.
+    pub html: String,
+    /// Attachments.
+    pub attachments: Vec<Attachment>,
+    /// The channel's id of it.
+    pub external_id: String,
+    /// The external id it answers.
+    pub in_reply_to: String,
+    /// When it was sent, if the channel says.
+    pub send_time: Option<DateTime<Utc>>,
+}
+
+/// The sender of an inbound message as the request names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderIdentity {
+    /// An email address.
+    Email(String),
+    /// An E.164 phone number.
+    Phone(String),
+    /// A handle on the inbox's channel and provider.
+    Handle(String),
+}
+
+/// What ReceiveMessage answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Received {
+    /// The stored message.
+    pub message: Message,
+    /// Its conversation.
+    pub conversation: Conversation,
+    /// Whether this call stored it.
+    pub created: bool,
+}
+
+/// The conversation fields an update may change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConversationUpdate {
+    /// New subject.
+    pub subject: Option<String>,
+    /// New priority.
+    pub priority: Option<Priority>,
+    /// New interaction type (`Some(None)` clears it).
+    pub interaction_type: Option<Option<InteractionType>>,
+    /// New labels.
+    pub labels: Option<Vec<String>>,
+}
+
+/// The conversations use-cases over a repository, the customer directory
+/// and a clock.
+#[derive(Debug, Clone)]
+pub struct Conversations<R, P, C> {
+    repo: R,
+    customers: P,
+    clock: C,
+}
+
+impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
+    /// Use-cases over `repo`, resolving senders with `customers`, telling
+    /// time by `clock`.
+    pub fn new(repo: R, customers: P, clock: C) -> Self {
+        Self {
+            repo,
+            customers,
+            clock,
+        }
+    }
+
+    /// The repository.
+    pub(super) fn repo(&self) -> &R {
+        &self.repo
+    }
+
+    /// The clock.
+    pub(super) fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// The customer directory.
+    pub(super) fn customers(&self) -> &P {
+        &self.customers
+    }
+
+    /// Commits `change` with `result` as the answer stored under the
+    /// request's key, about `subject`. `Err(Clash::Failed(Conflict))`: lost
+    /// a race; read again.
+    pub(super) async fn commit_as<T: Serialize + DeserializeOwned>(
+        &self,
+        w: &Write<'_, R>,
+        mut change: ChangeSet,
+        subject: impl std::fmt::Display,
+        result: T,
+    ) -> Result<Result<T, Clash>, Error> {
+        change.claim = w.claim(subject, &result)?;
+        match w.finish(self.repo.commit(change).await, result).await? {
+            Outcome::Done(r) => Ok(Ok(r)),
+            Outcome::Retry => Ok(Err(Clash::Failed(Error::Conflict))),
+            Outcome::Other(clash) => Ok(Err(clash)),
+        }
+    }
+
+    // ---- inboxes ----
+
+    /// Creates an inbox.
+    pub async fn create_inbox(
+        &self,
+        tenant: &Tenant,
+        new: NewInbox,
+        idem: Option<Idempotency>,
+    ) -> Result<Inbox, Error> {
+        let w = Write::new(&self.repo, tenant, idem.as_ref());
+        let result = async {
+            if let Some(prior) = w.replay().await? {
+                return Ok(prior);
+            }
+            let now = self.clock.now();
+            let inbox = Inbox {
+                id: InboxId::generate(),
+                address: rules::normalize_address(new.channel, &new.address),
+                display_name: new.display_name.trim().to_owned(),
+                create_time: now,
+                update_time: now,
+                version: 1,
+                ..new
+            };
+            let mut v = Violations::default();
+            rules::check_inbox(&inbox, "inbox", &mut v);
+            v.check()?;
+            let mut change = ChangeSet::new(tenant, now);
+            change.inboxes.push(RowWrite::Insert(inbox.clone()));
+            match self.commit_as(&w, change, inbox.id, inbox).await? {
+                Ok(i) => Ok(i),
+                Err(clash) => Err(clash.into()),
+            }
+        }
+        .await;
+        w.settle(result).await
+    }
+
+    /// The inbox `id`, or NotFound.
+    pub async fn inbox(&self, tenant: &Tenant, id: InboxId) -> Result<Inbox, Error> {
+        self.repo
+            .inbox(tenant, id)
+            .await?
+            .ok_or_else(|| Error::NotFound(Kind::Inbox, format!("inboxes/{id}")))
+    }
+
+    /// A page of inboxes and the cursor of the next.
+    pub async fn inboxes(
+        &self,
+        tenant: &Tenant,
+        after: Option<InboxId>,
+        limit: u32,
+    ) -> Result<(Vec<Inbox>, Option<InboxId>), Error> {
+        let rows = self.repo.inboxes(tenant, after, limit + 1).await?;
+        Ok(page_of(rows, limit, |i| i.id))
+    }
+
+    /// Updates the fields of an inbox `mask` names from `patch`.
+    pub async fn update_inbox(
+        &self,
+        tenant: &Tenant,
+        patch: Inbox,
+        mask: InboxMask,
+        etag: Option<String>,
+        idem: Option<Idempotency>,
+    ) -> Result<Inbox, Error> {
+        let w = Write::new(&self.repo, tenant, idem.as_ref());
+        let result = async {
+            if let Some(prior) = w.replay().await? {
+                return Ok(prior);
+            }
+            for _ in 0..MAX_ATTEMPTS {
+                let current = self.inbox(tenant, patch.id).await?;
+                if etag.as_ref().is_some_and(|e| *e != current.etag()) {
+                    return Err(Error::EtagMismatch);
+                }
+                let mut next = current.clone();
+                let m = mask;
+                if m.display_name {
+                    next.display_name = patch.display_name.trim().to_owned();
+                }
+                if m.provider {
+                    next.provider = patch.provider.clone();
+                }
+                if m.address {
+                    next.address = rules::normalize_address(next.channel, &patch.address);
+                }
+                if m.default_team {
+                    next.default_team = patch.default_team;
+                }
+                if m.auto_ack {
+                    next.auto_ack = patch.auto_ack.clone();
+                }
+                if m.reopen_window {
+                    next.reopen_window_secs = patch.reopen_window_secs;
+                }
+                if m.continue_across_channels {
+                    next.continue_across_channels = patch.continue_across_channels;
+                }
+                if m.expected_reply_time {
+                    next.expected_reply_secs = patch.expected_reply_secs;
+                }
+                if m.business_calendar {
+                    next.business_calendar = patch.business_calendar.clone();
+                }
+                if m.connector {
+                    next.connector = patch.connector.clone();
+                }
+                let mut v = Violations::default();
+                rules::check_inbox(&next, "inbox", &mut v);
+                v.check()?;
+                if next == current {
+                    return Ok(current);
+                }
+                let now = self.clock.now();
+                next.version = current.version + 1;
+                next.update_time = now;
+                let mut change = ChangeSet::new(tenant, now);
+                change.inboxes.push(RowWrite::Update {
+                    value: next.clone(),
+                    expected_version: current.version,
+                });
+                match self.commit_as(&w, change, next.id, next).await? {
+                    Ok(i) => return Ok(i),
+                    Err(Clash::Failed(Error::Conflict)) => continue,
+                    Err(clash) => return Err(clash.into()),
+                }
+            }
+            Err(w.exhausted())
+        }
+        .await;
+        w.settle(result).await
+    }
+
+    // ---- conversations ----
+
+    /// The conversation `id`, or NotFound.
+    pub async fn conversation(
+        &self,
+        tenant: &Tenant,
+        id: ConversationId,
+    ) -> Result<Conversation, Error> {
+        self.repo
+            .conversation(tenant, id)
+            .await?
+            .ok_or_else(|| Error::NotFound(Kind::Conversation, format!("conversations/{id}")))
+    }
+
+    /// The conversation of a case number, or NotFound.
+    pub async fn by_case_number(
+        &self,
+        tenant: &Tenant,
+        case_number: i64,
+    ) -> Result<Conversation, Error> {
+        self.repo
+            .conversation_by_case_number(tenant, case_number)
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound(Kind::Conversation, format!("case number {case_number}"))
+            })
+    }
+
+    /// A page of conversations matching `filter` (and, on the page read,
+    /// `channel` and `label`), newest first, and the next page's cursor.
+    pub async fn conversations(
+        &self,
+        tenant: &Tenant,
+        filter: &ConversationFilter,
+        channel: Option<Channel>,
+        label: Option<&str>,
+        before: Option<ConversationId>,
+        limit: u32,
+    ) -> Result<(Vec<Conversation>, Option<ConversationId>), Error> {
+        let rows = self
+            .repo
+            .conversations(tenant, filter, before, limit + 1)
+            .await?;
+        let (page, next) = page_of(rows, limit, |c| c.id);
+        // A page may come back shorter than asked: the rest are read by
+        // the next one.
+        let page = page
+            .into_iter()
+            .filter(|c| channel.is_none_or(|ch| c.channels.contains(&ch)))
+            .filter(|c| label.is_none_or(|l| c.labels.iter().any(|x| x == l)))
+            .collect();
+        Ok((page, next))
+    }
+
+    /// Changes the state of conversation `id` by `action` (an agent's call),
+    /// through the one transition function.
+    pub async fn act(
+        &self,
+        tenant: &Tenant,
+        id: ConversationId,
+        action: Action,
+        etag: Option<String>,
+        idem: Option<Idempotency>,
+    ) -> Result<Conversation, Error> {
+        self.change_conversation(tenant, id, etag, idem, |c, now| {
+            rules::transition(c, action.clone(), Cause::Agent, now)
+        })
+        .await
+    }
+
+    /// Updates subject, priority, interaction type or labels.
+    pub async fn update_conversation(
+        &self,
+        tenant: &Tenant,
+        id: ConversationId,
+        update: ConversationUpdate,
+        etag: Option<String>,
+        idem: Option<Idempotency>,
+    ) -> Result<Conversation, Error> {
+        self.change_conversation(tenant, id, etag, idem, |c, now| {
+            let mut next = c.clone();
+            if let Some(s) = &update.subject {
+                next.subject.clone_from(s);
+            }
+            if let Some(p) = update.priority {
+                next.priority = p;
+            }
+            if let Some(t) = update.interaction_type {
+                next.interaction_type = t;
+            }
+            if let Some(l) = &update.labels {
+                next.labels.clone_from(l);
+            }
+            if next != *c {
+                next.version = c.version + 1;
+                next.update_time = now;
+            }
+            Ok((next, Vec::new()))
+        })
+        .await
+    }
+
+    /// Reads conversation `id`, applies `f`, commits: the shape of every
+    /// change of one conversation.
+    pub(super) async fn change_conversation(
+        &self,
+        tenant: &Tenant,
+        id: ConversationId,
+        etag: Option<String>,
+        idem: Option<Idempotency>,
+        f: impl Fn(&Conversation, DateTime<Utc>) -> Result<(Conversation, Vec<DomainEvent>), Error>,
+    ) -> Result<Conversation, Error> {
+        let w = Write::new(&self.repo, tenant, idem.as_ref());
+        let result = async {
+            if let Some(prior) = w.replay().await? {
+                return Ok(prior);
+            }
+            for _ in 0..MAX_ATTEMPTS {
+                let current = self.conversation(tenant, id).await?;
+                if etag.as_ref().is_some_and(|e| *e != current.etag()) {
+                    return Err(Error::EtagMismatch);
+                }
+                let now = self.clock.now();
+                let (next, events) = f(&current, now)?;
+                if next == current {
+                    return Ok(current);
+                }
+                let mut change = ChangeSet::new(tenant, now);
+                change.conversations.push(RowWrite::Update {
+                    value: next.clone(),
+                    expected_version: current.version,
+                });
+                change.events = events;
+                match self.commit_as(&w, change, id, next).await? {
+                    Ok(c) => return Ok(c),
+                    Err(Clash::Failed(Error::Conflict)) => continue,
+                    Err(clash) => return Err(clash.into()),
+                }
+            }
+            Err(w.exhausted())
+        }
+        .await;
+        w.settle(result).await
+    }
+
+    // ---- messages ----
+
+    /// Receives a customer's message: dedupes on (inbox, external id),
+    /// resolves the sender, threads it (see [`rules::thread`]).
+    pub async fn receive(
+        &self,
+        tenant: &Tenant,
+        inbound: Inbound,
+        idem: Option<Idempotency>,
+    ) -> Result<Received, Error> {
+        let w = Write::new(&self.repo, tenant, idem.as_ref());
+        let result = self.receive_once(&w, tenant, inbound).await;
+        w.settle(result).await
+    }
+
+    async fn receive_once(
+        &self,
+        w: &Write<'_, R>,
+        tenant: &Tenant,
+        inbound: Inbound,
+    ) -> Result<Received, Error> {
+        if let Some(prior) = w.replay().await? {
+            return Ok(prior);
+        }
+        let inbox = self.inbox(tenant, inbound.inbox).await?;
+        if let Some(stored) = self.stored(tenant, &inbox, &inbound.external_id).await? {
+            return Ok(stored);
+        }
+        let identity = match &inbound.sender {
+            SenderIdentity::Email(e) => Identity::Email(e.clone()),
+            SenderIdentity::Phone(p) => Identity::Phone(p.clone()),
+            SenderIdentity::Handle(h) => Identity::Handle {
+                channel: inbox.channel,
+                provider: inbox.provider.clone(),
+                handle: h.clone(),
+            },
+        };
+        let customer = self
+            .customers
+            .resolve(tenant, &identity, &inbound.display_name)
+            .await?;
+        for _ in 0..MAX_ATTEMPTS {
+            let now = self.clock.now();
+            let current = match self.repo.thread(tenant, inbox.id, customer).await? {
+                Some(id) => self.repo.conversation(tenant, id).await?,
+                None => None,
+            };
+            let mut decision = rules::thread(&inbox, current.clone(), now);
+            if inbox.continue_across_channels
+                && matches!(decision, Thread::New { .. })
+                && let Some(active) = self.repo.latest_active(tenant, customer).await?
+            {
+                decision = Thread::Into(active);
+            }
+            let message = Message {
+                id: MessageId::generate(),
+                conversation: ConversationId(uuid::Uuid::nil()),
+                inbox: inbox.id,
+                customer,
+                direction: Direction::Inbound,
+                sender_kind: SenderKind::Customer,
+                agent: None,
+                visibility: Visibility::Public,
+                channel: inbound.channel.unwrap_or(inbox.channel),
+                subject: inbound.subject.clone(),
+                text: inbound.text.clone(),
+                html: inbound.html.clone(),
+                attachments: inbound.attachments.clone(),
+                external_id: Some(inbound.external_id.clone()).filter(|e| !e.is_empty()),
+                in_reply_to: inbound.in_reply_to.clone(),
+                send_time: inbound.send_time.unwrap_or(now).min(now),
+                create_time: now,
+            };
+            let mut change = ChangeSet::new(tenant, now);
+            let (conversation, message) = match decision {
+                Thread::Into(c) | Thread::Reopen(c) => {
+                    let (mut next, events) = rules::transition(
+                        &c,
+                        Action::CustomerMessage,
+                        Cause::CustomerMessage,
+                        now,
+                    )?;
+                    let message = Message {
+                        conversation: c.id,
+                        ..message
+                    };
+                    rules::add_customer_message(&mut next, &message);
+                    change.events = events;
+                    if rules::only_counts_changed(&c, &next) {
+                        // The common case of a busy conversation: counted
+                        // by storage, no versioned write to conflict on.
+                        next = Conversation {
+                            version: c.version,
+                            update_time: c.update_time,
+                            ..next
+                        };
+                        change.still_open = Some(c.id);
+                    } else {
+                        next.version = c.version + 1;
+                        change.conversations.push(RowWrite::Update {
+                            value: next.clone(),
+                            expected_version: c.version,
+                        });
+                    }
+                    change.events.push(DomainEvent::MessageReceived {
+                        message: message.clone(),
+                        first_of_conversation: false,
+                    });
+                    (next, message)
+                }
+                Thread::New { previous } => {
+                    let case_number = self.repo.next_case_number(tenant).await?;
+                    let id = ConversationId::generate();
+                    let message = Message {
+                        conversation: id,
+                        ..message
+                    };
+                    let mut c = Conversation {
+                        id,
+                        case_number,
+                        customer,
+                        inbox: inbox.id,
+                        channels: Vec::new(),
+                        subject: message.subject.clone(),
+                        state: State::Open,
+                        priority: Priority::Normal,
+                        interaction_type: None,
+                        origin: Origin::Inbound,
+                        source: String::new(),
+                        assignee: None,
+                        team: inbox.default_team,
+                        labels: Vec::new(),
+                        snooze_until: None,
+                        waiting_since: None,
+                        first_response_time: None,
+                        resolve_count: 0,
+                        reopen_count: 0,
+                        resolution: None,
+                        previous,
+                        message_count: 0,
+                        last_message_time: now,
+                        create_time: now,
+                        update_time: now,
+                        version: 1,
+                    };
+                    rules::add_customer_message(&mut c, &message);
+                    change.threads.push(match previous {
+                        None => ThreadWrite::Start {
+                            inbox: inbox.id,
+                            customer,
+                            conversation: id,
+                        },
+                        Some(from) => ThreadWrite::Continue {
+                            inbox: inbox.id,
+                            customer,
+                            from,
+                            to: id,
+                        },
+                    });
+                    change.conversations.push(RowWrite::Insert(c.clone()));
+                    change.events.push(DomainEvent::ConversationCreated {
+                        conversation: c.clone(),
+                        channel: message.channel,
+                    });
+                    change.events.push(DomainEvent::MessageReceived {
+                        message: message.clone(),
+                        first_of_conversation: true,
+                    });
+                    (c, message)
+                }
+            };
+            change.messages.push(message.clone());
+            let received = Received {
+                message,
+                conversation,
+                created: true,
+            };
+            let subject = received.conversation.id;
+            match self.commit_as(w, change, subject, received).await? {
+                Ok(r) => return Ok(r),
+                // Another first message started the thread, or changed the
+                // conversation: read again.
+                Err(Clash::Thread | Clash::Failed(Error::Conflict)) => continue,
+                Err(Clash::DuplicateMessage) => {
+                    if let Some(stored) = self.stored(tenant, &inbox, &inbound.external_id).await? {
+                        return Ok(stored);
+                    }
+                }
+                Err(clash) => return Err(clash.into()),
+            }
+        }
+        Err(w.exhausted())
+    }
+
+    /// The message already received on `inbox` as `external_id`, with its
+    /// conversation.
+    async fn stored(
+        &self,
+        tenant: &Tenant,
+        inbox: &Inbox,
+        external_id: &str,
+    ) -> Result<Option<Received>, Error> {
+        if external_id.is_empty() {
+            return Ok(None);
+        }
+        let Some(message) = self
+            .repo
+            .message_by_external_id(tenant, inbox.id, external_id)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let conversation = self.conversation(tenant, message.conversation).await?;
+        Ok(Some(Received {
+            message,
+            conversation,
+            created: false,
+        }))
+    }
+
+    /// One message, or NotFound.
+    pub async fn message(
+        &self,
+        tenant: &Tenant,
+        conversation: ConversationId,
+        id: MessageId,
+    ) -> Result<Message, Error> {
+        self.repo
+            .message(tenant, conversation, id)
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound(
+                    Kind::Message,
+                    format!("conversations/{conversation}/messages/{id}"),
+                )
+            })
+    }
+
+    /// A page of a conversation's messages, oldest first.
+    pub async fn messages(
+        &self,
+        tenant: &Tenant,
+        conversation: ConversationId,
+        after: Option<MessageId>,
+        limit: u32,
+    ) -> Result<(Vec<Message>, Option<MessageId>), Error> {
+        // NotFound for a conversation that does not exist, not an empty list.
+        self.conversation(tenant, conversation).await?;
+        let rows = self
+            .repo
+            .messages(tenant, conversation, after, limit + 1)
+            .await?;
+        Ok(page_of(rows, limit, |m| m.id))
+    }
+
+    /// A page of a customer's whole history, newest first.
+    pub async fn history(
+        &self,
+        tenant: &Tenant,
+        customer: CustomerId,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> Result<(Vec<Message>, Option<MessageId>), Error> {
+        let rows = self
+            .repo
+            .history(tenant, customer, before, limit + 1)
+            .await?;
+        Ok(page_of(rows, limit, |m| m.id))
+    }
+}

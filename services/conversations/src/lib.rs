@@ -1,0 +1,186 @@
+//! rapport-conversations: every conversation with every customer, on every
+//! channel, in one history per customer — inboxes, conversations with
+//! per-tenant case numbers, immutable messages, inbound threading. `domain/`
+//! holds the rules and never sees tonic, prost or sea_orm; `api/` adapts
+//! gRPC to it; `storage/` persists it; `profiles` is its one outbound call.
+#![forbid(unsafe_code)]
+
+mod api;
+mod domain;
+mod profiles;
+mod storage;
+
+use std::{future::Future, net::SocketAddr};
+
+use rapport_events::{
+    Bus, EventsConfig,
+    relay::Wake,
+    service::{Basics, Foundation},
+};
+use rapport_kit::{GrpcServer, Peer, PeerConfig, Secret, ServerConfig, server::App};
+use rapport_proto::conversations::conversations_service_server::ConversationsServiceServer;
+use rapport_store::{DatabaseConfig, Db};
+use serde::{Deserialize, Serialize};
+
+/// ErrorInfo domain of this service.
+pub const ERROR_DOMAIN: &str = "conversations.rapport.dev";
+
+/// Fully qualified gRPC service name.
+pub const SERVICE_NAME: &str = "rapport.conversations.v1.ConversationsService";
+
+/// The name of this service on the event bus: its events are published on
+/// `rapport.conversations.<EventType>`, in the stream `RAPPORT_CONVERSATIONS`.
+pub const EVENTS_NAME: &str = "conversations";
+
+/// Conversations holds customer data (messages, their text and
+/// attachments): every erasure waits for its confirmation.
+pub const HOLDS_CUSTOMER_DATA: bool = true;
+
+/// Configuration of the conversations service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// gRPC listener and limits.
+    pub server: ServerConfig,
+    /// Database.
+    pub database: DatabaseConfig,
+    /// Secret that signs page tokens; every replica must share it. At least
+    /// 32 characters. Secret: only from the environment.
+    pub page_token_secret: Secret,
+    /// The public keys (base64url Ed25519, comma-separated) whose assertions
+    /// this service accepts: the gateway's.
+    pub assertion_public_keys: String,
+    /// The event bus and the outbox's retention.
+    pub events: EventsConfig,
+    /// This service's own Ed25519 private key (base64url seed): it signs the
+    /// assertions of its calls to other services (profiles'
+    /// `ResolveCustomer`), which trust its public key. Secret: only from the
+    /// environment.
+    pub service_key: Secret,
+    /// The profiles service (sender resolution).
+    pub profiles: PeerConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 50053)),
+                ..ServerConfig::default()
+            },
+            database: DatabaseConfig::sqlite_file("conversations"),
+            page_token_secret: Secret::default(),
+            assertion_public_keys: String::new(),
+            events: EventsConfig::default(),
+            service_key: Secret::default(),
+            profiles: PeerConfig {
+                endpoint: "http://127.0.0.1:50051".to_owned(),
+                ..PeerConfig::default()
+            },
+        }
+    }
+}
+
+/// A built, bound, not yet serving conversations service.
+#[derive(Debug)]
+pub struct ConversationsServer {
+    server: GrpcServer,
+    db: Db,
+    app: App,
+    bus: Bus,
+    wake: Wake,
+    outbox_retention: std::time::Duration,
+}
+
+/// The consumers this service runs, with their handlers: none yet (profiles'
+/// merges and erasures come with the next step).
+pub fn event_handlers() -> Vec<(&'static str, rapport_events::consume::Handler)> {
+    Vec::new()
+}
+
+/// The conversations schema's migrations (`rapport migrate conversations`).
+pub type Migrator = rapport_conversations_migration::Migrator;
+
+/// Runs the conversations migrations on `db`.
+pub async fn migrate(db: &Db) -> anyhow::Result<()> {
+    rapport_store::config::migrate::<Migrator>(db).await
+}
+
+/// Connects to the database, migrates if configured, and binds the
+/// listener. Events go to `bus`.
+pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<ConversationsServer> {
+    let peer = Peer::new(&config.profiles, &config.service_key, EVENTS_NAME)
+        .map_err(|why| anyhow::anyhow!("conversations.service_key / profiles: {why}"))?;
+    let Foundation {
+        server,
+        db,
+        guard,
+        tokens,
+        wake,
+    } = rapport_events::service::open::<Migrator>(Basics {
+        name: EVENTS_NAME,
+        error_domain: ERROR_DOMAIN,
+        server: &config.server,
+        database: &config.database,
+        page_token_secret: &config.page_token_secret,
+        assertion_public_keys: &config.assertion_public_keys,
+    })
+    .await?;
+    let repo = storage::SqlRepository::new(db.clone(), api::events::encode, wake.clone());
+    let service = domain::service::Conversations::new(
+        repo,
+        profiles::Profiles::new(peer),
+        domain::SystemClock,
+    );
+    let handler = api::handler::Handler::new(service, tokens);
+    let grpc = ConversationsServiceServer::new(handler)
+        .max_decoding_message_size(config.server.max_message_bytes)
+        .max_encoding_message_size(config.server.max_message_bytes * 4);
+    let app = App {
+        routes: tonic::service::Routes::new(tonic::service::interceptor::InterceptedService::new(
+            grpc, guard,
+        )),
+        service_names: vec![SERVICE_NAME],
+        file_descriptor_sets: vec![rapport_proto::FILE_DESCRIPTOR_SET],
+        accept_http1: false,
+    };
+    Ok(ConversationsServer {
+        server,
+        db,
+        app,
+        bus: bus.clone(),
+        wake,
+        outbox_retention: rapport_events::service::outbox_retention(&config.events),
+    })
+}
+
+impl ConversationsServer {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// Where `/metrics` is served, when `server.metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.server.metrics_addr()
+    }
+
+    /// The service's database (tests inspect the outbox through it).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Serves until `shutdown` resolves, then drains and closes the database.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        rapport_events::service::serve_with_outbox(
+            (self.server, self.db, self.wake),
+            self.app,
+            self.bus,
+            EVENTS_NAME,
+            self.outbox_retention,
+            Vec::new(),
+            shutdown,
+        )
+        .await
+    }
+}

@@ -1,0 +1,115 @@
+//! Outbound calls to the profiles service, one function per call (here:
+//! `ResolveCustomer`), over the shared service-to-service client
+//! (`rapport_kit::peer`): each call carries an assertion this service signs
+//! with its own key for that one method, and the current trace.
+use rapport_kit::Peer;
+use rapport_proto::profiles::{
+    self as pb, profiles_service_client::ProfilesServiceClient,
+    resolve_customer_request::Identity as PbIdentity,
+};
+use tonic::Code;
+
+use crate::{
+    api::convert::{channel_to_pb, customer_name},
+    domain::{
+        CustomerId, Error, Tenant,
+        ports::{CustomerFacts, Customers, Identity},
+    },
+};
+
+const RESOLVE_CUSTOMER: &str = "/rapport.profiles.v1.ProfilesService/ResolveCustomer";
+const GET_CUSTOMER: &str = "/rapport.profiles.v1.ProfilesService/GetCustomer";
+
+/// A failed call as the domain's error: the caller's input when profiles
+/// refused it as invalid, else a passing failure.
+fn failure(status: tonic::Status) -> Error {
+    match status.code() {
+        Code::InvalidArgument => Error::SenderRefused(status.message().to_owned()),
+        _ => Error::ProfilesUnavailable(format!("{:?}: {}", status.code(), status.message())),
+    }
+}
+
+/// The profiles service, as the conversations domain's customer directory.
+#[derive(Debug, Clone)]
+pub struct Profiles {
+    peer: Peer,
+}
+
+impl Profiles {
+    /// Profiles reached through `peer`.
+    pub fn new(peer: Peer) -> Self {
+        Self { peer }
+    }
+}
+
+impl Customers for Profiles {
+    async fn resolve(
+        &self,
+        tenant: &Tenant,
+        identity: &Identity,
+        display_name: &str,
+    ) -> Result<CustomerId, Error> {
+        let identity = match identity {
+            Identity::Email(e) => PbIdentity::Email(e.clone()),
+            Identity::Phone(p) => PbIdentity::Phone(p.clone()),
+            Identity::Handle {
+                channel,
+                provider,
+                handle,
+            } => PbIdentity::ChannelIdentity(pb::ChannelIdentity {
+                channel: channel_to_pb(*channel),
+                provider: provider.clone(),
+                handle: handle.clone(),
+            }),
+        };
+        let request = self.peer.request(
+            tenant,
+            RESOLVE_CUSTOMER,
+            pb::ResolveCustomerRequest {
+                identity: Some(identity),
+                display_name: display_name.to_owned(),
+                ..Default::default()
+            },
+        );
+        let answer = ProfilesServiceClient::new(self.peer.channel())
+            .resolve_customer(request)
+            .await
+            .map_err(|status| match status.code() {
+                // The identity itself is bad (an address profiles will not
+                // take): the caller's input, not a passing failure.
+                Code::InvalidArgument => Error::SenderRefused(status.message().to_owned()),
+                _ => {
+                    Error::ProfilesUnavailable(format!("{:?}: {}", status.code(), status.message()))
+                }
+            })?
+            .into_inner();
+        let name = answer.customer.map(|c| c.name).unwrap_or_default();
+        name.strip_prefix("customers/")
+            .and_then(|id| uuid::Uuid::parse_str(id).ok())
+            .map(CustomerId)
+            .ok_or_else(|| Error::Internal(format!("profiles answered the customer {name:?}")))
+    }
+
+    async fn facts(&self, tenant: &Tenant, customer: CustomerId) -> Result<CustomerFacts, Error> {
+        let request = self.peer.request(
+            tenant,
+            GET_CUSTOMER,
+            pb::GetCustomerRequest {
+                name: customer_name(customer),
+            },
+        );
+        let c = ProfilesServiceClient::new(self.peer.channel())
+            .get_customer(request)
+            .await
+            .map_err(failure)?
+            .into_inner()
+            .customer
+            .unwrap_or_default();
+        Ok(CustomerFacts {
+            given_name: c.given_name,
+            family_name: c.family_name,
+            display_name: c.display_name,
+            locale: c.locale,
+        })
+    }
+}

@@ -1,0 +1,354 @@
+//! Reads: every query filters by tenant.
+use rapport_store::micros;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait as _, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+};
+
+use super::{SqlRepository, entities::*, rows::*};
+use crate::domain::{
+    Error,
+    managed::Managed,
+    model::*,
+    repository::{ChangeSet, CommitError, ConversationFilter, Repository},
+};
+
+impl Repository for SqlRepository {
+    async fn inbox(&self, tenant: &Tenant, id: InboxId) -> Result<Option<Inbox>, Error> {
+        inboxes::Entity::find()
+            .filter(inboxes::Column::Tenant.eq(tenant.as_str()))
+            .filter(inboxes::Column::Id.eq(id.to_string()))
+            .one(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .map(to_inbox)
+            .transpose()
+    }
+
+    async fn inboxes(
+        &self,
+        tenant: &Tenant,
+        after: Option<InboxId>,
+        limit: u32,
+    ) -> Result<Vec<Inbox>, Error> {
+        let mut q = inboxes::Entity::find().filter(inboxes::Column::Tenant.eq(tenant.as_str()));
+        if let Some(after) = after {
+            q = q.filter(inboxes::Column::Id.gt(after.to_string()));
+        }
+        q.order_by_asc(inboxes::Column::Id)
+            .limit(u64::from(limit))
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(to_inbox)
+            .collect()
+    }
+
+    async fn managed<T: Managed>(
+        &self,
+        tenant: &Tenant,
+        id: uuid::Uuid,
+    ) -> Result<Option<T>, Error> {
+        managed::Entity::find()
+            .filter(managed::Column::Tenant.eq(tenant.as_str()))
+            .filter(managed::Column::Id.eq(id.to_string()))
+            .filter(managed::Column::Kind.eq(kind_name(T::KIND)))
+            .one(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .map(to_managed)
+            .transpose()
+    }
+
+    async fn managed_by_key<T: Managed>(
+        &self,
+        tenant: &Tenant,
+        key: &str,
+    ) -> Result<Option<T>, Error> {
+        managed::Entity::find()
+            .filter(managed::Column::Key.eq(key))
+            .filter(managed::Column::Kind.eq(kind_name(T::KIND)))
+            .filter(managed::Column::Tenant.eq(tenant.as_str()))
+            .one(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .map(to_managed)
+            .transpose()
+    }
+
+    async fn managed_list<T: Managed>(
+        &self,
+        tenant: &Tenant,
+        after: Option<uuid::Uuid>,
+        limit: u32,
+    ) -> Result<Vec<T>, Error> {
+        use managed::Column as R;
+        let mut q = managed::Entity::find()
+            .filter(R::Kind.eq(kind_name(T::KIND)))
+            .filter(R::Tenant.eq(tenant.as_str()));
+        if let Some(after) = after {
+            q = q.filter(R::Id.gt(after.to_string()));
+        }
+        q.order_by_asc(R::Id)
+            .limit(u64::from(limit))
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(to_managed)
+            .collect()
+    }
+
+    async fn active_count(&self, tenant: &Tenant, agent: AgentId) -> Result<u64, Error> {
+        use conversations::Column as C;
+        use sea_orm::PaginatorTrait as _;
+        conversations::Entity::find()
+            .filter(C::Tenant.eq(tenant.as_str()))
+            .filter(C::Assignee.eq(agent.to_string()))
+            .filter(C::State.is_in([
+                State::Open.as_str(),
+                State::Pending.as_str(),
+                State::Snoozed.as_str(),
+            ]))
+            .count(&self.db.reader)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn conversation(
+        &self,
+        tenant: &Tenant,
+        id: ConversationId,
+    ) -> Result<Option<Conversation>, Error> {
+        conversations::Entity::find()
+            .filter(conversations::Column::Tenant.eq(tenant.as_str()))
+            .filter(conversations::Column::Id.eq(id.to_string()))
+            .one(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .map(to_conversation)
+            .transpose()
+    }
+
+    async fn conversation_by_case_number(
+        &self,
+        tenant: &Tenant,
+        case_number: i64,
+    ) -> Result<Option<Conversation>, Error> {
+        conversations::Entity::find()
+            .filter(conversations::Column::CaseNumber.eq(case_number))
+            .filter(conversations::Column::Tenant.eq(tenant.as_str()))
+            .one(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .map(to_conversation)
+            .transpose()
+    }
+
+    async fn conversations(
+        &self,
+        tenant: &Tenant,
+        f: &ConversationFilter,
+        before: Option<ConversationId>,
+        limit: u32,
+    ) -> Result<Vec<Conversation>, Error> {
+        use conversations::Column as C;
+        let mut q = conversations::Entity::find().filter(C::Tenant.eq(tenant.as_str()));
+        if let Some(customer) = f.customer {
+            q = q.filter(C::Customer.eq(customer.to_string()));
+        }
+        if !f.states.is_empty() {
+            q = q.filter(C::State.is_in(f.states.iter().map(|s| s.as_str())));
+        }
+        if let Some(assignee) = f.assignee {
+            q = q.filter(C::Assignee.eq(assignee.map(|a| a.to_string()).unwrap_or_default()));
+        }
+        if let Some(team) = f.team {
+            q = q.filter(C::Team.eq(team.to_string()));
+        }
+        if !f.priorities.is_empty() {
+            q = q.filter(C::Priority.is_in(f.priorities.iter().map(|p| p.as_str())));
+        }
+        if let Some(inbox) = f.inbox {
+            q = q.filter(C::InboxId.eq(inbox.to_string()));
+        }
+        if let Some(from) = f.create_from {
+            q = q.filter(C::CreateTime.gte(micros(from)));
+        }
+        if let Some(to) = f.create_to {
+            q = q.filter(C::CreateTime.lt(micros(to)));
+        }
+        if let Some(before) = before {
+            q = q.filter(C::Id.lt(before.to_string()));
+        }
+        q.order_by_desc(C::Id)
+            .limit(u64::from(limit))
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(to_conversation)
+            .collect()
+    }
+
+    async fn thread(
+        &self,
+        tenant: &Tenant,
+        inbox: InboxId,
+        customer: CustomerId,
+    ) -> Result<Option<ConversationId>, Error> {
+        let row = threads::Entity::find()
+            .filter(threads::Column::Tenant.eq(tenant.as_str()))
+            .filter(threads::Column::InboxId.eq(inbox.to_string()))
+            .filter(threads::Column::Customer.eq(customer.to_string()))
+            .one(&self.db.reader)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| {
+            uuid::Uuid::parse_str(&r.conversation_id)
+                .map(ConversationId)
+                .map_err(|_| {
+                    Error::Internal(format!("stored thread {} is unreadable", r.conversation_id))
+                })
+        })
+        .transpose()
+    }
+
+    async fn latest_active(
+        &self,
+        tenant: &Tenant,
+        customer: CustomerId,
+    ) -> Result<Option<Conversation>, Error> {
+        use conversations::Column as C;
+        conversations::Entity::find()
+            .filter(C::Customer.eq(customer.to_string()))
+            .filter(C::Tenant.eq(tenant.as_str()))
+            .filter(C::State.is_in([
+                State::Open.as_str(),
+                State::Pending.as_str(),
+                State::Snoozed.as_str(),
+            ]))
+            .order_by_desc(C::Id)
+            .one(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .map(to_conversation)
+            .transpose()
+    }
+
+    async fn message(
+        &self,
+        tenant: &Tenant,
+        conversation: ConversationId,
+        id: MessageId,
+    ) -> Result<Option<Message>, Error> {
+        messages::Entity::find()
+            .filter(messages::Column::Tenant.eq(tenant.as_str()))
+            .filter(messages::Column::Id.eq(id.to_string()))
+            .filter(messages::Column::ConversationId.eq(conversation.to_string()))
+            .one(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .map(to_message)
+            .transpose()
+    }
+
+    async fn message_by_external_id(
+        &self,
+        tenant: &Tenant,
+        inbox: InboxId,
+        external_id: &str,
+    ) -> Result<Option<Message>, Error> {
+        messages::Entity::find()
+            .filter(messages::Column::ExternalId.eq(external_id))
+            .filter(messages::Column::InboxId.eq(inbox.to_string()))
+            .filter(messages::Column::Tenant.eq(tenant.as_str()))
+            .one(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .map(to_message)
+            .transpose()
+    }
+
+    async fn messages(
+        &self,
+        tenant: &Tenant,
+        conversation: ConversationId,
+        after: Option<MessageId>,
+        limit: u32,
+    ) -> Result<Vec<Message>, Error> {
+        use messages::Column as M;
+        let mut q = messages::Entity::find()
+            .filter(M::ConversationId.eq(conversation.to_string()))
+            .filter(M::Tenant.eq(tenant.as_str()));
+        if let Some(after) = after {
+            q = q.filter(M::Id.gt(after.to_string()));
+        }
+        q.order_by_asc(M::Id)
+            .limit(u64::from(limit))
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(to_message)
+            .collect()
+    }
+
+    async fn history(
+        &self,
+        tenant: &Tenant,
+        customer: CustomerId,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> Result<Vec<Message>, Error> {
+        use messages::Column as M;
+        let mut q = messages::Entity::find()
+            .filter(M::Customer.eq(customer.to_string()))
+            .filter(M::Tenant.eq(tenant.as_str()));
+        if let Some(before) = before {
+            q = q.filter(M::Id.lt(before.to_string()));
+        }
+        q.order_by_desc(M::Id)
+            .limit(u64::from(limit))
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(to_message)
+            .collect()
+    }
+
+    async fn next_case_number(&self, tenant: &Tenant) -> Result<i64, Error> {
+        // One statement, atomic on both databases: the row lock (PostgreSQL)
+        // or the one writer (SQLite) orders concurrent creates, and the
+        // number is committed before any conversation uses it, so it is never
+        // given twice (a sequence: a create that then loses its race leaves a
+        // gap, never a reuse).
+        let backend = self.db.writer.get_database_backend();
+        let placeholder = match backend {
+            sea_orm::DatabaseBackend::Postgres => "$1",
+            _ => "?",
+        };
+        let sql = format!(
+            "INSERT INTO conv_case_numbers (tenant, last) VALUES ({placeholder}, 1) \
+             ON CONFLICT (tenant) DO UPDATE SET last = conv_case_numbers.last + 1 \
+             RETURNING last"
+        );
+        let row = self
+            .db
+            .writer
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                &sql,
+                [tenant.as_str().into()],
+            ))
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| Error::Internal("the case number counter returned nothing".into()))?;
+        row.try_get::<i64>("", "last").map_err(db_err)
+    }
+
+    async fn commit(&self, change: ChangeSet) -> Result<(), CommitError> {
+        self.write(change).await
+    }
+}

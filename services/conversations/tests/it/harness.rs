@@ -1,0 +1,267 @@
+//! Shared setup of the conversations integration tests: the real profiles
+//! service and the real conversations service, each bound to `127.0.0.1:0`
+//! over a fresh database (SQLite, or PostgreSQL when
+//! `RAPPORT_TEST_POSTGRES_URL` is set), conversations calling profiles with
+//! its own key, which profiles trusts; a real tonic client and request
+//! builders.
+use std::net::SocketAddr;
+
+use rapport_conversations::Config;
+pub use rapport_proto::conversations as pb;
+use rapport_proto::conversations::conversations_service_client::ConversationsServiceClient;
+pub use rapport_proto::types::Channel;
+use rapport_store::Db;
+pub use rapport_testkit::status::{assert_error, assert_violation, describe, expect_err};
+pub use rapport_testkit::store::{event_types, outbox_events, payload};
+pub use rapport_testkit::tenant_request;
+use rapport_testkit::{Running, TEST_SECRET, TestDb};
+use tonic::Status;
+
+/// The tenant most tests act as.
+pub const TENANT: &str = "acme";
+/// A second tenant, for isolation tests.
+pub const OTHER_TENANT: &str = "globex";
+
+/// The gRPC client under test.
+pub type Client = ConversationsServiceClient<tonic::transport::Channel>;
+
+/// Running profiles and conversations services. Field order is drop order.
+pub struct Harness {
+    /// Client of conversations.
+    pub client: Client,
+    /// Client of profiles (to check what senders resolved to).
+    pub profiles: rapport_proto::profiles::profiles_service_client::ProfilesServiceClient<
+        tonic::transport::Channel,
+    >,
+    /// The conversations database (outbox inspection).
+    pub db: Db,
+    /// The profiles database (its outbox: what the calls to it did).
+    pub profiles_db: Db,
+    running: Vec<Running>,
+    _testdbs: Vec<TestDb>,
+}
+
+/// The configuration of the conversations service under test, calling
+/// profiles at `profiles` with `service_key`. The only place these tests
+/// build a conversations `Config`.
+pub fn conversations_config(testdb: &TestDb, profiles: SocketAddr, service_key: &str) -> Config {
+    Config {
+        server: rapport_testkit::server_config(),
+        database: rapport_testkit::database_config(testdb),
+        page_token_secret: TEST_SECRET.into(),
+        assertion_public_keys: rapport_testkit::test_assertion_public_key(),
+        service_key: service_key.into(),
+        profiles: rapport_kit::PeerConfig {
+            endpoint: format!("http://{profiles}"),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Starts profiles (trusting conversations' key) and conversations.
+pub async fn start() -> Harness {
+    start_trusting(true).await
+}
+
+/// [`start`]; `trusted`: whether profiles lists conversations' public key.
+pub async fn start_trusting(trusted: bool) -> Harness {
+    let key = rapport_kit::AssertionSigner::generate_seed();
+    let public = rapport_kit::AssertionSigner::from_base64(&key)
+        .expect("a generated seed")
+        .public_key();
+    let profiles_testdb = TestDb::fresh()
+        .await
+        .expect("creating the profiles database");
+    let mut keys = rapport_testkit::test_assertion_public_key();
+    if trusted {
+        keys = format!("{keys},{public}");
+    }
+    let profiles_config = rapport_profiles::Config {
+        server: rapport_testkit::server_config(),
+        database: rapport_testkit::database_config(&profiles_testdb),
+        page_token_secret: TEST_SECRET.into(),
+        assertion_public_keys: keys,
+        ..Default::default()
+    };
+    let bus = rapport_events::Bus::in_process();
+    let profiles = rapport_profiles::build(&profiles_config, &bus)
+        .await
+        .unwrap_or_else(|e| panic!("building profiles: {e:#}"));
+    let profiles_addr = profiles.local_addr();
+    let profiles_db = profiles.db().clone();
+    let profiles_running = Running::start(move |shutdown| profiles.serve(shutdown));
+
+    let testdb = TestDb::fresh().await.expect("creating the test database");
+    let config = conversations_config(&testdb, profiles_addr, &key);
+    let service = rapport_conversations::build(&config, &bus)
+        .await
+        .unwrap_or_else(|e| panic!("building conversations on {}: {e:#}", testdb.backend_name()));
+    let addr = service.local_addr();
+    let db = service.db().clone();
+    let running = Running::start(move |shutdown| service.serve(shutdown));
+    let channel = rapport_testkit::connect(addr).await.expect("connecting");
+    let profiles_channel = rapport_testkit::connect(profiles_addr)
+        .await
+        .expect("connecting to profiles");
+    Harness {
+        client: ConversationsServiceClient::new(channel),
+        profiles: rapport_proto::profiles::profiles_service_client::ProfilesServiceClient::new(
+            profiles_channel,
+        ),
+        db,
+        profiles_db,
+        running: vec![running, profiles_running],
+        _testdbs: vec![testdb, profiles_testdb],
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.running.clear();
+    }
+}
+
+/// An email inbox at `address`, reopening within `reopen_secs`.
+pub fn email_inbox(address: &str, reopen_secs: i64) -> pb::Inbox {
+    pb::Inbox {
+        display_name: "Support".into(),
+        channel: Channel::Email as i32,
+        address: address.into(),
+        reopen_window: Some(prost_types::Duration {
+            seconds: reopen_secs,
+            nanos: 0,
+        }),
+        ..Default::default()
+    }
+}
+
+/// An email message with `external_id`.
+pub fn email(text: &str, external_id: &str) -> pb::Message {
+    pb::Message {
+        text: text.into(),
+        external_id: external_id.into(),
+        ..Default::default()
+    }
+}
+
+/// A ReceiveMessage request from the email address `from`.
+pub fn receive_request(inbox: &str, from: &str, message: pb::Message) -> pb::ReceiveMessageRequest {
+    pb::ReceiveMessageRequest {
+        inbox: inbox.into(),
+        sender: Some(pb::receive_message_request::Sender::Email(from.into())),
+        display_name: "Ada".into(),
+        message: Some(message),
+        request_id: String::new(),
+    }
+}
+
+impl Harness {
+    /// A clone of the client, for concurrent tasks.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// CreateInbox in `tenant`.
+    pub async fn try_create_inbox(
+        &self,
+        tenant: &str,
+        inbox: pb::Inbox,
+        request_id: &str,
+    ) -> Result<pb::Inbox, Status> {
+        self.client()
+            .create_inbox(tenant_request(
+                tenant,
+                pb::CreateInboxRequest {
+                    inbox: Some(inbox),
+                    request_id: request_id.into(),
+                },
+            ))
+            .await
+            .map(|r| r.into_inner().inbox.expect("an inbox"))
+    }
+
+    /// CreateInbox in [`TENANT`], panicking on error.
+    pub async fn create_inbox(&self, inbox: pb::Inbox) -> pb::Inbox {
+        self.try_create_inbox(TENANT, inbox, "")
+            .await
+            .unwrap_or_else(|s| panic!("CreateInbox failed: {}", describe(&s)))
+    }
+
+    /// ReceiveMessage from `email` in `tenant`.
+    pub async fn try_receive_in(
+        &self,
+        tenant: &str,
+        inbox: &str,
+        from: &str,
+        message: pb::Message,
+    ) -> Result<pb::ReceiveMessageResponse, Status> {
+        self.client()
+            .receive_message(tenant_request(
+                tenant,
+                receive_request(inbox, from, message),
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// ReceiveMessage in [`TENANT`], panicking on error.
+    pub async fn receive(
+        &self,
+        inbox: &str,
+        from: &str,
+        message: pb::Message,
+    ) -> pb::ReceiveMessageResponse {
+        self.try_receive_in(TENANT, inbox, from, message)
+            .await
+            .unwrap_or_else(|s| panic!("ReceiveMessage failed: {}", describe(&s)))
+    }
+
+    /// GetConversation in [`TENANT`].
+    pub async fn conversation(&self, name: &str) -> pb::Conversation {
+        self.client()
+            .get_conversation(tenant_request(
+                TENANT,
+                pb::GetConversationRequest { name: name.into() },
+            ))
+            .await
+            .unwrap_or_else(|s| panic!("GetConversation failed: {}", describe(&s)))
+            .into_inner()
+            .conversation
+            .expect("a conversation")
+    }
+
+    /// ResolveConversation in [`TENANT`].
+    pub async fn resolve(&self, name: &str) -> Result<pb::Conversation, Status> {
+        self.client()
+            .resolve_conversation(tenant_request(
+                TENANT,
+                pb::ResolveConversationRequest {
+                    name: name.into(),
+                    code: "answered".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(|r| r.into_inner().conversation.expect("a conversation"))
+    }
+
+    /// Every conversation of [`TENANT`] (one page of 500).
+    pub async fn conversations(
+        &self,
+        filter: pb::ListConversationsRequest,
+    ) -> Vec<pb::Conversation> {
+        self.client()
+            .list_conversations(tenant_request(
+                TENANT,
+                pb::ListConversationsRequest {
+                    page_size: 500,
+                    ..filter
+                },
+            ))
+            .await
+            .unwrap_or_else(|s| panic!("ListConversations failed: {}", describe(&s)))
+            .into_inner()
+            .conversations
+    }
+}

@@ -1,0 +1,11 @@
+//! The conversations service's integration tests, one binary. `harness`
+//! starts the real service and the real profiles service it resolves
+//! senders with (its `Config` is built in `harness::conversations_config`
+//! only); the modules below use it.
+mod harness;
+
+mod directory;
+mod inboxes;
+mod receive;
+mod trace;
+mod transitions;
