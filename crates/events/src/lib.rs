@@ -19,6 +19,7 @@
 
 pub mod admin;
 pub mod consume;
+pub mod erasure;
 pub mod in_process;
 pub mod jetstream;
 pub mod relay;

@@ -14,7 +14,9 @@ pub struct Model {
     pub id: String,
     /// Tenant.
     pub tenant: String,
-    /// Event type.
+    /// Event type; for a message of a shared type (`rapport.type.v1.…`),
+    /// `rapport.<producer>.<Type>` (see [`append_shared_insert`]). The relay
+    /// of a service selects its rows by the `rapport.<service>.` prefix.
     pub event_type: String,
     /// Subject resource name.
     pub subject: String,
@@ -149,6 +151,13 @@ fn trace_id(traceparent: &str) -> Option<String> {
 /// The INSERT that appends `envelope`; run it in the transaction that makes
 /// the change, so that a change and its event commit or roll back together.
 pub fn append_insert(envelope: &EventEnvelope) -> sea_orm::sea_query::InsertStatement {
+    insert_typed(envelope, envelope.r#type.clone())
+}
+
+fn insert_typed(
+    envelope: &EventEnvelope,
+    event_type: String,
+) -> sea_orm::sea_query::InsertStatement {
     let occur = envelope
         .occur_time
         .as_ref()
@@ -157,13 +166,30 @@ pub fn append_insert(envelope: &EventEnvelope) -> sea_orm::sea_query::InsertStat
     Entity::insert(ActiveModel {
         id: Set(envelope.id.clone()),
         tenant: Set(envelope.tenant.clone()),
-        event_type: Set(envelope.r#type.clone()),
+        event_type: Set(event_type),
         subject: Set(envelope.subject.clone()),
         envelope: Set(envelope.encode_to_vec()),
         occur_time: Set(occur),
         publish_time: Set(None),
     })
     .into_query()
+}
+
+/// [`append_insert`] for an event whose message is a shared type that
+/// several services publish (`rapport.type.v1.CustomerDataErased`): the row
+/// is marked as `producer`'s, so that `producer`'s relay — which selects its
+/// own rows by the `rapport.<service>.` prefix of the type, services being
+/// free to share one outbox table — publishes it, and no other relay does.
+/// The envelope keeps the message's real type.
+pub fn append_shared_insert(
+    envelope: &EventEnvelope,
+    producer: &str,
+) -> sea_orm::sea_query::InsertStatement {
+    let name = envelope
+        .r#type
+        .rsplit_once('.')
+        .map_or(envelope.r#type.as_str(), |(_, name)| name);
+    insert_typed(envelope, format!("rapport.{producer}.{name}"))
 }
 
 /// Events of `tenant` for `subject`, oldest first (tests and diagnostics).

@@ -92,10 +92,22 @@ pub struct ConversationsServer {
     outbox_retention: std::time::Duration,
 }
 
-/// The consumers this service runs, with their handlers: none yet (profiles'
-/// merges and erasures come with the next step).
+/// The consumers this service runs, with their handlers (for `rapport
+/// events dead-letters`): the erasure of a customer's data.
 pub fn event_handlers() -> Vec<(&'static str, rapport_events::consume::Handler)> {
-    Vec::new()
+    vec![(ERASURE_CONSUMER, erasure_handler())]
+}
+
+/// The consumer of profiles' erasures (`rapport_events::erasure`).
+pub const ERASURE_CONSUMER: &str = "conversations.erasure";
+
+fn erasure_handler() -> rapport_events::consume::Handler {
+    rapport_events::erasure::handler(
+        EVENTS_NAME,
+        std::sync::Arc::new(|txn, tenant, customer| {
+            Box::pin(storage::erasure::erase(txn, tenant, customer))
+        }),
+    )
 }
 
 /// The conversations schema's migrations (`rapport migrate conversations`).
@@ -170,15 +182,22 @@ impl ConversationsServer {
         &self.db
     }
 
-    /// Serves until `shutdown` resolves, then drains and closes the database.
+    /// Serves until `shutdown` resolves — erasing customers' data as
+    /// profiles erases them — then drains and closes the database.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let erasure = rapport_events::consume::spawn(
+            self.db.clone(),
+            self.bus.clone(),
+            rapport_events::erasure::subscription(EVENTS_NAME),
+            erasure_handler(),
+        );
         rapport_events::service::serve_with_outbox(
             (self.server, self.db, self.wake),
             self.app,
             self.bus,
             EVENTS_NAME,
             self.outbox_retention,
-            Vec::new(),
+            vec![erasure],
             shutdown,
         )
         .await

@@ -342,6 +342,26 @@ pub fn thread(inbox: &Inbox, current: Option<Conversation>, now: DateTime<Utc>) 
     }
 }
 
+/// A message of an erased customer: what they wrote or were sent (subject,
+/// bodies, attachment names and links) is removed; the facts service
+/// levels and KPIs count on stay (who sent it, on which channel, when,
+/// direction, visibility, how many attachments there were not).
+pub fn erase_message(m: &mut Message) {
+    m.subject.clear();
+    m.text.clear();
+    m.html.clear();
+    m.attachments.clear();
+}
+
+/// A conversation of an erased customer: its subject and the resolution's
+/// free text go; case number, states, times, assignment and labels stay.
+pub fn erase_conversation(c: &mut Conversation) {
+    c.subject.clear();
+    if let Some(r) = &mut c.resolution {
+        r.summary.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@
 //! Storage never sees the transport: domain events reach the outbox through
 //! an encoder the service's composition (`lib.rs`) hands in.
 mod entities;
+pub(crate) mod erasure;
 mod read;
 mod rows;
 mod write;

@@ -15,7 +15,7 @@ pub(super) fn db_error(e: &DbErr) -> Error {
     rapport_store::to_error(e)
 }
 
-fn document<T: Serialize>(value: &T) -> Result<String, Error> {
+pub(super) fn document<T: Serialize>(value: &T) -> Result<String, Error> {
     serde_json::to_string(value).map_err(|e| Error::Internal(format!("encoding a row: {e}")))
 }
 

@@ -82,6 +82,13 @@ pub async fn start_trusting(trusted: bool) -> Harness {
         database: rapport_testkit::database_config(&profiles_testdb),
         page_token_secret: TEST_SECRET.into(),
         assertion_public_keys: keys,
+        // As `rapport` composes them: profiles' erasures wait for
+        // conversations, the one other service holding customer data here.
+        erasure: rapport_profiles::ErasureConfig {
+            services: Some(vec![rapport_conversations::EVENTS_NAME.to_owned()]),
+            ..Default::default()
+        },
+        timer_poll_ms: 20,
         ..Default::default()
     };
     let bus = rapport_events::Bus::in_process();

@@ -5,6 +5,7 @@
 mod harness;
 
 mod directory;
+mod erasure;
 mod inboxes;
 mod receive;
 mod trace;

@@ -1,0 +1,90 @@
+//! Erasing a customer's part of the conversations data, in the transaction
+//! of the erasure consumer (`rapport_events::erasure`), which then confirms
+//! it. Messages and conversations are rewritten without what the customer
+//! wrote (the domain's `erase_*` rules say what goes); each conversation's
+//! version moves on, so a writer that read it before the erasure fails its
+//! version check and reads it again instead of writing the old text back;
+//! stored replies about the conversations become tombstones.
+use rapport_events::consume::HandlerError;
+use rapport_store::idempotency;
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait as _, DatabaseTransaction, DbErr, EntityTrait as _, QueryFilter as _,
+    sea_query::{Expr, ExprTrait as _},
+};
+
+use super::{
+    entities::{conversations, messages},
+    rows::{document, to_conversation, to_message},
+};
+use crate::domain::{Error, Tenant, rules};
+
+/// Erases what `tenant`'s conversations hold about `customer` (its id).
+pub async fn erase(
+    txn: &DatabaseTransaction,
+    tenant: &str,
+    customer: &str,
+) -> Result<(), HandlerError> {
+    let tenant = Tenant::parse(tenant)
+        .map_err(|why| HandlerError::Reject(format!("the event's tenant {why}")))?;
+    let rows = messages::Entity::find()
+        .filter(messages::Column::Tenant.eq(tenant.as_str()))
+        .filter(messages::Column::Customer.eq(customer))
+        .all(txn)
+        .await
+        .map_err(retry)?;
+    for row in rows {
+        let id = row.id.clone();
+        let mut message = to_message(row).map_err(broken)?;
+        rules::erase_message(&mut message);
+        messages::Entity::update_many()
+            .col_expr(
+                messages::Column::Document,
+                Expr::value(document(&message).map_err(broken)?),
+            )
+            .filter(messages::Column::Tenant.eq(tenant.as_str()))
+            .filter(messages::Column::Id.eq(id))
+            .exec(txn)
+            .await
+            .map_err(retry)?;
+    }
+    let rows = conversations::Entity::find()
+        .filter(conversations::Column::Tenant.eq(tenant.as_str()))
+        .filter(conversations::Column::Customer.eq(customer))
+        .all(txn)
+        .await
+        .map_err(retry)?;
+    for row in rows {
+        let id = row.id.clone();
+        let mut conversation = to_conversation(row).map_err(broken)?;
+        rules::erase_conversation(&mut conversation);
+        conversations::Entity::update_many()
+            .set(conversations::ActiveModel {
+                document: Set(document(&conversation).map_err(broken)?),
+                ..Default::default()
+            })
+            .col_expr(
+                conversations::Column::Version,
+                Expr::col(conversations::Column::Version).add(1),
+            )
+            .filter(conversations::Column::Tenant.eq(tenant.as_str()))
+            .filter(conversations::Column::Id.eq(&id))
+            .exec(txn)
+            .await
+            .map_err(retry)?;
+        idempotency::forget_subject(txn, &tenant, &id, None)
+            .await
+            .map_err(retry)?;
+    }
+    Ok(())
+}
+
+fn retry(e: DbErr) -> HandlerError {
+    HandlerError::Retry(crate::storage::rows::db_error(&e).to_string())
+}
+
+/// A stored row that does not read: it will not read on a redelivery
+/// either, so the erasure is parked, loudly, for someone to look at.
+fn broken(e: Error) -> HandlerError {
+    HandlerError::Reject(e.to_string())
+}
