@@ -27,6 +27,7 @@ pub fn to_status(err: Error) -> Status {
                 Kind::Team => "TEAM_NOT_FOUND",
                 Kind::Agent => "AGENT_NOT_FOUND",
                 Kind::CannedResponse => "CANNED_RESPONSE_NOT_FOUND",
+                Kind::BusinessCalendar => "BUSINESS_CALENDAR_NOT_FOUND",
             },
         )
         .message(format!("{name} does not exist"))
@@ -43,6 +44,7 @@ pub fn to_status(err: Error) -> Status {
             let (reason, resource) = match kind {
                 Kind::Team => ("TEAM_ALREADY_EXISTS", "team"),
                 Kind::Agent => ("AGENT_ALREADY_EXISTS", "agent"),
+                Kind::BusinessCalendar => ("BUSINESS_CALENDAR_ALREADY_EXISTS", "business_calendar"),
                 _ => ("CANNED_RESPONSE_ALREADY_EXISTS", "canned_response"),
             };
             b(Code::AlreadyExists, reason)

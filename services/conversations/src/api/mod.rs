@@ -1,4 +1,5 @@
 //! The gRPC face of the conversations use-cases.
+pub mod calendars;
 pub mod command;
 pub mod convert;
 pub mod error;

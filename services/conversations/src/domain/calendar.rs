@@ -29,6 +29,7 @@ use chrono::{
     DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveTime, Offset, TimeZone, Utc, Weekday,
 };
 use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
 
 use super::Violations;
 
@@ -77,7 +78,7 @@ impl OpenInterval {
 }
 
 /// One weekly interval as it is given: a weekday and its wall-clock bounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WeeklyHours {
     /// The weekday.
     pub day: Weekday,
@@ -88,7 +89,7 @@ pub struct WeeklyHours {
 }
 
 /// A holiday as it is given: closed all day, or open only during `open`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HolidaySpec {
     /// The local date.
     pub date: NaiveDate,
@@ -99,7 +100,7 @@ pub struct HolidaySpec {
 }
 
 /// A calendar as it is given, before it is checked.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CalendarSpec {
     /// IANA time zone name ("Europe/Berlin").
     pub time_zone: String,
@@ -142,6 +143,37 @@ pub fn parse_zone(name: &str) -> Result<Tz, String> {
     }
     name.parse::<Tz>()
         .map_err(|_| format!("{name:?} is not an IANA time zone (such as Europe/Berlin)"))
+}
+
+/// Parses a wall-clock time, `HH:MM` or `HH:MM:SS`, `24:00` the latest,
+/// into seconds since midnight.
+pub fn parse_wall_time(s: &str) -> Result<u32, String> {
+    let bad = || format!("{s:?} is not a time of day as HH:MM or HH:MM:SS (00:00 to 24:00)");
+    let parts: Vec<&str> = s.split(':').collect();
+    if !(2..=3).contains(&parts.len())
+        || parts
+            .iter()
+            .any(|p| p.len() != 2 || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(bad());
+    }
+    let n: Vec<u32> = parts.iter().map(|p| p.parse().unwrap_or(99)).collect();
+    let (h, m, sec) = (n[0], n[1], n.get(2).copied().unwrap_or(0));
+    if m > 59 || sec > 59 || h > 24 || (h == 24 && (m, sec) != (0, 0)) {
+        return Err(bad());
+    }
+    Ok(h * 3600 + m * 60 + sec)
+}
+
+/// Formats seconds since midnight as `HH:MM`, or `HH:MM:SS` when the
+/// seconds are not zero.
+pub fn format_wall_time(seconds: u32) -> String {
+    let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    if s == 0 {
+        format!("{h:02}:{m:02}")
+    } else {
+        format!("{h:02}:{m:02}:{s:02}")
+    }
 }
 
 /// Checks a list of intervals of one day, reporting each bad one under
@@ -270,11 +302,19 @@ impl BusinessCalendar {
     }
 
     /// The calendar's zone.
+    #[allow(
+        dead_code,
+        reason = "used by SLA warnings and the auto-acknowledgement, the next steps of issue 14"
+    )]
     pub fn zone(&self) -> Tz {
         self.zone
     }
 
     /// Whether `t` lies in working time.
+    #[allow(
+        dead_code,
+        reason = "used by SLA warnings and the auto-acknowledgement, the next steps of issue 14"
+    )]
     pub fn is_open(&self, t: DateTime<Utc>) -> bool {
         match &self.hours {
             Hours::AlwaysOpen => true,
@@ -291,6 +331,10 @@ impl BusinessCalendar {
 
     /// The first instant at or after `t` in working time: `t` itself during
     /// hours.
+    #[allow(
+        dead_code,
+        reason = "used by SLA warnings and the auto-acknowledgement, the next steps of issue 14"
+    )]
     pub fn next_opening(&self, t: DateTime<Utc>) -> Result<DateTime<Utc>, OutOfRange> {
         self.add(t, 0)
     }
@@ -793,6 +837,28 @@ mod tests {
             "2026-06-08 22:00:01 BST"
         );
         assert!(c.is_open(at(&c, "2026-06-02 00:00")));
+    }
+
+    #[test]
+    fn wall_times_parse_and_format() {
+        assert_eq!(parse_wall_time("09:30"), Ok(9 * H + 1800));
+        assert_eq!(parse_wall_time("24:00"), Ok(DAY_SECONDS));
+        assert_eq!(parse_wall_time("23:59:59"), Ok(DAY_SECONDS - 1));
+        for bad in [
+            "24:01",
+            "9:30",
+            "09:60",
+            "",
+            "09",
+            "ab:cd",
+            "09:30:00:00",
+            "-1:00",
+        ] {
+            assert!(parse_wall_time(bad).is_err(), "{bad}");
+        }
+        assert_eq!(format_wall_time(9 * H + 1800), "09:30");
+        assert_eq!(format_wall_time(DAY_SECONDS), "24:00");
+        assert_eq!(format_wall_time(61), "00:01:01");
     }
 
     #[test]

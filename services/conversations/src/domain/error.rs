@@ -19,6 +19,8 @@ pub enum Kind {
     Agent,
     /// `cannedResponses/{…}`.
     CannedResponse,
+    /// `businessCalendars/{…}`.
+    BusinessCalendar,
 }
 
 /// Everything that can go wrong in a conversations use-case.

@@ -4,9 +4,8 @@
 //! prost or sea_orm here: transport, storage and the call to profiles adapt
 //! to these types.
 
-// The calendar RPCs that use it land in the next commit.
-#[allow(dead_code)]
 pub mod calendar;
+pub mod calendars;
 pub mod directory;
 pub mod error;
 pub mod managed;

@@ -4,6 +4,7 @@
 //! only); the modules below use it.
 mod harness;
 
+mod calendars;
 mod directory;
 mod inboxes;
 mod receive;
