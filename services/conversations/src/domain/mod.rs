@@ -14,6 +14,11 @@ pub mod ports;
 pub mod repository;
 pub mod rules;
 pub mod service;
+#[allow(
+    dead_code,
+    reason = "the SLA policy resources and applying SLAs to conversations are the next steps of issue 14"
+)]
+pub mod sla;
 pub mod template;
 
 pub use error::{Error, Violations};
