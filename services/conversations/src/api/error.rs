@@ -28,6 +28,7 @@ pub fn to_status(err: Error) -> Status {
                 Kind::Agent => "AGENT_NOT_FOUND",
                 Kind::CannedResponse => "CANNED_RESPONSE_NOT_FOUND",
                 Kind::BusinessCalendar => "BUSINESS_CALENDAR_NOT_FOUND",
+                Kind::SlaPolicy => "SLA_POLICY_NOT_FOUND",
             },
         )
         .message(format!("{name} does not exist"))
@@ -45,6 +46,7 @@ pub fn to_status(err: Error) -> Status {
                 Kind::Team => ("TEAM_ALREADY_EXISTS", "team"),
                 Kind::Agent => ("AGENT_ALREADY_EXISTS", "agent"),
                 Kind::BusinessCalendar => ("BUSINESS_CALENDAR_ALREADY_EXISTS", "business_calendar"),
+                Kind::SlaPolicy => ("SLA_POLICY_ALREADY_EXISTS", "sla_policy"),
                 _ => ("CANNED_RESPONSE_ALREADY_EXISTS", "canned_response"),
             };
             b(Code::AlreadyExists, reason)

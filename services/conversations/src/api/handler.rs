@@ -16,7 +16,7 @@ use crate::{
     domain::{
         Agent, CannedResponse, Clock, ConversationId, Error, InboxId, MessageId, Team, Violations,
         calendars::Calendar, ports::Customers, repository::Repository, rules::Action,
-        service::Conversations,
+        service::Conversations, sla::SlaPolicy,
     },
 };
 
@@ -369,6 +369,66 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
         calendars::measure_business_time(&self.service, &tenant, request.get_ref())
             .await
             .map(Response::new)
+    }
+
+    async fn create_sla_policy(
+        &self,
+        request: Request<pb::CreateSlaPolicyRequest>,
+    ) -> Result<Response<pb::CreateSlaPolicyResponse>, Status> {
+        let rpcs = self.rpcs(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        let sla_policy = rpcs
+            .create::<SlaPolicy>(req.sla_policy.as_ref(), key)
+            .await?;
+        Ok(Response::new(pb::CreateSlaPolicyResponse {
+            sla_policy: Some(sla_policy),
+        }))
+    }
+
+    async fn get_sla_policy(
+        &self,
+        request: Request<pb::GetSlaPolicyRequest>,
+    ) -> Result<Response<pb::GetSlaPolicyResponse>, Status> {
+        let sla_policy = self
+            .rpcs(&request)?
+            .get::<SlaPolicy>(&request.get_ref().name)
+            .await?;
+        Ok(Response::new(pb::GetSlaPolicyResponse {
+            sla_policy: Some(sla_policy),
+        }))
+    }
+
+    async fn list_sla_policies(
+        &self,
+        request: Request<pb::ListSlaPoliciesRequest>,
+    ) -> Result<Response<pb::ListSlaPoliciesResponse>, Status> {
+        let r = request.get_ref();
+        let (sla_policies, next_page_token) = self
+            .rpcs(&request)?
+            .list::<SlaPolicy>(r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListSlaPoliciesResponse {
+            sla_policies,
+            next_page_token,
+        }))
+    }
+
+    async fn update_sla_policy(
+        &self,
+        request: Request<pb::UpdateSlaPolicyRequest>,
+    ) -> Result<Response<pb::UpdateSlaPolicyResponse>, Status> {
+        let rpcs = self.rpcs(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        let sla_policy = rpcs
+            .update::<SlaPolicy>(req.sla_policy.as_ref(), req.update_mask.as_ref(), key)
+            .await?;
+        Ok(Response::new(pb::UpdateSlaPolicyResponse {
+            sla_policy: Some(sla_policy),
+        }))
     }
 
     async fn render_canned_response(

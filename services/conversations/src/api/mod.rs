@@ -6,3 +6,4 @@ pub mod error;
 pub mod events;
 pub mod handler;
 pub mod managed;
+pub mod sla_policies;

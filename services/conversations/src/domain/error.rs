@@ -21,6 +21,8 @@ pub enum Kind {
     CannedResponse,
     /// `businessCalendars/{…}`.
     BusinessCalendar,
+    /// `slaPolicies/{…}`.
+    SlaPolicy,
 }
 
 /// Everything that can go wrong in a conversations use-case.

@@ -14,9 +14,11 @@ pub mod ports;
 pub mod repository;
 pub mod rules;
 pub mod service;
+// Selection and pinning are used when SLAs are applied to conversations,
+// the next step of issue 14.
 #[allow(
     dead_code,
-    reason = "the SLA policy resources and applying SLAs to conversations are the next steps of issue 14"
+    reason = "applying SLAs to conversations is the next step of issue 14"
 )]
 pub mod sla;
 pub mod template;

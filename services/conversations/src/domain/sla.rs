@@ -277,6 +277,71 @@ impl SlaPolicy {
     }
 }
 
+impl super::managed::Managed for SlaPolicy {
+    const KIND: super::error::Kind = super::error::Kind::SlaPolicy;
+    const FIELD: &'static str = "sla_policy";
+    fn id(&self) -> uuid::Uuid {
+        self.id.0
+    }
+    fn key(&self) -> String {
+        self.display_name.trim().to_lowercase()
+    }
+    fn key_field() -> &'static str {
+        "display_name"
+    }
+    fn version(&self) -> i64 {
+        self.version
+    }
+    fn times(&self) -> (DateTime<Utc>, DateTime<Utc>) {
+        (self.create_time, self.update_time)
+    }
+    fn stamp(
+        &mut self,
+        id: Option<uuid::Uuid>,
+        version: i64,
+        create: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
+        if let Some(id) = id {
+            self.id = SlaPolicyId(id);
+        }
+        self.display_name = self.display_name.trim().to_owned();
+        let c = &mut self.condition;
+        for tag in &mut c.customer_tags {
+            *tag = tag.trim().to_lowercase();
+        }
+        c.customer_tags.sort();
+        c.customer_tags.dedup();
+        c.inboxes.sort();
+        c.inboxes.dedup();
+        (self.version, self.create_time, self.update_time) = (version, create, now);
+    }
+    fn check(&self, prefix: &str, v: &mut Violations) {
+        SlaPolicy::check(self, prefix, v);
+    }
+    fn name(&self) -> String {
+        format!("slaPolicies/{}", self.id)
+    }
+    fn calendars(&self) -> Vec<(String, uuid::Uuid)> {
+        let mut out = Vec::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            for (_, field, target) in t.all() {
+                if let Some(Target {
+                    basis: TimeBasis::BusinessTime(calendar),
+                    ..
+                }) = target
+                {
+                    out.push((
+                        format!("targets[{i}].{field}.business_calendar"),
+                        calendar.0,
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
 /// An SLA as applied to a conversation: the policy as it was at `revision`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppliedSla {

@@ -8,5 +8,6 @@ mod calendars;
 mod directory;
 mod inboxes;
 mod receive;
+mod sla_policies;
 mod trace;
 mod transitions;
