@@ -10,7 +10,7 @@ use rapport_proto::conversations::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{calendars, command, convert::*, error::to_status, managed};
+use super::{calendars, command, convert::*, error::to_status, managed, sla_policies};
 use crate::{
     ERROR_DOMAIN,
     domain::{
@@ -429,6 +429,19 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
         Ok(Response::new(pb::UpdateSlaPolicyResponse {
             sla_policy: Some(sla_policy),
         }))
+    }
+
+    async fn reorder_sla_policies(
+        &self,
+        request: Request<pb::ReorderSlaPoliciesRequest>,
+    ) -> Result<Response<pb::ReorderSlaPoliciesResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        sla_policies::reorder(&self.service, &tenant, req, key)
+            .await
+            .map(Response::new)
     }
 
     async fn render_canned_response(

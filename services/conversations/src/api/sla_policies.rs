@@ -1,5 +1,5 @@
-//! SLA policies on the wire: the resource's conversion ([`Wire`]); the
-//! resource RPCs are the managed ones.
+//! SLA policies on the wire: the resource's conversion ([`Wire`]) and
+//! ReorderSlaPolicies; the other resource RPCs are the managed ones.
 use chrono::{DateTime, Utc};
 use rapport_kit::convert::ts;
 use rapport_proto::conversations as pb;
@@ -224,4 +224,40 @@ impl Wire for SlaPolicy {
         }
         true
     }
+}
+
+/// ReorderSlaPolicies.
+pub async fn reorder<R, P, C>(
+    service: &crate::domain::service::Conversations<R, P, C>,
+    tenant: &crate::domain::Tenant,
+    req: &pb::ReorderSlaPoliciesRequest,
+    key: Option<rapport_usecase::Idempotency>,
+) -> Result<pb::ReorderSlaPoliciesResponse, tonic::Status>
+where
+    R: crate::domain::repository::Repository,
+    P: crate::domain::ports::Customers,
+    C: crate::domain::Clock,
+{
+    let mut v = Violations::default();
+    let order: Vec<SlaPolicyId> = req
+        .names
+        .iter()
+        .enumerate()
+        .filter_map(|(i, name)| {
+            v.take(&format!("names[{i}]"), id_in(name, SlaPolicy::COLLECTION))
+                .map(SlaPolicyId)
+        })
+        .collect();
+    if req.names.is_empty() {
+        v.add("names", "is required: every policy, in the new order");
+    }
+    v.check()
+        .map_err(|v| super::error::to_status(crate::domain::Error::Invalid(v)))?;
+    let policies = service
+        .reorder_sla_policies(tenant, order, key)
+        .await
+        .map_err(super::error::to_status)?;
+    Ok(pb::ReorderSlaPoliciesResponse {
+        sla_policies: policies.iter().map(Wire::to_pb).collect(),
+    })
 }

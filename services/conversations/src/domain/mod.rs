@@ -21,6 +21,7 @@ pub mod service;
     reason = "applying SLAs to conversations is the next step of issue 14"
 )]
 pub mod sla;
+pub mod sla_policies;
 pub mod template;
 
 pub use error::{Error, Violations};

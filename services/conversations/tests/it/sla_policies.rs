@@ -200,3 +200,62 @@ async fn bad_policies_report_every_bad_field() {
         "sla_policy.targets[0].first_response.business_calendar",
     );
 }
+
+#[tokio::test]
+async fn reordering_sets_every_position_at_once_and_once_per_request_id() {
+    let h = start().await;
+    let mut names = Vec::new();
+    for (n, label) in ["a", "b", "c"].into_iter().enumerate() {
+        let mut p = vip_policy("");
+        p.display_name = label.into();
+        p.position = n as i64;
+        names.push(try_create(&h, p, "").await.unwrap().name);
+    }
+    let reorder = |names: Vec<String>, request_id: &str| {
+        let mut client = h.client();
+        let request = pb::ReorderSlaPoliciesRequest {
+            names,
+            request_id: request_id.into(),
+        };
+        async move {
+            client
+                .reorder_sla_policies(tenant_request(TENANT, request))
+                .await
+                .map(|r| r.into_inner().sla_policies)
+        }
+    };
+    let new_order = vec![names[2].clone(), names[0].clone(), names[1].clone()];
+    let reordered = reorder(new_order.clone(), "r-1").await.unwrap();
+    let summary: Vec<(String, i64, i64)> = reordered
+        .iter()
+        .map(|p| (p.display_name.clone(), p.position, p.revision))
+        .collect();
+    assert_eq!(
+        summary,
+        [("c".into(), 0, 2), ("a".into(), 1, 2), ("b".into(), 2, 2)]
+    );
+    // The retry answers the first result and bumps nothing.
+    assert_eq!(reorder(new_order.clone(), "r-1").await.unwrap(), reordered);
+    // The same order again changes no revision.
+    let same = reorder(new_order, "r-2").await.unwrap();
+    assert!(same.iter().all(|p| p.revision == 2), "{same:?}");
+
+    let partial = expect_err(reorder(vec![names[0].clone(), names[0].clone()], "").await);
+    assert_violation(&partial, "names[1]");
+    assert_violation(&partial, "names");
+    let unknown = expect_err(
+        reorder(
+            vec![
+                names[0].clone(),
+                names[1].clone(),
+                names[2].clone(),
+                "slaPolicies/0190a0a0-0000-7000-8000-000000000000".into(),
+            ],
+            "",
+        )
+        .await,
+    );
+    assert_violation(&unknown, "names[3]");
+    let malformed = expect_err(reorder(vec!["teams/x".into()], "").await);
+    assert_violation(&malformed, "names[0]");
+}
