@@ -262,3 +262,20 @@ pub async fn measure_business_time<R: Repository, P: Customers, C: Clock>(
         }),
     })
 }
+
+/// Delete of a business calendar or an SLA policy.
+pub async fn delete<T: Wire, R: Repository, P: Customers, C: Clock>(
+    service: &Conversations<R, P, C>,
+    tenant: &Tenant,
+    name: &str,
+    etag: &str,
+    key: Option<rapport_usecase::Idempotency>,
+) -> Result<(), Status> {
+    let id = id_in(name, T::COLLECTION).map_err(|why| invalid(Violations::one("name", why)))?;
+    let etag = Some(etag.to_owned()).filter(|e| !e.is_empty());
+    service
+        .delete_managed::<T>(tenant, id, etag, key)
+        .await
+        .map_err(to_status)?;
+    Ok(())
+}

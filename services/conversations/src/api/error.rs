@@ -63,6 +63,11 @@ pub fn to_status(err: Error) -> Status {
                 .meta("state", from.as_str())
                 .build()
         }
+        Error::InUse(name, by) => b(Code::FailedPrecondition, "RESOURCE_IN_USE")
+            .message(format!("{name} is used by {by}"))
+            .meta("resource", name.clone())
+            .meta("used_by", by.clone())
+            .build(),
         Error::EtagMismatch => common::etag_mismatch(ERROR_DOMAIN, "the resource"),
         Error::Conflict => common::conflict(ERROR_DOMAIN, "the resource"),
         Error::RequestIdReused => idempotency::reused(ERROR_DOMAIN),
@@ -128,6 +133,11 @@ mod tests {
                 },
                 Code::FailedPrecondition,
                 "INVALID_STATE_TRANSITION",
+            ),
+            (
+                Error::InUse("businessCalendars/x".into(), "slaPolicies/y".into()),
+                Code::FailedPrecondition,
+                "RESOURCE_IN_USE",
             ),
             (Error::EtagMismatch, Code::Aborted, "ETAG_MISMATCH"),
             (Error::Conflict, Code::Aborted, "CONCURRENT_MODIFICATION"),

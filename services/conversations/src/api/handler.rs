@@ -444,6 +444,32 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
             .map(Response::new)
     }
 
+    async fn delete_business_calendar(
+        &self,
+        request: Request<pb::DeleteBusinessCalendarRequest>,
+    ) -> Result<Response<pb::DeleteBusinessCalendarResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        calendars::delete::<Calendar, _, _, _>(&self.service, &tenant, &req.name, &req.etag, key)
+            .await?;
+        Ok(Response::new(pb::DeleteBusinessCalendarResponse {}))
+    }
+
+    async fn delete_sla_policy(
+        &self,
+        request: Request<pb::DeleteSlaPolicyRequest>,
+    ) -> Result<Response<pb::DeleteSlaPolicyResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        calendars::delete::<SlaPolicy, _, _, _>(&self.service, &tenant, &req.name, &req.etag, key)
+            .await?;
+        Ok(Response::new(pb::DeleteSlaPolicyResponse {}))
+    }
+
     async fn render_canned_response(
         &self,
         request: Request<pb::RenderCannedResponseRequest>,

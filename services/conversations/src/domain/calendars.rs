@@ -36,6 +36,11 @@ pub struct Calendar {
 }
 
 impl Calendar {
+    /// The resource name of calendar `id`.
+    pub fn name_of(id: uuid::Uuid) -> String {
+        format!("businessCalendars/{id}")
+    }
+
     /// The calendar business time is computed on. A stored calendar was
     /// checked when it was written, so this fails only on a tzdb that lost
     /// its zone.

@@ -259,3 +259,60 @@ async fn reordering_sets_every_position_at_once_and_once_per_request_id() {
     let malformed = expect_err(reorder(vec!["teams/x".into()], "").await);
     assert_violation(&malformed, "names[0]");
 }
+
+#[tokio::test]
+async fn a_calendar_in_use_is_kept_and_deletes_happen_once() {
+    let h = start().await;
+    let cal = calendar(&h).await;
+    let policy = try_create(&h, vip_policy(&cal), "").await.unwrap();
+    let delete_calendar = |etag: &str, request_id: &str| {
+        let mut client = h.client();
+        let request = pb::DeleteBusinessCalendarRequest {
+            name: cal.clone(),
+            etag: etag.into(),
+            request_id: request_id.into(),
+        };
+        async move {
+            client
+                .delete_business_calendar(tenant_request(TENANT, request))
+                .await
+        }
+    };
+    let in_use = expect_err(delete_calendar("", "d-1").await);
+    assert_error(&in_use, Code::FailedPrecondition, "RESOURCE_IN_USE");
+
+    let delete_policy = |etag: &str, request_id: &str| {
+        let mut client = h.client();
+        let request = pb::DeleteSlaPolicyRequest {
+            name: policy.name.clone(),
+            etag: etag.into(),
+            request_id: request_id.into(),
+        };
+        async move {
+            client
+                .delete_sla_policy(tenant_request(TENANT, request))
+                .await
+        }
+    };
+    let stale = expect_err(delete_policy("\"7\"", "").await);
+    assert_error(&stale, Code::Aborted, "ETAG_MISMATCH");
+    delete_policy(&policy.etag, "d-2").await.unwrap();
+    // The retry answers the first result; a new request finds nothing.
+    delete_policy(&policy.etag, "d-2").await.unwrap();
+    let gone = expect_err(delete_policy("", "").await);
+    assert_error(&gone, Code::NotFound, "SLA_POLICY_NOT_FOUND");
+
+    delete_calendar("\"1\"", "d-3").await.unwrap();
+    let gone = expect_err(delete_calendar("", "").await);
+    assert_error(&gone, Code::NotFound, "BUSINESS_CALENDAR_NOT_FOUND");
+    let listed = h
+        .client()
+        .list_business_calendars(tenant_request(
+            TENANT,
+            pb::ListBusinessCalendarsRequest::default(),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.business_calendars.is_empty());
+}
