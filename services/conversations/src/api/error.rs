@@ -27,6 +27,8 @@ pub fn to_status(err: Error) -> Status {
                 Kind::Team => "TEAM_NOT_FOUND",
                 Kind::Agent => "AGENT_NOT_FOUND",
                 Kind::CannedResponse => "CANNED_RESPONSE_NOT_FOUND",
+                Kind::BusinessCalendar => "BUSINESS_CALENDAR_NOT_FOUND",
+                Kind::SlaPolicy => "SLA_POLICY_NOT_FOUND",
             },
         )
         .message(format!("{name} does not exist"))
@@ -43,6 +45,8 @@ pub fn to_status(err: Error) -> Status {
             let (reason, resource) = match kind {
                 Kind::Team => ("TEAM_ALREADY_EXISTS", "team"),
                 Kind::Agent => ("AGENT_ALREADY_EXISTS", "agent"),
+                Kind::BusinessCalendar => ("BUSINESS_CALENDAR_ALREADY_EXISTS", "business_calendar"),
+                Kind::SlaPolicy => ("SLA_POLICY_ALREADY_EXISTS", "sla_policy"),
                 _ => ("CANNED_RESPONSE_ALREADY_EXISTS", "canned_response"),
             };
             b(Code::AlreadyExists, reason)
@@ -59,6 +63,11 @@ pub fn to_status(err: Error) -> Status {
                 .meta("state", from.as_str())
                 .build()
         }
+        Error::InUse(name, by) => b(Code::FailedPrecondition, "RESOURCE_IN_USE")
+            .message(format!("{name} is used by {by}"))
+            .meta("resource", name.clone())
+            .meta("used_by", by.clone())
+            .build(),
         Error::EtagMismatch => common::etag_mismatch(ERROR_DOMAIN, "the resource"),
         Error::Conflict => common::conflict(ERROR_DOMAIN, "the resource"),
         Error::RequestIdReused => idempotency::reused(ERROR_DOMAIN),
@@ -124,6 +133,11 @@ mod tests {
                 },
                 Code::FailedPrecondition,
                 "INVALID_STATE_TRANSITION",
+            ),
+            (
+                Error::InUse("businessCalendars/x".into(), "slaPolicies/y".into()),
+                Code::FailedPrecondition,
+                "RESOURCE_IN_USE",
             ),
             (Error::EtagMismatch, Code::Aborted, "ETAG_MISMATCH"),
             (Error::Conflict, Code::Aborted, "CONCURRENT_MODIFICATION"),

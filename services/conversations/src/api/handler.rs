@@ -10,12 +10,13 @@ use rapport_proto::conversations::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{command, convert::*, error::to_status, managed};
+use super::{calendars, command, convert::*, error::to_status, managed, sla_policies};
 use crate::{
     ERROR_DOMAIN,
     domain::{
         Agent, CannedResponse, Clock, ConversationId, Error, InboxId, MessageId, Team, Violations,
-        ports::Customers, repository::Repository, rules::Action, service::Conversations,
+        calendars::Calendar, ports::Customers, repository::Repository, rules::Action,
+        service::Conversations, sla::SlaPolicy,
     },
 };
 
@@ -284,6 +285,189 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
         Ok(Response::new(pb::UpdateCannedResponseResponse {
             canned_response: Some(canned_response),
         }))
+    }
+
+    async fn create_business_calendar(
+        &self,
+        request: Request<pb::CreateBusinessCalendarRequest>,
+    ) -> Result<Response<pb::CreateBusinessCalendarResponse>, Status> {
+        let rpcs = self.rpcs(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        let business_calendar = rpcs
+            .create::<Calendar>(req.business_calendar.as_ref(), key)
+            .await?;
+        Ok(Response::new(pb::CreateBusinessCalendarResponse {
+            business_calendar: Some(business_calendar),
+        }))
+    }
+
+    async fn get_business_calendar(
+        &self,
+        request: Request<pb::GetBusinessCalendarRequest>,
+    ) -> Result<Response<pb::GetBusinessCalendarResponse>, Status> {
+        let business_calendar = self
+            .rpcs(&request)?
+            .get::<Calendar>(&request.get_ref().name)
+            .await?;
+        Ok(Response::new(pb::GetBusinessCalendarResponse {
+            business_calendar: Some(business_calendar),
+        }))
+    }
+
+    async fn list_business_calendars(
+        &self,
+        request: Request<pb::ListBusinessCalendarsRequest>,
+    ) -> Result<Response<pb::ListBusinessCalendarsResponse>, Status> {
+        let r = request.get_ref();
+        let (business_calendars, next_page_token) = self
+            .rpcs(&request)?
+            .list::<Calendar>(r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListBusinessCalendarsResponse {
+            business_calendars,
+            next_page_token,
+        }))
+    }
+
+    async fn update_business_calendar(
+        &self,
+        request: Request<pb::UpdateBusinessCalendarRequest>,
+    ) -> Result<Response<pb::UpdateBusinessCalendarResponse>, Status> {
+        let rpcs = self.rpcs(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        let business_calendar = rpcs
+            .update::<Calendar>(
+                req.business_calendar.as_ref(),
+                req.update_mask.as_ref(),
+                key,
+            )
+            .await?;
+        Ok(Response::new(pb::UpdateBusinessCalendarResponse {
+            business_calendar: Some(business_calendar),
+        }))
+    }
+
+    async fn add_business_time(
+        &self,
+        request: Request<pb::AddBusinessTimeRequest>,
+    ) -> Result<Response<pb::AddBusinessTimeResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        calendars::add_business_time(&self.service, &tenant, request.get_ref())
+            .await
+            .map(Response::new)
+    }
+
+    async fn measure_business_time(
+        &self,
+        request: Request<pb::MeasureBusinessTimeRequest>,
+    ) -> Result<Response<pb::MeasureBusinessTimeResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        calendars::measure_business_time(&self.service, &tenant, request.get_ref())
+            .await
+            .map(Response::new)
+    }
+
+    async fn create_sla_policy(
+        &self,
+        request: Request<pb::CreateSlaPolicyRequest>,
+    ) -> Result<Response<pb::CreateSlaPolicyResponse>, Status> {
+        let rpcs = self.rpcs(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        let sla_policy = rpcs
+            .create::<SlaPolicy>(req.sla_policy.as_ref(), key)
+            .await?;
+        Ok(Response::new(pb::CreateSlaPolicyResponse {
+            sla_policy: Some(sla_policy),
+        }))
+    }
+
+    async fn get_sla_policy(
+        &self,
+        request: Request<pb::GetSlaPolicyRequest>,
+    ) -> Result<Response<pb::GetSlaPolicyResponse>, Status> {
+        let sla_policy = self
+            .rpcs(&request)?
+            .get::<SlaPolicy>(&request.get_ref().name)
+            .await?;
+        Ok(Response::new(pb::GetSlaPolicyResponse {
+            sla_policy: Some(sla_policy),
+        }))
+    }
+
+    async fn list_sla_policies(
+        &self,
+        request: Request<pb::ListSlaPoliciesRequest>,
+    ) -> Result<Response<pb::ListSlaPoliciesResponse>, Status> {
+        let r = request.get_ref();
+        let (sla_policies, next_page_token) = self
+            .rpcs(&request)?
+            .list::<SlaPolicy>(r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListSlaPoliciesResponse {
+            sla_policies,
+            next_page_token,
+        }))
+    }
+
+    async fn update_sla_policy(
+        &self,
+        request: Request<pb::UpdateSlaPolicyRequest>,
+    ) -> Result<Response<pb::UpdateSlaPolicyResponse>, Status> {
+        let rpcs = self.rpcs(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        let sla_policy = rpcs
+            .update::<SlaPolicy>(req.sla_policy.as_ref(), req.update_mask.as_ref(), key)
+            .await?;
+        Ok(Response::new(pb::UpdateSlaPolicyResponse {
+            sla_policy: Some(sla_policy),
+        }))
+    }
+
+    async fn reorder_sla_policies(
+        &self,
+        request: Request<pb::ReorderSlaPoliciesRequest>,
+    ) -> Result<Response<pb::ReorderSlaPoliciesResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        sla_policies::reorder(&self.service, &tenant, req, key)
+            .await
+            .map(Response::new)
+    }
+
+    async fn delete_business_calendar(
+        &self,
+        request: Request<pb::DeleteBusinessCalendarRequest>,
+    ) -> Result<Response<pb::DeleteBusinessCalendarResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        calendars::delete::<Calendar, _, _, _>(&self.service, &tenant, &req.name, &req.etag, key)
+            .await?;
+        Ok(Response::new(pb::DeleteBusinessCalendarResponse {}))
+    }
+
+    async fn delete_sla_policy(
+        &self,
+        request: Request<pb::DeleteSlaPolicyRequest>,
+    ) -> Result<Response<pb::DeleteSlaPolicyResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let req = request.get_ref();
+        let key =
+            idempotency::key_of(req, &req.request_id, |r| r.request_id.clear(), ERROR_DOMAIN)?;
+        calendars::delete::<SlaPolicy, _, _, _>(&self.service, &tenant, &req.name, &req.etag, key)
+            .await?;
+        Ok(Response::new(pb::DeleteSlaPolicyResponse {}))
     }
 
     async fn render_canned_response(

@@ -1,7 +1,9 @@
 //! The gRPC face of the conversations use-cases.
+pub mod calendars;
 pub mod command;
 pub mod convert;
 pub mod error;
 pub mod events;
 pub mod handler;
 pub mod managed;
+pub mod sla_policies;

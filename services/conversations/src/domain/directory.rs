@@ -165,6 +165,19 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 );
             }
         }
+        for (field, id) in value.calendars() {
+            if self
+                .repo()
+                .managed::<super::calendars::Calendar>(tenant, id)
+                .await?
+                .is_none()
+            {
+                v.add(
+                    format!("{}.{field}", T::FIELD),
+                    format!("businessCalendars/{id} does not exist"),
+                );
+            }
+        }
         Ok(v.check()?)
     }
 

@@ -19,6 +19,10 @@ pub enum Kind {
     Agent,
     /// `cannedResponses/{…}`.
     CannedResponse,
+    /// `businessCalendars/{…}`.
+    BusinessCalendar,
+    /// `slaPolicies/{…}`.
+    SlaPolicy,
 }
 
 /// Everything that can go wrong in a conversations use-case.
@@ -39,6 +43,9 @@ pub enum Error {
         /// What was asked.
         action: &'static str,
     },
+    /// The resource (its name) cannot be deleted: another names it (its
+    /// name).
+    InUse(String, String),
     /// The etag sent does not match the current one.
     EtagMismatch,
     /// Concurrent changes kept winning; the caller may retry.
@@ -65,6 +72,7 @@ impl fmt::Display for Error {
             Error::InvalidTransition { from, action } => {
                 write!(f, "cannot {action} a {} conversation", from.as_str())
             }
+            Error::InUse(name, by) => write!(f, "{name} is used by {by}"),
             Error::EtagMismatch => f.write_str("etag mismatch"),
             Error::Conflict => f.write_str("concurrent modification"),
             Error::RequestIdReused => f.write_str("request id reused"),

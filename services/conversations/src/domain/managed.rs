@@ -42,6 +42,11 @@ pub trait Managed:
     fn teams(&self) -> &[TeamId] {
         &[]
     }
+    /// The business calendars it names (they must exist): each with its
+    /// field path below [`Managed::FIELD`].
+    fn calendars(&self) -> Vec<(String, uuid::Uuid)> {
+        Vec::new()
+    }
     /// The etag of this version.
     fn etag(&self) -> String {
         format!("\"{}\"", self.version())

@@ -4,6 +4,9 @@
 //! prost or sea_orm here: transport, storage and the call to profiles adapt
 //! to these types.
 
+pub mod calendar;
+pub mod calendars;
+pub mod deletion;
 pub mod directory;
 pub mod error;
 pub mod managed;
@@ -12,6 +15,14 @@ pub mod ports;
 pub mod repository;
 pub mod rules;
 pub mod service;
+// Selection and pinning are used when SLAs are applied to conversations,
+// the next step of issue 14.
+#[allow(
+    dead_code,
+    reason = "applying SLAs to conversations is the next step of issue 14"
+)]
+pub mod sla;
+pub mod sla_policies;
 pub mod template;
 
 pub use error::{Error, Violations};

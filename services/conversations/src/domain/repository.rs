@@ -95,6 +95,17 @@ impl ManagedRow {
     }
 }
 
+/// A managed row to delete, guarded by the version it was read at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedDelete {
+    /// Which kind.
+    pub kind: Kind,
+    /// Its id.
+    pub id: uuid::Uuid,
+    /// The version it was read at: a version conflict unless still stored.
+    pub expected_version: i64,
+}
+
 /// Everything one use-case changes, committed in one transaction together
 /// with its idempotency key and its events (the outbox).
 #[derive(Debug, Clone)]
@@ -107,6 +118,8 @@ pub struct ChangeSet {
     pub inboxes: Vec<RowWrite<Inbox>>,
     /// Team, agent and canned response rows.
     pub managed: Vec<RowWrite<ManagedRow>>,
+    /// Managed rows to delete.
+    pub managed_deletes: Vec<ManagedDelete>,
     /// Conversation rows.
     pub conversations: Vec<RowWrite<Conversation>>,
     /// New messages (immutable). Each is counted in its conversation
@@ -133,6 +146,7 @@ impl ChangeSet {
             claim: None,
             inboxes: Vec::new(),
             managed: Vec::new(),
+            managed_deletes: Vec::new(),
             conversations: Vec::new(),
             messages: Vec::new(),
             still_open: None,

@@ -100,6 +100,8 @@ pub(super) fn kind_name(kind: Kind) -> &'static str {
         Kind::Team => "team",
         Kind::Agent => "agent",
         Kind::CannedResponse => "canned_response",
+        Kind::BusinessCalendar => "business_calendar",
+        Kind::SlaPolicy => "sla_policy",
         // Not managed resources; never stored in this table.
         Kind::Inbox | Kind::Conversation | Kind::Message => "other",
     }

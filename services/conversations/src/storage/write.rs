@@ -177,6 +177,19 @@ async fn apply(txn: &DatabaseTransaction, prepared: &Prepared) -> Result<(), Com
             }
         }
     }
+    for d in &change.managed_deletes {
+        let deleted = managed::Entity::delete_many()
+            .filter(managed::Column::Tenant.eq(tenant.as_str()))
+            .filter(managed::Column::Kind.eq(kind_name(d.kind)))
+            .filter(managed::Column::Id.eq(d.id.to_string()))
+            .filter(managed::Column::Version.eq(d.expected_version))
+            .exec(txn)
+            .await
+            .map_err(failed)?;
+        if deleted.rows_affected != 1 {
+            return Err(CommitError::VersionConflict);
+        }
+    }
     for w in &change.conversations {
         match w {
             RowWrite::Insert(c) => {

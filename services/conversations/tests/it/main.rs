@@ -4,9 +4,11 @@
 //! only); the modules below use it.
 mod harness;
 
+mod calendars;
 mod directory;
 mod erasure;
 mod inboxes;
 mod receive;
+mod sla_policies;
 mod trace;
 mod transitions;
