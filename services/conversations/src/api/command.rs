@@ -9,7 +9,7 @@ use crate::domain::{
     model::*,
     repository::ConversationFilter,
     rules::{self, Action},
-    service::{ConversationUpdate, Inbound, InboxMask, SenderIdentity},
+    service::{ConversationUpdate, Inbound, InboxMask, Outbound, SenderIdentity},
 };
 
 /// The id in `name`, a `{collection}/{uuid}` resource name.
@@ -264,6 +264,74 @@ pub fn inbound(req: &pb::ReceiveMessageRequest) -> Result<Inbound, Violations> {
         external_id: m.external_id.trim().to_owned(),
         in_reply_to: m.in_reply_to.clone(),
         send_time,
+    })
+}
+
+/// CreateMessage → the agent's message, written by the agent acting as
+/// `principal`.
+pub fn outbound(req: &pb::CreateMessageRequest, principal: &str) -> Result<Outbound, Violations> {
+    let mut v = Violations::default();
+    let conversation = v
+        .take("parent", id_in(&req.parent, "conversations"))
+        .map(ConversationId);
+    let default = pb::Message::default();
+    let m = req.message.as_ref().unwrap_or_else(|| {
+        v.add("message", "is required");
+        &default
+    });
+    let visibility = v
+        .take("message.visibility", visibility_from_pb(m.visibility))
+        .flatten()
+        .unwrap_or(Visibility::Public);
+    let channel = v
+        .take("message.channel", channel_from_pb(m.channel))
+        .flatten();
+    if m.call.is_some() {
+        v.add("message.call", "logged calls are not supported yet");
+    }
+    // Proactive purposes need the contact policy check of a conversation
+    // an agent starts (CreateConversation), which is not served yet.
+    match v
+        .take("message.purpose", purpose_from_pb(m.purpose))
+        .flatten()
+    {
+        None | Some(Purpose::Service) => {}
+        Some(_) => v.add(
+            "message.purpose",
+            "only SERVICE: a reply in a conversation is a service message",
+        ),
+    }
+    if m.text.trim().is_empty() {
+        v.add("message.text", "is required");
+    }
+    if m.text.chars().count() > rules::MAX_TEXT {
+        v.add("message.text", "is at most 100000 characters");
+    }
+    if m.subject.chars().count() > rules::MAX_SUBJECT {
+        v.add("message.subject", "is at most 500 characters");
+    }
+    if m.html.chars().count() > 500_000 {
+        v.add("message.html", "is at most 500000 characters");
+    }
+    if m.attachments.len() > rules::MAX_ATTACHMENTS {
+        v.add("message.attachments", "holds at most 50 attachments");
+    }
+    let attachments = m
+        .attachments
+        .iter()
+        .enumerate()
+        .map(|(n, a)| attachment(a, &format!("message.attachments[{n}]"), &mut v))
+        .collect();
+    v.check()?;
+    Ok(Outbound {
+        conversation: conversation.expect("checked"),
+        principal: principal.to_owned(),
+        visibility,
+        channel,
+        subject: m.subject.clone(),
+        text: m.text.clone(),
+        html: m.html.clone(),
+        attachments,
     })
 }
 

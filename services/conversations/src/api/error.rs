@@ -59,6 +59,9 @@ pub fn to_status(err: Error) -> Status {
                 .meta("state", from.as_str())
                 .build()
         }
+        Error::NotAnAgent(_) => b(Code::FailedPrecondition, "NOT_AN_AGENT")
+            .message("the caller acts as no agent of this tenant; create one with CreateAgent")
+            .build(),
         Error::EtagMismatch => common::etag_mismatch(ERROR_DOMAIN, "the resource"),
         Error::Conflict => common::conflict(ERROR_DOMAIN, "the resource"),
         Error::RequestIdReused => idempotency::reused(ERROR_DOMAIN),
@@ -124,6 +127,11 @@ mod tests {
                 },
                 Code::FailedPrecondition,
                 "INVALID_STATE_TRANSITION",
+            ),
+            (
+                Error::NotAnAgent("user:7".into()),
+                Code::FailedPrecondition,
+                "NOT_AN_AGENT",
             ),
             (Error::EtagMismatch, Code::Aborted, "ETAG_MISMATCH"),
             (Error::Conflict, Code::Aborted, "CONCURRENT_MODIFICATION"),

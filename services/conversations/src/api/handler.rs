@@ -578,9 +578,25 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
 
     async fn create_message(
         &self,
-        _: Request<pb::CreateMessageRequest>,
+        request: Request<pb::CreateMessageRequest>,
     ) -> Result<Response<pb::CreateMessageResponse>, Status> {
-        Err(not_yet("CreateMessage"))
+        let ctx = RequestContext::from_request(&request)?;
+        let req = request.into_inner();
+        let key = idempotency::key_of(
+            &req,
+            &req.request_id,
+            |r| r.request_id.clear(),
+            ERROR_DOMAIN,
+        )?;
+        let outbound = command::outbound(&req, &ctx.principal).map_err(invalid)?;
+        let message = self
+            .service
+            .send(&ctx.tenant, outbound, key)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::CreateMessageResponse {
+            message: Some(message_to_pb(&message)),
+        }))
     }
 
     async fn get_message(

@@ -39,6 +39,8 @@ pub enum Error {
         /// What was asked.
         action: &'static str,
     },
+    /// The caller acts as no agent of the tenant (the principal).
+    NotAnAgent(String),
     /// The etag sent does not match the current one.
     EtagMismatch,
     /// Concurrent changes kept winning; the caller may retry.
@@ -65,6 +67,7 @@ impl fmt::Display for Error {
             Error::InvalidTransition { from, action } => {
                 write!(f, "cannot {action} a {} conversation", from.as_str())
             }
+            Error::NotAnAgent(_) => f.write_str("the caller is no agent"),
             Error::EtagMismatch => f.write_str("etag mismatch"),
             Error::Conflict => f.write_str("concurrent modification"),
             Error::RequestIdReused => f.write_str("request id reused"),

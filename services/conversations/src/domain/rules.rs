@@ -137,6 +137,14 @@ pub enum Action {
     /// A customer wrote: an open conversation stays open, a pending or
     /// snoozed one opens, a resolved one reopens.
     CustomerMessage,
+    /// An agent (`human`) or a bot replied publicly at `at`: the state
+    /// stays; a human's reply answers the customer (no longer waiting) and
+    /// the first one is the first response. A bot's answers nothing:
+    /// service levels count human replies only.
+    AgentReply {
+        /// A human agent, not a bot.
+        human: bool,
+    },
 }
 
 impl Action {
@@ -148,6 +156,7 @@ impl Action {
             Action::Reopen => "reopen",
             Action::Close => "close",
             Action::CustomerMessage => "add a customer message to",
+            Action::AgentReply { .. } => "reply in",
         }
     }
 }
@@ -213,6 +222,14 @@ pub fn transition(
         }
         (Action::Close, Resolved) => Closed,
         (Action::CustomerMessage, Open | Pending | Snoozed) => Open,
+        (Action::AgentReply { human }, Open | Pending | Snoozed) => {
+            if *human {
+                next.waiting_since = None;
+                next.first_response_time.get_or_insert(now);
+                next.last_agent_reply_time = Some(now);
+            }
+            c.state
+        }
         _ => return Err(refuse()),
     };
     if to != Snoozed {
@@ -285,6 +302,17 @@ pub fn add_customer_message(c: &mut Conversation, m: &Message) {
         c.waiting_since = Some(m.send_time);
     }
     c.update_time = m.create_time;
+}
+
+/// `c` with an agent's, a bot's or Rapport's message `m` added: counts
+/// and channels (the waiting time is the transition's: only a public human
+/// reply answers).
+pub fn add_sent_message(c: &mut Conversation, m: &Message) {
+    c.message_count += 1;
+    c.last_message_time = c.last_message_time.max(m.create_time);
+    if !c.channels.contains(&m.channel) {
+        c.channels.push(m.channel);
+    }
 }
 
 /// Whether `next` differs from `c` in its message count and times only
@@ -369,6 +397,7 @@ mod tests {
             snooze_until: None,
             waiting_since: Some(t(0)),
             first_response_time: None,
+            last_agent_reply_time: None,
             resolve_count: 0,
             reopen_count: 0,
             resolution: None,
@@ -407,6 +436,31 @@ mod tests {
             summary: String::new(),
             by: None,
             auto: false,
+        }
+    }
+
+    #[test]
+    fn only_a_human_reply_answers_and_the_first_is_the_first_response() {
+        let open = conv(State::Open);
+        let bot = Action::AgentReply { human: false };
+        let (same, ev) = transition(&open, bot, Cause::Agent, t(1)).unwrap();
+        assert_eq!(same, open, "a bot's reply is no response");
+        assert!(ev.is_empty());
+        let human = Action::AgentReply { human: true };
+        let (first, ev) = transition(&open, human.clone(), Cause::Agent, t(2)).unwrap();
+        assert!(ev.is_empty(), "the state stays");
+        assert_eq!(first.state, State::Open);
+        assert_eq!(first.waiting_since, None);
+        assert_eq!(first.first_response_time, Some(t(2)));
+        assert_eq!(first.last_agent_reply_time, Some(t(2)));
+        let (second, _) = transition(&first, human.clone(), Cause::Agent, t(5)).unwrap();
+        assert_eq!(second.first_response_time, Some(t(2)));
+        assert_eq!(second.last_agent_reply_time, Some(t(5)));
+        for state in [State::Resolved, State::Closed] {
+            assert!(matches!(
+                transition(&conv(state), human.clone(), Cause::Agent, t(6)),
+                Err(Error::InvalidTransition { .. })
+            ));
         }
     }
 

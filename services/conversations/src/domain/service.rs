@@ -97,6 +97,27 @@ pub struct Received {
     pub created: bool,
 }
 
+/// An agent's or a bot's message, as CreateMessage asks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The caller's principal: the agent acting as it writes.
+    pub principal: String,
+    /// Public reply or internal note.
+    pub visibility: Visibility,
+    /// Channel, when not the conversation's latest.
+    pub channel: Option<Channel>,
+    /// Subject.
+    pub subject: String,
+    /// Text body.
+    pub text: String,
+    /// HTML body.
+    pub html: String,
+    /// Attachments.
+    pub attachments: Vec<Attachment>,
+}
+
 /// The conversation fields an update may change.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConversationUpdate {
@@ -514,6 +535,8 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 in_reply_to: inbound.in_reply_to.clone(),
                 send_time: inbound.send_time.unwrap_or(now).min(now),
                 create_time: now,
+                purpose: None,
+                delivery: None,
             };
             let mut change = ChangeSet::new(tenant, now);
             let (conversation, message) = match decision {
@@ -577,6 +600,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                         snooze_until: None,
                         waiting_since: None,
                         first_response_time: None,
+                        last_agent_reply_time: None,
                         resolve_count: 0,
                         reopen_count: 0,
                         resolution: None,
@@ -630,6 +654,116 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                         return Ok(stored);
                     }
                 }
+                Err(clash) => return Err(clash.into()),
+            }
+        }
+        Err(w.exhausted())
+    }
+
+    /// Adds an agent's or a bot's message to a conversation: a public reply
+    /// goes through the one transition function (a human's answers the
+    /// customer; the first is the first response), an internal note changes
+    /// nothing but the counts. Replies in a conversation are service
+    /// messages; a public one waits for delivery (SCHEDULED).
+    pub async fn send(
+        &self,
+        tenant: &Tenant,
+        outbound: Outbound,
+        idem: Option<Idempotency>,
+    ) -> Result<Message, Error> {
+        let w = Write::new(&self.repo, tenant, idem.as_ref());
+        let result = self.send_once(&w, tenant, outbound).await;
+        w.settle(result).await
+    }
+
+    async fn send_once(
+        &self,
+        w: &Write<'_, R>,
+        tenant: &Tenant,
+        out: Outbound,
+    ) -> Result<Message, Error> {
+        if let Some(prior) = w.replay().await? {
+            return Ok(prior);
+        }
+        let agent: Agent = self
+            .repo
+            .managed_by_key(tenant, &out.principal)
+            .await?
+            .ok_or_else(|| Error::NotAnAgent(out.principal.clone()))?;
+        let (sender_kind, human) = match agent.kind {
+            AgentKind::Human => (SenderKind::Agent, true),
+            AgentKind::Bot => (SenderKind::Bot, false),
+        };
+        let public = out.visibility == Visibility::Public;
+        for _ in 0..MAX_ATTEMPTS {
+            let c = self.conversation(tenant, out.conversation).await?;
+            let now = self.clock.now();
+            let channel = out.channel.or(c.channels.last().copied()).ok_or_else(|| {
+                Violations::one(
+                    "message.channel",
+                    "is required: the conversation has no channel yet",
+                )
+            })?;
+            let (mut next, events) = if public {
+                rules::transition(&c, Action::AgentReply { human }, Cause::Agent, now)?
+            } else {
+                (c.clone(), Vec::new())
+            };
+            let first_response = public && human && c.first_response_time.is_none();
+            let message = Message {
+                id: MessageId::generate(),
+                conversation: c.id,
+                inbox: c.inbox,
+                customer: c.customer,
+                direction: Direction::Outbound,
+                sender_kind,
+                agent: Some(agent.id),
+                visibility: out.visibility,
+                channel,
+                subject: out.subject.clone(),
+                text: out.text.clone(),
+                html: out.html.clone(),
+                attachments: out.attachments.clone(),
+                external_id: None,
+                in_reply_to: String::new(),
+                send_time: now,
+                create_time: now,
+                purpose: public.then_some(Purpose::Service),
+                // Internal notes never leave Rapport.
+                delivery: public.then_some(Delivery {
+                    state: DeliveryState::Scheduled,
+                    failure_reason: String::new(),
+                    scheduled_time: None,
+                    update_time: now,
+                }),
+            };
+            rules::add_sent_message(&mut next, &message);
+            let mut change = ChangeSet::new(tenant, now);
+            // A public reply is only valid in the state read: a versioned
+            // write (or, for an open conversation that changed nothing but
+            // counts, the open guard) makes a concurrent resolve win and
+            // this one read again. A note is valid in any state: counted.
+            let changed = next.version != c.version || next.channels != c.channels;
+            if changed || (public && c.state != State::Open) {
+                next.version = c.version + 1;
+                next.update_time = now;
+                change.conversations.push(RowWrite::Update {
+                    value: next,
+                    expected_version: c.version,
+                });
+            } else if public {
+                change.still_open = Some(c.id);
+            }
+            change.events = events;
+            change.events.push(DomainEvent::MessageSent {
+                message: message.clone(),
+                first_response,
+            });
+            change.messages.push(message.clone());
+            match self.commit_as(w, change, c.id, message).await? {
+                Ok(m) => return Ok(m),
+                // The conversation changed meanwhile: read it again.
+                Err(Clash::Failed(Error::Conflict)) => continue,
                 Err(clash) => return Err(clash.into()),
             }
         }

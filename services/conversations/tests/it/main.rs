@@ -6,6 +6,7 @@ mod harness;
 
 mod directory;
 mod inboxes;
+mod messages;
 mod receive;
 mod trace;
 mod transitions;

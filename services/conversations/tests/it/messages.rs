@@ -1,0 +1,311 @@
+//! CreateMessage: an agent's or a bot's reply and an internal note, the
+//! first-response facts service levels need, MessageSent, retries, refusals
+//! and tenant isolation.
+use tonic::Code;
+
+use crate::harness::*;
+
+const CREATE_MESSAGE: &str = "/rapport.conversations.v1.ConversationsService/CreateMessage";
+const GRACE: &str = "apiKeys/grace";
+const BOT: &str = "apiKeys/bot";
+
+/// A CreateMessage request in `tenant` by `principal`.
+fn as_principal(
+    tenant: &str,
+    principal: &str,
+    msg: pb::CreateMessageRequest,
+) -> tonic::Request<pb::CreateMessageRequest> {
+    let mut claims = rapport_testkit::claims_for(CREATE_MESSAGE, tenant, &["conversations.write"]);
+    claims.principal = principal.into();
+    rapport_testkit::request_with_claims(&claims, msg)
+}
+
+fn reply(parent: &str, text: &str, visibility: pb::Visibility) -> pb::CreateMessageRequest {
+    pb::CreateMessageRequest {
+        parent: parent.into(),
+        message: Some(pb::Message {
+            text: text.into(),
+            visibility: visibility as i32,
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    }
+}
+
+async fn send(
+    h: &Harness,
+    tenant: &str,
+    principal: &str,
+    req: pb::CreateMessageRequest,
+) -> Result<pb::Message, tonic::Status> {
+    h.client()
+        .create_message(as_principal(tenant, principal, req))
+        .await
+        .map(|r| r.into_inner().message.expect("a message"))
+}
+
+async fn agent(h: &Harness, tenant: &str, principal: &str, kind: pb::AgentKind) -> pb::Agent {
+    h.client()
+        .create_agent(tenant_request(
+            tenant,
+            pb::CreateAgentRequest {
+                agent: Some(pb::Agent {
+                    display_name: principal.into(),
+                    kind: kind as i32,
+                    principal: principal.into(),
+                    availability: pb::AgentAvailability::Available as i32,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("CreateAgent: {}", describe(&s)))
+        .into_inner()
+        .agent
+        .unwrap()
+}
+
+/// A conversation the customer started with one email.
+async fn started(h: &Harness) -> pb::Conversation {
+    let inbox = h
+        .create_inbox(email_inbox("support@acme.example", 3600))
+        .await;
+    let r = h
+        .receive(
+            &inbox.name,
+            "ada@example.com",
+            email("Where is my order?", "<m1@example.com>"),
+        )
+        .await;
+    r.conversation.unwrap()
+}
+
+async fn sent_event(h: &Harness, message: &pb::Message) -> pb::MessageSent {
+    let events = outbox_events(&h.db, TENANT, &message.name).await;
+    assert_eq!(
+        event_types(&events),
+        ["rapport.conversations.v1.MessageSent"]
+    );
+    payload(&events[0])
+}
+
+#[tokio::test]
+async fn only_the_first_public_reply_of_a_human_agent_is_the_first_response() {
+    let h = start().await;
+    let grace = agent(&h, TENANT, GRACE, pb::AgentKind::Human).await;
+    let bot = agent(&h, TENANT, BOT, pb::AgentKind::Bot).await;
+    let c = started(&h).await;
+    assert!(c.waiting_since.is_some());
+
+    // An internal note: never delivered, answers nothing.
+    let note = send(
+        &h,
+        TENANT,
+        GRACE,
+        reply(&c.name, "VIP, be quick", pb::Visibility::Internal),
+    )
+    .await
+    .unwrap();
+    assert_eq!(note.visibility, pb::Visibility::Internal as i32);
+    assert_eq!(note.direction, pb::Direction::Outbound as i32);
+    assert_eq!(note.delivery, None);
+    assert_eq!(
+        note.channel,
+        Channel::Email as i32,
+        "the conversation's latest"
+    );
+    // A bot's public reply: delivered, but no response.
+    let by_bot = send(
+        &h,
+        TENANT,
+        BOT,
+        reply(&c.name, "We got it", pb::Visibility::Unspecified),
+    )
+    .await
+    .unwrap();
+    let sender = by_bot.sender.clone().unwrap();
+    assert_eq!(sender.kind, pb::SenderKind::Bot as i32);
+    assert_eq!(sender.name, bot.name);
+    assert_eq!(by_bot.visibility, pb::Visibility::Public as i32);
+    assert_eq!(by_bot.purpose, pb::MessagePurpose::Service as i32);
+    let delivery = by_bot.delivery.clone().unwrap();
+    assert_eq!(delivery.state, pb::DeliveryState::Scheduled as i32);
+    let after_bot = h.conversation(&c.name).await;
+    assert_eq!(after_bot.first_response_time, None);
+    assert_eq!(after_bot.waiting_since, c.waiting_since);
+
+    // Grace's first public reply is the first response; her second is not.
+    let first = send(
+        &h,
+        TENANT,
+        GRACE,
+        reply(&c.name, "Shipped today", pb::Visibility::Public),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.sender.clone().unwrap().name, grace.name);
+    let answered = h.conversation(&c.name).await;
+    assert_eq!(answered.first_response_time, first.create_time);
+    assert_eq!(answered.waiting_since, None);
+    assert_eq!(answered.state, pb::ConversationState::Open as i32);
+    let second = send(
+        &h,
+        TENANT,
+        GRACE,
+        reply(&c.name, "Tracking: 42", pb::Visibility::Public),
+    )
+    .await
+    .unwrap();
+    let later = h.conversation(&c.name).await;
+    assert_eq!(later.first_response_time, first.create_time);
+    assert_eq!(later.message_count, 5);
+
+    for (m, kind, visibility, first_response) in [
+        (
+            &note,
+            pb::SenderKind::Agent,
+            pb::Visibility::Internal,
+            false,
+        ),
+        (&by_bot, pb::SenderKind::Bot, pb::Visibility::Public, false),
+        (&first, pb::SenderKind::Agent, pb::Visibility::Public, true),
+        (
+            &second,
+            pb::SenderKind::Agent,
+            pb::Visibility::Public,
+            false,
+        ),
+    ] {
+        let e = sent_event(&h, m).await;
+        assert_eq!(e.conversation, c.name);
+        assert_eq!(e.customer, c.customer);
+        assert_eq!(e.sender_kind, kind as i32);
+        assert_eq!(e.visibility, visibility as i32);
+        assert_eq!(e.first_response, first_response, "{}", m.text);
+    }
+
+    let listed = h
+        .client()
+        .list_messages(tenant_request(
+            TENANT,
+            pb::ListMessagesRequest {
+                parent: c.name.clone(),
+                page_size: 10,
+                page_token: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    assert_eq!(listed.len(), 5);
+    assert_eq!(listed[4], second);
+}
+
+#[tokio::test]
+async fn a_retry_applies_once_and_a_resolved_conversation_takes_notes_only() {
+    let h = start().await;
+    agent(&h, TENANT, GRACE, pb::AgentKind::Human).await;
+    let c = started(&h).await;
+    let req = pb::CreateMessageRequest {
+        request_id: "reply-1".into(),
+        ..reply(&c.name, "On it", pb::Visibility::Public)
+    };
+    let once = send(&h, TENANT, GRACE, req.clone()).await.unwrap();
+    let twice = send(&h, TENANT, GRACE, req).await.unwrap();
+    assert_eq!(once, twice);
+    assert_eq!(h.conversation(&c.name).await.message_count, 2);
+
+    h.resolve(&c.name).await.unwrap();
+    let refused = expect_err(
+        send(
+            &h,
+            TENANT,
+            GRACE,
+            reply(&c.name, "More", pb::Visibility::Public),
+        )
+        .await,
+    );
+    assert_error(
+        &refused,
+        Code::FailedPrecondition,
+        "INVALID_STATE_TRANSITION",
+    );
+    send(
+        &h,
+        TENANT,
+        GRACE,
+        reply(&c.name, "Closed out", pb::Visibility::Internal),
+    )
+    .await
+    .unwrap();
+    let resolved = h.conversation(&c.name).await;
+    assert_eq!(resolved.state, pb::ConversationState::Resolved as i32);
+    assert_eq!(resolved.message_count, 3);
+}
+
+#[tokio::test]
+async fn bad_requests_strangers_and_other_tenants_are_refused() {
+    let h = start().await;
+    agent(&h, TENANT, GRACE, pb::AgentKind::Human).await;
+    agent(&h, OTHER_TENANT, GRACE, pb::AgentKind::Human).await;
+    let c = started(&h).await;
+
+    let stranger = expect_err(
+        send(
+            &h,
+            TENANT,
+            "apiKeys/nobody",
+            reply(&c.name, "Hi", pb::Visibility::Public),
+        )
+        .await,
+    );
+    assert_error(&stranger, Code::FailedPrecondition, "NOT_AN_AGENT");
+
+    let bad = expect_err(
+        send(
+            &h,
+            TENANT,
+            GRACE,
+            pb::CreateMessageRequest {
+                parent: "inboxes/x".into(),
+                message: Some(pb::Message {
+                    purpose: pb::MessagePurpose::Marketing as i32,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        )
+        .await,
+    );
+    for field in ["parent", "message.text", "message.purpose"] {
+        assert_violation(&bad, field);
+    }
+
+    let unknown = expect_err(
+        send(
+            &h,
+            TENANT,
+            GRACE,
+            reply(
+                "conversations/00000000-0000-0000-0000-000000000000",
+                "Hi",
+                pb::Visibility::Public,
+            ),
+        )
+        .await,
+    );
+    assert_error(&unknown, Code::NotFound, "CONVERSATION_NOT_FOUND");
+    let elsewhere = expect_err(
+        send(
+            &h,
+            OTHER_TENANT,
+            GRACE,
+            reply(&c.name, "Hi", pb::Visibility::Public),
+        )
+        .await,
+    );
+    assert_error(&elsewhere, Code::NotFound, "CONVERSATION_NOT_FOUND");
+    assert_eq!(h.conversation(&c.name).await.message_count, 1);
+}
