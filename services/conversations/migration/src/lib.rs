@@ -5,6 +5,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261202_000001_create_conversations;
+mod m20261202_000003_outbound;
 
 /// All conversations migrations, oldest first.
 #[derive(Debug)]
@@ -13,7 +14,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261202_000001_create_conversations::Migration)]
+        vec![
+            Box::new(m20261202_000001_create_conversations::Migration),
+            Box::new(m20261202_000003_outbound::Migration),
+        ]
     }
 
     // Its own history table, so that several services may share one

@@ -9,7 +9,7 @@ use crate::domain::{
     model::*,
     repository::ConversationFilter,
     rules::{self, Action},
-    service::{ConversationUpdate, Inbound, InboxMask, Outbound, SenderIdentity},
+    service::{ConversationUpdate, Inbound, InboxMask, NewConversation, Outbound, SenderIdentity},
 };
 
 /// The id in `name`, a `{collection}/{uuid}` resource name.
@@ -463,6 +463,71 @@ pub fn conversation_update(
         u,
         Some(c.etag.clone()).filter(|e| !e.is_empty()),
     ))
+}
+
+/// CreateConversation → the conversation to start.
+pub fn new_conversation(
+    req: &pb::CreateConversationRequest,
+) -> Result<NewConversation, Violations> {
+    let mut v = Violations::default();
+    let Some(c) = &req.conversation else {
+        return Err(Violations::one("conversation", "is required"));
+    };
+    let customer = v
+        .take("conversation.customer", id_in(&c.customer, "customers"))
+        .map(CustomerId);
+    let inbox = v
+        .take("conversation.inbox", id_in(&c.inbox, "inboxes"))
+        .map(InboxId);
+    if c.subject.chars().count() > rules::MAX_SUBJECT {
+        v.add("conversation.subject", "is at most 500 characters");
+    }
+    let priority = v
+        .take("conversation.priority", priority_from_pb(c.priority))
+        .flatten()
+        .unwrap_or(Priority::Normal);
+    let interaction_type = v
+        .take(
+            "conversation.interaction_type",
+            interaction_type_from_pb(c.interaction_type),
+        )
+        .flatten();
+    let origin = match v.take("origin", origin_from_pb(req.origin)).flatten() {
+        Some(Origin::Inbound) => {
+            v.add(
+                "origin",
+                "must not be INBOUND: conversations a customer starts come from ReceiveMessage",
+            );
+            Origin::Outbound
+        }
+        Some(o) => o,
+        None => Origin::Outbound,
+    };
+    let source = c.source.trim().to_owned();
+    if source.chars().count() > 200 || source.chars().any(char::is_control) {
+        v.add(
+            "conversation.source",
+            "is at most 200 characters, without control characters",
+        );
+    }
+    if matches!(origin, Origin::FeedbackFollowUp | Origin::Review) && source.is_empty() {
+        v.add(
+            "conversation.source",
+            "is required for a follow-up or a review reply: what it answers",
+        );
+    }
+    let labels = labels(&c.labels, &mut v);
+    v.check()?;
+    Ok(NewConversation {
+        customer: customer.expect("checked"),
+        inbox: inbox.expect("checked"),
+        subject: c.subject.clone(),
+        priority,
+        interaction_type,
+        origin,
+        source,
+        labels,
+    })
 }
 
 fn labels(raw: &[String], v: &mut Violations) -> Vec<String> {

@@ -109,6 +109,11 @@ pub fn interaction_type_to_pb(t: Option<InteractionType>) -> i32 {
     t.map_or(0, |t| to_pb!(pb::InteractionType, "INTERACTION_TYPE", t))
 }
 
+/// Origin from the wire; `Ok(None)` when unspecified.
+pub fn origin_from_pb(raw: i32) -> Result<Option<Origin>, &'static str> {
+    from_pb!(pb::Origin, Origin, "ORIGIN", raw)
+}
+
 /// The wire value of an origin.
 pub fn origin_to_pb(o: Origin) -> i32 {
     to_pb!(pb::Origin, "ORIGIN", o)

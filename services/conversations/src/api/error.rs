@@ -43,6 +43,7 @@ pub fn to_status(err: Error) -> Status {
             let (reason, resource) = match kind {
                 Kind::Team => ("TEAM_ALREADY_EXISTS", "team"),
                 Kind::Agent => ("AGENT_ALREADY_EXISTS", "agent"),
+                Kind::Conversation => ("CONVERSATION_ALREADY_EXISTS", "conversation"),
                 _ => ("CANNED_RESPONSE_ALREADY_EXISTS", "canned_response"),
             };
             b(Code::AlreadyExists, reason)
@@ -132,6 +133,11 @@ mod tests {
                 Error::NotAnAgent("user:7".into()),
                 Code::FailedPrecondition,
                 "NOT_AN_AGENT",
+            ),
+            (
+                Error::AlreadyExists(Kind::Conversation, "source"),
+                Code::AlreadyExists,
+                "CONVERSATION_ALREADY_EXISTS",
             ),
             (Error::EtagMismatch, Code::Aborted, "ETAG_MISMATCH"),
             (Error::Conflict, Code::Aborted, "CONCURRENT_MODIFICATION"),

@@ -154,6 +154,8 @@ pub enum Clash {
     Thread,
     /// The message was stored already (inbox, external id).
     DuplicateMessage,
+    /// Another conversation answers the source.
+    Source,
     /// Anything else.
     Failed(Error),
 }
@@ -163,6 +165,7 @@ impl From<Clash> for Error {
         match c {
             Clash::InboxAddress => Error::InboxAddressTaken,
             Clash::ManagedKey(kind, field) => Error::AlreadyExists(kind, field),
+            Clash::Source => Error::AlreadyExists(Kind::Conversation, "source"),
             // Answered by reading again; reaching the caller is a bug.
             Clash::Thread | Clash::DuplicateMessage => {
                 Error::Internal("unhandled clash".to_owned())

@@ -97,6 +97,27 @@ pub struct Received {
     pub created: bool,
 }
 
+/// A conversation an agent or another service starts (CreateConversation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewConversation {
+    /// The customer.
+    pub customer: CustomerId,
+    /// The inbox.
+    pub inbox: InboxId,
+    /// Subject.
+    pub subject: String,
+    /// Priority.
+    pub priority: Priority,
+    /// Interaction type.
+    pub interaction_type: Option<InteractionType>,
+    /// How it started (never INBOUND).
+    pub origin: Origin,
+    /// What it answers, or empty.
+    pub source: String,
+    /// Labels.
+    pub labels: Vec<String>,
+}
+
 /// An agent's or a bot's message, as CreateMessage asks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outbound {
@@ -463,6 +484,71 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         w.settle(result).await
     }
 
+    /// Starts a conversation nobody has written in yet: an agent's
+    /// (OUTBOUND), Rapport's own (PROACTIVE), or another service's
+    /// (FEEDBACK_FOLLOW_UP, REVIEW, with the `source` it answers, unique per
+    /// tenant). Its messages are checked against the customer's contact
+    /// policy when sent. It takes no place in the inbox's thread of the
+    /// customer: the customer's answer finds it by its threading headers.
+    pub async fn create_conversation(
+        &self,
+        tenant: &Tenant,
+        new: NewConversation,
+        idem: Option<Idempotency>,
+    ) -> Result<Conversation, Error> {
+        let w = Write::new(&self.repo, tenant, idem.as_ref());
+        let result = async {
+            if let Some(prior) = w.replay().await? {
+                return Ok(prior);
+            }
+            // NotFound for an inbox of another tenant or none.
+            let inbox = self.inbox(tenant, new.inbox).await?;
+            let now = self.clock.now();
+            let case_number = self.repo.next_case_number(tenant).await?;
+            let c = Conversation {
+                id: ConversationId::generate(),
+                case_number,
+                customer: new.customer,
+                inbox: inbox.id,
+                channels: Vec::new(),
+                subject: new.subject.trim().to_owned(),
+                state: State::Open,
+                priority: new.priority,
+                interaction_type: new.interaction_type,
+                origin: new.origin,
+                source: new.source.clone(),
+                assignee: None,
+                team: inbox.default_team,
+                labels: new.labels.clone(),
+                snooze_until: None,
+                waiting_since: None,
+                first_response_time: None,
+                last_agent_reply_time: None,
+                resolve_count: 0,
+                reopen_count: 0,
+                resolution: None,
+                previous: None,
+                message_count: 0,
+                last_message_time: now,
+                create_time: now,
+                update_time: now,
+                version: 1,
+            };
+            let mut change = ChangeSet::new(tenant, now);
+            change.conversations.push(RowWrite::Insert(c.clone()));
+            change.events.push(DomainEvent::ConversationCreated {
+                conversation: c.clone(),
+                channel: inbox.channel,
+            });
+            match self.commit_as(&w, change, c.id, c).await? {
+                Ok(c) => Ok(c),
+                Err(clash) => Err(clash.into()),
+            }
+        }
+        .await;
+        w.settle(result).await
+    }
+
     // ---- messages ----
 
     /// Receives a customer's message: dedupes on (inbox, external id),
@@ -698,12 +784,12 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         for _ in 0..MAX_ATTEMPTS {
             let c = self.conversation(tenant, out.conversation).await?;
             let now = self.clock.now();
-            let channel = out.channel.or(c.channels.last().copied()).ok_or_else(|| {
-                Violations::one(
-                    "message.channel",
-                    "is required: the conversation has no channel yet",
-                )
-            })?;
+            // Default: the conversation's latest channel, else (nobody has
+            // written yet) its inbox's.
+            let channel = match out.channel.or(c.channels.last().copied()) {
+                Some(ch) => ch,
+                None => self.inbox(tenant, c.inbox).await?.channel,
+            };
             let (mut next, events) = if public {
                 rules::transition(&c, Action::AgentReply { human }, Cause::Agent, now)?
             } else {

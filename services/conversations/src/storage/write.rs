@@ -180,9 +180,11 @@ async fn apply(txn: &DatabaseTransaction, prepared: &Prepared) -> Result<(), Com
     for w in &change.conversations {
         match w {
             RowWrite::Insert(c) => {
+                // The only unique key a new conversation can clash on is
+                // its source (its id is new).
                 rapport_store::insert_row(conversation_row(tenant, c).map_err(encoding)?, txn)
                     .await
-                    .map_err(failed)?;
+                    .map_err(clashing(Clash::Source))?;
             }
             RowWrite::Update {
                 value,

@@ -309,3 +309,147 @@ async fn bad_requests_strangers_and_other_tenants_are_refused() {
     assert_error(&elsewhere, Code::NotFound, "CONVERSATION_NOT_FOUND");
     assert_eq!(h.conversation(&c.name).await.message_count, 1);
 }
+
+async fn try_start(
+    h: &Harness,
+    tenant: &str,
+    conversation: pb::Conversation,
+    origin: pb::Origin,
+    request_id: &str,
+) -> Result<pb::Conversation, tonic::Status> {
+    h.client()
+        .create_conversation(tenant_request(
+            tenant,
+            pb::CreateConversationRequest {
+                conversation: Some(conversation),
+                origin: origin as i32,
+                request_id: request_id.into(),
+            },
+        ))
+        .await
+        .map(|r| r.into_inner().conversation.expect("a conversation"))
+}
+
+#[tokio::test]
+async fn an_agent_starts_a_conversation_and_writes_in_it() {
+    let h = start().await;
+    agent(&h, TENANT, GRACE, pb::AgentKind::Human).await;
+    let inbound = started(&h).await;
+    let asked = pb::Conversation {
+        customer: inbound.customer.clone(),
+        inbox: inbound.inbox.clone(),
+        subject: "Your refund".into(),
+        labels: vec!["billing".into()],
+        ..Default::default()
+    };
+    let c = try_start(
+        &h,
+        TENANT,
+        asked.clone(),
+        pb::Origin::Unspecified,
+        "start-1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.origin, pb::Origin::Outbound as i32);
+    assert_eq!(c.case_number, inbound.case_number + 1);
+    assert_eq!(c.state, pb::ConversationState::Open as i32);
+    assert_eq!(c.priority, pb::Priority::Normal as i32);
+    assert_eq!((c.message_count, c.waiting_since), (0, None));
+    let again = try_start(
+        &h,
+        TENANT,
+        asked.clone(),
+        pb::Origin::Unspecified,
+        "start-1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(again, c, "a retry starts nothing new");
+    let events = outbox_events(&h.db, TENANT, &c.name).await;
+    assert_eq!(
+        event_types(&events),
+        ["rapport.conversations.v1.ConversationCreated"]
+    );
+    let created: pb::ConversationCreated = payload(&events[0]);
+    assert_eq!(created.origin, pb::Origin::Outbound as i32);
+
+    // The first message takes the inbox's channel.
+    let first = send(
+        &h,
+        TENANT,
+        GRACE,
+        reply(&c.name, "Refunded", pb::Visibility::Public),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.channel, Channel::Email as i32);
+    let written = h.conversation(&c.name).await;
+    assert_eq!(written.channels, vec![Channel::Email as i32]);
+    assert_eq!(written.message_count, 1);
+
+    // One conversation per source; INBOUND is ReceiveMessage's.
+    let follow_up = pb::Conversation {
+        source: "responses/r1".into(),
+        ..asked.clone()
+    };
+    try_start(
+        &h,
+        TENANT,
+        follow_up.clone(),
+        pb::Origin::FeedbackFollowUp,
+        "",
+    )
+    .await
+    .unwrap();
+    let twice = expect_err(
+        try_start(
+            &h,
+            TENANT,
+            follow_up.clone(),
+            pb::Origin::FeedbackFollowUp,
+            "",
+        )
+        .await,
+    );
+    assert_error(&twice, Code::AlreadyExists, "CONVERSATION_ALREADY_EXISTS");
+    // Sources are per tenant: another tenant's is its own (its inbox too).
+    let other_inbox = h
+        .try_create_inbox(OTHER_TENANT, email_inbox("support@globex.example", 0), "")
+        .await
+        .unwrap();
+    try_start(
+        &h,
+        OTHER_TENANT,
+        pb::Conversation {
+            inbox: other_inbox.name.clone(),
+            ..follow_up.clone()
+        },
+        pb::Origin::FeedbackFollowUp,
+        "",
+    )
+    .await
+    .unwrap();
+    let foreign_inbox =
+        expect_err(try_start(&h, OTHER_TENANT, asked.clone(), pb::Origin::Outbound, "").await);
+    assert_error(&foreign_inbox, Code::NotFound, "INBOX_NOT_FOUND");
+
+    let bad = expect_err(
+        try_start(
+            &h,
+            TENANT,
+            pb::Conversation {
+                labels: vec!["Not OK".into()],
+                ..Default::default()
+            },
+            pb::Origin::Inbound,
+            "",
+        )
+        .await,
+    );
+    for field in ["conversation.customer", "conversation.inbox", "origin"] {
+        assert_violation(&bad, field);
+    }
+    let no_source = expect_err(try_start(&h, TENANT, asked, pb::Origin::Review, "").await);
+    assert_violation(&no_source, "conversation.source");
+}
