@@ -1,4 +1,6 @@
-//! Outbound conversations: the `source` a conversation started by another
+//! Outbound conversations and messages: the durable timers that deliver
+//! outbound messages (`rapport-events`' shared `timers` table), and the
+//! `source` a conversation started by another
 //! service answers (`responses/…`, `reviews/…`, `offers/…`), unique per
 //! tenant when set (NULL otherwise: unique indexes ignore NULLs on SQLite
 //! and PostgreSQL alike).
@@ -36,7 +38,8 @@ impl MigrationTrait for Migration {
                     .if_not_exists()
                     .to_owned(),
             )
-            .await
+            .await?;
+        rapport_events::schema::create_timers(manager).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

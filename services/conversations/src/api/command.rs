@@ -289,17 +289,14 @@ pub fn outbound(req: &pb::CreateMessageRequest, principal: &str) -> Result<Outbo
     if m.call.is_some() {
         v.add("message.call", "logged calls are not supported yet");
     }
-    // Proactive purposes need the contact policy check of a conversation
-    // an agent starts (CreateConversation), which is not served yet.
-    match v
+    let purpose = v
         .take("message.purpose", purpose_from_pb(m.purpose))
-        .flatten()
-    {
-        None | Some(Purpose::Service) => {}
-        Some(_) => v.add(
+        .flatten();
+    if purpose == Some(Purpose::Acknowledgement) {
+        v.add(
             "message.purpose",
-            "only SERVICE: a reply in a conversation is a service message",
-        ),
+            "ACKNOWLEDGEMENT is Rapport's own; an agent's is SERVICE, MARKETING, SURVEYS or LOYALTY",
+        );
     }
     if m.text.trim().is_empty() {
         v.add("message.text", "is required");
@@ -328,6 +325,7 @@ pub fn outbound(req: &pb::CreateMessageRequest, principal: &str) -> Result<Outbo
         principal: principal.to_owned(),
         visibility,
         channel,
+        purpose: purpose.unwrap_or(Purpose::Service),
         subject: m.subject.clone(),
         text: m.text.clone(),
         html: m.html.clone(),

@@ -63,6 +63,10 @@ pub fn to_status(err: Error) -> Status {
         Error::NotAnAgent(_) => b(Code::FailedPrecondition, "NOT_AN_AGENT")
             .message("the caller acts as no agent of this tenant; create one with CreateAgent")
             .build(),
+        Error::ContactNotPermitted(why) => b(Code::FailedPrecondition, "CONTACT_NOT_PERMITTED")
+            .message("the customer's contact policy refuses this message now")
+            .meta("reason", why.clone())
+            .build(),
         Error::EtagMismatch => common::etag_mismatch(ERROR_DOMAIN, "the resource"),
         Error::Conflict => common::conflict(ERROR_DOMAIN, "the resource"),
         Error::RequestIdReused => idempotency::reused(ERROR_DOMAIN),
@@ -138,6 +142,11 @@ mod tests {
                 Error::AlreadyExists(Kind::Conversation, "source"),
                 Code::AlreadyExists,
                 "CONVERSATION_ALREADY_EXISTS",
+            ),
+            (
+                Error::ContactNotPermitted("NO_CONSENT".into()),
+                Code::FailedPrecondition,
+                "CONTACT_NOT_PERMITTED",
             ),
             (Error::EtagMismatch, Code::Aborted, "ETAG_MISMATCH"),
             (Error::Conflict, Code::Aborted, "CONCURRENT_MODIFICATION"),

@@ -41,6 +41,9 @@ pub enum Error {
     },
     /// The caller acts as no agent of the tenant (the principal).
     NotAnAgent(String),
+    /// The customer's contact policy refuses the message (why, as profiles
+    /// says it).
+    ContactNotPermitted(String),
     /// The etag sent does not match the current one.
     EtagMismatch,
     /// Concurrent changes kept winning; the caller may retry.
@@ -68,6 +71,7 @@ impl fmt::Display for Error {
                 write!(f, "cannot {action} a {} conversation", from.as_str())
             }
             Error::NotAnAgent(_) => f.write_str("the caller is no agent"),
+            Error::ContactNotPermitted(why) => write!(f, "contact not permitted: {why}"),
             Error::EtagMismatch => f.write_str("etag mismatch"),
             Error::Conflict => f.write_str("concurrent modification"),
             Error::RequestIdReused => f.write_str("request id reused"),

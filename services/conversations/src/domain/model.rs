@@ -236,6 +236,10 @@ pub struct Conversation {
     /// next response from it). Absent from documents stored before it.
     #[serde(default)]
     pub last_agent_reply_time: Option<DateTime<Utc>>,
+    /// Whether the customer has written in it: until then, messages of a
+    /// conversation Rapport or an agent started are proactive.
+    #[serde(default)]
+    pub customer_wrote: bool,
     /// Times resolved.
     pub resolve_count: i32,
     /// Times reopened.

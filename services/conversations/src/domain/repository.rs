@@ -121,6 +121,9 @@ pub struct ChangeSet {
     pub threads: Vec<ThreadWrite>,
     /// What happened.
     pub events: Vec<DomainEvent>,
+    /// Outbound messages to hand to their channel at a time: durable
+    /// timers written with the message, so a crash never loses one.
+    pub deliveries: Vec<DeliveryDue>,
     /// When the change happens.
     pub occur_time: DateTime<Utc>,
 }
@@ -138,9 +141,21 @@ impl ChangeSet {
             still_open: None,
             threads: Vec::new(),
             events: Vec::new(),
+            deliveries: Vec::new(),
             occur_time: now,
         }
     }
+}
+
+/// An outbound message due for delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryDue {
+    /// Its conversation.
+    pub conversation: ConversationId,
+    /// The message.
+    pub message: MessageId,
+    /// Not before then.
+    pub due: DateTime<Utc>,
 }
 
 /// The unique clashes of the conversations schema, and failures.

@@ -301,6 +301,7 @@ pub fn add_customer_message(c: &mut Conversation, m: &Message) {
     if c.waiting_since.is_none() {
         c.waiting_since = Some(m.send_time);
     }
+    c.customer_wrote = true;
     c.update_time = m.create_time;
 }
 
@@ -398,6 +399,7 @@ mod tests {
             waiting_since: Some(t(0)),
             first_response_time: None,
             last_agent_reply_time: None,
+            customer_wrote: true,
             resolve_count: 0,
             reopen_count: 0,
             resolution: None,

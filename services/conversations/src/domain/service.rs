@@ -15,7 +15,7 @@ use rapport_usecase::{
 use super::{
     error::{Error, Kind},
     model::*,
-    ports::{Customers, Identity},
+    ports::{Contact, Customers, Identity},
     repository::*,
     rules::{self, Action, Thread},
 };
@@ -129,6 +129,8 @@ pub struct Outbound {
     pub visibility: Visibility,
     /// Channel, when not the conversation's latest.
     pub channel: Option<Channel>,
+    /// Why it is sent (public messages).
+    pub purpose: Purpose,
     /// Subject.
     pub subject: String,
     /// Text body.
@@ -524,6 +526,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 waiting_since: None,
                 first_response_time: None,
                 last_agent_reply_time: None,
+                customer_wrote: false,
                 resolve_count: 0,
                 reopen_count: 0,
                 resolution: None,
@@ -687,6 +690,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                         waiting_since: None,
                         first_response_time: None,
                         last_agent_reply_time: None,
+                        customer_wrote: false,
                         resolve_count: 0,
                         reopen_count: 0,
                         resolution: None,
@@ -796,6 +800,26 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 (c.clone(), Vec::new())
             };
             let first_response = public && human && c.first_response_time.is_none();
+            // A service reply in a conversation the customer wrote in goes
+            // out as it is; anything else public is proactive and asks the
+            // customer's contact policy now, at send time: refused, it is
+            // not stored; in quiet hours, its delivery waits.
+            let proactive = public
+                && (out.purpose != Purpose::Service
+                    || (c.origin != Origin::Inbound && !c.customer_wrote));
+            let due = if proactive {
+                match self
+                    .customers
+                    .contact(tenant, c.customer, channel, out.purpose)
+                    .await?
+                {
+                    Contact::Allowed => now,
+                    Contact::Deferred(until) => until.max(now),
+                    Contact::Refused(why) => return Err(Error::ContactNotPermitted(why)),
+                }
+            } else {
+                now
+            };
             let message = Message {
                 id: MessageId::generate(),
                 conversation: c.id,
@@ -814,12 +838,12 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 in_reply_to: String::new(),
                 send_time: now,
                 create_time: now,
-                purpose: public.then_some(Purpose::Service),
+                purpose: public.then_some(out.purpose),
                 // Internal notes never leave Rapport.
                 delivery: public.then_some(Delivery {
                     state: DeliveryState::Scheduled,
                     failure_reason: String::new(),
-                    scheduled_time: None,
+                    scheduled_time: (due > now).then_some(due),
                     update_time: now,
                 }),
             };
@@ -845,6 +869,13 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 message: message.clone(),
                 first_response,
             });
+            if public {
+                change.deliveries.push(DeliveryDue {
+                    conversation: c.id,
+                    message: message.id,
+                    due,
+                });
+            }
             change.messages.push(message.clone());
             match self.commit_as(w, change, c.id, message).await? {
                 Ok(m) => return Ok(m),

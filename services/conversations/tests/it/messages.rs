@@ -271,7 +271,7 @@ async fn bad_requests_strangers_and_other_tenants_are_refused() {
             pb::CreateMessageRequest {
                 parent: "inboxes/x".into(),
                 message: Some(pb::Message {
-                    purpose: pb::MessagePurpose::Marketing as i32,
+                    purpose: pb::MessagePurpose::Acknowledgement as i32,
                     ..Default::default()
                 }),
                 request_id: String::new(),
@@ -452,4 +452,142 @@ async fn an_agent_starts_a_conversation_and_writes_in_it() {
     }
     let no_source = expect_err(try_start(&h, TENANT, asked, pb::Origin::Review, "").await);
     assert_violation(&no_source, "conversation.source");
+}
+
+fn marketing(parent: &str, text: &str) -> pb::CreateMessageRequest {
+    pb::CreateMessageRequest {
+        parent: parent.into(),
+        message: Some(pb::Message {
+            text: text.into(),
+            purpose: pb::MessagePurpose::Marketing as i32,
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    }
+}
+
+/// The delivery timer of `message`: its due time.
+async fn delivery_due(h: &Harness, message: &pb::Message) -> Option<i64> {
+    let id = message.name.rsplit('/').next().unwrap();
+    rapport_events::timers::get(&h.db.reader, TENANT, &format!("deliver:{id}"))
+        .await
+        .expect("reading the timers")
+        .map(|t| t.due.timestamp())
+}
+
+#[tokio::test]
+async fn proactive_messages_ask_the_contact_policy_when_sent() {
+    use chrono::Timelike as _;
+    use rapport_proto::profiles as ppb;
+
+    let h = start().await;
+    agent(&h, TENANT, GRACE, pb::AgentKind::Human).await;
+    let inbound = started(&h).await;
+    let proactive = try_start(
+        &h,
+        TENANT,
+        pb::Conversation {
+            customer: inbound.customer.clone(),
+            inbox: inbound.inbox.clone(),
+            ..Default::default()
+        },
+        pb::Origin::Proactive,
+        "",
+    )
+    .await
+    .unwrap();
+
+    // No marketing consent: refused with profiles' reason, nothing stored.
+    let refused = expect_err(send(&h, TENANT, GRACE, marketing(&proactive.name, "20% off")).await);
+    assert_error(&refused, Code::FailedPrecondition, "CONTACT_NOT_PERMITTED");
+    assert_eq!(
+        rapport_testkit::status::error_metadata(&refused)
+            .get("reason")
+            .map(String::as_str),
+        Some("NO_CONSENT")
+    );
+    // Marketing inside the customer's own case is proactive too.
+    let inside = expect_err(send(&h, TENANT, GRACE, marketing(&inbound.name, "20% off")).await);
+    assert_error(&inside, Code::FailedPrecondition, "CONTACT_NOT_PERMITTED");
+    assert_eq!(h.conversation(&proactive.name).await.message_count, 0);
+
+    // A service message needs no consent: delivered now.
+    let service = send(
+        &h,
+        TENANT,
+        GRACE,
+        reply(&proactive.name, "About your order", pb::Visibility::Public),
+    )
+    .await
+    .unwrap();
+    let delivery = service.delivery.clone().unwrap();
+    assert_eq!(delivery.scheduled_time, None);
+    assert_eq!(
+        delivery_due(&h, &service).await,
+        Some(service.create_time.unwrap().seconds)
+    );
+
+    // Consent given, but inside quiet hours (UTC, profiles' default zone):
+    // accepted, its delivery deferred to their end on a durable timer.
+    let mut profiles = h.profiles.clone();
+    profiles
+        .set_consent(tenant_request(
+            TENANT,
+            ppb::SetConsentRequest {
+                name: inbound.customer.clone(),
+                channel: Channel::Email as i32,
+                purpose: ppb::ConsentPurpose::Marketing as i32,
+                status: ppb::ConsentStatus::Granted as i32,
+                source: "test".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    let minute = now.hour() * 60 + now.minute();
+    let hhmm = |m: u32| format!("{:02}:{:02}", (m / 60) % 24, m % 60);
+    profiles
+        .update_customer(tenant_request(
+            TENANT,
+            ppb::UpdateCustomerRequest {
+                customer: Some(ppb::Customer {
+                    name: inbound.customer.clone(),
+                    contact_preferences: Some(ppb::ContactPreferences {
+                        quiet_hours: Some(ppb::QuietHours {
+                            start: hhmm(minute + 24 * 60 - 60),
+                            end: hhmm(minute + 120),
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["contact_preferences".into()],
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    let deferred = send(&h, TENANT, GRACE, marketing(&proactive.name, "20% off"))
+        .await
+        .unwrap();
+    assert_eq!(deferred.purpose, pb::MessagePurpose::Marketing as i32);
+    let delivery = deferred.delivery.clone().unwrap();
+    assert_eq!(delivery.state, pb::DeliveryState::Scheduled as i32);
+    let at = delivery.scheduled_time.expect("deferred").seconds;
+    let wait = at - now.timestamp();
+    assert!((3_540..=7_260).contains(&wait), "about two hours: {wait} s");
+    assert_eq!(delivery_due(&h, &deferred).await, Some(at));
+    // A note is never delivered: no timer.
+    let note = send(
+        &h,
+        TENANT,
+        GRACE,
+        reply(&proactive.name, "sent the offer", pb::Visibility::Internal),
+    )
+    .await
+    .unwrap();
+    assert_eq!(delivery_due(&h, &note).await, None);
 }
