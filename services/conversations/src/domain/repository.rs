@@ -319,6 +319,15 @@ pub trait Repository: Priors<Error = Error> + Clone + Send + Sync + 'static {
         external_id: &str,
     ) -> impl Future<Output = Result<Option<Message>, Error>> + Send;
 
+    /// The external ids of a conversation's messages, oldest first, at
+    /// most the latest `limit`: an email thread's References.
+    fn external_ids(
+        &self,
+        tenant: &Tenant,
+        conversation: ConversationId,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<String>, Error>> + Send;
+
     /// A page of a conversation's messages, oldest first, after `after`.
     fn messages(
         &self,

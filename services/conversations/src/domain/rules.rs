@@ -316,6 +316,13 @@ pub fn add_sent_message(c: &mut Conversation, m: &Message) {
     }
 }
 
+/// The Message-ID of an email Rapport sends as message `id` from the inbox
+/// `address`: unique (the message's id) on the inbox's own domain.
+pub fn message_id_for(id: MessageId, address: &str) -> String {
+    let domain = address.rsplit_once('@').map_or(address, |(_, d)| d);
+    format!("<{id}@{domain}>")
+}
+
 /// Whether `next` differs from `c` in its message count and times only
 /// (an open conversation that took one more message on a channel it used
 /// already while the customer was waiting): storage counts it without a

@@ -788,6 +788,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         for _ in 0..MAX_ATTEMPTS {
             let c = self.conversation(tenant, out.conversation).await?;
             let now = self.clock.now();
+            let message_id = MessageId::generate();
             // Default: the conversation's latest channel, else (nobody has
             // written yet) its inbox's.
             let channel = match out.channel.or(c.channels.last().copied()) {
@@ -800,6 +801,19 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 (c.clone(), Vec::new())
             };
             let first_response = public && human && c.first_response_time.is_none();
+            // An email gets its Message-ID now, on the inbox's domain (so
+            // the customer's answer, In-Reply-To it, threads back here),
+            // and answers the thread's latest message.
+            let (external_id, in_reply_to) = if public && channel == Channel::Email {
+                let inbox = self.inbox(tenant, c.inbox).await?;
+                let thread = self.repo.external_ids(tenant, c.id, 1).await?;
+                (
+                    Some(rules::message_id_for(message_id, &inbox.address)),
+                    thread.last().cloned().unwrap_or_default(),
+                )
+            } else {
+                (None, String::new())
+            };
             // A service reply in a conversation the customer wrote in goes
             // out as it is; anything else public is proactive and asks the
             // customer's contact policy now, at send time: refused, it is
@@ -821,7 +835,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 now
             };
             let message = Message {
-                id: MessageId::generate(),
+                id: message_id,
                 conversation: c.id,
                 inbox: c.inbox,
                 customer: c.customer,
@@ -834,8 +848,8 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 text: out.text.clone(),
                 html: out.html.clone(),
                 attachments: out.attachments.clone(),
-                external_id: None,
-                in_reply_to: String::new(),
+                external_id,
+                in_reply_to,
                 send_time: now,
                 create_time: now,
                 purpose: public.then_some(out.purpose),

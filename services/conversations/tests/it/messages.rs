@@ -145,6 +145,13 @@ async fn only_the_first_public_reply_of_a_human_agent_is_the_first_response() {
     .await
     .unwrap();
     assert_eq!(first.sender.clone().unwrap().name, grace.name);
+    // An email reply: a Message-ID on the inbox's domain, answering the
+    // thread's latest email (notes and the bot's reply had their own).
+    let id = first.name.rsplit('/').next().unwrap();
+    assert_eq!(first.external_id, format!("<{id}@acme.example>"));
+    assert_eq!(by_bot.in_reply_to, "<m1@example.com>");
+    assert_eq!(first.in_reply_to, by_bot.external_id);
+    assert_eq!(note.external_id, "", "a note is no email");
     let answered = h.conversation(&c.name).await;
     assert_eq!(answered.first_response_time, first.create_time);
     assert_eq!(answered.waiting_since, None);
