@@ -43,6 +43,32 @@ impl Profiles {
     }
 }
 
+impl Profiles {
+    /// The customer's email address to send service messages to (their
+    /// primary one), or `None` when they have none.
+    pub async fn email_address(
+        &self,
+        tenant: &Tenant,
+        customer: CustomerId,
+    ) -> Result<Option<String>, Error> {
+        let request = self.peer.request(
+            tenant,
+            CHECK_CONTACT_POLICY,
+            pb::CheckContactPolicyRequest {
+                name: customer_name(customer),
+                channel: channel_to_pb(Channel::Email),
+                purpose: pb::ConsentPurpose::Service as i32,
+            },
+        );
+        let answer = ProfilesServiceClient::new(self.peer.channel())
+            .check_contact_policy(request)
+            .await
+            .map_err(failure)?
+            .into_inner();
+        Ok(Some(answer.address).filter(|a| !a.is_empty()))
+    }
+}
+
 impl Customers for Profiles {
     async fn resolve(
         &self,

@@ -235,7 +235,7 @@ async fn apply(txn: &DatabaseTransaction, prepared: &Prepared) -> Result<(), Com
 }
 
 /// The timer kind of outbound deliveries.
-pub(crate) const DELIVER: &str = "conversations.deliver";
+pub const DELIVER: &str = "conversations.deliver";
 
 /// The durable timer of a delivery: keyed by the message (scheduling it
 /// again replaces it), its payload the two ids.

@@ -3,10 +3,12 @@
 //! senders with (its `Config` is built in `harness::conversations_config`
 //! only); the modules below use it.
 mod harness;
+mod smtp;
 
 mod directory;
 mod inboxes;
 mod messages;
+mod outbound_email;
 mod receive;
 mod trace;
 mod transitions;

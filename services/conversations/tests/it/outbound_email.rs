@@ -1,0 +1,147 @@
+//! Email delivery through a real SMTP listener: From the inbox, the
+//! Message-ID stored, In-Reply-To and References from the thread, SENT or
+//! FAILED with the relay's reason, notes never sent.
+use std::time::Duration;
+
+use crate::harness::*;
+use crate::messages::{GRACE, agent, reply, send};
+
+/// The message once its delivery left SCHEDULED (ten seconds at most).
+async fn delivered(h: &Harness, name: &str) -> pb::Message {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = h
+            .client()
+            .get_message(tenant_request(
+                TENANT,
+                pb::GetMessageRequest { name: name.into() },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .message
+            .unwrap();
+        let state = m.delivery.as_ref().map(|d| d.state);
+        if state != Some(pb::DeliveryState::Scheduled as i32) {
+            return m;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} still scheduled after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_agent_reply_reaches_the_relay_threaded_from_the_inbox_address() {
+    let h = start().await;
+    agent(&h, TENANT, GRACE, pb::AgentKind::Human).await;
+    let inbox = h
+        .create_inbox(email_inbox("support@acme.example", 3600))
+        .await;
+    let r = h
+        .receive(
+            &inbox.name,
+            "ada@example.com",
+            pb::Message {
+                subject: "Order 42".into(),
+                ..email("Where is it?", "<m1@example.com>")
+            },
+        )
+        .await;
+    let c = r.conversation.unwrap();
+
+    let note = send(
+        &h,
+        TENANT,
+        GRACE,
+        reply(&c.name, "checking", pb::Visibility::Internal),
+    )
+    .await
+    .unwrap();
+    let first = send(
+        &h,
+        TENANT,
+        GRACE,
+        reply(&c.name, "It shipped today.", pb::Visibility::Public),
+    )
+    .await
+    .unwrap();
+    let sent = delivered(&h, &first.name).await;
+    let delivery = sent.delivery.clone().unwrap();
+    assert_eq!(
+        delivery.state,
+        pb::DeliveryState::Sent as i32,
+        "{delivery:?}"
+    );
+    let mail = h.smtp.wait_for("Message-ID", &first.external_id).await;
+    assert_eq!(
+        mail.from, "support@acme.example",
+        "the inbox, never no-reply"
+    );
+    assert_eq!(mail.to, ["ada@example.com"]);
+    assert_eq!(
+        mail.header("From").as_deref(),
+        Some("Support <support@acme.example>")
+    );
+    assert_eq!(mail.header("To").as_deref(), Some("ada@example.com"));
+    assert_eq!(mail.header("Subject").as_deref(), Some("Re: Order 42"));
+    assert_eq!(
+        mail.header("In-Reply-To").as_deref(),
+        Some("<m1@example.com>")
+    );
+    assert_eq!(
+        mail.header("References").as_deref(),
+        Some("<m1@example.com>")
+    );
+    assert!(mail.data.contains("It shipped today."), "{}", mail.data);
+
+    // The next reply answers the first and references the whole thread.
+    let second = send(
+        &h,
+        TENANT,
+        GRACE,
+        reply(&c.name, "Tracking: 42", pb::Visibility::Public),
+    )
+    .await
+    .unwrap();
+    let mail = h.smtp.wait_for("Message-ID", &second.external_id).await;
+    assert_eq!(mail.header("In-Reply-To"), Some(first.external_id.clone()));
+    assert_eq!(
+        mail.header("References"),
+        Some(format!("<m1@example.com> {}", first.external_id))
+    );
+    // The note never left.
+    assert_eq!(h.smtp.received().len(), 2);
+    assert_eq!(delivered(&h, &note.name).await.delivery, None);
+}
+
+#[tokio::test]
+async fn a_relay_refusal_is_recorded_as_failed_with_its_reason() {
+    let h = start().await;
+    agent(&h, TENANT, GRACE, pb::AgentKind::Human).await;
+    let inbox = h
+        .create_inbox(email_inbox("support@acme.example", 3600))
+        .await;
+    let r = h
+        .receive(
+            &inbox.name,
+            "reject@example.com",
+            email("Hello", "<m2@example.com>"),
+        )
+        .await;
+    let c = r.conversation.unwrap();
+    let m = send(
+        &h,
+        TENANT,
+        GRACE,
+        reply(&c.name, "Hi", pb::Visibility::Public),
+    )
+    .await
+    .unwrap();
+    let failed = delivered(&h, &m.name).await.delivery.unwrap();
+    assert_eq!(failed.state, pb::DeliveryState::Failed as i32);
+    assert!(failed.failure_reason.contains("550"), "{failed:?}");
+    assert!(h.smtp.received().is_empty());
+}
