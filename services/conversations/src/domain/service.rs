@@ -555,7 +555,9 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
     // ---- messages ----
 
     /// Receives a customer's message: dedupes on (inbox, external id),
-    /// resolves the sender, threads it (see [`rules::thread`]).
+    /// resolves the sender, threads it: into the conversation of the
+    /// message it answers (`in_reply_to`) when that is the customer's and
+    /// takes it, else by the inbox's thread (see [`rules::thread`]).
     pub async fn receive(
         &self,
         tenant: &Tenant,
@@ -595,11 +597,33 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
             .await?;
         for _ in 0..MAX_ATTEMPTS {
             let now = self.clock.now();
-            let current = match self.repo.thread(tenant, inbox.id, customer).await? {
-                Some(id) => self.repo.conversation(tenant, id).await?,
-                None => None,
+            // An answer to a message of ours (an email's In-Reply-To) goes
+            // to that message's conversation while it takes messages — if
+            // it is this customer's: a header names no one else's case.
+            let answered = match inbound.in_reply_to.as_str() {
+                "" => None,
+                id => match self
+                    .repo
+                    .message_by_external_id(tenant, inbox.id, id)
+                    .await?
+                {
+                    Some(m) if m.customer == customer => {
+                        self.repo.conversation(tenant, m.conversation).await?
+                    }
+                    _ => None,
+                },
             };
-            let mut decision = rules::thread(&inbox, current.clone(), now);
+            let mut decision = match answered.map(|c| rules::thread(&inbox, Some(c), now)) {
+                Some(d @ (Thread::Into(_) | Thread::Reopen(_))) => d,
+                // Else the inbox's thread of the customer.
+                _ => {
+                    let current = match self.repo.thread(tenant, inbox.id, customer).await? {
+                        Some(id) => self.repo.conversation(tenant, id).await?,
+                        None => None,
+                    };
+                    rules::thread(&inbox, current, now)
+                }
+            };
             if inbox.continue_across_channels
                 && matches!(decision, Thread::New { .. })
                 && let Some(active) = self.repo.latest_active(tenant, customer).await?

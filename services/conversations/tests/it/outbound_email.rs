@@ -145,3 +145,82 @@ async fn a_relay_refusal_is_recorded_as_failed_with_its_reason() {
     assert!(failed.failure_reason.contains("550"), "{failed:?}");
     assert!(h.smtp.received().is_empty());
 }
+
+#[tokio::test]
+async fn the_customers_answer_threads_back_to_the_conversation_it_answers() {
+    let h = start().await;
+    agent(&h, TENANT, GRACE, pb::AgentKind::Human).await;
+    let inbox = h
+        .create_inbox(email_inbox("support@acme.example", 3600))
+        .await;
+    // Ada has a case open; an agent also starts another with her.
+    let open = h
+        .receive(
+            &inbox.name,
+            "ada@example.com",
+            email("Case one", "<c1@example.com>"),
+        )
+        .await
+        .conversation
+        .unwrap();
+    let started = h
+        .client()
+        .create_conversation(tenant_request(
+            TENANT,
+            pb::CreateConversationRequest {
+                conversation: Some(pb::Conversation {
+                    customer: open.customer.clone(),
+                    inbox: inbox.name.clone(),
+                    subject: "Your refund".into(),
+                    ..Default::default()
+                }),
+                origin: pb::Origin::Outbound as i32,
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .conversation
+        .unwrap();
+    let ours = send(
+        &h,
+        TENANT,
+        GRACE,
+        reply(&started.name, "Refunded.", pb::Visibility::Public),
+    )
+    .await
+    .unwrap();
+    let mail = h.smtp.wait_for("Message-ID", &ours.external_id).await;
+    assert_eq!(mail.header("Subject").as_deref(), Some("Re: Your refund"));
+
+    // Her answer names our Message-ID: it lands there, not in her open case.
+    let answer = h
+        .receive(
+            &inbox.name,
+            "ada@example.com",
+            pb::Message {
+                in_reply_to: ours.external_id.clone(),
+                ..email("Thanks!", "<a1@example.com>")
+            },
+        )
+        .await;
+    let into = answer.conversation.unwrap();
+    assert_eq!(into.name, started.name);
+    assert!(into.waiting_since.is_some(), "she waits for an answer now");
+    // Someone else quoting it is threaded by their own rules.
+    let other = h
+        .receive(
+            &inbox.name,
+            "eve@example.com",
+            pb::Message {
+                in_reply_to: ours.external_id.clone(),
+                ..email("Me too", "<e1@example.com>")
+            },
+        )
+        .await
+        .conversation
+        .unwrap();
+    assert_ne!(other.name, started.name);
+    assert_ne!(other.name, open.name);
+}
