@@ -263,6 +263,7 @@ pub fn inbound(req: &pb::ReceiveMessageRequest) -> Result<Inbound, Violations> {
         attachments,
         external_id: m.external_id.trim().to_owned(),
         in_reply_to: m.in_reply_to.clone(),
+        references: Vec::new(),
         send_time,
     })
 }

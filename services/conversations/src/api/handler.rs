@@ -585,6 +585,31 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
         }))
     }
 
+    async fn receive_email(
+        &self,
+        request: Request<pb::ReceiveEmailRequest>,
+    ) -> Result<Response<pb::ReceiveEmailResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let req = request.into_inner();
+        let key = idempotency::key_of(
+            &req,
+            &req.request_id,
+            |r| r.request_id.clear(),
+            ERROR_DOMAIN,
+        )?;
+        let inbound = super::email::inbound_email(&req).map_err(invalid)?;
+        let r = self
+            .service
+            .receive(&tenant, inbound, key)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ReceiveEmailResponse {
+            message: Some(message_to_pb(&r.message)),
+            conversation: Some(conversation_to_pb(&r.conversation)),
+            created: r.created,
+        }))
+    }
+
     async fn create_message(
         &self,
         request: Request<pb::CreateMessageRequest>,

@@ -1,6 +1,7 @@
 //! The gRPC face of the conversations use-cases.
 pub mod command;
 pub mod convert;
+pub mod email;
 pub mod error;
 pub mod events;
 pub mod handler;

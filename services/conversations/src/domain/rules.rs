@@ -323,6 +323,37 @@ pub fn message_id_for(id: MessageId, address: &str) -> String {
     format!("<{id}@{domain}>")
 }
 
+/// `text` without the earlier message a reply quotes below it: from an
+/// attribution line (`On … wrote:`), an `-----Original Message-----`
+/// separator, or a trailing block of `>` lines on. The text above stays as
+/// written; a message that is nothing but a quote is kept whole.
+pub fn trim_quoted(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut end = lines.len();
+    for (n, line) in lines.iter().enumerate() {
+        let t = line.trim();
+        let attribution = t.starts_with("On ") && t.ends_with("wrote:");
+        if attribution || t.starts_with("-----Original Message-----") {
+            end = n;
+            break;
+        }
+    }
+    while end > 0 {
+        let t = lines[end - 1].trim();
+        if t.starts_with('>') || t.is_empty() {
+            end -= 1;
+        } else {
+            break;
+        }
+    }
+    let kept = lines[..end].join("\n");
+    if kept.trim().is_empty() {
+        text.to_owned()
+    } else {
+        kept.trim_end().to_owned()
+    }
+}
+
 /// Whether `next` differs from `c` in its message count and times only
 /// (an open conversation that took one more message on a channel it used
 /// already while the customer was waiting): storage counts it without a
@@ -446,6 +477,17 @@ mod tests {
             by: None,
             auto: false,
         }
+    }
+
+    #[test]
+    fn a_quoted_earlier_reply_is_trimmed() {
+        let reply = "Thanks, that works.\n\nOn Mon, 1 Dec 2026 at 10:00, Support <support@acme.example> wrote:\n> It shipped.\n> Tracking 42";
+        assert_eq!(trim_quoted(reply), "Thanks, that works.");
+        let outlook = "Fine\r\n-----Original Message-----\r\nFrom: x";
+        assert_eq!(trim_quoted(outlook), "Fine");
+        assert_eq!(trim_quoted("Yes\n> earlier\n>> older"), "Yes");
+        assert_eq!(trim_quoted("> only a quote"), "> only a quote");
+        assert_eq!(trim_quoted("plain\nmessage"), "plain\nmessage");
     }
 
     #[test]

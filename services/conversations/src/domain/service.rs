@@ -71,6 +71,9 @@ pub struct Inbound {
     pub external_id: String,
     /// The external id it answers.
     pub in_reply_to: String,
+    /// The external ids of the thread it belongs to, oldest first (an
+    /// email's References): tried, newest first, after `in_reply_to`.
+    pub references: Vec<String>,
     /// When it was sent, if the channel says.
     pub send_time: Option<DateTime<Utc>>,
 }
@@ -600,19 +603,20 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
             // An answer to a message of ours (an email's In-Reply-To) goes
             // to that message's conversation while it takes messages — if
             // it is this customer's: a header names no one else's case.
-            let answered = match inbound.in_reply_to.as_str() {
-                "" => None,
-                id => match self
+            let mut answered = None;
+            let named =
+                std::iter::once(&inbound.in_reply_to).chain(inbound.references.iter().rev());
+            for id in named.filter(|id| !id.is_empty()).take(10) {
+                if let Some(m) = self
                     .repo
                     .message_by_external_id(tenant, inbox.id, id)
                     .await?
+                    && m.customer == customer
                 {
-                    Some(m) if m.customer == customer => {
-                        self.repo.conversation(tenant, m.conversation).await?
-                    }
-                    _ => None,
-                },
-            };
+                    answered = self.repo.conversation(tenant, m.conversation).await?;
+                    break;
+                }
+            }
             let mut decision = match answered.map(|c| rules::thread(&inbox, Some(c), now)) {
                 Some(d @ (Thread::Into(_) | Thread::Reopen(_))) => d,
                 // Else the inbox's thread of the customer.

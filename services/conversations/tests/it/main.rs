@@ -6,6 +6,7 @@ mod harness;
 mod smtp;
 
 mod directory;
+mod inbound_email;
 mod inboxes;
 mod messages;
 mod outbound_email;
