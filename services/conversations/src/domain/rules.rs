@@ -323,6 +323,73 @@ pub fn message_id_for(id: MessageId, address: &str) -> String {
     format!("<{id}@{domain}>")
 }
 
+/// The inbox's acknowledgement of conversation `c`, which `first` (the
+/// customer's message) started, when the inbox sends one: a SYSTEM message
+/// from its template (`{{case_number}}`, `{{expected_reply_time}}`,
+/// `{{inbox.display_name}}`), an email when the inbox is one (answering
+/// `first`).
+pub fn acknowledgement(
+    inbox: &Inbox,
+    c: &Conversation,
+    first: &Message,
+    now: DateTime<Utc>,
+) -> Option<Message> {
+    let ack = inbox.auto_ack.as_ref().filter(|a| a.enabled)?;
+    let mut values = std::collections::BTreeMap::new();
+    values.insert("case_number".to_owned(), c.case_number.to_string());
+    values.insert(
+        "expected_reply_time".to_owned(),
+        human_duration(inbox.expected_reply_secs),
+    );
+    values.insert("inbox.display_name".to_owned(), inbox.display_name.clone());
+    let (text, _) = super::template::render(&ack.body, &values);
+    let (subject, _) = super::template::render(&ack.subject, &values);
+    let id = MessageId::generate();
+    let email = first.channel == Channel::Email;
+    Some(Message {
+        id,
+        conversation: c.id,
+        inbox: inbox.id,
+        customer: c.customer,
+        direction: Direction::Outbound,
+        sender_kind: SenderKind::System,
+        agent: None,
+        visibility: Visibility::Public,
+        channel: first.channel,
+        subject,
+        text,
+        html: String::new(),
+        attachments: Vec::new(),
+        external_id: email.then(|| message_id_for(id, &inbox.address)),
+        in_reply_to: if email {
+            first.external_id.clone().unwrap_or_default()
+        } else {
+            String::new()
+        },
+        send_time: now,
+        create_time: now,
+        purpose: Some(Purpose::Acknowledgement),
+        delivery: Some(Delivery {
+            state: DeliveryState::Scheduled,
+            failure_reason: String::new(),
+            scheduled_time: None,
+            update_time: now,
+        }),
+    })
+}
+
+/// A reply time as people say it: `2 hours`, `30 minutes`, `1 day`.
+fn human_duration(secs: i64) -> String {
+    let (n, unit) = if secs > 0 && secs % 86_400 == 0 {
+        (secs / 86_400, "day")
+    } else if secs > 0 && secs % 3600 == 0 {
+        (secs / 3600, "hour")
+    } else {
+        ((secs + 59) / 60, "minute")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
 /// `text` without the earlier message a reply quotes below it: from an
 /// attribution line (`On … wrote:`), an `-----Original Message-----`
 /// separator, or a trailing block of `>` lines on. The text above stays as

@@ -730,6 +730,22 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                         version: 1,
                     };
                     rules::add_customer_message(&mut c, &message);
+                    // At most one acknowledgement per new conversation, in
+                    // the same change: never a response, never counted as
+                    // one (it goes through no transition).
+                    if let Some(ack) = rules::acknowledgement(&inbox, &c, &message, now) {
+                        rules::add_sent_message(&mut c, &ack);
+                        change.deliveries.push(DeliveryDue {
+                            conversation: id,
+                            message: ack.id,
+                            due: now,
+                        });
+                        change.events.push(DomainEvent::MessageSent {
+                            message: ack.clone(),
+                            first_response: false,
+                        });
+                        change.messages.push(ack);
+                    }
                     change.threads.push(match previous {
                         None => ThreadWrite::Start {
                             inbox: inbox.id,

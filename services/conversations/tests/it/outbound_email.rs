@@ -224,3 +224,83 @@ async fn the_customers_answer_threads_back_to_the_conversation_it_answers() {
     assert_ne!(other.name, started.name);
     assert_ne!(other.name, open.name);
 }
+
+#[tokio::test]
+async fn a_new_conversation_is_acknowledged_once_and_that_is_no_response() {
+    let h = start().await;
+    let inbox = h
+        .create_inbox(pb::Inbox {
+            auto_acknowledgement: Some(pb::AutoAcknowledgement {
+                enabled: true,
+                subject: "Case {{case_number}} received".into(),
+                body: "We have your case {{case_number}}; expect an answer within {{expected_reply_time}}."
+                    .into(),
+            }),
+            expected_reply_time: Some(prost_types::Duration {
+                seconds: 4 * 3600,
+                nanos: 0,
+            }),
+            ..email_inbox("support@acme.example", 3600)
+        })
+        .await;
+    let r = h
+        .receive(
+            &inbox.name,
+            "ada@example.com",
+            email("Help", "<h1@example.com>"),
+        )
+        .await;
+    let c = r.conversation.unwrap();
+    assert_eq!(c.message_count, 2);
+    let mail = h.smtp.wait_for("Subject", "Case 1 received").await;
+    assert_eq!(
+        mail.header("In-Reply-To").as_deref(),
+        Some("<h1@example.com>")
+    );
+    assert!(
+        mail.data
+            .contains("We have your case 1; expect an answer within 4 hours."),
+        "{}",
+        mail.data
+    );
+    // The customer writes again: no second acknowledgement.
+    h.receive(
+        &inbox.name,
+        "ada@example.com",
+        email("More", "<h2@example.com>"),
+    )
+    .await;
+    let messages = h
+        .client()
+        .list_messages(tenant_request(
+            TENANT,
+            pb::ListMessagesRequest {
+                parent: c.name.clone(),
+                page_size: 10,
+                page_token: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    let kinds: Vec<i32> = messages
+        .iter()
+        .map(|m| m.sender.as_ref().unwrap().kind)
+        .collect();
+    let (customer, system) = (
+        pb::SenderKind::Customer as i32,
+        pb::SenderKind::System as i32,
+    );
+    assert_eq!(kinds, [customer, system, customer]);
+    assert_eq!(
+        messages[1].purpose,
+        pb::MessagePurpose::Acknowledgement as i32
+    );
+    let after = h.conversation(&c.name).await;
+    assert_eq!(after.first_response_time, None, "never a response");
+    assert!(after.waiting_since.is_some());
+    let sent: pb::MessageSent = payload(&outbox_events(&h.db, TENANT, &messages[1].name).await[0]);
+    assert_eq!(sent.sender_kind, system);
+    assert!(!sent.first_response);
+}
