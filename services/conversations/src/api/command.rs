@@ -287,9 +287,37 @@ pub fn outbound(req: &pb::CreateMessageRequest, principal: &str) -> Result<Outbo
     let channel = v
         .take("message.channel", channel_from_pb(m.channel))
         .flatten();
-    if m.call.is_some() {
-        v.add("message.call", "logged calls are not supported yet");
-    }
+    let call = m.call.as_ref().map(|c| {
+        for (field, secs) in [
+            ("talk_seconds", c.talk_seconds),
+            ("hold_seconds", c.hold_seconds),
+            ("wrap_up_seconds", c.wrap_up_seconds),
+        ] {
+            if secs < 0 {
+                v.add(format!("message.call.{field}"), "must not be negative");
+            }
+        }
+        if !c.recording_uri.is_empty()
+            && (!c.recording_uri.starts_with("https://") || c.recording_uri.chars().count() > 2000)
+        {
+            v.add(
+                "message.call.recording_uri",
+                "must be an https:// URL of at most 2000 characters",
+            );
+        }
+        if !matches!(channel, Some(Channel::Phone | Channel::InPerson)) {
+            v.add(
+                "message.channel",
+                "must be PHONE or IN_PERSON for a logged call or visit",
+            );
+        }
+        Call {
+            talk_secs: c.talk_seconds,
+            hold_secs: c.hold_seconds,
+            wrap_up_secs: c.wrap_up_seconds,
+            recording_uri: c.recording_uri.clone(),
+        }
+    });
     let purpose = v
         .take("message.purpose", purpose_from_pb(m.purpose))
         .flatten();
@@ -299,8 +327,8 @@ pub fn outbound(req: &pb::CreateMessageRequest, principal: &str) -> Result<Outbo
             "ACKNOWLEDGEMENT is Rapport's own; an agent's is SERVICE, MARKETING, SURVEYS or LOYALTY",
         );
     }
-    if m.text.trim().is_empty() {
-        v.add("message.text", "is required");
+    if m.text.trim().is_empty() && call.is_none() {
+        v.add("message.text", "is required (the notes, for a logged call)");
     }
     if m.text.chars().count() > rules::MAX_TEXT {
         v.add("message.text", "is at most 100000 characters");
@@ -327,6 +355,7 @@ pub fn outbound(req: &pb::CreateMessageRequest, principal: &str) -> Result<Outbo
         visibility,
         channel,
         purpose: purpose.unwrap_or(Purpose::Service),
+        call,
         subject: m.subject.clone(),
         text: m.text.clone(),
         html: m.html.clone(),

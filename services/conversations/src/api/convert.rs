@@ -263,7 +263,12 @@ pub fn message_to_pb(m: &Message) -> pb::Message {
             .collect(),
         external_id: m.external_id.clone().unwrap_or_default(),
         in_reply_to: m.in_reply_to.clone(),
-        call: None,
+        call: m.call.as_ref().map(|c| pb::Call {
+            talk_seconds: c.talk_secs,
+            hold_seconds: c.hold_secs,
+            wrap_up_seconds: c.wrap_up_secs,
+            recording_uri: c.recording_uri.clone(),
+        }),
         delivery: m.delivery.as_ref().map(|d| pb::Delivery {
             state: to_pb!(pb::DeliveryState, "DELIVERY_STATE", d.state),
             failure_reason: d.failure_reason.clone(),

@@ -358,6 +358,22 @@ pub struct Message {
     /// Where its delivery stands (outbound public messages only).
     #[serde(default)]
     pub delivery: Option<Delivery>,
+    /// A logged phone call or visit.
+    #[serde(default)]
+    pub call: Option<Call>,
+}
+
+/// A logged phone call or visit: it happened, so nothing is delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Call {
+    /// Talk time, seconds.
+    pub talk_secs: i32,
+    /// Hold time, seconds.
+    pub hold_secs: i32,
+    /// Wrap-up time, seconds.
+    pub wrap_up_secs: i32,
+    /// The recording (`https://`), or empty.
+    pub recording_uri: String,
 }
 
 /// Why an outbound message is sent: contact policy treats them differently.

@@ -369,6 +369,7 @@ pub fn acknowledgement(
         send_time: now,
         create_time: now,
         purpose: Some(Purpose::Acknowledgement),
+        call: None,
         delivery: Some(Delivery {
             state: DeliveryState::Scheduled,
             failure_reason: String::new(),

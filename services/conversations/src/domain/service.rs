@@ -142,6 +142,8 @@ pub struct Outbound {
     pub html: String,
     /// Attachments.
     pub attachments: Vec<Attachment>,
+    /// A logged call or visit (PHONE, IN_PERSON), or `None`.
+    pub call: Option<Call>,
 }
 
 /// The conversation fields an update may change.
@@ -654,6 +656,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 create_time: now,
                 purpose: None,
                 delivery: None,
+                call: None,
             };
             let mut change = ChangeSet::new(tenant, now);
             let (conversation, message) = match decision {
@@ -829,6 +832,9 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
             AgentKind::Bot => (SenderKind::Bot, false),
         };
         let public = out.visibility == Visibility::Public;
+        // A logged call or visit happened already: nothing to deliver or to
+        // ask a contact policy about.
+        let logged = out.call.is_some();
         for _ in 0..MAX_ATTEMPTS {
             let c = self.conversation(tenant, out.conversation).await?;
             let now = self.clock.now();
@@ -848,7 +854,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
             // An email gets its Message-ID now, on the inbox's domain (so
             // the customer's answer, In-Reply-To it, threads back here),
             // and answers the thread's latest message.
-            let (external_id, in_reply_to) = if public && channel == Channel::Email {
+            let (external_id, in_reply_to) = if public && !logged && channel == Channel::Email {
                 let inbox = self.inbox(tenant, c.inbox).await?;
                 let thread = self.repo.external_ids(tenant, c.id, 1).await?;
                 (
@@ -863,6 +869,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
             // customer's contact policy now, at send time: refused, it is
             // not stored; in quiet hours, its delivery waits.
             let proactive = public
+                && !logged
                 && (out.purpose != Purpose::Service
                     || (c.origin != Origin::Inbound && !c.customer_wrote));
             let due = if proactive {
@@ -897,8 +904,9 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 send_time: now,
                 create_time: now,
                 purpose: public.then_some(out.purpose),
-                // Internal notes never leave Rapport.
-                delivery: public.then_some(Delivery {
+                call: out.call.clone(),
+                // Internal notes and logged calls never leave Rapport.
+                delivery: (public && !logged).then_some(Delivery {
                     state: DeliveryState::Scheduled,
                     failure_reason: String::new(),
                     scheduled_time: (due > now).then_some(due),
@@ -927,7 +935,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 message: message.clone(),
                 first_response,
             });
-            if public {
+            if public && !logged {
                 change.deliveries.push(DeliveryDue {
                     conversation: c.id,
                     message: message.id,

@@ -603,3 +603,66 @@ async fn proactive_messages_ask_the_contact_policy_when_sent() {
     .unwrap();
     assert_eq!(delivery_due(&h, &note).await, None);
 }
+
+#[tokio::test]
+async fn an_agent_logs_a_call_with_its_durations_and_nothing_is_delivered() {
+    let h = start().await;
+    agent(&h, TENANT, GRACE, pb::AgentKind::Human).await;
+    let c = started(&h).await;
+    let call = pb::Call {
+        talk_seconds: 240,
+        hold_seconds: 30,
+        wrap_up_seconds: 60,
+        recording_uri: "https://recordings.example/1".into(),
+    };
+    let logged = send(
+        &h,
+        TENANT,
+        GRACE,
+        pb::CreateMessageRequest {
+            parent: c.name.clone(),
+            message: Some(pb::Message {
+                channel: Channel::Phone as i32,
+                call: Some(call.clone()),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(logged.call, Some(call));
+    assert_eq!(logged.channel, Channel::Phone as i32);
+    assert_eq!(logged.delivery, None, "it happened: nothing to deliver");
+    assert_eq!(logged.external_id, "");
+    let after = h.conversation(&c.name).await;
+    assert!(
+        after.first_response_time.is_some(),
+        "the agent answered by phone"
+    );
+    assert!(after.channels.contains(&(Channel::Phone as i32)));
+    assert_eq!(delivery_due(&h, &logged).await, None);
+
+    let bad = expect_err(
+        send(
+            &h,
+            TENANT,
+            GRACE,
+            pb::CreateMessageRequest {
+                parent: c.name.clone(),
+                message: Some(pb::Message {
+                    channel: Channel::Email as i32,
+                    call: Some(pb::Call {
+                        talk_seconds: -1,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        )
+        .await,
+    );
+    assert_violation(&bad, "message.call.talk_seconds");
+    assert_violation(&bad, "message.channel");
+}
