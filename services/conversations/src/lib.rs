@@ -6,9 +6,13 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod delivery;
 mod domain;
+mod email;
 mod profiles;
 mod storage;
+
+pub use email::EmailConfig;
 
 use std::{future::Future, net::SocketAddr};
 
@@ -59,6 +63,8 @@ pub struct Config {
     pub service_key: Secret,
     /// The profiles service (sender resolution).
     pub profiles: PeerConfig,
+    /// Outbound email (SMTP submission).
+    pub email: EmailConfig,
 }
 
 impl Default for Config {
@@ -77,6 +83,7 @@ impl Default for Config {
                 endpoint: "http://127.0.0.1:50051".to_owned(),
                 ..PeerConfig::default()
             },
+            email: EmailConfig::default(),
         }
     }
 }
@@ -90,6 +97,7 @@ pub struct ConversationsServer {
     bus: Bus,
     wake: Wake,
     outbox_retention: std::time::Duration,
+    deliveries: delivery::Deliveries,
 }
 
 /// The consumers this service runs, with their handlers (for `rapport
@@ -138,6 +146,8 @@ pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<ConversationsSe
         assertion_public_keys: &config.assertion_public_keys,
     })
     .await?;
+    let mailer = email::Mailer::new(&config.email)?;
+    let deliveries = delivery::timer_handler(mailer, profiles::Profiles::new(peer.clone()));
     let repo = storage::SqlRepository::new(db.clone(), api::events::encode, wake.clone());
     let service = domain::service::Conversations::new(
         repo,
@@ -163,6 +173,7 @@ pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<ConversationsSe
         bus: bus.clone(),
         wake,
         outbox_retention: rapport_events::service::outbox_retention(&config.events),
+        deliveries,
     })
 }
 
@@ -182,8 +193,9 @@ impl ConversationsServer {
         &self.db
     }
 
-    /// Serves until `shutdown` resolves — erasing customers' data as
-    /// profiles erases them — then drains and closes the database.
+    /// Serves until `shutdown` resolves — delivering outbound messages as
+    /// their timers come due, erasing customers' data as profiles erases
+    /// them — then drains and closes the database.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let erasure = rapport_events::consume::spawn(
             self.db.clone(),
@@ -191,13 +203,22 @@ impl ConversationsServer {
             rapport_events::erasure::subscription(EVENTS_NAME),
             erasure_handler(),
         );
+        // Due deliveries are looked for every second (and at once again
+        // after a full batch).
+        let deliveries = rapport_events::timers::spawn(
+            self.db.clone(),
+            std::sync::Arc::new(domain::SystemClock),
+            vec![storage::delivery::DELIVER.to_owned()],
+            self.deliveries.0,
+            std::time::Duration::from_secs(1),
+        );
         rapport_events::service::serve_with_outbox(
             (self.server, self.db, self.wake),
             self.app,
             self.bus,
             EVENTS_NAME,
             self.outbox_retention,
-            vec![erasure],
+            vec![erasure, deliveries],
             shutdown,
         )
         .await

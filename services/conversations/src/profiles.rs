@@ -1,5 +1,5 @@
 //! Outbound calls to the profiles service, one function per call (here:
-//! `ResolveCustomer`), over the shared service-to-service client
+//! `ResolveCustomer`, `GetCustomer`, `CheckContactPolicy`), over the shared service-to-service client
 //! (`rapport_kit::peer`): each call carries an assertion this service signs
 //! with its own key for that one method, and the current trace.
 use rapport_kit::Peer;
@@ -12,13 +12,14 @@ use tonic::Code;
 use crate::{
     api::convert::{channel_to_pb, customer_name},
     domain::{
-        CustomerId, Error, Tenant,
-        ports::{CustomerFacts, Customers, Identity},
+        Channel, CustomerId, Error, Purpose, Tenant,
+        ports::{Contact, CustomerFacts, Customers, Identity},
     },
 };
 
 const RESOLVE_CUSTOMER: &str = "/rapport.profiles.v1.ProfilesService/ResolveCustomer";
 const GET_CUSTOMER: &str = "/rapport.profiles.v1.ProfilesService/GetCustomer";
+const CHECK_CONTACT_POLICY: &str = "/rapport.profiles.v1.ProfilesService/CheckContactPolicy";
 
 /// A failed call as the domain's error: the caller's input when profiles
 /// refused it as invalid, else a passing failure.
@@ -39,6 +40,32 @@ impl Profiles {
     /// Profiles reached through `peer`.
     pub fn new(peer: Peer) -> Self {
         Self { peer }
+    }
+}
+
+impl Profiles {
+    /// The customer's email address to send service messages to (their
+    /// primary one), or `None` when they have none.
+    pub async fn email_address(
+        &self,
+        tenant: &Tenant,
+        customer: CustomerId,
+    ) -> Result<Option<String>, Error> {
+        let request = self.peer.request(
+            tenant,
+            CHECK_CONTACT_POLICY,
+            pb::CheckContactPolicyRequest {
+                name: customer_name(customer),
+                channel: channel_to_pb(Channel::Email),
+                purpose: pb::ConsentPurpose::Service as i32,
+            },
+        );
+        let answer = ProfilesServiceClient::new(self.peer.channel())
+            .check_contact_policy(request)
+            .await
+            .map_err(failure)?
+            .into_inner();
+        Ok(Some(answer.address).filter(|a| !a.is_empty()))
     }
 }
 
@@ -88,6 +115,51 @@ impl Customers for Profiles {
             .and_then(|id| uuid::Uuid::parse_str(id).ok())
             .map(CustomerId)
             .ok_or_else(|| Error::Internal(format!("profiles answered the customer {name:?}")))
+    }
+
+    async fn contact(
+        &self,
+        tenant: &Tenant,
+        customer: CustomerId,
+        channel: Channel,
+        purpose: Purpose,
+    ) -> Result<Contact, Error> {
+        let purpose = match purpose {
+            Purpose::Service | Purpose::Acknowledgement => pb::ConsentPurpose::Service,
+            Purpose::Marketing => pb::ConsentPurpose::Marketing,
+            Purpose::Surveys => pb::ConsentPurpose::Surveys,
+            Purpose::Loyalty => pb::ConsentPurpose::Loyalty,
+        };
+        let request = self.peer.request(
+            tenant,
+            CHECK_CONTACT_POLICY,
+            pb::CheckContactPolicyRequest {
+                name: customer_name(customer),
+                channel: channel_to_pb(channel),
+                purpose: purpose as i32,
+            },
+        );
+        let answer = ProfilesServiceClient::new(self.peer.channel())
+            .check_contact_policy(request)
+            .await
+            .map_err(failure)?
+            .into_inner();
+        let reason =
+            pb::ContactRefusal::try_from(answer.reason).unwrap_or(pb::ContactRefusal::Unspecified);
+        Ok(match (answer.allowed, reason, answer.next_allowed_time) {
+            (true, _, _) => Contact::Allowed,
+            (false, pb::ContactRefusal::QuietHours, Some(t)) => {
+                Contact::Deferred(rapport_kit::convert::from_ts(&t).ok_or_else(|| {
+                    Error::Internal("profiles answered a bad next_allowed_time".into())
+                })?)
+            }
+            (false, reason, _) => Contact::Refused(
+                reason
+                    .as_str_name()
+                    .trim_start_matches("CONTACT_REFUSAL_")
+                    .to_owned(),
+            ),
+        })
     }
 
     async fn facts(&self, tenant: &Tenant, customer: CustomerId) -> Result<CustomerFacts, Error> {

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261202_000001_create_conversations;
 mod m20261202_000002_erasure_consumer;
+mod m20261202_000003_outbound;
 
 /// All conversations migrations, oldest first.
 #[derive(Debug)]
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261202_000001_create_conversations::Migration),
             Box::new(m20261202_000002_erasure_consumer::Migration),
+            Box::new(m20261202_000003_outbound::Migration),
         ]
     }
 

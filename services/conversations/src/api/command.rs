@@ -9,7 +9,7 @@ use crate::domain::{
     model::*,
     repository::ConversationFilter,
     rules::{self, Action},
-    service::{ConversationUpdate, Inbound, InboxMask, SenderIdentity},
+    service::{ConversationUpdate, Inbound, InboxMask, NewConversation, Outbound, SenderIdentity},
 };
 
 /// The id in `name`, a `{collection}/{uuid}` resource name.
@@ -263,7 +263,103 @@ pub fn inbound(req: &pb::ReceiveMessageRequest) -> Result<Inbound, Violations> {
         attachments,
         external_id: m.external_id.trim().to_owned(),
         in_reply_to: m.in_reply_to.clone(),
+        references: Vec::new(),
         send_time,
+    })
+}
+
+/// CreateMessage → the agent's message, written by the agent acting as
+/// `principal`.
+pub fn outbound(req: &pb::CreateMessageRequest, principal: &str) -> Result<Outbound, Violations> {
+    let mut v = Violations::default();
+    let conversation = v
+        .take("parent", id_in(&req.parent, "conversations"))
+        .map(ConversationId);
+    let default = pb::Message::default();
+    let m = req.message.as_ref().unwrap_or_else(|| {
+        v.add("message", "is required");
+        &default
+    });
+    let visibility = v
+        .take("message.visibility", visibility_from_pb(m.visibility))
+        .flatten()
+        .unwrap_or(Visibility::Public);
+    let channel = v
+        .take("message.channel", channel_from_pb(m.channel))
+        .flatten();
+    let call = m.call.as_ref().map(|c| {
+        for (field, secs) in [
+            ("talk_seconds", c.talk_seconds),
+            ("hold_seconds", c.hold_seconds),
+            ("wrap_up_seconds", c.wrap_up_seconds),
+        ] {
+            if secs < 0 {
+                v.add(format!("message.call.{field}"), "must not be negative");
+            }
+        }
+        if !c.recording_uri.is_empty()
+            && (!c.recording_uri.starts_with("https://") || c.recording_uri.chars().count() > 2000)
+        {
+            v.add(
+                "message.call.recording_uri",
+                "must be an https:// URL of at most 2000 characters",
+            );
+        }
+        if !matches!(channel, Some(Channel::Phone | Channel::InPerson)) {
+            v.add(
+                "message.channel",
+                "must be PHONE or IN_PERSON for a logged call or visit",
+            );
+        }
+        Call {
+            talk_secs: c.talk_seconds,
+            hold_secs: c.hold_seconds,
+            wrap_up_secs: c.wrap_up_seconds,
+            recording_uri: c.recording_uri.clone(),
+        }
+    });
+    let purpose = v
+        .take("message.purpose", purpose_from_pb(m.purpose))
+        .flatten();
+    if purpose == Some(Purpose::Acknowledgement) {
+        v.add(
+            "message.purpose",
+            "ACKNOWLEDGEMENT is Rapport's own; an agent's is SERVICE, MARKETING, SURVEYS or LOYALTY",
+        );
+    }
+    if m.text.trim().is_empty() && call.is_none() {
+        v.add("message.text", "is required (the notes, for a logged call)");
+    }
+    if m.text.chars().count() > rules::MAX_TEXT {
+        v.add("message.text", "is at most 100000 characters");
+    }
+    if m.subject.chars().count() > rules::MAX_SUBJECT {
+        v.add("message.subject", "is at most 500 characters");
+    }
+    if m.html.chars().count() > 500_000 {
+        v.add("message.html", "is at most 500000 characters");
+    }
+    if m.attachments.len() > rules::MAX_ATTACHMENTS {
+        v.add("message.attachments", "holds at most 50 attachments");
+    }
+    let attachments = m
+        .attachments
+        .iter()
+        .enumerate()
+        .map(|(n, a)| attachment(a, &format!("message.attachments[{n}]"), &mut v))
+        .collect();
+    v.check()?;
+    Ok(Outbound {
+        conversation: conversation.expect("checked"),
+        principal: principal.to_owned(),
+        visibility,
+        channel,
+        purpose: purpose.unwrap_or(Purpose::Service),
+        call,
+        subject: m.subject.clone(),
+        text: m.text.clone(),
+        html: m.html.clone(),
+        attachments,
     })
 }
 
@@ -395,6 +491,71 @@ pub fn conversation_update(
         u,
         Some(c.etag.clone()).filter(|e| !e.is_empty()),
     ))
+}
+
+/// CreateConversation → the conversation to start.
+pub fn new_conversation(
+    req: &pb::CreateConversationRequest,
+) -> Result<NewConversation, Violations> {
+    let mut v = Violations::default();
+    let Some(c) = &req.conversation else {
+        return Err(Violations::one("conversation", "is required"));
+    };
+    let customer = v
+        .take("conversation.customer", id_in(&c.customer, "customers"))
+        .map(CustomerId);
+    let inbox = v
+        .take("conversation.inbox", id_in(&c.inbox, "inboxes"))
+        .map(InboxId);
+    if c.subject.chars().count() > rules::MAX_SUBJECT {
+        v.add("conversation.subject", "is at most 500 characters");
+    }
+    let priority = v
+        .take("conversation.priority", priority_from_pb(c.priority))
+        .flatten()
+        .unwrap_or(Priority::Normal);
+    let interaction_type = v
+        .take(
+            "conversation.interaction_type",
+            interaction_type_from_pb(c.interaction_type),
+        )
+        .flatten();
+    let origin = match v.take("origin", origin_from_pb(req.origin)).flatten() {
+        Some(Origin::Inbound) => {
+            v.add(
+                "origin",
+                "must not be INBOUND: conversations a customer starts come from ReceiveMessage",
+            );
+            Origin::Outbound
+        }
+        Some(o) => o,
+        None => Origin::Outbound,
+    };
+    let source = c.source.trim().to_owned();
+    if source.chars().count() > 200 || source.chars().any(char::is_control) {
+        v.add(
+            "conversation.source",
+            "is at most 200 characters, without control characters",
+        );
+    }
+    if matches!(origin, Origin::FeedbackFollowUp | Origin::Review) && source.is_empty() {
+        v.add(
+            "conversation.source",
+            "is required for a follow-up or a review reply: what it answers",
+        );
+    }
+    let labels = labels(&c.labels, &mut v);
+    v.check()?;
+    Ok(NewConversation {
+        customer: customer.expect("checked"),
+        inbox: inbox.expect("checked"),
+        subject: c.subject.clone(),
+        priority,
+        interaction_type,
+        origin,
+        source,
+        labels,
+    })
 }
 
 fn labels(raw: &[String], v: &mut Violations) -> Vec<String> {

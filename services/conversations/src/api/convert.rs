@@ -74,6 +74,26 @@ pub fn interaction_type_from_pb(raw: i32) -> Result<Option<InteractionType>, &'s
     )
 }
 
+/// Visibility from the wire; `Ok(None)` when unspecified.
+pub fn visibility_from_pb(raw: i32) -> Result<Option<Visibility>, &'static str> {
+    from_pb!(pb::Visibility, Visibility, "VISIBILITY", raw)
+}
+
+/// The wire value of a visibility.
+pub fn visibility_to_pb(v: Visibility) -> i32 {
+    to_pb!(pb::Visibility, "VISIBILITY", v)
+}
+
+/// Message purpose from the wire; `Ok(None)` when unspecified.
+pub fn purpose_from_pb(raw: i32) -> Result<Option<Purpose>, &'static str> {
+    from_pb!(pb::MessagePurpose, Purpose, "MESSAGE_PURPOSE", raw)
+}
+
+/// The wire value of a message purpose (0 for none).
+pub fn purpose_to_pb(p: Option<Purpose>) -> i32 {
+    p.map_or(0, |p| to_pb!(pb::MessagePurpose, "MESSAGE_PURPOSE", p))
+}
+
 /// The wire value of a state.
 pub fn state_to_pb(s: State) -> i32 {
     to_pb!(pb::ConversationState, "CONVERSATION_STATE", s)
@@ -87,6 +107,11 @@ pub fn priority_to_pb(p: Priority) -> i32 {
 /// The wire value of an interaction type.
 pub fn interaction_type_to_pb(t: Option<InteractionType>) -> i32 {
     t.map_or(0, |t| to_pb!(pb::InteractionType, "INTERACTION_TYPE", t))
+}
+
+/// Origin from the wire; `Ok(None)` when unspecified.
+pub fn origin_from_pb(raw: i32) -> Result<Option<Origin>, &'static str> {
+    from_pb!(pb::Origin, Origin, "ORIGIN", raw)
 }
 
 /// The wire value of an origin.
@@ -221,7 +246,7 @@ pub fn message_to_pb(m: &Message) -> pb::Message {
                 SenderKind::System => String::new(),
             },
         }),
-        visibility: to_pb!(pb::Visibility, "VISIBILITY", m.visibility),
+        visibility: visibility_to_pb(m.visibility),
         channel: channel_to_pb(m.channel),
         subject: m.subject.clone(),
         text: m.text.clone(),
@@ -238,9 +263,19 @@ pub fn message_to_pb(m: &Message) -> pb::Message {
             .collect(),
         external_id: m.external_id.clone().unwrap_or_default(),
         in_reply_to: m.in_reply_to.clone(),
-        call: None,
-        delivery: None,
-        purpose: 0,
+        call: m.call.as_ref().map(|c| pb::Call {
+            talk_seconds: c.talk_secs,
+            hold_seconds: c.hold_secs,
+            wrap_up_seconds: c.wrap_up_secs,
+            recording_uri: c.recording_uri.clone(),
+        }),
+        delivery: m.delivery.as_ref().map(|d| pb::Delivery {
+            state: to_pb!(pb::DeliveryState, "DELIVERY_STATE", d.state),
+            failure_reason: d.failure_reason.clone(),
+            scheduled_time: opt_ts(d.scheduled_time),
+            update_time: Some(ts(d.update_time)),
+        }),
+        purpose: purpose_to_pb(m.purpose),
         send_time: Some(ts(m.send_time)),
         create_time: Some(ts(m.create_time)),
     }

@@ -47,6 +47,7 @@ pub fn to_status(err: Error) -> Status {
                 Kind::Agent => ("AGENT_ALREADY_EXISTS", "agent"),
                 Kind::BusinessCalendar => ("BUSINESS_CALENDAR_ALREADY_EXISTS", "business_calendar"),
                 Kind::SlaPolicy => ("SLA_POLICY_ALREADY_EXISTS", "sla_policy"),
+                Kind::Conversation => ("CONVERSATION_ALREADY_EXISTS", "conversation"),
                 _ => ("CANNED_RESPONSE_ALREADY_EXISTS", "canned_response"),
             };
             b(Code::AlreadyExists, reason)
@@ -67,6 +68,13 @@ pub fn to_status(err: Error) -> Status {
             .message(format!("{name} is used by {by}"))
             .meta("resource", name.clone())
             .meta("used_by", by.clone())
+            .build(),
+        Error::NotAnAgent(_) => b(Code::FailedPrecondition, "NOT_AN_AGENT")
+            .message("the caller acts as no agent of this tenant; create one with CreateAgent")
+            .build(),
+        Error::ContactNotPermitted(why) => b(Code::FailedPrecondition, "CONTACT_NOT_PERMITTED")
+            .message("the customer's contact policy refuses this message now")
+            .meta("reason", why.clone())
             .build(),
         Error::EtagMismatch => common::etag_mismatch(ERROR_DOMAIN, "the resource"),
         Error::Conflict => common::conflict(ERROR_DOMAIN, "the resource"),
@@ -138,6 +146,21 @@ mod tests {
                 Error::InUse("businessCalendars/x".into(), "slaPolicies/y".into()),
                 Code::FailedPrecondition,
                 "RESOURCE_IN_USE",
+            ),
+            (
+                Error::NotAnAgent("user:7".into()),
+                Code::FailedPrecondition,
+                "NOT_AN_AGENT",
+            ),
+            (
+                Error::AlreadyExists(Kind::Conversation, "source"),
+                Code::AlreadyExists,
+                "CONVERSATION_ALREADY_EXISTS",
+            ),
+            (
+                Error::ContactNotPermitted("NO_CONSENT".into()),
+                Code::FailedPrecondition,
+                "CONTACT_NOT_PERMITTED",
             ),
             (Error::EtagMismatch, Code::Aborted, "ETAG_MISMATCH"),
             (Error::Conflict, Code::Aborted, "CONCURRENT_MODIFICATION"),

@@ -39,6 +39,20 @@ pub fn encode(event: &DomainEvent) -> (String, prost_types::Any) {
             first_of_conversation: *first_of_conversation,
             attachment_count: i32::try_from(m.attachments.len()).unwrap_or(i32::MAX),
         }),
+        DomainEvent::MessageSent {
+            message: m,
+            first_response,
+        } => any(&pb::MessageSent {
+            message: message_name(m),
+            conversation: conversation_name(m.conversation),
+            customer: customer_name(m.customer),
+            channel: channel_to_pb(m.channel),
+            sender_kind: sender_kind_to_pb(m.sender_kind),
+            agent: agent_name(m.agent),
+            visibility: visibility_to_pb(m.visibility),
+            purpose: purpose_to_pb(m.purpose),
+            first_response: *first_response,
+        }),
         DomainEvent::StatusChanged {
             conversation,
             from,

@@ -110,13 +110,6 @@ fn invalid(v: Violations) -> Status {
     to_status(Error::Invalid(v))
 }
 
-/// An RPC of the contract this step does not serve yet.
-fn not_yet(rpc: &str) -> Status {
-    rapport_kit::ErrorBuilder::new(tonic::Code::Unimplemented, ERROR_DOMAIN, "NOT_IMPLEMENTED")
-        .message(format!("{rpc} is not served yet"))
-        .build()
-}
-
 #[tonic::async_trait]
 impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, P, C> {
     async fn create_team(
@@ -592,9 +585,25 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
 
     async fn create_conversation(
         &self,
-        _: Request<pb::CreateConversationRequest>,
+        request: Request<pb::CreateConversationRequest>,
     ) -> Result<Response<pb::CreateConversationResponse>, Status> {
-        Err(not_yet("CreateConversation"))
+        let tenant = RequestContext::tenant_of(&request)?;
+        let req = request.into_inner();
+        let key = idempotency::key_of(
+            &req,
+            &req.request_id,
+            |r| r.request_id.clear(),
+            ERROR_DOMAIN,
+        )?;
+        let new = command::new_conversation(&req).map_err(invalid)?;
+        let conversation = self
+            .service
+            .create_conversation(&tenant, new, key)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::CreateConversationResponse {
+            conversation: Some(conversation_to_pb(&conversation)),
+        }))
     }
 
     async fn get_conversation(
@@ -760,11 +769,52 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
         }))
     }
 
+    async fn receive_email(
+        &self,
+        request: Request<pb::ReceiveEmailRequest>,
+    ) -> Result<Response<pb::ReceiveEmailResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let req = request.into_inner();
+        let key = idempotency::key_of(
+            &req,
+            &req.request_id,
+            |r| r.request_id.clear(),
+            ERROR_DOMAIN,
+        )?;
+        let inbound = super::email::inbound_email(&req).map_err(invalid)?;
+        let r = self
+            .service
+            .receive(&tenant, inbound, key)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ReceiveEmailResponse {
+            message: Some(message_to_pb(&r.message)),
+            conversation: Some(conversation_to_pb(&r.conversation)),
+            created: r.created,
+        }))
+    }
+
     async fn create_message(
         &self,
-        _: Request<pb::CreateMessageRequest>,
+        request: Request<pb::CreateMessageRequest>,
     ) -> Result<Response<pb::CreateMessageResponse>, Status> {
-        Err(not_yet("CreateMessage"))
+        let ctx = RequestContext::from_request(&request)?;
+        let req = request.into_inner();
+        let key = idempotency::key_of(
+            &req,
+            &req.request_id,
+            |r| r.request_id.clear(),
+            ERROR_DOMAIN,
+        )?;
+        let outbound = command::outbound(&req, &ctx.principal).map_err(invalid)?;
+        let message = self
+            .service
+            .send(&ctx.tenant, outbound, key)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::CreateMessageResponse {
+            message: Some(message_to_pb(&message)),
+        }))
     }
 
     async fn get_message(

@@ -2,6 +2,7 @@
 pub mod calendars;
 pub mod command;
 pub mod convert;
+pub mod email;
 pub mod error;
 pub mod events;
 pub mod handler;

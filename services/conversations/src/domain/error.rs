@@ -46,6 +46,11 @@ pub enum Error {
     /// The resource (its name) cannot be deleted: another names it (its
     /// name).
     InUse(String, String),
+    /// The caller acts as no agent of the tenant (the principal).
+    NotAnAgent(String),
+    /// The customer's contact policy refuses the message (why, as profiles
+    /// says it).
+    ContactNotPermitted(String),
     /// The etag sent does not match the current one.
     EtagMismatch,
     /// Concurrent changes kept winning; the caller may retry.
@@ -73,6 +78,8 @@ impl fmt::Display for Error {
                 write!(f, "cannot {action} a {} conversation", from.as_str())
             }
             Error::InUse(name, by) => write!(f, "{name} is used by {by}"),
+            Error::NotAnAgent(_) => f.write_str("the caller is no agent"),
+            Error::ContactNotPermitted(why) => write!(f, "contact not permitted: {why}"),
             Error::EtagMismatch => f.write_str("etag mismatch"),
             Error::Conflict => f.write_str("concurrent modification"),
             Error::RequestIdReused => f.write_str("request id reused"),

@@ -232,6 +232,14 @@ pub struct Conversation {
     pub waiting_since: Option<DateTime<Utc>>,
     /// The first public human reply's time.
     pub first_response_time: Option<DateTime<Utc>>,
+    /// The latest public human reply's time (service levels measure the
+    /// next response from it). Absent from documents stored before it.
+    #[serde(default)]
+    pub last_agent_reply_time: Option<DateTime<Utc>>,
+    /// Whether the customer has written in it: until then, messages of a
+    /// conversation Rapport or an agent started are proactive.
+    #[serde(default)]
+    pub customer_wrote: bool,
     /// Times resolved.
     pub resolve_count: i32,
     /// Times reopened.
@@ -343,6 +351,72 @@ pub struct Message {
     pub send_time: DateTime<Utc>,
     /// When it was stored.
     pub create_time: DateTime<Utc>,
+    /// Why it is sent (outbound messages); absent from documents stored
+    /// before it.
+    #[serde(default)]
+    pub purpose: Option<Purpose>,
+    /// Where its delivery stands (outbound public messages only).
+    #[serde(default)]
+    pub delivery: Option<Delivery>,
+    /// A logged phone call or visit.
+    #[serde(default)]
+    pub call: Option<Call>,
+}
+
+/// A logged phone call or visit: it happened, so nothing is delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Call {
+    /// Talk time, seconds.
+    pub talk_secs: i32,
+    /// Hold time, seconds.
+    pub hold_secs: i32,
+    /// Wrap-up time, seconds.
+    pub wrap_up_secs: i32,
+    /// The recording (`https://`), or empty.
+    pub recording_uri: String,
+}
+
+/// Why an outbound message is sent: contact policy treats them differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum Purpose {
+    Service,
+    Acknowledgement,
+    Marketing,
+    Surveys,
+    Loyalty,
+}
+str_enum!(Purpose {
+    Service => "service", Acknowledgement => "acknowledgement", Marketing => "marketing",
+    Surveys => "surveys", Loyalty => "loyalty",
+});
+
+/// Delivery states of an outbound message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum DeliveryState {
+    Scheduled,
+    Sent,
+    Delivered,
+    Failed,
+    Cancelled,
+}
+str_enum!(DeliveryState {
+    Scheduled => "scheduled", Sent => "sent", Delivered => "delivered",
+    Failed => "failed", Cancelled => "cancelled",
+});
+
+/// Where an outbound message stands with its channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The state.
+    pub state: DeliveryState,
+    /// Why it failed, as the channel said.
+    pub failure_reason: String,
+    /// Not before when it is sent.
+    pub scheduled_time: Option<DateTime<Utc>>,
+    /// When the state last changed.
+    pub update_time: DateTime<Utc>,
 }
 
 /// What happened, for the outbox: ids and facts, never personal data.
@@ -361,6 +435,14 @@ pub enum DomainEvent {
         message: Message,
         /// Whether it started the conversation.
         first_of_conversation: bool,
+    },
+    /// An agent, a bot or Rapport added a message.
+    MessageSent {
+        /// It.
+        message: Message,
+        /// Whether it is the conversation's first response (the first
+        /// public message of a human agent).
+        first_response: bool,
     },
     /// A conversation changed state.
     StatusChanged {
@@ -412,7 +494,8 @@ impl DomainEvent {
             | DomainEvent::Resolved { conversation } => {
                 format!("conversations/{}", conversation.id)
             }
-            DomainEvent::MessageReceived { message, .. } => {
+            DomainEvent::MessageReceived { message, .. }
+            | DomainEvent::MessageSent { message, .. } => {
                 format!(
                     "conversations/{}/messages/{}",
                     message.conversation, message.id

@@ -1,7 +1,9 @@
 //! What the use-cases need from other services.
 use std::future::Future;
 
-use super::{Channel, CustomerId, Error, Tenant};
+use chrono::{DateTime, Utc};
+
+use super::{Channel, CustomerId, Error, Purpose, Tenant};
 
 /// How a sender is known on a channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +36,17 @@ pub struct CustomerFacts {
     pub locale: String,
 }
 
+/// Whether a proactive message may reach a customer now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Contact {
+    /// Now.
+    Allowed,
+    /// Not before then (the customer's quiet hours).
+    Deferred(DateTime<Utc>),
+    /// Not at all; why, as profiles says it (`NO_CONSENT`, `DO_NOT_CONTACT`, …).
+    Refused(String),
+}
+
 /// The customer directory (the profiles service).
 pub trait Customers: Send + Sync + 'static {
     /// The customer holding `identity`, created if none does: one customer
@@ -45,6 +58,16 @@ pub trait Customers: Send + Sync + 'static {
         identity: &Identity,
         display_name: &str,
     ) -> impl Future<Output = Result<CustomerId, Error>> + Send;
+
+    /// Whether a message of `purpose` may reach `customer` on `channel` now
+    /// (their consent, do-not-contact and quiet hours).
+    fn contact(
+        &self,
+        tenant: &Tenant,
+        customer: CustomerId,
+        channel: Channel,
+        purpose: Purpose,
+    ) -> impl Future<Output = Result<Contact, Error>> + Send;
 
     /// What canned responses may say of a customer.
     fn facts(

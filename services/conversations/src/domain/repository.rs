@@ -134,6 +134,9 @@ pub struct ChangeSet {
     pub threads: Vec<ThreadWrite>,
     /// What happened.
     pub events: Vec<DomainEvent>,
+    /// Outbound messages to hand to their channel at a time: durable
+    /// timers written with the message, so a crash never loses one.
+    pub deliveries: Vec<DeliveryDue>,
     /// When the change happens.
     pub occur_time: DateTime<Utc>,
 }
@@ -152,9 +155,21 @@ impl ChangeSet {
             still_open: None,
             threads: Vec::new(),
             events: Vec::new(),
+            deliveries: Vec::new(),
             occur_time: now,
         }
     }
+}
+
+/// An outbound message due for delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryDue {
+    /// Its conversation.
+    pub conversation: ConversationId,
+    /// The message.
+    pub message: MessageId,
+    /// Not before then.
+    pub due: DateTime<Utc>,
 }
 
 /// The unique clashes of the conversations schema, and failures.
@@ -168,6 +183,8 @@ pub enum Clash {
     Thread,
     /// The message was stored already (inbox, external id).
     DuplicateMessage,
+    /// Another conversation answers the source.
+    Source,
     /// Anything else.
     Failed(Error),
 }
@@ -177,6 +194,7 @@ impl From<Clash> for Error {
         match c {
             Clash::InboxAddress => Error::InboxAddressTaken,
             Clash::ManagedKey(kind, field) => Error::AlreadyExists(kind, field),
+            Clash::Source => Error::AlreadyExists(Kind::Conversation, "source"),
             // Answered by reading again; reaching the caller is a bug.
             Clash::Thread | Clash::DuplicateMessage => {
                 Error::Internal("unhandled clash".to_owned())
@@ -314,6 +332,15 @@ pub trait Repository: Priors<Error = Error> + Clone + Send + Sync + 'static {
         inbox: InboxId,
         external_id: &str,
     ) -> impl Future<Output = Result<Option<Message>, Error>> + Send;
+
+    /// The external ids of a conversation's messages, oldest first, at
+    /// most the latest `limit`: an email thread's References.
+    fn external_ids(
+        &self,
+        tenant: &Tenant,
+        conversation: ConversationId,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<String>, Error>> + Send;
 
     /// A page of a conversation's messages, oldest first, after `after`.
     fn messages(

@@ -137,6 +137,14 @@ pub enum Action {
     /// A customer wrote: an open conversation stays open, a pending or
     /// snoozed one opens, a resolved one reopens.
     CustomerMessage,
+    /// An agent (`human`) or a bot replied publicly at `at`: the state
+    /// stays; a human's reply answers the customer (no longer waiting) and
+    /// the first one is the first response. A bot's answers nothing:
+    /// service levels count human replies only.
+    AgentReply {
+        /// A human agent, not a bot.
+        human: bool,
+    },
 }
 
 impl Action {
@@ -148,6 +156,7 @@ impl Action {
             Action::Reopen => "reopen",
             Action::Close => "close",
             Action::CustomerMessage => "add a customer message to",
+            Action::AgentReply { .. } => "reply in",
         }
     }
 }
@@ -213,6 +222,14 @@ pub fn transition(
         }
         (Action::Close, Resolved) => Closed,
         (Action::CustomerMessage, Open | Pending | Snoozed) => Open,
+        (Action::AgentReply { human }, Open | Pending | Snoozed) => {
+            if *human {
+                next.waiting_since = None;
+                next.first_response_time.get_or_insert(now);
+                next.last_agent_reply_time = Some(now);
+            }
+            c.state
+        }
         _ => return Err(refuse()),
     };
     if to != Snoozed {
@@ -284,7 +301,125 @@ pub fn add_customer_message(c: &mut Conversation, m: &Message) {
     if c.waiting_since.is_none() {
         c.waiting_since = Some(m.send_time);
     }
+    c.customer_wrote = true;
     c.update_time = m.create_time;
+}
+
+/// `c` with an agent's, a bot's or Rapport's message `m` added: counts
+/// and channels (the waiting time is the transition's: only a public human
+/// reply answers).
+pub fn add_sent_message(c: &mut Conversation, m: &Message) {
+    c.message_count += 1;
+    c.last_message_time = c.last_message_time.max(m.create_time);
+    if !c.channels.contains(&m.channel) {
+        c.channels.push(m.channel);
+    }
+}
+
+/// The Message-ID of an email Rapport sends as message `id` from the inbox
+/// `address`: unique (the message's id) on the inbox's own domain.
+pub fn message_id_for(id: MessageId, address: &str) -> String {
+    let domain = address.rsplit_once('@').map_or(address, |(_, d)| d);
+    format!("<{id}@{domain}>")
+}
+
+/// The inbox's acknowledgement of conversation `c`, which `first` (the
+/// customer's message) started, when the inbox sends one: a SYSTEM message
+/// from its template (`{{case_number}}`, `{{expected_reply_time}}`,
+/// `{{inbox.display_name}}`), an email when the inbox is one (answering
+/// `first`).
+pub fn acknowledgement(
+    inbox: &Inbox,
+    c: &Conversation,
+    first: &Message,
+    now: DateTime<Utc>,
+) -> Option<Message> {
+    let ack = inbox.auto_ack.as_ref().filter(|a| a.enabled)?;
+    let mut values = std::collections::BTreeMap::new();
+    values.insert("case_number".to_owned(), c.case_number.to_string());
+    values.insert(
+        "expected_reply_time".to_owned(),
+        human_duration(inbox.expected_reply_secs),
+    );
+    values.insert("inbox.display_name".to_owned(), inbox.display_name.clone());
+    let (text, _) = super::template::render(&ack.body, &values);
+    let (subject, _) = super::template::render(&ack.subject, &values);
+    let id = MessageId::generate();
+    let email = first.channel == Channel::Email;
+    Some(Message {
+        id,
+        conversation: c.id,
+        inbox: inbox.id,
+        customer: c.customer,
+        direction: Direction::Outbound,
+        sender_kind: SenderKind::System,
+        agent: None,
+        visibility: Visibility::Public,
+        channel: first.channel,
+        subject,
+        text,
+        html: String::new(),
+        attachments: Vec::new(),
+        external_id: email.then(|| message_id_for(id, &inbox.address)),
+        in_reply_to: if email {
+            first.external_id.clone().unwrap_or_default()
+        } else {
+            String::new()
+        },
+        send_time: now,
+        create_time: now,
+        purpose: Some(Purpose::Acknowledgement),
+        call: None,
+        delivery: Some(Delivery {
+            state: DeliveryState::Scheduled,
+            failure_reason: String::new(),
+            scheduled_time: None,
+            update_time: now,
+        }),
+    })
+}
+
+/// A reply time as people say it: `2 hours`, `30 minutes`, `1 day`.
+fn human_duration(secs: i64) -> String {
+    let (n, unit) = if secs > 0 && secs % 86_400 == 0 {
+        (secs / 86_400, "day")
+    } else if secs > 0 && secs % 3600 == 0 {
+        (secs / 3600, "hour")
+    } else {
+        ((secs + 59) / 60, "minute")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+/// `text` without the earlier message a reply quotes below it: from an
+/// attribution line (`On … wrote:`), an `-----Original Message-----`
+/// separator, or a trailing block of `>` lines on. The text above stays as
+/// written; a message that is nothing but a quote is kept whole.
+pub fn trim_quoted(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut end = lines.len();
+    for (n, line) in lines.iter().enumerate() {
+        let t = line.trim();
+        let attribution = t.starts_with("On ") && t.ends_with("wrote:");
+        if attribution || t.starts_with("-----Original Message-----") {
+            end = n;
+            break;
+        }
+    }
+    while end > 0 {
+        let t = lines[end - 1].trim();
+        if t.starts_with('>') || t.is_empty() {
+            end -= 1;
+        } else {
+            break;
+        }
+    }
+    let kept = lines[..end].join("\n");
+    if kept.trim().is_empty() {
+        text.to_owned()
+    } else {
+        kept.trim_end().to_owned()
+    }
 }
 
 /// Whether `next` differs from `c` in its message count and times only
@@ -343,7 +478,7 @@ pub fn thread(inbox: &Inbox, current: Option<Conversation>, now: DateTime<Utc>) 
 }
 
 /// A message of an erased customer: what they wrote or were sent (subject,
-/// bodies, attachment names and links) is removed; the facts service
+/// bodies, attachment names and links, a call's recording) is removed; the facts service
 /// levels and KPIs count on stay (who sent it, on which channel, when,
 /// direction, visibility, how many attachments there were not).
 pub fn erase_message(m: &mut Message) {
@@ -351,6 +486,14 @@ pub fn erase_message(m: &mut Message) {
     m.text.clear();
     m.html.clear();
     m.attachments.clear();
+    // A call's durations stay (handling time); its recording is the voice.
+    if let Some(call) = &mut m.call {
+        call.recording_uri.clear();
+    }
+    // A relay's refusal often quotes the address it refused.
+    if let Some(delivery) = &mut m.delivery {
+        delivery.failure_reason.clear();
+    }
 }
 
 /// A conversation of an erased customer: its subject and the resolution's
@@ -389,6 +532,8 @@ mod tests {
             snooze_until: None,
             waiting_since: Some(t(0)),
             first_response_time: None,
+            last_agent_reply_time: None,
+            customer_wrote: true,
             resolve_count: 0,
             reopen_count: 0,
             resolution: None,
@@ -427,6 +572,42 @@ mod tests {
             summary: String::new(),
             by: None,
             auto: false,
+        }
+    }
+
+    #[test]
+    fn a_quoted_earlier_reply_is_trimmed() {
+        let reply = "Thanks, that works.\n\nOn Mon, 1 Dec 2026 at 10:00, Support <support@acme.example> wrote:\n> It shipped.\n> Tracking 42";
+        assert_eq!(trim_quoted(reply), "Thanks, that works.");
+        let outlook = "Fine\r\n-----Original Message-----\r\nFrom: x";
+        assert_eq!(trim_quoted(outlook), "Fine");
+        assert_eq!(trim_quoted("Yes\n> earlier\n>> older"), "Yes");
+        assert_eq!(trim_quoted("> only a quote"), "> only a quote");
+        assert_eq!(trim_quoted("plain\nmessage"), "plain\nmessage");
+    }
+
+    #[test]
+    fn only_a_human_reply_answers_and_the_first_is_the_first_response() {
+        let open = conv(State::Open);
+        let bot = Action::AgentReply { human: false };
+        let (same, ev) = transition(&open, bot, Cause::Agent, t(1)).unwrap();
+        assert_eq!(same, open, "a bot's reply is no response");
+        assert!(ev.is_empty());
+        let human = Action::AgentReply { human: true };
+        let (first, ev) = transition(&open, human.clone(), Cause::Agent, t(2)).unwrap();
+        assert!(ev.is_empty(), "the state stays");
+        assert_eq!(first.state, State::Open);
+        assert_eq!(first.waiting_since, None);
+        assert_eq!(first.first_response_time, Some(t(2)));
+        assert_eq!(first.last_agent_reply_time, Some(t(2)));
+        let (second, _) = transition(&first, human.clone(), Cause::Agent, t(5)).unwrap();
+        assert_eq!(second.first_response_time, Some(t(2)));
+        assert_eq!(second.last_agent_reply_time, Some(t(5)));
+        for state in [State::Resolved, State::Closed] {
+            assert!(matches!(
+                transition(&conv(state), human.clone(), Cause::Agent, t(6)),
+                Err(Error::InvalidTransition { .. })
+            ));
         }
     }
 

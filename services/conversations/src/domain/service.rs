@@ -15,7 +15,7 @@ use rapport_usecase::{
 use super::{
     error::{Error, Kind},
     model::*,
-    ports::{Customers, Identity},
+    ports::{Contact, Customers, Identity},
     repository::*,
     rules::{self, Action, Thread},
 };
@@ -71,6 +71,9 @@ pub struct Inbound {
     pub external_id: String,
     /// The external id it answers.
     pub in_reply_to: String,
+    /// The external ids of the thread it belongs to, oldest first (an
+    /// email's References): tried, newest first, after `in_reply_to`.
+    pub references: Vec<String>,
     /// When it was sent, if the channel says.
     pub send_time: Option<DateTime<Utc>>,
 }
@@ -95,6 +98,52 @@ pub struct Received {
     pub conversation: Conversation,
     /// Whether this call stored it.
     pub created: bool,
+}
+
+/// A conversation an agent or another service starts (CreateConversation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewConversation {
+    /// The customer.
+    pub customer: CustomerId,
+    /// The inbox.
+    pub inbox: InboxId,
+    /// Subject.
+    pub subject: String,
+    /// Priority.
+    pub priority: Priority,
+    /// Interaction type.
+    pub interaction_type: Option<InteractionType>,
+    /// How it started (never INBOUND).
+    pub origin: Origin,
+    /// What it answers, or empty.
+    pub source: String,
+    /// Labels.
+    pub labels: Vec<String>,
+}
+
+/// An agent's or a bot's message, as CreateMessage asks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The caller's principal: the agent acting as it writes.
+    pub principal: String,
+    /// Public reply or internal note.
+    pub visibility: Visibility,
+    /// Channel, when not the conversation's latest.
+    pub channel: Option<Channel>,
+    /// Why it is sent (public messages).
+    pub purpose: Purpose,
+    /// Subject.
+    pub subject: String,
+    /// Text body.
+    pub text: String,
+    /// HTML body.
+    pub html: String,
+    /// Attachments.
+    pub attachments: Vec<Attachment>,
+    /// A logged call or visit (PHONE, IN_PERSON), or `None`.
+    pub call: Option<Call>,
 }
 
 /// The conversation fields an update may change.
@@ -442,10 +491,78 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         w.settle(result).await
     }
 
+    /// Starts a conversation nobody has written in yet: an agent's
+    /// (OUTBOUND), Rapport's own (PROACTIVE), or another service's
+    /// (FEEDBACK_FOLLOW_UP, REVIEW, with the `source` it answers, unique per
+    /// tenant). Its messages are checked against the customer's contact
+    /// policy when sent. It takes no place in the inbox's thread of the
+    /// customer: the customer's answer finds it by its threading headers.
+    pub async fn create_conversation(
+        &self,
+        tenant: &Tenant,
+        new: NewConversation,
+        idem: Option<Idempotency>,
+    ) -> Result<Conversation, Error> {
+        let w = Write::new(&self.repo, tenant, idem.as_ref());
+        let result = async {
+            if let Some(prior) = w.replay().await? {
+                return Ok(prior);
+            }
+            // NotFound for an inbox of another tenant or none.
+            let inbox = self.inbox(tenant, new.inbox).await?;
+            let now = self.clock.now();
+            let case_number = self.repo.next_case_number(tenant).await?;
+            let c = Conversation {
+                id: ConversationId::generate(),
+                case_number,
+                customer: new.customer,
+                inbox: inbox.id,
+                channels: Vec::new(),
+                subject: new.subject.trim().to_owned(),
+                state: State::Open,
+                priority: new.priority,
+                interaction_type: new.interaction_type,
+                origin: new.origin,
+                source: new.source.clone(),
+                assignee: None,
+                team: inbox.default_team,
+                labels: new.labels.clone(),
+                snooze_until: None,
+                waiting_since: None,
+                first_response_time: None,
+                last_agent_reply_time: None,
+                customer_wrote: false,
+                resolve_count: 0,
+                reopen_count: 0,
+                resolution: None,
+                previous: None,
+                message_count: 0,
+                last_message_time: now,
+                create_time: now,
+                update_time: now,
+                version: 1,
+            };
+            let mut change = ChangeSet::new(tenant, now);
+            change.conversations.push(RowWrite::Insert(c.clone()));
+            change.events.push(DomainEvent::ConversationCreated {
+                conversation: c.clone(),
+                channel: inbox.channel,
+            });
+            match self.commit_as(&w, change, c.id, c).await? {
+                Ok(c) => Ok(c),
+                Err(clash) => Err(clash.into()),
+            }
+        }
+        .await;
+        w.settle(result).await
+    }
+
     // ---- messages ----
 
     /// Receives a customer's message: dedupes on (inbox, external id),
-    /// resolves the sender, threads it (see [`rules::thread`]).
+    /// resolves the sender, threads it: into the conversation of the
+    /// message it answers (`in_reply_to`) when that is the customer's and
+    /// takes it, else by the inbox's thread (see [`rules::thread`]).
     pub async fn receive(
         &self,
         tenant: &Tenant,
@@ -485,11 +602,34 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
             .await?;
         for _ in 0..MAX_ATTEMPTS {
             let now = self.clock.now();
-            let current = match self.repo.thread(tenant, inbox.id, customer).await? {
-                Some(id) => self.repo.conversation(tenant, id).await?,
-                None => None,
+            // An answer to a message of ours (an email's In-Reply-To) goes
+            // to that message's conversation while it takes messages — if
+            // it is this customer's: a header names no one else's case.
+            let mut answered = None;
+            let named =
+                std::iter::once(&inbound.in_reply_to).chain(inbound.references.iter().rev());
+            for id in named.filter(|id| !id.is_empty()).take(10) {
+                if let Some(m) = self
+                    .repo
+                    .message_by_external_id(tenant, inbox.id, id)
+                    .await?
+                    && m.customer == customer
+                {
+                    answered = self.repo.conversation(tenant, m.conversation).await?;
+                    break;
+                }
+            }
+            let mut decision = match answered.map(|c| rules::thread(&inbox, Some(c), now)) {
+                Some(d @ (Thread::Into(_) | Thread::Reopen(_))) => d,
+                // Else the inbox's thread of the customer.
+                _ => {
+                    let current = match self.repo.thread(tenant, inbox.id, customer).await? {
+                        Some(id) => self.repo.conversation(tenant, id).await?,
+                        None => None,
+                    };
+                    rules::thread(&inbox, current, now)
+                }
             };
-            let mut decision = rules::thread(&inbox, current.clone(), now);
             if inbox.continue_across_channels
                 && matches!(decision, Thread::New { .. })
                 && let Some(active) = self.repo.latest_active(tenant, customer).await?
@@ -514,6 +654,9 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 in_reply_to: inbound.in_reply_to.clone(),
                 send_time: inbound.send_time.unwrap_or(now).min(now),
                 create_time: now,
+                purpose: None,
+                delivery: None,
+                call: None,
             };
             let mut change = ChangeSet::new(tenant, now);
             let (conversation, message) = match decision {
@@ -577,6 +720,8 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                         snooze_until: None,
                         waiting_since: None,
                         first_response_time: None,
+                        last_agent_reply_time: None,
+                        customer_wrote: false,
                         resolve_count: 0,
                         reopen_count: 0,
                         resolution: None,
@@ -588,6 +733,22 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                         version: 1,
                     };
                     rules::add_customer_message(&mut c, &message);
+                    // At most one acknowledgement per new conversation, in
+                    // the same change: never a response, never counted as
+                    // one (it goes through no transition).
+                    if let Some(ack) = rules::acknowledgement(&inbox, &c, &message, now) {
+                        rules::add_sent_message(&mut c, &ack);
+                        change.deliveries.push(DeliveryDue {
+                            conversation: id,
+                            message: ack.id,
+                            due: now,
+                        });
+                        change.events.push(DomainEvent::MessageSent {
+                            message: ack.clone(),
+                            first_response: false,
+                        });
+                        change.messages.push(ack);
+                    }
                     change.threads.push(match previous {
                         None => ThreadWrite::Start {
                             inbox: inbox.id,
@@ -630,6 +791,162 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                         return Ok(stored);
                     }
                 }
+                Err(clash) => return Err(clash.into()),
+            }
+        }
+        Err(w.exhausted())
+    }
+
+    /// Adds an agent's or a bot's message to a conversation: a public reply
+    /// goes through the one transition function (a human's answers the
+    /// customer; the first is the first response), an internal note changes
+    /// nothing but the counts. Replies in a conversation are service
+    /// messages; a public one waits for delivery (SCHEDULED).
+    pub async fn send(
+        &self,
+        tenant: &Tenant,
+        outbound: Outbound,
+        idem: Option<Idempotency>,
+    ) -> Result<Message, Error> {
+        let w = Write::new(&self.repo, tenant, idem.as_ref());
+        let result = self.send_once(&w, tenant, outbound).await;
+        w.settle(result).await
+    }
+
+    async fn send_once(
+        &self,
+        w: &Write<'_, R>,
+        tenant: &Tenant,
+        out: Outbound,
+    ) -> Result<Message, Error> {
+        if let Some(prior) = w.replay().await? {
+            return Ok(prior);
+        }
+        let agent: Agent = self
+            .repo
+            .managed_by_key(tenant, &out.principal)
+            .await?
+            .ok_or_else(|| Error::NotAnAgent(out.principal.clone()))?;
+        let (sender_kind, human) = match agent.kind {
+            AgentKind::Human => (SenderKind::Agent, true),
+            AgentKind::Bot => (SenderKind::Bot, false),
+        };
+        let public = out.visibility == Visibility::Public;
+        // A logged call or visit happened already: nothing to deliver or to
+        // ask a contact policy about.
+        let logged = out.call.is_some();
+        for _ in 0..MAX_ATTEMPTS {
+            let c = self.conversation(tenant, out.conversation).await?;
+            let now = self.clock.now();
+            let message_id = MessageId::generate();
+            // Default: the conversation's latest channel, else (nobody has
+            // written yet) its inbox's.
+            let channel = match out.channel.or(c.channels.last().copied()) {
+                Some(ch) => ch,
+                None => self.inbox(tenant, c.inbox).await?.channel,
+            };
+            let (mut next, events) = if public {
+                rules::transition(&c, Action::AgentReply { human }, Cause::Agent, now)?
+            } else {
+                (c.clone(), Vec::new())
+            };
+            let first_response = public && human && c.first_response_time.is_none();
+            // An email gets its Message-ID now, on the inbox's domain (so
+            // the customer's answer, In-Reply-To it, threads back here),
+            // and answers the thread's latest message.
+            let (external_id, in_reply_to) = if public && !logged && channel == Channel::Email {
+                let inbox = self.inbox(tenant, c.inbox).await?;
+                let thread = self.repo.external_ids(tenant, c.id, 1).await?;
+                (
+                    Some(rules::message_id_for(message_id, &inbox.address)),
+                    thread.last().cloned().unwrap_or_default(),
+                )
+            } else {
+                (None, String::new())
+            };
+            // A service reply in a conversation the customer wrote in goes
+            // out as it is; anything else public is proactive and asks the
+            // customer's contact policy now, at send time: refused, it is
+            // not stored; in quiet hours, its delivery waits.
+            let proactive = public
+                && !logged
+                && (out.purpose != Purpose::Service
+                    || (c.origin != Origin::Inbound && !c.customer_wrote));
+            let due = if proactive {
+                match self
+                    .customers
+                    .contact(tenant, c.customer, channel, out.purpose)
+                    .await?
+                {
+                    Contact::Allowed => now,
+                    Contact::Deferred(until) => until.max(now),
+                    Contact::Refused(why) => return Err(Error::ContactNotPermitted(why)),
+                }
+            } else {
+                now
+            };
+            let message = Message {
+                id: message_id,
+                conversation: c.id,
+                inbox: c.inbox,
+                customer: c.customer,
+                direction: Direction::Outbound,
+                sender_kind,
+                agent: Some(agent.id),
+                visibility: out.visibility,
+                channel,
+                subject: out.subject.clone(),
+                text: out.text.clone(),
+                html: out.html.clone(),
+                attachments: out.attachments.clone(),
+                external_id,
+                in_reply_to,
+                send_time: now,
+                create_time: now,
+                purpose: public.then_some(out.purpose),
+                call: out.call.clone(),
+                // Internal notes and logged calls never leave Rapport.
+                delivery: (public && !logged).then_some(Delivery {
+                    state: DeliveryState::Scheduled,
+                    failure_reason: String::new(),
+                    scheduled_time: (due > now).then_some(due),
+                    update_time: now,
+                }),
+            };
+            rules::add_sent_message(&mut next, &message);
+            let mut change = ChangeSet::new(tenant, now);
+            // A public reply is only valid in the state read: a versioned
+            // write (or, for an open conversation that changed nothing but
+            // counts, the open guard) makes a concurrent resolve win and
+            // this one read again. A note is valid in any state: counted.
+            let changed = next.version != c.version || next.channels != c.channels;
+            if changed || (public && c.state != State::Open) {
+                next.version = c.version + 1;
+                next.update_time = now;
+                change.conversations.push(RowWrite::Update {
+                    value: next,
+                    expected_version: c.version,
+                });
+            } else if public {
+                change.still_open = Some(c.id);
+            }
+            change.events = events;
+            change.events.push(DomainEvent::MessageSent {
+                message: message.clone(),
+                first_response,
+            });
+            if public && !logged {
+                change.deliveries.push(DeliveryDue {
+                    conversation: c.id,
+                    message: message.id,
+                    due,
+                });
+            }
+            change.messages.push(message.clone());
+            match self.commit_as(w, change, c.id, message).await? {
+                Ok(m) => return Ok(m),
+                // The conversation changed meanwhile: read it again.
+                Err(Clash::Failed(Error::Conflict)) => continue,
                 Err(clash) => return Err(clash.into()),
             }
         }

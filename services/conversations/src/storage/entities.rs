@@ -55,6 +55,8 @@ pub mod conversations {
         pub last_message_time: i64,
         /// Authoritative (the document's copy may be older).
         pub message_count: i64,
+        /// What it answers; NULL when nothing (unique per tenant when set).
+        pub source: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

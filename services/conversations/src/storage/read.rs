@@ -270,6 +270,32 @@ impl Repository for SqlRepository {
             .transpose()
     }
 
+    async fn external_ids(
+        &self,
+        tenant: &Tenant,
+        conversation: ConversationId,
+        limit: u32,
+    ) -> Result<Vec<String>, Error> {
+        use messages::Column as M;
+        let mut ids: Vec<String> = messages::Entity::find()
+            .select_only()
+            .column(M::ExternalId)
+            .filter(M::ConversationId.eq(conversation.to_string()))
+            .filter(M::Tenant.eq(tenant.as_str()))
+            .filter(M::ExternalId.is_not_null())
+            .order_by_desc(M::Id)
+            .limit(u64::from(limit))
+            .into_tuple::<Option<String>>()
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .flatten()
+            .collect();
+        ids.reverse();
+        Ok(ids)
+    }
+
     async fn messages(
         &self,
         tenant: &Tenant,

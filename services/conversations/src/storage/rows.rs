@@ -66,6 +66,7 @@ pub(super) fn conversation_row(
         update_time: Set(micros(c.update_time)),
         last_message_time: Set(micros(c.last_message_time)),
         message_count: Set(i64::from(c.message_count)),
+        source: Set(Some(c.source.clone()).filter(|s| !s.is_empty())),
     })
 }
 

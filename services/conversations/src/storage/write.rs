@@ -193,9 +193,11 @@ async fn apply(txn: &DatabaseTransaction, prepared: &Prepared) -> Result<(), Com
     for w in &change.conversations {
         match w {
             RowWrite::Insert(c) => {
+                // The only unique key a new conversation can clash on is
+                // its source (its id is new).
                 rapport_store::insert_row(conversation_row(tenant, c).map_err(encoding)?, txn)
                     .await
-                    .map_err(failed)?;
+                    .map_err(clashing(Clash::Source))?;
             }
             RowWrite::Update {
                 value,
@@ -232,12 +234,32 @@ async fn apply(txn: &DatabaseTransaction, prepared: &Prepared) -> Result<(), Com
             count_message(txn, tenant, m, change.still_open == Some(m.conversation)).await?;
         }
     }
+    for d in &change.deliveries {
+        rapport_events::timers::schedule(txn, &delivery_timer(tenant, d))
+            .await
+            .map_err(failed)?;
+    }
     for envelope in &prepared.envelopes {
         txn.execute(&outbox::append_insert(envelope))
             .await
             .map_err(failed)?;
     }
     Ok(())
+}
+
+/// The timer kind of outbound deliveries.
+pub const DELIVER: &str = "conversations.deliver";
+
+/// The durable timer of a delivery: keyed by the message (scheduling it
+/// again replaces it), its payload the two ids.
+pub(super) fn delivery_timer(tenant: &Tenant, d: &DeliveryDue) -> rapport_events::timers::Timer {
+    rapport_events::timers::Timer {
+        tenant: tenant.to_string(),
+        key: format!("deliver:{}", d.message),
+        kind: DELIVER.to_owned(),
+        due: d.due,
+        payload: format!("{} {}", d.conversation, d.message).into_bytes(),
+    }
 }
 
 /// Counts message `m` in its conversation: an increment, so that messages

@@ -37,6 +37,8 @@ pub struct Harness {
     pub db: Db,
     /// The profiles database (its outbox: what the calls to it did).
     pub profiles_db: Db,
+    /// The SMTP relay conversations submits email to.
+    pub smtp: crate::smtp::Sink,
     running: Vec<Running>,
     _testdbs: Vec<TestDb>,
 }
@@ -100,7 +102,9 @@ pub async fn start_trusting(trusted: bool) -> Harness {
     let profiles_running = Running::start(move |shutdown| profiles.serve(shutdown));
 
     let testdb = TestDb::fresh().await.expect("creating the test database");
-    let config = conversations_config(&testdb, profiles_addr, &key);
+    let smtp = crate::smtp::Sink::start().await;
+    let mut config = conversations_config(&testdb, profiles_addr, &key);
+    config.email.smtp_url = smtp.url();
     let service = rapport_conversations::build(&config, &bus)
         .await
         .unwrap_or_else(|e| panic!("building conversations on {}: {e:#}", testdb.backend_name()));
@@ -118,6 +122,7 @@ pub async fn start_trusting(trusted: bool) -> Harness {
         ),
         db,
         profiles_db,
+        smtp,
         running: vec![running, profiles_running],
         _testdbs: vec![testdb, profiles_testdb],
     }

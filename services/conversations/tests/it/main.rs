@@ -3,11 +3,15 @@
 //! senders with (its `Config` is built in `harness::conversations_config`
 //! only); the modules below use it.
 mod harness;
+mod smtp;
 
 mod calendars;
 mod directory;
 mod erasure;
+mod inbound_email;
 mod inboxes;
+mod messages;
+mod outbound_email;
 mod receive;
 mod sla_policies;
 mod trace;

@@ -1,0 +1,170 @@
+//! A minimal SMTP sink for the tests: it stands in for the external relay
+//! the service submits email to (the code under test is the service's
+//! lettre client). It listens on `127.0.0.1:0`, accepts every message —
+//! except to a recipient whose address holds `reject`, answered 550 — and
+//! keeps what it received.
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
+    net::{TcpListener, TcpStream},
+    task::JoinHandle,
+};
+
+/// One message as the sink received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mail {
+    /// MAIL FROM.
+    pub from: String,
+    /// RCPT TO, each.
+    pub to: Vec<String>,
+    /// The message, headers and body, dot-unstuffed, CRLF line ends.
+    pub data: String,
+}
+
+impl Mail {
+    /// The value of header `name` (unfolded), if present.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let head = self.data.split("\r\n\r\n").next().unwrap_or("");
+        let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
+        unfolded.split("\r\n").find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    }
+}
+
+/// A running sink.
+pub struct Sink {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Mail>>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Sink {
+    /// Starts a sink on a free port.
+    pub async fn start() -> Sink {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the sink");
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let store = received.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(session(stream, store.clone()));
+            }
+        });
+        Sink {
+            addr,
+            received,
+            task,
+        }
+    }
+
+    /// Its URL, for `conversations.email.smtp_url`.
+    pub fn url(&self) -> String {
+        format!("smtp://{}", self.addr)
+    }
+
+    /// Everything received so far.
+    pub fn received(&self) -> Vec<Mail> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// The first message with `header` equal to `value`, waiting for it up
+    /// to ten seconds.
+    pub async fn wait_for(&self, header: &str, value: &str) -> Mail {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(m) = self
+                .received()
+                .into_iter()
+                .find(|m| m.header(header).as_deref() == Some(value))
+            {
+                return m;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no mail with {header}: {value} within 10 s; got {:#?}",
+                self.received()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn session(stream: TcpStream, store: Arc<Mutex<Vec<Mail>>>) {
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r).lines();
+    let mut mail = Mail {
+        from: String::new(),
+        to: Vec::new(),
+        data: String::new(),
+    };
+    if w.write_all(b"220 sink ESMTP\r\n").await.is_err() {
+        return;
+    }
+    while let Ok(Some(line)) = lines.next_line().await {
+        let upper = line.to_ascii_uppercase();
+        let answer: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+            b"250-sink\r\n250 8BITMIME\r\n"
+        } else if upper.starts_with("MAIL FROM:") {
+            mail.from = address(&line["MAIL FROM:".len()..]);
+            b"250 OK\r\n"
+        } else if upper.starts_with("RCPT TO:") {
+            let to = address(&line["RCPT TO:".len()..]);
+            if to.contains("reject") {
+                b"550 5.1.1 mailbox unavailable\r\n"
+            } else {
+                mail.to.push(to);
+                b"250 OK\r\n"
+            }
+        } else if upper == "DATA" {
+            if w.write_all(b"354 go ahead\r\n").await.is_err() {
+                return;
+            }
+            let mut data = Vec::new();
+            while let Ok(Some(l)) = lines.next_line().await {
+                if l == "." {
+                    break;
+                }
+                data.push(l.strip_prefix('.').map_or(l.clone(), str::to_owned));
+            }
+            mail.data = data.join("\r\n");
+            store.lock().unwrap().push(mail.clone());
+            mail.to.clear();
+            b"250 OK queued\r\n"
+        } else if upper == "QUIT" {
+            let _ = w.write_all(b"221 bye\r\n").await;
+            return;
+        } else if upper == "RSET" || upper == "NOOP" {
+            b"250 OK\r\n"
+        } else {
+            b"502 not implemented\r\n"
+        };
+        if w.write_all(answer).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn address(raw: &str) -> String {
+    let raw = raw.trim();
+    let inner = raw
+        .strip_prefix('<')
+        .and_then(|r| r.split_once('>'))
+        .map_or(raw, |(a, _)| a);
+    inner.to_owned()
+}
