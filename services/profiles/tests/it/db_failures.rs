@@ -53,13 +53,16 @@ async fn admin() -> sea_orm::DatabaseConnection {
         .expect("connecting to the test server")
 }
 
-/// Terminates every backend connected to `database`: what a restart or a
-/// failover does to the connections of a pool.
+/// Terminates every client backend connected to `database`: what a restart
+/// or a failover does to the connections of a pool. Client backends only:
+/// an autovacuum worker visiting the database is a superuser's process,
+/// which the test's role may not terminate.
 async fn terminate_backends(admin: &sea_orm::DatabaseConnection, database: &str) {
     admin
         .execute_unprepared(&format!(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+             WHERE datname = '{database}' AND pid <> pg_backend_pid() \
+             AND backend_type = 'client backend'"
         ))
         .await
         .expect("terminating backends");
