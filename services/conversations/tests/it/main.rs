@@ -3,7 +3,8 @@
 //! senders with (its `Config` is built in `harness::conversations_config`
 //! only); the modules below use it.
 mod harness;
-mod smtp;
+// The SMTP relay the service submits to, shared with the `rapport dev` test.
+use rapport_testkit::smtp;
 
 mod calendars;
 mod directory;

@@ -1,8 +1,8 @@
 //! A minimal SMTP sink for the tests: it stands in for the external relay
-//! the service submits email to (the code under test is the service's
-//! lettre client). It listens on `127.0.0.1:0`, accepts every message —
-//! except to a recipient whose address holds `reject`, answered 550 — and
-//! keeps what it received.
+//! conversations submits email to (the code under test is the service's
+//! lettre client), in its own tests and in the `rapport dev` test. It
+//! listens on `127.0.0.1:0`, accepts every message — except to a recipient
+//! whose address holds `reject`, answered 550 — and keeps what it received.
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex},
