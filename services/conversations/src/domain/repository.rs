@@ -185,6 +185,8 @@ pub enum Clash {
     DuplicateMessage,
     /// Another conversation answers the source.
     Source,
+    /// The customer a message was resolved to has been erased since.
+    CustomerErased,
     /// Anything else.
     Failed(Error),
 }
@@ -196,7 +198,7 @@ impl From<Clash> for Error {
             Clash::ManagedKey(kind, field) => Error::AlreadyExists(kind, field),
             Clash::Source => Error::AlreadyExists(Kind::Conversation, "source"),
             // Answered by reading again; reaching the caller is a bug.
-            Clash::Thread | Clash::DuplicateMessage => {
+            Clash::Thread | Clash::DuplicateMessage | Clash::CustomerErased => {
                 Error::Internal("unhandled clash".to_owned())
             }
             Clash::Failed(e) => e,

@@ -596,7 +596,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 handle: h.clone(),
             },
         };
-        let customer = self
+        let mut customer = self
             .customers
             .resolve(tenant, &identity, &inbound.display_name)
             .await?;
@@ -790,6 +790,16 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                     if let Some(stored) = self.stored(tenant, &inbox, &inbound.external_id).await? {
                         return Ok(stored);
                     }
+                }
+                // The customer resolved before was erased meanwhile: the
+                // sender is someone profiles no longer knows, so resolve
+                // them again (a new customer) rather than store their
+                // words under the erased one.
+                Err(Clash::CustomerErased) => {
+                    customer = self
+                        .customers
+                        .resolve(tenant, &identity, &inbound.display_name)
+                        .await?;
                 }
                 Err(clash) => return Err(clash.into()),
             }

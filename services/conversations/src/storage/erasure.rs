@@ -4,7 +4,9 @@
 //! wrote (the domain's `erase_*` rules say what goes); each conversation's
 //! version moves on, so a writer that read it before the erasure fails its
 //! version check and reads it again instead of writing the old text back;
-//! stored replies about the conversations become tombstones.
+//! stored replies about the conversations become tombstones. The
+//! customer's mark (`marks`) orders the erasure against messages of theirs
+//! being stored at the same time.
 use rapport_events::consume::HandlerError;
 use rapport_store::idempotency;
 use sea_orm::{
@@ -27,6 +29,11 @@ pub async fn erase(
 ) -> Result<(), HandlerError> {
     let tenant = Tenant::parse(tenant)
         .map_err(|why| HandlerError::Reject(format!("the event's tenant {why}")))?;
+    // First: a message of theirs being stored now is committed before this
+    // reads the messages, and one stored after sees the mark.
+    super::marks::mark_erased(txn, tenant.as_str(), customer)
+        .await
+        .map_err(retry)?;
     let rows = messages::Entity::find()
         .filter(messages::Column::Tenant.eq(tenant.as_str()))
         .filter(messages::Column::Customer.eq(customer))

@@ -223,6 +223,15 @@ async fn apply(txn: &DatabaseTransaction, prepared: &Prepared) -> Result<(), Com
         }
     }
     for m in &change.messages {
+        // What a customer wrote is stored only while they are not erased,
+        // ordered against the erasure by their mark's row lock.
+        if m.sender_kind == SenderKind::Customer
+            && super::marks::is_erased(txn, tenant.as_str(), &m.customer.to_string())
+                .await
+                .map_err(failed)?
+        {
+            return Err(CommitError::Other(Clash::CustomerErased));
+        }
         rapport_store::insert_row(message_row(tenant, m).map_err(encoding)?, txn)
             .await
             .map_err(clashing(Clash::DuplicateMessage))?;
