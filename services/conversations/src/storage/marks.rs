@@ -45,7 +45,7 @@ async fn upsert<C: ConnectionTrait>(
     let set = if erase {
         Expr::value(true)
     } else {
-        Expr::col((Alias::new(TABLE), erased.clone())).into()
+        Expr::col((Alias::new(TABLE), erased.clone()))
     };
     let statement = Query::insert()
         .into_table(Alias::new(TABLE))
