@@ -271,14 +271,15 @@ impl Repository for SqlRepository {
         if !exclude.is_empty() {
             q = q.filter(customers::Column::Id.is_not_in(exclude.iter().map(|c| c.to_string())));
         }
-        if let Some(after) = after {
-            q = q.filter(customers::Column::Id.gt(after.to_string()));
-        }
-        q.order_by_asc(customers::Column::Id)
-            .limit(u64::from(limit))
-            .all(&self.db.reader)
-            .await
-            .map_err(db_err)?
+        rapport_store::keyset_page(
+            q,
+            customers::Column::Id,
+            rapport_store::Seek::After(after.map(|a| a.to_string())),
+            limit,
+            &self.db.reader,
+        )
+        .await
+        .map_err(db_err)?
             .into_iter()
             .map(to_customer)
             .collect()

@@ -1,5 +1,6 @@
 //! The repository's reads. Every query names the tenant.
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use rapport_store::Seek;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::{SqlRepository, entities::*, rows::*};
 use crate::domain::{
@@ -31,15 +32,15 @@ impl Repository for SqlRepository {
         limit: u32,
     ) -> Result<Vec<Subscription>, Error> {
         use subscriptions::Column as C;
-        let mut q = subscriptions::Entity::find().filter(C::Tenant.eq(tenant.as_str()));
-        if let Some(after) = after {
-            q = q.filter(C::Id.gt(after.to_string()));
-        }
-        q.order_by_asc(C::Id)
-            .limit(u64::from(limit))
-            .all(&self.db.reader)
-            .await
-            .map_err(db_err)?
+        rapport_store::keyset_page(
+            subscriptions::Entity::find().filter(C::Tenant.eq(tenant.as_str())),
+            C::Id,
+            Seek::After(after.map(|a| a.to_string())),
+            limit,
+            &self.db.reader,
+        )
+        .await
+        .map_err(db_err)?
             .into_iter()
             .map(to_subscription)
             .collect()
@@ -64,17 +65,17 @@ impl Repository for SqlRepository {
         limit: u32,
     ) -> Result<Vec<Delivery>, Error> {
         use deliveries::Column as C;
-        let mut q = deliveries::Entity::find()
-            .filter(C::SubscriptionId.eq(subscription.to_string()))
-            .filter(C::Tenant.eq(tenant.as_str()));
-        if let Some(before) = before {
-            q = q.filter(C::Id.lt(before.to_string()));
-        }
-        q.order_by_desc(C::Id)
-            .limit(u64::from(limit))
-            .all(&self.db.reader)
-            .await
-            .map_err(db_err)?
+        rapport_store::keyset_page(
+            deliveries::Entity::find()
+                .filter(C::SubscriptionId.eq(subscription.to_string()))
+                .filter(C::Tenant.eq(tenant.as_str())),
+            C::Id,
+            Seek::Before(before.map(|b| b.to_string())),
+            limit,
+            &self.db.reader,
+        )
+        .await
+        .map_err(db_err)?
             .into_iter()
             .map(to_delivery)
             .collect()
