@@ -280,9 +280,9 @@ impl Repository for SqlRepository {
         )
         .await
         .map_err(db_err)?
-            .into_iter()
-            .map(to_customer)
-            .collect()
+        .into_iter()
+        .map(to_customer)
+        .collect()
     }
 
     async fn consent_events(

@@ -41,9 +41,9 @@ impl Repository for SqlRepository {
         )
         .await
         .map_err(db_err)?
-            .into_iter()
-            .map(to_subscription)
-            .collect()
+        .into_iter()
+        .map(to_subscription)
+        .collect()
     }
 
     async fn delivery(&self, tenant: &Tenant, id: DeliveryId) -> Result<Option<Delivery>, Error> {
@@ -76,9 +76,9 @@ impl Repository for SqlRepository {
         )
         .await
         .map_err(db_err)?
-            .into_iter()
-            .map(to_delivery)
-            .collect()
+        .into_iter()
+        .map(to_delivery)
+        .collect()
     }
 
     async fn commit(&self, change: ChangeSet) -> Result<(), CommitError> {
