@@ -11,4 +11,5 @@ mod jwt;
 mod operable;
 mod overload;
 mod protocols;
+mod rolling;
 mod traces;
