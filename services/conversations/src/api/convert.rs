@@ -44,6 +44,8 @@ macro_rules! from_pb {
     }};
 }
 
+pub(crate) use {from_pb, to_pb};
+
 /// The protobuf channel of a domain channel.
 pub fn channel_to_pb(c: Channel) -> i32 {
     to_pb!(PbChannel, "CHANNEL", c)

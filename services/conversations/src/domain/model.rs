@@ -484,6 +484,9 @@ pub enum DomainEvent {
         /// Why.
         cause: Cause,
     },
+    /// A promise was made, kept, broken, renegotiated or cancelled, or its
+    /// reminder came due.
+    Promise(super::promise::PromiseEvent),
 }
 
 impl DomainEvent {
@@ -504,6 +507,7 @@ impl DomainEvent {
             DomainEvent::StatusChanged { conversation, .. }
             | DomainEvent::Assigned { conversation, .. }
             | DomainEvent::Reopened { conversation, .. } => format!("conversations/{conversation}"),
+            DomainEvent::Promise(e) => e.promise().name(),
         }
     }
 }
@@ -563,6 +567,10 @@ pub struct Agent {
     pub capacity: i32,
     /// Preferred locale of canned responses.
     pub locale: String,
+    /// The agent's working hours and zone (promise reminders, "due
+    /// today"); absent from documents stored before it.
+    #[serde(default)]
+    pub business_calendar: Option<super::calendars::CalendarId>,
     /// Created.
     pub create_time: DateTime<Utc>,
     /// Last changed.

@@ -139,6 +139,9 @@ pub struct ChangeSet {
     pub deliveries: Vec<DeliveryDue>,
     /// When the change happens.
     pub occur_time: DateTime<Utc>,
+    /// Promise rows; storage keeps each one's timers (due, reminder) in
+    /// step with it in the same transaction.
+    pub promises: Vec<RowWrite<super::promise::Promise>>,
 }
 
 impl ChangeSet {
@@ -157,6 +160,7 @@ impl ChangeSet {
             events: Vec::new(),
             deliveries: Vec::new(),
             occur_time: now,
+            promises: Vec::new(),
         }
     }
 }
@@ -231,7 +235,9 @@ pub struct ConversationFilter {
 
 /// Storage of the conversations service. Every method is scoped to one
 /// tenant; stored idempotent results are read through [`Priors`].
-pub trait Repository: Priors<Error = Error> + Clone + Send + Sync + 'static {
+pub trait Repository:
+    Priors<Error = Error> + super::promise::PromiseStore + Clone + Send + Sync + 'static
+{
     /// One inbox.
     fn inbox(
         &self,

@@ -11,6 +11,7 @@
 pub mod delivery;
 mod entities;
 pub(crate) mod erasure;
+pub mod promises;
 mod read;
 mod rows;
 mod write;

@@ -56,6 +56,9 @@ fn version_after(change: &ChangeSet, event: &DomainEvent) -> Option<u64> {
     if let DomainEvent::MessageReceived { .. } = event {
         return Some(1);
     }
+    if let DomainEvent::Promise(_) = event {
+        return super::promises::version_after(&change.promises, event);
+    }
     let subject = event.subject();
     change
         .conversations
@@ -234,6 +237,7 @@ async fn apply(txn: &DatabaseTransaction, prepared: &Prepared) -> Result<(), Com
             count_message(txn, tenant, m, change.still_open == Some(m.conversation)).await?;
         }
     }
+    super::promises::write(txn, tenant, &change.promises).await?;
     for d in &change.deliveries {
         rapport_events::timers::schedule(txn, &delivery_timer(tenant, d))
             .await
