@@ -12,6 +12,7 @@ mod inbound_email;
 mod inboxes;
 mod messages;
 mod outbound_email;
+mod promises;
 mod receive;
 mod sla_policies;
 mod trace;
