@@ -238,16 +238,14 @@ impl ConversationsServer {
             self.deliveries.0,
             std::time::Duration::from_secs(1),
         );
-        // Promises break at their due time and remind their owners: looked
-        // for every second, like deliveries.
-        let promises = rapport_events::timers::spawn(
+        // Promises break at their due time and remind their owners, pending
+        // conversations are checked in with and auto-resolved: looked for
+        // every second, like deliveries.
+        let automation = rapport_events::timers::spawn(
             self.db.clone(),
             self.clock.0.clone(),
-            storage::promises::KINDS
-                .iter()
-                .map(|k| (*k).to_owned())
-                .collect(),
-            storage::promises::timer_handler(api::events::encode),
+            AUTOMATION_KINDS.iter().map(|k| (*k).to_owned()).collect(),
+            automation_handler(),
             std::time::Duration::from_secs(1),
         );
         rapport_events::service::serve_with_outbox(
@@ -256,22 +254,41 @@ impl ConversationsServer {
             self.bus,
             EVENTS_NAME,
             self.outbox_retention,
-            vec![erasure, deliveries, promises],
+            vec![erasure, deliveries, automation],
             shutdown,
         )
         .await
     }
 }
 
-/// Fires the promise timers (due times, reminders) due by `clock` on `db`,
-/// as the running service does every second: a second worker, for tests
-/// and operators; the number fired.
-pub async fn fire_promise_timers(db: &Db, clock: &dyn Clock) -> anyhow::Result<usize> {
-    Ok(rapport_events::timers::fire_due(
-        db,
-        clock,
-        storage::promises::KINDS,
-        &storage::promises::timer_handler(api::events::encode),
+/// The timer kinds of automation: promises' due times and reminders,
+/// pending conversations' check-ins and auto-resolves.
+const AUTOMATION_KINDS: &[&str] = &[
+    storage::promises::PROMISE_DUE,
+    storage::promises::PROMISE_REMINDER,
+    storage::check_ins::PENDING,
+];
+
+/// The handler of [`AUTOMATION_KINDS`], by kind.
+fn automation_handler() -> rapport_events::timers::TimerHandler {
+    let promises = storage::promises::timer_handler(api::events::encode);
+    let pending = storage::check_ins::timer_handler(api::events::encode);
+    Arc::new(move |txn, fired| {
+        if fired.timer.kind == storage::check_ins::PENDING {
+            pending(txn, fired)
+        } else {
+            promises(txn, fired)
+        }
+    })
+}
+
+/// Fires the automation timers (promises' due times and reminders, pending
+/// check-ins and auto-resolves) due by `clock` on `db`, as the running
+/// service does every second: a second worker, for tests and operators;
+/// the number fired.
+pub async fn fire_automation_timers(db: &Db, clock: &dyn Clock) -> anyhow::Result<usize> {
+    Ok(
+        rapport_events::timers::fire_due(db, clock, AUTOMATION_KINDS, &automation_handler())
+            .await?,
     )
-    .await?)
 }

@@ -6,6 +6,7 @@
 
 pub mod calendar;
 pub mod calendars;
+pub mod check_in;
 pub mod deletion;
 pub mod directory;
 pub mod error;

@@ -90,6 +90,10 @@ pub struct Inbox {
     pub business_calendar: String,
     /// `connectors/{…}` or empty (outbound delivery).
     pub connector: String,
+    /// Check-in and auto-resolve of conversations left pending; absent
+    /// from documents stored before it.
+    #[serde(default)]
+    pub pending: super::check_in::PendingPolicy,
     /// Created.
     pub create_time: DateTime<Utc>,
     /// Last changed.

@@ -142,6 +142,10 @@ pub struct ChangeSet {
     /// Promise rows; storage keeps each one's timers (due, reminder) in
     /// step with it in the same transaction.
     pub promises: Vec<RowWrite<super::promise::Promise>>,
+    /// The pending timer to (re)schedule for a conversation (check-in or
+    /// auto-resolve); storage cancels it on every transition out of
+    /// PENDING.
+    pub pending_timer: Option<super::check_in::PendingTimer>,
 }
 
 impl ChangeSet {
@@ -161,6 +165,7 @@ impl ChangeSet {
             deliveries: Vec::new(),
             occur_time: now,
             promises: Vec::new(),
+            pending_timer: None,
         }
     }
 }

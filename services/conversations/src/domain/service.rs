@@ -46,6 +46,12 @@ pub struct InboxMask {
     pub business_calendar: bool,
     /// `connector`.
     pub connector: bool,
+    /// `pending_check_in_after`.
+    pub pending_check_in_after: bool,
+    /// `auto_resolve_after`.
+    pub auto_resolve_after: bool,
+    /// `check_in_text`.
+    pub check_in_text: bool,
 }
 
 /// An inbound message, as a channel adapter hands it in.
@@ -337,6 +343,15 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 if m.connector {
                     next.connector = patch.connector.clone();
                 }
+                if m.pending_check_in_after {
+                    next.pending.check_in_after_secs = patch.pending.check_in_after_secs;
+                }
+                if m.auto_resolve_after {
+                    next.pending.auto_resolve_after_secs = patch.pending.auto_resolve_after_secs;
+                }
+                if m.check_in_text {
+                    next.pending.check_in_text = patch.pending.check_in_text.trim().to_owned();
+                }
                 let mut v = Violations::default();
                 rules::check_inbox(&next, "inbox", &mut v);
                 v.check()?;
@@ -491,6 +506,10 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                     return Ok(current);
                 }
                 let mut change = ChangeSet::new(tenant, now);
+                if super::check_in::became_pending(&events) {
+                    let inbox = self.inbox(tenant, next.inbox).await?;
+                    change.pending_timer = super::check_in::on_pending(&inbox.pending, &next, now);
+                }
                 change.conversations.push(RowWrite::Update {
                     value: next.clone(),
                     expected_version: current.version,

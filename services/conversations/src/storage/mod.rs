@@ -8,6 +8,7 @@
 //!
 //! Storage never sees the transport: domain events reach the outbox through
 //! an encoder the service's composition (`lib.rs`) hands in.
+pub mod check_ins;
 pub mod delivery;
 mod entities;
 pub(crate) mod erasure;

@@ -69,8 +69,6 @@ use entity::Column as P;
 pub const PROMISE_DUE: &str = "conversations.promise_due";
 /// Timer kind: the owner of a promise is reminded.
 pub const PROMISE_REMINDER: &str = "conversations.promise_reminder";
-/// The timer kinds of promises.
-pub const KINDS: &[&str] = &[PROMISE_DUE, PROMISE_REMINDER];
 
 fn row(tenant: &Tenant, p: &Promise) -> Result<entity::ActiveModel, Error> {
     Ok(entity::ActiveModel {
@@ -274,7 +272,7 @@ impl PromiseStore for SqlRepository {
     }
 }
 
-/// The handler of promise timers (kinds [`KINDS`]); events it raises are
+/// The handler of promise timers (kinds [`PROMISE_DUE`], [`PROMISE_REMINDER`]); events it raises are
 /// made by `encode`.
 pub fn timer_handler(encode: Encode<DomainEvent>) -> TimerHandler {
     Arc::new(move |txn, fired| Box::pin(async move { fire(encode, txn, fired).await }))

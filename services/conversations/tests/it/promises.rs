@@ -215,7 +215,7 @@ impl Setup {
     /// beside the service's own.
     async fn advance_and_fire(&self, by: Duration) {
         self.clock.advance(by);
-        rapport_conversations::fire_promise_timers(&self.h.db, &self.clock)
+        rapport_conversations::fire_automation_timers(&self.h.db, &self.clock)
             .await
             .expect("firing promise timers");
     }
@@ -234,7 +234,7 @@ impl Setup {
                 "{name} stayed {:?}",
                 p.state()
             );
-            rapport_conversations::fire_promise_timers(&self.h.db, &self.clock)
+            rapport_conversations::fire_automation_timers(&self.h.db, &self.clock)
                 .await
                 .expect("firing promise timers");
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -475,8 +475,8 @@ async fn a_promise_breaks_exactly_once_with_two_workers_and_a_restart() {
     s.clock.advance(Duration::hours(2));
     // Two workers at once, beside the service's own.
     let (a, b) = tokio::join!(
-        rapport_conversations::fire_promise_timers(&s.h.db, &s.clock),
-        rapport_conversations::fire_promise_timers(&s.h.db, &s.clock),
+        rapport_conversations::fire_automation_timers(&s.h.db, &s.clock),
+        rapport_conversations::fire_automation_timers(&s.h.db, &s.clock),
     );
     a.unwrap();
     b.unwrap();
@@ -497,8 +497,8 @@ async fn a_promise_breaks_exactly_once_with_two_workers_and_a_restart() {
     // At its new due time, once.
     s.clock.advance(Duration::hours(2));
     let (a, b) = tokio::join!(
-        rapport_conversations::fire_promise_timers(&s.h.db, &s.clock),
-        rapport_conversations::fire_promise_timers(&s.h.db, &s.clock),
+        rapport_conversations::fire_automation_timers(&s.h.db, &s.clock),
+        rapport_conversations::fire_automation_timers(&s.h.db, &s.clock),
     );
     a.unwrap();
     b.unwrap();
@@ -678,7 +678,7 @@ async fn reminders_fall_inside_the_owners_business_hours() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while s.events(&p.name).await.len() < 2 {
         assert!(std::time::Instant::now() < deadline, "no reminder");
-        rapport_conversations::fire_promise_timers(&s.h.db, &s.clock)
+        rapport_conversations::fire_automation_timers(&s.h.db, &s.clock)
             .await
             .unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
