@@ -458,6 +458,28 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         ))
     }
 
+    /// `InUse` when conversation `id` holds an open promise.
+    pub(super) async fn check_no_open_promise(
+        &self,
+        tenant: &Tenant,
+        id: ConversationId,
+    ) -> Result<(), Error> {
+        let filter = PromiseFilter {
+            conversation: Some(id),
+            states: vec![PromiseState::Open],
+            ..PromiseFilter::default()
+        };
+        match self
+            .repo()
+            .promises(tenant, &filter, None, 1)
+            .await?
+            .first()
+        {
+            Some(p) => Err(Error::InUse(format!("conversations/{id}"), p.name())),
+            None => Ok(()),
+        }
+    }
+
     /// The promise `id` of `conversation`, or NotFound.
     pub async fn promise(
         &self,

@@ -442,6 +442,10 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         etag: Option<String>,
         idem: Option<Idempotency>,
     ) -> Result<Conversation, Error> {
+        if action == Action::Close {
+            // Closed is final: a promise still open would outlive it.
+            self.check_no_open_promise(tenant, id).await?;
+        }
         self.change_conversation(tenant, id, etag, idem, |c, now| {
             rules::transition(c, action.clone(), Cause::Agent, now)
         })

@@ -846,3 +846,46 @@ async fn promises_stay_in_their_tenant() {
     assert_error(&status, Code::NotFound, "PROMISE_NOT_FOUND");
     assert_eq!(s.get(&p.name).await.state(), pb::PromiseState::Open);
 }
+
+#[tokio::test]
+async fn open_promises_and_agents_keep_what_they_need() {
+    let s = setup_at("2026-12-03T09:00:00Z", Some("Europe/Berlin")).await;
+    let p = s
+        .make(promise(
+            pb::PromiseKind::Callback,
+            s.clock_now() + Duration::days(2),
+            true,
+        ))
+        .await;
+    // Resolving leaves the promise as it is; closing waits for it.
+    s.h.resolve(&s.conversation).await.unwrap();
+    assert_eq!(s.get(&p.name).await.state(), pb::PromiseState::Open);
+    let close = || async {
+        s.h.client()
+            .close_conversation(tenant_request(
+                TENANT,
+                pb::CloseConversationRequest {
+                    name: s.conversation.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+    };
+    let status = expect_err(close().await);
+    assert_error(&status, Code::FailedPrecondition, "RESOURCE_IN_USE");
+    s.keep(&p.name, "").await.unwrap();
+    close().await.unwrap();
+    // The owner's calendar cannot be deleted while the owner works by it.
+    let status = expect_err(
+        s.h.client()
+            .delete_business_calendar(tenant_request(
+                TENANT,
+                pb::DeleteBusinessCalendarRequest {
+                    name: s.me.business_calendar.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await,
+    );
+    assert_error(&status, Code::FailedPrecondition, "RESOURCE_IN_USE");
+}
