@@ -14,7 +14,7 @@ mod storage;
 
 pub use email::EmailConfig;
 
-use std::{future::Future, net::SocketAddr};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use rapport_events::{
     Bus, EventsConfig,
@@ -24,6 +24,7 @@ use rapport_events::{
 use rapport_kit::{GrpcServer, Peer, PeerConfig, Secret, ServerConfig, server::App};
 use rapport_proto::conversations::conversations_service_server::ConversationsServiceServer;
 use rapport_store::{DatabaseConfig, Db};
+pub use rapport_usecase::{Clock, ManualClock, SystemClock};
 use serde::{Deserialize, Serialize};
 
 /// ErrorInfo domain of this service.
@@ -65,6 +66,9 @@ pub struct Config {
     pub profiles: PeerConfig,
     /// Outbound email (SMTP submission).
     pub email: EmailConfig,
+    /// IANA zone of "today" for agents without a business calendar (the
+    /// "due today" promise list).
+    pub default_time_zone: String,
 }
 
 impl Default for Config {
@@ -84,6 +88,7 @@ impl Default for Config {
                 ..PeerConfig::default()
             },
             email: EmailConfig::default(),
+            default_time_zone: "UTC".to_owned(),
         }
     }
 }
@@ -98,6 +103,17 @@ pub struct ConversationsServer {
     wake: Wake,
     outbox_retention: std::time::Duration,
     deliveries: delivery::Deliveries,
+    clock: TimerClock,
+}
+
+/// The clock the timer workers tell time by.
+#[derive(Clone)]
+struct TimerClock(Arc<dyn Clock>);
+
+impl std::fmt::Debug for TimerClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TimerClock")
+    }
 }
 
 /// The consumers this service runs, with their handlers (for `rapport
@@ -129,6 +145,17 @@ pub async fn migrate(db: &Db) -> anyhow::Result<()> {
 /// Connects to the database, migrates if configured, and binds the
 /// listener. Events go to `bus`.
 pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<ConversationsServer> {
+    build_with(config, bus, Arc::new(SystemClock)).await
+}
+
+/// [`build`] telling time by `clock` (tests drive timers with it).
+pub async fn build_with(
+    config: &Config,
+    bus: &Bus,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<ConversationsServer> {
+    let default_zone = domain::calendar::parse_zone(config.default_time_zone.trim())
+        .map_err(|why| anyhow::anyhow!("conversations.default_time_zone: {why}"))?;
     let peer = Peer::new(&config.profiles, &config.service_key, EVENTS_NAME)
         .map_err(|why| anyhow::anyhow!("conversations.service_key / profiles: {why}"))?;
     let Foundation {
@@ -149,11 +176,9 @@ pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<ConversationsSe
     let mailer = email::Mailer::new(&config.email)?;
     let deliveries = delivery::timer_handler(mailer, profiles::Profiles::new(peer.clone()));
     let repo = storage::SqlRepository::new(db.clone(), api::events::encode, wake.clone());
-    let service = domain::service::Conversations::new(
-        repo,
-        profiles::Profiles::new(peer),
-        domain::SystemClock,
-    );
+    let service =
+        domain::service::Conversations::new(repo, profiles::Profiles::new(peer), clock.clone())
+            .with_default_zone(default_zone);
     let handler = api::handler::Handler::new(service, tokens);
     let grpc = ConversationsServiceServer::new(handler)
         .max_decoding_message_size(config.server.max_message_bytes)
@@ -174,6 +199,7 @@ pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<ConversationsSe
         wake,
         outbox_retention: rapport_events::service::outbox_retention(&config.events),
         deliveries,
+        clock: TimerClock(clock),
     })
 }
 
@@ -207,9 +233,19 @@ impl ConversationsServer {
         // after a full batch).
         let deliveries = rapport_events::timers::spawn(
             self.db.clone(),
-            std::sync::Arc::new(domain::SystemClock),
+            self.clock.0.clone(),
             vec![storage::delivery::DELIVER.to_owned()],
             self.deliveries.0,
+            std::time::Duration::from_secs(1),
+        );
+        // Promises break at their due time and remind their owners, pending
+        // conversations are checked in with and auto-resolved: looked for
+        // every second, like deliveries.
+        let automation = rapport_events::timers::spawn(
+            self.db.clone(),
+            self.clock.0.clone(),
+            AUTOMATION_KINDS.iter().map(|k| (*k).to_owned()).collect(),
+            automation_handler(),
             std::time::Duration::from_secs(1),
         );
         rapport_events::service::serve_with_outbox(
@@ -218,9 +254,41 @@ impl ConversationsServer {
             self.bus,
             EVENTS_NAME,
             self.outbox_retention,
-            vec![erasure, deliveries],
+            vec![erasure, deliveries, automation],
             shutdown,
         )
         .await
     }
+}
+
+/// The timer kinds of automation: promises' due times and reminders,
+/// pending conversations' check-ins and auto-resolves.
+const AUTOMATION_KINDS: &[&str] = &[
+    storage::promises::PROMISE_DUE,
+    storage::promises::PROMISE_REMINDER,
+    storage::check_ins::PENDING,
+];
+
+/// The handler of [`AUTOMATION_KINDS`], by kind.
+fn automation_handler() -> rapport_events::timers::TimerHandler {
+    let promises = storage::promises::timer_handler(api::events::encode);
+    let pending = storage::check_ins::timer_handler(api::events::encode);
+    Arc::new(move |txn, fired| {
+        if fired.timer.kind == storage::check_ins::PENDING {
+            pending(txn, fired)
+        } else {
+            promises(txn, fired)
+        }
+    })
+}
+
+/// Fires the automation timers (promises' due times and reminders, pending
+/// check-ins and auto-resolves) due by `clock` on `db`, as the running
+/// service does every second: a second worker, for tests and operators;
+/// the number fired.
+pub async fn fire_automation_timers(db: &Db, clock: &dyn Clock) -> anyhow::Result<usize> {
+    Ok(
+        rapport_events::timers::fire_due(db, clock, AUTOMATION_KINDS, &automation_handler())
+            .await?,
+    )
 }

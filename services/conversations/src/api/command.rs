@@ -101,6 +101,21 @@ fn inbox(i: &pb::Inbox, update: bool, v: &mut Violations) -> Inbox {
             .unwrap_or(0),
         business_calendar: i.business_calendar.clone(),
         connector: i.connector.clone(),
+        pending: crate::domain::check_in::PendingPolicy {
+            check_in_after_secs: v
+                .take(
+                    "inbox.pending_check_in_after",
+                    duration_secs(i.pending_check_in_after.as_ref()),
+                )
+                .unwrap_or(0),
+            auto_resolve_after_secs: v
+                .take(
+                    "inbox.auto_resolve_after",
+                    duration_secs(i.auto_resolve_after.as_ref()),
+                )
+                .unwrap_or(0),
+            check_in_text: i.check_in_text.trim().to_owned(),
+        },
         create_time: epoch,
         update_time: epoch,
         version: 0,
@@ -154,6 +169,9 @@ pub fn inbox_update(
             "expected_reply_time" => set(&mut mask.expected_reply_time),
             "business_calendar" => set(&mut mask.business_calendar),
             "connector" => set(&mut mask.connector),
+            "pending_check_in_after" => set(&mut mask.pending_check_in_after),
+            "auto_resolve_after" => set(&mut mask.auto_resolve_after),
+            "check_in_text" => set(&mut mask.check_in_text),
             _ => false,
         };
         if all {
@@ -168,6 +186,9 @@ pub fn inbox_update(
                 expected_reply_time: true,
                 business_calendar: true,
                 connector: true,
+                pending_check_in_after: true,
+                auto_resolve_after: true,
+                check_in_text: true,
             };
         }
         if !known {

@@ -44,6 +44,8 @@ macro_rules! from_pb {
     }};
 }
 
+pub(crate) use {from_pb, to_pb};
+
 /// The protobuf channel of a domain channel.
 pub fn channel_to_pb(c: Channel) -> i32 {
     to_pb!(PbChannel, "CHANNEL", c)
@@ -189,6 +191,9 @@ pub fn inbox_to_pb(i: &Inbox) -> pb::Inbox {
         expected_reply_time: secs(i.expected_reply_secs),
         business_calendar: i.business_calendar.clone(),
         connector: i.connector.clone(),
+        pending_check_in_after: secs(i.pending.check_in_after_secs),
+        auto_resolve_after: secs(i.pending.auto_resolve_after_secs),
+        check_in_text: i.pending.check_in_text.clone(),
         etag: i.etag(),
         create_time: Some(ts(i.create_time)),
         update_time: Some(ts(i.update_time)),

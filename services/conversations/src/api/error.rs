@@ -29,6 +29,7 @@ pub fn to_status(err: Error) -> Status {
                 Kind::CannedResponse => "CANNED_RESPONSE_NOT_FOUND",
                 Kind::BusinessCalendar => "BUSINESS_CALENDAR_NOT_FOUND",
                 Kind::SlaPolicy => "SLA_POLICY_NOT_FOUND",
+                Kind::Promise => "PROMISE_NOT_FOUND",
             },
         )
         .message(format!("{name} does not exist"))
@@ -75,6 +76,21 @@ pub fn to_status(err: Error) -> Status {
         Error::ContactNotPermitted(why) => b(Code::FailedPrecondition, "CONTACT_NOT_PERMITTED")
             .message("the customer's contact policy refuses this message now")
             .meta("reason", why.clone())
+            .build(),
+        Error::PromiseState { state, action } => b(Code::FailedPrecondition, "PROMISE_NOT_OPEN")
+            .message(format!("cannot {action} a {state} promise"))
+            .meta("state", *state)
+            .build(),
+        Error::CustomerMessageRequired => b(Code::FailedPrecondition, "CUSTOMER_MESSAGE_REQUIRED")
+            .message(
+                "the customer sees this promise: renegotiating it needs `message` (a public message \
+                 already sent in the conversation) or `message_text` (sent now) telling them when \
+                 they will hear back",
+            )
+            .violations(FieldViolations::single(
+                "message_text",
+                "is required when the promise is visible to the customer (or `message`)",
+            ))
             .build(),
         Error::EtagMismatch => common::etag_mismatch(ERROR_DOMAIN, "the resource"),
         Error::Conflict => common::conflict(ERROR_DOMAIN, "the resource"),
@@ -161,6 +177,24 @@ mod tests {
                 Error::ContactNotPermitted("NO_CONSENT".into()),
                 Code::FailedPrecondition,
                 "CONTACT_NOT_PERMITTED",
+            ),
+            (
+                Error::NotFound(Kind::Promise, "conversations/x/promises/y".into()),
+                Code::NotFound,
+                "PROMISE_NOT_FOUND",
+            ),
+            (
+                Error::PromiseState {
+                    state: "kept",
+                    action: "cancel",
+                },
+                Code::FailedPrecondition,
+                "PROMISE_NOT_OPEN",
+            ),
+            (
+                Error::CustomerMessageRequired,
+                Code::FailedPrecondition,
+                "CUSTOMER_MESSAGE_REQUIRED",
             ),
             (Error::EtagMismatch, Code::Aborted, "ETAG_MISMATCH"),
             (Error::Conflict, Code::Aborted, "CONCURRENT_MODIFICATION"),

@@ -103,6 +103,7 @@ pub fn encode(event: &DomainEvent) -> (String, prost_types::Any) {
             resolve_count: *resolve_count,
             cause: cause_to_pb(*cause),
         }),
+        DomainEvent::Promise(e) => super::promises::encode_event(e),
     };
     (subject, any)
 }

@@ -10,7 +10,7 @@ use rapport_proto::conversations::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{calendars, command, convert::*, error::to_status, managed, sla_policies};
+use super::{calendars, command, convert::*, error::to_status, managed, promises, sla_policies};
 use crate::{
     ERROR_DOMAIN,
     domain::{
@@ -873,5 +873,49 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
             messages: page.iter().map(message_to_pb).collect(),
             next_page_token: self.tokens.next(&tenant, &scope, next),
         }))
+    }
+
+    // ---- Promises (issue 14) ----
+
+    async fn create_promise(
+        &self,
+        request: Request<pb::CreatePromiseRequest>,
+    ) -> Result<Response<pb::CreatePromiseResponse>, Status> {
+        promises::create(&self.service, request).await
+    }
+
+    async fn get_promise(
+        &self,
+        request: Request<pb::GetPromiseRequest>,
+    ) -> Result<Response<pb::GetPromiseResponse>, Status> {
+        promises::get(&self.service, request).await
+    }
+
+    async fn list_promises(
+        &self,
+        request: Request<pb::ListPromisesRequest>,
+    ) -> Result<Response<pb::ListPromisesResponse>, Status> {
+        promises::list(&self.service, &self.tokens, request).await
+    }
+
+    async fn keep_promise(
+        &self,
+        request: Request<pb::KeepPromiseRequest>,
+    ) -> Result<Response<pb::KeepPromiseResponse>, Status> {
+        promises::keep(&self.service, request).await
+    }
+
+    async fn cancel_promise(
+        &self,
+        request: Request<pb::CancelPromiseRequest>,
+    ) -> Result<Response<pb::CancelPromiseResponse>, Status> {
+        promises::cancel(&self.service, request).await
+    }
+
+    async fn renegotiate_promise(
+        &self,
+        request: Request<pb::RenegotiatePromiseRequest>,
+    ) -> Result<Response<pb::RenegotiatePromiseResponse>, Status> {
+        promises::renegotiate(&self.service, request).await
     }
 }

@@ -6,6 +6,8 @@ use rapport_usecase::{Idempotency, Violations};
 use tonic::Status;
 use uuid::Uuid;
 
+use crate::domain::calendars::{Calendar, CalendarId};
+
 use super::{
     command::id_in,
     convert::{channel_from_pb, channel_to_pb, team_name},
@@ -103,6 +105,10 @@ impl Wire for Agent {
             } as i32,
             capacity: self.capacity,
             locale: self.locale.clone(),
+            business_calendar: self
+                .business_calendar
+                .map(|c| Calendar::name_of(c.0))
+                .unwrap_or_default(),
             etag: self.etag(),
             create_time: ts(self.create_time),
             update_time: ts(self.update_time),
@@ -151,6 +157,15 @@ impl Wire for Agent {
             availability,
             capacity: pb.capacity,
             locale: pb.locale.clone(),
+            business_calendar: if pb.business_calendar.is_empty() {
+                None
+            } else {
+                v.take(
+                    "agent.business_calendar",
+                    id_in(&pb.business_calendar, "businessCalendars"),
+                )
+                .map(CalendarId)
+            },
             create_time: EPOCH,
             update_time: EPOCH,
             version: 0,
@@ -164,6 +179,7 @@ impl Wire for Agent {
             "availability" => self.availability = from.availability,
             "capacity" => self.capacity = from.capacity,
             "locale" => self.locale.clone_from(&from.locale),
+            "business_calendar" => self.business_calendar = from.business_calendar,
             _ => return false,
         }
         true

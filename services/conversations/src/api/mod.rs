@@ -7,4 +7,5 @@ pub mod error;
 pub mod events;
 pub mod handler;
 pub mod managed;
+pub mod promises;
 pub mod sla_policies;

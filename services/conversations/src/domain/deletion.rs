@@ -7,7 +7,7 @@ use super::{
     calendars::Calendar,
     error::{Error, Kind},
     managed::Managed,
-    model::Tenant,
+    model::{Agent, Tenant},
     ports::Customers,
     repository::*,
     service::Conversations,
@@ -58,22 +58,38 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         w.settle(result).await
     }
 
-    /// `InUse` when an SLA policy of the tenant counts time on calendar `id`.
+    /// `InUse` when an SLA policy of the tenant counts time on calendar
+    /// `id`, or an agent works by it (promise reminders, "due today").
     async fn check_calendar_unused(&self, tenant: &Tenant, id: uuid::Uuid) -> Result<(), Error> {
+        let user = match self.calendar_user::<SlaPolicy>(tenant, id).await? {
+            Some(name) => Some(name),
+            None => self.calendar_user::<Agent>(tenant, id).await?,
+        };
+        match user {
+            Some(name) => Err(Error::InUse(Calendar::name_of(id), name)),
+            None => Ok(()),
+        }
+    }
+
+    /// The first resource of kind `T` that names calendar `id`.
+    async fn calendar_user<T: Managed>(
+        &self,
+        tenant: &Tenant,
+        id: uuid::Uuid,
+    ) -> Result<Option<String>, Error> {
         let mut after = None;
         loop {
-            let page: Vec<SlaPolicy> = self.repo().managed_list(tenant, after, SCAN_PAGE).await?;
+            let page: Vec<T> = self.repo().managed_list(tenant, after, SCAN_PAGE).await?;
             if let Some(p) = page
                 .iter()
                 .find(|p| p.calendars().iter().any(|(_, c)| *c == id))
             {
-                let calendar = Calendar::name_of(id);
-                return Err(Error::InUse(calendar, p.name()));
+                return Ok(Some(p.name()));
             }
             if page.len() < SCAN_PAGE as usize {
-                return Ok(());
+                return Ok(None);
             }
-            after = page.last().map(|p| p.id.0);
+            after = page.last().map(Managed::id);
         }
     }
 }

@@ -23,6 +23,8 @@ pub enum Kind {
     BusinessCalendar,
     /// `slaPolicies/{…}`.
     SlaPolicy,
+    /// `conversations/{…}/promises/{…}`.
+    Promise,
 }
 
 /// Everything that can go wrong in a conversations use-case.
@@ -51,6 +53,16 @@ pub enum Error {
     /// The customer's contact policy refuses the message (why, as profiles
     /// says it).
     ContactNotPermitted(String),
+    /// The promise's state does not allow the action.
+    PromiseState {
+        /// The state it is in.
+        state: &'static str,
+        /// What was asked.
+        action: &'static str,
+    },
+    /// Renegotiating a promise the customer sees needs a message telling
+    /// them when they will hear back.
+    CustomerMessageRequired,
     /// The etag sent does not match the current one.
     EtagMismatch,
     /// Concurrent changes kept winning; the caller may retry.
@@ -80,6 +92,8 @@ impl fmt::Display for Error {
             Error::InUse(name, by) => write!(f, "{name} is used by {by}"),
             Error::NotAnAgent(_) => f.write_str("the caller is no agent"),
             Error::ContactNotPermitted(why) => write!(f, "contact not permitted: {why}"),
+            Error::PromiseState { state, action } => write!(f, "cannot {action} a {state} promise"),
+            Error::CustomerMessageRequired => f.write_str("a message to the customer is required"),
             Error::EtagMismatch => f.write_str("etag mismatch"),
             Error::Conflict => f.write_str("concurrent modification"),
             Error::RequestIdReused => f.write_str("request id reused"),
@@ -97,5 +111,5 @@ impl std::error::Error for Error {}
 // transition no longer applies), or took the address or key.
 rapport_usecase::service_error!(
     Error,
-    twins: [Error::EtagMismatch, Error::Conflict, Error::InvalidTransition { .. }, Error::InboxAddressTaken, Error::AlreadyExists(..)],
+    twins: [Error::EtagMismatch, Error::PromiseState { .. }, Error::Conflict, Error::InvalidTransition { .. }, Error::InboxAddressTaken, Error::AlreadyExists(..)],
 );

@@ -151,6 +151,12 @@ impl Managed for Agent {
             v.add(format!("{prefix}.locale"), "is at most 35 characters");
         }
     }
+    fn calendars(&self) -> Vec<(String, uuid::Uuid)> {
+        self.business_calendar
+            .map(|c| ("business_calendar".to_owned(), c.0))
+            .into_iter()
+            .collect()
+    }
     fn name(&self) -> String {
         format!("agents/{}", self.id)
     }

@@ -6,12 +6,14 @@
 
 pub mod calendar;
 pub mod calendars;
+pub mod check_in;
 pub mod deletion;
 pub mod directory;
 pub mod error;
 pub mod managed;
 pub mod model;
 pub mod ports;
+pub mod promise;
 pub mod repository;
 pub mod rules;
 pub mod service;
@@ -27,4 +29,4 @@ pub mod template;
 
 pub use error::{Error, Violations};
 pub use model::*;
-pub use rapport_usecase::{Clock, SystemClock};
+pub use rapport_usecase::Clock;

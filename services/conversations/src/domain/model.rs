@@ -90,6 +90,10 @@ pub struct Inbox {
     pub business_calendar: String,
     /// `connectors/{…}` or empty (outbound delivery).
     pub connector: String,
+    /// Check-in and auto-resolve of conversations left pending; absent
+    /// from documents stored before it.
+    #[serde(default)]
+    pub pending: super::check_in::PendingPolicy,
     /// Created.
     pub create_time: DateTime<Utc>,
     /// Last changed.
@@ -484,6 +488,9 @@ pub enum DomainEvent {
         /// Why.
         cause: Cause,
     },
+    /// A promise was made, kept, broken, renegotiated or cancelled, or its
+    /// reminder came due.
+    Promise(super::promise::PromiseEvent),
 }
 
 impl DomainEvent {
@@ -504,6 +511,7 @@ impl DomainEvent {
             DomainEvent::StatusChanged { conversation, .. }
             | DomainEvent::Assigned { conversation, .. }
             | DomainEvent::Reopened { conversation, .. } => format!("conversations/{conversation}"),
+            DomainEvent::Promise(e) => e.promise().name(),
         }
     }
 }
@@ -563,6 +571,10 @@ pub struct Agent {
     pub capacity: i32,
     /// Preferred locale of canned responses.
     pub locale: String,
+    /// The agent's working hours and zone (promise reminders, "due
+    /// today"); absent from documents stored before it.
+    #[serde(default)]
+    pub business_calendar: Option<super::calendars::CalendarId>,
     /// Created.
     pub create_time: DateTime<Utc>,
     /// Last changed.

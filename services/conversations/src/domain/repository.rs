@@ -139,6 +139,13 @@ pub struct ChangeSet {
     pub deliveries: Vec<DeliveryDue>,
     /// When the change happens.
     pub occur_time: DateTime<Utc>,
+    /// Promise rows; storage keeps each one's timers (due, reminder) in
+    /// step with it in the same transaction.
+    pub promises: Vec<RowWrite<super::promise::Promise>>,
+    /// The pending timer to (re)schedule for a conversation (check-in or
+    /// auto-resolve); storage cancels it on every transition out of
+    /// PENDING.
+    pub pending_timer: Option<super::check_in::PendingTimer>,
 }
 
 impl ChangeSet {
@@ -157,6 +164,8 @@ impl ChangeSet {
             events: Vec::new(),
             deliveries: Vec::new(),
             occur_time: now,
+            promises: Vec::new(),
+            pending_timer: None,
         }
     }
 }
@@ -233,7 +242,9 @@ pub struct ConversationFilter {
 
 /// Storage of the conversations service. Every method is scoped to one
 /// tenant; stored idempotent results are read through [`Priors`].
-pub trait Repository: Priors<Error = Error> + Clone + Send + Sync + 'static {
+pub trait Repository:
+    Priors<Error = Error> + super::promise::PromiseStore + Clone + Send + Sync + 'static
+{
     /// One inbox.
     fn inbox(
         &self,

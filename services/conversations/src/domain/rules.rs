@@ -50,6 +50,21 @@ pub fn check_inbox(inbox: &Inbox, prefix: &str, v: &mut rapport_usecase::Violati
     if !(0..=MAX_REOPEN_WINDOW_SECS).contains(&inbox.expected_reply_secs) {
         v.add(f("expected_reply_time"), "must be between 0 and 365 days");
     }
+    let p = &inbox.pending;
+    if !(0..=MAX_REOPEN_WINDOW_SECS).contains(&p.check_in_after_secs) {
+        v.add(
+            f("pending_check_in_after"),
+            "must be between 0 and 365 days",
+        );
+    }
+    if !(0..=MAX_REOPEN_WINDOW_SECS).contains(&p.auto_resolve_after_secs) {
+        v.add(f("auto_resolve_after"), "must be between 0 and 365 days");
+    }
+    if p.check_in_text.chars().count() > 10_000 {
+        v.add(f("check_in_text"), "is at most 10000 characters");
+    } else if let Err(why) = super::template::check(&p.check_in_text) {
+        v.add(f("check_in_text"), why);
+    }
     if let Some(ack) = &inbox.auto_ack {
         if ack.enabled && ack.body.trim().is_empty() {
             v.add(
@@ -560,6 +575,7 @@ mod tests {
             expected_reply_secs: 0,
             business_calendar: String::new(),
             connector: String::new(),
+            pending: Default::default(),
             create_time: t(0),
             update_time: t(0),
             version: 1,

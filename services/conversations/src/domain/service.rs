@@ -46,6 +46,12 @@ pub struct InboxMask {
     pub business_calendar: bool,
     /// `connector`.
     pub connector: bool,
+    /// `pending_check_in_after`.
+    pub pending_check_in_after: bool,
+    /// `auto_resolve_after`.
+    pub auto_resolve_after: bool,
+    /// `check_in_text`.
+    pub check_in_text: bool,
 }
 
 /// An inbound message, as a channel adapter hands it in.
@@ -166,6 +172,8 @@ pub struct Conversations<R, P, C> {
     repo: R,
     customers: P,
     clock: C,
+    /// The zone of "today" for agents without a business calendar.
+    default_zone: chrono_tz::Tz,
 }
 
 impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
@@ -176,7 +184,22 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
             repo,
             customers,
             clock,
+            default_zone: chrono_tz::UTC,
         }
+    }
+
+    /// These use-cases with `zone` as the default zone of agents without
+    /// a business calendar.
+    pub fn with_default_zone(self, zone: chrono_tz::Tz) -> Self {
+        Self {
+            default_zone: zone,
+            ..self
+        }
+    }
+
+    /// The zone of agents without a business calendar.
+    pub(super) fn default_zone(&self) -> chrono_tz::Tz {
+        self.default_zone
     }
 
     /// The repository.
@@ -320,6 +343,15 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 if m.connector {
                     next.connector = patch.connector.clone();
                 }
+                if m.pending_check_in_after {
+                    next.pending.check_in_after_secs = patch.pending.check_in_after_secs;
+                }
+                if m.auto_resolve_after {
+                    next.pending.auto_resolve_after_secs = patch.pending.auto_resolve_after_secs;
+                }
+                if m.check_in_text {
+                    next.pending.check_in_text = patch.pending.check_in_text.trim().to_owned();
+                }
                 let mut v = Violations::default();
                 rules::check_inbox(&next, "inbox", &mut v);
                 v.check()?;
@@ -410,6 +442,10 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         etag: Option<String>,
         idem: Option<Idempotency>,
     ) -> Result<Conversation, Error> {
+        if action == Action::Close {
+            // Closed is final: a promise still open would outlive it.
+            self.check_no_open_promise(tenant, id).await?;
+        }
         self.change_conversation(tenant, id, etag, idem, |c, now| {
             rules::transition(c, action.clone(), Cause::Agent, now)
         })
@@ -474,6 +510,10 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                     return Ok(current);
                 }
                 let mut change = ChangeSet::new(tenant, now);
+                if super::check_in::became_pending(&events) {
+                    let inbox = self.inbox(tenant, next.inbox).await?;
+                    change.pending_timer = super::check_in::on_pending(&inbox.pending, &next, now);
+                }
                 change.conversations.push(RowWrite::Update {
                     value: next.clone(),
                     expected_version: current.version,
@@ -837,122 +877,10 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
             .managed_by_key(tenant, &out.principal)
             .await?
             .ok_or_else(|| Error::NotAnAgent(out.principal.clone()))?;
-        let (sender_kind, human) = match agent.kind {
-            AgentKind::Human => (SenderKind::Agent, true),
-            AgentKind::Bot => (SenderKind::Bot, false),
-        };
-        let public = out.visibility == Visibility::Public;
-        // A logged call or visit happened already: nothing to deliver or to
-        // ask a contact policy about.
-        let logged = out.call.is_some();
         for _ in 0..MAX_ATTEMPTS {
             let c = self.conversation(tenant, out.conversation).await?;
             let now = self.clock.now();
-            let message_id = MessageId::generate();
-            // Default: the conversation's latest channel, else (nobody has
-            // written yet) its inbox's.
-            let channel = match out.channel.or(c.channels.last().copied()) {
-                Some(ch) => ch,
-                None => self.inbox(tenant, c.inbox).await?.channel,
-            };
-            let (mut next, events) = if public {
-                rules::transition(&c, Action::AgentReply { human }, Cause::Agent, now)?
-            } else {
-                (c.clone(), Vec::new())
-            };
-            let first_response = public && human && c.first_response_time.is_none();
-            // An email gets its Message-ID now, on the inbox's domain (so
-            // the customer's answer, In-Reply-To it, threads back here),
-            // and answers the thread's latest message.
-            let (external_id, in_reply_to) = if public && !logged && channel == Channel::Email {
-                let inbox = self.inbox(tenant, c.inbox).await?;
-                let thread = self.repo.external_ids(tenant, c.id, 1).await?;
-                (
-                    Some(rules::message_id_for(message_id, &inbox.address)),
-                    thread.last().cloned().unwrap_or_default(),
-                )
-            } else {
-                (None, String::new())
-            };
-            // A service reply in a conversation the customer wrote in goes
-            // out as it is; anything else public is proactive and asks the
-            // customer's contact policy now, at send time: refused, it is
-            // not stored; in quiet hours, its delivery waits.
-            let proactive = public
-                && !logged
-                && (out.purpose != Purpose::Service
-                    || (c.origin != Origin::Inbound && !c.customer_wrote));
-            let due = if proactive {
-                match self
-                    .customers
-                    .contact(tenant, c.customer, channel, out.purpose)
-                    .await?
-                {
-                    Contact::Allowed => now,
-                    Contact::Deferred(until) => until.max(now),
-                    Contact::Refused(why) => return Err(Error::ContactNotPermitted(why)),
-                }
-            } else {
-                now
-            };
-            let message = Message {
-                id: message_id,
-                conversation: c.id,
-                inbox: c.inbox,
-                customer: c.customer,
-                direction: Direction::Outbound,
-                sender_kind,
-                agent: Some(agent.id),
-                visibility: out.visibility,
-                channel,
-                subject: out.subject.clone(),
-                text: out.text.clone(),
-                html: out.html.clone(),
-                attachments: out.attachments.clone(),
-                external_id,
-                in_reply_to,
-                send_time: now,
-                create_time: now,
-                purpose: public.then_some(out.purpose),
-                call: out.call.clone(),
-                // Internal notes and logged calls never leave Rapport.
-                delivery: (public && !logged).then_some(Delivery {
-                    state: DeliveryState::Scheduled,
-                    failure_reason: String::new(),
-                    scheduled_time: (due > now).then_some(due),
-                    update_time: now,
-                }),
-            };
-            rules::add_sent_message(&mut next, &message);
-            let mut change = ChangeSet::new(tenant, now);
-            // A public reply is only valid in the state read: a versioned
-            // write (or, for an open conversation that changed nothing but
-            // counts, the open guard) makes a concurrent resolve win and
-            // this one read again. A note is valid in any state: counted.
-            let changed = next.version != c.version || next.channels != c.channels;
-            if changed || (public && c.state != State::Open) {
-                next.version = c.version + 1;
-                next.update_time = now;
-                change.conversations.push(RowWrite::Update {
-                    value: next,
-                    expected_version: c.version,
-                });
-            } else if public {
-                change.still_open = Some(c.id);
-            }
-            change.events = events;
-            change.events.push(DomainEvent::MessageSent {
-                message: message.clone(),
-                first_response,
-            });
-            if public && !logged {
-                change.deliveries.push(DeliveryDue {
-                    conversation: c.id,
-                    message: message.id,
-                    due,
-                });
-            }
-            change.messages.push(message.clone());
+            let (change, message) = self.outbound_change(tenant, &out, &agent, &c, now).await?;
             match self.commit_as(w, change, c.id, message).await? {
                 Ok(m) => return Ok(m),
                 // The conversation changed meanwhile: read it again.
@@ -961,6 +889,134 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
             }
         }
         Err(w.exhausted())
+    }
+
+    /// The change that adds `out`, written by `agent`, to `c` at `now`,
+    /// and the message: the outbound path every public message takes (a
+    /// reply, a note, a promise's renegotiation notice), so each is
+    /// delivered and checked against the contact policy alike.
+    pub(super) async fn outbound_change(
+        &self,
+        tenant: &Tenant,
+        out: &Outbound,
+        agent: &Agent,
+        c: &Conversation,
+        now: DateTime<Utc>,
+    ) -> Result<(ChangeSet, Message), Error> {
+        let (sender_kind, human) = match agent.kind {
+            AgentKind::Human => (SenderKind::Agent, true),
+            AgentKind::Bot => (SenderKind::Bot, false),
+        };
+        let public = out.visibility == Visibility::Public;
+        // A logged call or visit happened already: nothing to deliver or to
+        // ask a contact policy about.
+        let logged = out.call.is_some();
+        let message_id = MessageId::generate();
+        // Default: the conversation's latest channel, else (nobody has
+        // written yet) its inbox's.
+        let channel = match out.channel.or(c.channels.last().copied()) {
+            Some(ch) => ch,
+            None => self.inbox(tenant, c.inbox).await?.channel,
+        };
+        let (mut next, events) = if public {
+            rules::transition(c, Action::AgentReply { human }, Cause::Agent, now)?
+        } else {
+            (c.clone(), Vec::new())
+        };
+        let first_response = public && human && c.first_response_time.is_none();
+        // An email gets its Message-ID now, on the inbox's domain (so
+        // the customer's answer, In-Reply-To it, threads back here),
+        // and answers the thread's latest message.
+        let (external_id, in_reply_to) = if public && !logged && channel == Channel::Email {
+            let inbox = self.inbox(tenant, c.inbox).await?;
+            let thread = self.repo.external_ids(tenant, c.id, 1).await?;
+            (
+                Some(rules::message_id_for(message_id, &inbox.address)),
+                thread.last().cloned().unwrap_or_default(),
+            )
+        } else {
+            (None, String::new())
+        };
+        // A service reply in a conversation the customer wrote in goes
+        // out as it is; anything else public is proactive and asks the
+        // customer's contact policy now, at send time: refused, it is
+        // not stored; in quiet hours, its delivery waits.
+        let proactive = public
+            && !logged
+            && (out.purpose != Purpose::Service
+                || (c.origin != Origin::Inbound && !c.customer_wrote));
+        let due = if proactive {
+            match self
+                .customers
+                .contact(tenant, c.customer, channel, out.purpose)
+                .await?
+            {
+                Contact::Allowed => now,
+                Contact::Deferred(until) => until.max(now),
+                Contact::Refused(why) => return Err(Error::ContactNotPermitted(why)),
+            }
+        } else {
+            now
+        };
+        let message = Message {
+            id: message_id,
+            conversation: c.id,
+            inbox: c.inbox,
+            customer: c.customer,
+            direction: Direction::Outbound,
+            sender_kind,
+            agent: Some(agent.id),
+            visibility: out.visibility,
+            channel,
+            subject: out.subject.clone(),
+            text: out.text.clone(),
+            html: out.html.clone(),
+            attachments: out.attachments.clone(),
+            external_id,
+            in_reply_to,
+            send_time: now,
+            create_time: now,
+            purpose: public.then_some(out.purpose),
+            call: out.call.clone(),
+            // Internal notes and logged calls never leave Rapport.
+            delivery: (public && !logged).then_some(Delivery {
+                state: DeliveryState::Scheduled,
+                failure_reason: String::new(),
+                scheduled_time: (due > now).then_some(due),
+                update_time: now,
+            }),
+        };
+        rules::add_sent_message(&mut next, &message);
+        let mut change = ChangeSet::new(tenant, now);
+        // A public reply is only valid in the state read: a versioned
+        // write (or, for an open conversation that changed nothing but
+        // counts, the open guard) makes a concurrent resolve win and
+        // this one read again. A note is valid in any state: counted.
+        let changed = next.version != c.version || next.channels != c.channels;
+        if changed || (public && c.state != State::Open) {
+            next.version = c.version + 1;
+            next.update_time = now;
+            change.conversations.push(RowWrite::Update {
+                value: next,
+                expected_version: c.version,
+            });
+        } else if public {
+            change.still_open = Some(c.id);
+        }
+        change.events = events;
+        change.events.push(DomainEvent::MessageSent {
+            message: message.clone(),
+            first_response,
+        });
+        if public && !logged {
+            change.deliveries.push(DeliveryDue {
+                conversation: c.id,
+                message: message.id,
+                due,
+            });
+        }
+        change.messages.push(message.clone());
+        Ok((change, message))
     }
 
     /// The message already received on `inbox` as `external_id`, with its

@@ -8,10 +8,12 @@
 //!
 //! Storage never sees the transport: domain events reach the outbox through
 //! an encoder the service's composition (`lib.rs`) hands in.
+pub mod check_ins;
 pub mod delivery;
 mod entities;
 pub(crate) mod erasure;
 mod marks;
+pub mod promises;
 mod read;
 mod rows;
 mod write;

@@ -104,7 +104,7 @@ pub(super) fn kind_name(kind: Kind) -> &'static str {
         Kind::BusinessCalendar => "business_calendar",
         Kind::SlaPolicy => "sla_policy",
         // Not managed resources; never stored in this table.
-        Kind::Inbox | Kind::Conversation | Kind::Message => "other",
+        Kind::Inbox | Kind::Conversation | Kind::Message | Kind::Promise => "other",
     }
 }
 

@@ -34,20 +34,29 @@ impl SqlRepository {
     }
 
     async fn write_change(&self, change: ChangeSet) -> Result<(), CommitError> {
-        let trace = rapport_telemetry::propagation::current_traceparent();
         // Every change here is a request's: nothing caused it but the request.
-        let envelopes = outbox::envelopes(
-            self.encode,
-            |event: &DomainEvent| version_after(&change, event),
-            change.tenant.as_str(),
-            change.occur_time,
-            &trace,
-            None,
-            &change.events,
-        )
-        .map_err(failed)?;
-        self.writer.commit(Prepared { change, envelopes }).await
+        let prepared = prepare(self.encode, change)?;
+        self.writer.commit(prepared).await
     }
+}
+
+/// `change` with its events wrapped in envelopes (in the current trace).
+pub(super) fn prepare(
+    encode: outbox::Encode<DomainEvent>,
+    change: ChangeSet,
+) -> Result<Prepared, CommitError> {
+    let trace = rapport_telemetry::propagation::current_traceparent();
+    let envelopes = outbox::envelopes(
+        encode,
+        |event: &DomainEvent| version_after(&change, event),
+        change.tenant.as_str(),
+        change.occur_time,
+        &trace,
+        None,
+        &change.events,
+    )
+    .map_err(failed)?;
+    Ok(Prepared { change, envelopes })
 }
 
 /// The version of the resource an event is about once `change` commits:
@@ -55,6 +64,9 @@ impl SqlRepository {
 fn version_after(change: &ChangeSet, event: &DomainEvent) -> Option<u64> {
     if let DomainEvent::MessageReceived { .. } = event {
         return Some(1);
+    }
+    if let DomainEvent::Promise(_) = event {
+        return super::promises::version_after(&change.promises, event);
     }
     let subject = event.subject();
     change
@@ -102,7 +114,10 @@ pub(super) fn apply_boxed<'t>(
 
 /// Writes `change` in `txn`; a function of `change` alone, so that group
 /// commit can run it again after rolling back another change's failure.
-async fn apply(txn: &DatabaseTransaction, prepared: &Prepared) -> Result<(), CommitError> {
+pub(super) async fn apply(
+    txn: &DatabaseTransaction,
+    prepared: &Prepared,
+) -> Result<(), CommitError> {
     let change = &prepared.change;
     let tenant = &change.tenant;
     if let Some(claim) = &change.claim {
@@ -243,6 +258,8 @@ async fn apply(txn: &DatabaseTransaction, prepared: &Prepared) -> Result<(), Com
             count_message(txn, tenant, m, change.still_open == Some(m.conversation)).await?;
         }
     }
+    super::promises::write(txn, tenant, &change.promises).await?;
+    super::check_ins::sync(txn, change).await.map_err(failed)?;
     for d in &change.deliveries {
         rapport_events::timers::schedule(txn, &delivery_timer(tenant, d))
             .await

@@ -39,6 +39,12 @@ pub struct Harness {
     pub profiles_db: Db,
     /// The SMTP relay conversations submits email to.
     pub smtp: crate::smtp::Sink,
+    /// What conversations was built with, to build it again (a restart).
+    rebuild: (
+        Config,
+        rapport_events::Bus,
+        std::sync::Arc<dyn rapport_conversations::Clock>,
+    ),
     running: Vec<Running>,
     _testdbs: Vec<TestDb>,
 }
@@ -68,6 +74,23 @@ pub async fn start() -> Harness {
 
 /// [`start`]; `trusted`: whether profiles lists conversations' public key.
 pub async fn start_trusting(trusted: bool) -> Harness {
+    start_with(
+        trusted,
+        std::sync::Arc::new(rapport_conversations::SystemClock),
+    )
+    .await
+}
+
+/// [`start`] with conversations telling time by `clock` (tests drive its
+/// timers with a `ManualClock`).
+pub async fn start_at(clock: rapport_conversations::ManualClock) -> Harness {
+    start_with(true, std::sync::Arc::new(clock)).await
+}
+
+async fn start_with(
+    trusted: bool,
+    clock: std::sync::Arc<dyn rapport_conversations::Clock>,
+) -> Harness {
     let key = rapport_kit::AssertionSigner::generate_seed();
     let public = rapport_kit::AssertionSigner::from_base64(&key)
         .expect("a generated seed")
@@ -105,7 +128,7 @@ pub async fn start_trusting(trusted: bool) -> Harness {
     let smtp = crate::smtp::Sink::start().await;
     let mut config = conversations_config(&testdb, profiles_addr, &key);
     config.email.smtp_url = smtp.url();
-    let service = rapport_conversations::build(&config, &bus)
+    let service = rapport_conversations::build_with(&config, &bus, clock.clone())
         .await
         .unwrap_or_else(|e| panic!("building conversations on {}: {e:#}", testdb.backend_name()));
     let addr = service.local_addr();
@@ -123,6 +146,7 @@ pub async fn start_trusting(trusted: bool) -> Harness {
         db,
         profiles_db,
         smtp,
+        rebuild: (config, bus, clock),
         running: vec![running, profiles_running],
         _testdbs: vec![testdb, profiles_testdb],
     }
@@ -169,6 +193,23 @@ pub fn receive_request(inbox: &str, from: &str, message: pb::Message) -> pb::Rec
 }
 
 impl Harness {
+    /// Stops conversations (draining it) and starts it again on the same
+    /// database: a restart, as after a deploy or a crash.
+    pub async fn restart(&mut self) {
+        let running = self.running.remove(0);
+        running.shutdown().await.expect("conversations stopped");
+        let (config, bus, clock) = &self.rebuild;
+        let service = rapport_conversations::build_with(config, bus, clock.clone())
+            .await
+            .unwrap_or_else(|e| panic!("rebuilding conversations: {e:#}"));
+        let addr = service.local_addr();
+        self.db = service.db().clone();
+        self.running
+            .insert(0, Running::start(move |shutdown| service.serve(shutdown)));
+        let channel = rapport_testkit::connect(addr).await.expect("connecting");
+        self.client = ConversationsServiceClient::new(channel);
+    }
+
     /// A clone of the client, for concurrent tasks.
     pub fn client(&self) -> Client {
         self.client.clone()

@@ -7,12 +7,14 @@ mod harness;
 use rapport_testkit::smtp;
 
 mod calendars;
+mod check_ins;
 mod directory;
 mod erasure;
 mod inbound_email;
 mod inboxes;
 mod messages;
 mod outbound_email;
+mod promises;
 mod receive;
 mod sla_policies;
 mod trace;
