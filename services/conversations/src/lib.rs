@@ -97,7 +97,7 @@ pub struct ConversationsServer {
     bus: Bus,
     wake: Wake,
     outbox_retention: std::time::Duration,
-    deliveries: delivery::Deliveries,
+    deliveries: delivery::Deliverer,
 }
 
 /// The consumers this service runs, with their handlers (for `rapport
@@ -147,7 +147,14 @@ pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<ConversationsSe
     })
     .await?;
     let mailer = email::Mailer::new(&config.email)?;
-    let deliveries = delivery::timer_handler(mailer, profiles::Profiles::new(peer.clone()));
+    let deliveries = delivery::Deliverer::new(
+        db.clone(),
+        std::sync::Arc::new(domain::SystemClock),
+        mailer,
+        profiles::Profiles::new(peer.clone()),
+        api::events::encode,
+        wake.clone(),
+    );
     let repo = storage::SqlRepository::new(db.clone(), api::events::encode, wake.clone());
     let service = domain::service::Conversations::new(
         repo,
@@ -204,14 +211,8 @@ impl ConversationsServer {
             erasure_handler(),
         );
         // Due deliveries are looked for every second (and at once again
-        // after a full batch).
-        let deliveries = rapport_events::timers::spawn(
-            self.db.clone(),
-            std::sync::Arc::new(domain::SystemClock),
-            vec![storage::delivery::DELIVER.to_owned()],
-            self.deliveries.0,
-            std::time::Duration::from_secs(1),
-        );
+        // after a pass that fired any).
+        let deliveries = self.deliveries.spawn(std::time::Duration::from_secs(1));
         rapport_events::service::serve_with_outbox(
             (self.server, self.db, self.wake),
             self.app,

@@ -270,7 +270,7 @@ pub fn message_to_pb(m: &Message) -> pb::Message {
             recording_uri: c.recording_uri.clone(),
         }),
         delivery: m.delivery.as_ref().map(|d| pb::Delivery {
-            state: to_pb!(pb::DeliveryState, "DELIVERY_STATE", d.state),
+            state: delivery_state_to_pb(d.state),
             failure_reason: d.failure_reason.clone(),
             scheduled_time: opt_ts(d.scheduled_time),
             update_time: Some(ts(d.update_time)),
@@ -293,4 +293,9 @@ pub fn duration_secs(d: Option<&prost_types::Duration>) -> Result<i64, &'static 
 /// A protobuf timestamp as a time; `Err` when invalid.
 pub fn time(t: &prost_types::Timestamp) -> Result<DateTime<Utc>, &'static str> {
     from_ts(t).ok_or("is not a valid time")
+}
+
+/// A delivery state as protobuf.
+pub fn delivery_state_to_pb(s: DeliveryState) -> i32 {
+    to_pb!(pb::DeliveryState, "DELIVERY_STATE", s)
 }

@@ -7,6 +7,7 @@
 pub mod calendar;
 pub mod calendars;
 pub mod deletion;
+pub mod delivery;
 pub mod directory;
 pub mod error;
 pub mod managed;

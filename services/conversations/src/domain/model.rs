@@ -417,6 +417,10 @@ pub struct Delivery {
     pub scheduled_time: Option<DateTime<Utc>>,
     /// When the state last changed.
     pub update_time: DateTime<Utc>,
+    /// Hand-overs to the channel claimed so far: an attempt records its
+    /// outcome only while it is still the latest claim.
+    #[serde(default)]
+    pub attempts: u32,
 }
 
 /// What happened, for the outbox: ids and facts, never personal data.
@@ -443,6 +447,14 @@ pub enum DomainEvent {
         /// Whether it is the conversation's first response (the first
         /// public message of a human agent).
         first_response: bool,
+    },
+    /// An outbound message's delivery moved on (sent, delivered, failed,
+    /// cancelled).
+    DeliveryChanged {
+        /// It, with its new delivery.
+        message: Message,
+        /// The state before.
+        from: DeliveryState,
     },
     /// A conversation changed state.
     StatusChanged {
@@ -495,7 +507,8 @@ impl DomainEvent {
                 format!("conversations/{}", conversation.id)
             }
             DomainEvent::MessageReceived { message, .. }
-            | DomainEvent::MessageSent { message, .. } => {
+            | DomainEvent::MessageSent { message, .. }
+            | DomainEvent::DeliveryChanged { message, .. } => {
                 format!(
                     "conversations/{}/messages/{}",
                     message.conversation, message.id

@@ -375,6 +375,7 @@ pub fn acknowledgement(
             failure_reason: String::new(),
             scheduled_time: None,
             update_time: now,
+            attempts: 0,
         }),
     })
 }
@@ -474,6 +475,19 @@ pub fn thread(inbox: &Inbox, current: Option<Conversation>, now: DateTime<Utc>) 
         Thread::New {
             previous: Some(c.id),
         }
+    }
+}
+
+/// Whether a public outbound message of `purpose` in `c` is proactive, so
+/// that the customer's contact policy decides whether and when it goes
+/// out: anything not a service message, and a service message in a
+/// conversation the customer neither started nor wrote in. An
+/// acknowledgement answers the customer's own first message.
+pub fn proactive(c: &Conversation, purpose: Purpose) -> bool {
+    match purpose {
+        Purpose::Acknowledgement => false,
+        Purpose::Service => c.origin != Origin::Inbound && !c.customer_wrote,
+        Purpose::Marketing | Purpose::Surveys | Purpose::Loyalty => true,
     }
 }
 

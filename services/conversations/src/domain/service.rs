@@ -868,10 +868,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
             // out as it is; anything else public is proactive and asks the
             // customer's contact policy now, at send time: refused, it is
             // not stored; in quiet hours, its delivery waits.
-            let proactive = public
-                && !logged
-                && (out.purpose != Purpose::Service
-                    || (c.origin != Origin::Inbound && !c.customer_wrote));
+            let proactive = public && !logged && rules::proactive(&c, out.purpose);
             let due = if proactive {
                 match self
                     .customers
@@ -911,6 +908,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                     failure_reason: String::new(),
                     scheduled_time: (due > now).then_some(due),
                     update_time: now,
+                    attempts: 0,
                 }),
             };
             rules::add_sent_message(&mut next, &message);

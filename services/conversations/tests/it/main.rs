@@ -6,6 +6,7 @@ mod harness;
 mod smtp;
 
 mod calendars;
+mod delivery;
 mod directory;
 mod erasure;
 mod inbound_email;

@@ -2,10 +2,15 @@
 //! the service submits email to (the code under test is the service's
 //! lettre client). It listens on `127.0.0.1:0`, accepts every message —
 //! except to a recipient whose address holds `reject`, answered 550 — and
-//! keeps what it received.
+//! keeps what it received. A test can make it refuse the next sessions
+//! for now (421, a relay that is down) or hold a message it received
+//! unanswered (a slow relay).
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -38,11 +43,25 @@ impl Mail {
     }
 }
 
+/// How the sink behaves now.
+#[derive(Default)]
+struct Control {
+    /// Sessions still to refuse with 421 at MAIL FROM.
+    refuse: AtomicUsize,
+    /// Sessions refused so far.
+    refused: AtomicUsize,
+    /// Whether a received message goes unanswered until released.
+    stall: tokio::sync::watch::Sender<bool>,
+    /// Messages held unanswered now.
+    stalled: AtomicUsize,
+}
+
 /// A running sink.
 pub struct Sink {
     /// Where it listens.
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Mail>>>,
+    control: Arc<Control>,
     task: JoinHandle<()>,
 }
 
@@ -60,17 +79,45 @@ impl Sink {
             .expect("binding the sink");
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
-        let store = received.clone();
+        let control = Arc::new(Control::default());
+        let (store, ctl) = (received.clone(), control.clone());
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(session(stream, store.clone()));
+                tokio::spawn(session(stream, store.clone(), ctl.clone()));
             }
         });
         Sink {
             addr,
             received,
+            control,
             task,
         }
+    }
+
+    /// Refuses the next `n` sessions with 421 (try again later).
+    pub fn refuse_next(&self, n: usize) {
+        self.control.refuse.store(n, Ordering::SeqCst);
+    }
+
+    /// Sessions refused so far.
+    pub fn refused(&self) -> usize {
+        self.control.refused.load(Ordering::SeqCst)
+    }
+
+    /// Holds every message received from now on unanswered, until
+    /// [`Sink::release`].
+    pub fn stall(&self) {
+        self.control.stall.send_replace(true);
+    }
+
+    /// Answers the held messages, and the next ones at once.
+    pub fn release(&self) {
+        self.control.stall.send_replace(false);
+    }
+
+    /// Messages held unanswered now.
+    pub fn stalled(&self) -> usize {
+        self.control.stalled.load(Ordering::SeqCst)
     }
 
     /// Its URL, for `conversations.email.smtp_url`.
@@ -105,7 +152,7 @@ impl Sink {
     }
 }
 
-async fn session(stream: TcpStream, store: Arc<Mutex<Vec<Mail>>>) {
+async fn session(stream: TcpStream, store: Arc<Mutex<Vec<Mail>>>, control: Arc<Control>) {
     let (r, mut w) = stream.into_split();
     let mut lines = BufReader::new(r).lines();
     let mut mail = Mail {
@@ -120,6 +167,14 @@ async fn session(stream: TcpStream, store: Arc<Mutex<Vec<Mail>>>) {
         let upper = line.to_ascii_uppercase();
         let answer: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
             b"250-sink\r\n250 8BITMIME\r\n"
+        } else if upper.starts_with("MAIL FROM:")
+            && control
+                .refuse
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            control.refused.fetch_add(1, Ordering::SeqCst);
+            b"421 4.3.2 try again later\r\n"
         } else if upper.starts_with("MAIL FROM:") {
             mail.from = address(&line["MAIL FROM:".len()..]);
             b"250 OK\r\n"
@@ -143,6 +198,12 @@ async fn session(stream: TcpStream, store: Arc<Mutex<Vec<Mail>>>) {
                 data.push(l.strip_prefix('.').map_or(l.clone(), str::to_owned));
             }
             mail.data = data.join("\r\n");
+            let mut stall = control.stall.subscribe();
+            if *stall.borrow_and_update() {
+                control.stalled.fetch_add(1, Ordering::SeqCst);
+                let _ = stall.wait_for(|held| !held).await;
+                control.stalled.fetch_sub(1, Ordering::SeqCst);
+            }
             store.lock().unwrap().push(mail.clone());
             mail.to.clear();
             b"250 OK queued\r\n"
