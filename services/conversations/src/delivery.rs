@@ -1,5 +1,5 @@
 //! The delivery worker: hands outbound messages to their channel — email,
-//! built in — as their durable timers (`conversations.deliver`) come due.
+//! built in, or the inbox's connector — as their durable timers (`conversations.deliver`) come due.
 //!
 //! Claim, send, record, as the webhooks service delivers: a firing only
 //! claims the hand-over, in the timer's short transaction (one more
@@ -26,6 +26,7 @@ use tokio::{
 };
 
 use crate::{
+    connector::Connectors,
     domain::{
         Channel, ConversationId, DeliveryState, DomainEvent, MessageId, Tenant,
         delivery::{self as rules, Outcome},
@@ -62,6 +63,7 @@ struct Inner {
     db: Db,
     clock: Arc<dyn Clock>,
     mailer: Option<Mailer>,
+    connectors: Connectors,
     profiles: Profiles,
     encode: Encode<DomainEvent>,
     wake: Wake,
@@ -76,13 +78,15 @@ impl std::fmt::Debug for Deliverer {
 
 impl Deliverer {
     /// A deliverer over `db`, sending email through `mailer` (none: email
-    /// waits, retried, until a relay is configured), asking `profiles` for
+    /// waits, retried, until a relay is configured) and other channels'
+    /// messages through their inboxes' `connectors`, asking `profiles` for
     /// addresses and contact policies, writing DeliveryChanged events as
     /// `encode` makes them.
     pub fn new(
         db: Db,
         clock: Arc<dyn Clock>,
         mailer: Option<Mailer>,
+        connectors: Connectors,
         profiles: Profiles,
         encode: Encode<DomainEvent>,
         wake: Wake,
@@ -92,6 +96,7 @@ impl Deliverer {
                 db,
                 clock,
                 mailer,
+                connectors,
                 profiles,
                 encode,
                 wake,
@@ -229,7 +234,18 @@ impl Deliverer {
                     Err(SendError::Transient(why)) => Outcome::Retry(why),
                 }
             }
-            other => Outcome::Retry(format!("no connector for {}", other.as_str())),
+            other => {
+                let Some(to) = address else {
+                    return Outcome::Failed(format!(
+                        "the customer has no {} address",
+                        other.as_str()
+                    ));
+                };
+                self.inner
+                    .connectors
+                    .send(out, &to, self.inner.clock.now())
+                    .await
+            }
         }
     }
 

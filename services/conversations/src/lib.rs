@@ -6,12 +6,14 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod connector;
 mod delivery;
 mod domain;
 mod email;
 mod profiles;
 mod storage;
 
+pub use connector::ConnectorConfig;
 pub use email::EmailConfig;
 
 use std::{future::Future, net::SocketAddr};
@@ -65,6 +67,8 @@ pub struct Config {
     pub profiles: PeerConfig,
     /// Outbound email (SMTP submission).
     pub email: EmailConfig,
+    /// Channel connectors (outbound messages of other channels).
+    pub connectors: ConnectorConfig,
 }
 
 impl Default for Config {
@@ -84,6 +88,7 @@ impl Default for Config {
                 ..PeerConfig::default()
             },
             email: EmailConfig::default(),
+            connectors: ConnectorConfig::default(),
         }
     }
 }
@@ -151,6 +156,7 @@ pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<ConversationsSe
         db.clone(),
         std::sync::Arc::new(domain::SystemClock),
         mailer,
+        connector::Connectors::new(&config.connectors),
         profiles::Profiles::new(peer.clone()),
         api::events::encode,
         wake.clone(),

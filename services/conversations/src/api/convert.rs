@@ -189,6 +189,12 @@ pub fn inbox_to_pb(i: &Inbox) -> pb::Inbox {
         expected_reply_time: secs(i.expected_reply_secs),
         business_calendar: i.business_calendar.clone(),
         connector: i.connector.clone(),
+        // Never the secret: only its hint.
+        delivery_connector: i.delivery_connector.as_ref().map(|c| pb::ChannelConnector {
+            url: c.url.clone(),
+            signing_secret: String::new(),
+            signing_secret_hint: c.secret.as_ref().map(|s| s.hint()).unwrap_or_default(),
+        }),
         etag: i.etag(),
         create_time: Some(ts(i.create_time)),
         update_time: Some(ts(i.update_time)),

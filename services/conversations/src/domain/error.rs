@@ -51,6 +51,9 @@ pub enum Error {
     /// The customer's contact policy refuses the message (why, as profiles
     /// says it).
     ContactNotPermitted(String),
+    /// The message (its name) has no delivery to report on: it is inbound,
+    /// an internal note or a logged call.
+    NoDelivery(String),
     /// The etag sent does not match the current one.
     EtagMismatch,
     /// Concurrent changes kept winning; the caller may retry.
@@ -80,6 +83,7 @@ impl fmt::Display for Error {
             Error::InUse(name, by) => write!(f, "{name} is used by {by}"),
             Error::NotAnAgent(_) => f.write_str("the caller is no agent"),
             Error::ContactNotPermitted(why) => write!(f, "contact not permitted: {why}"),
+            Error::NoDelivery(name) => write!(f, "{name} has no delivery"),
             Error::EtagMismatch => f.write_str("etag mismatch"),
             Error::Conflict => f.write_str("concurrent modification"),
             Error::RequestIdReused => f.write_str("request id reused"),

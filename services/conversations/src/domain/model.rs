@@ -90,6 +90,9 @@ pub struct Inbox {
     pub business_calendar: String,
     /// `connectors/{…}` or empty (outbound delivery).
     pub connector: String,
+    /// Where outbound messages of a non-email inbox are handed over.
+    #[serde(default)]
+    pub delivery_connector: Option<Connector>,
     /// Created.
     pub create_time: DateTime<Utc>,
     /// Last changed.
@@ -103,6 +106,17 @@ impl Inbox {
     pub fn etag(&self) -> String {
         format!("\"{}\"", self.version)
     }
+}
+
+/// A channel connector: outbound messages are POSTed to its URL, signed
+/// with its secret (Standard Webhooks, as the webhooks service signs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connector {
+    /// Where to.
+    pub url: String,
+    /// The signing secret; `None` in an update that keeps the current one.
+    /// Its `Debug` never shows it.
+    pub secret: Option<rapport_kit::webhook::SigningSecret>,
 }
 
 /// Where a conversation stands.

@@ -50,6 +50,17 @@ pub fn check_inbox(inbox: &Inbox, prefix: &str, v: &mut rapport_usecase::Violati
     if !(0..=MAX_REOPEN_WINDOW_SECS).contains(&inbox.expected_reply_secs) {
         v.add(f("expected_reply_time"), "must be between 0 and 365 days");
     }
+    if let Some(connector) = &inbox.delivery_connector {
+        if inbox.channel == Channel::Email {
+            v.add(
+                f("delivery_connector"),
+                "email inboxes send over SMTP: a connector is for other channels",
+            );
+        }
+        if connector.secret.is_none() {
+            v.add(f("delivery_connector.signing_secret"), "is required");
+        }
+    }
     if let Some(ack) = &inbox.auto_ack {
         if ack.enabled && ack.body.trim().is_empty() {
             v.add(
@@ -574,6 +585,7 @@ mod tests {
             expected_reply_secs: 0,
             business_calendar: String::new(),
             connector: String::new(),
+            delivery_connector: None,
             create_time: t(0),
             update_time: t(0),
             version: 1,

@@ -57,6 +57,12 @@ pub fn conversations_config(testdb: &TestDb, profiles: SocketAddr, service_key: 
             endpoint: format!("http://{profiles}"),
             ..Default::default()
         },
+        // The tests' connectors listen on http://127.0.0.1.
+        connectors: rapport_conversations::ConnectorConfig {
+            allow_http: true,
+            allow_private_addresses: true,
+            timeout_ms: 5_000,
+        },
         ..Default::default()
     }
 }

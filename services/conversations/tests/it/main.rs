@@ -6,6 +6,7 @@ mod harness;
 mod smtp;
 
 mod calendars;
+mod connectors;
 mod delivery;
 mod directory;
 mod erasure;
