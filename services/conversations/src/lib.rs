@@ -106,9 +106,52 @@ pub struct ConversationsServer {
 }
 
 /// The consumers this service runs, with their handlers (for `rapport
-/// events dead-letters`): the erasure of a customer's data.
+/// events dead-letters`): the erasure of a customer's data, and the merge
+/// of two customers.
 pub fn event_handlers() -> Vec<(&'static str, rapport_events::consume::Handler)> {
-    vec![(ERASURE_CONSUMER, erasure_handler())]
+    vec![
+        (ERASURE_CONSUMER, erasure_handler()),
+        (MERGE_CONSUMER, merge_handler()),
+    ]
+}
+
+/// The consumer of profiles' merges: the merged-away customer's
+/// conversations and messages are re-pointed to the survivor.
+pub const MERGE_CONSUMER: &str = "conversations.merges";
+
+fn merge_subscription() -> rapport_events::consume::Subscription {
+    rapport_events::consume::Subscription {
+        consumer: MERGE_CONSUMER.to_owned(),
+        service: "profiles".to_owned(),
+        filter: "rapport.profiles.CustomersMerged".to_owned(),
+        options: rapport_events::ConsumerOptions::default(),
+    }
+}
+
+fn merge_handler() -> rapport_events::consume::Handler {
+    use prost::{Message as _, Name as _};
+    use rapport_events::consume::HandlerError;
+    use rapport_proto::profiles::CustomersMerged;
+    std::sync::Arc::new(|txn, envelope| {
+        Box::pin(async move {
+            let merged = envelope
+                .payload
+                .as_ref()
+                .filter(|p| p.type_url == CustomersMerged::type_url())
+                .and_then(|p| CustomersMerged::decode(p.value.as_slice()).ok())
+                .ok_or_else(|| {
+                    HandlerError::Reject(format!("not a CustomersMerged: {}", envelope.r#type))
+                })?;
+            let id = |name: &str| {
+                name.strip_prefix("customers/")
+                    .filter(|id| !id.is_empty())
+                    .map(str::to_owned)
+                    .ok_or_else(|| HandlerError::Reject(format!("customer {name:?}")))
+            };
+            let (from, to) = (id(&merged.merged)?, id(&merged.survivor)?);
+            storage::merge::repoint(txn, &envelope.tenant, &from, &to).await
+        })
+    })
 }
 
 /// The consumer of profiles' erasures (`rapport_events::erasure`).
@@ -216,6 +259,12 @@ impl ConversationsServer {
             rapport_events::erasure::subscription(EVENTS_NAME),
             erasure_handler(),
         );
+        let merges = rapport_events::consume::spawn(
+            self.db.clone(),
+            self.bus.clone(),
+            merge_subscription(),
+            merge_handler(),
+        );
         // Due deliveries are looked for every second (and at once again
         // after a pass that fired any).
         let deliveries = self.deliveries.spawn(std::time::Duration::from_secs(1));
@@ -225,7 +274,7 @@ impl ConversationsServer {
             self.bus,
             EVENTS_NAME,
             self.outbox_retention,
-            vec![erasure, deliveries],
+            vec![erasure, merges, deliveries],
             shutdown,
         )
         .await

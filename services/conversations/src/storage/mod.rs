@@ -11,6 +11,7 @@
 pub mod delivery;
 mod entities;
 pub(crate) mod erasure;
+pub(crate) mod merge;
 mod read;
 mod rows;
 mod write;

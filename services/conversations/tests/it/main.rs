@@ -12,6 +12,7 @@ mod directory;
 mod erasure;
 mod inbound_email;
 mod inboxes;
+mod merges;
 mod messages;
 mod outbound_email;
 mod receive;
