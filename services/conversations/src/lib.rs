@@ -112,7 +112,61 @@ pub fn event_handlers() -> Vec<(&'static str, rapport_events::consume::Handler)>
     vec![
         (ERASURE_CONSUMER, erasure_handler()),
         (MERGE_CONSUMER, merge_handler()),
+        (CONSENT_CONSUMER, consent_handler()),
     ]
+}
+
+/// The consumer of profiles' consent changes: when consent is withdrawn,
+/// the customer's deliveries waiting for quiet hours to end are made due
+/// now, and the delivery worker — which asks the contact policy again for
+/// every proactive message it hands over — cancels those it now refuses.
+pub const CONSENT_CONSUMER: &str = "conversations.consent";
+
+fn consent_subscription() -> rapport_events::consume::Subscription {
+    rapport_events::consume::Subscription {
+        consumer: CONSENT_CONSUMER.to_owned(),
+        service: "profiles".to_owned(),
+        filter: "rapport.profiles.ConsentChanged".to_owned(),
+        options: rapport_events::ConsumerOptions::default(),
+    }
+}
+
+fn consent_handler() -> rapport_events::consume::Handler {
+    use prost::{Message as _, Name as _};
+    use rapport_events::consume::HandlerError;
+    use rapport_proto::profiles::{ConsentChanged, ConsentStatus};
+    std::sync::Arc::new(|txn, envelope| {
+        Box::pin(async move {
+            let changed = envelope
+                .payload
+                .as_ref()
+                .filter(|p| p.type_url == ConsentChanged::type_url())
+                .and_then(|p| ConsentChanged::decode(p.value.as_slice()).ok())
+                .ok_or_else(|| {
+                    HandlerError::Reject(format!("not a ConsentChanged: {}", envelope.r#type))
+                })?;
+            if changed.status == ConsentStatus::Granted as i32 {
+                // Nothing waiting can be refused for it.
+                return Ok(());
+            }
+            let customer = changed
+                .customer
+                .strip_prefix("customers/")
+                .and_then(|id| uuid::Uuid::parse_str(id).ok())
+                .map(domain::CustomerId)
+                .ok_or_else(|| HandlerError::Reject(format!("customer {:?}", changed.customer)))?;
+            let tenant = domain::Tenant::parse(&envelope.tenant)
+                .map_err(|why| HandlerError::Reject(format!("the event's tenant {why}")))?;
+            // An unknown channel: every waiting delivery is asked about.
+            let channel = api::convert::channel_from_pb(changed.channel)
+                .ok()
+                .flatten();
+            storage::delivery::recheck_waiting(txn, &tenant, customer, channel, chrono::Utc::now())
+                .await
+                .map(drop)
+                .map_err(|e| HandlerError::Retry(e.to_string()))
+        })
+    })
 }
 
 /// The consumer of profiles' merges: the merged-away customer's
@@ -265,6 +319,12 @@ impl ConversationsServer {
             merge_subscription(),
             merge_handler(),
         );
+        let consent = rapport_events::consume::spawn(
+            self.db.clone(),
+            self.bus.clone(),
+            consent_subscription(),
+            consent_handler(),
+        );
         // Due deliveries are looked for every second (and at once again
         // after a pass that fired any).
         let deliveries = self.deliveries.spawn(std::time::Duration::from_secs(1));
@@ -274,7 +334,7 @@ impl ConversationsServer {
             self.bus,
             EVENTS_NAME,
             self.outbox_retention,
-            vec![erasure, merges, deliveries],
+            vec![erasure, merges, consent, deliveries],
             shutdown,
         )
         .await

@@ -266,3 +266,62 @@ async fn set_delivery_if<C: ConnectionTrait>(
         .map_err(db_err)?;
     Ok(updated.rows_affected == 1)
 }
+
+/// Makes every delivery of `customer` on `channel` (any, when `None`)
+/// that waits for a later time (quiet hours) due at `now`, so that the
+/// worker asks the contact policy again at once — after consent was
+/// withdrawn, a message it now refuses is cancelled promptly instead of
+/// sent later; one still allowed is deferred again. The number made due.
+pub async fn recheck_waiting(
+    txn: &DatabaseTransaction,
+    tenant: &Tenant,
+    customer: CustomerId,
+    channel: Option<Channel>,
+    now: DateTime<Utc>,
+) -> Result<usize, Error> {
+    use timers::entity::{Column as T, Entity as Timers};
+    let waiting = Timers::find()
+        .filter(T::Tenant.eq(tenant.as_str()))
+        .filter(T::Kind.eq(DELIVER))
+        .filter(T::DueTime.gt(rapport_store::micros(now)))
+        .all(txn)
+        .await
+        .map_err(db_err)?;
+    let mut made_due = 0;
+    for timer in waiting {
+        let Some((conversation, message)) = parse_payload(&timer.payload) else {
+            continue;
+        };
+        let Some(row) = messages::Entity::find_by_id((tenant.to_string(), message.to_string()))
+            .filter(messages::Column::Customer.eq(customer.to_string()))
+            .one(txn)
+            .await
+            .map_err(db_err)?
+        else {
+            continue;
+        };
+        let m = to_message(row)?;
+        let waits = m
+            .delivery
+            .as_ref()
+            .is_some_and(|d| d.state == DeliveryState::Scheduled);
+        if !waits || channel.is_some_and(|c| c != m.channel) {
+            continue;
+        }
+        timers::schedule(
+            txn,
+            &delivery_timer(
+                tenant,
+                &DeliveryDue {
+                    conversation,
+                    message,
+                    due: now,
+                },
+            ),
+        )
+        .await
+        .map_err(db_err)?;
+        made_due += 1;
+    }
+    Ok(made_due)
+}

@@ -7,6 +7,7 @@ mod smtp;
 
 mod calendars;
 mod connectors;
+mod consent;
 mod delivery;
 mod directory;
 mod erasure;
