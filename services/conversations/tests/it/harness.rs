@@ -74,6 +74,28 @@ pub async fn start() -> Harness {
 
 /// [`start`]; `trusted`: whether profiles lists conversations' public key.
 pub async fn start_trusting(trusted: bool) -> Harness {
+    let smtp = crate::smtp::Sink::start().await;
+    start_custom(trusted, smtp, |url| rapport_conversations::EmailConfig {
+        smtp_url: url,
+        ..Default::default()
+    })
+    .await
+}
+
+/// [`start`] submitting email to `smtp` as `email` says, given the
+/// sink's plain `smtp://` URL.
+pub async fn start_with_relay(
+    smtp: crate::smtp::Sink,
+    email: impl FnOnce(String) -> rapport_conversations::EmailConfig,
+) -> Harness {
+    start_custom(true, smtp, email).await
+}
+
+async fn start_custom(
+    trusted: bool,
+    smtp: crate::smtp::Sink,
+    email: impl FnOnce(String) -> rapport_conversations::EmailConfig,
+) -> Harness {
     let key = rapport_kit::AssertionSigner::generate_seed();
     let public = rapport_kit::AssertionSigner::from_base64(&key)
         .expect("a generated seed")
@@ -108,9 +130,8 @@ pub async fn start_trusting(trusted: bool) -> Harness {
     let profiles_running = Running::start(move |shutdown| profiles.serve(shutdown));
 
     let testdb = TestDb::fresh().await.expect("creating the test database");
-    let smtp = crate::smtp::Sink::start().await;
     let mut config = conversations_config(&testdb, profiles_addr, &key);
-    config.email.smtp_url = smtp.url();
+    config.email = email(smtp.url());
     let service = rapport_conversations::build(&config, &bus)
         .await
         .unwrap_or_else(|e| panic!("building conversations on {}: {e:#}", testdb.backend_name()));

@@ -29,6 +29,8 @@ pub struct Mail {
     pub to: Vec<String>,
     /// The message, headers and body, dot-unstuffed, CRLF line ends.
     pub data: String,
+    /// The user the session authenticated as, if it did.
+    pub user: Option<String>,
 }
 
 impl Mail {
@@ -54,6 +56,9 @@ struct Control {
     stall: tokio::sync::watch::Sender<bool>,
     /// Messages held unanswered now.
     stalled: AtomicUsize,
+    /// The one `(user, password)` accepted, when the sink asks for AUTH
+    /// (PLAIN or LOGIN, RFC 4954) before MAIL FROM.
+    credentials: Option<(String, String)>,
 }
 
 /// A running sink.
@@ -74,12 +79,25 @@ impl Drop for Sink {
 impl Sink {
     /// Starts a sink on a free port.
     pub async fn start() -> Sink {
+        Self::start_with(None).await
+    }
+
+    /// Starts a sink that takes mail only after AUTH as `user` with
+    /// `password`.
+    pub async fn requiring(user: &str, password: &str) -> Sink {
+        Self::start_with(Some((user.to_owned(), password.to_owned()))).await
+    }
+
+    async fn start_with(credentials: Option<(String, String)>) -> Sink {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding the sink");
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
-        let control = Arc::new(Control::default());
+        let control = Arc::new(Control {
+            credentials,
+            ..Control::default()
+        });
         let (store, ctl) = (received.clone(), control.clone());
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -159,6 +177,14 @@ async fn session(stream: TcpStream, store: Arc<Mutex<Vec<Mail>>>, control: Arc<C
         from: String::new(),
         to: Vec::new(),
         data: String::new(),
+        user: None,
+    };
+    let b64 = |s: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(s.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
     };
     if w.write_all(b"220 sink ESMTP\r\n").await.is_err() {
         return;
@@ -166,7 +192,47 @@ async fn session(stream: TcpStream, store: Arc<Mutex<Vec<Mail>>>, control: Arc<C
     while let Ok(Some(line)) = lines.next_line().await {
         let upper = line.to_ascii_uppercase();
         let answer: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-            b"250-sink\r\n250 8BITMIME\r\n"
+            if control.credentials.is_some() {
+                b"250-sink\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n"
+            } else {
+                b"250-sink\r\n250 8BITMIME\r\n"
+            }
+        } else if upper.starts_with("AUTH ") && control.credentials.is_some() {
+            let mut ask = async |prompt: &[u8]| {
+                w.write_all(prompt).await.ok()?;
+                lines.next_line().await.ok().flatten()
+            };
+            let rest = line[5..].trim();
+            let given = if rest.to_ascii_uppercase().starts_with("PLAIN") {
+                let initial = rest[5..].trim().to_owned();
+                let response = if initial.is_empty() {
+                    ask(b"334 \r\n").await.unwrap_or_default()
+                } else {
+                    initial
+                };
+                // authzid NUL authcid NUL passwd
+                b64(&response).and_then(|s| {
+                    let mut parts = s.split('\0').skip(1);
+                    Some((parts.next()?.to_owned(), parts.next()?.to_owned()))
+                })
+            } else if rest.eq_ignore_ascii_case("LOGIN") {
+                let user = ask(b"334 VXNlcm5hbWU6\r\n").await.and_then(|u| b64(&u));
+                let pass = ask(b"334 UGFzc3dvcmQ6\r\n").await.and_then(|p| b64(&p));
+                user.zip(pass)
+            } else {
+                None
+            };
+            if given.is_some() && given == control.credentials {
+                mail.user = given.map(|(u, _)| u);
+                b"235 2.7.0 authenticated\r\n"
+            } else {
+                b"535 5.7.8 authentication credentials invalid\r\n"
+            }
+        } else if upper.starts_with("MAIL FROM:")
+            && control.credentials.is_some()
+            && mail.user.is_none()
+        {
+            b"530 5.7.0 authentication required\r\n"
         } else if upper.starts_with("MAIL FROM:")
             && control
                 .refuse
