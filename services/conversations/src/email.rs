@@ -80,8 +80,10 @@ impl Mailer {
         };
         let mut username = decode(url.username())?;
         let mut password = decode(url.password().unwrap_or_default())?;
-        url.set_username("").map_err(|()| bad("cannot hold a user"))?;
-        url.set_password(None).map_err(|()| bad("cannot hold a password"))?;
+        url.set_username("")
+            .map_err(|()| bad("cannot hold a user"))?;
+        url.set_password(None)
+            .map_err(|()| bad("cannot hold a password"))?;
         if !config.smtp_username.is_empty() {
             username = config.smtp_username.clone();
         }

@@ -167,9 +167,14 @@ async fn through_relay(
 ) -> (Harness, pb::Message) {
     let h = start_with_relay(smtp, email).await;
     let (_, c) = conversation(&h, "ada@example.com").await;
-    let m = send(&h, TENANT, GRACE, reply(&c.name, "Authenticated", pb::Visibility::Public))
-        .await
-        .unwrap();
+    let m = send(
+        &h,
+        TENANT,
+        GRACE,
+        reply(&c.name, "Authenticated", pb::Visibility::Public),
+    )
+    .await
+    .unwrap();
     let m = delivered(&h, &m.name).await;
     (h, m)
 }
@@ -177,13 +182,14 @@ async fn through_relay(
 #[tokio::test]
 async fn a_relay_asking_for_authentication_gets_the_configured_credentials() {
     let password = "s3cret pass/:@";
-    let (h, m) = through_relay(crate::smtp::Sink::requiring("rapport", password).await, |url| {
-        rapport_conversations::EmailConfig {
+    let (h, m) = through_relay(
+        crate::smtp::Sink::requiring("rapport", password).await,
+        |url| rapport_conversations::EmailConfig {
             smtp_url: url,
             smtp_username: "rapport".into(),
             smtp_password: password.into(),
-        }
-    })
+        },
+    )
     .await;
     let sent = m.delivery.clone().unwrap();
     assert_eq!(sent.state, pb::DeliveryState::Sent as i32, "{sent:?}");
@@ -191,15 +197,13 @@ async fn a_relay_asking_for_authentication_gets_the_configured_credentials() {
     assert_eq!(mail.user.as_deref(), Some("rapport"));
 
     // The credentials may ride in the URL instead, percent-encoded.
-    let (h, m) = through_relay(crate::smtp::Sink::requiring("rapport", password).await, |url| {
-        rapport_conversations::EmailConfig {
-            smtp_url: url.replace(
-                "smtp://",
-                "smtp://rapport:s3cret%20pass%2F%3A%40@",
-            ),
+    let (h, m) = through_relay(
+        crate::smtp::Sink::requiring("rapport", password).await,
+        |url| rapport_conversations::EmailConfig {
+            smtp_url: url.replace("smtp://", "smtp://rapport:s3cret%20pass%2F%3A%40@"),
             ..Default::default()
-        }
-    })
+        },
+    )
     .await;
     assert_eq!(m.delivery.unwrap().state, pb::DeliveryState::Sent as i32);
     let mail = h.smtp.wait_for("Message-ID", &m.external_id).await;
@@ -208,13 +212,14 @@ async fn a_relay_asking_for_authentication_gets_the_configured_credentials() {
 
 #[tokio::test]
 async fn a_wrong_password_fails_the_message_without_showing_it() {
-    let (h, m) = through_relay(crate::smtp::Sink::requiring("rapport", "right").await, |url| {
-        rapport_conversations::EmailConfig {
+    let (h, m) = through_relay(
+        crate::smtp::Sink::requiring("rapport", "right").await,
+        |url| rapport_conversations::EmailConfig {
             smtp_url: url,
             smtp_username: "rapport".into(),
             smtp_password: "wr0ng-Passw0rd".into(),
-        }
-    })
+        },
+    )
     .await;
     let failed = m.delivery.unwrap();
     assert_eq!(failed.state, pb::DeliveryState::Failed as i32, "{failed:?}");
