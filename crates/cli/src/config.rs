@@ -118,7 +118,8 @@ fn secret_keys(value: &serde_json::Value) -> Vec<String> {
 }
 
 /// The configuration as JSON with secrets and database passwords redacted
-/// (secrets redact themselves; database URLs of every section here).
+/// (secrets redact themselves; database and SMTP URLs of every section
+/// here).
 pub fn dump(config: &RapportConfig) -> anyhow::Result<String> {
     let mut value = serde_json::to_value(config).context("serializing configuration")?;
     if let serde_json::Value::Object(sections) = &mut value {
@@ -126,6 +127,13 @@ pub fn dump(config: &RapportConfig) -> anyhow::Result<String> {
             let url = &mut section["database"]["url"];
             if let Some(s) = url.as_str() {
                 *url = serde_json::Value::String(rapport_store::db::redact_url(s));
+            }
+            // An SMTP relay's URL may carry its password too.
+            if let Some(email) = section.get_mut("email") {
+                let url = &mut email["smtp_url"];
+                if let Some(s) = url.as_str() {
+                    *url = serde_json::Value::String(rapport_store::db::redact_url(s));
+                }
             }
         }
     }

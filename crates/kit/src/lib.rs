@@ -16,6 +16,7 @@ pub mod page;
 pub mod peer;
 pub mod secret;
 pub mod server;
+pub mod webhook;
 
 pub use assertion::{AssertionSigner, AssertionVerifier};
 pub use context::{RequestContext, Tenant, TenantGuard};

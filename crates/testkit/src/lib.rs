@@ -8,6 +8,7 @@
 //! service's `Config`) lives with that service's tests.
 #![forbid(unsafe_code)]
 
+pub mod receiver;
 pub mod smtp;
 pub mod status;
 pub mod store;

@@ -17,13 +17,19 @@ use crate::storage::delivery::Outgoing;
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmailConfig {
-    /// The SMTP relay outbound email is submitted to: `smtp://host:port`
-    /// (plain, for a local sink in dev). Empty: email is not sent; public
+    /// The SMTP relay outbound email is submitted to, in lettre's URL
+    /// forms: `smtps://host[:465]` (implicit TLS),
+    /// `smtp://host[:587]?tls=required` (STARTTLS, refused without it),
+    /// `smtp://host:port` (plain: a local sink in development). Certificates
+    /// are checked against the webpki roots. It may carry
+    /// `user:password@`, but prefer `smtp_username` and `smtp_password`;
+    /// its password is never printed. Empty: email is not sent; public
     /// email messages wait SCHEDULED until it is set.
     pub smtp_url: String,
-    /// The relay's user name, when it asks for one.
+    /// The relay's user name, when it asks for one (overrides the URL's).
     pub smtp_username: String,
-    /// The relay's password. Secret: only from the environment.
+    /// The relay's password (overrides the URL's). Secret: only from the
+    /// environment (`RAPPORT_CONVERSATIONS__EMAIL__SMTP_PASSWORD`).
     pub smtp_password: Secret,
 }
 
@@ -50,28 +56,44 @@ impl std::fmt::Debug for Mailer {
 
 impl Mailer {
     /// The mailer of `config`; `Ok(None)` when no relay is configured.
+    /// Errors never quote the URL (it may hold a password).
     pub fn new(config: &EmailConfig) -> anyhow::Result<Option<Self>> {
         if config.smtp_url.is_empty() {
             return Ok(None);
         }
-        let (host, port) = config
-            .smtp_url
-            .strip_prefix("smtp://")
-            .and_then(|rest| rest.trim_end_matches('/').rsplit_once(':'))
-            .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
-            .filter(|(h, _)| !h.is_empty())
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "conversations.email.smtp_url: must be smtp://host:port (TLS submission is not built yet)"
-                )
-            })?;
-        // Plain SMTP: a relay on the host or in the cluster.
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).port(port);
+        let bad = |why: &str| {
+            anyhow::anyhow!(
+                "conversations.email.smtp_url: {why} (smtps://host[:port], smtp://host[:port]?tls=required, or smtp://host:port)"
+            )
+        };
+        let mut url = url::Url::parse(&config.smtp_url).map_err(|_| bad("is not a URL"))?;
+        if !matches!(url.scheme(), "smtp" | "smtps") || url.host_str().is_none_or(str::is_empty) {
+            return Err(bad("must be smtp:// or smtps:// with a host"));
+        }
+        // The credentials are set apart: lettre never sees them in a URL
+        // it might quote in an error.
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|s| s.into_owned())
+                .map_err(|_| bad("its user or password is not UTF-8"))
+        };
+        let mut username = decode(url.username())?;
+        let mut password = decode(url.password().unwrap_or_default())?;
+        url.set_username("")
+            .map_err(|()| bad("cannot hold a user"))?;
+        url.set_password(None)
+            .map_err(|()| bad("cannot hold a password"))?;
+        if !config.smtp_username.is_empty() {
+            username = config.smtp_username.clone();
+        }
         if !config.smtp_password.is_empty() {
-            builder = builder.credentials(Credentials::new(
-                config.smtp_username.clone(),
-                config.smtp_password.expose().to_owned(),
-            ));
+            password = config.smtp_password.expose().to_owned();
+        }
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.as_str())
+            .map_err(|e| bad(&e.to_string()))?;
+        if !password.is_empty() {
+            builder = builder.credentials(Credentials::new(username, password));
         }
         Ok(Some(Self {
             transport: builder.build(),
@@ -130,4 +152,44 @@ fn compose(out: &Outgoing, to: &str) -> Result<lettre::Message, String> {
         ))
     };
     built.map_err(|e| format!("composing the email: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str) -> EmailConfig {
+        EmailConfig {
+            smtp_url: url.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn relays_over_tls_starttls_or_plain_are_accepted() {
+        for url in [
+            "smtps://smtp.example.com",
+            "smtps://user:pw@smtp.example.com:465",
+            "smtp://smtp.example.com:587?tls=required",
+            "smtp://smtp.example.com:587?tls=opportunistic",
+            "smtp://127.0.0.1:2525",
+        ] {
+            assert!(Mailer::new(&config(url)).unwrap().is_some(), "{url}");
+        }
+        assert!(Mailer::new(&config("")).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_bad_relay_url_is_refused_without_showing_its_password() {
+        for url in [
+            "http://user:hunter2@smtp.example.com",
+            "smtp://user:hunter2@smtp.example.com?tls=sometimes",
+            "smtps://user:hunter2@",
+            "user:hunter2@smtp.example.com",
+        ] {
+            let e = format!("{:#}", Mailer::new(&config(url)).unwrap_err());
+            assert!(!e.contains("hunter2"), "{e}");
+            assert!(e.contains("smtp_url"), "{e}");
+        }
+    }
 }

@@ -6,12 +6,14 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod connector;
 mod delivery;
 mod domain;
 mod email;
 mod profiles;
 mod storage;
 
+pub use connector::ConnectorConfig;
 pub use email::EmailConfig;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
@@ -69,6 +71,8 @@ pub struct Config {
     /// IANA zone of "today" for agents without a business calendar (the
     /// "due today" promise list).
     pub default_time_zone: String,
+    /// Channel connectors (outbound messages of other channels).
+    pub connectors: ConnectorConfig,
 }
 
 impl Default for Config {
@@ -89,6 +93,7 @@ impl Default for Config {
             },
             email: EmailConfig::default(),
             default_time_zone: "UTC".to_owned(),
+            connectors: ConnectorConfig::default(),
         }
     }
 }
@@ -102,7 +107,7 @@ pub struct ConversationsServer {
     bus: Bus,
     wake: Wake,
     outbox_retention: std::time::Duration,
-    deliveries: delivery::Deliveries,
+    deliveries: delivery::Deliverer,
     clock: TimerClock,
 }
 
@@ -117,9 +122,106 @@ impl std::fmt::Debug for TimerClock {
 }
 
 /// The consumers this service runs, with their handlers (for `rapport
-/// events dead-letters`): the erasure of a customer's data.
+/// events dead-letters`): the erasure of a customer's data, and the merge
+/// of two customers.
 pub fn event_handlers() -> Vec<(&'static str, rapport_events::consume::Handler)> {
-    vec![(ERASURE_CONSUMER, erasure_handler())]
+    vec![
+        (ERASURE_CONSUMER, erasure_handler()),
+        (MERGE_CONSUMER, merge_handler()),
+        (CONSENT_CONSUMER, consent_handler()),
+    ]
+}
+
+/// The consumer of profiles' consent changes: when consent is withdrawn,
+/// the customer's deliveries waiting for quiet hours to end are made due
+/// now, and the delivery worker — which asks the contact policy again for
+/// every proactive message it hands over — cancels those it now refuses.
+pub const CONSENT_CONSUMER: &str = "conversations.consent";
+
+fn consent_subscription() -> rapport_events::consume::Subscription {
+    rapport_events::consume::Subscription {
+        consumer: CONSENT_CONSUMER.to_owned(),
+        service: "profiles".to_owned(),
+        filter: "rapport.profiles.ConsentChanged".to_owned(),
+        options: rapport_events::ConsumerOptions::default(),
+    }
+}
+
+fn consent_handler() -> rapport_events::consume::Handler {
+    use prost::{Message as _, Name as _};
+    use rapport_events::consume::HandlerError;
+    use rapport_proto::profiles::{ConsentChanged, ConsentStatus};
+    std::sync::Arc::new(|txn, envelope| {
+        Box::pin(async move {
+            let changed = envelope
+                .payload
+                .as_ref()
+                .filter(|p| p.type_url == ConsentChanged::type_url())
+                .and_then(|p| ConsentChanged::decode(p.value.as_slice()).ok())
+                .ok_or_else(|| {
+                    HandlerError::Reject(format!("not a ConsentChanged: {}", envelope.r#type))
+                })?;
+            if changed.status == ConsentStatus::Granted as i32 {
+                // Nothing waiting can be refused for it.
+                return Ok(());
+            }
+            let customer = changed
+                .customer
+                .strip_prefix("customers/")
+                .and_then(|id| uuid::Uuid::parse_str(id).ok())
+                .map(domain::CustomerId)
+                .ok_or_else(|| HandlerError::Reject(format!("customer {:?}", changed.customer)))?;
+            let tenant = domain::Tenant::parse(&envelope.tenant)
+                .map_err(|why| HandlerError::Reject(format!("the event's tenant {why}")))?;
+            // An unknown channel: every waiting delivery is asked about.
+            let channel = api::convert::channel_from_pb(changed.channel)
+                .ok()
+                .flatten();
+            storage::delivery::recheck_waiting(txn, &tenant, customer, channel, chrono::Utc::now())
+                .await
+                .map(drop)
+                .map_err(|e| HandlerError::Retry(e.to_string()))
+        })
+    })
+}
+
+/// The consumer of profiles' merges: the merged-away customer's
+/// conversations and messages are re-pointed to the survivor.
+pub const MERGE_CONSUMER: &str = "conversations.merges";
+
+fn merge_subscription() -> rapport_events::consume::Subscription {
+    rapport_events::consume::Subscription {
+        consumer: MERGE_CONSUMER.to_owned(),
+        service: "profiles".to_owned(),
+        filter: "rapport.profiles.CustomersMerged".to_owned(),
+        options: rapport_events::ConsumerOptions::default(),
+    }
+}
+
+fn merge_handler() -> rapport_events::consume::Handler {
+    use prost::{Message as _, Name as _};
+    use rapport_events::consume::HandlerError;
+    use rapport_proto::profiles::CustomersMerged;
+    std::sync::Arc::new(|txn, envelope| {
+        Box::pin(async move {
+            let merged = envelope
+                .payload
+                .as_ref()
+                .filter(|p| p.type_url == CustomersMerged::type_url())
+                .and_then(|p| CustomersMerged::decode(p.value.as_slice()).ok())
+                .ok_or_else(|| {
+                    HandlerError::Reject(format!("not a CustomersMerged: {}", envelope.r#type))
+                })?;
+            let id = |name: &str| {
+                name.strip_prefix("customers/")
+                    .filter(|id| !id.is_empty())
+                    .map(str::to_owned)
+                    .ok_or_else(|| HandlerError::Reject(format!("customer {name:?}")))
+            };
+            let (from, to) = (id(&merged.merged)?, id(&merged.survivor)?);
+            storage::merge::repoint(txn, &envelope.tenant, &from, &to).await
+        })
+    })
 }
 
 /// The consumer of profiles' erasures (`rapport_events::erasure`).
@@ -174,7 +276,15 @@ pub async fn build_with(
     })
     .await?;
     let mailer = email::Mailer::new(&config.email)?;
-    let deliveries = delivery::timer_handler(mailer, profiles::Profiles::new(peer.clone()));
+    let deliveries = delivery::Deliverer::new(
+        db.clone(),
+        clock.clone(),
+        mailer,
+        connector::Connectors::new(&config.connectors),
+        profiles::Profiles::new(peer.clone()),
+        api::events::encode,
+        wake.clone(),
+    );
     let repo = storage::SqlRepository::new(db.clone(), api::events::encode, wake.clone());
     let service =
         domain::service::Conversations::new(repo, profiles::Profiles::new(peer), clock.clone())
@@ -229,15 +339,21 @@ impl ConversationsServer {
             rapport_events::erasure::subscription(EVENTS_NAME),
             erasure_handler(),
         );
-        // Due deliveries are looked for every second (and at once again
-        // after a full batch).
-        let deliveries = rapport_events::timers::spawn(
+        let merges = rapport_events::consume::spawn(
             self.db.clone(),
-            self.clock.0.clone(),
-            vec![storage::delivery::DELIVER.to_owned()],
-            self.deliveries.0,
-            std::time::Duration::from_secs(1),
+            self.bus.clone(),
+            merge_subscription(),
+            merge_handler(),
         );
+        let consent = rapport_events::consume::spawn(
+            self.db.clone(),
+            self.bus.clone(),
+            consent_subscription(),
+            consent_handler(),
+        );
+        // Due deliveries are looked for every second (and at once again
+        // after a pass that fired any).
+        let deliveries = self.deliveries.spawn(std::time::Duration::from_secs(1));
         // Promises break at their due time and remind their owners, pending
         // conversations are checked in with and auto-resolved: looked for
         // every second, like deliveries.
@@ -254,7 +370,7 @@ impl ConversationsServer {
             self.bus,
             EVENTS_NAME,
             self.outbox_retention,
-            vec![erasure, deliveries, automation],
+            vec![erasure, merges, consent, deliveries, automation],
             shutdown,
         )
         .await

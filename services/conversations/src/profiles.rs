@@ -43,32 +43,6 @@ impl Profiles {
     }
 }
 
-impl Profiles {
-    /// The customer's email address to send service messages to (their
-    /// primary one), or `None` when they have none.
-    pub async fn email_address(
-        &self,
-        tenant: &Tenant,
-        customer: CustomerId,
-    ) -> Result<Option<String>, Error> {
-        let request = self.peer.request(
-            tenant,
-            CHECK_CONTACT_POLICY,
-            pb::CheckContactPolicyRequest {
-                name: customer_name(customer),
-                channel: channel_to_pb(Channel::Email),
-                purpose: pb::ConsentPurpose::Service as i32,
-            },
-        );
-        let answer = ProfilesServiceClient::new(self.peer.channel())
-            .check_contact_policy(request)
-            .await
-            .map_err(failure)?
-            .into_inner();
-        Ok(Some(answer.address).filter(|a| !a.is_empty()))
-    }
-}
-
 impl Customers for Profiles {
     async fn resolve(
         &self,
@@ -124,42 +98,7 @@ impl Customers for Profiles {
         channel: Channel,
         purpose: Purpose,
     ) -> Result<Contact, Error> {
-        let purpose = match purpose {
-            Purpose::Service | Purpose::Acknowledgement => pb::ConsentPurpose::Service,
-            Purpose::Marketing => pb::ConsentPurpose::Marketing,
-            Purpose::Surveys => pb::ConsentPurpose::Surveys,
-            Purpose::Loyalty => pb::ConsentPurpose::Loyalty,
-        };
-        let request = self.peer.request(
-            tenant,
-            CHECK_CONTACT_POLICY,
-            pb::CheckContactPolicyRequest {
-                name: customer_name(customer),
-                channel: channel_to_pb(channel),
-                purpose: purpose as i32,
-            },
-        );
-        let answer = ProfilesServiceClient::new(self.peer.channel())
-            .check_contact_policy(request)
-            .await
-            .map_err(failure)?
-            .into_inner();
-        let reason =
-            pb::ContactRefusal::try_from(answer.reason).unwrap_or(pb::ContactRefusal::Unspecified);
-        Ok(match (answer.allowed, reason, answer.next_allowed_time) {
-            (true, _, _) => Contact::Allowed,
-            (false, pb::ContactRefusal::QuietHours, Some(t)) => {
-                Contact::Deferred(rapport_kit::convert::from_ts(&t).ok_or_else(|| {
-                    Error::Internal("profiles answered a bad next_allowed_time".into())
-                })?)
-            }
-            (false, reason, _) => Contact::Refused(
-                reason
-                    .as_str_name()
-                    .trim_start_matches("CONTACT_REFUSAL_")
-                    .to_owned(),
-            ),
-        })
+        Ok(self.check(tenant, customer, channel, purpose).await?.0)
     }
 
     async fn facts(&self, tenant: &Tenant, customer: CustomerId) -> Result<CustomerFacts, Error> {
@@ -183,5 +122,55 @@ impl Customers for Profiles {
             display_name: c.display_name,
             locale: c.locale,
         })
+    }
+}
+
+impl Profiles {
+    /// The customer's contact policy for `purpose` on `channel`, and their
+    /// address there (their primary one), if they have one.
+    pub async fn check(
+        &self,
+        tenant: &Tenant,
+        customer: CustomerId,
+        channel: Channel,
+        purpose: Purpose,
+    ) -> Result<(Contact, Option<String>), Error> {
+        let purpose = match purpose {
+            Purpose::Service | Purpose::Acknowledgement => pb::ConsentPurpose::Service,
+            Purpose::Marketing => pb::ConsentPurpose::Marketing,
+            Purpose::Surveys => pb::ConsentPurpose::Surveys,
+            Purpose::Loyalty => pb::ConsentPurpose::Loyalty,
+        };
+        let request = self.peer.request(
+            tenant,
+            CHECK_CONTACT_POLICY,
+            pb::CheckContactPolicyRequest {
+                name: customer_name(customer),
+                channel: channel_to_pb(channel),
+                purpose: purpose as i32,
+            },
+        );
+        let answer = ProfilesServiceClient::new(self.peer.channel())
+            .check_contact_policy(request)
+            .await
+            .map_err(failure)?
+            .into_inner();
+        let reason =
+            pb::ContactRefusal::try_from(answer.reason).unwrap_or(pb::ContactRefusal::Unspecified);
+        let contact = match (answer.allowed, reason, answer.next_allowed_time) {
+            (true, _, _) => Contact::Allowed,
+            (false, pb::ContactRefusal::QuietHours, Some(t)) => {
+                Contact::Deferred(rapport_kit::convert::from_ts(&t).ok_or_else(|| {
+                    Error::Internal("profiles answered a bad next_allowed_time".into())
+                })?)
+            }
+            (false, reason, _) => Contact::Refused(
+                reason
+                    .as_str_name()
+                    .trim_start_matches("CONTACT_REFUSAL_")
+                    .to_owned(),
+            ),
+        };
+        Ok((contact, Some(answer.address).filter(|a| !a.is_empty())))
     }
 }

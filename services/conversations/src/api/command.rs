@@ -1,5 +1,6 @@
 //! Requests → domain commands. Every bad field is reported with its path;
 //! nothing here decides a rule the domain owns.
+use rapport_kit::webhook::{SigningSecret, WebhookUrl};
 use rapport_proto::conversations as pb;
 use rapport_usecase::Violations;
 use uuid::Uuid;
@@ -9,7 +10,10 @@ use crate::domain::{
     model::*,
     repository::ConversationFilter,
     rules::{self, Action},
-    service::{ConversationUpdate, Inbound, InboxMask, NewConversation, Outbound, SenderIdentity},
+    service::{
+        ConversationUpdate, DeliveryReport, Inbound, InboxMask, NewConversation, Outbound,
+        ReportTarget, SenderIdentity,
+    },
 };
 
 /// The id in `name`, a `{collection}/{uuid}` resource name.
@@ -116,6 +120,23 @@ fn inbox(i: &pb::Inbox, update: bool, v: &mut Violations) -> Inbox {
                 .unwrap_or(0),
             check_in_text: i.check_in_text.trim().to_owned(),
         },
+        delivery_connector: i.delivery_connector.as_ref().map(|c| Connector {
+            url: v
+                .take(
+                    "inbox.delivery_connector.url",
+                    WebhookUrl::parse(c.url.trim(), true).map(String::from),
+                )
+                .unwrap_or_default(),
+            secret: (!c.signing_secret.is_empty())
+                .then(|| {
+                    v.take(
+                        "inbox.delivery_connector.signing_secret",
+                        SigningSecret::parse(&c.signing_secret)
+                            .map_err(|_| "must be `whsec_` and base64".to_owned()),
+                    )
+                })
+                .flatten(),
+        }),
         create_time: epoch,
         update_time: epoch,
         version: 0,
@@ -172,6 +193,7 @@ pub fn inbox_update(
             "pending_check_in_after" => set(&mut mask.pending_check_in_after),
             "auto_resolve_after" => set(&mut mask.auto_resolve_after),
             "check_in_text" => set(&mut mask.check_in_text),
+            "delivery_connector" => set(&mut mask.delivery_connector),
             _ => false,
         };
         if all {
@@ -189,6 +211,7 @@ pub fn inbox_update(
                 pending_check_in_after: true,
                 auto_resolve_after: true,
                 check_in_text: true,
+                delivery_connector: true,
             };
         }
         if !known {
@@ -687,5 +710,52 @@ pub fn render(
         locale: req.locale.clone(),
         channel,
         variables: req.variables.clone(),
+    })
+}
+
+/// ReportDelivery → the report.
+pub fn delivery_report(req: &pb::ReportDeliveryRequest) -> Result<DeliveryReport, Violations> {
+    use crate::domain::delivery::Report;
+    let mut v = Violations::default();
+    let inbox = v.take("inbox", id_in(&req.inbox, "inboxes")).map(InboxId);
+    let external_id = req.external_id.trim();
+    if external_id.chars().count() > rules::MAX_EXTERNAL_ID {
+        v.add("external_id", "is at most 500 characters");
+    }
+    let target = if !req.message.is_empty() {
+        message_id(&req.message, "message")
+            .map_err(|e| v.0.extend(e.0))
+            .ok()
+            .map(|(c, m)| ReportTarget::Message(c, m))
+    } else if !external_id.is_empty() {
+        Some(ReportTarget::External(external_id.to_owned()))
+    } else {
+        v.add(
+            "message",
+            "is required unless external_id names the message",
+        );
+        None
+    };
+    if req.failure_reason.chars().count() > 500 {
+        v.add("failure_reason", "is at most 500 characters");
+    }
+    let report = match pb::DeliveryState::try_from(req.state) {
+        Ok(pb::DeliveryState::Sent) => Some(Report::Sent),
+        Ok(pb::DeliveryState::Delivered) => Some(Report::Delivered),
+        Ok(pb::DeliveryState::Failed) => Some(Report::Failed(req.failure_reason.trim().to_owned())),
+        _ => {
+            v.add("state", "must be SENT, DELIVERED or FAILED");
+            None
+        }
+    };
+    v.check()?;
+    let target = target.expect("checked");
+    Ok(DeliveryReport {
+        inbox: inbox.expect("checked"),
+        external_id: matches!(target, ReportTarget::Message(..))
+            .then(|| external_id.to_owned())
+            .filter(|x| !x.is_empty()),
+        target,
+        report: report.expect("checked"),
     })
 }

@@ -194,6 +194,12 @@ pub fn inbox_to_pb(i: &Inbox) -> pb::Inbox {
         pending_check_in_after: secs(i.pending.check_in_after_secs),
         auto_resolve_after: secs(i.pending.auto_resolve_after_secs),
         check_in_text: i.pending.check_in_text.clone(),
+        // Never the secret: only its hint.
+        delivery_connector: i.delivery_connector.as_ref().map(|c| pb::ChannelConnector {
+            url: c.url.clone(),
+            signing_secret: String::new(),
+            signing_secret_hint: c.secret.as_ref().map(|s| s.hint()).unwrap_or_default(),
+        }),
         etag: i.etag(),
         create_time: Some(ts(i.create_time)),
         update_time: Some(ts(i.update_time)),
@@ -275,7 +281,7 @@ pub fn message_to_pb(m: &Message) -> pb::Message {
             recording_uri: c.recording_uri.clone(),
         }),
         delivery: m.delivery.as_ref().map(|d| pb::Delivery {
-            state: to_pb!(pb::DeliveryState, "DELIVERY_STATE", d.state),
+            state: delivery_state_to_pb(d.state),
             failure_reason: d.failure_reason.clone(),
             scheduled_time: opt_ts(d.scheduled_time),
             update_time: Some(ts(d.update_time)),
@@ -298,4 +304,9 @@ pub fn duration_secs(d: Option<&prost_types::Duration>) -> Result<i64, &'static 
 /// A protobuf timestamp as a time; `Err` when invalid.
 pub fn time(t: &prost_types::Timestamp) -> Result<DateTime<Utc>, &'static str> {
     from_ts(t).ok_or("is not a valid time")
+}
+
+/// A delivery state as protobuf.
+pub fn delivery_state_to_pb(s: DeliveryState) -> i32 {
+    to_pb!(pb::DeliveryState, "DELIVERY_STATE", s)
 }

@@ -49,6 +49,7 @@ pub fn to_status(err: Error) -> Status {
                 Kind::BusinessCalendar => ("BUSINESS_CALENDAR_ALREADY_EXISTS", "business_calendar"),
                 Kind::SlaPolicy => ("SLA_POLICY_ALREADY_EXISTS", "sla_policy"),
                 Kind::Conversation => ("CONVERSATION_ALREADY_EXISTS", "conversation"),
+                Kind::Message => ("MESSAGE_ALREADY_EXISTS", "message"),
                 _ => ("CANNED_RESPONSE_ALREADY_EXISTS", "canned_response"),
             };
             b(Code::AlreadyExists, reason)
@@ -91,6 +92,12 @@ pub fn to_status(err: Error) -> Status {
                 "message_text",
                 "is required when the promise is visible to the customer (or `message`)",
             ))
+            .build(),
+        Error::NoDelivery(name) => b(Code::FailedPrecondition, "NO_DELIVERY")
+            .message(format!(
+                "{name} is not an outbound message handed to a channel"
+            ))
+            .meta("resource", name.clone())
             .build(),
         Error::EtagMismatch => common::etag_mismatch(ERROR_DOMAIN, "the resource"),
         Error::Conflict => common::conflict(ERROR_DOMAIN, "the resource"),

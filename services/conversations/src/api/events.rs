@@ -53,6 +53,17 @@ pub fn encode(event: &DomainEvent) -> (String, prost_types::Any) {
             purpose: purpose_to_pb(m.purpose),
             first_response: *first_response,
         }),
+        DomainEvent::DeliveryChanged { message: m, from } => any(&pb::MessageDeliveryChanged {
+            message: message_name(m),
+            conversation: conversation_name(m.conversation),
+            customer: customer_name(m.customer),
+            channel: channel_to_pb(m.channel),
+            from: delivery_state_to_pb(*from),
+            to: m
+                .delivery
+                .as_ref()
+                .map_or(0, |d| delivery_state_to_pb(d.state)),
+        }),
         DomainEvent::StatusChanged {
             conversation,
             from,

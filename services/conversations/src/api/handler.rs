@@ -817,6 +817,29 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
         }))
     }
 
+    async fn report_delivery(
+        &self,
+        request: Request<pb::ReportDeliveryRequest>,
+    ) -> Result<Response<pb::ReportDeliveryResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        let req = request.into_inner();
+        let key = idempotency::key_of(
+            &req,
+            &req.request_id,
+            |r| r.request_id.clear(),
+            ERROR_DOMAIN,
+        )?;
+        let report = command::delivery_report(&req).map_err(invalid)?;
+        let message = self
+            .service
+            .report_delivery(&tenant, report, key)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ReportDeliveryResponse {
+            message: Some(message_to_pb(&message)),
+        }))
+    }
+
     async fn get_message(
         &self,
         request: Request<pb::GetMessageRequest>,

@@ -235,6 +235,7 @@ fn check_in_message(
             failure_reason: String::new(),
             scheduled_time: None,
             update_time: now,
+            attempts: 0,
         }),
     }
 }

@@ -63,6 +63,9 @@ pub enum Error {
     /// Renegotiating a promise the customer sees needs a message telling
     /// them when they will hear back.
     CustomerMessageRequired,
+    /// The message (its name) has no delivery to report on: it is inbound,
+    /// an internal note or a logged call.
+    NoDelivery(String),
     /// The etag sent does not match the current one.
     EtagMismatch,
     /// Concurrent changes kept winning; the caller may retry.
@@ -94,6 +97,7 @@ impl fmt::Display for Error {
             Error::ContactNotPermitted(why) => write!(f, "contact not permitted: {why}"),
             Error::PromiseState { state, action } => write!(f, "cannot {action} a {state} promise"),
             Error::CustomerMessageRequired => f.write_str("a message to the customer is required"),
+            Error::NoDelivery(name) => write!(f, "{name} has no delivery"),
             Error::EtagMismatch => f.write_str("etag mismatch"),
             Error::Conflict => f.write_str("concurrent modification"),
             Error::RequestIdReused => f.write_str("request id reused"),

@@ -8,6 +8,7 @@ pub mod calendar;
 pub mod calendars;
 pub mod check_in;
 pub mod deletion;
+pub mod delivery;
 pub mod directory;
 pub mod error;
 pub mod managed;

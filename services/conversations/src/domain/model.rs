@@ -94,6 +94,9 @@ pub struct Inbox {
     /// from documents stored before it.
     #[serde(default)]
     pub pending: super::check_in::PendingPolicy,
+    /// Where outbound messages of a non-email inbox are handed over.
+    #[serde(default)]
+    pub delivery_connector: Option<Connector>,
     /// Created.
     pub create_time: DateTime<Utc>,
     /// Last changed.
@@ -107,6 +110,17 @@ impl Inbox {
     pub fn etag(&self) -> String {
         format!("\"{}\"", self.version)
     }
+}
+
+/// A channel connector: outbound messages are POSTed to its URL, signed
+/// with its secret (Standard Webhooks, as the webhooks service signs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connector {
+    /// Where to.
+    pub url: String,
+    /// The signing secret; `None` in an update that keeps the current one.
+    /// Its `Debug` never shows it.
+    pub secret: Option<rapport_kit::webhook::SigningSecret>,
 }
 
 /// Where a conversation stands.
@@ -421,6 +435,10 @@ pub struct Delivery {
     pub scheduled_time: Option<DateTime<Utc>>,
     /// When the state last changed.
     pub update_time: DateTime<Utc>,
+    /// Hand-overs to the channel claimed so far: an attempt records its
+    /// outcome only while it is still the latest claim.
+    #[serde(default)]
+    pub attempts: u32,
 }
 
 /// What happened, for the outbox: ids and facts, never personal data.
@@ -447,6 +465,14 @@ pub enum DomainEvent {
         /// Whether it is the conversation's first response (the first
         /// public message of a human agent).
         first_response: bool,
+    },
+    /// An outbound message's delivery moved on (sent, delivered, failed,
+    /// cancelled).
+    DeliveryChanged {
+        /// It, with its new delivery.
+        message: Message,
+        /// The state before.
+        from: DeliveryState,
     },
     /// A conversation changed state.
     StatusChanged {
@@ -502,7 +528,8 @@ impl DomainEvent {
                 format!("conversations/{}", conversation.id)
             }
             DomainEvent::MessageReceived { message, .. }
-            | DomainEvent::MessageSent { message, .. } => {
+            | DomainEvent::MessageSent { message, .. }
+            | DomainEvent::DeliveryChanged { message, .. } => {
                 format!(
                     "conversations/{}/messages/{}",
                     message.conversation, message.id

@@ -137,6 +137,8 @@ pub struct ChangeSet {
     /// Outbound messages to hand to their channel at a time: durable
     /// timers written with the message, so a crash never loses one.
     pub deliveries: Vec<DeliveryDue>,
+    /// Delivery changes of stored messages (a connector's reports).
+    pub delivery_writes: Vec<DeliveryWrite>,
     /// When the change happens.
     pub occur_time: DateTime<Utc>,
     /// Promise rows; storage keeps each one's timers (due, reminder) in
@@ -146,6 +148,18 @@ pub struct ChangeSet {
     /// auto-resolve); storage cancels it on every transition out of
     /// PENDING.
     pub pending_timer: Option<super::check_in::PendingTimer>,
+}
+
+/// A message's delivery changed, valid only while its delivery is still
+/// `expected` (a version conflict otherwise). Only the delivery and, when
+/// the message has none, the external id are written: nothing else of a
+/// message changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryWrite {
+    /// The message as it becomes.
+    pub message: Message,
+    /// Its delivery as read.
+    pub expected: Option<Delivery>,
 }
 
 impl ChangeSet {
@@ -163,6 +177,7 @@ impl ChangeSet {
             threads: Vec::new(),
             events: Vec::new(),
             deliveries: Vec::new(),
+            delivery_writes: Vec::new(),
             occur_time: now,
             promises: Vec::new(),
             pending_timer: None,

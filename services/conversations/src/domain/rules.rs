@@ -65,6 +65,17 @@ pub fn check_inbox(inbox: &Inbox, prefix: &str, v: &mut rapport_usecase::Violati
     } else if let Err(why) = super::template::check(&p.check_in_text) {
         v.add(f("check_in_text"), why);
     }
+    if let Some(connector) = &inbox.delivery_connector {
+        if inbox.channel == Channel::Email {
+            v.add(
+                f("delivery_connector"),
+                "email inboxes send over SMTP: a connector is for other channels",
+            );
+        }
+        if connector.secret.is_none() {
+            v.add(f("delivery_connector.signing_secret"), "is required");
+        }
+    }
     if let Some(ack) = &inbox.auto_ack {
         if ack.enabled && ack.body.trim().is_empty() {
             v.add(
@@ -390,6 +401,7 @@ pub fn acknowledgement(
             failure_reason: String::new(),
             scheduled_time: None,
             update_time: now,
+            attempts: 0,
         }),
     })
 }
@@ -492,6 +504,19 @@ pub fn thread(inbox: &Inbox, current: Option<Conversation>, now: DateTime<Utc>) 
     }
 }
 
+/// Whether a public outbound message of `purpose` in `c` is proactive, so
+/// that the customer's contact policy decides whether and when it goes
+/// out: anything not a service message, and a service message in a
+/// conversation the customer neither started nor wrote in. An
+/// acknowledgement answers the customer's own first message.
+pub fn proactive(c: &Conversation, purpose: Purpose) -> bool {
+    match purpose {
+        Purpose::Acknowledgement => false,
+        Purpose::Service => c.origin != Origin::Inbound && !c.customer_wrote,
+        Purpose::Marketing | Purpose::Surveys | Purpose::Loyalty => true,
+    }
+}
+
 /// A message of an erased customer: what they wrote or were sent (subject,
 /// bodies, attachment names and links, a call's recording) is removed; the facts service
 /// levels and KPIs count on stay (who sent it, on which channel, when,
@@ -576,6 +601,7 @@ mod tests {
             business_calendar: String::new(),
             connector: String::new(),
             pending: Default::default(),
+            delivery_connector: None,
             create_time: t(0),
             update_time: t(0),
             version: 1,

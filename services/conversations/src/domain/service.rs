@@ -52,6 +52,30 @@ pub struct InboxMask {
     pub auto_resolve_after: bool,
     /// `check_in_text`.
     pub check_in_text: bool,
+    /// `delivery_connector`.
+    pub delivery_connector: bool,
+}
+
+/// Which message a connector reports on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportTarget {
+    /// By its name.
+    Message(ConversationId, MessageId),
+    /// By the connector's id of it.
+    External(String),
+}
+
+/// A connector's report of what became of an outbound message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// The inbox it went out on.
+    pub inbox: InboxId,
+    /// The message.
+    pub target: ReportTarget,
+    /// The connector's id of it, to store (with a [`ReportTarget::Message`]).
+    pub external_id: Option<String>,
+    /// What became of it.
+    pub report: super::delivery::Report,
 }
 
 /// An inbound message, as a channel adapter hands it in.
@@ -351,6 +375,18 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 }
                 if m.check_in_text {
                     next.pending.check_in_text = patch.pending.check_in_text.trim().to_owned();
+                }
+                if m.delivery_connector {
+                    // A secret left out keeps the current one.
+                    next.delivery_connector = patch.delivery_connector.clone().map(|c| Connector {
+                        secret: c.secret.or_else(|| {
+                            current
+                                .delivery_connector
+                                .as_ref()
+                                .and_then(|k| k.secret.clone())
+                        }),
+                        ..c
+                    });
                 }
                 let mut v = Violations::default();
                 rules::check_inbox(&next, "inbox", &mut v);
@@ -941,10 +977,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         // out as it is; anything else public is proactive and asks the
         // customer's contact policy now, at send time: refused, it is
         // not stored; in quiet hours, its delivery waits.
-        let proactive = public
-            && !logged
-            && (out.purpose != Purpose::Service
-                || (c.origin != Origin::Inbound && !c.customer_wrote));
+        let proactive = public && !logged && rules::proactive(c, out.purpose);
         let due = if proactive {
             match self
                 .customers
@@ -984,6 +1017,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 failure_reason: String::new(),
                 scheduled_time: (due > now).then_some(due),
                 update_time: now,
+                attempts: 0,
             }),
         };
         rules::add_sent_message(&mut next, &message);
@@ -1017,6 +1051,83 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         }
         change.messages.push(message.clone());
         Ok((change, message))
+    }
+
+    /// A connector's report of what became of a message it was handed:
+    /// its delivery moves forward (a late or repeated report changes
+    /// nothing and is no error), with a DeliveryChanged event; the
+    /// connector's id of it is stored when the message has none.
+    pub async fn report_delivery(
+        &self,
+        tenant: &Tenant,
+        r: DeliveryReport,
+        idem: Option<Idempotency>,
+    ) -> Result<Message, Error> {
+        let w = Write::new(&self.repo, tenant, idem.as_ref());
+        let result = async {
+            if let Some(prior) = w.replay().await? {
+                return Ok(prior);
+            }
+            let inbox = self.inbox(tenant, r.inbox).await?;
+            for _ in 0..MAX_ATTEMPTS {
+                let (found, name) = match &r.target {
+                    ReportTarget::Message(c, id) => (
+                        self.repo.message(tenant, *c, *id).await?,
+                        format!("conversations/{c}/messages/{id}"),
+                    ),
+                    ReportTarget::External(x) => (
+                        self.repo
+                            .message_by_external_id(tenant, inbox.id, x)
+                            .await?,
+                        format!("{}/messages/{x}", r.inbox),
+                    ),
+                };
+                // A message of another inbox is none of this connector's.
+                let m = found
+                    .filter(|m| m.inbox == inbox.id)
+                    .ok_or_else(|| Error::NotFound(Kind::Message, name.clone()))?;
+                let Some(current) = m.delivery.clone() else {
+                    return Err(Error::NoDelivery(name));
+                };
+                let now = self.clock.now();
+                let moved = super::delivery::report(&current, &r.report, now);
+                let external_id = r.external_id.clone().filter(|_| m.external_id.is_none());
+                if moved.is_none() && external_id.is_none() {
+                    return Ok(m);
+                }
+                let mut next = m.clone();
+                if let Some(d) = &moved {
+                    next.delivery = Some(d.clone());
+                }
+                if external_id.is_some() {
+                    next.external_id = external_id;
+                }
+                let mut change = ChangeSet::new(tenant, now);
+                if moved.is_some() {
+                    change.events.push(DomainEvent::DeliveryChanged {
+                        message: next.clone(),
+                        from: current.state,
+                    });
+                }
+                change.delivery_writes.push(DeliveryWrite {
+                    message: next.clone(),
+                    expected: Some(current),
+                });
+                // Keyed by the conversation, as every stored result holding
+                // a message is: an erasure forgets it with the conversation.
+                match self.commit_as(&w, change, next.conversation, next).await? {
+                    Ok(m) => return Ok(m),
+                    Err(Clash::Failed(Error::Conflict)) => continue,
+                    Err(Clash::DuplicateMessage) => {
+                        return Err(Error::AlreadyExists(Kind::Message, "external_id"));
+                    }
+                    Err(clash) => return Err(clash.into()),
+                }
+            }
+            Err(w.exhausted())
+        }
+        .await;
+        w.settle(result).await
     }
 
     /// The message already received on `inbox` as `external_id`, with its

@@ -92,7 +92,13 @@ pub(super) fn message_row(tenant: &Tenant, m: &Message) -> Result<messages::Acti
 }
 
 pub(super) fn to_message(row: messages::Model) -> Result<Message, Error> {
-    read("message", &row.id, &row.document)
+    let mut m: Message = read("message", &row.id, &row.document)?;
+    // The column is authoritative: a merge of customers re-points every
+    // message of the merged-away customer with one statement.
+    if let Ok(customer) = uuid::Uuid::parse_str(&row.customer) {
+        m.customer = CustomerId(customer);
+    }
+    Ok(m)
 }
 
 /// The stored name of a managed kind.

@@ -260,6 +260,9 @@ pub(super) async fn apply(
     }
     super::promises::write(txn, tenant, &change.promises).await?;
     super::check_ins::sync(txn, change).await.map_err(failed)?;
+    for d in &change.delivery_writes {
+        write_delivery(txn, tenant, d).await?;
+    }
     for d in &change.deliveries {
         rapport_events::timers::schedule(txn, &delivery_timer(tenant, d))
             .await
@@ -271,6 +274,50 @@ pub(super) async fn apply(
             .map_err(failed)?;
     }
     Ok(())
+}
+
+/// Writes a message's new delivery (and external id, when it had none)
+/// onto the message as stored — an erasure since it was read stays — if
+/// its delivery is still the one read.
+async fn write_delivery(
+    txn: &DatabaseTransaction,
+    tenant: &Tenant,
+    d: &DeliveryWrite,
+) -> Result<(), CommitError> {
+    let id = d.message.id.to_string();
+    let Some(row) = messages::Entity::find_by_id((tenant.to_string(), id.clone()))
+        .one(txn)
+        .await
+        .map_err(failed)?
+    else {
+        return Err(CommitError::VersionConflict);
+    };
+    let mut stored = to_message(row.clone()).map_err(encoding)?;
+    if stored.delivery != d.expected {
+        return Err(CommitError::VersionConflict);
+    }
+    stored.delivery = d.message.delivery.clone();
+    if stored.external_id.is_none() {
+        stored.external_id = d.message.external_id.clone();
+    }
+    let next = message_row(tenant, &stored).map_err(encoding)?;
+    let updated = messages::Entity::update_many()
+        .set(messages::ActiveModel {
+            document: next.document,
+            external_id: next.external_id,
+            ..Default::default()
+        })
+        .filter(messages::Column::Tenant.eq(tenant.as_str()))
+        .filter(messages::Column::Id.eq(id))
+        .filter(messages::Column::Document.eq(row.document))
+        .exec(txn)
+        .await
+        .map_err(clashing(Clash::DuplicateMessage))?;
+    if updated.rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(CommitError::VersionConflict)
+    }
 }
 
 /// The timer kind of outbound deliveries.

@@ -63,6 +63,12 @@ pub fn conversations_config(testdb: &TestDb, profiles: SocketAddr, service_key: 
             endpoint: format!("http://{profiles}"),
             ..Default::default()
         },
+        // The tests' connectors listen on http://127.0.0.1.
+        connectors: rapport_conversations::ConnectorConfig {
+            allow_http: true,
+            allow_private_addresses: true,
+            timeout_ms: 5_000,
+        },
         ..Default::default()
     }
 }
@@ -74,22 +80,55 @@ pub async fn start() -> Harness {
 
 /// [`start`]; `trusted`: whether profiles lists conversations' public key.
 pub async fn start_trusting(trusted: bool) -> Harness {
-    start_with(
+    start_custom(
         trusted,
         std::sync::Arc::new(rapport_conversations::SystemClock),
+        crate::smtp::Sink::start().await,
+        plain_relay,
     )
     .await
+}
+
+/// Email to the sink at `url`, plain SMTP.
+fn plain_relay(url: String) -> rapport_conversations::EmailConfig {
+    rapport_conversations::EmailConfig {
+        smtp_url: url,
+        ..Default::default()
+    }
 }
 
 /// [`start`] with conversations telling time by `clock` (tests drive its
 /// timers with a `ManualClock`).
 pub async fn start_at(clock: rapport_conversations::ManualClock) -> Harness {
-    start_with(true, std::sync::Arc::new(clock)).await
+    start_custom(
+        true,
+        std::sync::Arc::new(clock),
+        crate::smtp::Sink::start().await,
+        plain_relay,
+    )
+    .await
 }
 
-async fn start_with(
+/// [`start`] submitting email to `smtp` as `email` says, given the
+/// sink's plain `smtp://` URL.
+pub async fn start_with_relay(
+    smtp: crate::smtp::Sink,
+    email: impl FnOnce(String) -> rapport_conversations::EmailConfig,
+) -> Harness {
+    start_custom(
+        true,
+        std::sync::Arc::new(rapport_conversations::SystemClock),
+        smtp,
+        email,
+    )
+    .await
+}
+
+async fn start_custom(
     trusted: bool,
     clock: std::sync::Arc<dyn rapport_conversations::Clock>,
+    smtp: crate::smtp::Sink,
+    email: impl FnOnce(String) -> rapport_conversations::EmailConfig,
 ) -> Harness {
     let key = rapport_kit::AssertionSigner::generate_seed();
     let public = rapport_kit::AssertionSigner::from_base64(&key)
@@ -125,9 +164,8 @@ async fn start_with(
     let profiles_running = Running::start(move |shutdown| profiles.serve(shutdown));
 
     let testdb = TestDb::fresh().await.expect("creating the test database");
-    let smtp = crate::smtp::Sink::start().await;
     let mut config = conversations_config(&testdb, profiles_addr, &key);
-    config.email.smtp_url = smtp.url();
+    config.email = email(smtp.url());
     let service = rapport_conversations::build_with(&config, &bus, clock.clone())
         .await
         .unwrap_or_else(|e| panic!("building conversations on {}: {e:#}", testdb.backend_name()));

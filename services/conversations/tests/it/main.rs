@@ -8,10 +8,14 @@ use rapport_testkit::smtp;
 
 mod calendars;
 mod check_ins;
+mod connectors;
+mod consent;
+mod delivery;
 mod directory;
 mod erasure;
 mod inbound_email;
 mod inboxes;
+mod merges;
 mod messages;
 mod outbound_email;
 mod promises;

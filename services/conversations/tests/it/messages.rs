@@ -76,7 +76,7 @@ pub(crate) async fn agent(
 }
 
 /// A conversation the customer started with one email.
-async fn started(h: &Harness) -> pb::Conversation {
+pub(crate) async fn started(h: &Harness) -> pb::Conversation {
     let inbox = h
         .create_inbox(email_inbox("support@acme.example", 3600))
         .await;
@@ -326,7 +326,7 @@ async fn bad_requests_strangers_and_other_tenants_are_refused() {
     assert_eq!(h.conversation(&c.name).await.message_count, 1);
 }
 
-async fn try_start(
+pub(crate) async fn try_start(
     h: &Harness,
     tenant: &str,
     conversation: pb::Conversation,
@@ -470,7 +470,7 @@ async fn an_agent_starts_a_conversation_and_writes_in_it() {
     assert_violation(&no_source, "conversation.source");
 }
 
-fn marketing(parent: &str, text: &str) -> pb::CreateMessageRequest {
+pub(crate) fn marketing(parent: &str, text: &str) -> pb::CreateMessageRequest {
     pb::CreateMessageRequest {
         parent: parent.into(),
         message: Some(pb::Message {
@@ -483,7 +483,7 @@ fn marketing(parent: &str, text: &str) -> pb::CreateMessageRequest {
 }
 
 /// The delivery timer of `message`: its due time.
-async fn delivery_due(h: &Harness, message: &pb::Message) -> Option<i64> {
+pub(crate) async fn delivery_due(h: &Harness, message: &pb::Message) -> Option<i64> {
     let id = message.name.rsplit('/').next().unwrap();
     rapport_events::timers::get(&h.db.reader, TENANT, &format!("deliver:{id}"))
         .await

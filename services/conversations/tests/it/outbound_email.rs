@@ -7,7 +7,7 @@ use crate::harness::*;
 use crate::messages::{GRACE, agent, reply, send};
 
 /// The message once its delivery left SCHEDULED (ten seconds at most).
-async fn delivered(h: &Harness, name: &str) -> pb::Message {
+pub(crate) async fn delivered(h: &Harness, name: &str) -> pb::Message {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let m = h

@@ -76,16 +76,9 @@ impl<R: Repository, S: Sender, C: Clock> Dispatcher<R, S, C> {
         let timestamp = self.clock.now().timestamp();
         let attempt = Attempt {
             url: subscription.url.clone(),
-            headers: vec![
-                ("webhook-id", claimed.event_id.clone()),
-                ("webhook-timestamp", timestamp.to_string()),
-                (
-                    "webhook-signature",
-                    subscription
-                        .secret
-                        .sign(&claimed.event_id, timestamp, &claimed.body),
-                ),
-            ],
+            headers: subscription
+                .secret
+                .headers(&claimed.event_id, timestamp, &claimed.body),
             body: claimed.body.clone(),
         };
         let answer = self.sender.send(&attempt).await;

@@ -6,27 +6,7 @@ use std::future::Future;
 
 use super::values::WebhookUrl;
 
-/// One attempt's request: a signed POST of a delivery's body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attempt {
-    /// Where to.
-    pub url: WebhookUrl,
-    /// The Standard Webhooks headers, `(name, value)`.
-    pub headers: Vec<(&'static str, String)>,
-    /// The JSON body.
-    pub body: String,
-}
-
-/// What became of an attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
-    /// The endpoint answered with this HTTP status.
-    Status(u16),
-    /// No answer: the address was refused, the connection or TLS failed,
-    /// or the attempt timed out. The text says which (it is shown to the
-    /// partner: no internal detail).
-    NoAnswer(String),
-}
+pub use rapport_kit::webhook::{Answer, Attempt};
 
 /// Makes delivery attempts.
 pub trait Sender: Send + Sync + 'static {

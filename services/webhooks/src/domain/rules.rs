@@ -3,10 +3,7 @@
 //! subscription, when an attempt is made, and what an attempt's answer
 //! means — retry later (exponential backoff, full jitter), done, or give up
 //! and disable the subscription once the retry window has passed.
-use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    time::Duration,
-};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -16,81 +13,6 @@ use super::{
     ports::Answer,
     values::{EventTypes, WebhookUrl},
 };
-
-// ------------------------------------------------------------- addresses
-
-/// Why deliveries must never reach `ip`, or `None` when they may.
-///
-/// Always refused: addresses that are no one's endpoint (unspecified,
-/// multicast, broadcast, reserved) and cloud metadata services (reached
-/// over link-local or unique-local addresses, so refused even where
-/// private addresses are allowed). Refused unless `allow_private`
-/// (development, tests): loopback, private, link-local and shared
-/// (carrier-grade NAT) addresses. IPv4 inside IPv6 (mapped, NAT64) is
-/// judged as the IPv4 address it carries.
-pub fn address_refusal(ip: IpAddr, allow_private: bool) -> Option<&'static str> {
-    let (class, private) = match ip {
-        IpAddr::V4(v4) => v4_class(v4),
-        IpAddr::V6(v6) => match embedded_v4(v6) {
-            Some(v4) => v4_class(v4),
-            None => v6_class(v6),
-        },
-    };
-    match class {
-        Some(why) if !private || !allow_private => Some(why),
-        _ => None,
-    }
-}
-
-/// `(why refused, whether it is refused only as a private address)`.
-fn v4_class(ip: Ipv4Addr) -> (Option<&'static str>, bool) {
-    let [a, b, c, d] = ip.octets();
-    match (a, b, c, d) {
-        (169, 254, 169, 254) | (100, 100, 100, 200) => (Some("a cloud metadata address"), false),
-        (0, ..) => (Some("an unspecified address"), false),
-        (224..=239, ..) => (Some("a multicast address"), false),
-        (255, 255, 255, 255) => (Some("a broadcast address"), false),
-        (240..=255, ..) => (Some("a reserved address"), false),
-        (127, ..) => (Some("a loopback address"), true),
-        (10, ..) | (172, 16..=31, ..) | (192, 168, ..) => (Some("a private address"), true),
-        (169, 254, ..) => (Some("a link-local address"), true),
-        (100, 64..=127, ..) => (Some("a shared (carrier-grade NAT) address"), true),
-        _ => (None, false),
-    }
-}
-
-fn v6_class(ip: Ipv6Addr) -> (Option<&'static str>, bool) {
-    let s = ip.segments();
-    if ip == Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254) {
-        (Some("a cloud metadata address"), false)
-    } else if ip.is_unspecified() {
-        (Some("an unspecified address"), false)
-    } else if ip.is_multicast() {
-        (Some("a multicast address"), false)
-    } else if ip.is_loopback() {
-        (Some("a loopback address"), true)
-    } else if s[0] & 0xfe00 == 0xfc00 {
-        (Some("a private address"), true)
-    } else if s[0] & 0xffc0 == 0xfe80 || s[0] & 0xffc0 == 0xfec0 {
-        (Some("a link-local address"), true)
-    } else {
-        (None, false)
-    }
-}
-
-/// The IPv4 address an IPv6 address carries: IPv4-mapped (`::ffff:a.b.c.d`),
-/// IPv4-compatible (`::a.b.c.d`, deprecated) or NAT64 (`64:ff9b::a.b.c.d`).
-fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
-    let s = ip.segments();
-    let tail = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-    match s {
-        [0, 0, 0, 0, 0, 0xffff, _, _] => Some(tail),
-        // `::` and `::1` are IPv6's own.
-        [0, 0, 0, 0, 0, 0, hi, _] if hi != 0 => Some(tail),
-        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(tail),
-        _ => None,
-    }
-}
 
 // ------------------------------------------------------------ subscriptions
 
@@ -346,70 +268,6 @@ mod tests {
 
     use super::*;
     use crate::domain::values::SigningSecret;
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn internal_addresses_are_refused() {
-        let public = [
-            "93.184.216.34",
-            "8.8.8.8",
-            "172.32.0.1",
-            "100.128.0.1",
-            "2606:4700::1111",
-            "::ffff:93.184.216.34",
-        ];
-        for a in public {
-            assert_eq!(address_refusal(ip(a), false), None, "{a}");
-        }
-        let private = [
-            "127.0.0.1",
-            "127.1.2.3",
-            "10.1.2.3",
-            "172.16.0.1",
-            "172.31.255.255",
-            "192.168.1.1",
-            "169.254.1.1",
-            "100.64.0.1",
-            "::1",
-            "fe80::1",
-            "fc00::1",
-            "fd12:3456::1",
-            "::ffff:127.0.0.1",
-            "::ffff:10.0.0.1",
-            "64:ff9b::a00:1",
-            "::7f00:1",
-        ];
-        for a in private {
-            assert!(address_refusal(ip(a), false).is_some(), "{a}");
-            assert_eq!(
-                address_refusal(ip(a), true),
-                None,
-                "{a} with private allowed"
-            );
-        }
-        let never = [
-            "169.254.169.254",
-            "::ffff:169.254.169.254",
-            "100.100.100.200",
-            "fd00:ec2::254",
-            "0.0.0.0",
-            "::",
-            "224.0.0.1",
-            "ff02::1",
-            "255.255.255.255",
-            "240.0.0.1",
-        ];
-        for a in never {
-            assert!(address_refusal(ip(a), true).is_some(), "{a}");
-        }
-        assert_eq!(
-            address_refusal(ip("169.254.169.254"), false),
-            Some("a cloud metadata address")
-        );
-    }
 
     #[test]
     fn backoff_grows_to_eight_hours() {

@@ -8,15 +8,9 @@
 //! own worker makes attempts on the system clock), and [`start_driven`],
 //! where a [`ManualClock`] stands still until a test moves it and attempts
 //! are made only when the test calls [`Harness::run_due`].
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
-use bytes::Bytes;
 use chrono::Utc;
-use hmac::{Hmac, KeyInit as _, Mac as _};
-use http_body_util::{BodyExt as _, Full};
-use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
 pub use rapport_proto::webhooks as pb;
 use rapport_proto::{
     types::EventEnvelope, webhooks::webhooks_service_client::WebhooksServiceClient,
@@ -26,11 +20,6 @@ pub use rapport_testkit::tenant_request;
 use rapport_testkit::{Running, TEST_SECRET, TestDb};
 pub use rapport_usecase::ManualClock;
 use rapport_webhooks::{Config, Deliverer, DeliveryConfig, Firing};
-use sha2::Sha256;
-use tokio::{
-    net::TcpListener,
-    sync::{mpsc, watch},
-};
 use tonic::Status;
 
 /// The tenant most tests act as.
@@ -398,156 +387,4 @@ pub fn customer_created(tenant: &str) -> EventEnvelope {
 
 // --------------------------------------------------------------- receivers
 
-/// One request a receiver got.
-#[derive(Debug, Clone)]
-pub struct Received {
-    /// Its headers.
-    pub headers: http::HeaderMap,
-    /// Its request target.
-    pub path: String,
-    /// Its body.
-    pub body: String,
-}
-
-impl Received {
-    /// A header's value.
-    pub fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
-    }
-
-    /// Whether the request is signed with `secret` as the Standard Webhooks
-    /// specification says, checked here independently of the service: the
-    /// key is the base64 after `whsec_`, the signed content
-    /// `{webhook-id}.{webhook-timestamp}.{body}`, and `webhook-signature` a
-    /// space-separated list of `v1,<base64 HMAC-SHA256>`.
-    pub fn signed_with(&self, secret: &str) -> bool {
-        let key = B64
-            .decode(secret.strip_prefix("whsec_").expect("a whsec_ secret"))
-            .expect("base64 secret");
-        let content = format!(
-            "{}.{}.{}",
-            self.header("webhook-id"),
-            self.header("webhook-timestamp"),
-            self.body
-        );
-        let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
-        mac.update(content.as_bytes());
-        let expected = format!("v1,{}", B64.encode(mac.finalize().into_bytes()));
-        self.header("webhook-signature")
-            .split(' ')
-            .any(|s| s == expected)
-    }
-
-    /// The body as JSON.
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).expect("a JSON body")
-    }
-}
-
-/// An HTTP server on `127.0.0.1:0` that records every request and answers
-/// a fixed status (after `hold` is released, when it holds).
-pub struct Receiver {
-    /// `http://127.0.0.1:{port}/hook`.
-    pub url: String,
-    /// Its port.
-    pub port: u16,
-    requests: mpsc::UnboundedReceiver<Received>,
-    release: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Receiver {
-    /// A receiver answering `status` at once.
-    pub async fn answering(status: u16) -> Self {
-        Self::start(status, false).await
-    }
-
-    /// A receiver that records each request, then holds its answer (200)
-    /// until [`Receiver::release`] — an endpoint that is slow or dead.
-    pub async fn holding() -> Self {
-        Self::start(200, true).await
-    }
-
-    async fn start(status: u16, hold: bool) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding a receiver");
-        let port = listener.local_addr().unwrap().port();
-        let (tx, requests) = mpsc::unbounded_channel();
-        let (release, held) = watch::channel(!hold);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (tx, held) = (tx.clone(), held.clone());
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let (tx, mut held) = (tx.clone(), held.clone());
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        let _ = tx.send(Received {
-                            headers: parts.headers,
-                            path: parts.uri.to_string(),
-                            body: String::from_utf8_lossy(&body).into_owned(),
-                        });
-                        let _ = held.wait_for(|released| *released).await;
-                        Ok::<_, Infallible>(
-                            Response::builder()
-                                .status(status)
-                                .body(Full::new(Bytes::new()))
-                                .expect("a response"),
-                        )
-                    }
-                });
-                tokio::spawn(async move {
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Self {
-            url: format!("http://127.0.0.1:{port}/hook"),
-            port,
-            requests,
-            release,
-            task,
-        }
-    }
-
-    /// The next request, waiting at most [`PATIENCE`].
-    pub async fn next(&mut self) -> Received {
-        tokio::time::timeout(PATIENCE, self.requests.recv())
-            .await
-            .expect("a request within the test's patience")
-            .expect("the receiver is running")
-    }
-
-    /// The requests received so far, without waiting.
-    pub fn received_so_far(&mut self) -> Vec<Received> {
-        let mut out = Vec::new();
-        while let Ok(r) = self.requests.try_recv() {
-            out.push(r);
-        }
-        out
-    }
-
-    /// Lets every held answer go, and answers at once from now on.
-    pub fn release(&self) {
-        self.release.send_replace(true);
-    }
-}
+pub use rapport_testkit::receiver::Receiver;
