@@ -12,7 +12,7 @@ use std::sync::Arc;
 use rapport_events::{consume::HandlerError, timers::TimerHandler};
 
 use crate::{
-    domain::{Channel, Delivery, DeliveryState, Tenant},
+    domain::{Channel, Clock, Delivery, DeliveryState, Tenant},
     email::{Mailer, SendError},
     profiles::Profiles,
     storage::delivery as store,
@@ -29,15 +29,24 @@ impl std::fmt::Debug for Deliveries {
 }
 
 /// The handler of delivery timers.
-pub fn timer_handler(mailer: Option<Mailer>, profiles: Profiles) -> Deliveries {
-    Deliveries(timer_handler_fn(mailer, profiles))
+pub fn timer_handler(
+    mailer: Option<Mailer>,
+    profiles: Profiles,
+    clock: Arc<dyn Clock>,
+) -> Deliveries {
+    Deliveries(timer_handler_fn(mailer, profiles, clock))
 }
 
-fn timer_handler_fn(mailer: Option<Mailer>, profiles: Profiles) -> TimerHandler {
+fn timer_handler_fn(
+    mailer: Option<Mailer>,
+    profiles: Profiles,
+    clock: Arc<dyn Clock>,
+) -> TimerHandler {
     let mailer = Arc::new(mailer);
     Arc::new(move |txn, fired| {
         let mailer = mailer.clone();
         let profiles = profiles.clone();
+        let clock = clock.clone();
         Box::pin(async move {
             let Some((conversation, message)) = store::parse_payload(&fired.timer.payload) else {
                 return Err(HandlerError::Reject("unreadable delivery payload".into()));
@@ -72,7 +81,7 @@ fn timer_handler_fn(mailer: Option<Mailer>, profiles: Profiles) -> TimerHandler 
                     "conversations.email.smtp_url is not set".into(),
                 ));
             };
-            let now = chrono::Utc::now();
+            let now = clock.now();
             let outcome = match profiles
                 .email_address(&tenant, out.message.customer)
                 .await

@@ -14,7 +14,9 @@ mod storage;
 
 pub use email::EmailConfig;
 
-use std::{future::Future, net::SocketAddr};
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use domain::Clock;
 
 use rapport_events::{
     Bus, EventsConfig,
@@ -65,6 +67,13 @@ pub struct Config {
     pub profiles: PeerConfig,
     /// Outbound email (SMTP submission).
     pub email: EmailConfig,
+    /// Seconds added to the system clock (`rapport dev` demos of service
+    /// levels: `RAPPORT_CONVERSATIONS__CLOCK_OFFSET_SECONDS=86400` runs the
+    /// service a day ahead, so due SLA timers fire). 0 in production.
+    pub clock_offset_seconds: i64,
+    /// How often, in milliseconds, due timers (deliveries, SLA warnings
+    /// and breaches) are looked for.
+    pub timer_poll_ms: u64,
 }
 
 impl Default for Config {
@@ -84,12 +93,23 @@ impl Default for Config {
                 ..PeerConfig::default()
             },
             email: EmailConfig::default(),
+            clock_offset_seconds: 0,
+            timer_poll_ms: 1_000,
         }
     }
 }
 
+/// The system clock moved by a fixed offset (`clock_offset_seconds`).
+#[derive(Debug, Clone, Copy)]
+struct OffsetClock(chrono::Duration);
+
+impl Clock for OffsetClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        domain::SystemClock.now() + self.0
+    }
+}
+
 /// A built, bound, not yet serving conversations service.
-#[derive(Debug)]
 pub struct ConversationsServer {
     server: GrpcServer,
     db: Db,
@@ -98,6 +118,16 @@ pub struct ConversationsServer {
     wake: Wake,
     outbox_retention: std::time::Duration,
     deliveries: delivery::Deliveries,
+    clock: Arc<dyn Clock>,
+    timer_poll: std::time::Duration,
+}
+
+impl std::fmt::Debug for ConversationsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConversationsServer")
+            .field("addr", &self.server.local_addr())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The consumers this service runs, with their handlers (for `rapport
@@ -127,8 +157,32 @@ pub async fn migrate(db: &Db) -> anyhow::Result<()> {
 }
 
 /// Connects to the database, migrates if configured, and binds the
-/// listener. Events go to `bus`.
+/// listener. Events go to `bus`. Time is the system's, moved by
+/// `clock_offset_seconds`.
 pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<ConversationsServer> {
+    let offset = chrono::Duration::try_seconds(config.clock_offset_seconds)
+        .filter(|d| d.num_days().abs() <= 3650)
+        .ok_or_else(|| {
+            anyhow::anyhow!("conversations.clock_offset_seconds: at most ten years either way")
+        })?;
+    if offset.is_zero() {
+        build_with(config, bus, Arc::new(domain::SystemClock)).await
+    } else {
+        tracing::warn!(
+            offset_seconds = config.clock_offset_seconds,
+            "conversations runs on a shifted clock"
+        );
+        build_with(config, bus, Arc::new(OffsetClock(offset))).await
+    }
+}
+
+/// [`build`] telling time by `clock`: the service and its timer workers
+/// (tests drive service levels with a `ManualClock`).
+pub async fn build_with(
+    config: &Config,
+    bus: &Bus,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<ConversationsServer> {
     let peer = Peer::new(&config.profiles, &config.service_key, EVENTS_NAME)
         .map_err(|why| anyhow::anyhow!("conversations.service_key / profiles: {why}"))?;
     let Foundation {
@@ -147,13 +201,11 @@ pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<ConversationsSe
     })
     .await?;
     let mailer = email::Mailer::new(&config.email)?;
-    let deliveries = delivery::timer_handler(mailer, profiles::Profiles::new(peer.clone()));
+    let deliveries =
+        delivery::timer_handler(mailer, profiles::Profiles::new(peer.clone()), clock.clone());
     let repo = storage::SqlRepository::new(db.clone(), api::events::encode, wake.clone());
-    let service = domain::service::Conversations::new(
-        repo,
-        profiles::Profiles::new(peer),
-        domain::SystemClock,
-    );
+    let service =
+        domain::service::Conversations::new(repo, profiles::Profiles::new(peer), clock.clone());
     let handler = api::handler::Handler::new(service, tokens);
     let grpc = ConversationsServiceServer::new(handler)
         .max_decoding_message_size(config.server.max_message_bytes)
@@ -174,6 +226,8 @@ pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<ConversationsSe
         wake,
         outbox_retention: rapport_events::service::outbox_retention(&config.events),
         deliveries,
+        clock,
+        timer_poll: std::time::Duration::from_millis(config.timer_poll_ms.max(1)),
     })
 }
 
@@ -203,14 +257,14 @@ impl ConversationsServer {
             rapport_events::erasure::subscription(EVENTS_NAME),
             erasure_handler(),
         );
-        // Due deliveries are looked for every second (and at once again
-        // after a full batch).
+        // Due deliveries are looked for every `timer_poll` (and at once
+        // again after a full batch), on the service's clock.
         let deliveries = rapport_events::timers::spawn(
             self.db.clone(),
-            std::sync::Arc::new(domain::SystemClock),
+            self.clock.clone(),
             vec![storage::delivery::DELIVER.to_owned()],
             self.deliveries.0,
-            std::time::Duration::from_secs(1),
+            self.timer_poll,
         );
         rapport_events::service::serve_with_outbox(
             (self.server, self.db, self.wake),

@@ -39,6 +39,11 @@ pub struct Harness {
     pub profiles_db: Db,
     /// The SMTP relay conversations submits email to.
     pub smtp: crate::smtp::Sink,
+    /// The clock conversations tells time by (and its timer workers).
+    pub clock: rapport_usecase::ManualClock,
+    /// Conversations' configuration and bus: more replicas start from them.
+    config: Config,
+    bus: rapport_events::Bus,
     running: Vec<Running>,
     _testdbs: Vec<TestDb>,
 }
@@ -68,6 +73,20 @@ pub async fn start() -> Harness {
 
 /// [`start`]; `trusted`: whether profiles lists conversations' public key.
 pub async fn start_trusting(trusted: bool) -> Harness {
+    start_with(
+        trusted,
+        rapport_usecase::ManualClock::at(chrono::Utc::now()),
+    )
+    .await
+}
+
+/// [`start`] with conversations (and its timer workers) telling time by
+/// `clock`, looking for due timers every 20 ms.
+pub async fn start_at(clock: rapport_usecase::ManualClock) -> Harness {
+    start_with(true, clock).await
+}
+
+async fn start_with(trusted: bool, clock: rapport_usecase::ManualClock) -> Harness {
     let key = rapport_kit::AssertionSigner::generate_seed();
     let public = rapport_kit::AssertionSigner::from_base64(&key)
         .expect("a generated seed")
@@ -105,9 +124,13 @@ pub async fn start_trusting(trusted: bool) -> Harness {
     let smtp = crate::smtp::Sink::start().await;
     let mut config = conversations_config(&testdb, profiles_addr, &key);
     config.email.smtp_url = smtp.url();
-    let service = rapport_conversations::build(&config, &bus)
-        .await
-        .unwrap_or_else(|e| panic!("building conversations on {}: {e:#}", testdb.backend_name()));
+    config.timer_poll_ms = 20;
+    let service =
+        rapport_conversations::build_with(&config, &bus, std::sync::Arc::new(clock.clone()))
+            .await
+            .unwrap_or_else(|e| {
+                panic!("building conversations on {}: {e:#}", testdb.backend_name())
+            });
     let addr = service.local_addr();
     let db = service.db().clone();
     let running = Running::start(move |shutdown| service.serve(shutdown));
@@ -123,6 +146,9 @@ pub async fn start_trusting(trusted: bool) -> Harness {
         db,
         profiles_db,
         smtp,
+        clock,
+        config,
+        bus,
         running: vec![running, profiles_running],
         _testdbs: vec![testdb, profiles_testdb],
     }
@@ -169,6 +195,25 @@ pub fn receive_request(inbox: &str, from: &str, message: pb::Message) -> pb::Rec
 }
 
 impl Harness {
+    /// Starts one more conversations replica on the same database and
+    /// clock (its own listener and timer workers); dropping it stops it.
+    pub async fn replica(&self) -> Running {
+        let service = rapport_conversations::build_with(
+            &self.config,
+            &self.bus,
+            std::sync::Arc::new(self.clock.clone()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("building a replica: {e:#}"));
+        Running::start(move |shutdown| service.serve(shutdown))
+    }
+
+    /// Stops the first conversations replica (its client no longer
+    /// answers); the replicas [`Harness::replica`] started keep running.
+    pub fn stop_first(&mut self) {
+        drop(self.running.remove(0));
+    }
+
     /// A clone of the client, for concurrent tasks.
     pub fn client(&self) -> Client {
         self.client.clone()
