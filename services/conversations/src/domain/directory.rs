@@ -212,8 +212,26 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         }
         v.check()?;
         let chosen = assignee.or(auto);
+        // A hand-off from a bot (to a human agent or a team): the bot
+        // assigned now, when a human (or no agent) takes over.
+        let mut bot = None;
+        if let Some(current) = self.repo().conversation(tenant, id).await?
+            && let Some(a) = current.assignee
+            && let Some(agent) = self.repo().managed::<Agent>(tenant, a.0).await?
+            && agent.kind == AgentKind::Bot
+        {
+            let to_human = match chosen {
+                Some(h) => self
+                    .repo()
+                    .managed::<Agent>(tenant, h.0)
+                    .await?
+                    .is_some_and(|h| h.kind == AgentKind::Human),
+                None => team.is_some(),
+            };
+            bot = to_human.then_some(a);
+        }
         self.change_conversation(tenant, id, etag, idem, |c, now| {
-            Ok(rules::assign(c, chosen, team, auto.is_some(), now))
+            Ok(rules::assign(c, chosen, team, auto.is_some(), bot, now))
         })
         .await
     }

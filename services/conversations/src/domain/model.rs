@@ -248,6 +248,12 @@ pub struct Conversation {
     pub resolution: Option<Resolution>,
     /// The conversation this one continues.
     pub previous: Option<ConversationId>,
+    /// The SLA applied (the policy pinned at its revision), if any.
+    #[serde(default)]
+    pub applied_sla: Option<super::sla::AppliedSla>,
+    /// The SLA clocks: what happened, folded per metric.
+    #[serde(default)]
+    pub sla: super::sla_clock::SlaClocks,
     /// Messages held.
     pub message_count: i32,
     /// The latest message's time.

@@ -248,6 +248,25 @@ pub fn transition(
             },
         );
     }
+    // The SLA clocks see every state change and every human reply, here,
+    // so no path can skip them.
+    if to != c.state {
+        next.sla.apply(
+            super::sla_clock::ClockEvent::StateChanged { from: c.state, to },
+            now,
+        );
+    }
+    match &action {
+        Action::CustomerMessage => {
+            next.sla
+                .apply(super::sla_clock::ClockEvent::CustomerMessage, now);
+        }
+        Action::AgentReply { human: true } => {
+            next.sla
+                .apply(super::sla_clock::ClockEvent::HumanReply, now);
+        }
+        _ => {}
+    }
     if to == Resolved {
         events.push(DomainEvent::Resolved {
             conversation: next.clone(),
@@ -261,24 +280,32 @@ pub fn transition(
 }
 
 /// `c` assigned to `assignee` and `team` (either may be `None`: unassigned),
-/// and its ConversationAssigned event when anything changed.
+/// and its ConversationAssigned event when anything changed. `bot`: the
+/// bot agent whose hand-off this is, when `c` is still assigned to it (a
+/// hand-off to a human or a team moves the SLA clocks' start: bot time is
+/// not counted).
 pub fn assign(
     c: &Conversation,
     assignee: Option<AgentId>,
     team: Option<TeamId>,
     auto: bool,
+    bot: Option<AgentId>,
     now: DateTime<Utc>,
 ) -> (Conversation, Vec<DomainEvent>) {
     if c.assignee == assignee && c.team == team {
         return (c.clone(), Vec::new());
     }
-    let next = Conversation {
+    let mut next = Conversation {
         assignee,
         team,
         version: c.version + 1,
         update_time: now,
         ..c.clone()
     };
+    if bot.is_some() && c.assignee == bot && assignee != bot {
+        next.sla
+            .apply(super::sla_clock::ClockEvent::BotHandoff, now);
+    }
     let event = DomainEvent::Assigned {
         conversation: c.id,
         assignee,
@@ -538,6 +565,8 @@ mod tests {
             reopen_count: 0,
             resolution: None,
             previous: None,
+            applied_sla: None,
+            sla: Default::default(),
             message_count: 1,
             last_message_time: t(0),
             create_time: t(0),

@@ -13,6 +13,7 @@ mod inboxes;
 mod messages;
 mod outbound_email;
 mod receive;
+mod sla;
 mod sla_policies;
 mod trace;
 mod transitions;

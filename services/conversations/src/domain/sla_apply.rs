@@ -1,0 +1,345 @@
+//! Applying SLAs to conversations: selecting and pinning a policy (on
+//! create, on reopen, when the priority leaves the pinned policy's targets
+//! or the inbox changes), the calendars a conversation's clocks count on,
+//! its per-metric status, and — for every committed change — the durable
+//! warning and breach timers to (re)schedule and the metric facts of the
+//! clocks that stopped. Pure functions, plus the use-case side that reads
+//! policies and calendars.
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rapport_usecase::Clock;
+
+use super::{
+    calendar::BusinessCalendar,
+    calendars::{Calendar, CalendarId},
+    error::Error,
+    model::*,
+    ports::Customers,
+    repository::*,
+    service::Conversations,
+    sla::{self, AppliedSla, Metric, SlaPolicy, SlaSubject, Target, TimeBasis},
+    sla_clock::{self, Evaluation, MetricClock, Status, StopCause},
+};
+
+/// The calendars a conversation's clocks count on: its SLA's targets' and
+/// its inbox's (business seconds of metrics without a business target).
+#[derive(Debug, Clone, Default)]
+pub struct Hours {
+    /// By id.
+    pub calendars: HashMap<CalendarId, BusinessCalendar>,
+    /// The inbox's calendar.
+    pub inbox: Option<BusinessCalendar>,
+}
+
+impl Hours {
+    /// The calendar `target` counts on; `None`: calendar time (also for a
+    /// calendar deleted since the policy was pinned).
+    pub fn of(&self, target: Target) -> Option<&BusinessCalendar> {
+        match target.basis {
+            TimeBasis::CalendarTime => None,
+            TimeBasis::BusinessTime(id) => self.calendars.get(&id),
+        }
+    }
+}
+
+/// The pinned policy and the target of `metric` at `c`'s priority.
+fn target_of(c: &Conversation, metric: Metric) -> Option<(&SlaPolicy, Target)> {
+    let policy = &c.applied_sla.as_ref()?.policy_at_revision;
+    let target = policy.targets_for(c.priority)?.target(metric)?;
+    Some((policy, target))
+}
+
+/// Every measured clock of `c` against its target at `now`.
+pub fn evaluations(c: &Conversation, hours: &Hours, now: DateTime<Utc>) -> Vec<Evaluation> {
+    c.sla
+        .clocks
+        .iter()
+        .filter_map(|clock| {
+            let (policy, target) = target_of(c, clock.metric)?;
+            Some(sla_clock::evaluate(
+                clock,
+                target,
+                hours.of(target),
+                policy,
+                now,
+            ))
+        })
+        .collect()
+}
+
+/// The timer writes that take the alerts of `before` (as evaluated on
+/// `hours_before`) to those of `after`, and the metric facts of the clocks
+/// that stopped between them.
+pub fn effects(
+    before: Option<(&Conversation, &Hours)>,
+    after: &Conversation,
+    hours: &Hours,
+    now: DateTime<Utc>,
+) -> (Vec<SlaTimer>, Vec<MetricFact>) {
+    let alerts = |c: &Conversation, h: &Hours| -> HashMap<(Metric, u32, Alert), DateTime<Utc>> {
+        let mut out = HashMap::new();
+        for e in evaluations(c, h, now) {
+            let running = c
+                .sla
+                .get(e.metric)
+                .is_some_and(|k| k.cycle == e.cycle && k.running());
+            if !running {
+                continue;
+            }
+            if let Some(due) = e.due {
+                out.insert((e.metric, e.cycle, Alert::Breach), due);
+                if let Some(w) = e.warn_at.filter(|w| *w < due) {
+                    out.insert((e.metric, e.cycle, Alert::Warning), w);
+                }
+            }
+        }
+        out
+    };
+    let old = before.map(|(c, h)| alerts(c, h)).unwrap_or_default();
+    let new = alerts(after, hours);
+    let mut timers = Vec::new();
+    for (&(metric, cycle, alert), &due) in &new {
+        if old.get(&(metric, cycle, alert)) != Some(&due) {
+            timers.push(SlaTimer {
+                conversation: after.id,
+                metric,
+                cycle,
+                alert,
+                due: Some(due),
+            });
+        }
+    }
+    for &(metric, cycle, alert) in old.keys() {
+        if !new.contains_key(&(metric, cycle, alert)) {
+            timers.push(SlaTimer {
+                conversation: after.id,
+                metric,
+                cycle,
+                alert,
+                due: None,
+            });
+        }
+    }
+    timers.sort_by_key(|t| (t.metric as u8, t.cycle, t.alert == Alert::Breach));
+    let mut facts = Vec::new();
+    if let Some((b, _)) = before {
+        for old in b.sla.clocks.iter().filter(|k| k.running()) {
+            let stopped = match after.sla.get(old.metric) {
+                Some(k) if k.cycle == old.cycle && !k.running() => k.clone(),
+                Some(k) if k.cycle > old.cycle => {
+                    let mut s = old.clone();
+                    if let Some(p) = s.pauses.last_mut()
+                        && p.to.is_none()
+                    {
+                        p.to = Some(k.start);
+                    }
+                    s.stop = Some((k.start, StopCause::Reply));
+                    s
+                }
+                _ => continue,
+            };
+            facts.push(fact(after, &stopped, hours));
+        }
+    }
+    (timers, facts)
+}
+
+/// The metric fact of `clock`, stopped, of `c`.
+pub fn fact(c: &Conversation, clock: &MetricClock, hours: &Hours) -> MetricFact {
+    let stop = clock.stop.map_or(clock.start, |(t, _)| t);
+    let target = target_of(c, clock.metric);
+    let calendar = target
+        .and_then(|(_, t)| hours.of(t))
+        .or(hours.inbox.as_ref());
+    let pauses = |s: State| {
+        target.map_or(matches!(s, State::Pending | State::Snoozed), |(p, _)| {
+            p.pauses_in(s)
+        })
+    };
+    let (calendar_seconds, business_seconds) = sla_clock::elapsed(clock, stop, calendar, &pauses);
+    let met = target.map(|(p, t)| {
+        sla_clock::evaluate(clock, t, hours.of(t), p, stop).status != Status::Breached
+    });
+    MetricFact {
+        conversation: c.id,
+        metric: clock.metric,
+        cycle: clock.cycle,
+        start: clock.start,
+        stop,
+        calendar_seconds: i64::try_from(calendar_seconds).unwrap_or(i64::MAX),
+        business_seconds: i64::try_from(business_seconds).unwrap_or(i64::MAX),
+        met,
+        target_seconds: target.map(|(_, t)| i64::try_from(t.seconds).unwrap_or(i64::MAX)),
+        agent: c.assignee,
+        team: c.team,
+        channel: c.channels.last().copied(),
+        inbox: c.inbox,
+        priority: c.priority,
+        interaction_type: c.interaction_type,
+        policy: c.applied_sla.as_ref().map(|a| (a.policy, a.revision)),
+        definition_version: sla_clock::DEFINITION_VERSION,
+    }
+}
+
+/// The calendar ids `applied`'s targets name.
+fn calendar_ids(applied: Option<&AppliedSla>) -> Vec<CalendarId> {
+    let mut ids: Vec<CalendarId> = applied
+        .into_iter()
+        .flat_map(|a| a.policy_at_revision.targets.iter())
+        .flat_map(|t| {
+            [
+                t.first_response,
+                t.next_response,
+                t.periodic_update,
+                t.resolution,
+            ]
+        })
+        .flatten()
+        .filter_map(|t| match t.basis {
+            TimeBasis::BusinessTime(id) => Some(id),
+            TimeBasis::CalendarTime => None,
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// The id of `businessCalendars/{id}`.
+fn calendar_of_name(name: &str) -> Option<CalendarId> {
+    name.strip_prefix("businessCalendars/")
+        .and_then(|id| uuid::Uuid::parse_str(id).ok())
+        .map(CalendarId)
+}
+
+impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
+    /// The calendars `c`'s clocks count on.
+    pub(super) async fn hours(&self, tenant: &Tenant, c: &Conversation) -> Result<Hours, Error> {
+        let mut hours = Hours::default();
+        for id in calendar_ids(c.applied_sla.as_ref()) {
+            if let Some(cal) = self.repo().managed::<Calendar>(tenant, id.0).await?
+                && let Ok(b) = cal.business()
+            {
+                hours.calendars.insert(id, b);
+            }
+        }
+        if let Some(inbox) = self.repo().inbox(tenant, c.inbox).await?
+            && let Some(id) = calendar_of_name(&inbox.business_calendar)
+            && let Some(cal) = self.repo().managed::<Calendar>(tenant, id.0).await?
+        {
+            hours.inbox = cal.business().ok();
+        }
+        Ok(hours)
+    }
+
+    /// The SLA status of `c` now.
+    pub async fn sla_status(
+        &self,
+        tenant: &Tenant,
+        c: &Conversation,
+    ) -> Result<Vec<Evaluation>, Error> {
+        if c.applied_sla.is_none() {
+            return Ok(Vec::new());
+        }
+        let hours = self.hours(tenant, c).await?;
+        Ok(evaluations(c, &hours, self.clock().now()))
+    }
+
+    /// The policy that applies to `c` (on `channel`) now, pinned at `now`.
+    /// The customer's tags are asked of profiles only when a policy looks
+    /// at tags.
+    pub(super) async fn select_sla(
+        &self,
+        tenant: &Tenant,
+        c: &Conversation,
+        channel: Channel,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AppliedSla>, Error> {
+        let mut policies: Vec<SlaPolicy> = Vec::new();
+        let mut after = None;
+        loop {
+            let page: Vec<SlaPolicy> = self.repo().managed_list(tenant, after, 500).await?;
+            let full = page.len() == 500;
+            after = page.last().map(|p| p.id.0);
+            policies.extend(page);
+            if !full {
+                break;
+            }
+        }
+        if policies.is_empty() {
+            return Ok(None);
+        }
+        let tags = if policies
+            .iter()
+            .any(|p| !p.condition.customer_tags.is_empty())
+        {
+            self.customers().facts(tenant, c.customer).await?.tags
+        } else {
+            Vec::new()
+        };
+        let subject = SlaSubject {
+            channel,
+            inbox: c.inbox,
+            priority: c.priority,
+            interaction_type: c.interaction_type,
+            customer_tags: &tags,
+        };
+        Ok(sla::select(&policies, &subject).map(|p| p.pin(now)))
+    }
+
+    /// Selects `next`'s SLA again when `before` → `next` reopened it, moved
+    /// it to another inbox, or gave it a priority the pinned policy has no
+    /// targets for (a priority it has targets for keeps the pinned copy:
+    /// due times are recomputed from the original start).
+    pub(super) async fn reapply_sla(
+        &self,
+        tenant: &Tenant,
+        before: &Conversation,
+        next: &mut Conversation,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let reopened = before.state == State::Resolved && next.state == State::Open;
+        let priority = before.priority != next.priority
+            && next
+                .applied_sla
+                .as_ref()
+                .is_none_or(|a| a.policy_at_revision.targets_for(next.priority).is_none());
+        if reopened || priority || before.inbox != next.inbox {
+            let channel = match next.channels.last() {
+                Some(ch) => *ch,
+                None => self.inbox(tenant, next.inbox).await?.channel,
+            };
+            next.applied_sla = self.select_sla(tenant, next, channel, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds to `change` the SLA timers and metric facts of `before` →
+    /// `after`.
+    pub(super) async fn sla_effects(
+        &self,
+        tenant: &Tenant,
+        before: Option<&Conversation>,
+        after: &Conversation,
+        change: &mut ChangeSet,
+    ) -> Result<(), Error> {
+        if before.is_some_and(|b| {
+            b.sla == after.sla && b.applied_sla == after.applied_sla && b.priority == after.priority
+        }) {
+            return Ok(());
+        }
+        let hours = self.hours(tenant, after).await?;
+        let hours_before = match before {
+            Some(b) if b.applied_sla != after.applied_sla || b.inbox != after.inbox => {
+                Some(self.hours(tenant, b).await?)
+            }
+            _ => None,
+        };
+        let before = before.map(|b| (b, hours_before.as_ref().unwrap_or(&hours)));
+        let (timers, facts) = effects(before, after, &hours, change.occur_time);
+        change.sla_timers.extend(timers);
+        change.metric_facts.extend(facts);
+        Ok(())
+    }
+}

@@ -1,0 +1,227 @@
+//! Service levels applied to conversations through real gRPC, with the
+//! service's clock (and its timer workers) driven by a `ManualClock`: the
+//! policy pinned on create, each metric's clock on the Conversation
+//! resource, the peer bugs of peers.md §(c) as scenarios, warnings and
+//! breaches at their business-time moments, exactly once across replicas
+//! and a restart, escalation, and the metric facts KPIs read.
+use chrono::{DateTime, Duration, TimeZone as _, Utc};
+use rapport_usecase::ManualClock;
+
+use crate::harness::*;
+use crate::messages::{agent, reply, send};
+
+const HUMAN: &str = "apiKeys/ada";
+const BOT: &str = "apiKeys/bot";
+
+/// Monday 7 December 2026, 08:00 UTC.
+fn monday_8() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 7, 8, 0, 0).unwrap()
+}
+
+fn target(seconds: i64, calendar: &str) -> Option<pb::SlaTarget> {
+    Some(pb::SlaTarget {
+        duration: Some(prost_types::Duration { seconds, nanos: 0 }),
+        business_calendar: calendar.into(),
+    })
+}
+
+fn targets(priority: pb::Priority, secs: [i64; 4], calendar: &str) -> pb::SlaPriorityTargets {
+    let t = |s: i64| (s > 0).then(|| target(s, calendar)).flatten();
+    pb::SlaPriorityTargets {
+        priority: priority as i32,
+        first_response: t(secs[0]),
+        next_response: t(secs[1]),
+        periodic_update: t(secs[2]),
+        resolution: t(secs[3]),
+    }
+}
+
+/// The fallback policy: NORMAL 1 h / 30 min / 2 h / 1 day, URGENT 15 min
+/// first response, warning at 50 %, pausing while pending.
+fn fallback(calendar: &str) -> pb::SlaPolicy {
+    pb::SlaPolicy {
+        display_name: "Everyone".into(),
+        targets: vec![
+            targets(pb::Priority::Normal, [3600, 1800, 7200, 86_400], calendar),
+            targets(pb::Priority::Urgent, [900, 0, 0, 0], calendar),
+        ],
+        pause_when_pending: true,
+        warn_at_percent: 50,
+        ..Default::default()
+    }
+}
+
+async fn create_policy(h: &Harness, policy: pb::SlaPolicy) -> pb::SlaPolicy {
+    h.client()
+        .create_sla_policy(tenant_request(
+            TENANT,
+            pb::CreateSlaPolicyRequest {
+                sla_policy: Some(policy),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("CreateSlaPolicy: {}", describe(&s)))
+        .into_inner()
+        .sla_policy
+        .unwrap()
+}
+
+/// A calendar open Monday to Friday 09:00–17:00 UTC.
+async fn office_hours(h: &Harness) -> String {
+    let days = [
+        pb::DayOfWeek::Monday,
+        pb::DayOfWeek::Tuesday,
+        pb::DayOfWeek::Wednesday,
+        pb::DayOfWeek::Thursday,
+        pb::DayOfWeek::Friday,
+    ];
+    h.client()
+        .create_business_calendar(tenant_request(
+            TENANT,
+            pb::CreateBusinessCalendarRequest {
+                business_calendar: Some(pb::BusinessCalendar {
+                    display_name: "Office".into(),
+                    time_zone: "UTC".into(),
+                    weekly_hours: days
+                        .into_iter()
+                        .map(|d| pb::WeeklyInterval {
+                            day: d as i32,
+                            start_time: "09:00".into(),
+                            end_time: "17:00".into(),
+                        })
+                        .collect(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("CreateBusinessCalendar: {}", describe(&s)))
+        .into_inner()
+        .business_calendar
+        .unwrap()
+        .name
+}
+
+/// Services at Monday 08:00 with the fallback policy (in calendar time, or
+/// on `office` hours), an email inbox, a human agent and a bot.
+async fn setup(office: bool) -> (Harness, String) {
+    let h = start_at(ManualClock::at(monday_8())).await;
+    let calendar = if office {
+        office_hours(&h).await
+    } else {
+        String::new()
+    };
+    create_policy(&h, fallback(&calendar)).await;
+    let inbox = h
+        .create_inbox(email_inbox("support@acme.example", 86_400))
+        .await;
+    agent(&h, TENANT, HUMAN, pb::AgentKind::Human).await;
+    agent(&h, TENANT, BOT, pb::AgentKind::Bot).await;
+    (h, inbox.name)
+}
+
+fn metric(c: &pb::Conversation, m: pb::SlaMetric) -> Option<pb::SlaMetricStatus> {
+    c.sla
+        .as_ref()?
+        .metrics
+        .iter()
+        .find(|s| s.metric == m as i32)
+        .cloned()
+}
+
+fn time(t: &Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+    t.as_ref()
+        .map(|t| DateTime::from_timestamp(t.seconds, t.nanos as u32).unwrap())
+}
+
+fn state(s: &pb::SlaMetricStatus) -> pb::SlaMetricState {
+    pb::SlaMetricState::try_from(s.state).unwrap()
+}
+
+async fn write(h: &Harness, inbox: &str, n: u32) -> pb::Conversation {
+    h.receive(inbox, "ada@example.com", email("help", &format!("<{n}@x>")))
+        .await
+        .conversation
+        .unwrap()
+}
+
+async fn answer(h: &Harness, c: &pb::Conversation, who: &str) {
+    send(
+        h,
+        TENANT,
+        who,
+        reply(&c.name, "on it", pb::Visibility::Public),
+    )
+    .await
+    .unwrap_or_else(|s| panic!("CreateMessage: {}", describe(&s)));
+}
+
+async fn set_priority(h: &Harness, c: &pb::Conversation, p: pb::Priority) -> pb::Conversation {
+    h.client()
+        .update_conversation(tenant_request(
+            TENANT,
+            pb::UpdateConversationRequest {
+                conversation: Some(pb::Conversation {
+                    name: c.name.clone(),
+                    priority: p as i32,
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["priority".into()],
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("UpdateConversation: {}", describe(&s)))
+        .into_inner()
+        .conversation
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_policy_is_pinned_on_create_and_a_priority_change_recomputes_from_the_start() {
+    let (h, inbox) = setup(false).await;
+    let c = write(&h, &inbox, 1).await;
+    let sla = c.sla.clone().expect("the fallback applies");
+    assert_eq!(sla.revision, 1);
+    let frt = metric(&c, pb::SlaMetric::FirstResponse).unwrap();
+    assert_eq!(state(&frt), pb::SlaMetricState::Running);
+    assert_eq!(time(&frt.start_time), Some(monday_8()));
+    assert_eq!(time(&frt.due_time), Some(monday_8() + Duration::hours(1)));
+    assert_eq!(
+        time(&frt.warn_time),
+        Some(monday_8() + Duration::minutes(30))
+    );
+    let res = metric(&c, pb::SlaMetric::Resolution).unwrap();
+    assert_eq!(time(&res.due_time), Some(monday_8() + Duration::days(1)));
+    // Not measured before the first reply.
+    assert!(metric(&c, pb::SlaMetric::NextResponse).is_none());
+    assert!(metric(&c, pb::SlaMetric::PeriodicUpdate).is_none());
+
+    // Twenty minutes later it becomes urgent: 15 minutes from the original
+    // start, so already breached.
+    h.clock.advance(Duration::minutes(20));
+    let urgent = set_priority(&h, &c, pb::Priority::Urgent).await;
+    assert_eq!(urgent.sla.as_ref().unwrap().revision, 1, "the pinned copy");
+    let frt = metric(&urgent, pb::SlaMetric::FirstResponse).unwrap();
+    assert_eq!(
+        time(&frt.due_time),
+        Some(monday_8() + Duration::minutes(15))
+    );
+    assert_eq!(state(&frt), pb::SlaMetricState::Breached);
+    assert_eq!(
+        time(&frt.breach_time),
+        Some(monday_8() + Duration::minutes(15))
+    );
+    // The urgent targets measure no resolution.
+    assert!(metric(&urgent, pb::SlaMetric::Resolution).is_none());
+
+    // Editing the policy never rewrites the open conversation.
+    let back = set_priority(&h, &urgent, pb::Priority::Normal).await;
+    let frt = metric(&back, pb::SlaMetric::FirstResponse).unwrap();
+    assert_eq!(time(&frt.due_time), Some(monday_8() + Duration::hours(1)));
+    assert_eq!(state(&frt), pb::SlaMetricState::Running);
+}
