@@ -10,6 +10,7 @@ mod delivery;
 mod domain;
 mod email;
 mod profiles;
+mod sla_alerts;
 mod storage;
 
 pub use email::EmailConfig;
@@ -118,6 +119,7 @@ pub struct ConversationsServer {
     wake: Wake,
     outbox_retention: std::time::Duration,
     deliveries: delivery::Deliveries,
+    sla_alerts: rapport_events::timers::TimerHandler,
     clock: Arc<dyn Clock>,
     timer_poll: std::time::Duration,
 }
@@ -226,6 +228,7 @@ pub async fn build_with(
         wake,
         outbox_retention: rapport_events::service::outbox_retention(&config.events),
         deliveries,
+        sla_alerts: sla_alerts::timer_handler(clock.clone(), api::events::encode),
         clock,
         timer_poll: std::time::Duration::from_millis(config.timer_poll_ms.max(1)),
     })
@@ -266,13 +269,21 @@ impl ConversationsServer {
             self.deliveries.0,
             self.timer_poll,
         );
+        // SLA warnings and breaches, on the same clock and poll.
+        let sla_alerts = rapport_events::timers::spawn(
+            self.db.clone(),
+            self.clock.clone(),
+            vec![storage::sla::SLA_ALERT.to_owned()],
+            self.sla_alerts,
+            self.timer_poll,
+        );
         rapport_events::service::serve_with_outbox(
             (self.server, self.db, self.wake),
             self.app,
             self.bus,
             EVENTS_NAME,
             self.outbox_retention,
-            vec![erasure, deliveries],
+            vec![erasure, deliveries, sla_alerts],
             shutdown,
         )
         .await

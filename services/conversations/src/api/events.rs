@@ -103,6 +103,22 @@ pub fn encode(event: &DomainEvent) -> (String, prost_types::Any) {
             resolve_count: *resolve_count,
             cause: cause_to_pb(*cause),
         }),
+        DomainEvent::SlaWarningRaised(a) => any(&pb::SlaWarningRaised {
+            conversation: conversation_name(a.conversation),
+            metric: metric_to_pb(a.metric),
+            cycle: i32::try_from(a.cycle).unwrap_or(i32::MAX),
+            due_time: Some(rapport_kit::convert::ts(a.due)),
+            sla_policy: format!("slaPolicies/{}", a.policy),
+            revision: a.revision,
+        }),
+        DomainEvent::SlaBreached(a) => any(&pb::SlaBreached {
+            conversation: conversation_name(a.conversation),
+            metric: metric_to_pb(a.metric),
+            cycle: i32::try_from(a.cycle).unwrap_or(i32::MAX),
+            due_time: Some(rapport_kit::convert::ts(a.due)),
+            sla_policy: format!("slaPolicies/{}", a.policy),
+            revision: a.revision,
+        }),
     };
     (subject, any)
 }

@@ -490,6 +490,27 @@ pub enum DomainEvent {
         /// Why.
         cause: Cause,
     },
+    /// An SLA clock ran its warning percentage, within working time.
+    SlaWarningRaised(SlaAlertRaised),
+    /// An SLA clock's due time passed before it stopped.
+    SlaBreached(SlaAlertRaised),
+}
+
+/// What an SLA warning or breach says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlaAlertRaised {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The metric.
+    pub metric: super::sla::Metric,
+    /// Its cycle.
+    pub cycle: u32,
+    /// When it is (was) due.
+    pub due: DateTime<Utc>,
+    /// The applied policy.
+    pub policy: super::sla::SlaPolicyId,
+    /// Its pinned revision.
+    pub revision: i64,
 }
 
 impl DomainEvent {
@@ -510,6 +531,9 @@ impl DomainEvent {
             DomainEvent::StatusChanged { conversation, .. }
             | DomainEvent::Assigned { conversation, .. }
             | DomainEvent::Reopened { conversation, .. } => format!("conversations/{conversation}"),
+            DomainEvent::SlaWarningRaised(a) | DomainEvent::SlaBreached(a) => {
+                format!("conversations/{}", a.conversation)
+            }
         }
     }
 }

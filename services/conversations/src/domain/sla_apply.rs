@@ -110,8 +110,16 @@ pub fn effects(
             });
         }
     }
+    let stopped_breached = |metric: Metric, cycle: u32| {
+        evaluations(after, hours, now)
+            .iter()
+            .any(|e| e.metric == metric && e.cycle == cycle && e.status == Status::Breached)
+    };
     for &(metric, cycle, alert) in old.keys() {
-        if !new.contains_key(&(metric, cycle, alert)) {
+        // A clock that stopped late keeps its breach timer: the breach
+        // happened and is raised (once) when it fires.
+        let keep = alert == Alert::Breach && stopped_breached(metric, cycle);
+        if !new.contains_key(&(metric, cycle, alert)) && !keep {
             timers.push(SlaTimer {
                 conversation: after.id,
                 metric,
@@ -143,6 +151,61 @@ pub fn effects(
         }
     }
     (timers, facts)
+}
+
+/// What a firing SLA timer does, decided on the conversation as it is now
+/// (so a target met meanwhile never breaches, and a due time a calendar
+/// edit moved is honoured).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertDecision {
+    /// Raise it: the event (once: the caller claims the business key).
+    Raise(SlaAlertRaised),
+    /// Not yet: fire again then.
+    Later(DateTime<Utc>),
+    /// Never (met, paused, another cycle, no SLA): the clock's next change
+    /// schedules what is due.
+    Drop,
+}
+
+/// The decision for the `alert` timer of `metric`'s `cycle` of `c` at `now`.
+pub fn decide(
+    c: &Conversation,
+    hours: &Hours,
+    metric: Metric,
+    cycle: u32,
+    alert: Alert,
+    now: DateTime<Utc>,
+) -> AlertDecision {
+    let Some(applied) = &c.applied_sla else {
+        return AlertDecision::Drop;
+    };
+    let Some(clock) = c.sla.get(metric).filter(|k| k.cycle == cycle) else {
+        return AlertDecision::Drop;
+    };
+    let Some(e) = evaluations(c, hours, now)
+        .into_iter()
+        .find(|e| e.metric == metric)
+    else {
+        return AlertDecision::Drop;
+    };
+    let raised = |due: DateTime<Utc>| SlaAlertRaised {
+        conversation: c.id,
+        metric,
+        cycle,
+        due,
+        policy: applied.policy,
+        revision: applied.revision,
+    };
+    match (alert, e.status, e.due) {
+        (Alert::Breach, Status::Breached, Some(due)) => AlertDecision::Raise(raised(due)),
+        (Alert::Breach, Status::Running, Some(due)) => AlertDecision::Later(due),
+        (Alert::Warning, Status::Running, Some(due)) if clock.running() => match e.warn_at {
+            Some(w) if w <= now => AlertDecision::Raise(raised(due)),
+            Some(w) => AlertDecision::Later(w),
+            None => AlertDecision::Drop,
+        },
+        _ => AlertDecision::Drop,
+    }
 }
 
 /// The metric fact of `clock`, stopped, of `c`.
@@ -183,7 +246,7 @@ pub fn fact(c: &Conversation, clock: &MetricClock, hours: &Hours) -> MetricFact 
 }
 
 /// The calendar ids `applied`'s targets name.
-fn calendar_ids(applied: Option<&AppliedSla>) -> Vec<CalendarId> {
+pub fn calendar_ids(applied: Option<&AppliedSla>) -> Vec<CalendarId> {
     let mut ids: Vec<CalendarId> = applied
         .into_iter()
         .flat_map(|a| a.policy_at_revision.targets.iter())
@@ -207,7 +270,7 @@ fn calendar_ids(applied: Option<&AppliedSla>) -> Vec<CalendarId> {
 }
 
 /// The id of `businessCalendars/{id}`.
-fn calendar_of_name(name: &str) -> Option<CalendarId> {
+pub fn calendar_of_name(name: &str) -> Option<CalendarId> {
     name.strip_prefix("businessCalendars/")
         .and_then(|id| uuid::Uuid::parse_str(id).ok())
         .map(CalendarId)

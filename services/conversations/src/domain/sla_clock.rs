@@ -405,9 +405,9 @@ pub fn evaluate(
     let stop = clock.stop.map(|(t, _)| t);
     let at = stop.unwrap_or(now);
     let (status, breached_at) = match due {
-        Some(d) if (stop.is_some() && d < at) || (stop.is_none() && d <= at) => {
-            (Status::Breached, Some(d))
-        }
+        // A clock still running at its due instant has breached: so has
+        // one stopped only then.
+        Some(d) if d <= at => (Status::Breached, Some(d)),
         _ if stop.is_some() => (Status::Met, None),
         None => (Status::Paused, None),
         Some(_) => {

@@ -13,6 +13,7 @@ mod entities;
 pub(crate) mod erasure;
 mod read;
 mod rows;
+pub mod sla;
 mod write;
 
 use rapport_events::relay::Wake;

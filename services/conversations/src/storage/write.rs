@@ -50,6 +50,27 @@ impl SqlRepository {
     }
 }
 
+/// Writes `change` in `txn`, a transaction the caller holds (a timer's):
+/// the same statements as a request's commit.
+pub(super) async fn apply_in(
+    txn: &DatabaseTransaction,
+    change: ChangeSet,
+    encode: rapport_store::outbox::Encode<DomainEvent>,
+) -> Result<(), CommitError> {
+    let trace = rapport_telemetry::propagation::current_traceparent();
+    let envelopes = outbox::envelopes(
+        encode,
+        |event: &DomainEvent| version_after(&change, event),
+        change.tenant.as_str(),
+        change.occur_time,
+        &trace,
+        None,
+        &change.events,
+    )
+    .map_err(failed)?;
+    apply(txn, &Prepared { change, envelopes }).await
+}
+
 /// The version of the resource an event is about once `change` commits:
 /// the per-subject order of its events (a message, immutable, is at 1).
 fn version_after(change: &ChangeSet, event: &DomainEvent) -> Option<u64> {

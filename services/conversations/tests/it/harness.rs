@@ -11,10 +11,11 @@ pub use rapport_proto::conversations as pb;
 use rapport_proto::conversations::conversations_service_client::ConversationsServiceClient;
 pub use rapport_proto::types::Channel;
 use rapport_store::Db;
+pub use rapport_testkit::Running;
 pub use rapport_testkit::status::{assert_error, assert_violation, describe, expect_err};
 pub use rapport_testkit::store::{event_types, outbox_events, payload};
 pub use rapport_testkit::tenant_request;
-use rapport_testkit::{Running, TEST_SECRET, TestDb};
+use rapport_testkit::{TEST_SECRET, TestDb};
 use tonic::Status;
 
 /// The tenant most tests act as.
@@ -197,7 +198,7 @@ pub fn receive_request(inbox: &str, from: &str, message: pb::Message) -> pb::Rec
 impl Harness {
     /// Starts one more conversations replica on the same database and
     /// clock (its own listener and timer workers); dropping it stops it.
-    pub async fn replica(&self) -> Running {
+    pub async fn replica(&self) -> (Running, Client, Db) {
         let service = rapport_conversations::build_with(
             &self.config,
             &self.bus,
@@ -205,7 +206,11 @@ impl Harness {
         )
         .await
         .unwrap_or_else(|e| panic!("building a replica: {e:#}"));
-        Running::start(move |shutdown| service.serve(shutdown))
+        let addr = service.local_addr();
+        let db = service.db().clone();
+        let running = Running::start(move |shutdown| service.serve(shutdown));
+        let channel = rapport_testkit::connect(addr).await.expect("connecting");
+        (running, ConversationsServiceClient::new(channel), db)
     }
 
     /// Stops the first conversations replica (its client no longer

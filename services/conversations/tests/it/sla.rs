@@ -159,7 +159,16 @@ async fn answer(h: &Harness, c: &pb::Conversation, who: &str) {
 }
 
 async fn set_priority(h: &Harness, c: &pb::Conversation, p: pb::Priority) -> pb::Conversation {
-    h.client()
+    set_priority_with(&h.client(), c, p).await
+}
+
+async fn set_priority_with(
+    client: &Client,
+    c: &pb::Conversation,
+    p: pb::Priority,
+) -> pb::Conversation {
+    client
+        .clone()
         .update_conversation(tenant_request(
             TENANT,
             pb::UpdateConversationRequest {
@@ -224,4 +233,230 @@ async fn the_policy_is_pinned_on_create_and_a_priority_change_recomputes_from_th
     let frt = metric(&back, pb::SlaMetric::FirstResponse).unwrap();
     assert_eq!(time(&frt.due_time), Some(monday_8() + Duration::hours(1)));
     assert_eq!(state(&frt), pb::SlaMetricState::Running);
+}
+
+/// The `SlaWarningRaised` (`warning`) or `SlaBreached` events of `c`, as
+/// (metric, cycle, due time).
+async fn alerts(db: &rapport_store::Db, c: &str, warning: bool) -> Vec<(i32, i32, DateTime<Utc>)> {
+    let kind = if warning {
+        "rapport.conversations.v1.SlaWarningRaised"
+    } else {
+        "rapport.conversations.v1.SlaBreached"
+    };
+    outbox_events(db, TENANT, c)
+        .await
+        .iter()
+        .filter(|e| e.r#type == kind)
+        .map(|e| {
+            let b: pb::SlaBreached = payload(e);
+            (b.metric, b.cycle, time(&b.due_time).unwrap())
+        })
+        .collect()
+}
+
+/// Waits (polling, up to 10 s) until `c` has `n` alerts of the kind.
+async fn until_alerts(
+    db: &rapport_store::Db,
+    c: &str,
+    warning: bool,
+    n: usize,
+) -> Vec<(i32, i32, DateTime<Utc>)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = alerts(db, c, warning).await;
+        if got.len() >= n || std::time::Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The SLA timers scheduled for `c` (their keys), read from the table.
+async fn sla_timers(db: &rapport_store::Db, c: &str) -> Vec<String> {
+    use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+    let id = c.trim_start_matches("conversations/");
+    rapport_events::timers::entity::Entity::find()
+        .filter(rapport_events::timers::entity::Column::Key.starts_with(format!("sla:{id}:")))
+        .all(&db.reader)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.key)
+        .collect()
+}
+
+const FRT: i32 = pb::SlaMetric::FirstResponse as i32;
+
+#[tokio::test]
+async fn warning_and_breach_fire_at_their_business_time_moments_once() {
+    let (h, inbox) = setup(true).await;
+    // Monday 08:00, before the 09:00 opening: the clock starts at 09:00;
+    // one business hour, warning at 50 %.
+    let c = write(&h, &inbox, 1).await;
+    let frt = metric(&c, pb::SlaMetric::FirstResponse).unwrap();
+    let at = |h: u32, m: u32| Utc.with_ymd_and_hms(2026, 12, 7, h, m, 0).unwrap();
+    assert_eq!(time(&frt.warn_time), Some(at(9, 30)));
+    assert_eq!(time(&frt.due_time), Some(at(10, 0)));
+    assert!(frt.business_calendar.starts_with("businessCalendars/"));
+    h.clock.advance(Duration::minutes(89)); // 09:29
+    // Both timers are scheduled and nothing is due yet.
+    let mut keys = sla_timers(&h.db, &c.name).await;
+    keys.sort();
+    assert!(
+        keys.iter()
+            .any(|k| k.ends_with(":first_response:0:warning")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter().any(|k| k.ends_with(":first_response:0:breach")),
+        "{keys:?}"
+    );
+    assert!(alerts(&h.db, &c.name, true).await.is_empty());
+    h.clock.advance(Duration::minutes(1)); // 09:30
+    let warned = until_alerts(&h.db, &c.name, true, 1).await;
+    assert_eq!(warned, vec![(FRT, 0, at(10, 0))]);
+    assert!(
+        alerts(&h.db, &c.name, false).await.is_empty(),
+        "not due before 10:00"
+    );
+    h.clock.advance(Duration::minutes(30)); // 10:00
+    let breached = until_alerts(&h.db, &c.name, false, 1).await;
+    assert_eq!(breached, vec![(FRT, 0, at(10, 0))]);
+    let now = h.conversation(&c.name).await;
+    let frt = metric(&now, pb::SlaMetric::FirstResponse).unwrap();
+    assert_eq!(state(&frt), pb::SlaMetricState::Breached);
+    // A late reply leaves it breached; nothing is raised again.
+    answer(&h, &c, HUMAN).await;
+    h.clock.advance(Duration::hours(30));
+    let later = h.conversation(&c.name).await;
+    assert_eq!(
+        state(&metric(&later, pb::SlaMetric::FirstResponse).unwrap()),
+        pb::SlaMetricState::Breached
+    );
+    assert!(
+        !sla_timers(&h.db, &c.name)
+            .await
+            .iter()
+            .any(|k| k.contains(":first_response:"))
+    );
+    assert_eq!(
+        alerts(&h.db, &c.name, false)
+            .await
+            .iter()
+            .filter(|a| a.0 == FRT)
+            .count(),
+        1
+    );
+    assert_eq!(
+        alerts(&h.db, &c.name, true)
+            .await
+            .iter()
+            .filter(|a| a.0 == FRT)
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_target_met_in_time_never_warns_nor_breaches() {
+    let (h, inbox) = setup(false).await;
+    let c = write(&h, &inbox, 1).await;
+    h.clock.advance(Duration::minutes(29));
+    answer(&h, &c, HUMAN).await;
+    let met = h.conversation(&c.name).await;
+    let frt = metric(&met, pb::SlaMetric::FirstResponse).unwrap();
+    assert_eq!(state(&frt), pb::SlaMetricState::Met);
+    assert_eq!(
+        time(&frt.stop_time),
+        Some(monday_8() + Duration::minutes(29))
+    );
+    // Its timers are gone with the stop; a day later it is still met.
+    assert!(
+        !sla_timers(&h.db, &c.name)
+            .await
+            .iter()
+            .any(|k| k.contains(":first_response:"))
+    );
+    h.clock.advance(Duration::days(1));
+    let later = h.conversation(&c.name).await;
+    assert_eq!(
+        state(&metric(&later, pb::SlaMetric::FirstResponse).unwrap()),
+        pb::SlaMetricState::Met
+    );
+    // The update clock (2 h from the reply) did breach meanwhile: that one
+    // alone, once.
+    let breached = until_alerts(&h.db, &c.name, false, 2).await;
+    assert!(breached.iter().all(|a| a.0 != FRT), "{breached:?}");
+    assert!(
+        alerts(&h.db, &c.name, true)
+            .await
+            .iter()
+            .all(|a| a.0 != FRT)
+    );
+}
+
+#[tokio::test]
+async fn each_breach_is_raised_once_across_two_workers_and_a_restart() {
+    let (mut h, inbox) = setup(false).await;
+    let (second, client, db) = h.replica().await;
+    let mut names = Vec::new();
+    for n in 0..12 {
+        names.push(write(&h, &inbox, n).await.name);
+    }
+    // Both replicas' workers race for the due timers.
+    h.clock.advance(Duration::minutes(61));
+    for name in &names {
+        let got = until_alerts(&h.db, name, false, 1).await;
+        assert_eq!(got.iter().filter(|a| a.0 == FRT).count(), 1, "{name}");
+    }
+    // A restart: the first replica stops, a third starts; then the due
+    // times move (urgent: 15 minutes, then back), which reschedules every
+    // breach timer of the same cycle: they fire again and raise nothing.
+    h.stop_first();
+    let (_third, _, _) = h.replica().await;
+    for name in &names {
+        let c = client
+            .clone()
+            .get_conversation(tenant_request(
+                TENANT,
+                pb::GetConversationRequest { name: name.clone() },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .conversation
+            .unwrap();
+        let urgent = set_priority_with(&client, &c, pb::Priority::Urgent).await;
+        set_priority_with(&client, &urgent, pb::Priority::Normal).await;
+        assert!(
+            sla_timers(&db, name)
+                .await
+                .iter()
+                .any(|k| k.ends_with(":first_response:0:breach")),
+            "{name}: the breach timer is scheduled again"
+        );
+    }
+    h.clock.advance(Duration::minutes(1));
+    // Wait until every rescheduled first-response timer has fired.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for name in &names {
+        while sla_timers(&db, name)
+            .await
+            .iter()
+            .any(|k| k.contains(":first_response:"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}'s timers never fired"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let got = alerts(&db, name, false).await;
+        assert_eq!(
+            got.iter().filter(|a| a.0 == FRT).count(),
+            1,
+            "{name}: {got:?}"
+        );
+    }
+    drop(second);
 }
