@@ -13,9 +13,10 @@ use rapport_store::outbox::Encode;
 
 use crate::{
     domain::{
-        Clock, DomainEvent, Tenant,
-        repository::{Alert, SlaTimer},
-        sla_apply::{AlertDecision, decide},
+        Cause, Clock, DomainEvent, Tenant,
+        repository::{Alert, ChangeSet, RowWrite, SlaTimer},
+        rules::{self, Action},
+        sla_apply::{AlertDecision, decide, effects},
     },
     storage::sla as store,
 };
@@ -50,7 +51,7 @@ pub fn timer_handler(clock: Arc<dyn Clock>, encode: Encode<DomainEvent>) -> Time
             match decide(&c, &hours, metric, cycle, alert, now) {
                 AlertDecision::Drop => Ok(()),
                 AlertDecision::Later(at) => {
-                    let mut change = crate::domain::repository::ChangeSet::new(&tenant, now);
+                    let mut change = ChangeSet::new(&tenant, now);
                     change.sla_timers.push(SlaTimer {
                         due: Some(at),
                         ..timer
@@ -68,14 +69,43 @@ pub fn timer_handler(clock: Arc<dyn Clock>, encode: Encode<DomainEvent>) -> Time
                     {
                         return Ok(());
                     }
-                    let event = match alert {
+                    tracing::info!(conversation = %conversation, ?metric, cycle, ?alert, "SLA alert raised");
+                    let mut change = ChangeSet::new(&tenant, now);
+                    change.events.push(match alert {
                         Alert::Warning => DomainEvent::SlaWarningRaised(raised),
                         Alert::Breach => DomainEvent::SlaBreached(raised),
-                    };
-                    tracing::info!(conversation = %conversation, ?metric, cycle, ?alert, "SLA alert raised");
-                    store::append_events(txn, &tenant, &[event], now, encode)
-                        .await
-                        .map_err(retry)
+                    });
+                    let escalation = c
+                        .applied_sla
+                        .as_ref()
+                        .and_then(|a| a.policy_at_revision.escalation);
+                    if alert == Alert::Breach
+                        && c.is_active()
+                        && let Some(e) = escalation
+                    {
+                        // Through the one transition function, in the
+                        // breach's transaction: a concurrent change of the
+                        // conversation rolls both back and the timer fires
+                        // again.
+                        let action = Action::Escalate {
+                            priority: e.raise_priority_to,
+                            team: e.move_to_team,
+                            metric,
+                        };
+                        let (next, events) = rules::transition(&c, action, Cause::Automation, now)
+                            .map_err(|e| HandlerError::Reject(e.to_string()))?;
+                        if next != c {
+                            let (timers, facts) = effects(Some((&c, &hours)), &next, &hours, now);
+                            change.sla_timers.extend(timers);
+                            change.metric_facts.extend(facts);
+                            change.conversations.push(RowWrite::Update {
+                                value: next,
+                                expected_version: c.version,
+                            });
+                            change.events.extend(events);
+                        }
+                    }
+                    store::commit_in(txn, change, encode).await.map_err(retry)
                 }
             }
         })

@@ -119,6 +119,23 @@ pub fn encode(event: &DomainEvent) -> (String, prost_types::Any) {
             sla_policy: format!("slaPolicies/{}", a.policy),
             revision: a.revision,
         }),
+        DomainEvent::Escalated {
+            conversation,
+            priority,
+            previous_priority,
+            team,
+            previous_team,
+            metric,
+            cause,
+        } => any(&pb::ConversationEscalated {
+            conversation: conversation_name(*conversation),
+            priority: priority_to_pb(*priority),
+            previous_priority: priority_to_pb(*previous_priority),
+            team: team_name(*team),
+            previous_team: team_name(*previous_team),
+            metric: metric_to_pb(*metric),
+            cause: cause_to_pb(*cause),
+        }),
     };
     (subject, any)
 }

@@ -154,13 +154,13 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         w.settle(result).await
     }
 
-    /// An agent's teams must exist.
+    /// The teams and calendars a resource names must exist.
     async fn check_references<T: Managed>(&self, tenant: &Tenant, value: &T) -> Result<(), Error> {
         let mut v = Violations::default();
-        for (n, team) in value.teams().iter().enumerate() {
+        for (field, team) in value.teams() {
             if self.repo().managed::<Team>(tenant, team.0).await?.is_none() {
                 v.add(
-                    format!("agent.teams[{n}]"),
+                    format!("{}.{field}", T::FIELD),
                     format!("teams/{team} does not exist"),
                 );
             }

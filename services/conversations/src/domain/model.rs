@@ -494,6 +494,23 @@ pub enum DomainEvent {
     SlaWarningRaised(SlaAlertRaised),
     /// An SLA clock's due time passed before it stopped.
     SlaBreached(SlaAlertRaised),
+    /// A breach escalated a conversation (priority, team).
+    Escalated {
+        /// Which.
+        conversation: ConversationId,
+        /// The priority now.
+        priority: Priority,
+        /// The priority before.
+        previous_priority: Priority,
+        /// The team now.
+        team: Option<TeamId>,
+        /// The team before.
+        previous_team: Option<TeamId>,
+        /// The metric whose breach escalated it.
+        metric: super::sla::Metric,
+        /// Why (automation).
+        cause: Cause,
+    },
 }
 
 /// What an SLA warning or breach says.
@@ -530,7 +547,10 @@ impl DomainEvent {
             }
             DomainEvent::StatusChanged { conversation, .. }
             | DomainEvent::Assigned { conversation, .. }
-            | DomainEvent::Reopened { conversation, .. } => format!("conversations/{conversation}"),
+            | DomainEvent::Reopened { conversation, .. }
+            | DomainEvent::Escalated { conversation, .. } => {
+                format!("conversations/{conversation}")
+            }
             DomainEvent::SlaWarningRaised(a) | DomainEvent::SlaBreached(a) => {
                 format!("conversations/{}", a.conversation)
             }

@@ -145,6 +145,16 @@ pub enum Action {
         /// A human agent, not a bot.
         human: bool,
     },
+    /// An SLA breach escalates: the priority raised to at least
+    /// `priority`, the conversation moved to `team`; the state stays.
+    Escalate {
+        /// At least this priority.
+        priority: Option<Priority>,
+        /// To this team.
+        team: Option<TeamId>,
+        /// The metric that breached.
+        metric: super::sla::Metric,
+    },
 }
 
 impl Action {
@@ -157,6 +167,7 @@ impl Action {
             Action::Close => "close",
             Action::CustomerMessage => "add a customer message to",
             Action::AgentReply { .. } => "reply in",
+            Action::Escalate { .. } => "escalate",
         }
     }
 }
@@ -230,6 +241,35 @@ pub fn transition(
             }
             c.state
         }
+        (
+            Action::Escalate {
+                priority,
+                team,
+                metric,
+            },
+            Open | Pending | Snoozed,
+        ) => {
+            if let Some(p) = priority
+                && rank(*p) > rank(c.priority)
+            {
+                next.priority = *p;
+            }
+            if team.is_some() {
+                next.team = *team;
+            }
+            if next.priority != c.priority || next.team != c.team {
+                events.push(DomainEvent::Escalated {
+                    conversation: c.id,
+                    priority: next.priority,
+                    previous_priority: c.priority,
+                    team: next.team,
+                    previous_team: c.team,
+                    metric: *metric,
+                    cause,
+                });
+            }
+            c.state
+        }
         _ => return Err(refuse()),
     };
     if to != Snoozed {
@@ -277,6 +317,16 @@ pub fn transition(
         next.update_time = now;
     }
     Ok((next, events))
+}
+
+/// How urgent a priority is, lowest first.
+fn rank(p: Priority) -> u8 {
+    match p {
+        Priority::Low => 0,
+        Priority::Normal => 1,
+        Priority::High => 2,
+        Priority::Urgent => 3,
+    }
 }
 
 /// `c` assigned to `assignee` and `team` (either may be `None`: unassigned),

@@ -475,6 +475,7 @@ mod tests {
             pause_when_pending: pending,
             pause_when_snoozed: true,
             warn_at_percent: 50,
+            escalation: None,
             create_time: t(0),
             update_time: t(0),
             version: 1,

@@ -3,10 +3,7 @@
 //! the claim of an alert's business key, and the change it commits (events
 //! to the outbox, an escalation, rescheduled timers).
 use rapport_store::{micros, outbox};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait as _, DatabaseTransaction, EntityTrait, QueryFilter,
-    sea_query::OnConflict,
-};
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, sea_query::OnConflict};
 
 use super::{entities::*, rows::*, write};
 use crate::domain::{
@@ -133,31 +130,5 @@ pub async fn commit_in(
         other => Error::Internal(format!("{other:?}")),
     };
     write::apply_in(txn, change, encode).await.map_err(failed)?;
-    Ok(())
-}
-
-/// Appends `events` alone to the outbox in `txn`.
-pub async fn append_events(
-    txn: &DatabaseTransaction,
-    tenant: &Tenant,
-    events: &[DomainEvent],
-    now: chrono::DateTime<chrono::Utc>,
-    encode: outbox::Encode<DomainEvent>,
-) -> Result<(), Error> {
-    let envelopes = outbox::envelopes(
-        encode,
-        |_| None,
-        tenant.as_str(),
-        now,
-        &rapport_telemetry::propagation::current_traceparent(),
-        None,
-        events,
-    )
-    .map_err(db_err)?;
-    for envelope in &envelopes {
-        txn.execute(&outbox::append_insert(envelope))
-            .await
-            .map_err(db_err)?;
-    }
     Ok(())
 }
