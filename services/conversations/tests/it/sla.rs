@@ -542,3 +542,230 @@ async fn a_breach_escalates_through_the_transition_once() {
     assert_eq!(escalations[0].cause, pb::TransitionCause::Automation as i32);
     assert_eq!(alerts(&h.db, &c.name, false).await.len(), 1);
 }
+
+/// `(metric, cycle, calendar seconds, business seconds, met)` of every
+/// metric fact stored for `c`, in order.
+async fn facts(h: &Harness, c: &str) -> Vec<(String, i32, i64, i64, Option<bool>)> {
+    use sea_orm::{ConnectionTrait as _, Statement};
+    let id = c.trim_start_matches("conversations/");
+    let backend = h.db.reader.get_database_backend();
+    let sql = format!(
+        "SELECT metric, cycle, calendar_seconds, business_seconds, met FROM conv_metric_facts \
+         WHERE tenant = '{TENANT}' AND conversation_id = '{id}' ORDER BY stop_time, metric, cycle"
+    );
+    h.db.reader
+        .query_all_raw(Statement::from_string(backend, sql))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.try_get("", "metric").unwrap(),
+                r.try_get("", "cycle").unwrap(),
+                r.try_get("", "calendar_seconds").unwrap(),
+                r.try_get("", "business_seconds").unwrap(),
+                r.try_get("", "met").unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn pending(h: &Harness, c: &str) {
+    h.client()
+        .mark_conversation_pending(tenant_request(
+            TENANT,
+            pb::MarkConversationPendingRequest {
+                name: c.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("MarkConversationPending: {}", describe(&s)));
+}
+
+async fn assign(h: &Harness, c: &str, agent: &str) {
+    h.client()
+        .assign_conversation(tenant_request(
+            TENANT,
+            pb::AssignConversationRequest {
+                name: c.into(),
+                assignee: agent.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("AssignConversation: {}", describe(&s)));
+}
+
+fn minutes(m: i64) -> DateTime<Utc> {
+    monday_8() + Duration::minutes(m)
+}
+
+#[tokio::test]
+async fn a_customer_message_while_pending_reopens_and_resumes_the_clock() {
+    // Zammad #1322: a customer note did not restart escalation.
+    let (h, inbox) = setup(false).await;
+    let c = write(&h, &inbox, 1).await;
+    h.clock.advance(Duration::minutes(10));
+    pending(&h, &c.name).await;
+    let paused = h.conversation(&c.name).await;
+    let frt = metric(&paused, pb::SlaMetric::FirstResponse).unwrap();
+    assert_eq!(state(&frt), pb::SlaMetricState::Paused);
+    assert_eq!(frt.due_time, None);
+    h.clock.advance(Duration::minutes(30));
+    let back = write(&h, &inbox, 2).await;
+    assert_eq!(back.name, c.name);
+    assert_eq!(back.state, pb::ConversationState::Open as i32);
+    let frt = metric(&back, pb::SlaMetric::FirstResponse).unwrap();
+    assert_eq!(state(&frt), pb::SlaMetricState::Running);
+    // The 30 pending minutes are added back to the hour.
+    assert_eq!(time(&frt.due_time), Some(minutes(90)));
+    h.clock.advance(Duration::minutes(50)); // +90
+    let breached = until_alerts(&h.db, &c.name, false, 1).await;
+    assert_eq!(breached, vec![(FRT, 0, minutes(90))]);
+}
+
+#[tokio::test]
+async fn every_agent_reply_stops_the_update_clock_and_first_response_is_independent() {
+    // Zammad #3140 (update escalated despite a reply) and #5177 (update
+    // time overrode the first response).
+    let (h, inbox) = setup(false).await;
+    let c = write(&h, &inbox, 1).await;
+    h.clock.advance(Duration::minutes(20));
+    write(&h, &inbox, 2).await; // more messages move nothing
+    let waiting = h.conversation(&c.name).await;
+    assert!(metric(&waiting, pb::SlaMetric::PeriodicUpdate).is_none());
+    let frt = metric(&waiting, pb::SlaMetric::FirstResponse).unwrap();
+    assert_eq!(
+        (time(&frt.start_time), time(&frt.due_time)),
+        (Some(minutes(0)), Some(minutes(60)))
+    );
+    h.clock.advance(Duration::minutes(10)); // +30
+    answer(&h, &c, HUMAN).await;
+    h.clock.advance(Duration::minutes(30)); // +60
+    write(&h, &inbox, 3).await;
+    h.clock.advance(Duration::minutes(80)); // +140: a reply within the update's 2 h
+    answer(&h, &c, HUMAN).await;
+    let now = h.conversation(&c.name).await;
+    let update = metric(&now, pb::SlaMetric::PeriodicUpdate).unwrap();
+    assert_eq!(
+        (update.cycle, time(&update.start_time)),
+        (1, Some(minutes(140)))
+    );
+    assert_eq!(state(&update), pb::SlaMetricState::Running);
+    let nrt = metric(&now, pb::SlaMetric::NextResponse).unwrap();
+    // 80 minutes for a 30-minute target: breached, and stopped.
+    assert_eq!(state(&nrt), pb::SlaMetricState::Breached);
+    assert_eq!(time(&nrt.stop_time), Some(minutes(140)));
+    assert_eq!(
+        facts(&h, &c.name).await,
+        vec![
+            ("first_response".into(), 0, 1800, 1800, Some(true)),
+            ("next_response".into(), 0, 4800, 4800, Some(false)),
+            ("periodic_update".into(), 0, 6600, 6600, Some(true)),
+        ]
+    );
+    // The update clock of the first reply was met: it never breaches.
+    h.clock.advance(Duration::minutes(1));
+    let breached = until_alerts(&h.db, &c.name, false, 1).await;
+    assert_eq!(
+        breached,
+        vec![(pb::SlaMetric::NextResponse as i32, 0, minutes(90))]
+    );
+}
+
+#[tokio::test]
+async fn bot_time_is_not_counted_and_a_bot_reply_is_no_response() {
+    // Chatwoot #7679 / PR #6409.
+    let (h, inbox) = setup(false).await;
+    let c = write(&h, &inbox, 1).await;
+    let bot = h
+        .client()
+        .list_agents(tenant_request(TENANT, pb::ListAgentsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .agents;
+    let (bot, human) = (
+        bot.iter()
+            .find(|a| a.principal == BOT)
+            .unwrap()
+            .name
+            .clone(),
+        bot.iter()
+            .find(|a| a.principal == HUMAN)
+            .unwrap()
+            .name
+            .clone(),
+    );
+    assign(&h, &c.name, &bot).await;
+    h.clock.advance(Duration::minutes(5));
+    answer(&h, &c, BOT).await;
+    h.clock.advance(Duration::minutes(25));
+    let after_bot = h.conversation(&c.name).await;
+    assert_eq!(after_bot.first_response_time, None);
+    assert_eq!(
+        state(&metric(&after_bot, pb::SlaMetric::FirstResponse).unwrap()),
+        pb::SlaMetricState::Running
+    );
+    assign(&h, &c.name, &human).await; // the hand-off, at +30
+    let handed = h.conversation(&c.name).await;
+    let frt = metric(&handed, pb::SlaMetric::FirstResponse).unwrap();
+    assert_eq!(time(&frt.start_time), Some(minutes(30)));
+    assert_eq!(time(&frt.due_time), Some(minutes(90)));
+    let res = metric(&handed, pb::SlaMetric::Resolution).unwrap();
+    assert_eq!(time(&res.start_time), Some(minutes(30)));
+    h.clock.advance(Duration::minutes(40));
+    answer(&h, &c, HUMAN).await;
+    h.resolve(&c.name).await.unwrap();
+    assert_eq!(
+        facts(&h, &c.name).await,
+        vec![
+            ("first_response".into(), 0, 2400, 2400, Some(true)),
+            ("periodic_update".into(), 0, 0, 0, Some(true)),
+            ("resolution".into(), 0, 2400, 2400, Some(true)),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_reopen_measures_from_the_reopen() {
+    // Chatwoot PR #12058 / #11787: first response and reply time were wrong
+    // after a reopen.
+    let (h, inbox) = setup(false).await;
+    let c = write(&h, &inbox, 1).await;
+    h.clock.advance(Duration::minutes(10));
+    answer(&h, &c, HUMAN).await;
+    h.clock.advance(Duration::minutes(50));
+    h.resolve(&c.name).await.unwrap();
+    let resolved = h.conversation(&c.name).await;
+    assert_eq!(
+        state(&metric(&resolved, pb::SlaMetric::Resolution).unwrap()),
+        pb::SlaMetricState::Met
+    );
+    h.clock.advance(Duration::hours(2)); // +180, inside the reopen window
+    let reopened = write(&h, &inbox, 2).await;
+    assert_eq!(reopened.name, c.name);
+    assert_eq!(reopened.reopen_count, 1);
+    let res = metric(&reopened, pb::SlaMetric::Resolution).unwrap();
+    assert_eq!((res.cycle, time(&res.start_time)), (1, Some(minutes(180))));
+    assert_eq!(time(&res.due_time), Some(minutes(180) + Duration::days(1)));
+    let nrt = metric(&reopened, pb::SlaMetric::NextResponse).unwrap();
+    assert_eq!((nrt.cycle, time(&nrt.start_time)), (0, Some(minutes(180))));
+    assert_eq!(time(&nrt.due_time), Some(minutes(210)));
+    let sla = reopened.sla.unwrap();
+    assert_eq!(
+        time(&sla.apply_time),
+        Some(minutes(180)),
+        "selected again on reopen"
+    );
+    let stored = facts(&h, &c.name).await;
+    assert_eq!(
+        stored,
+        vec![
+            ("first_response".into(), 0, 600, 600, Some(true)),
+            ("periodic_update".into(), 0, 3000, 3000, Some(true)),
+            ("resolution".into(), 0, 3600, 3600, Some(true)),
+        ]
+    );
+}
