@@ -403,12 +403,14 @@ pub fn message_id_for(id: MessageId, address: &str) -> String {
 /// The inbox's acknowledgement of conversation `c`, which `first` (the
 /// customer's message) started, when the inbox sends one: a SYSTEM message
 /// from its template (`{{case_number}}`, `{{expected_reply_time}}`,
-/// `{{inbox.display_name}}`), an email when the inbox is one (answering
-/// `first`).
+/// `{{inbox.display_name}}`, and what `known` says: the applied SLA's
+/// reply time and due time, the next opening, the customer's names), an
+/// email when the inbox is one (answering `first`).
 pub fn acknowledgement(
     inbox: &Inbox,
     c: &Conversation,
     first: &Message,
+    known: &std::collections::BTreeMap<String, String>,
     now: DateTime<Utc>,
 ) -> Option<Message> {
     let ack = inbox.auto_ack.as_ref().filter(|a| a.enabled)?;
@@ -419,6 +421,7 @@ pub fn acknowledgement(
         human_duration(inbox.expected_reply_secs),
     );
     values.insert("inbox.display_name".to_owned(), inbox.display_name.clone());
+    values.extend(known.iter().map(|(k, v)| (k.clone(), v.clone())));
     let (text, _) = super::template::render(&ack.body, &values);
     let (subject, _) = super::template::render(&ack.subject, &values);
     let id = MessageId::generate();
@@ -457,7 +460,7 @@ pub fn acknowledgement(
 }
 
 /// A reply time as people say it: `2 hours`, `30 minutes`, `1 day`.
-fn human_duration(secs: i64) -> String {
+pub fn human_duration(secs: i64) -> String {
     let (n, unit) = if secs > 0 && secs % 86_400 == 0 {
         (secs / 86_400, "day")
     } else if secs > 0 && secs % 3600 == 0 {

@@ -763,7 +763,12 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                     // At most one acknowledgement per new conversation, in
                     // the same change: never a response, never counted as
                     // one (it goes through no transition).
-                    if let Some(ack) = rules::acknowledgement(&inbox, &c, &message, now) {
+                    let known = if inbox.auto_ack.as_ref().is_some_and(|a| a.enabled) {
+                        self.acknowledgement_values(tenant, &inbox, &c, now).await?
+                    } else {
+                        Default::default()
+                    };
+                    if let Some(ack) = rules::acknowledgement(&inbox, &c, &message, &known, now) {
                         rules::add_sent_message(&mut c, &ack);
                         change.deliveries.push(DeliveryDue {
                             conversation: id,

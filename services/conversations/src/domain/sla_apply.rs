@@ -5,7 +5,7 @@
 //! warning and breach timers to (re)schedule and the metric facts of the
 //! clocks that stopped. Pure functions, plus the use-case side that reads
 //! policies and calendars.
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use rapport_usecase::Clock;
@@ -294,6 +294,66 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
             hours.inbox = cal.business().ok();
         }
         Ok(hours)
+    }
+
+    /// What an acknowledgement of `c` may state beyond the inbox's own
+    /// values: with an applied first-response target, the reply time
+    /// (`{{expected_reply_time}}`) and when it is due
+    /// (`{{expected_reply_by}}`, in the calendar's zone); the next opening
+    /// when it is closed now (`{{next_opening}}`, else empty); and, when the
+    /// template names them, the customer's names from profiles
+    /// (`{{customer.given_name}}` …), as canned responses have them.
+    pub(super) async fn acknowledgement_values(
+        &self,
+        tenant: &Tenant,
+        inbox: &Inbox,
+        c: &Conversation,
+        now: DateTime<Utc>,
+    ) -> Result<BTreeMap<String, String>, Error> {
+        let mut values = BTreeMap::new();
+        let hours = self.hours(tenant, c).await?;
+        let target = target_of(c, Metric::FirstResponse);
+        let calendar = target
+            .and_then(|(_, t)| hours.of(t))
+            .or(hours.inbox.as_ref());
+        let zone = calendar.map_or(chrono_tz::UTC, BusinessCalendar::zone);
+        let say = |t: DateTime<Utc>| {
+            t.with_timezone(&zone)
+                .format("%A %-d %B %Y, %H:%M %Z")
+                .to_string()
+        };
+        if let Some(e) = evaluations(c, &hours, now)
+            .into_iter()
+            .find(|e| e.metric == Metric::FirstResponse)
+        {
+            let secs = i64::try_from(e.target_seconds).unwrap_or(i64::MAX);
+            values.insert(
+                "expected_reply_time".to_owned(),
+                super::rules::human_duration(secs),
+            );
+            if let Some(due) = e.due {
+                values.insert("expected_reply_by".to_owned(), say(due));
+            }
+        }
+        let opening = calendar
+            .and_then(|cal| cal.next_opening(now).ok())
+            .filter(|t| *t > now);
+        values.insert(
+            "next_opening".to_owned(),
+            opening.map(say).unwrap_or_default(),
+        );
+        let template = inbox
+            .auto_ack
+            .as_ref()
+            .map(|a| format!("{}{}", a.subject, a.body))
+            .unwrap_or_default();
+        if template.contains("customer.") {
+            let facts = self.customers().facts(tenant, c.customer).await?;
+            values.insert("customer.given_name".to_owned(), facts.given_name);
+            values.insert("customer.family_name".to_owned(), facts.family_name);
+            values.insert("customer.display_name".to_owned(), facts.display_name);
+        }
+        Ok(values)
     }
 
     /// The SLA status of `c` now.

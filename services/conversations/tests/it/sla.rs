@@ -769,3 +769,73 @@ async fn a_reopen_measures_from_the_reopen() {
         ]
     );
 }
+
+#[tokio::test]
+async fn the_acknowledgement_states_the_reply_time_of_the_customers_sla_and_the_next_opening() {
+    let h = start_at(ManualClock::at(monday_8())).await;
+    let office = office_hours(&h).await;
+    // Ada is a VIP: two business hours; everyone else a day.
+    h.profiles
+        .clone()
+        .create_customer(tenant_request(
+            TENANT,
+            rapport_proto::profiles::CreateCustomerRequest {
+                customer: Some(rapport_proto::profiles::Customer {
+                    display_name: "Ada Lovelace".into(),
+                    given_name: "Ada".into(),
+                    emails: vec![rapport_proto::profiles::EmailAddress {
+                        address: "ada@example.com".into(),
+                        primary: true,
+                        ..Default::default()
+                    }],
+                    tags: vec!["vip".into()],
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("CreateCustomer: {}", describe(&s)));
+    create_policy(&h, fallback("")).await;
+    let vip = create_policy(
+        &h,
+        pb::SlaPolicy {
+            display_name: "VIP".into(),
+            condition: Some(pb::SlaCondition {
+                customer_tags: vec!["VIP".into()],
+                ..Default::default()
+            }),
+            targets: vec![targets(pb::Priority::Normal, [7200, 0, 0, 0], &office)],
+            ..Default::default()
+        },
+    )
+    .await;
+    let inbox = h
+        .create_inbox(pb::Inbox {
+            business_calendar: office.clone(),
+            auto_acknowledgement: Some(pb::AutoAcknowledgement {
+                enabled: true,
+                subject: "Case {{case_number}}".into(),
+                body: "Hi {{customer.given_name}}, we answer within {{expected_reply_time}}, \
+                       by {{expected_reply_by}}. We open {{next_opening}}."
+                    .into(),
+            }),
+            ..email_inbox("support@acme.example", 3600)
+        })
+        .await;
+    let c = write(&h, &inbox.name, 1).await;
+    assert_eq!(c.sla.as_ref().unwrap().sla_policy, vip.name);
+    let mail = h.smtp.wait_for("Subject", "Case 1").await;
+    // Quoted-printable soft line breaks undone.
+    let text = mail.data.replace("=\r\n", "").replace("=\n", "");
+    assert!(
+        text.contains(
+            "Hi Ada, we answer within 2 hours, by Monday 7 December 2026, 11:00 UTC. \
+             We open Monday 7 December 2026, 09:00 UTC."
+        ),
+        "{text}"
+    );
+    // The acknowledgement is no response: the first response still runs.
+    let frt = metric(&h.conversation(&c.name).await, pb::SlaMetric::FirstResponse).unwrap();
+    assert_eq!(state(&frt), pb::SlaMetricState::Running);
+}
