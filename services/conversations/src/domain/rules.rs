@@ -586,14 +586,16 @@ pub fn erase_conversation(c: &mut Conversation) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn t(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
     }
 
-    fn conv(state: State) -> Conversation {
+    /// An email conversation in `state`, created at `t(0)` (other modules'
+    /// tests start from it too).
+    pub(crate) fn conv(state: State) -> Conversation {
         Conversation {
             id: ConversationId::generate(),
             case_number: 1,

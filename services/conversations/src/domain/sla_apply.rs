@@ -466,3 +466,145 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        rules::{self, Action, tests::conv},
+        sla::{PriorityTargets, SlaCondition, SlaPolicyId},
+        sla_clock::ClockEvent,
+    };
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    /// An open inbound conversation at `t(0)` under a policy of a 1000 s
+    /// first response, warning at 50 %, pausing while pending.
+    fn measured() -> Conversation {
+        let policy = SlaPolicy {
+            id: SlaPolicyId::generate(),
+            display_name: "p".into(),
+            position: 0,
+            condition: SlaCondition::default(),
+            targets: vec![PriorityTargets {
+                priority: Priority::Normal,
+                first_response: Some(Target {
+                    seconds: 1000,
+                    basis: TimeBasis::CalendarTime,
+                }),
+                next_response: None,
+                periodic_update: None,
+                resolution: None,
+            }],
+            pause_when_pending: true,
+            pause_when_snoozed: false,
+            warn_at_percent: 50,
+            escalation: None,
+            create_time: t(0),
+            update_time: t(0),
+            version: 3,
+        };
+        let mut c = conv(State::Open);
+        c.sla.apply(
+            ClockEvent::Created {
+                customer_waiting: true,
+            },
+            t(0),
+        );
+        c.applied_sla = Some(policy.pin(t(0)));
+        c
+    }
+
+    fn reply(c: &Conversation, at: i64) -> Conversation {
+        rules::transition(c, Action::AgentReply { human: true }, Cause::Agent, t(at))
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn a_firing_timer_re_derives_the_clock() {
+        let h = Hours::default();
+        let fr = Metric::FirstResponse;
+        let c = measured();
+        // Early (a worker ahead of a moved due time): fire again then.
+        assert_eq!(
+            decide(&c, &h, fr, 0, Alert::Breach, t(10)),
+            AlertDecision::Later(t(1000))
+        );
+        assert_eq!(
+            decide(&c, &h, fr, 0, Alert::Warning, t(10)),
+            AlertDecision::Later(t(500))
+        );
+        assert!(matches!(
+            decide(&c, &h, fr, 0, Alert::Warning, t(500)),
+            AlertDecision::Raise(SlaAlertRaised { due, revision: 3, .. }) if due == t(1000)
+        ));
+        assert!(matches!(
+            decide(&c, &h, fr, 0, Alert::Breach, t(1000)),
+            AlertDecision::Raise(SlaAlertRaised { due, .. }) if due == t(1000)
+        ));
+        // Met at 999: a timer firing late never breaches it.
+        let met = reply(&c, 999);
+        assert_eq!(
+            decide(&met, &h, fr, 0, Alert::Breach, t(5000)),
+            AlertDecision::Drop
+        );
+        // Stopped late: the breach happened and is raised.
+        let late = reply(&c, 1001);
+        assert!(matches!(
+            decide(&late, &h, fr, 0, Alert::Breach, t(5000)),
+            AlertDecision::Raise(_)
+        ));
+        assert_eq!(
+            decide(&late, &h, fr, 0, Alert::Warning, t(5000)),
+            AlertDecision::Drop
+        );
+        // Paused before its due time: dropped until it resumes.
+        let (pending, _) =
+            rules::transition(&c, Action::MarkPending, Cause::Agent, t(100)).unwrap();
+        assert_eq!(
+            decide(&pending, &h, fr, 0, Alert::Breach, t(5000)),
+            AlertDecision::Drop
+        );
+        // Another cycle's timer does nothing.
+        assert_eq!(
+            decide(&c, &h, fr, 1, Alert::Breach, t(5000)),
+            AlertDecision::Drop
+        );
+    }
+
+    #[test]
+    fn a_stop_cancels_the_alerts_and_writes_its_fact_a_late_stop_keeps_the_breach() {
+        let h = Hours::default();
+        let c = measured();
+        let (timers, _) = effects(None, &c, &h, t(0));
+        let scheduled: Vec<_> = timers.iter().map(|x| (x.alert, x.due)).collect();
+        assert_eq!(
+            scheduled,
+            vec![
+                (Alert::Warning, Some(t(500))),
+                (Alert::Breach, Some(t(1000)))
+            ]
+        );
+        let met = reply(&c, 400);
+        let (timers, facts) = effects(Some((&c, &h)), &met, &h, t(400));
+        assert!(timers.iter().all(|x| x.due.is_none()), "{timers:?}");
+        assert_eq!(facts.len(), 1);
+        assert_eq!(
+            (facts[0].metric, facts[0].calendar_seconds, facts[0].met),
+            (Metric::FirstResponse, 400, Some(true))
+        );
+        assert_eq!(facts[0].policy.map(|(_, r)| r), Some(3));
+        let late = reply(&c, 1200);
+        let (timers, facts) = effects(Some((&c, &h)), &late, &h, t(1200));
+        let kinds: Vec<_> = timers.iter().map(|x| (x.alert, x.due)).collect();
+        assert_eq!(
+            kinds,
+            vec![(Alert::Warning, None)],
+            "the breach timer stays"
+        );
+        assert_eq!(facts[0].met, Some(false));
+    }
+}
