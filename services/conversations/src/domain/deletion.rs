@@ -1,6 +1,7 @@
 //! Deleting business calendars and SLA policies. An applied SLA keeps a
 //! pinned copy of its policy, so deleting a policy never touches open
-//! conversations; a calendar an SLA policy names cannot be deleted.
+//! conversations; a calendar an SLA policy, an inbox or an open
+//! conversation's pinned SLA names cannot be deleted.
 use rapport_usecase::{Clock, Idempotency, Write, write::MAX_ATTEMPTS};
 
 use super::{
@@ -58,8 +59,10 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         w.settle(result).await
     }
 
-    /// `InUse` when an SLA policy of the tenant counts time on calendar `id`.
+    /// `InUse` when an SLA policy of the tenant, an inbox, or the pinned SLA
+    /// of a conversation still worked counts time on calendar `id`.
     async fn check_calendar_unused(&self, tenant: &Tenant, id: uuid::Uuid) -> Result<(), Error> {
+        let calendar = Calendar::name_of(id);
         let mut after = None;
         loop {
             let page: Vec<SlaPolicy> = self.repo().managed_list(tenant, after, SCAN_PAGE).await?;
@@ -67,13 +70,27 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 .iter()
                 .find(|p| p.calendars().iter().any(|(_, c)| *c == id))
             {
-                let calendar = Calendar::name_of(id);
                 return Err(Error::InUse(calendar, p.name()));
             }
             if page.len() < SCAN_PAGE as usize {
-                return Ok(());
+                break;
             }
             after = page.last().map(|p| p.id.0);
+        }
+        let mut after = None;
+        loop {
+            let page = self.repo().inboxes(tenant, after, SCAN_PAGE).await?;
+            if let Some(i) = page.iter().find(|i| i.business_calendar == calendar) {
+                return Err(Error::InUse(calendar, format!("inboxes/{}", i.id)));
+            }
+            if page.len() < SCAN_PAGE as usize {
+                break;
+            }
+            after = page.last().map(|i| i.id);
+        }
+        match self.repo().pinned_to_calendar(tenant, id).await? {
+            Some(c) => Err(Error::InUse(calendar, format!("conversations/{c}"))),
+            None => Ok(()),
         }
     }
 }

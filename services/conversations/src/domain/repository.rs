@@ -389,6 +389,14 @@ pub trait Repository: Priors<Error = Error> + Clone + Send + Sync + 'static {
         customer: CustomerId,
     ) -> impl Future<Output = Result<Option<Conversation>, Error>> + Send;
 
+    /// A conversation the team still works whose pinned SLA counts time on
+    /// business calendar `calendar`, if any.
+    fn pinned_to_calendar(
+        &self,
+        tenant: &Tenant,
+        calendar: uuid::Uuid,
+    ) -> impl Future<Output = Result<Option<ConversationId>, Error>> + Send;
+
     /// One message of a conversation.
     fn message(
         &self,

@@ -236,6 +236,28 @@ impl Repository for SqlRepository {
             .transpose()
     }
 
+    async fn pinned_to_calendar(
+        &self,
+        tenant: &Tenant,
+        calendar: uuid::Uuid,
+    ) -> Result<Option<ConversationId>, Error> {
+        use conversations::Column as C;
+        // A rare admin check: a scan of the tenant's active conversations'
+        // pinned copies (JSON), which name calendars by id.
+        let row = conversations::Entity::find()
+            .filter(C::Tenant.eq(tenant.as_str()))
+            .filter(C::State.is_in([
+                State::Open.as_str(),
+                State::Pending.as_str(),
+                State::Snoozed.as_str(),
+            ]))
+            .filter(C::AppliedSla.like(format!("%{calendar}%")))
+            .one(&self.db.reader)
+            .await
+            .map_err(db_err)?;
+        Ok(row.and_then(|r| uuid::Uuid::parse_str(&r.id).ok().map(ConversationId)))
+    }
+
     async fn message(
         &self,
         tenant: &Tenant,

@@ -838,4 +838,57 @@ async fn the_acknowledgement_states_the_reply_time_of_the_customers_sla_and_the_
     // The acknowledgement is no response: the first response still runs.
     let frt = metric(&h.conversation(&c.name).await, pb::SlaMetric::FirstResponse).unwrap();
     assert_eq!(state(&frt), pb::SlaMetricState::Running);
+
+    // The calendar is in use by the policy, then the inbox, then the open
+    // conversation's pinned copy; once that one is resolved it can go.
+    let delete = |name: String| {
+        let client = h.client();
+        async move {
+            client
+                .clone()
+                .delete_business_calendar(tenant_request(
+                    TENANT,
+                    pb::DeleteBusinessCalendarRequest {
+                        name,
+                        ..Default::default()
+                    },
+                ))
+                .await
+        }
+    };
+    let in_use = |s: tonic::Status, by: &str| {
+        assert_error(&s, tonic::Code::FailedPrecondition, "RESOURCE_IN_USE");
+        assert!(s.message().contains(by), "{}", describe(&s));
+    };
+    in_use(delete(office.clone()).await.unwrap_err(), &vip.name);
+    h.client()
+        .delete_sla_policy(tenant_request(
+            TENANT,
+            pb::DeleteSlaPolicyRequest {
+                name: vip.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    in_use(delete(office.clone()).await.unwrap_err(), &inbox.name);
+    h.client()
+        .update_inbox(tenant_request(
+            TENANT,
+            pb::UpdateInboxRequest {
+                inbox: Some(pb::Inbox {
+                    name: inbox.name.clone(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["business_calendar".into()],
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    in_use(delete(office.clone()).await.unwrap_err(), &c.name);
+    h.resolve(&c.name).await.unwrap();
+    delete(office.clone()).await.unwrap();
 }
