@@ -215,8 +215,11 @@ pub fn fact(c: &Conversation, clock: &MetricClock, hours: &Hours) -> MetricFact 
     let calendar = target
         .and_then(|(_, t)| hours.of(t))
         .or(hours.inbox.as_ref());
+    // The applied policy says what pauses (for its unmeasured metrics
+    // too); without one, waiting on the customer or snoozed never counts.
+    let policy = c.applied_sla.as_ref().map(|a| &a.policy_at_revision);
     let pauses = |s: State| {
-        target.map_or(matches!(s, State::Pending | State::Snoozed), |(p, _)| {
+        policy.map_or(matches!(s, State::Pending | State::Snoozed), |p| {
             p.pauses_in(s)
         })
     };
@@ -606,5 +609,129 @@ mod tests {
             "the breach timer stays"
         );
         assert_eq!(facts[0].met, Some(false));
+    }
+
+    #[test]
+    fn replaying_a_history_through_the_transition_function_gives_the_same_results() {
+        use crate::domain::sla_clock::{ClockEvent as E, SlaClocks};
+        let h = Hours::default();
+        let bot = AgentId::generate();
+        let human = AgentId::generate();
+        let history: Vec<(i64, Action)> = vec![
+            (200, Action::CustomerMessage),
+            (300, Action::MarkPending),
+            (700, Action::CustomerMessage),
+            (900, Action::AgentReply { human: false }),
+            (1100, Action::AgentReply { human: true }),
+            (1500, Action::CustomerMessage),
+            (1600, Action::Snooze(t(99_999))),
+            (2600, Action::CustomerMessage),
+            (3000, Action::AgentReply { human: true }),
+            (
+                4000,
+                Action::Resolve {
+                    code: "done".into(),
+                    summary: String::new(),
+                    by: None,
+                    auto: false,
+                },
+            ),
+            (5000, Action::CustomerMessage),
+        ];
+        // The stored conversation after every step, and every fact.
+        let start = measured();
+        let replay = || {
+            let mut c = start.clone();
+            let (assigned, _) = rules::assign(&c, Some(bot), None, false, None, t(10));
+            let (handed, _) = rules::assign(&assigned, Some(human), None, false, Some(bot), t(100));
+            let mut facts = effects(Some((&c, &h)), &handed, &h, t(100)).1;
+            c = handed;
+            for (at, action) in &history {
+                let (next, _) =
+                    rules::transition(&c, action.clone(), Cause::Agent, t(*at)).unwrap();
+                facts.extend(effects(Some((&c, &h)), &next, &h, t(*at)).1);
+                c = next;
+            }
+            (c, facts)
+        };
+        let (a, facts_a) = replay();
+        let (b, facts_b) = replay();
+        assert_eq!(a.sla, b.sla);
+        assert_eq!(facts_a, facts_b);
+        assert_eq!(evaluations(&a, &h, t(9000)), evaluations(&b, &h, t(9000)));
+        // The same as folding the clock events alone.
+        let mut folded = SlaClocks::default();
+        let events = [
+            (
+                0,
+                E::Created {
+                    customer_waiting: true,
+                },
+            ),
+            (100, E::BotHandoff),
+            (200, E::CustomerMessage),
+            (
+                300,
+                E::StateChanged {
+                    from: State::Open,
+                    to: State::Pending,
+                },
+            ),
+            (
+                700,
+                E::StateChanged {
+                    from: State::Pending,
+                    to: State::Open,
+                },
+            ),
+            (700, E::CustomerMessage),
+            (1100, E::HumanReply),
+            (1500, E::CustomerMessage),
+            (
+                1600,
+                E::StateChanged {
+                    from: State::Open,
+                    to: State::Snoozed,
+                },
+            ),
+            (
+                2600,
+                E::StateChanged {
+                    from: State::Snoozed,
+                    to: State::Open,
+                },
+            ),
+            (2600, E::CustomerMessage),
+            (3000, E::HumanReply),
+            (
+                4000,
+                E::StateChanged {
+                    from: State::Open,
+                    to: State::Resolved,
+                },
+            ),
+            (
+                5000,
+                E::StateChanged {
+                    from: State::Resolved,
+                    to: State::Open,
+                },
+            ),
+            (5000, E::CustomerMessage),
+        ];
+        for (at, e) in events {
+            folded.apply(e, t(at));
+        }
+        assert_eq!(a.sla, folded);
+        // First response from the hand-off at 100 to the reply at 1100,
+        // pending 300–700 paused: 600 s of a 1000 s target.
+        let frt = facts_a
+            .iter()
+            .find(|f| f.metric == Metric::FirstResponse)
+            .unwrap();
+        assert_eq!(
+            (frt.start, frt.calendar_seconds, frt.met),
+            (t(100), 600, Some(true))
+        );
     }
 }
