@@ -269,13 +269,15 @@ impl ConversationsServer {
             self.deliveries.0,
             self.timer_poll,
         );
-        // SLA warnings and breaches, on the same clock and poll.
-        let sla_alerts = rapport_events::timers::spawn(
+        // SLA warnings and breaches, on the same clock and poll; their
+        // events are published at once.
+        let sla_alerts = rapport_events::timers::spawn_waking(
             self.db.clone(),
             self.clock.clone(),
             vec![storage::sla::SLA_ALERT.to_owned()],
             self.sla_alerts,
             self.timer_poll,
+            Some(self.wake.clone()),
         );
         rapport_events::service::serve_with_outbox(
             (self.server, self.db, self.wake),
