@@ -50,20 +50,28 @@ fn target_of(c: &Conversation, metric: Metric) -> Option<(&SlaPolicy, Target)> {
     Some((policy, target))
 }
 
-/// Every measured clock of `c` against its target at `now`.
+/// Every measured clock of `c` against its target at `now`. A target in
+/// calendar time still warns only within the inbox's hours, when the inbox
+/// has a calendar (Zammad #4432: reminders at midnight); a warning that
+/// would come at or after the due time is none.
 pub fn evaluations(c: &Conversation, hours: &Hours, now: DateTime<Utc>) -> Vec<Evaluation> {
     c.sla
         .clocks
         .iter()
         .filter_map(|clock| {
             let (policy, target) = target_of(c, clock.metric)?;
-            Some(sla_clock::evaluate(
-                clock,
-                target,
-                hours.of(target),
-                policy,
-                now,
-            ))
+            let mut e = sla_clock::evaluate(clock, target, hours.of(target), policy, now);
+            if target.basis == TimeBasis::CalendarTime
+                && let Some(inbox) = &hours.inbox
+            {
+                e.warn_at = e.warn_at.and_then(|w| inbox.next_opening(w).ok());
+            }
+            if let (Some(w), Some(due)) = (e.warn_at, e.due)
+                && w >= due
+            {
+                e.warn_at = None;
+            }
+            Some(e)
         })
         .collect()
 }
@@ -732,6 +740,49 @@ mod tests {
         assert_eq!(
             (frt.start, frt.calendar_seconds, frt.met),
             (t(100), 600, Some(true))
+        );
+    }
+
+    #[test]
+    fn a_calendar_time_target_warns_only_within_the_inboxs_hours() {
+        use chrono::Weekday;
+
+        use crate::domain::calendar::{CalendarSpec, WeeklyHours};
+        // t(0) is Friday 15 January 2027, 08:00 UTC; the inbox opens at
+        // 09:00, after the 1000 s target's due time.
+        let spec = CalendarSpec {
+            time_zone: "UTC".into(),
+            always_open: false,
+            weekly_hours: vec![WeeklyHours {
+                day: Weekday::Fri,
+                start_seconds: 9 * 3600,
+                end_seconds: 17 * 3600,
+            }],
+            holidays: vec![],
+        };
+        let c = measured();
+        let open_all_day = Hours::default();
+        let fr = |h: &Hours| {
+            evaluations(&c, h, t(0))
+                .into_iter()
+                .find(|e| e.metric == Metric::FirstResponse)
+                .unwrap()
+        };
+        assert_eq!(fr(&open_all_day).warn_at, Some(t(500)));
+        let office = Hours {
+            inbox: Some(BusinessCalendar::new(&spec).unwrap()),
+            ..Hours::default()
+        };
+        let e = fr(&office);
+        assert_eq!(
+            (e.warn_at, e.due),
+            (None, Some(t(1000))),
+            "no warning at 08:08"
+        );
+        let (timers, _) = effects(None, &c, &office, t(0));
+        assert_eq!(
+            timers.iter().map(|x| x.alert).collect::<Vec<_>>(),
+            vec![Alert::Breach]
         );
     }
 }
