@@ -88,8 +88,13 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
             }
             after = page.last().map(|i| i.id);
         }
-        match self.repo().pinned_to_calendar(tenant, id).await? {
-            Some(c) => Err(Error::InUse(calendar, format!("conversations/{c}"))),
+        match self
+            .repo()
+            .pinned_to_calendar(tenant, id, None, 1)
+            .await?
+            .first()
+        {
+            Some(c) => Err(Error::InUse(calendar, format!("conversations/{}", c.id))),
             None => Ok(()),
         }
     }

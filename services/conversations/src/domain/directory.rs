@@ -151,7 +151,13 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
             Err(w.exhausted())
         }
         .await;
-        w.settle(result).await
+        let updated = w.settle(result).await?;
+        // After the commit, so a retry of the request (answered from its
+        // stored result) reschedules again.
+        if T::KIND == Kind::BusinessCalendar {
+            self.reschedule_for_calendar(tenant, id).await?;
+        }
+        Ok(updated)
     }
 
     /// The teams and calendars a resource names must exist.

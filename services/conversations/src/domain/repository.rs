@@ -389,13 +389,15 @@ pub trait Repository: Priors<Error = Error> + Clone + Send + Sync + 'static {
         customer: CustomerId,
     ) -> impl Future<Output = Result<Option<Conversation>, Error>> + Send;
 
-    /// A conversation the team still works whose pinned SLA counts time on
-    /// business calendar `calendar`, if any.
+    /// A page of the conversations the team still works whose pinned SLA
+    /// counts time on business calendar `calendar`, by id after `after`.
     fn pinned_to_calendar(
         &self,
         tenant: &Tenant,
         calendar: uuid::Uuid,
-    ) -> impl Future<Output = Result<Option<ConversationId>, Error>> + Send;
+        after: Option<ConversationId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Conversation>, Error>> + Send;
 
     /// One message of a conversation.
     fn message(

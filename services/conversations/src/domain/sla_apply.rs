@@ -367,6 +367,43 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         Ok(values)
     }
 
+    /// Schedules again the SLA timers of every conversation still worked
+    /// whose pinned SLA counts time on calendar `id`, after the calendar
+    /// changed (a new holiday moves due times either way). Each is its own
+    /// change, timers only: a timer it misses still fires at its old time
+    /// and re-derives the clock.
+    pub(super) async fn reschedule_for_calendar(
+        &self,
+        tenant: &Tenant,
+        id: uuid::Uuid,
+    ) -> Result<(), Error> {
+        let mut after = None;
+        loop {
+            let page = self
+                .repo()
+                .pinned_to_calendar(tenant, id, after, 200)
+                .await?;
+            for c in &page {
+                let hours = self.hours(tenant, c).await?;
+                let now = self.clock().now();
+                let (timers, _) = effects(None, c, &hours, now);
+                if timers.is_empty() {
+                    continue;
+                }
+                let mut change = ChangeSet::new(tenant, now);
+                change.sla_timers = timers;
+                self.repo().commit(change).await.map_err(|e| match e {
+                    rapport_usecase::CommitError::Other(clash) => Error::from(clash),
+                    _ => Error::Conflict,
+                })?;
+            }
+            if page.len() < 200 {
+                return Ok(());
+            }
+            after = page.last().map(|c| c.id);
+        }
+    }
+
     /// The SLA status of `c` now.
     pub async fn sla_status(
         &self,

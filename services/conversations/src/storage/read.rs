@@ -240,22 +240,32 @@ impl Repository for SqlRepository {
         &self,
         tenant: &Tenant,
         calendar: uuid::Uuid,
-    ) -> Result<Option<ConversationId>, Error> {
+        after: Option<ConversationId>,
+        limit: u32,
+    ) -> Result<Vec<Conversation>, Error> {
         use conversations::Column as C;
-        // A rare admin check: a scan of the tenant's active conversations'
-        // pinned copies (JSON), which name calendars by id.
-        let row = conversations::Entity::find()
+        // Rare admin paths (a calendar's update or delete): a scan of the
+        // tenant's active conversations' pinned copies (JSON), which name
+        // calendars by id.
+        let mut q = conversations::Entity::find()
             .filter(C::Tenant.eq(tenant.as_str()))
             .filter(C::State.is_in([
                 State::Open.as_str(),
                 State::Pending.as_str(),
                 State::Snoozed.as_str(),
             ]))
-            .filter(C::AppliedSla.like(format!("%{calendar}%")))
-            .one(&self.db.reader)
+            .filter(C::AppliedSla.like(format!("%{calendar}%")));
+        if let Some(a) = after {
+            q = q.filter(C::Id.gt(a.to_string()));
+        }
+        q.order_by_asc(C::Id)
+            .limit(u64::from(limit))
+            .all(&self.db.reader)
             .await
-            .map_err(db_err)?;
-        Ok(row.and_then(|r| uuid::Uuid::parse_str(&r.id).ok().map(ConversationId)))
+            .map_err(db_err)?
+            .into_iter()
+            .map(to_conversation)
+            .collect()
     }
 
     async fn message(

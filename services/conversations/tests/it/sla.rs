@@ -892,3 +892,75 @@ async fn the_acknowledgement_states_the_reply_time_of_the_customers_sla_and_the_
     h.resolve(&c.name).await.unwrap();
     delete(office.clone()).await.unwrap();
 }
+
+/// The due time of the timer `sla:{c}:{suffix}`.
+async fn timer_due(h: &Harness, c: &str, suffix: &str) -> Option<DateTime<Utc>> {
+    let id = c.trim_start_matches("conversations/");
+    rapport_events::timers::get(&h.db.reader, TENANT, &format!("sla:{id}:{suffix}"))
+        .await
+        .unwrap()
+        .map(|t| t.due)
+}
+
+#[tokio::test]
+async fn editing_a_calendar_moves_open_due_times_and_their_timers() {
+    let (h, inbox) = setup(true).await;
+    let c = write(&h, &inbox, 1).await;
+    let office = metric(&c, pb::SlaMetric::FirstResponse)
+        .unwrap()
+        .business_calendar;
+    let at = |d: u32, h: u32| Utc.with_ymd_and_hms(2026, 12, d, h, 0, 0).unwrap();
+    assert_eq!(
+        timer_due(&h, &c.name, "first_response:0:breach").await,
+        Some(at(7, 10))
+    );
+    let holiday = |holidays: Vec<pb::Holiday>| {
+        let client = h.client();
+        let office = office.clone();
+        async move {
+            client
+                .clone()
+                .update_business_calendar(tenant_request(
+                    TENANT,
+                    pb::UpdateBusinessCalendarRequest {
+                        business_calendar: Some(pb::BusinessCalendar {
+                            name: office,
+                            holidays,
+                            ..Default::default()
+                        }),
+                        update_mask: Some(prost_types::FieldMask {
+                            paths: vec!["holidays".into()],
+                        }),
+                        request_id: String::new(),
+                    },
+                ))
+                .await
+                .unwrap_or_else(|s| panic!("UpdateBusinessCalendar: {}", describe(&s)))
+        }
+    };
+    // Monday becomes a holiday: due Tuesday 10:00, the timers with it.
+    holiday(vec![pb::Holiday {
+        date: "2026-12-07".into(),
+        display_name: "Closed".into(),
+        open_hours: vec![],
+    }])
+    .await;
+    let moved = h.conversation(&c.name).await;
+    let frt = metric(&moved, pb::SlaMetric::FirstResponse).unwrap();
+    assert_eq!(time(&frt.due_time), Some(at(8, 10)));
+    assert_eq!(
+        timer_due(&h, &c.name, "first_response:0:breach").await,
+        Some(at(8, 10))
+    );
+    // And back: due earlier again, and the breach fires then.
+    holiday(vec![]).await;
+    assert_eq!(
+        timer_due(&h, &c.name, "first_response:0:breach").await,
+        Some(at(7, 10))
+    );
+    h.clock.advance(Duration::hours(2));
+    assert_eq!(
+        until_alerts(&h.db, &c.name, false, 1).await,
+        vec![(FRT, 0, at(7, 10))]
+    );
+}
