@@ -500,6 +500,22 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         }) {
             return Ok(());
         }
+        // Without an SLA before or after, only a stopped clock (its metric
+        // fact) needs the calendars: a new conversation under no policy
+        // costs no reads here.
+        let measured =
+            after.applied_sla.is_some() || before.is_some_and(|b| b.applied_sla.is_some());
+        let stopped = before.is_some_and(|b| {
+            b.sla.clocks.iter().filter(|k| k.running()).any(|k| {
+                after
+                    .sla
+                    .get(k.metric)
+                    .is_none_or(|a| a.cycle != k.cycle || !a.running())
+            })
+        });
+        if !measured && !stopped {
+            return Ok(());
+        }
         let hours = self.hours(tenant, after).await?;
         let hours_before = match before {
             Some(b) if b.applied_sla != after.applied_sla || b.inbox != after.inbox => {
