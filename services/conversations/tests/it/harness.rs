@@ -77,6 +77,7 @@ pub async fn start_trusting(trusted: bool) -> Harness {
     start_with(
         trusted,
         rapport_usecase::ManualClock::at(chrono::Utc::now()),
+        1_000,
     )
     .await
 }
@@ -84,10 +85,16 @@ pub async fn start_trusting(trusted: bool) -> Harness {
 /// [`start`] with conversations (and its timer workers) telling time by
 /// `clock`, looking for due timers every 20 ms.
 pub async fn start_at(clock: rapport_usecase::ManualClock) -> Harness {
-    start_with(true, clock).await
+    start_with(true, clock, 20).await
 }
 
-async fn start_with(trusted: bool, clock: rapport_usecase::ManualClock) -> Harness {
+/// `timer_poll_ms`: the service's default for most tests, whose stored
+/// messages are compared before and after their delivery.
+async fn start_with(
+    trusted: bool,
+    clock: rapport_usecase::ManualClock,
+    timer_poll_ms: u64,
+) -> Harness {
     let key = rapport_kit::AssertionSigner::generate_seed();
     let public = rapport_kit::AssertionSigner::from_base64(&key)
         .expect("a generated seed")
@@ -125,7 +132,7 @@ async fn start_with(trusted: bool, clock: rapport_usecase::ManualClock) -> Harne
     let smtp = crate::smtp::Sink::start().await;
     let mut config = conversations_config(&testdb, profiles_addr, &key);
     config.email.smtp_url = smtp.url();
-    config.timer_poll_ms = 20;
+    config.timer_poll_ms = timer_poll_ms;
     let service =
         rapport_conversations::build_with(&config, &bus, std::sync::Arc::new(clock.clone()))
             .await
