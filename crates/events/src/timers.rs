@@ -294,12 +294,34 @@ pub fn spawn(
     handler: TimerHandler,
     poll: Duration,
 ) -> JoinHandle<()> {
+    spawn_waking(db, clock, kinds, handler, poll, None)
+}
+
+/// [`spawn`], waking the outbox relay through `wake` after a pass that
+/// fired timers, for handlers that raise events (so they are published
+/// now, not at the relay's next poll).
+pub fn spawn_waking(
+    db: Db,
+    clock: Arc<dyn Clock>,
+    kinds: Vec<String>,
+    handler: TimerHandler,
+    poll: Duration,
+    wake: Option<crate::relay::Wake>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let kinds: Vec<&str> = kinds.iter().map(String::as_str).collect();
         loop {
             match fire_due(&db, clock.as_ref(), &kinds, &handler).await {
-                Ok(n) if n as u64 >= BATCH => continue,
-                Ok(_) => {}
+                Ok(n) => {
+                    if n > 0
+                        && let Some(w) = &wake
+                    {
+                        w.wake();
+                    }
+                    if n as u64 >= BATCH {
+                        continue;
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "firing timers failed; retrying"),
             }
             tokio::time::sleep(poll).await;

@@ -11,6 +11,7 @@ mod delivery;
 mod domain;
 mod email;
 mod profiles;
+mod sla_alerts;
 mod storage;
 
 pub use connector::ConnectorConfig;
@@ -73,6 +74,13 @@ pub struct Config {
     pub default_time_zone: String,
     /// Channel connectors (outbound messages of other channels).
     pub connectors: ConnectorConfig,
+    /// Seconds added to the system clock (`rapport dev` demos of service
+    /// levels: `RAPPORT_CONVERSATIONS__CLOCK_OFFSET_SECONDS=86400` runs the
+    /// service a day ahead, so due SLA timers fire). 0 in production.
+    pub clock_offset_seconds: i64,
+    /// How often, in milliseconds, due timers (deliveries, SLA warnings
+    /// and breaches) are looked for.
+    pub timer_poll_ms: u64,
 }
 
 impl Default for Config {
@@ -94,12 +102,23 @@ impl Default for Config {
             email: EmailConfig::default(),
             default_time_zone: "UTC".to_owned(),
             connectors: ConnectorConfig::default(),
+            clock_offset_seconds: 0,
+            timer_poll_ms: 1_000,
         }
     }
 }
 
+/// The system clock moved by a fixed offset (`clock_offset_seconds`).
+#[derive(Debug, Clone, Copy)]
+struct OffsetClock(chrono::Duration);
+
+impl Clock for OffsetClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        SystemClock.now() + self.0
+    }
+}
+
 /// A built, bound, not yet serving conversations service.
-#[derive(Debug)]
 pub struct ConversationsServer {
     server: GrpcServer,
     db: Db,
@@ -108,16 +127,16 @@ pub struct ConversationsServer {
     wake: Wake,
     outbox_retention: std::time::Duration,
     deliveries: delivery::Deliverer,
-    clock: TimerClock,
+    sla_alerts: rapport_events::timers::TimerHandler,
+    clock: Arc<dyn Clock>,
+    timer_poll: std::time::Duration,
 }
 
-/// The clock the timer workers tell time by.
-#[derive(Clone)]
-struct TimerClock(Arc<dyn Clock>);
-
-impl std::fmt::Debug for TimerClock {
+impl std::fmt::Debug for ConversationsServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TimerClock")
+        f.debug_struct("ConversationsServer")
+            .field("addr", &self.server.local_addr())
+            .finish_non_exhaustive()
     }
 }
 
@@ -245,12 +264,27 @@ pub async fn migrate(db: &Db) -> anyhow::Result<()> {
 }
 
 /// Connects to the database, migrates if configured, and binds the
-/// listener. Events go to `bus`.
+/// listener. Events go to `bus`. Time is the system's, moved by
+/// `clock_offset_seconds`.
 pub async fn build(config: &Config, bus: &Bus) -> anyhow::Result<ConversationsServer> {
-    build_with(config, bus, Arc::new(SystemClock)).await
+    let offset = chrono::Duration::try_seconds(config.clock_offset_seconds)
+        .filter(|d| d.num_days().abs() <= 3650)
+        .ok_or_else(|| {
+            anyhow::anyhow!("conversations.clock_offset_seconds: at most ten years either way")
+        })?;
+    if offset.is_zero() {
+        build_with(config, bus, Arc::new(SystemClock)).await
+    } else {
+        tracing::warn!(
+            offset_seconds = config.clock_offset_seconds,
+            "conversations runs on a shifted clock"
+        );
+        build_with(config, bus, Arc::new(OffsetClock(offset))).await
+    }
 }
 
-/// [`build`] telling time by `clock` (tests drive timers with it).
+/// [`build`] telling time by `clock`: the service and its timer workers
+/// (tests drive service levels with a `ManualClock`).
 pub async fn build_with(
     config: &Config,
     bus: &Bus,
@@ -309,7 +343,9 @@ pub async fn build_with(
         wake,
         outbox_retention: rapport_events::service::outbox_retention(&config.events),
         deliveries,
-        clock: TimerClock(clock),
+        sla_alerts: sla_alerts::timer_handler(clock.clone(), api::events::encode),
+        clock,
+        timer_poll: std::time::Duration::from_millis(config.timer_poll_ms.max(1)),
     })
 }
 
@@ -351,18 +387,28 @@ impl ConversationsServer {
             consent_subscription(),
             consent_handler(),
         );
-        // Due deliveries are looked for every second (and at once again
-        // after a pass that fired any).
-        let deliveries = self.deliveries.spawn(std::time::Duration::from_secs(1));
+        // Due deliveries are looked for every `timer_poll` (and at once
+        // again after a pass that fired any), on the service's clock.
+        let deliveries = self.deliveries.spawn(self.timer_poll);
         // Promises break at their due time and remind their owners, pending
-        // conversations are checked in with and auto-resolved: looked for
-        // every second, like deliveries.
-        let automation = rapport_events::timers::spawn(
+        // conversations are checked in with and auto-resolved; SLA warnings
+        // and breaches are raised: all on the service's clock and poll, their
+        // events published at once.
+        let automation = rapport_events::timers::spawn_waking(
             self.db.clone(),
-            self.clock.0.clone(),
+            self.clock.clone(),
             AUTOMATION_KINDS.iter().map(|k| (*k).to_owned()).collect(),
             automation_handler(),
-            std::time::Duration::from_secs(1),
+            self.timer_poll,
+            Some(self.wake.clone()),
+        );
+        let sla_alerts = rapport_events::timers::spawn_waking(
+            self.db.clone(),
+            self.clock.clone(),
+            vec![storage::sla::SLA_ALERT.to_owned()],
+            self.sla_alerts,
+            self.timer_poll,
+            Some(self.wake.clone()),
         );
         rapport_events::service::serve_with_outbox(
             (self.server, self.db, self.wake),
@@ -370,7 +416,7 @@ impl ConversationsServer {
             self.bus,
             EVENTS_NAME,
             self.outbox_retention,
-            vec![erasure, merges, consent, deliveries, automation],
+            vec![erasure, merges, consent, deliveries, automation, sla_alerts],
             shutdown,
         )
         .await

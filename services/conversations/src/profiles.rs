@@ -121,6 +121,7 @@ impl Customers for Profiles {
             family_name: c.family_name,
             display_name: c.display_name,
             locale: c.locale,
+            tags: c.tags,
         })
     }
 }

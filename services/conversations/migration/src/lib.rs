@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261202_000001_create_conversations;
 mod m20261202_000002_erasure_consumer;
 mod m20261202_000003_outbound;
+mod m20261202_000005_sla;
 mod m20261202_000006_promises;
 mod m20261202_000007_customer_marks;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_create_conversations::Migration),
             Box::new(m20261202_000002_erasure_consumer::Migration),
             Box::new(m20261202_000003_outbound::Migration),
+            Box::new(m20261202_000005_sla::Migration),
             Box::new(m20261202_000006_promises::Migration),
             Box::new(m20261202_000007_customer_marks::Migration),
         ]

@@ -241,6 +241,8 @@ pub fn conversation_to_pb(c: &Conversation) -> pb::Conversation {
         etag: c.etag(),
         create_time: Some(ts(c.create_time)),
         update_time: Some(ts(c.update_time)),
+        // Where it stands needs the calendars: `Handler::conversation_out`.
+        sla: None,
     }
 }
 
@@ -309,4 +311,60 @@ pub fn time(t: &prost_types::Timestamp) -> Result<DateTime<Utc>, &'static str> {
 /// A delivery state as protobuf.
 pub fn delivery_state_to_pb(s: DeliveryState) -> i32 {
     to_pb!(pb::DeliveryState, "DELIVERY_STATE", s)
+}
+
+/// The protobuf enum of an SLA metric.
+pub fn metric_to_pb(m: crate::domain::sla::Metric) -> i32 {
+    use crate::domain::sla::Metric;
+    (match m {
+        Metric::FirstResponse => pb::SlaMetric::FirstResponse,
+        Metric::NextResponse => pb::SlaMetric::NextResponse,
+        Metric::PeriodicUpdate => pb::SlaMetric::PeriodicUpdate,
+        Metric::Resolution => pb::SlaMetric::Resolution,
+    }) as i32
+}
+
+/// `c`'s applied SLA with each metric's evaluation, if an SLA applies.
+pub fn conversation_sla_to_pb(
+    c: &Conversation,
+    evaluations: &[crate::domain::sla_clock::Evaluation],
+) -> Option<pb::ConversationSla> {
+    use crate::domain::{calendars::Calendar, sla::TimeBasis, sla_clock::Status};
+    let applied = c.applied_sla.as_ref()?;
+    let targets = applied.policy_at_revision.targets_for(c.priority);
+    let metrics = evaluations
+        .iter()
+        .map(|e| {
+            let basis = targets.and_then(|t| t.target(e.metric)).map(|t| t.basis);
+            pb::SlaMetricStatus {
+                metric: metric_to_pb(e.metric),
+                cycle: i32::try_from(e.cycle).unwrap_or(i32::MAX),
+                target: Some(prost_types::Duration {
+                    seconds: i64::try_from(e.target_seconds).unwrap_or(i64::MAX),
+                    nanos: 0,
+                }),
+                business_calendar: match basis {
+                    Some(TimeBasis::BusinessTime(id)) => Calendar::name_of(id.0),
+                    _ => String::new(),
+                },
+                start_time: c.sla.get(e.metric).map(|k| ts(k.start)),
+                due_time: opt_ts(e.due),
+                warn_time: opt_ts(e.warn_at),
+                state: (match e.status {
+                    Status::Running => pb::SlaMetricState::Running,
+                    Status::Paused => pb::SlaMetricState::Paused,
+                    Status::Met => pb::SlaMetricState::Met,
+                    Status::Breached => pb::SlaMetricState::Breached,
+                }) as i32,
+                breach_time: opt_ts(e.breached_at),
+                stop_time: opt_ts(e.stop),
+            }
+        })
+        .collect();
+    Some(pb::ConversationSla {
+        sla_policy: format!("slaPolicies/{}", applied.policy),
+        revision: applied.revision,
+        apply_time: Some(ts(applied.applied_time)),
+        metrics,
+    })
 }

@@ -115,6 +115,39 @@ pub fn encode(event: &DomainEvent) -> (String, prost_types::Any) {
             cause: cause_to_pb(*cause),
         }),
         DomainEvent::Promise(e) => super::promises::encode_event(e),
+        DomainEvent::SlaWarningRaised(a) => any(&pb::SlaWarningRaised {
+            conversation: conversation_name(a.conversation),
+            metric: metric_to_pb(a.metric),
+            cycle: i32::try_from(a.cycle).unwrap_or(i32::MAX),
+            due_time: Some(rapport_kit::convert::ts(a.due)),
+            sla_policy: format!("slaPolicies/{}", a.policy),
+            revision: a.revision,
+        }),
+        DomainEvent::SlaBreached(a) => any(&pb::SlaBreached {
+            conversation: conversation_name(a.conversation),
+            metric: metric_to_pb(a.metric),
+            cycle: i32::try_from(a.cycle).unwrap_or(i32::MAX),
+            due_time: Some(rapport_kit::convert::ts(a.due)),
+            sla_policy: format!("slaPolicies/{}", a.policy),
+            revision: a.revision,
+        }),
+        DomainEvent::Escalated {
+            conversation,
+            priority,
+            previous_priority,
+            team,
+            previous_team,
+            metric,
+            cause,
+        } => any(&pb::ConversationEscalated {
+            conversation: conversation_name(*conversation),
+            priority: priority_to_pb(*priority),
+            previous_priority: priority_to_pb(*previous_priority),
+            team: team_name(*team),
+            previous_team: team_name(*previous_team),
+            metric: metric_to_pb(*metric),
+            cause: cause_to_pb(*cause),
+        }),
     };
     (subject, any)
 }

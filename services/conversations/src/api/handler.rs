@@ -71,7 +71,24 @@ impl<R: Repository, P: Customers, C: Clock> Handler<R, P, C> {
             .act(&tenant, id, action, etag, key)
             .await
             .map_err(to_status)?;
-        Ok(Some(conversation_to_pb(&c)))
+        Ok(Some(self.conversation_out(&tenant, &c).await?))
+    }
+
+    /// `c` as the API shows it: with where its SLA stands now.
+    async fn conversation_out(
+        &self,
+        tenant: &crate::domain::Tenant,
+        c: &crate::domain::Conversation,
+    ) -> Result<pb::Conversation, Status> {
+        let evaluations = self
+            .service
+            .sla_status(tenant, c)
+            .await
+            .map_err(to_status)?;
+        Ok(pb::Conversation {
+            sla: conversation_sla_to_pb(c, &evaluations),
+            ..conversation_to_pb(c)
+        })
     }
 }
 
@@ -502,7 +519,7 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::AssignConversationResponse {
-            conversation: Some(conversation_to_pb(&c)),
+            conversation: Some(self.conversation_out(&tenant, &c).await?),
         }))
     }
 
@@ -602,7 +619,7 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::CreateConversationResponse {
-            conversation: Some(conversation_to_pb(&conversation)),
+            conversation: Some(self.conversation_out(&tenant, &conversation).await?),
         }))
     }
 
@@ -618,7 +635,7 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::GetConversationResponse {
-            conversation: Some(conversation_to_pb(&c)),
+            conversation: Some(self.conversation_out(&tenant, &c).await?),
         }))
     }
 
@@ -637,7 +654,7 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::GetConversationByCaseNumberResponse {
-            conversation: Some(conversation_to_pb(&c)),
+            conversation: Some(self.conversation_out(&tenant, &c).await?),
         }))
     }
 
@@ -662,7 +679,13 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::ListConversationsResponse {
-            conversations: page.iter().map(conversation_to_pb).collect(),
+            conversations: {
+                let mut out = Vec::with_capacity(page.len());
+                for c in &page {
+                    out.push(self.conversation_out(&tenant, c).await?);
+                }
+                out
+            },
             next_page_token: self.tokens.next(&tenant, &scope, next),
         }))
     }
@@ -686,7 +709,7 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::UpdateConversationResponse {
-            conversation: Some(conversation_to_pb(&c)),
+            conversation: Some(self.conversation_out(&tenant, &c).await?),
         }))
     }
 
@@ -764,7 +787,7 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
             .map_err(to_status)?;
         Ok(Response::new(pb::ReceiveMessageResponse {
             message: Some(message_to_pb(&r.message)),
-            conversation: Some(conversation_to_pb(&r.conversation)),
+            conversation: Some(self.conversation_out(&tenant, &r.conversation).await?),
             created: r.created,
         }))
     }
@@ -789,7 +812,7 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
             .map_err(to_status)?;
         Ok(Response::new(pb::ReceiveEmailResponse {
             message: Some(message_to_pb(&r.message)),
-            conversation: Some(conversation_to_pb(&r.conversation)),
+            conversation: Some(self.conversation_out(&tenant, &r.conversation).await?),
             created: r.created,
         }))
     }

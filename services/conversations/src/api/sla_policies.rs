@@ -10,15 +10,15 @@ use super::{
     command::id_in,
     convert::{
         channel_from_pb, channel_to_pb, duration_secs, inbox_name, interaction_type_from_pb,
-        interaction_type_to_pb, priority_from_pb, priority_to_pb,
+        interaction_type_to_pb, priority_from_pb, priority_to_pb, team_name,
     },
     managed::Wire,
 };
 use crate::domain::{
-    InboxId, Priority,
+    InboxId, Priority, TeamId,
     calendars::CalendarId,
     managed::Managed,
-    sla::{PriorityTargets, SlaCondition, SlaPolicy, SlaPolicyId, Target, TimeBasis},
+    sla::{Escalation, PriorityTargets, SlaCondition, SlaPolicy, SlaPolicyId, Target, TimeBasis},
 };
 
 const EPOCH: DateTime<Utc> = DateTime::<Utc>::UNIX_EPOCH;
@@ -119,6 +119,10 @@ impl Wire for SlaPolicy {
             etag: self.etag(),
             create_time: Some(ts(self.create_time)),
             update_time: Some(ts(self.update_time)),
+            escalation: self.escalation.map(|e| pb::SlaEscalation {
+                raise_priority_to: e.raise_priority_to.map_or(0, priority_to_pb),
+                move_to_team: team_name(e.move_to_team),
+            }),
         }
     }
     fn name_etag(pb: &pb::SlaPolicy) -> (&str, &str) {
@@ -197,6 +201,23 @@ impl Wire for SlaPolicy {
                     .ok_or("must be 1 to 99 (or 0: no warning)"),
             )
             .unwrap_or(0);
+        let escalation = pb.escalation.as_ref().map(|e| Escalation {
+            raise_priority_to: v
+                .take(
+                    "sla_policy.escalation.raise_priority_to",
+                    priority_from_pb(e.raise_priority_to),
+                )
+                .flatten(),
+            move_to_team: if e.move_to_team.is_empty() {
+                None
+            } else {
+                v.take(
+                    "sla_policy.escalation.move_to_team",
+                    id_in(&e.move_to_team, "teams"),
+                )
+                .map(TeamId)
+            },
+        });
         SlaPolicy {
             id: SlaPolicyId(Uuid::nil()),
             display_name: pb.display_name.clone(),
@@ -206,6 +227,7 @@ impl Wire for SlaPolicy {
             pause_when_pending: pb.pause_when_pending,
             pause_when_snoozed: pb.pause_when_snoozed,
             warn_at_percent,
+            escalation: escalation.filter(|e| *e != Escalation::default()),
             create_time: EPOCH,
             update_time: EPOCH,
             version: 0,
@@ -220,6 +242,7 @@ impl Wire for SlaPolicy {
             "pause_when_pending" => self.pause_when_pending = from.pause_when_pending,
             "pause_when_snoozed" => self.pause_when_snoozed = from.pause_when_snoozed,
             "warn_at_percent" => self.warn_at_percent = from.warn_at_percent,
+            "escalation" => self.escalation = from.escalation,
             _ => return false,
         }
         true

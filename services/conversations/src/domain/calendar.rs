@@ -302,10 +302,6 @@ impl BusinessCalendar {
     }
 
     /// The calendar's zone.
-    #[allow(
-        dead_code,
-        reason = "used by SLA warnings and the auto-acknowledgement, the next steps of issue 14"
-    )]
     pub fn zone(&self) -> Tz {
         self.zone
     }
@@ -331,10 +327,6 @@ impl BusinessCalendar {
 
     /// The first instant at or after `t` in working time: `t` itself during
     /// hours.
-    #[allow(
-        dead_code,
-        reason = "used by SLA warnings and the auto-acknowledgement, the next steps of issue 14"
-    )]
     pub fn next_opening(&self, t: DateTime<Utc>) -> Result<DateTime<Utc>, OutOfRange> {
         self.add(t, 0)
     }

@@ -1,6 +1,7 @@
 //! Deleting business calendars and SLA policies. An applied SLA keeps a
 //! pinned copy of its policy, so deleting a policy never touches open
-//! conversations; a calendar an SLA policy names cannot be deleted.
+//! conversations; a calendar an SLA policy, an inbox or an open
+//! conversation's pinned SLA names cannot be deleted.
 use rapport_usecase::{Clock, Idempotency, Write, write::MAX_ATTEMPTS};
 
 use super::{
@@ -58,15 +59,36 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         w.settle(result).await
     }
 
-    /// `InUse` when an SLA policy of the tenant counts time on calendar
-    /// `id`, or an agent works by it (promise reminders, "due today").
+    /// `InUse` when an SLA policy of the tenant, an agent (promise
+    /// reminders, "due today"), an inbox, or the pinned SLA of a
+    /// conversation still worked counts time on calendar `id`.
     async fn check_calendar_unused(&self, tenant: &Tenant, id: uuid::Uuid) -> Result<(), Error> {
+        let calendar = Calendar::name_of(id);
         let user = match self.calendar_user::<SlaPolicy>(tenant, id).await? {
             Some(name) => Some(name),
             None => self.calendar_user::<Agent>(tenant, id).await?,
         };
-        match user {
-            Some(name) => Err(Error::InUse(Calendar::name_of(id), name)),
+        if let Some(name) = user {
+            return Err(Error::InUse(calendar, name));
+        }
+        let mut after = None;
+        loop {
+            let page = self.repo().inboxes(tenant, after, SCAN_PAGE).await?;
+            if let Some(i) = page.iter().find(|i| i.business_calendar == calendar) {
+                return Err(Error::InUse(calendar, format!("inboxes/{}", i.id)));
+            }
+            if page.len() < SCAN_PAGE as usize {
+                break;
+            }
+            after = page.last().map(|i| i.id);
+        }
+        match self
+            .repo()
+            .pinned_to_calendar(tenant, id, None, 1)
+            .await?
+            .first()
+        {
+            Some(c) => Err(Error::InUse(calendar, format!("conversations/{}", c.id))),
             None => Ok(()),
         }
     }

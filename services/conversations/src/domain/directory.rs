@@ -151,16 +151,22 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
             Err(w.exhausted())
         }
         .await;
-        w.settle(result).await
+        let updated = w.settle(result).await?;
+        // After the commit, so a retry of the request (answered from its
+        // stored result) reschedules again.
+        if T::KIND == Kind::BusinessCalendar {
+            self.reschedule_for_calendar(tenant, id).await?;
+        }
+        Ok(updated)
     }
 
-    /// An agent's teams must exist.
+    /// The teams and calendars a resource names must exist.
     async fn check_references<T: Managed>(&self, tenant: &Tenant, value: &T) -> Result<(), Error> {
         let mut v = Violations::default();
-        for (n, team) in value.teams().iter().enumerate() {
+        for (field, team) in value.teams() {
             if self.repo().managed::<Team>(tenant, team.0).await?.is_none() {
                 v.add(
-                    format!("agent.teams[{n}]"),
+                    format!("{}.{field}", T::FIELD),
                     format!("teams/{team} does not exist"),
                 );
             }
@@ -212,8 +218,26 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         }
         v.check()?;
         let chosen = assignee.or(auto);
+        // A hand-off from a bot (to a human agent or a team): the bot
+        // assigned now, when a human (or no agent) takes over.
+        let mut bot = None;
+        if let Some(current) = self.repo().conversation(tenant, id).await?
+            && let Some(a) = current.assignee
+            && let Some(agent) = self.repo().managed::<Agent>(tenant, a.0).await?
+            && agent.kind == AgentKind::Bot
+        {
+            let to_human = match chosen {
+                Some(h) => self
+                    .repo()
+                    .managed::<Agent>(tenant, h.0)
+                    .await?
+                    .is_some_and(|h| h.kind == AgentKind::Human),
+                None => team.is_some(),
+            };
+            bot = to_human.then_some(a);
+        }
         self.change_conversation(tenant, id, etag, idem, |c, now| {
-            Ok(rules::assign(c, chosen, team, auto.is_some(), now))
+            Ok(rules::assign(c, chosen, team, auto.is_some(), bot, now))
         })
         .await
     }

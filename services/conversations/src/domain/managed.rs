@@ -38,9 +38,10 @@ pub trait Managed:
     fn check(&self, prefix: &str, v: &mut Violations);
     /// Its resource name.
     fn name(&self) -> String;
-    /// The teams it names (they must exist).
-    fn teams(&self) -> &[TeamId] {
-        &[]
+    /// The teams it names (they must exist): each with its field path
+    /// below [`Managed::FIELD`].
+    fn teams(&self) -> Vec<(String, TeamId)> {
+        Vec::new()
     }
     /// The business calendars it names (they must exist): each with its
     /// field path below [`Managed::FIELD`].
@@ -160,8 +161,12 @@ impl Managed for Agent {
     fn name(&self) -> String {
         format!("agents/{}", self.id)
     }
-    fn teams(&self) -> &[TeamId] {
-        &self.teams
+    fn teams(&self) -> Vec<(String, TeamId)> {
+        self.teams
+            .iter()
+            .enumerate()
+            .map(|(n, t)| (format!("teams[{n}]"), *t))
+            .collect()
     }
 }
 

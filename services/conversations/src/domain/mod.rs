@@ -18,13 +18,9 @@ pub mod promise;
 pub mod repository;
 pub mod rules;
 pub mod service;
-// Selection and pinning are used when SLAs are applied to conversations,
-// the next step of issue 14.
-#[allow(
-    dead_code,
-    reason = "applying SLAs to conversations is the next step of issue 14"
-)]
 pub mod sla;
+pub mod sla_apply;
+pub mod sla_clock;
 pub mod sla_policies;
 pub mod template;
 

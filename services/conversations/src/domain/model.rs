@@ -266,6 +266,12 @@ pub struct Conversation {
     pub resolution: Option<Resolution>,
     /// The conversation this one continues.
     pub previous: Option<ConversationId>,
+    /// The SLA applied (the policy pinned at its revision), if any.
+    #[serde(default)]
+    pub applied_sla: Option<super::sla::AppliedSla>,
+    /// The SLA clocks: what happened, folded per metric.
+    #[serde(default)]
+    pub sla: super::sla_clock::SlaClocks,
     /// Messages held.
     pub message_count: i32,
     /// The latest message's time.
@@ -517,6 +523,44 @@ pub enum DomainEvent {
     /// A promise was made, kept, broken, renegotiated or cancelled, or its
     /// reminder came due.
     Promise(super::promise::PromiseEvent),
+    /// An SLA clock ran its warning percentage, within working time.
+    SlaWarningRaised(SlaAlertRaised),
+    /// An SLA clock's due time passed before it stopped.
+    SlaBreached(SlaAlertRaised),
+    /// A breach escalated a conversation (priority, team).
+    Escalated {
+        /// Which.
+        conversation: ConversationId,
+        /// The priority now.
+        priority: Priority,
+        /// The priority before.
+        previous_priority: Priority,
+        /// The team now.
+        team: Option<TeamId>,
+        /// The team before.
+        previous_team: Option<TeamId>,
+        /// The metric whose breach escalated it.
+        metric: super::sla::Metric,
+        /// Why (automation).
+        cause: Cause,
+    },
+}
+
+/// What an SLA warning or breach says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlaAlertRaised {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The metric.
+    pub metric: super::sla::Metric,
+    /// Its cycle.
+    pub cycle: u32,
+    /// When it is (was) due.
+    pub due: DateTime<Utc>,
+    /// The applied policy.
+    pub policy: super::sla::SlaPolicyId,
+    /// Its pinned revision.
+    pub revision: i64,
 }
 
 impl DomainEvent {
@@ -537,7 +581,13 @@ impl DomainEvent {
             }
             DomainEvent::StatusChanged { conversation, .. }
             | DomainEvent::Assigned { conversation, .. }
-            | DomainEvent::Reopened { conversation, .. } => format!("conversations/{conversation}"),
+            | DomainEvent::Reopened { conversation, .. }
+            | DomainEvent::Escalated { conversation, .. } => {
+                format!("conversations/{conversation}")
+            }
+            DomainEvent::SlaWarningRaised(a) | DomainEvent::SlaBreached(a) => {
+                format!("conversations/{}", a.conversation)
+            }
             DomainEvent::Promise(e) => e.promise().name(),
         }
     }

@@ -34,6 +34,8 @@ pub struct CustomerFacts {
     pub display_name: String,
     /// Preferred locale.
     pub locale: String,
+    /// Tags (lower-case): SLA policies select on them.
+    pub tags: Vec<String>,
 }
 
 /// Whether a proactive message may reach a customer now.

@@ -139,6 +139,10 @@ pub struct ChangeSet {
     pub deliveries: Vec<DeliveryDue>,
     /// Delivery changes of stored messages (a connector's reports).
     pub delivery_writes: Vec<DeliveryWrite>,
+    /// SLA warning and breach timers to (re)schedule or cancel.
+    pub sla_timers: Vec<SlaTimer>,
+    /// Metric facts of clocks that stopped (KPIs).
+    pub metric_facts: Vec<MetricFact>,
     /// When the change happens.
     pub occur_time: DateTime<Utc>,
     /// Promise rows; storage keeps each one's timers (due, reminder) in
@@ -178,11 +182,79 @@ impl ChangeSet {
             events: Vec::new(),
             deliveries: Vec::new(),
             delivery_writes: Vec::new(),
+            sla_timers: Vec::new(),
+            metric_facts: Vec::new(),
             occur_time: now,
             promises: Vec::new(),
             pending_timer: None,
         }
     }
+}
+
+/// Which alert of an SLA clock a timer raises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Alert {
+    /// The warning (at the policy's percentage of the target).
+    Warning,
+    /// The breach (at the due time).
+    Breach,
+}
+
+/// The durable timer of one alert of one cycle of one metric of one
+/// conversation: scheduled at `due`, or cancelled (`None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlaTimer {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The metric.
+    pub metric: super::sla::Metric,
+    /// The cycle.
+    pub cycle: u32,
+    /// Warning or breach.
+    pub alert: Alert,
+    /// When; `None`: cancel it.
+    pub due: Option<DateTime<Utc>>,
+}
+
+/// A stopped SLA clock, stored for KPIs (recomputable: both bases, the
+/// definitions' version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricFact {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The metric.
+    pub metric: super::sla::Metric,
+    /// Its cycle.
+    pub cycle: u32,
+    /// Started.
+    pub start: DateTime<Utc>,
+    /// Stopped.
+    pub stop: DateTime<Utc>,
+    /// Calendar seconds counted (pauses the policy excludes left out).
+    pub calendar_seconds: i64,
+    /// Business seconds counted (the target's calendar, else the inbox's;
+    /// equal to calendar seconds with neither).
+    pub business_seconds: i64,
+    /// Met (`Some(true)`), breached (`Some(false)`), or no target.
+    pub met: Option<bool>,
+    /// The target, seconds.
+    pub target_seconds: Option<i64>,
+    /// The assignee when it stopped.
+    pub agent: Option<AgentId>,
+    /// The team.
+    pub team: Option<TeamId>,
+    /// The latest channel.
+    pub channel: Option<Channel>,
+    /// The inbox.
+    pub inbox: InboxId,
+    /// The priority.
+    pub priority: Priority,
+    /// The interaction type.
+    pub interaction_type: Option<InteractionType>,
+    /// The applied policy and revision.
+    pub policy: Option<(super::sla::SlaPolicyId, i64)>,
+    /// The definitions' version ([`super::sla_clock::DEFINITION_VERSION`]).
+    pub definition_version: i32,
 }
 
 /// An outbound message due for delivery.
@@ -344,6 +416,16 @@ pub trait Repository:
         tenant: &Tenant,
         customer: CustomerId,
     ) -> impl Future<Output = Result<Option<Conversation>, Error>> + Send;
+
+    /// A page of the conversations the team still works whose pinned SLA
+    /// counts time on business calendar `calendar`, by id after `after`.
+    fn pinned_to_calendar(
+        &self,
+        tenant: &Tenant,
+        calendar: uuid::Uuid,
+        after: Option<ConversationId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Conversation>, Error>> + Send;
 
     /// One message of a conversation.
     fn message(

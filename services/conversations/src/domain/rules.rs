@@ -171,6 +171,16 @@ pub enum Action {
         /// A human agent, not a bot.
         human: bool,
     },
+    /// An SLA breach escalates: the priority raised to at least
+    /// `priority`, the conversation moved to `team`; the state stays.
+    Escalate {
+        /// At least this priority.
+        priority: Option<Priority>,
+        /// To this team.
+        team: Option<TeamId>,
+        /// The metric that breached.
+        metric: super::sla::Metric,
+    },
 }
 
 impl Action {
@@ -183,6 +193,7 @@ impl Action {
             Action::Close => "close",
             Action::CustomerMessage => "add a customer message to",
             Action::AgentReply { .. } => "reply in",
+            Action::Escalate { .. } => "escalate",
         }
     }
 }
@@ -256,6 +267,35 @@ pub fn transition(
             }
             c.state
         }
+        (
+            Action::Escalate {
+                priority,
+                team,
+                metric,
+            },
+            Open | Pending | Snoozed,
+        ) => {
+            if let Some(p) = priority
+                && rank(*p) > rank(c.priority)
+            {
+                next.priority = *p;
+            }
+            if team.is_some() {
+                next.team = *team;
+            }
+            if next.priority != c.priority || next.team != c.team {
+                events.push(DomainEvent::Escalated {
+                    conversation: c.id,
+                    priority: next.priority,
+                    previous_priority: c.priority,
+                    team: next.team,
+                    previous_team: c.team,
+                    metric: *metric,
+                    cause,
+                });
+            }
+            c.state
+        }
         _ => return Err(refuse()),
     };
     if to != Snoozed {
@@ -274,6 +314,25 @@ pub fn transition(
             },
         );
     }
+    // The SLA clocks see every state change and every human reply, here,
+    // so no path can skip them.
+    if to != c.state {
+        next.sla.apply(
+            super::sla_clock::ClockEvent::StateChanged { from: c.state, to },
+            now,
+        );
+    }
+    match &action {
+        Action::CustomerMessage => {
+            next.sla
+                .apply(super::sla_clock::ClockEvent::CustomerMessage, now);
+        }
+        Action::AgentReply { human: true } => {
+            next.sla
+                .apply(super::sla_clock::ClockEvent::HumanReply, now);
+        }
+        _ => {}
+    }
     if to == Resolved {
         events.push(DomainEvent::Resolved {
             conversation: next.clone(),
@@ -286,25 +345,43 @@ pub fn transition(
     Ok((next, events))
 }
 
+/// How urgent a priority is, lowest first.
+fn rank(p: Priority) -> u8 {
+    match p {
+        Priority::Low => 0,
+        Priority::Normal => 1,
+        Priority::High => 2,
+        Priority::Urgent => 3,
+    }
+}
+
 /// `c` assigned to `assignee` and `team` (either may be `None`: unassigned),
-/// and its ConversationAssigned event when anything changed.
+/// and its ConversationAssigned event when anything changed. `bot`: the
+/// bot agent whose hand-off this is, when `c` is still assigned to it (a
+/// hand-off to a human or a team moves the SLA clocks' start: bot time is
+/// not counted).
 pub fn assign(
     c: &Conversation,
     assignee: Option<AgentId>,
     team: Option<TeamId>,
     auto: bool,
+    bot: Option<AgentId>,
     now: DateTime<Utc>,
 ) -> (Conversation, Vec<DomainEvent>) {
     if c.assignee == assignee && c.team == team {
         return (c.clone(), Vec::new());
     }
-    let next = Conversation {
+    let mut next = Conversation {
         assignee,
         team,
         version: c.version + 1,
         update_time: now,
         ..c.clone()
     };
+    if bot.is_some() && c.assignee == bot && assignee != bot {
+        next.sla
+            .apply(super::sla_clock::ClockEvent::BotHandoff, now);
+    }
     let event = DomainEvent::Assigned {
         conversation: c.id,
         assignee,
@@ -352,12 +429,14 @@ pub fn message_id_for(id: MessageId, address: &str) -> String {
 /// The inbox's acknowledgement of conversation `c`, which `first` (the
 /// customer's message) started, when the inbox sends one: a SYSTEM message
 /// from its template (`{{case_number}}`, `{{expected_reply_time}}`,
-/// `{{inbox.display_name}}`), an email when the inbox is one (answering
-/// `first`).
+/// `{{inbox.display_name}}`, and what `known` says: the applied SLA's
+/// reply time and due time, the next opening, the customer's names), an
+/// email when the inbox is one (answering `first`).
 pub fn acknowledgement(
     inbox: &Inbox,
     c: &Conversation,
     first: &Message,
+    known: &std::collections::BTreeMap<String, String>,
     now: DateTime<Utc>,
 ) -> Option<Message> {
     let ack = inbox.auto_ack.as_ref().filter(|a| a.enabled)?;
@@ -368,6 +447,7 @@ pub fn acknowledgement(
         human_duration(inbox.expected_reply_secs),
     );
     values.insert("inbox.display_name".to_owned(), inbox.display_name.clone());
+    values.extend(known.iter().map(|(k, v)| (k.clone(), v.clone())));
     let (text, _) = super::template::render(&ack.body, &values);
     let (subject, _) = super::template::render(&ack.subject, &values);
     let id = MessageId::generate();
@@ -407,7 +487,7 @@ pub fn acknowledgement(
 }
 
 /// A reply time as people say it: `2 hours`, `30 minutes`, `1 day`.
-fn human_duration(secs: i64) -> String {
+pub fn human_duration(secs: i64) -> String {
     let (n, unit) = if secs > 0 && secs % 86_400 == 0 {
         (secs / 86_400, "day")
     } else if secs > 0 && secs % 3600 == 0 {
@@ -546,14 +626,16 @@ pub fn erase_conversation(c: &mut Conversation) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn t(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
     }
 
-    fn conv(state: State) -> Conversation {
+    /// An email conversation in `state`, created at `t(0)` (other modules'
+    /// tests start from it too).
+    pub(crate) fn conv(state: State) -> Conversation {
         Conversation {
             id: ConversationId::generate(),
             case_number: 1,
@@ -578,6 +660,8 @@ mod tests {
             reopen_count: 0,
             resolution: None,
             previous: None,
+            applied_sla: None,
+            sla: Default::default(),
             message_count: 1,
             last_message_time: t(0),
             create_time: t(0),

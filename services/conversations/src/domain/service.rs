@@ -18,6 +18,7 @@ use super::{
     ports::{Contact, Customers, Identity},
     repository::*,
     rules::{self, Action, Thread},
+    sla_clock::ClockEvent,
 };
 
 /// A new inbox, as asked (its id, times and version are the service's).
@@ -541,15 +542,18 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                     return Err(Error::EtagMismatch);
                 }
                 let now = self.clock.now();
-                let (next, events) = f(&current, now)?;
+                let (mut next, events) = f(&current, now)?;
                 if next == current {
                     return Ok(current);
                 }
+                self.reapply_sla(tenant, &current, &mut next, now).await?;
                 let mut change = ChangeSet::new(tenant, now);
                 if super::check_in::became_pending(&events) {
                     let inbox = self.inbox(tenant, next.inbox).await?;
                     change.pending_timer = super::check_in::on_pending(&inbox.pending, &next, now);
                 }
+                self.sla_effects(tenant, Some(&current), &next, &mut change)
+                    .await?;
                 change.conversations.push(RowWrite::Update {
                     value: next.clone(),
                     expected_version: current.version,
@@ -588,7 +592,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
             let inbox = self.inbox(tenant, new.inbox).await?;
             let now = self.clock.now();
             let case_number = self.repo.next_case_number(tenant).await?;
-            let c = Conversation {
+            let mut c = Conversation {
                 id: ConversationId::generate(),
                 case_number,
                 customer: new.customer,
@@ -612,13 +616,23 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 reopen_count: 0,
                 resolution: None,
                 previous: None,
+                applied_sla: None,
+                sla: Default::default(),
                 message_count: 0,
                 last_message_time: now,
                 create_time: now,
                 update_time: now,
                 version: 1,
             };
+            c.sla.apply(
+                ClockEvent::Created {
+                    customer_waiting: false,
+                },
+                now,
+            );
+            c.applied_sla = self.select_sla(tenant, &c, inbox.channel, now).await?;
             let mut change = ChangeSet::new(tenant, now);
+            self.sla_effects(tenant, None, &c, &mut change).await?;
             change.conversations.push(RowWrite::Insert(c.clone()));
             change.events.push(DomainEvent::ConversationCreated {
                 conversation: c.clone(),
@@ -748,6 +762,9 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                         ..message
                     };
                     rules::add_customer_message(&mut next, &message);
+                    self.reapply_sla(tenant, &c, &mut next, now).await?;
+                    self.sla_effects(tenant, Some(&c), &next, &mut change)
+                        .await?;
                     change.events = events;
                     if rules::only_counts_changed(&c, &next) {
                         // The common case of a busy conversation: counted
@@ -802,6 +819,8 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                         reopen_count: 0,
                         resolution: None,
                         previous,
+                        applied_sla: None,
+                        sla: Default::default(),
                         message_count: 0,
                         last_message_time: now,
                         create_time: now,
@@ -809,10 +828,23 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                         version: 1,
                     };
                     rules::add_customer_message(&mut c, &message);
+                    c.sla.apply(
+                        ClockEvent::Created {
+                            customer_waiting: true,
+                        },
+                        now,
+                    );
+                    c.applied_sla = self.select_sla(tenant, &c, message.channel, now).await?;
+                    self.sla_effects(tenant, None, &c, &mut change).await?;
                     // At most one acknowledgement per new conversation, in
                     // the same change: never a response, never counted as
                     // one (it goes through no transition).
-                    if let Some(ack) = rules::acknowledgement(&inbox, &c, &message, now) {
+                    let known = if inbox.auto_ack.as_ref().is_some_and(|a| a.enabled) {
+                        self.acknowledgement_values(tenant, &inbox, &c, now).await?
+                    } else {
+                        Default::default()
+                    };
+                    if let Some(ack) = rules::acknowledgement(&inbox, &c, &message, &known, now) {
                         rules::add_sent_message(&mut c, &ack);
                         change.deliveries.push(DeliveryDue {
                             conversation: id,
@@ -1022,6 +1054,8 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         };
         rules::add_sent_message(&mut next, &message);
         let mut change = ChangeSet::new(tenant, now);
+        self.sla_effects(tenant, Some(c), &next, &mut change)
+            .await?;
         // A public reply is only valid in the state read: a versioned
         // write (or, for an open conversation that changed nothing but
         // counts, the open guard) makes a concurrent resolve win and

@@ -162,6 +162,16 @@ impl PriorityTargets {
     }
 }
 
+/// What a breach does: raise the priority (never lowers it), move the
+/// conversation to a team; applied through the one transition function.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escalation {
+    /// At least this priority.
+    pub raise_priority_to: Option<Priority>,
+    /// To this team.
+    pub move_to_team: Option<super::model::TeamId>,
+}
+
 /// An SLA policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlaPolicy {
@@ -181,6 +191,10 @@ pub struct SlaPolicy {
     pub pause_when_snoozed: bool,
     /// Warn at this percentage of a target (1–99); 0: no warning.
     pub warn_at_percent: u8,
+    /// What a breach does to the conversation; absent from policies stored
+    /// before it.
+    #[serde(default)]
+    pub escalation: Option<Escalation>,
     /// Created.
     pub create_time: DateTime<Utc>,
     /// Last changed.
@@ -322,6 +336,13 @@ impl super::managed::Managed for SlaPolicy {
     fn name(&self) -> String {
         format!("slaPolicies/{}", self.id)
     }
+    fn teams(&self) -> Vec<(String, super::model::TeamId)> {
+        self.escalation
+            .and_then(|e| e.move_to_team)
+            .map(|t| ("escalation.move_to_team".to_owned(), t))
+            .into_iter()
+            .collect()
+    }
     fn calendars(&self) -> Vec<(String, uuid::Uuid)> {
         let mut out = Vec::new();
         for (i, t) in self.targets.iter().enumerate() {
@@ -406,6 +427,7 @@ mod tests {
             pause_when_pending: true,
             pause_when_snoozed: false,
             warn_at_percent: 80,
+            escalation: None,
             create_time: EPOCH,
             update_time: EPOCH,
             version: 1,

@@ -57,6 +57,8 @@ pub mod conversations {
         pub message_count: i64,
         /// What it answers; NULL when nothing (unique per tenant when set).
         pub source: Option<String>,
+        /// JSON of the pinned SLA; NULL when none applies.
+        pub applied_sla: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -130,6 +132,71 @@ pub mod managed {
         pub document: String,
         pub create_time: i64,
         pub update_time: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod sla_alerts {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "conv_sla_alerts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub conversation_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub metric: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub cycle: i32,
+        /// `warning` or `breach`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub alert: String,
+        pub due_time: i64,
+        pub raise_time: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod metric_facts {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "conv_metric_facts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub conversation_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub metric: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub cycle: i32,
+        pub start_time: i64,
+        pub stop_time: i64,
+        pub calendar_seconds: i64,
+        pub business_seconds: i64,
+        pub met: Option<bool>,
+        pub target_seconds: Option<i64>,
+        /// Empty when none (as the next columns).
+        pub agent: String,
+        pub team: String,
+        pub channel: String,
+        pub inbox_id: String,
+        pub priority: String,
+        pub interaction_type: String,
+        pub policy: String,
+        pub revision: i64,
+        pub definition_version: i32,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

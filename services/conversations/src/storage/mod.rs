@@ -17,6 +17,7 @@ pub(crate) mod merge;
 pub mod promises;
 mod read;
 mod rows;
+pub mod sla;
 mod write;
 
 use rapport_events::relay::Wake;

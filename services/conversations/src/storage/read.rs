@@ -236,6 +236,38 @@ impl Repository for SqlRepository {
             .transpose()
     }
 
+    async fn pinned_to_calendar(
+        &self,
+        tenant: &Tenant,
+        calendar: uuid::Uuid,
+        after: Option<ConversationId>,
+        limit: u32,
+    ) -> Result<Vec<Conversation>, Error> {
+        use conversations::Column as C;
+        // Rare admin paths (a calendar's update or delete): a scan of the
+        // tenant's active conversations' pinned copies (JSON), which name
+        // calendars by id.
+        let mut q = conversations::Entity::find()
+            .filter(C::Tenant.eq(tenant.as_str()))
+            .filter(C::State.is_in([
+                State::Open.as_str(),
+                State::Pending.as_str(),
+                State::Snoozed.as_str(),
+            ]))
+            .filter(C::AppliedSla.like(format!("%{calendar}%")));
+        if let Some(a) = after {
+            q = q.filter(C::Id.gt(a.to_string()));
+        }
+        q.order_by_asc(C::Id)
+            .limit(u64::from(limit))
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(to_conversation)
+            .collect()
+    }
+
     async fn message(
         &self,
         tenant: &Tenant,

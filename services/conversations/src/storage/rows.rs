@@ -5,7 +5,14 @@ use sea_orm::{ActiveValue::Set, DbErr};
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::entities::*;
-use crate::domain::{Error, error::Kind, managed::Managed, model::*, repository::ManagedRow};
+use crate::domain::{
+    Error,
+    error::Kind,
+    managed::Managed,
+    model::*,
+    repository::{ManagedRow, MetricFact},
+    sla::Metric,
+};
 
 pub(super) fn db_err(e: DbErr) -> Error {
     db_error(&e)
@@ -61,12 +68,17 @@ pub(super) fn conversation_row(
         priority: Set(c.priority.as_str().to_owned()),
         assignee: Set(opt(c.assignee)),
         team: Set(opt(c.team)),
-        document: Set(document(c)?),
+        // The pinned SLA has its own column.
+        document: Set(document(&Conversation {
+            applied_sla: None,
+            ..c.clone()
+        })?),
         create_time: Set(micros(c.create_time)),
         update_time: Set(micros(c.update_time)),
         last_message_time: Set(micros(c.last_message_time)),
         message_count: Set(i64::from(c.message_count)),
         source: Set(Some(c.source.clone()).filter(|s| !s.is_empty())),
+        applied_sla: Set(c.applied_sla.as_ref().map(document).transpose()?),
     })
 }
 
@@ -75,6 +87,10 @@ pub(super) fn to_conversation(row: conversations::Model) -> Result<Conversation,
     // Kept by increments in their columns (see `write`).
     c.message_count = i32::try_from(row.message_count).unwrap_or(i32::MAX);
     c.last_message_time = rapport_store::from_micros(row.last_message_time);
+    c.applied_sla = match &row.applied_sla {
+        Some(json) => Some(read("applied SLA", &row.id, json)?),
+        None => None,
+    };
     Ok(c)
 }
 
@@ -129,4 +145,53 @@ pub(super) fn managed_row(tenant: &Tenant, r: &ManagedRow) -> managed::ActiveMod
 
 pub(super) fn to_managed<T: Managed>(row: managed::Model) -> Result<T, Error> {
     read(kind_name(T::KIND), &row.id, &row.document)
+}
+
+/// The stored name of a metric.
+pub(super) fn metric_name(m: Metric) -> &'static str {
+    match m {
+        Metric::FirstResponse => "first_response",
+        Metric::NextResponse => "next_response",
+        Metric::PeriodicUpdate => "periodic_update",
+        Metric::Resolution => "resolution",
+    }
+}
+
+/// The metric of a stored name.
+pub(super) fn metric_of(name: &str) -> Option<Metric> {
+    [
+        Metric::FirstResponse,
+        Metric::NextResponse,
+        Metric::PeriodicUpdate,
+        Metric::Resolution,
+    ]
+    .into_iter()
+    .find(|m| metric_name(*m) == name)
+}
+
+pub(super) fn metric_fact_row(tenant: &Tenant, f: &MetricFact) -> metric_facts::ActiveModel {
+    metric_facts::ActiveModel {
+        tenant: Set(tenant.to_string()),
+        conversation_id: Set(f.conversation.to_string()),
+        metric: Set(metric_name(f.metric).to_owned()),
+        cycle: Set(i32::try_from(f.cycle).unwrap_or(i32::MAX)),
+        start_time: Set(micros(f.start)),
+        stop_time: Set(micros(f.stop)),
+        calendar_seconds: Set(f.calendar_seconds),
+        business_seconds: Set(f.business_seconds),
+        met: Set(f.met),
+        target_seconds: Set(f.target_seconds),
+        agent: Set(opt(f.agent)),
+        team: Set(opt(f.team)),
+        channel: Set(f.channel.map(|c| c.as_str().to_owned()).unwrap_or_default()),
+        inbox_id: Set(f.inbox.to_string()),
+        priority: Set(f.priority.as_str().to_owned()),
+        interaction_type: Set(f
+            .interaction_type
+            .map(|t| t.as_str().to_owned())
+            .unwrap_or_default()),
+        policy: Set(opt(f.policy.map(|(p, _)| p))),
+        revision: Set(f.policy.map_or(0, |(_, r)| r)),
+        definition_version: Set(f.definition_version),
+    }
 }

@@ -59,6 +59,16 @@ pub(super) fn prepare(
     Ok(Prepared { change, envelopes })
 }
 
+/// Writes `change` in `txn`, a transaction the caller holds (a timer's):
+/// the same statements as a request's commit.
+pub(super) async fn apply_in(
+    txn: &DatabaseTransaction,
+    change: ChangeSet,
+    encode: outbox::Encode<DomainEvent>,
+) -> Result<(), CommitError> {
+    apply(txn, &prepare(encode, change)?).await
+}
+
 /// The version of the resource an event is about once `change` commits:
 /// the per-subject order of its events (a message, immutable, is at 1).
 fn version_after(change: &ChangeSet, event: &DomainEvent) -> Option<u64> {
@@ -268,6 +278,33 @@ pub(super) async fn apply(
             .await
             .map_err(failed)?;
     }
+    for t in &change.sla_timers {
+        let timer = sla_timer(tenant, t);
+        match t.due {
+            Some(_) => rapport_events::timers::schedule(txn, &timer).await,
+            None => rapport_events::timers::cancel(txn, &timer.tenant, &timer.key)
+                .await
+                .map(drop),
+        }
+        .map_err(failed)?;
+    }
+    for f in &change.metric_facts {
+        // Keyed by (conversation, metric, cycle): a fact is written once.
+        metric_facts::Entity::insert(metric_fact_row(tenant, f))
+            .on_conflict(
+                sea_orm::sea_query::OnConflict::columns([
+                    metric_facts::Column::Tenant,
+                    metric_facts::Column::ConversationId,
+                    metric_facts::Column::Metric,
+                    metric_facts::Column::Cycle,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await
+            .map_err(failed)?;
+    }
     for envelope in &prepared.envelopes {
         txn.execute(&outbox::append_insert(envelope))
             .await
@@ -332,6 +369,27 @@ pub(super) fn delivery_timer(tenant: &Tenant, d: &DeliveryDue) -> rapport_events
         kind: DELIVER.to_owned(),
         due: d.due,
         payload: format!("{} {}", d.conversation, d.message).into_bytes(),
+    }
+}
+
+/// The timer kind of SLA warnings and breaches.
+pub const SLA_ALERT: &str = "conversations.sla";
+
+/// The durable timer of an SLA alert: keyed by (conversation, metric,
+/// cycle, alert), so a clock that pauses, resumes or changes priority
+/// reschedules it; its payload the same four.
+pub(super) fn sla_timer(tenant: &Tenant, t: &SlaTimer) -> rapport_events::timers::Timer {
+    let alert = match t.alert {
+        Alert::Warning => "warning",
+        Alert::Breach => "breach",
+    };
+    let metric = metric_name(t.metric);
+    rapport_events::timers::Timer {
+        tenant: tenant.to_string(),
+        key: format!("sla:{}:{metric}:{}:{alert}", t.conversation, t.cycle),
+        kind: SLA_ALERT.to_owned(),
+        due: t.due.unwrap_or_default(),
+        payload: format!("{} {metric} {} {alert}", t.conversation, t.cycle).into_bytes(),
     }
 }
 

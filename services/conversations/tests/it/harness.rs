@@ -11,10 +11,11 @@ pub use rapport_proto::conversations as pb;
 use rapport_proto::conversations::conversations_service_client::ConversationsServiceClient;
 pub use rapport_proto::types::Channel;
 use rapport_store::Db;
+pub use rapport_testkit::Running;
 pub use rapport_testkit::status::{assert_error, assert_violation, describe, expect_err};
 pub use rapport_testkit::store::{event_types, outbox_events, payload};
 pub use rapport_testkit::tenant_request;
-use rapport_testkit::{Running, TEST_SECRET, TestDb};
+use rapport_testkit::{TEST_SECRET, TestDb};
 use tonic::Status;
 
 /// The tenant most tests act as.
@@ -39,12 +40,13 @@ pub struct Harness {
     pub profiles_db: Db,
     /// The SMTP relay conversations submits email to.
     pub smtp: crate::smtp::Sink,
-    /// What conversations was built with, to build it again (a restart).
-    rebuild: (
-        Config,
-        rapport_events::Bus,
-        std::sync::Arc<dyn rapport_conversations::Clock>,
-    ),
+    /// The clock a harness of [`start_at`] drives (none: the system's).
+    manual: Option<rapport_usecase::ManualClock>,
+    /// Conversations' configuration, bus and clock: more replicas, and a
+    /// restart, start from them.
+    config: Config,
+    bus: rapport_events::Bus,
+    service_clock: std::sync::Arc<dyn rapport_conversations::Clock>,
     running: Vec<Running>,
     _testdbs: Vec<TestDb>,
 }
@@ -73,7 +75,8 @@ pub fn conversations_config(testdb: &TestDb, profiles: SocketAddr, service_key: 
     }
 }
 
-/// Starts profiles (trusting conversations' key) and conversations.
+/// Starts profiles (trusting conversations' key) and conversations, on
+/// the system clock: deliveries are retried after real backoffs.
 pub async fn start() -> Harness {
     start_trusting(true).await
 }
@@ -82,7 +85,8 @@ pub async fn start() -> Harness {
 pub async fn start_trusting(trusted: bool) -> Harness {
     start_custom(
         trusted,
-        std::sync::Arc::new(rapport_conversations::SystemClock),
+        None,
+        1_000,
         crate::smtp::Sink::start().await,
         plain_relay,
     )
@@ -97,12 +101,13 @@ fn plain_relay(url: String) -> rapport_conversations::EmailConfig {
     }
 }
 
-/// [`start`] with conversations telling time by `clock` (tests drive its
-/// timers with a `ManualClock`).
-pub async fn start_at(clock: rapport_conversations::ManualClock) -> Harness {
+/// [`start`] with conversations (and its timer workers) telling time by
+/// `clock` ([`Harness::clock`]), looking for due timers every 20 ms.
+pub async fn start_at(clock: rapport_usecase::ManualClock) -> Harness {
     start_custom(
         true,
-        std::sync::Arc::new(clock),
+        Some(clock),
+        20,
         crate::smtp::Sink::start().await,
         plain_relay,
     )
@@ -115,18 +120,15 @@ pub async fn start_with_relay(
     smtp: crate::smtp::Sink,
     email: impl FnOnce(String) -> rapport_conversations::EmailConfig,
 ) -> Harness {
-    start_custom(
-        true,
-        std::sync::Arc::new(rapport_conversations::SystemClock),
-        smtp,
-        email,
-    )
-    .await
+    start_custom(true, None, 1_000, smtp, email).await
 }
 
+/// `timer_poll_ms`: the service's default for most tests, whose stored
+/// messages are compared before and after their delivery.
 async fn start_custom(
     trusted: bool,
-    clock: std::sync::Arc<dyn rapport_conversations::Clock>,
+    manual: Option<rapport_usecase::ManualClock>,
+    timer_poll_ms: u64,
     smtp: crate::smtp::Sink,
     email: impl FnOnce(String) -> rapport_conversations::EmailConfig,
 ) -> Harness {
@@ -166,7 +168,12 @@ async fn start_custom(
     let testdb = TestDb::fresh().await.expect("creating the test database");
     let mut config = conversations_config(&testdb, profiles_addr, &key);
     config.email = email(smtp.url());
-    let service = rapport_conversations::build_with(&config, &bus, clock.clone())
+    config.timer_poll_ms = timer_poll_ms;
+    let service_clock: std::sync::Arc<dyn rapport_conversations::Clock> = match &manual {
+        Some(clock) => std::sync::Arc::new(clock.clone()),
+        None => std::sync::Arc::new(rapport_conversations::SystemClock),
+    };
+    let service = rapport_conversations::build_with(&config, &bus, service_clock.clone())
         .await
         .unwrap_or_else(|e| panic!("building conversations on {}: {e:#}", testdb.backend_name()));
     let addr = service.local_addr();
@@ -184,7 +191,10 @@ async fn start_custom(
         db,
         profiles_db,
         smtp,
-        rebuild: (config, bus, clock),
+        manual,
+        config,
+        bus,
+        service_clock,
         running: vec![running, profiles_running],
         _testdbs: vec![testdb, profiles_testdb],
     }
@@ -231,21 +241,48 @@ pub fn receive_request(inbox: &str, from: &str, message: pb::Message) -> pb::Rec
 }
 
 impl Harness {
+    /// The clock of a harness started with [`start_at`].
+    pub fn clock(&self) -> &rapport_usecase::ManualClock {
+        self.manual
+            .as_ref()
+            .expect("a harness started with start_at drives a clock")
+    }
+
     /// Stops conversations (draining it) and starts it again on the same
     /// database: a restart, as after a deploy or a crash.
     pub async fn restart(&mut self) {
         let running = self.running.remove(0);
         running.shutdown().await.expect("conversations stopped");
-        let (config, bus, clock) = &self.rebuild;
-        let service = rapport_conversations::build_with(config, bus, clock.clone())
-            .await
-            .unwrap_or_else(|e| panic!("rebuilding conversations: {e:#}"));
+        let service =
+            rapport_conversations::build_with(&self.config, &self.bus, self.service_clock.clone())
+                .await
+                .unwrap_or_else(|e| panic!("rebuilding conversations: {e:#}"));
         let addr = service.local_addr();
         self.db = service.db().clone();
         self.running
             .insert(0, Running::start(move |shutdown| service.serve(shutdown)));
         let channel = rapport_testkit::connect(addr).await.expect("connecting");
         self.client = ConversationsServiceClient::new(channel);
+    }
+
+    /// Starts one more conversations replica on the same database and
+    /// clock (its own listener and timer workers); dropping it stops it.
+    pub async fn replica(&self) -> (Running, Client, Db) {
+        let service =
+            rapport_conversations::build_with(&self.config, &self.bus, self.service_clock.clone())
+                .await
+                .unwrap_or_else(|e| panic!("building a replica: {e:#}"));
+        let addr = service.local_addr();
+        let db = service.db().clone();
+        let running = Running::start(move |shutdown| service.serve(shutdown));
+        let channel = rapport_testkit::connect(addr).await.expect("connecting");
+        (running, ConversationsServiceClient::new(channel), db)
+    }
+
+    /// Stops the first conversations replica (its client no longer
+    /// answers); the replicas [`Harness::replica`] started keep running.
+    pub fn stop_first(&mut self) {
+        drop(self.running.remove(0));
     }
 
     /// A clone of the client, for concurrent tasks.
