@@ -10,6 +10,7 @@ mod delivery;
 mod domain;
 mod email;
 mod profiles;
+pub mod seed;
 mod storage;
 
 pub use email::EmailConfig;

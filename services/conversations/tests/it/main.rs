@@ -14,6 +14,7 @@ mod inboxes;
 mod messages;
 mod outbound_email;
 mod receive;
+mod seed;
 mod sla_policies;
 mod trace;
 mod transitions;
