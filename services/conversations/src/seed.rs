@@ -43,7 +43,8 @@ pub struct HistoryPlan {
     /// Commits in flight (PostgreSQL overlaps them; SQLite's one writer
     /// folds them into its group commits).
     pub parallel: usize,
-    /// Cursors wanted: message ids spread evenly over the history.
+    /// Cursors wanted: message ids spread evenly over the history (one per
+    /// `messages / cursors` of each conversation, from its `page`th on).
     pub cursors: usize,
     /// Every cursor has at least this many older messages in its own
     /// conversation, so that a page of this size before any cursor is full
@@ -146,7 +147,7 @@ pub async fn seed_history(db: &Db, plan: &HistoryPlan) -> anyhow::Result<SeededH
                     };
                     // Lanes interleave, so only a conversation's own earlier
                     // messages are sure to be older.
-                    if p - first >= plan.page && p % stride == 0 {
+                    if p - first >= plan.page && (p - first - plan.page) % stride == 0 {
                         cursors.push(message.id.0);
                     }
                     rules::add_customer_message(&mut conversation, &message);
