@@ -92,9 +92,10 @@ calls carry a tenant assertion signed with the run's random key (tenant `bench`)
 The conversations scenarios run only when named. They start conversations beside profiles, calling
 profiles with a service key of the run that profiles trusts, and an email inbox (no
 auto-acknowledgement) created before them. The histories are written through conversations' own
-storage code (rapport_conversations::seed: a resolved conversation per 1,000 messages), not the
-API; each call reads the page before a message drawn from 1,000 spread over the history, through
-a page token the harness seals with the run's secret. The receive scenarios are read against the
+storage code (rapport_conversations::seed: a resolved conversation per 250 messages), not the
+API; each call reads the page before a message drawn from those spread over the history (one in
+each conversation, 50 in; in the short one, each of the newest 50), through a page token the
+harness seals with the run's secret. The receive scenarios are read against the
 storage write ceilings and against profiles.create of the same run (name it too):
 
   rapport bench --scenario profiles.create --scenario conversations.receive-new \
@@ -1400,9 +1401,9 @@ async fn seed_history(
         inbox,
         customer,
         messages,
-        per_conversation: 1000,
-        parallel: 4,
-        cursors: 1000,
+        // Short transactions: each message of one takes the mark row again.
+        per_conversation: 250,
+        cursors: 4000,
         page: HISTORY_PAGE,
     };
     tracing::info!(messages, "writing a customer's history");

@@ -9,7 +9,7 @@
 //! leave, without the outbox events (nobody consumes a seed) and without a
 //! thread row (the customer writes nothing more). It bypasses the use-case
 //! on purpose and must not be used to write anything a client sent.
-use std::{sync::Arc, time::Instant};
+use std::time::Instant;
 
 use anyhow::{Context as _, anyhow};
 use chrono::Utc;
@@ -38,11 +38,10 @@ pub struct HistoryPlan {
     pub customer: uuid::Uuid,
     /// Messages in all.
     pub messages: u64,
-    /// Messages per conversation: one commit each.
+    /// Messages per conversation: one commit each. (One at a time: every
+    /// commit of a customer's message takes the customer's mark row, so
+    /// commits of one customer never overlap.)
     pub per_conversation: u64,
-    /// Commits in flight (PostgreSQL overlaps them; SQLite's one writer
-    /// folds them into its group commits).
-    pub parallel: usize,
     /// Cursors wanted: message ids spread evenly over the history (one per
     /// `messages / cursors` of each conversation, from its `page`th on).
     pub cursors: usize,
@@ -87,92 +86,66 @@ pub async fn seed_history(db: &Db, plan: &HistoryPlan) -> anyhow::Result<SeededH
     let conversations = plan.messages.div_ceil(plan.per_conversation);
     let stride = (plan.messages / plan.cursors.max(1) as u64).max(1);
     let started = Instant::now();
-    let inbox = Arc::new(inbox);
-    let parallel = plan.parallel.max(1) as u64;
-    let mut lanes = tokio::task::JoinSet::new();
-    for lane in 0..parallel {
-        let (repo, tenant, inbox, plan) =
-            (repo.clone(), tenant.clone(), inbox.clone(), plan.clone());
-        lanes.spawn(async move {
-            let mut cursors = Vec::new();
-            for c in (lane..conversations).step_by(parallel as usize) {
-                let first = c * plan.per_conversation;
-                let last = (first + plan.per_conversation).min(plan.messages);
-                let case_number = repo
-                    .next_case_number(&tenant)
-                    .await
-                    .map_err(|e| anyhow!("taking a case number: {e:?}"))?;
-                let now = Utc::now();
-                let id = ConversationId::generate();
-                let customer = CustomerId(plan.customer);
-                let subject = format!("Order {c}: a question");
-                let mut conversation = rules::inbound_conversation(
-                    &inbox,
-                    (id, case_number),
-                    customer,
-                    &subject,
-                    None,
-                    now,
-                );
-                let mut change = ChangeSet::new(&tenant, now);
-                for p in first..last {
-                    let message = Message {
-                        id: MessageId::generate(),
-                        conversation: id,
-                        inbox: inbox.id,
-                        customer,
-                        direction: Direction::Inbound,
-                        sender_kind: SenderKind::Customer,
-                        agent: None,
-                        visibility: Visibility::Public,
-                        channel: inbox.channel,
-                        subject: subject.clone(),
-                        text: format!(
-                            "Hello, this is message {p} about order {c}. The parcel has not \
-                             arrived yet and the tracking page shows no update since Monday. \
-                             Could you look into it? Thank you."
-                        ),
-                        html: String::new(),
-                        attachments: Vec::new(),
-                        external_id: Some(format!(
-                            "<seed-{}-{p}@history.example.com>",
-                            plan.customer
-                        )),
-                        in_reply_to: String::new(),
-                        send_time: now,
-                        create_time: now,
-                        purpose: None,
-                        delivery: None,
-                        call: None,
-                    };
-                    // Lanes interleave, so only a conversation's own earlier
-                    // messages are sure to be older.
-                    if p - first >= plan.page && (p - first - plan.page) % stride == 0 {
-                        cursors.push(message.id.0);
-                    }
-                    rules::add_customer_message(&mut conversation, &message);
-                    change.messages.push(message);
-                }
-                let resolve = Action::Resolve {
-                    code: "seeded".to_owned(),
-                    summary: String::new(),
-                    by: None,
-                    auto: true,
-                };
-                let (resolved, _) =
-                    rules::transition(&conversation, resolve, Cause::Automation, now)
-                        .map_err(|e| anyhow!("resolving a seeded conversation: {e:?}"))?;
-                change.conversations.push(RowWrite::Insert(resolved));
-                repo.commit(change)
-                    .await
-                    .map_err(|e| anyhow!("committing conversation {c}: {e:?}"))?;
-            }
-            anyhow::Ok(cursors)
-        });
-    }
     let mut cursors = Vec::new();
-    while let Some(lane) = lanes.join_next().await {
-        cursors.extend(lane.context("a seeding lane panicked")??);
+    for c in 0..conversations {
+        let first = c * plan.per_conversation;
+        let last = (first + plan.per_conversation).min(plan.messages);
+        let case_number = repo
+            .next_case_number(&tenant)
+            .await
+            .map_err(|e| anyhow!("taking a case number: {e:?}"))?;
+        let now = Utc::now();
+        let id = ConversationId::generate();
+        let customer = CustomerId(plan.customer);
+        let subject = format!("Order {c}: a question");
+        let mut conversation =
+            rules::inbound_conversation(&inbox, (id, case_number), customer, &subject, None, now);
+        let mut change = ChangeSet::new(&tenant, now);
+        for p in first..last {
+            let message = Message {
+                id: MessageId::generate(),
+                conversation: id,
+                inbox: inbox.id,
+                customer,
+                direction: Direction::Inbound,
+                sender_kind: SenderKind::Customer,
+                agent: None,
+                visibility: Visibility::Public,
+                channel: inbox.channel,
+                subject: subject.clone(),
+                text: format!(
+                    "Hello, this is message {p} about order {c}. The parcel has not arrived \
+                     yet and the tracking page shows no update since Monday. Could you look \
+                     into it? Thank you."
+                ),
+                html: String::new(),
+                attachments: Vec::new(),
+                external_id: Some(format!("<seed-{}-{p}@history.example.com>", plan.customer)),
+                in_reply_to: String::new(),
+                send_time: now,
+                create_time: now,
+                purpose: None,
+                delivery: None,
+                call: None,
+            };
+            if p - first >= plan.page && (p - first - plan.page) % stride == 0 {
+                cursors.push(message.id.0);
+            }
+            rules::add_customer_message(&mut conversation, &message);
+            change.messages.push(message);
+        }
+        let resolve = Action::Resolve {
+            code: "seeded".to_owned(),
+            summary: String::new(),
+            by: None,
+            auto: true,
+        };
+        let (resolved, _) = rules::transition(&conversation, resolve, Cause::Automation, now)
+            .map_err(|e| anyhow!("resolving a seeded conversation: {e:?}"))?;
+        change.conversations.push(RowWrite::Insert(resolved));
+        repo.commit(change)
+            .await
+            .map_err(|e| anyhow!("committing conversation {c}: {e:?}"))?;
     }
     Ok(SeededHistory {
         messages: plan.messages,

@@ -20,7 +20,6 @@ async fn a_seeded_history_reads_through_the_api_from_any_cursor() {
         customer,
         messages: 250,
         per_conversation: 100,
-        parallel: 2,
         cursors: 10,
         page: 20,
     };
