@@ -128,7 +128,7 @@ pub async fn seed_history(db: &Db, plan: &HistoryPlan) -> anyhow::Result<SeededH
                 delivery: None,
                 call: None,
             };
-            if p - first >= plan.page && (p - first - plan.page) % stride == 0 {
+            if p - first >= plan.page && (p - first - plan.page).is_multiple_of(stride) {
                 cursors.push(message.id.0);
             }
             rules::add_customer_message(&mut conversation, &message);
