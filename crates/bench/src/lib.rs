@@ -2,7 +2,8 @@
 //! load engine (closed and open loop, warm-up then a measured window, HDR
 //! latency histograms, errors by gRPC code), the CPU and peak-memory readings
 //! of server processes from `/proc`, the report (table, compare view, JSON),
-//! the workloads (echo and the profiles RPCs with realistic payloads), the
+//! the workloads (echo, the profiles and the conversations RPCs with realistic
+//! payloads), the
 //! bare echo server that gives the RPC ceiling, and the storage ceilings'
 //! report and pgbench runner.
 //!

@@ -69,6 +69,10 @@ pub struct ScenarioReport {
     pub ceiling: Option<String>,
     /// The scenario it is the gateway variant of, for the gateway's share.
     pub direct: Option<String>,
+    /// Another scenario of the run it is also read against, beside its
+    /// ceiling (e.g. `profiles.create` for a message that creates a customer).
+    #[serde(default)]
+    pub baseline: Option<String>,
     /// The measurements.
     pub stats: RunStats,
 }
@@ -252,28 +256,36 @@ impl BenchReport {
                 c.name, c.ops_per_sec, c.note
             );
         }
-        // A scenario read against a measured ceiling, against every ceiling
-        // of the run: the one-row ceilings say what the storage can do, a
-        // ceiling of the same statements says what is left for our code.
-        // (Not a scenario read against another scenario, such as echo.)
+        // A scenario against its baseline, and one read against a measured
+        // ceiling against every ceiling of the run: the one-row ceilings say
+        // what the storage can do, a ceiling of the same statements says what
+        // is left for our code. (Not a scenario read against another
+        // scenario, such as echo.)
         for s in &self.scenarios {
+            let mut parts = Vec::new();
+            if let Some(b) = s.baseline.as_deref().and_then(|b| self.scenario(b)) {
+                parts.push(format!(
+                    "{} {} (p99 {})",
+                    ratio(Some(s.stats.ok_per_sec), Some(b.stats.ok_per_sec)),
+                    b.scenario,
+                    ratio(Some(s.stats.latency_us.p99), Some(b.stats.latency_us.p99)),
+                ));
+            }
             let measured = s
                 .ceiling
                 .as_deref()
                 .is_some_and(|c| self.ceilings.iter().any(|m| m.name == c));
-            if measured && self.ceilings.len() > 1 {
-                let ratios: Vec<String> = self
-                    .ceilings
-                    .iter()
-                    .map(|c| {
-                        format!(
-                            "{} {}",
-                            ratio(Some(s.stats.ok_per_sec), Some(c.ops_per_sec)),
-                            c.name
-                        )
-                    })
-                    .collect();
-                let _ = writeln!(out, "  {}: {}", s.scenario, ratios.join(", "));
+            if measured && (self.ceilings.len() > 1 || !parts.is_empty()) {
+                parts.extend(self.ceilings.iter().map(|c| {
+                    format!(
+                        "{} {}",
+                        ratio(Some(s.stats.ok_per_sec), Some(c.ops_per_sec)),
+                        c.name
+                    )
+                }));
+            }
+            if !parts.is_empty() {
+                let _ = writeln!(out, "  {}: {}", s.scenario, parts.join(", "));
             }
         }
         let missing: Vec<&str> = self
@@ -410,6 +422,7 @@ mod tests {
 
     fn row(name: &str, ceiling: Option<&str>, direct: Option<&str>, s: RunStats) -> ScenarioReport {
         ScenarioReport {
+            baseline: None,
             scenario: name.into(),
             path: if direct.is_some() {
                 "via-gateway"
@@ -465,6 +478,15 @@ mod tests {
                     None,
                     stats(1_000.0, 900.0),
                 ),
+                ScenarioReport {
+                    baseline: Some("profiles.create".into()),
+                    ..row(
+                        "conversations.receive-new",
+                        Some("sqlite-insert"),
+                        None,
+                        stats(500.0, 2_700.0),
+                    )
+                },
             ],
             ceilings: vec![
                 Ceiling {
@@ -513,11 +535,19 @@ mod tests {
             "{compare}"
         );
         assert!(!compare.contains("  profiles.get:"), "{compare}");
+        // A scenario with a baseline against it too, throughput and p99.
+        assert!(
+            compare.contains(
+                "  conversations.receive-new: 0.25× profiles.create (p99 3.00×), \
+                 0.12× sqlite-insert, 0.50× sqlite-shape"
+            ),
+            "{compare}"
+        );
         assert!(compare.contains("not measured in this run"), "{compare}");
         assert!(compare.contains("unmeasured"), "{compare}");
 
         let table = report.render_table();
-        assert_eq!(table.lines().count(), 2 + 5, "{table}");
+        assert_eq!(table.lines().count(), 2 + 6, "{table}");
         let back: BenchReport = serde_json::from_str(&report.to_json()).unwrap();
         assert_eq!(back, report);
     }

@@ -1,6 +1,7 @@
-//! What the scenarios call: echo and the profiles RPCs, with realistic
-//! payloads, and the credentials a call carries (an API key for the gateway,
-//! a signed tenant assertion for a service called directly).
+//! What the scenarios call: echo, the profiles RPCs and the conversations
+//! RPCs, with realistic payloads, and the credentials a call carries (an API
+//! key for the gateway, a signed tenant assertion for a service called
+//! directly).
 use std::{collections::BTreeMap, ops::Range, sync::Arc};
 
 use anyhow::Context as _;
@@ -9,6 +10,10 @@ use prost::Message as _;
 use rapport_kit::assertion::ASSERTION_HEADER;
 use rapport_proto::{
     bench::{EchoRequest, echo_service_client::EchoServiceClient},
+    conversations::{
+        CreateInboxRequest, Inbox, ListCustomerHistoryRequest, Message, ReceiveMessageRequest,
+        conversations_service_client::ConversationsServiceClient, receive_message_request::Sender,
+    },
     profiles::{
         AttributeValue, ContactPreferences, CreateCustomerRequest, Customer, EmailAddress,
         GetCustomerRequest, LookupCustomerRequest, PhoneNumber, SearchCustomersRequest,
@@ -177,7 +182,7 @@ impl CustomerSet {
     /// Index of the customer that call `i` uses: spread uniformly over the
     /// set (not sequential, so no call pattern favours a cache).
     pub fn pick(&self, i: u64) -> usize {
-        (splitmix64(i) % self.names.len().max(1) as u64) as usize
+        spread(i, self.names.len())
     }
 
     /// Number of customers.
@@ -189,6 +194,12 @@ impl CustomerSet {
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
+}
+
+/// Index in `0..len` of call `i`: spread uniformly, in a fixed pseudo-random
+/// order (0 when `len` is 0).
+pub fn spread(i: u64, len: usize) -> usize {
+    (splitmix64(i) % len.max(1) as u64) as usize
 }
 
 /// A bijective 64-bit mix (SplitMix64's finalizer): a fixed pseudo-random
@@ -334,6 +345,187 @@ impl Caller for ProfilesCaller {
     }
 }
 
+/// Which conversations RPC a [`Conversations`] workload makes.
+#[derive(Debug, Clone)]
+pub enum ConversationsCall {
+    /// `ReceiveMessage` on `inbox` from a new sender each call (the email of
+    /// [`Identities::created`]): profiles creates the customer, conversations
+    /// a conversation with a case number.
+    ReceiveNew {
+        /// `inboxes/{id}`.
+        inbox: String,
+        /// Tells harness invocations apart.
+        run: u16,
+        /// Tells scenarios of one invocation apart.
+        stream: u8,
+    },
+    /// `ReceiveMessage` on `inbox` from a sender drawn from `senders`, who
+    /// wrote before: threaded into their open conversation.
+    ReceiveKnown {
+        /// `inboxes/{id}`.
+        inbox: String,
+        /// Emails of the known senders.
+        senders: Arc<Vec<String>>,
+        /// Tells harness invocations apart.
+        run: u16,
+        /// Tells scenarios of one invocation apart.
+        stream: u8,
+    },
+    /// `ListCustomerHistory` of `customer`: one page of `page_size`,
+    /// starting at a token drawn from `page_tokens` (`""`: the newest).
+    History {
+        /// `customers/{id}`.
+        customer: String,
+        /// Where pages start.
+        page_tokens: Arc<Vec<String>>,
+        /// Messages per page.
+        page_size: i32,
+    },
+}
+
+/// `rapport.conversations.v1.ConversationsService` calls.
+#[derive(Debug, Clone)]
+pub struct Conversations {
+    /// Which RPC.
+    pub call: ConversationsCall,
+    /// Credentials.
+    pub credentials: Credentials,
+}
+
+/// Caller of [`Conversations`].
+#[derive(Debug)]
+pub struct ConversationsCaller {
+    client: ConversationsServiceClient<Channel>,
+    call: ConversationsCall,
+    credentials: Credentials,
+}
+
+impl Workload for Conversations {
+    type Caller = ConversationsCaller;
+
+    fn caller(&self, channel: Channel) -> ConversationsCaller {
+        ConversationsCaller {
+            client: ConversationsServiceClient::new(channel),
+            call: self.call.clone(),
+            credentials: self.credentials.clone(),
+        }
+    }
+}
+
+impl Caller for ConversationsCaller {
+    async fn call(&mut self, i: u64) -> Result<(), Status> {
+        let credentials = &self.credentials;
+        let request = match &self.call {
+            ConversationsCall::ReceiveNew { inbox, run, stream } => {
+                let ids = Identities::created(*run, *stream, i);
+                received(inbox, &ids.email(), &ids.key)
+            }
+            ConversationsCall::ReceiveKnown {
+                inbox,
+                senders,
+                run,
+                stream,
+            } => {
+                let sender = &senders[spread(i, senders.len())];
+                received(inbox, sender, &Identities::created(*run, *stream, i).key)
+            }
+            ConversationsCall::History {
+                customer,
+                page_tokens,
+                page_size,
+            } => {
+                let request = credentials.request(ListCustomerHistoryRequest {
+                    customer: customer.clone(),
+                    page_size: *page_size,
+                    page_token: page_tokens[spread(i, page_tokens.len())].clone(),
+                });
+                return self.client.list_customer_history(request).await.map(drop);
+            }
+        };
+        let request = credentials.request(request);
+        self.client.receive_message(request).await.map(drop)
+    }
+}
+
+/// A realistic inbound email from `sender` on `inbox`, its external id (a
+/// Message-ID) unique by `key`.
+fn received(inbox: &str, sender: &str, key: &str) -> ReceiveMessageRequest {
+    ReceiveMessageRequest {
+        inbox: inbox.to_owned(),
+        sender: Some(Sender::Email(sender.to_owned())),
+        display_name: "Bench Customer".to_owned(),
+        message: Some(Message {
+            subject: "Where is my order?".to_owned(),
+            text: "Hello, I ordered a pair of boots two weeks ago and the tracking page has \
+                   shown no update since Monday. Could you tell me when it will arrive? \
+                   Thank you."
+                .to_owned(),
+            external_id: format!("<{key}@mail.example.com>"),
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    }
+}
+
+/// Creates an email inbox at `address` (without auto-acknowledgement: no
+/// outbound delivery runs beside the measured calls) and returns its name.
+pub async fn create_email_inbox(
+    channel: Channel,
+    credentials: &Credentials,
+    address: &str,
+) -> anyhow::Result<String> {
+    let request = credentials.request(CreateInboxRequest {
+        inbox: Some(Inbox {
+            display_name: "Bench support".to_owned(),
+            channel: rapport_proto::types::Channel::Email as i32,
+            address: address.to_owned(),
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    });
+    let inbox = ConversationsServiceClient::new(channel)
+        .create_inbox(request)
+        .await
+        .context("creating the bench inbox")?
+        .into_inner()
+        .inbox
+        .context("CreateInbox returned no inbox")?;
+    Ok(inbox.name)
+}
+
+/// Makes each of `senders` known to conversations by receiving one message
+/// from them on `inbox`, `parallel` calls at a time: the senders of
+/// [`ConversationsCall::ReceiveKnown`].
+pub async fn introduce_senders(
+    channel: Channel,
+    credentials: &Credentials,
+    inbox: &str,
+    senders: Arc<Vec<String>>,
+    parallel: usize,
+) -> anyhow::Result<()> {
+    let parallel = parallel.max(1);
+    let mut tasks = tokio::task::JoinSet::new();
+    for lane in 0..parallel {
+        let mut client = ConversationsServiceClient::new(channel.clone());
+        let (credentials, inbox, senders) =
+            (credentials.clone(), inbox.to_owned(), senders.clone());
+        tasks.spawn(async move {
+            for (k, sender) in senders.iter().enumerate().skip(lane).step_by(parallel) {
+                let request = credentials.request(received(&inbox, sender, &format!("known-{k}")));
+                client
+                    .receive_message(request)
+                    .await
+                    .with_context(|| format!("receiving the first message of {sender}"))?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.context("a setup task panicked")??;
+    }
+    Ok(())
+}
+
 /// Creates customers number `range` ([`customer`] with [`Identities::seeded`])
 /// through `CreateCustomer`, `parallel` calls at a time: the set the read
 /// scenarios draw from, on a database the harness started empty.
@@ -455,6 +647,24 @@ mod tests {
             assert!(ids.phone.len() <= 16, "{}", ids.phone);
             assert!(ids.phone[1..].chars().all(|c| c.is_ascii_digit()));
         }
+    }
+
+    #[test]
+    fn received_messages_are_unique_by_key() {
+        let a = received(
+            "inboxes/x",
+            "a@example.com",
+            &Identities::created(1, 2, 3).key,
+        );
+        let b = received(
+            "inboxes/x",
+            "a@example.com",
+            &Identities::created(1, 2, 4).key,
+        );
+        let (a, b) = (a.message.unwrap(), b.message.unwrap());
+        assert_ne!(a.external_id, b.external_id);
+        assert_eq!(a.external_id, "<bench-r1-s2-3@mail.example.com>");
+        assert!(!a.text.is_empty());
     }
 
     #[test]

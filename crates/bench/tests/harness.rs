@@ -107,6 +107,7 @@ async fn a_tiny_run_against_echo_reports_sane_numbers() {
             path: "direct".into(),
             ceiling: (name != "echo").then(|| "echo".into()),
             direct: None,
+            baseline: None,
             stats,
         });
     }

@@ -29,13 +29,16 @@ use rapport_bench::{
     BenchReport, LoadConfig, RunInfo, RunStats, ScenarioReport, Target, Watched,
     engine::run_isolated,
     report::Ceiling,
-    workload::{self, Credentials, CustomerSet, Echo, Profiles, ProfilesCall},
+    workload::{
+        self, Conversations, ConversationsCall, Credentials, CustomerSet, Echo, Profiles,
+        ProfilesCall,
+    },
 };
 use rapport_profiles::ceiling::{self, PgbenchScript};
 use rapport_store::{Db, DbOptions};
 use sea_orm::ConnectionTrait as _;
 
-use crate::config::RapportConfig;
+use crate::{config::RapportConfig, services::Service};
 
 /// The tenant every bench call acts for (also `rapport seed`'s default).
 const TENANT: &str = rapport_profiles::seed::DEFAULT_TENANT;
@@ -45,6 +48,12 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// Calls in flight while seeding or sampling the customer set.
 const SETUP_PARALLEL: usize = 16;
+/// Senders conversations knows before `conversations.receive-known`.
+const KNOWN_SENDERS: usize = 100;
+/// Messages of the short history `conversations.history` is read against.
+const SMALL_HISTORY: u64 = 100;
+/// Messages per page of the history scenarios.
+const HISTORY_PAGE: u64 = 50;
 
 /// Arguments of `rapport bench`.
 #[derive(Debug, Args)]
@@ -59,6 +68,13 @@ order; the event scenarios run only when named):
   profiles.lookup[-via-gateway]  LookupCustomer by the email of a drawn customer
   profiles.search[-via-gateway]  SearchCustomers for the email of a drawn customer (page size 10)
   profiles.create[-via-gateway]  CreateCustomer of a new realistic customer (with request_id)
+  conversations.receive-new[-via-gateway]    ReceiveMessage (an email) from a new sender each call: profiles'
+                             ResolveCustomer creates the customer, a new conversation with a case number
+  conversations.receive-known[-via-gateway]  ReceiveMessage from one of 100 senders who wrote before: threaded
+                             into their open conversation
+  conversations.history-small  ListCustomerHistory, a page of 50 from a random point of a 100-message history
+  conversations.history      the same in a history of --history-messages (default 1,000,000), read against
+                             conversations.history-small
   nats.publish_consume       the event bus ceiling, raw async-nats on JetStream (needs --nats-url): --events
                              messages of an envelope's size published with pipelined PubAcks to a fresh stream
                              while a pull consumer acks them (events/s); then one message per tick at each
@@ -73,9 +89,23 @@ Servers run as child processes of this binary on a database made for the run (a 
 in a temporary directory, or a fresh PostgreSQL database dropped afterwards). Direct profiles
 calls carry a tenant assertion signed with the run's random key (tenant `bench`).
 
-Before the first create scenario the storage write ceilings are measured on the same database
+The conversations scenarios run only when named. They start conversations beside profiles, calling
+profiles with a service key of the run that profiles trusts, and an email inbox (no
+auto-acknowledgement) created before them. The histories are written through conversations' own
+storage code (rapport_conversations::seed: a resolved conversation per 250 messages), not the
+API; each call reads the page before a message drawn from those spread over the history (one in
+each conversation, 50 in; in the short one, each of the newest 50), through a page token the
+harness seals with the run's secret. The receive scenarios are read against the
+storage write ceilings and against profiles.create of the same run (name it too):
+
+  rapport bench --scenario profiles.create --scenario conversations.receive-new \
+    --scenario conversations.receive-known --scenario conversations.history-small \
+    --scenario conversations.history --compare
+
+Before the first write scenario (create, receive) the storage write ceilings are measured on the same database
 (raw single-row inserts with the service's pool and pragmas; pgbench too on PostgreSQL), unless
---no-ceilings; --compare reads profiles.create against them and the other scenarios against echo.
+--no-ceilings; --compare reads profiles.create and the receive scenarios against them, the other
+scenarios against echo.
 
 With --seeded N the profiles database of the configuration (profiles.database.url) is used
 as it is; it must hold N customers written by `rapport seed` (tenant `bench`):
@@ -145,6 +175,9 @@ pub struct BenchArgs {
     /// customers the reads draw from.
     #[arg(long, default_value_t = 1000)]
     customers: u64,
+    /// Messages of the history `conversations.history` reads.
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    history_messages: u64,
     /// Use the configured profiles database, which `rapport seed` filled with
     /// N customers, instead of a fresh one.
     #[arg(long, value_name = "N")]
@@ -197,6 +230,13 @@ enum ServeCommand {
         #[arg(long)]
         stop_on_stdin_eof: bool,
     },
+    /// Serve the conversations service from configuration.
+    #[command(name = "serve-conversations", hide = true)]
+    Conversations {
+        /// Also stop when stdin reaches end of file.
+        #[arg(long)]
+        stop_on_stdin_eof: bool,
+    },
     /// Serve the gateway from configuration.
     #[command(name = "serve-gateway", hide = true)]
     Gateway {
@@ -245,6 +285,18 @@ enum Scenario {
     Create,
     #[value(name = "profiles.create-via-gateway")]
     CreateViaGateway,
+    #[value(name = "conversations.receive-new")]
+    ReceiveNew,
+    #[value(name = "conversations.receive-new-via-gateway")]
+    ReceiveNewViaGateway,
+    #[value(name = "conversations.receive-known")]
+    ReceiveKnown,
+    #[value(name = "conversations.receive-known-via-gateway")]
+    ReceiveKnownViaGateway,
+    #[value(name = "conversations.history-small")]
+    HistorySmall,
+    #[value(name = "conversations.history")]
+    History,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,12 +306,32 @@ enum Rpc {
     Lookup,
     Search,
     Create,
+    ReceiveNew,
+    ReceiveKnown,
+    HistorySmall,
+    History,
+}
+
+impl Rpc {
+    /// Whether the RPC is conversations' (which calls profiles).
+    fn conversations(self) -> bool {
+        matches!(
+            self,
+            Self::ReceiveNew | Self::ReceiveKnown | Self::HistorySmall | Self::History
+        )
+    }
+
+    /// Whether it writes: the storage ceilings are measured before the
+    /// first such scenario.
+    fn writes(self) -> bool {
+        matches!(self, Self::Create | Self::ReceiveNew | Self::ReceiveKnown)
+    }
 }
 
 impl Scenario {
     /// Every scenario, in the order they run: reads before creates, so the
     /// reads see the seeded set only.
-    const ALL: [Scenario; 10] = [
+    const ALL: [Scenario; 16] = [
         Self::Echo,
         Self::EchoViaGateway,
         Self::Get,
@@ -270,6 +342,12 @@ impl Scenario {
         Self::SearchViaGateway,
         Self::Create,
         Self::CreateViaGateway,
+        Self::ReceiveNew,
+        Self::ReceiveNewViaGateway,
+        Self::ReceiveKnown,
+        Self::ReceiveKnownViaGateway,
+        Self::HistorySmall,
+        Self::History,
     ];
 
     fn name(self) -> String {
@@ -287,7 +365,16 @@ impl Scenario {
                 | Self::LookupViaGateway
                 | Self::SearchViaGateway
                 | Self::CreateViaGateway
+                | Self::ReceiveNewViaGateway
+                | Self::ReceiveKnownViaGateway
         )
+    }
+
+    /// Whether a plain `rapport bench` runs it: the conversations scenarios
+    /// start two more servers and write a long history, so they run only
+    /// when named.
+    fn by_default(self) -> bool {
+        !self.rpc().conversations()
     }
 
     fn rpc(self) -> Rpc {
@@ -297,7 +384,22 @@ impl Scenario {
             Self::Lookup | Self::LookupViaGateway => Rpc::Lookup,
             Self::Search | Self::SearchViaGateway => Rpc::Search,
             Self::Create | Self::CreateViaGateway => Rpc::Create,
+            Self::ReceiveNew | Self::ReceiveNewViaGateway => Rpc::ReceiveNew,
+            Self::ReceiveKnown | Self::ReceiveKnownViaGateway => Rpc::ReceiveKnown,
+            Self::HistorySmall => Rpc::HistorySmall,
+            Self::History => Rpc::History,
         }
+    }
+
+    /// The scenario of the same path a receive is also read against: a
+    /// new sender's message creates a customer as profiles.create does.
+    fn baseline(self) -> Option<Scenario> {
+        matches!(self.rpc(), Rpc::ReceiveNew | Rpc::ReceiveKnown).then(|| {
+            *Self::ALL
+                .iter()
+                .find(|s| s.rpc() == Rpc::Create && s.via_gateway() == self.via_gateway())
+                .expect("profiles.create runs on every path")
+        })
     }
 
     /// The direct scenario a gateway scenario is the variant of.
@@ -322,7 +424,7 @@ enum Selected {
 impl Selected {
     /// Every scenario, in the order they run: the RPC scenarios, then the
     /// event scenarios.
-    const ALL: [Selected; 13] = [
+    const ALL: [Selected; 19] = [
         Self::Rpc(Scenario::Echo),
         Self::Rpc(Scenario::EchoViaGateway),
         Self::Rpc(Scenario::Get),
@@ -333,6 +435,12 @@ impl Selected {
         Self::Rpc(Scenario::SearchViaGateway),
         Self::Rpc(Scenario::Create),
         Self::Rpc(Scenario::CreateViaGateway),
+        Self::Rpc(Scenario::ReceiveNew),
+        Self::Rpc(Scenario::ReceiveNewViaGateway),
+        Self::Rpc(Scenario::ReceiveKnown),
+        Self::Rpc(Scenario::ReceiveKnownViaGateway),
+        Self::Rpc(Scenario::HistorySmall),
+        Self::Rpc(Scenario::History),
         Self::Events(events::Scenario::PublishConsume),
         Self::Events(events::Scenario::RelayThroughput),
         Self::Events(events::Scenario::Lag),
@@ -362,7 +470,7 @@ pub async fn run(config: &RapportConfig, mut args: BenchArgs) -> anyhow::Result<
         .filter(|s| match s {
             // The event scenarios take minutes and want a NATS server of
             // their own: a plain `rapport bench` measures the RPCs only.
-            Selected::Rpc(_) if args.scenarios.is_empty() => true,
+            Selected::Rpc(s) if args.scenarios.is_empty() => s.by_default(),
             _ => args.scenarios.contains(s),
         })
         .collect();
@@ -437,6 +545,7 @@ pub async fn run(config: &RapportConfig, mut args: BenchArgs) -> anyhow::Result<
 struct Needs {
     echo: bool,
     profiles: bool,
+    conversations: bool,
     gateway: bool,
 }
 
@@ -445,6 +554,7 @@ impl Needs {
         Self {
             echo: scenarios.iter().any(|s| s.rpc() == Rpc::Echo),
             profiles: scenarios.iter().any(|s| s.rpc() != Rpc::Echo),
+            conversations: scenarios.iter().any(|s| s.rpc().conversations()),
             gateway: scenarios.iter().any(|s| s.via_gateway()),
         }
     }
@@ -473,6 +583,7 @@ struct Postgres {
 struct Databases {
     kind: DatabaseKind,
     profiles: Option<String>,
+    conversations: Option<String>,
     gateway: Option<String>,
 }
 
@@ -480,7 +591,10 @@ struct Databases {
 struct Secrets {
     assertion_key: String,
     profiles_page_token: String,
+    conversations_page_token: String,
     gateway_page_token: String,
+    /// Conversations' own key, for its calls to profiles.
+    conversations_service_key: String,
 }
 
 impl Secrets {
@@ -489,12 +603,14 @@ impl Secrets {
         Self {
             assertion_key: secret(),
             profiles_page_token: secret(),
+            conversations_page_token: secret(),
             gateway_page_token: secret(),
+            conversations_service_key: secret(),
         }
     }
 
     /// A tenant assertion as the gateway would sign it, for calling the
-    /// profiles service directly; valid for a week, so it never expires
+    /// services directly; valid for a week, so it never expires
     /// within a run.
     fn direct_credentials(&self) -> anyhow::Result<Credentials> {
         let key = rapport_kit::AssertionSigner::from_base64(&self.assertion_key)
@@ -503,7 +619,7 @@ impl Secrets {
             key.sign(&rapport_kit::assertion::Claims {
                 tenant: TENANT.to_owned(),
                 principal: "bench/harness".to_owned(),
-                scopes: vec!["profiles.read".to_owned(), "profiles.write".to_owned()],
+                scopes: SCOPES.iter().map(|s| (*s).to_owned()).collect(),
                 expires: chrono::Utc::now().timestamp() + 7 * 24 * 3600,
                 audience: rapport_kit::assertion::Claims::audience_of(path)
                     .unwrap_or_default()
@@ -515,10 +631,38 @@ impl Secrets {
 
     /// The public key of the run's assertion key, for the services.
     fn assertion_public_key(&self) -> String {
-        rapport_kit::AssertionSigner::from_base64(&self.assertion_key)
-            .map(|k| k.public_key())
-            .unwrap_or_default()
+        public_key_of(&self.assertion_key)
     }
+}
+
+/// The public half of an Ed25519 seed (32 random bytes always are one).
+fn public_key_of(seed: &str) -> String {
+    rapport_kit::AssertionSigner::from_base64(seed)
+        .map(|k| k.public_key())
+        .unwrap_or_default()
+}
+
+/// The scopes of every scenario: the run's assertions and API key.
+const SCOPES: [&str; 6] = [
+    "profiles.read",
+    "profiles.write",
+    "conversations.read",
+    "conversations.ingest",
+    // The inbox the harness creates.
+    "conversations.admin",
+    "bench.echo",
+];
+
+/// What the conversations scenarios use, made before them.
+struct ConversationsSetup {
+    /// `inboxes/{id}`: an email inbox.
+    inbox: String,
+    /// Emails of the senders conversations knows.
+    known: Arc<Vec<String>>,
+    /// The seeded histories: (customer, page tokens) of the small one and
+    /// of the long one, when their scenario runs.
+    small: Option<(String, Arc<Vec<String>>)>,
+    long: Option<(String, Arc<Vec<String>>)>,
 }
 
 /// A started server: where to call it and its index in
@@ -533,6 +677,7 @@ struct Started {
 struct Servers {
     echo: Option<Started>,
     profiles: Option<Started>,
+    conversations: Option<Started>,
     /// The gateway and the run's API key.
     gateway: Option<(Started, Credentials)>,
 }
@@ -597,35 +742,64 @@ async fn bench(
         bail!("the customer set is empty: nothing for the read scenarios to draw from");
     }
     let set = Arc::new(set);
+    let conversations = match &servers.conversations {
+        Some(started) => Some(
+            prepare_conversations(started, &direct, args, scenarios, &databases, &secrets).await?,
+        ),
+        None => None,
+    };
 
     let run_tag: u16 = rand::random_range(0..10_000);
     let mut ceilings: Option<Vec<Ceiling>> = None;
     let mut rows = Vec::new();
     for (n, scenario) in scenarios.iter().enumerate() {
         // Ceilings right before the first write scenario, on the same database.
-        if scenario.rpc() == Rpc::Create && ceilings.is_none() && !args.no_ceilings {
+        if scenario.rpc().writes() && ceilings.is_none() && !args.no_ceilings {
             let url = databases
                 .profiles
                 .as_deref()
                 .expect("profiles has a database");
             ceilings = Some(measure_ceilings(url, databases.kind, args).await);
         }
+        let conversations = || conversations.as_ref().expect("set up for its scenarios");
+        let history = |h: &Option<(String, Arc<Vec<String>>)>| {
+            let (customer, page_tokens) = h.clone().expect("seeded for its scenario");
+            Call::Conversations(ConversationsCall::History {
+                customer,
+                page_tokens,
+                page_size: HISTORY_PAGE as i32,
+            })
+        };
         let call = match scenario.rpc() {
-            Rpc::Echo => None,
-            Rpc::Get => Some(ProfilesCall::Get(set.clone())),
-            Rpc::Lookup => Some(ProfilesCall::Lookup(set.clone())),
-            Rpc::Search => Some(ProfilesCall::Search(set.clone())),
-            Rpc::Create => Some(ProfilesCall::Create {
+            Rpc::Echo => Call::Echo,
+            Rpc::Get => Call::Profiles(ProfilesCall::Get(set.clone())),
+            Rpc::Lookup => Call::Profiles(ProfilesCall::Lookup(set.clone())),
+            Rpc::Search => Call::Profiles(ProfilesCall::Search(set.clone())),
+            Rpc::Create => Call::Profiles(ProfilesCall::Create {
                 run: run_tag,
                 stream: n as u8,
             }),
+            Rpc::ReceiveNew => Call::Conversations(ConversationsCall::ReceiveNew {
+                inbox: conversations().inbox.clone(),
+                run: run_tag,
+                stream: n as u8,
+            }),
+            Rpc::ReceiveKnown => Call::Conversations(ConversationsCall::ReceiveKnown {
+                inbox: conversations().inbox.clone(),
+                senders: conversations().known.clone(),
+                run: run_tag,
+                stream: n as u8,
+            }),
+            Rpc::HistorySmall => history(&conversations().small),
+            Rpc::History => history(&conversations().long),
         };
         let ceiling = match scenario.rpc() {
             Rpc::Echo if !scenario.via_gateway() => None,
-            Rpc::Create => Some(create_ceiling(
+            rpc if rpc.writes() => Some(create_ceiling(
                 databases.kind,
                 ceilings.as_deref().unwrap_or_default(),
             )),
+            Rpc::History => Some(Scenario::HistorySmall.name()),
             _ => Some("echo".to_owned()),
         };
         let stats = run_scenario(*scenario, call, args, env, &servers, &direct).await?;
@@ -639,6 +813,7 @@ async fn bench(
             .to_owned(),
             ceiling,
             direct: scenario.direct().map(Scenario::name),
+            baseline: scenario.baseline().map(Scenario::name),
             stats,
         });
     }
@@ -672,18 +847,27 @@ async fn bench(
     })
 }
 
-/// Runs one scenario: `call` for the profiles ones, echo when `None`.
+/// What a scenario calls.
+enum Call {
+    Echo,
+    Profiles(ProfilesCall),
+    Conversations(ConversationsCall),
+}
+
+/// Runs one scenario.
 async fn run_scenario(
     scenario: Scenario,
-    call: Option<ProfilesCall>,
+    call: Call,
     args: &BenchArgs,
     env: &Environment,
     servers: &Servers,
     direct: &Credentials,
 ) -> anyhow::Result<RunStats> {
     let name = scenario.name();
-    let service = match scenario.rpc() {
+    let rpc = scenario.rpc();
+    let service = match rpc {
         Rpc::Echo => &servers.echo,
+        rpc if rpc.conversations() => &servers.conversations,
         _ => &servers.profiles,
     }
     .as_ref()
@@ -699,6 +883,12 @@ async fn run_scenario(
         _ => (service.uri.clone(), direct.clone()),
     };
     watched.push(env.servers[service.index].watched());
+    // Conversations resolves every sender with profiles.
+    if rpc.conversations()
+        && let Some(profiles) = &servers.profiles
+    {
+        watched.push(env.servers[profiles.index].watched());
+    }
     if scenario.rpc() != Rpc::Echo
         && let Some(postgres) = env.postgres_backends().await
     {
@@ -716,13 +906,17 @@ async fn run_scenario(
     };
     let (threads, target) = (args.client_threads, Target { uri });
     let stats = match call {
-        None => {
+        Call::Echo => {
             let echo = Echo::new(workload::customer_encoded_len(), credentials);
             run_isolated(threads, target, echo, load, watched).await
         }
-        Some(call) => {
+        Call::Profiles(call) => {
             let profiles = Profiles { call, credentials };
             run_isolated(threads, target, profiles, load, watched).await
+        }
+        Call::Conversations(call) => {
+            let conversations = Conversations { call, credentials };
+            run_isolated(threads, target, conversations, load, watched).await
         }
     }
     .with_context(|| format!("scenario {name}"))?;
@@ -763,8 +957,6 @@ impl Environment {
         if kind == DatabaseKind::Postgres && (needs.profiles || needs.gateway) {
             self.connect_postgres(&args.postgres_url).await?;
         }
-        let dir = self.dir.path().to_owned();
-        let sqlite = |name: &str| format!("sqlite://{}", dir.join(name).display());
         let profiles = match (needs.profiles, seeded, kind) {
             (false, _, _) => None,
             (true, Some(url), _) => {
@@ -774,25 +966,40 @@ impl Environment {
                 }
                 Some(url)
             }
-            (true, None, DatabaseKind::Sqlite) => Some(sqlite("profiles.db")),
-            (true, None, DatabaseKind::Postgres) => Some(
-                self.create_postgres_database(&args.postgres_url, "profiles")
-                    .await?,
-            ),
+            (true, None, kind) => Some(self.fresh_database(kind, args, "profiles").await?),
         };
-        let gateway = match (needs.gateway, kind) {
-            (false, _) => None,
-            (true, DatabaseKind::Sqlite) => Some(sqlite("gateway.db")),
-            (true, DatabaseKind::Postgres) => Some(
-                self.create_postgres_database(&args.postgres_url, "gateway")
-                    .await?,
-            ),
+        let mut fresh = async |needed: bool, what: &str| match needed {
+            true => self.fresh_database(kind, args, what).await.map(Some),
+            false => Ok(None),
         };
+        let conversations = fresh(needs.conversations, "conversations").await?;
+        let gateway = fresh(needs.gateway, "gateway").await?;
         Ok(Databases {
             kind,
             profiles,
+            conversations,
             gateway,
         })
+    }
+
+    /// A new database of the run for `what`: a SQLite file in the run's
+    /// directory, or a PostgreSQL database dropped at the end.
+    async fn fresh_database(
+        &mut self,
+        kind: DatabaseKind,
+        args: &BenchArgs,
+        what: &str,
+    ) -> anyhow::Result<String> {
+        match kind {
+            DatabaseKind::Sqlite => Ok(format!(
+                "sqlite://{}",
+                self.dir.path().join(format!("{what}.db")).display()
+            )),
+            DatabaseKind::Postgres => {
+                self.create_postgres_database(&args.postgres_url, what)
+                    .await
+            }
+        }
     }
 
     /// Connects to the PostgreSQL server of `admin_url` for creating and
@@ -891,6 +1098,7 @@ impl Environment {
         let mut servers = Servers {
             echo: None,
             profiles: None,
+            conversations: None,
             gateway: None,
         };
         if needs.echo {
@@ -898,19 +1106,48 @@ impl Environment {
             let server = Server::spawn("echo", &exe, &args, &vars(&[]), pinning, &dir).await?;
             servers.echo = Some(self.adopt(server));
         }
+        let public_key = secrets.assertion_public_key();
         if let Some(url) = &databases.profiles {
-            let public_key = secrets.assertion_public_key();
+            // Conversations' own key beside the run's (the gateway's).
+            let trusted = match &databases.conversations {
+                Some(_) => format!(
+                    "{public_key},{}",
+                    public_key_of(&secrets.conversations_service_key)
+                ),
+                None => public_key.clone(),
+            };
             let vars = vars(&[
                 ("PROFILES__SERVER__LISTEN", "127.0.0.1:0"),
                 ("PROFILES__SERVER__DRAIN_GRACE_MS", "2000"),
                 ("PROFILES__DATABASE__URL", url),
                 ("PROFILES__DATABASE__MIGRATE", "true"),
                 ("PROFILES__PAGE_TOKEN_SECRET", &secrets.profiles_page_token),
-                ("PROFILES__ASSERTION_PUBLIC_KEYS", &public_key),
+                ("PROFILES__ASSERTION_PUBLIC_KEYS", &trusted),
             ]);
             let args = ["bench", "serve-profiles", "--stop-on-stdin-eof"];
             let server = Server::spawn("profiles", &exe, &args, &vars, pinning, &dir).await?;
             servers.profiles = Some(self.adopt(server));
+        }
+        if let (Some(url), Some(profiles)) = (&databases.conversations, &servers.profiles) {
+            let vars = vars(&[
+                ("CONVERSATIONS__SERVER__LISTEN", "127.0.0.1:0"),
+                ("CONVERSATIONS__SERVER__DRAIN_GRACE_MS", "2000"),
+                ("CONVERSATIONS__DATABASE__URL", url),
+                ("CONVERSATIONS__DATABASE__MIGRATE", "true"),
+                (
+                    "CONVERSATIONS__PAGE_TOKEN_SECRET",
+                    &secrets.conversations_page_token,
+                ),
+                ("CONVERSATIONS__ASSERTION_PUBLIC_KEYS", &public_key),
+                (
+                    "CONVERSATIONS__SERVICE_KEY",
+                    &secrets.conversations_service_key,
+                ),
+                ("CONVERSATIONS__PROFILES__ENDPOINT", &profiles.uri),
+            ]);
+            let args = ["bench", "serve-conversations", "--stop-on-stdin-eof"];
+            let server = Server::spawn("conversations", &exe, &args, &vars, pinning, &dir).await?;
+            servers.conversations = Some(self.adopt(server));
         }
         if let Some(url) = &databases.gateway {
             let key = issue_api_key(url).await?;
@@ -919,6 +1156,7 @@ impl Environment {
             let mut backends = String::new();
             for (service, server) in [
                 (rapport_profiles::SERVICE_NAME, &servers.profiles),
+                (rapport_conversations::SERVICE_NAME, &servers.conversations),
                 ("rapport.bench.v1.EchoService", &servers.echo),
             ] {
                 if let Some(started) = server {
@@ -1095,6 +1333,108 @@ async fn measure_ceilings(url: &str, database: DatabaseKind, args: &BenchArgs) -
     ceilings
 }
 
+/// The inbox, the known senders and the histories of the conversations
+/// scenarios: the inbox and the senders through the API, the histories
+/// through conversations' own storage code (the API would take far longer
+/// than the scenarios).
+async fn prepare_conversations(
+    started: &Started,
+    direct: &Credentials,
+    args: &BenchArgs,
+    scenarios: &[Scenario],
+    databases: &Databases,
+    secrets: &Secrets,
+) -> anyhow::Result<ConversationsSetup> {
+    let runs = |rpc: Rpc| scenarios.iter().any(|s| s.rpc() == rpc);
+    let channel = rapport_bench::engine::connect_one(&started.uri, CALL_TIMEOUT).await?;
+    let inbox =
+        workload::create_email_inbox(channel.clone(), direct, "support@bench.example.com").await?;
+    let known: Vec<String> = match runs(Rpc::ReceiveKnown) {
+        true => (0..KNOWN_SENDERS)
+            .map(|k| format!("known-{k}@example.com"))
+            .collect(),
+        false => Vec::new(),
+    };
+    let known = Arc::new(known);
+    if !known.is_empty() {
+        tracing::info!(senders = known.len(), "introducing the known senders");
+        workload::introduce_senders(channel, direct, &inbox, known.clone(), SETUP_PARALLEL).await?;
+    }
+    let url = databases
+        .conversations
+        .as_deref()
+        .expect("conversations has a database");
+    let inbox_id: uuid::Uuid = inbox
+        .strip_prefix("inboxes/")
+        .and_then(|id| id.parse().ok())
+        .with_context(|| format!("CreateInbox named its inbox {inbox:?}"))?;
+    let secret = &secrets.conversations_page_token;
+    let small = match runs(Rpc::HistorySmall) {
+        true => Some(seed_history(url, secret, inbox_id, SMALL_HISTORY).await?),
+        false => None,
+    };
+    let long = match runs(Rpc::History) {
+        true => Some(seed_history(url, secret, inbox_id, args.history_messages).await?),
+        false => None,
+    };
+    Ok(ConversationsSetup {
+        inbox,
+        known,
+        small,
+        long,
+    })
+}
+
+/// Writes a history of `messages` of a new customer on `inbox`
+/// (`rapport_conversations::seed`) and returns the customer and the page
+/// tokens of pages spread over it, sealed with the run's `secret`.
+async fn seed_history(
+    url: &str,
+    secret: &str,
+    inbox: uuid::Uuid,
+    messages: u64,
+) -> anyhow::Result<(String, Arc<Vec<String>>)> {
+    use rapport_conversations::seed;
+    let customer = uuid::Uuid::now_v7();
+    let plan = seed::HistoryPlan {
+        tenant: TENANT.to_owned(),
+        inbox,
+        customer,
+        messages,
+        // Short transactions: each message of one takes the mark row again.
+        per_conversation: 250,
+        cursors: 4000,
+        page: HISTORY_PAGE,
+    };
+    tracing::info!(messages, "writing a customer's history");
+    let db = Db::connect(url, &DbOptions::default()).await?;
+    let seeded = seed::seed_history(&db, &plan).await;
+    // As after any bulk load: steady-state plans.
+    let refreshed = match &seeded {
+        Ok(_) => db.refresh_statistics().await,
+        Err(_) => Ok(()),
+    };
+    db.close().await;
+    let seeded = seeded?;
+    refreshed?;
+    tracing::info!(
+        messages,
+        conversations = seeded.conversations,
+        secs = format!("{:.1}", seeded.elapsed_secs),
+        "history written"
+    );
+    let tokens = seeded
+        .cursors
+        .iter()
+        .map(|c| seed::history_page_token(secret, TENANT, customer, *c))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    anyhow::ensure!(
+        !tokens.is_empty(),
+        "a history of {messages} messages has no full page of {HISTORY_PAGE} to read"
+    );
+    Ok((format!("customers/{customer}"), Arc::new(tokens)))
+}
+
 /// Checks that the profiles database at `url` holds at least `n` customers
 /// written by `rapport seed` (tenant `bench`).
 async fn check_seeded(url: &str, config: &RapportConfig, n: u64) -> anyhow::Result<()> {
@@ -1148,11 +1488,7 @@ async fn issue_api_key(gateway_url: &str) -> anyhow::Result<String> {
             rapport_gateway::auth::api_keys::NewKey {
                 display_name: "rapport bench".to_owned(),
                 tenant: TENANT.to_owned(),
-                scopes: vec![
-                    "profiles.read".to_owned(),
-                    "profiles.write".to_owned(),
-                    "bench.echo".to_owned(),
-                ],
+                scopes: SCOPES.iter().map(|s| (*s).to_owned()).collect(),
                 expire_time: None,
                 rate_limit: 1_000_000_000,
             },
@@ -1409,19 +1745,16 @@ async fn serve(config: &RapportConfig, command: ServeCommand) -> anyhow::Result<
                 .context("serving echo")
         }
         ServeCommand::Profiles { stop_on_stdin_eof } => {
-            let bus = rapport_events::Bus::from_config(
-                &config.profiles.events,
-                &rapport_events::Bus::in_process(),
-            )
-            .await?;
-            let profiles = rapport_profiles::build(&config.profiles, &bus).await?;
-            announce(profiles.local_addr())?;
-            profiles.serve(stop_signal(stop_on_stdin_eof)).await
+            let stop = stop_signal(stop_on_stdin_eof);
+            crate::services::serve_until(config, Service::profiles, stop, announce).await
+        }
+        ServeCommand::Conversations { stop_on_stdin_eof } => {
+            let stop = stop_signal(stop_on_stdin_eof);
+            crate::services::serve_until(config, Service::conversations, stop, announce).await
         }
         ServeCommand::Gateway { stop_on_stdin_eof } => {
-            let gateway = rapport_gateway::build(&config.gateway).await?;
-            announce(gateway.local_addr())?;
-            gateway.serve(stop_signal(stop_on_stdin_eof)).await
+            let stop = stop_signal(stop_on_stdin_eof);
+            crate::services::serve_until(config, Service::gateway, stop, announce).await
         }
     }
 }
@@ -1606,6 +1939,64 @@ mod tests {
                 ..
             })
         ));
+        let cli = Cli::parse_from(["bench", "serve-conversations", "--stop-on-stdin-eof"]);
+        assert!(matches!(
+            cli.bench.command,
+            Some(ServeCommand::Conversations {
+                stop_on_stdin_eof: true
+            })
+        ));
+    }
+
+    #[test]
+    fn conversations_scenarios_run_when_named_after_profiles_create() {
+        let cli = Cli::parse_from([
+            "bench",
+            "--scenario",
+            "conversations.history",
+            "--scenario",
+            "conversations.receive-known-via-gateway",
+            "--history-messages",
+            "5000",
+        ]);
+        assert_eq!(cli.bench.history_messages, 5000);
+        assert_eq!(
+            cli.bench.scenarios,
+            vec![
+                Selected::Rpc(Scenario::History),
+                Selected::Rpc(Scenario::ReceiveKnownViaGateway)
+            ]
+        );
+        assert_eq!(Cli::parse_from(["bench"]).bench.history_messages, 1_000_000);
+        // Not by default: two more servers and a million-message history.
+        let default: Vec<Scenario> = Scenario::ALL
+            .into_iter()
+            .filter(|s| s.by_default())
+            .collect();
+        assert!(default.iter().all(|s| !s.rpc().conversations()));
+        assert_eq!(default.len(), 10);
+        let needs = Needs::of(&[Scenario::ReceiveNewViaGateway]);
+        assert!(needs.profiles && needs.conversations && needs.gateway && !needs.echo);
+        let needs = Needs::of(&[Scenario::Create]);
+        assert!(!needs.conversations);
+        // Receives are writes, read against profiles.create of their path.
+        assert_eq!(
+            Scenario::ReceiveNewViaGateway.baseline(),
+            Some(Scenario::CreateViaGateway)
+        );
+        assert_eq!(Scenario::ReceiveKnown.baseline(), Some(Scenario::Create));
+        assert_eq!(Scenario::History.baseline(), None);
+        assert_eq!(
+            Scenario::ReceiveKnownViaGateway.direct(),
+            Some(Scenario::ReceiveKnown)
+        );
+        assert!(Rpc::ReceiveNew.writes() && Rpc::ReceiveKnown.writes());
+        assert!(!Rpc::History.writes() && !Rpc::HistorySmall.writes());
+        let create = Scenario::ALL.iter().position(|s| *s == Scenario::Create);
+        let receive = Scenario::ALL
+            .iter()
+            .position(|s| *s == Scenario::ReceiveNew);
+        assert!(create < receive);
     }
 
     #[test]

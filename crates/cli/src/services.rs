@@ -74,17 +74,30 @@ macro_rules! services {
 
         /// Runs one service from configuration until SIGTERM or SIGINT.
         pub async fn serve(config: &RapportConfig, service: Service) -> anyhow::Result<()> {
-            let shutdown = rapport_kit::server::shutdown_signal();
+            serve_until(config, service, rapport_kit::server::shutdown_signal(), |_| Ok(())).await
+        }
+
+        /// Runs one service from configuration until `shutdown` resolves;
+        /// `bound` hears its address once it listens (`rapport bench`'s
+        /// server processes announce it).
+        pub async fn serve_until(
+            config: &RapportConfig,
+            service: Service,
+            shutdown: impl Future<Output = ()> + Send,
+            bound: impl FnOnce(SocketAddr) -> anyhow::Result<()>,
+        ) -> anyhow::Result<()> {
             match service {
                 Service::gateway => {
                     let gateway = rapport_gateway::build(&config.gateway).await?;
                     tracing::info!(addr = %gateway.local_addr(), "gateway serving");
+                    bound(gateway.local_addr())?;
                     gateway.serve(shutdown).await
                 }
                 $( Service::$name => {
                     let bus = Bus::from_config(&config.$name.events, &Bus::in_process()).await?;
                     let built = $krate::build(&config.$name, &bus).await?;
                     tracing::info!(addr = %built.local_addr(), metrics = ?built.metrics_addr(), service = $krate::SERVICE_NAME, ?bus, "serving");
+                    bound(built.local_addr())?;
                     built.serve(shutdown).await
                 } )+
             }

@@ -11,6 +11,7 @@ mod delivery;
 mod domain;
 mod email;
 mod profiles;
+pub mod seed;
 mod sla_alerts;
 mod storage;
 

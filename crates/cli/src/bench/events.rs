@@ -310,6 +310,7 @@ fn row(scenario: String, bus: BusKind, ceiling: Option<String>, stats: RunStats)
         path: bus.name().to_owned(),
         ceiling,
         direct: None,
+        baseline: None,
         stats,
     }
 }

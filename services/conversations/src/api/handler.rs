@@ -908,7 +908,7 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
         let req = request.into_inner();
         let limit = page::page_size(req.page_size, LIST_DEFAULT, LIST_MAX, ERROR_DOMAIN)?;
         let customer = command::customer_id(&req.customer, "customer").map_err(invalid)?;
-        let scope = format!("history;{customer}");
+        let scope = history_scope(customer);
         let before: Option<MessageId> = self.tokens.cursor(&tenant, &scope, &req.page_token)?;
         let (page, next) = self
             .service
@@ -964,4 +964,10 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
     ) -> Result<Response<pb::RenegotiatePromiseResponse>, Status> {
         promises::renegotiate(&self.service, request).await
     }
+}
+
+/// What a ListCustomerHistory page token is bound to besides the tenant: the
+/// customer (also `seed::history_page_token`'s).
+pub(crate) fn history_scope(customer: crate::domain::CustomerId) -> String {
+    format!("history;{customer}")
 }

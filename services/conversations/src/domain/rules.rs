@@ -393,6 +393,52 @@ pub fn assign(
     (next, vec![event])
 }
 
+/// A new conversation a customer's message starts on `inbox`: open, of
+/// normal priority, for the inbox's default team, holding no message yet
+/// (add it with [`add_customer_message`]). `(id, case_number)` are its own;
+/// `previous` the conversation it continues.
+pub fn inbound_conversation(
+    inbox: &Inbox,
+    (id, case_number): (ConversationId, i64),
+    customer: CustomerId,
+    subject: &str,
+    previous: Option<ConversationId>,
+    now: DateTime<Utc>,
+) -> Conversation {
+    Conversation {
+        id,
+        case_number,
+        customer,
+        inbox: inbox.id,
+        channels: Vec::new(),
+        subject: subject.to_owned(),
+        state: State::Open,
+        priority: Priority::Normal,
+        interaction_type: None,
+        origin: Origin::Inbound,
+        source: String::new(),
+        assignee: None,
+        team: inbox.default_team,
+        labels: Vec::new(),
+        snooze_until: None,
+        waiting_since: None,
+        first_response_time: None,
+        last_agent_reply_time: None,
+        customer_wrote: false,
+        resolve_count: 0,
+        reopen_count: 0,
+        resolution: None,
+        previous,
+        applied_sla: None,
+        sla: Default::default(),
+        message_count: 0,
+        last_message_time: now,
+        create_time: now,
+        update_time: now,
+        version: 1,
+    }
+}
+
 /// `c` with a customer's message `m` added: counts, channels, and the time
 /// the customer has waited since (kept when already waiting).
 pub fn add_customer_message(c: &mut Conversation, m: &Message) {

@@ -795,38 +795,14 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                         conversation: id,
                         ..message
                     };
-                    let mut c = Conversation {
-                        id,
-                        case_number,
+                    let mut c = rules::inbound_conversation(
+                        &inbox,
+                        (id, case_number),
                         customer,
-                        inbox: inbox.id,
-                        channels: Vec::new(),
-                        subject: message.subject.clone(),
-                        state: State::Open,
-                        priority: Priority::Normal,
-                        interaction_type: None,
-                        origin: Origin::Inbound,
-                        source: String::new(),
-                        assignee: None,
-                        team: inbox.default_team,
-                        labels: Vec::new(),
-                        snooze_until: None,
-                        waiting_since: None,
-                        first_response_time: None,
-                        last_agent_reply_time: None,
-                        customer_wrote: false,
-                        resolve_count: 0,
-                        reopen_count: 0,
-                        resolution: None,
+                        &message.subject,
                         previous,
-                        applied_sla: None,
-                        sla: Default::default(),
-                        message_count: 0,
-                        last_message_time: now,
-                        create_time: now,
-                        update_time: now,
-                        version: 1,
-                    };
+                        now,
+                    );
                     rules::add_customer_message(&mut c, &message);
                     c.sla.apply(
                         ClockEvent::Created {

@@ -247,15 +247,20 @@ pub(super) async fn apply(
             }
         }
     }
+    // Customers whose mark this transaction holds: asked once each (the row
+    // lock keeps the answer until commit), not once per message.
+    let mut marked: Vec<CustomerId> = Vec::new();
     for m in &change.messages {
         // What a customer wrote is stored only while they are not erased,
         // ordered against the erasure by their mark's row lock.
-        if m.sender_kind == SenderKind::Customer
-            && super::marks::is_erased(txn, tenant.as_str(), &m.customer.to_string())
+        if m.sender_kind == SenderKind::Customer && !marked.contains(&m.customer) {
+            if super::marks::is_erased(txn, tenant.as_str(), &m.customer.to_string())
                 .await
                 .map_err(failed)?
-        {
-            return Err(CommitError::Other(Clash::CustomerErased));
+            {
+                return Err(CommitError::Other(Clash::CustomerErased));
+            }
+            marked.push(m.customer);
         }
         rapport_store::insert_row(message_row(tenant, m).map_err(encoding)?, txn)
             .await

@@ -20,6 +20,7 @@ mod messages;
 mod outbound_email;
 mod promises;
 mod receive;
+mod seed;
 mod sla;
 mod sla_policies;
 mod trace;
