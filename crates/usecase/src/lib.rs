@@ -13,6 +13,7 @@ pub mod ids;
 pub mod page;
 pub mod tenant;
 pub mod violations;
+pub mod webhook;
 pub mod write;
 
 pub use clock::{Clock, ManualClock, SystemClock};

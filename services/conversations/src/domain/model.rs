@@ -120,7 +120,7 @@ pub struct Connector {
     pub url: String,
     /// The signing secret; `None` in an update that keeps the current one.
     /// Its `Debug` never shows it.
-    pub secret: Option<rapport_kit::webhook::SigningSecret>,
+    pub secret: Option<rapport_usecase::webhook::SigningSecret>,
 }
 
 /// Where a conversation stands.

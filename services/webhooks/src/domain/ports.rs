@@ -6,7 +6,7 @@ use std::future::Future;
 
 use super::values::WebhookUrl;
 
-pub use rapport_kit::webhook::{Answer, Attempt};
+pub use rapport_usecase::webhook::{Answer, Attempt};
 
 /// Makes delivery attempts.
 pub trait Sender: Send + Sync + 'static {

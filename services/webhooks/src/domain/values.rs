@@ -1,7 +1,7 @@
 //! Validated values: a webhook URL, a list of event type patterns, a
 //! signing secret. Each is parsed once, at the edge, and cannot hold an
 //! invalid value afterwards.
-pub use rapport_kit::webhook::{SigningSecret, WebhookUrl};
+pub use rapport_usecase::webhook::{SigningSecret, WebhookUrl};
 use serde::{Deserialize, Serialize};
 
 /// Most event type patterns per subscription.
