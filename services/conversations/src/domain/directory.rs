@@ -157,6 +157,10 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         if T::KIND == Kind::BusinessCalendar {
             self.reschedule_for_calendar(tenant, id).await?;
         }
+        // An agent's calendar places the reminders of its promises.
+        if T::KIND == Kind::Agent {
+            self.remind_again(tenant, AgentId(id)).await?;
+        }
         Ok(updated)
     }
 

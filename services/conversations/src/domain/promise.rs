@@ -458,6 +458,61 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         ))
     }
 
+    /// Places again the pending reminders of `owner`'s open promises after
+    /// the owner's hours changed (another calendar named, or the calendar
+    /// edited): the lead time is working time, so new hours move it. A
+    /// promise already reminded (no pending reminder) is left alone: the
+    /// reminder is given once.
+    pub(super) async fn remind_again(&self, tenant: &Tenant, owner: AgentId) -> Result<(), Error> {
+        const PAGE: u32 = 200;
+        let filter = PromiseFilter {
+            owner: Some(owner),
+            states: vec![PromiseState::Open],
+            ..PromiseFilter::default()
+        };
+        let mut after = None;
+        loop {
+            let page = self.repo().promises(tenant, &filter, after, PAGE).await?;
+            for p in page.iter().filter(|p| p.reminder_time.is_some()) {
+                self.remind_again_one(tenant, p.clone()).await?;
+            }
+            if page.len() < PAGE as usize {
+                return Ok(());
+            }
+            after = page.last().map(|p| (p.due_time, p.id));
+        }
+    }
+
+    /// Moves the pending reminder of `p` to where the owner's hours put it
+    /// now; on a concurrent change, again from the promise as it is then.
+    async fn remind_again_one(&self, tenant: &Tenant, mut p: Promise) -> Result<(), Error> {
+        for _ in 0..MAX_ATTEMPTS {
+            if p.state != PromiseState::Open || p.reminder_time.is_none() {
+                return Ok(());
+            }
+            let now = self.clock().now();
+            let at = self.reminder_for(tenant, &p, now).await?;
+            if at == p.reminder_time {
+                return Ok(());
+            }
+            let mut next = p.bumped(now);
+            next.reminder_time = at;
+            let mut change = ChangeSet::new(tenant, now);
+            change.promises.push(RowWrite::Update {
+                value: next,
+                expected_version: p.version,
+            });
+            match self.repo().commit(change).await {
+                Ok(()) => return Ok(()),
+                Err(rapport_usecase::CommitError::Other(clash)) => {
+                    return Err(Error::from(clash));
+                }
+                Err(_) => p = self.promise(tenant, p.conversation, p.id).await?,
+            }
+        }
+        Err(Error::Conflict)
+    }
+
     /// `InUse` when conversation `id` holds an open promise.
     pub(super) async fn check_no_open_promise(
         &self,

@@ -412,7 +412,13 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
             Err(w.exhausted())
         }
         .await;
-        w.settle(result).await
+        let updated = w.settle(result).await?;
+        // After the commit (a retry reschedules again): the inbox's
+        // calendar places warnings and counts business seconds.
+        if mask.business_calendar {
+            self.reschedule_for_inbox(tenant, updated.id).await?;
+        }
+        Ok(updated)
     }
 
     // ---- conversations ----

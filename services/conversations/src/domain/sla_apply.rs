@@ -22,6 +22,10 @@ use super::{
     sla_clock::{self, Evaluation, MetricClock, Status, StopCause},
 };
 
+/// Conversations, inboxes or agents read per page when a calendar change
+/// moves timers.
+const RESCHEDULE_PAGE: u32 = 200;
+
 /// The calendars a conversation's clocks count on: its SLA's targets' and
 /// its inbox's (business seconds of metrics without a business target).
 #[derive(Debug, Clone, Default)]
@@ -368,10 +372,13 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
     }
 
     /// Schedules again the SLA timers of every conversation still worked
-    /// whose pinned SLA counts time on calendar `id`, after the calendar
-    /// changed (a new holiday moves due times either way). Each is its own
-    /// change, timers only: a timer it misses still fires at its old time
-    /// and re-derives the clock.
+    /// that counts time on calendar `id` after the calendar changed (a new
+    /// holiday moves due times either way): those whose pinned SLA names it,
+    /// and those of the inboxes that name it (their calendar places the
+    /// warnings of calendar-time targets); then the reminders of the
+    /// promises of the agents who keep its hours. Each conversation is its
+    /// own change, timers only: a timer it misses still fires at its old
+    /// time and re-derives the clock.
     pub(super) async fn reschedule_for_calendar(
         &self,
         tenant: &Tenant,
@@ -381,27 +388,110 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         loop {
             let page = self
                 .repo()
-                .pinned_to_calendar(tenant, id, after, 200)
+                .pinned_to_calendar(tenant, id, after, RESCHEDULE_PAGE)
                 .await?;
             for c in &page {
-                let hours = self.hours(tenant, c).await?;
-                let now = self.clock().now();
-                let (timers, _) = effects(None, c, &hours, now);
-                if timers.is_empty() {
-                    continue;
-                }
-                let mut change = ChangeSet::new(tenant, now);
-                change.sla_timers = timers;
-                self.repo().commit(change).await.map_err(|e| match e {
-                    rapport_usecase::CommitError::Other(clash) => Error::from(clash),
-                    _ => Error::Conflict,
-                })?;
+                self.reschedule(tenant, c).await?;
             }
-            if page.len() < 200 {
-                return Ok(());
+            if page.len() < RESCHEDULE_PAGE as usize {
+                break;
             }
             after = page.last().map(|c| c.id);
         }
+        let calendar = CalendarId(id);
+        let mut after = None;
+        loop {
+            let page = self.repo().inboxes(tenant, after, RESCHEDULE_PAGE).await?;
+            for inbox in &page {
+                if calendar_of_name(&inbox.business_calendar) == Some(calendar) {
+                    self.reschedule_for_inbox(tenant, inbox.id).await?;
+                }
+            }
+            if page.len() < RESCHEDULE_PAGE as usize {
+                break;
+            }
+            after = page.last().map(|i| i.id);
+        }
+        let mut after = None;
+        loop {
+            let page: Vec<Agent> = self
+                .repo()
+                .managed_list(tenant, after, RESCHEDULE_PAGE)
+                .await?;
+            for agent in &page {
+                if agent.business_calendar == Some(calendar) {
+                    self.remind_again(tenant, agent.id).await?;
+                }
+            }
+            if page.len() < RESCHEDULE_PAGE as usize {
+                return Ok(());
+            }
+            after = page.last().map(|a| a.id.0);
+        }
+    }
+
+    /// Schedules again the SLA timers of inbox `inbox`'s conversations
+    /// still worked, after the inbox's calendar changed or was edited.
+    pub(super) async fn reschedule_for_inbox(
+        &self,
+        tenant: &Tenant,
+        inbox: InboxId,
+    ) -> Result<(), Error> {
+        let filter = ConversationFilter {
+            inbox: Some(inbox),
+            states: vec![State::Open, State::Pending, State::Snoozed],
+            ..ConversationFilter::default()
+        };
+        let mut before = None;
+        loop {
+            let page = self
+                .repo()
+                .conversations(tenant, &filter, before, RESCHEDULE_PAGE)
+                .await?;
+            for c in page.iter().filter(|c| c.applied_sla.is_some()) {
+                self.reschedule(tenant, c).await?;
+            }
+            if page.len() < RESCHEDULE_PAGE as usize {
+                return Ok(());
+            }
+            before = page.last().map(|c| c.id);
+        }
+    }
+
+    /// Writes the SLA timers of `c`'s running clocks as the calendars say
+    /// now.
+    async fn reschedule(&self, tenant: &Tenant, c: &Conversation) -> Result<(), Error> {
+        let hours = self.hours(tenant, c).await?;
+        let now = self.clock().now();
+        let (mut timers, _) = effects(None, c, &hours, now);
+        // What the calendars took away (a warning now at or after its due
+        // time) is cancelled: the timer written before is unknown here, so
+        // every alert of a running clock without a time now goes.
+        for k in c.sla.clocks.iter().filter(|k| k.running()) {
+            for alert in [Alert::Warning, Alert::Breach] {
+                let scheduled = timers
+                    .iter()
+                    .any(|t| t.metric == k.metric && t.cycle == k.cycle && t.alert == alert);
+                if !scheduled {
+                    timers.push(SlaTimer {
+                        conversation: c.id,
+                        metric: k.metric,
+                        cycle: k.cycle,
+                        alert,
+                        due: None,
+                    });
+                }
+            }
+        }
+        if timers.is_empty() {
+            return Ok(());
+        }
+        let mut change = ChangeSet::new(tenant, now);
+        change.sla_timers = timers;
+        self.repo().commit(change).await.map_err(|e| match e {
+            rapport_usecase::CommitError::Other(clash) => Error::from(clash),
+            _ => Error::Conflict,
+        })
     }
 
     /// The SLA status of `c` now.

@@ -889,3 +889,68 @@ async fn open_promises_and_agents_keep_what_they_need() {
     );
     assert_error(&status, Code::FailedPrecondition, "RESOURCE_IN_USE");
 }
+
+#[tokio::test]
+async fn new_hours_of_the_owner_move_a_pending_reminder() {
+    // Thursday 3 December 2026, 09:00 UTC; the owner keeps no hours yet.
+    let s = setup_at("2026-12-03T09:00:00Z", None).await;
+    let mut p = promise(pb::PromiseKind::Callback, at("2026-12-07T09:00:00Z"), true);
+    p.reminder_lead_time = Some(prost_types::Duration {
+        seconds: 7200,
+        nanos: 0,
+    });
+    let p = s.make(p).await;
+    assert_eq!(p.reminder_time, Some(ts(at("2026-12-07T07:00:00Z"))));
+    // The owner now works weekdays 09:00–17:00 Berlin: two working hours
+    // before Monday 10:00 Berlin is Friday 16:00 Berlin.
+    let office = office_hours(&s.h, "Europe/Berlin").await;
+    s.h.client()
+        .update_agent(tenant_request(
+            TENANT,
+            pb::UpdateAgentRequest {
+                agent: Some(pb::Agent {
+                    name: s.me.name.clone(),
+                    business_calendar: office.clone(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["business_calendar".into()],
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_or_else(|st| panic!("UpdateAgent: {}", describe(&st)));
+    assert_eq!(
+        s.get(&p.name).await.reminder_time,
+        Some(ts(at("2026-12-04T15:00:00Z")))
+    );
+    // Friday becomes a holiday of that calendar: Thursday 16:00 Berlin.
+    s.h.client()
+        .update_business_calendar(tenant_request(
+            TENANT,
+            pb::UpdateBusinessCalendarRequest {
+                business_calendar: Some(pb::BusinessCalendar {
+                    name: office,
+                    holidays: vec![pb::Holiday {
+                        date: "2026-12-04".into(),
+                        display_name: "Closed".into(),
+                        open_hours: vec![],
+                    }],
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["holidays".into()],
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_or_else(|st| panic!("UpdateBusinessCalendar: {}", describe(&st)));
+    let moved = s.get(&p.name).await;
+    assert_eq!(moved.reminder_time, Some(ts(at("2026-12-03T15:00:00Z"))));
+    // The due time and the promise itself are untouched.
+    assert_eq!(moved.due_time, p.due_time);
+    assert_eq!(moved.state(), pb::PromiseState::Open);
+    assert_eq!(s.events(&p.name).await, [MADE]);
+}

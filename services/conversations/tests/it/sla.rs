@@ -964,3 +964,62 @@ async fn editing_a_calendar_moves_open_due_times_and_their_timers() {
         vec![(FRT, 0, at(7, 10))]
     );
 }
+
+#[tokio::test]
+async fn an_inbox_calendar_change_moves_the_warning_timers_of_its_open_conversations() {
+    // Calendar-time targets: a 1 h first response from Monday 08:00 warns at
+    // 50 %, 08:30. The inbox's calendar places warnings within its hours.
+    let (h, inbox) = setup(false).await;
+    let c = write(&h, &inbox, 1).await;
+    let at = |hh: u32, mm: u32| Utc.with_ymd_and_hms(2026, 12, 7, hh, mm, 0).unwrap();
+    assert_eq!(
+        timer_due(&h, &c.name, "first_response:0:warning").await,
+        Some(at(8, 30))
+    );
+    let office = office_hours(&h).await;
+    let set_calendar = |calendar: String| {
+        let client = h.client();
+        let inbox = inbox.clone();
+        async move {
+            client
+                .clone()
+                .update_inbox(tenant_request(
+                    TENANT,
+                    pb::UpdateInboxRequest {
+                        inbox: Some(pb::Inbox {
+                            name: inbox,
+                            business_calendar: calendar,
+                            ..Default::default()
+                        }),
+                        update_mask: Some(prost_types::FieldMask {
+                            paths: vec!["business_calendar".into()],
+                        }),
+                        request_id: String::new(),
+                    },
+                ))
+                .await
+                .unwrap_or_else(|s| panic!("UpdateInbox: {}", describe(&s)))
+        }
+    };
+    // Office hours from 09:00: the warning would fall at the due time, so
+    // there is none.
+    set_calendar(office).await;
+    assert_eq!(
+        timer_due(&h, &c.name, "first_response:0:warning").await,
+        None
+    );
+    // No calendar again: 08:30, and it is raised then (the warning names
+    // the due time it warns of).
+    set_calendar(String::new()).await;
+    assert_eq!(
+        timer_due(&h, &c.name, "first_response:0:warning").await,
+        Some(at(8, 30))
+    );
+    h.clock().advance(Duration::minutes(29));
+    assert!(alerts(&h.db, &c.name, true).await.is_empty());
+    h.clock().advance(Duration::minutes(1));
+    assert_eq!(
+        until_alerts(&h.db, &c.name, true, 1).await,
+        vec![(FRT, 0, at(9, 0))]
+    );
+}
