@@ -542,16 +542,10 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
             }
             v.check()?;
             let owner = owner.expect("checked");
-            let c = self.conversation(tenant, new.conversation).await?;
-            if c.state == State::Closed {
-                return Err(Error::InvalidTransition {
-                    from: c.state,
-                    action: "make a promise in",
-                });
-            }
+            let calendar = self.calendar_of(tenant, &owner).await?;
             let mut p = Promise {
                 id: PromiseId::generate(),
-                conversation: c.id,
+                conversation: new.conversation,
                 owner: owner.id,
                 kind: new.kind,
                 description: new.description.trim().to_owned(),
@@ -570,18 +564,31 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 update_time: now,
                 version: 1,
             };
-            let calendar = self.calendar_of(tenant, &owner).await?;
             p.reminder_time =
                 reminder_time(calendar.as_ref(), p.due_time, p.reminder_lead_secs, now);
-            let mut change = ChangeSet::new(tenant, now);
-            change.promises.push(RowWrite::Insert(p.clone()));
-            change
-                .events
-                .push(DomainEvent::Promise(PromiseEvent::Made(p.clone())));
-            match self.commit_as(&w, change, p.id, p).await? {
-                Ok(p) => Ok(p),
-                Err(clash) => Err(clash.into()),
+            for _ in 0..MAX_ATTEMPTS {
+                let c = self.conversation(tenant, new.conversation).await?;
+                if c.state == State::Closed {
+                    return Err(Error::InvalidTransition {
+                        from: c.state,
+                        action: "make a promise in",
+                    });
+                }
+                let mut change = ChangeSet::new(tenant, now);
+                // Made only in the conversation as read, not closed: a
+                // close committed meanwhile moved its version.
+                change.conversation_at = Some((c.id, c.version));
+                change.promises.push(RowWrite::Insert(p.clone()));
+                change
+                    .events
+                    .push(DomainEvent::Promise(PromiseEvent::Made(p.clone())));
+                match self.commit_as(&w, change, p.id, p.clone()).await? {
+                    Ok(p) => return Ok(p),
+                    Err(Clash::Failed(Error::Conflict)) => continue,
+                    Err(clash) => return Err(clash.into()),
+                }
             }
+            Err(w.exhausted())
         }
         .await;
         w.settle(result).await
