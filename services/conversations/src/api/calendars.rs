@@ -7,7 +7,7 @@ use rapport_usecase::Violations;
 use tonic::Status;
 use uuid::Uuid;
 
-use super::{command::id_in, error::to_status, managed::Wire};
+use super::{call::invalid, command::id_in, error::to_status, managed::Wire};
 use crate::domain::{
     Clock, Error, Tenant,
     calendar::{
@@ -158,10 +158,6 @@ impl Wire for Calendar {
     }
 }
 
-fn invalid(v: Violations) -> Status {
-    to_status(Error::Invalid(v))
-}
-
 fn instant(
     v: &mut Violations,
     field: &str,
@@ -261,21 +257,4 @@ pub async fn measure_business_time<R: Repository, P: Customers, C: Clock>(
             nanos: 0,
         }),
     })
-}
-
-/// Delete of a business calendar or an SLA policy.
-pub async fn delete<T: Wire, R: Repository, P: Customers, C: Clock>(
-    service: &Conversations<R, P, C>,
-    tenant: &Tenant,
-    name: &str,
-    etag: &str,
-    key: Option<rapport_usecase::Idempotency>,
-) -> Result<(), Status> {
-    let id = id_in(name, T::COLLECTION).map_err(|why| invalid(Violations::one("name", why)))?;
-    let etag = Some(etag.to_owned()).filter(|e| !e.is_empty());
-    service
-        .delete_managed::<T>(tenant, id, etag, key)
-        .await
-        .map_err(to_status)?;
-    Ok(())
 }

@@ -13,6 +13,13 @@ use crate::{
     domain::{Error, error::Kind},
 };
 
+/// `?` on a use-case's result in a handler maps through [`to_status`].
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        to_status(err)
+    }
+}
+
 /// Maps a domain error to a status, logging it once.
 pub fn to_status(err: Error) -> Status {
     let b = |code, reason| ErrorBuilder::new(code, ERROR_DOMAIN, reason);

@@ -1,6 +1,5 @@
 //! Teams, agents and canned responses on the wire: one conversion each
 //! ([`Wire`]), and the four resource RPCs written once over it.
-use rapport_kit::{PageTokens, page};
 use rapport_proto::conversations as pb;
 use rapport_usecase::{Idempotency, Violations};
 use tonic::Status;
@@ -9,20 +8,15 @@ use uuid::Uuid;
 use crate::domain::calendars::{Calendar, CalendarId};
 
 use super::{
+    call::invalid,
     command::id_in,
     convert::{channel_from_pb, channel_to_pb, team_name},
     error::to_status,
 };
-use crate::{
-    ERROR_DOMAIN,
-    domain::{
-        Clock, Error, Tenant, managed::Managed, model::*, ports::Customers, repository::Repository,
-        service::Conversations,
-    },
+use crate::domain::{
+    Clock, Tenant, managed::Managed, model::*, ports::Customers, repository::Repository,
+    service::Conversations,
 };
-
-const LIST_DEFAULT: u32 = 50;
-const LIST_MAX: u32 = 500;
 
 /// A managed resource's protobuf message and its conversions.
 pub trait Wire: Managed {
@@ -251,21 +245,15 @@ impl Wire for CannedResponse {
     }
 }
 
-fn invalid(v: Violations) -> Status {
-    to_status(Error::Invalid(v))
-}
-
 /// The id in a managed resource's name.
 pub fn id_of<T: Wire>(name: &str, field: &str) -> Result<Uuid, Status> {
     id_in(name, T::COLLECTION).map_err(|why| invalid(Violations::one(field, why)))
 }
 
-/// Create, get, list and update of any managed resource.
+/// Create, get and update of any managed resource.
 pub struct Rpcs<'a, R, P, C> {
     /// The use-cases.
     pub service: &'a Conversations<R, P, C>,
-    /// Page tokens.
-    pub tokens: &'a PageTokens,
     /// The caller's tenant.
     pub tenant: Tenant,
 }
@@ -300,27 +288,6 @@ impl<R: Repository, P: Customers, C: Clock> Rpcs<'_, R, P, C> {
             .await
             .map_err(to_status)?;
         Ok(value.to_pb())
-    }
-
-    /// List.
-    pub async fn list<T: Wire>(
-        &self,
-        page_size: i32,
-        page_token: &str,
-    ) -> Result<(Vec<T::Pb>, String), Status> {
-        let limit = page::page_size(page_size, LIST_DEFAULT, LIST_MAX, ERROR_DOMAIN)?;
-        let after: Option<Uuid> = self
-            .tokens
-            .cursor(&self.tenant, T::COLLECTION, page_token)?;
-        let (page, next) = self
-            .service
-            .managed_list::<T>(&self.tenant, after, limit)
-            .await
-            .map_err(to_status)?;
-        Ok((
-            page.iter().map(Wire::to_pb).collect(),
-            self.tokens.next(&self.tenant, T::COLLECTION, next),
-        ))
     }
 
     /// Update the fields `mask` names.

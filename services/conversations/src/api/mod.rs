@@ -1,5 +1,6 @@
 //! The gRPC face of the conversations use-cases.
 pub mod calendars;
+pub mod call;
 pub mod command;
 pub mod convert;
 pub mod email;

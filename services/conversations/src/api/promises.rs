@@ -1,30 +1,20 @@
 //! Promises on the wire: names, conversions, and the six RPCs as adapters
 //! of a few lines each over the promise use-cases.
-use rapport_kit::{PageTokens, RequestContext, convert::ts, idempotency, page};
+use rapport_kit::{PageTokens, RequestContext, convert::ts};
 use rapport_proto::conversations as pb;
 use rapport_usecase::Violations;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{
+    call::{self, Idempotent, Targeted, etag_of},
     command::{conversation_id, id_in, message_id},
     convert::{from_pb, time, to_pb},
-    error::to_status,
 };
-use crate::{
-    ERROR_DOMAIN,
-    domain::{
-        AgentId, Clock, ConversationId, Error, ports::Customers, promise::*,
-        repository::Repository, service::Conversations,
-    },
+use crate::domain::{
+    AgentId, Clock, ConversationId, ports::Customers, promise::*, repository::Repository,
+    service::Conversations,
 };
-
-const LIST_DEFAULT: u32 = 50;
-const LIST_MAX: u32 = 500;
-
-fn invalid(v: Violations) -> Status {
-    to_status(Error::Invalid(v))
-}
 
 /// `conversations/{c}/promises/{p}`.
 fn promise_id(name: &str, field: &str) -> Result<(ConversationId, PromiseId), Violations> {
@@ -41,10 +31,6 @@ fn promise_id(name: &str, field: &str) -> Result<(ConversationId, PromiseId), Vi
             "must be a resource name `conversations/{id}/promises/{id}`",
         )
     })
-}
-
-fn etag_of(etag: &str) -> Option<String> {
-    Some(etag.to_owned()).filter(|e| !e.is_empty())
 }
 
 /// A promise on the wire.
@@ -138,22 +124,17 @@ pub async fn create<R: Repository, P: Customers, C: Clock>(
     service: &Conversations<R, P, C>,
     request: Request<pb::CreatePromiseRequest>,
 ) -> Result<Response<pb::CreatePromiseResponse>, Status> {
-    let ctx = RequestContext::from_request(&request)?;
-    let req = request.into_inner();
-    let key = idempotency::key_of(
-        &req,
-        &req.request_id,
-        |r| r.request_id.clear(),
-        ERROR_DOMAIN,
-    )?;
-    let new = new_promise(&req, &ctx.principal).map_err(invalid)?;
-    let p = service
-        .make_promise(&ctx.tenant, new, key)
-        .await
-        .map_err(to_status)?;
-    Ok(Response::new(pb::CreatePromiseResponse {
-        promise: Some(promise_to_pb(&p)),
-    }))
+    call::mutate(
+        request,
+        |r, ctx| new_promise(r, &ctx.principal),
+        |ctx, new, key| async move {
+            let p = service.make_promise(&ctx.tenant, new, key).await?;
+            Ok(pb::CreatePromiseResponse {
+                promise: Some(promise_to_pb(&p)),
+            })
+        },
+    )
+    .await
 }
 
 /// GetPromise.
@@ -161,12 +142,17 @@ pub async fn get<R: Repository, P: Customers, C: Clock>(
     service: &Conversations<R, P, C>,
     request: Request<pb::GetPromiseRequest>,
 ) -> Result<Response<pb::GetPromiseResponse>, Status> {
-    let tenant = RequestContext::tenant_of(&request)?;
-    let (c, id) = promise_id(&request.get_ref().name, "name").map_err(invalid)?;
-    let p = service.promise(&tenant, c, id).await.map_err(to_status)?;
-    Ok(Response::new(pb::GetPromiseResponse {
-        promise: Some(promise_to_pb(&p)),
-    }))
+    call::read(
+        request,
+        |r, _| promise_id(&r.name, "name"),
+        |ctx, (c, id)| async move {
+            let p = service.promise(&ctx.tenant, c, id).await?;
+            Ok(pb::GetPromiseResponse {
+                promise: Some(promise_to_pb(&p)),
+            })
+        },
+    )
+    .await
 }
 
 /// ListPromises.
@@ -175,9 +161,27 @@ pub async fn list<R: Repository, P: Customers, C: Clock>(
     tokens: &PageTokens,
     request: Request<pb::ListPromisesRequest>,
 ) -> Result<Response<pb::ListPromisesResponse>, Status> {
-    let ctx = RequestContext::from_request(&request)?;
-    let req = request.into_inner();
-    let limit = page::page_size(req.page_size, LIST_DEFAULT, LIST_MAX, ERROR_DOMAIN)?;
+    call::list(
+        tokens,
+        request,
+        |req, ctx| query(req, &ctx.principal),
+        |ctx, query, after, limit| async move {
+            let (page, next) = service.promises(&ctx.tenant, &query, after, limit).await?;
+            Ok((page.iter().map(promise_to_pb).collect(), next))
+        },
+        |promises, next_page_token| pb::ListPromisesResponse {
+            promises,
+            next_page_token,
+        },
+    )
+    .await
+}
+
+/// ListPromises → the query and what its page tokens are bound to.
+fn query(
+    req: &pb::ListPromisesRequest,
+    principal: &str,
+) -> Result<(PromiseQuery, String), Violations> {
     let mut v = Violations::default();
     let conversation = if req.parent == "conversations/-" {
         None
@@ -227,30 +231,22 @@ pub async fn list<R: Repository, P: Customers, C: Clock>(
             "is required with `due_today` (`me` for the caller)",
         );
     }
-    v.check().map_err(invalid)?;
+    v.check()?;
+    // The filter is part of the token: a token of another query is refused.
+    let scope = format!(
+        "promises;{};{};{:?};{:?};{:?};{:?};{}",
+        req.parent, req.owner, req.states, due_from, due_before, principal, req.due_today
+    );
     let query = PromiseQuery {
         conversation,
         owner,
-        principal: ctx.principal.clone(),
+        principal: principal.to_owned(),
         states,
         due_from,
         due_before,
         due_today: req.due_today,
     };
-    // The filter is part of the token: a token of another query is refused.
-    let scope = format!(
-        "promises;{};{};{:?};{:?};{:?};{:?};{}",
-        req.parent, req.owner, req.states, due_from, due_before, ctx.principal, req.due_today
-    );
-    let after: Option<PromiseCursor> = tokens.cursor(&ctx.tenant, &scope, &req.page_token)?;
-    let (page, next) = service
-        .promises(&ctx.tenant, &query, after, limit)
-        .await
-        .map_err(to_status)?;
-    Ok(Response::new(pb::ListPromisesResponse {
-        promises: page.iter().map(promise_to_pb).collect(),
-        next_page_token: tokens.next(&ctx.tenant, &scope, next),
-    }))
+    Ok((query, scope))
 }
 
 /// KeepPromise.
@@ -258,22 +254,13 @@ pub async fn keep<R: Repository, P: Customers, C: Clock>(
     service: &Conversations<R, P, C>,
     request: Request<pb::KeepPromiseRequest>,
 ) -> Result<Response<pb::KeepPromiseResponse>, Status> {
-    let tenant = RequestContext::tenant_of(&request)?;
-    let req = request.into_inner();
-    let key = idempotency::key_of(
-        &req,
-        &req.request_id,
-        |r| r.request_id.clear(),
-        ERROR_DOMAIN,
-    )?;
-    let (c, id) = promise_id(&req.name, "name").map_err(invalid)?;
-    let p = service
-        .keep_promise(&tenant, c, id, etag_of(&req.etag), key)
-        .await
-        .map_err(to_status)?;
-    Ok(Response::new(pb::KeepPromiseResponse {
-        promise: Some(promise_to_pb(&p)),
-    }))
+    change(
+        service,
+        request,
+        |_, _, _| Some(PromiseChange::Keep),
+        |promise| pb::KeepPromiseResponse { promise },
+    )
+    .await
 }
 
 /// CancelPromise.
@@ -281,22 +268,13 @@ pub async fn cancel<R: Repository, P: Customers, C: Clock>(
     service: &Conversations<R, P, C>,
     request: Request<pb::CancelPromiseRequest>,
 ) -> Result<Response<pb::CancelPromiseResponse>, Status> {
-    let tenant = RequestContext::tenant_of(&request)?;
-    let req = request.into_inner();
-    let key = idempotency::key_of(
-        &req,
-        &req.request_id,
-        |r| r.request_id.clear(),
-        ERROR_DOMAIN,
-    )?;
-    let (c, id) = promise_id(&req.name, "name").map_err(invalid)?;
-    let p = service
-        .cancel_promise(&tenant, c, id, etag_of(&req.etag), key)
-        .await
-        .map_err(to_status)?;
-    Ok(Response::new(pb::CancelPromiseResponse {
-        promise: Some(promise_to_pb(&p)),
-    }))
+    change(
+        service,
+        request,
+        |_, _, _| Some(PromiseChange::Cancel),
+        |promise| pb::CancelPromiseResponse { promise },
+    )
+    .await
 }
 
 /// RenegotiatePromise.
@@ -304,19 +282,57 @@ pub async fn renegotiate<R: Repository, P: Customers, C: Clock>(
     service: &Conversations<R, P, C>,
     request: Request<pb::RenegotiatePromiseRequest>,
 ) -> Result<Response<pb::RenegotiatePromiseResponse>, Status> {
-    let ctx = RequestContext::from_request(&request)?;
-    let req = request.into_inner();
-    let key = idempotency::key_of(
-        &req,
-        &req.request_id,
-        |r| r.request_id.clear(),
-        ERROR_DOMAIN,
-    )?;
-    let mut v = Violations::default();
-    let target = v.take(
-        "name",
-        promise_id(&req.name, "name").map_err(|_| "must be `conversations/{id}/promises/{id}`"),
-    );
+    change(
+        service,
+        request,
+        |req, ctx, v| renegotiation(req, &ctx.principal, v),
+        |promise| pb::RenegotiatePromiseResponse { promise },
+    )
+    .await
+}
+
+/// Keep, Cancel and Renegotiate: the promise the request names, guarded by
+/// its etag, changed as `action` reads from the request (its bad fields
+/// reported together with the name's).
+async fn change<M, Out, R, P, C>(
+    service: &Conversations<R, P, C>,
+    request: Request<M>,
+    action: impl FnOnce(&M, &RequestContext, &mut Violations) -> Option<PromiseChange>,
+    out: impl FnOnce(Option<pb::Promise>) -> Out,
+) -> Result<Response<Out>, Status>
+where
+    M: Idempotent + Targeted,
+    R: Repository,
+    P: Customers,
+    C: Clock,
+{
+    call::mutate(
+        request,
+        |r, ctx| {
+            let (name, etag) = r.target();
+            let mut v = Violations::default();
+            let target = promise_id(name, "name").map_err(|e| v.0.extend(e.0)).ok();
+            let action = action(r, ctx, &mut v);
+            v.check()?;
+            let (c, id) = target.expect("checked");
+            Ok((c, id, action.expect("checked"), etag_of(etag)))
+        },
+        |ctx, (c, id, action, etag), key| async move {
+            let p = service
+                .change_promise(&ctx.tenant, c, id, action, etag, key)
+                .await?;
+            Ok(out(Some(promise_to_pb(&p))))
+        },
+    )
+    .await
+}
+
+/// RenegotiatePromise → the renegotiation, its bad fields added to `v`.
+fn renegotiation(
+    req: &pb::RenegotiatePromiseRequest,
+    principal: &str,
+    v: &mut Violations,
+) -> Option<PromiseChange> {
     let due_time = match &req.due_time {
         None => {
             v.add("due_time", "is required");
@@ -324,6 +340,7 @@ pub async fn renegotiate<R: Repository, P: Customers, C: Clock>(
         }
         Some(t) => v.take("due_time", time(t)),
     };
+    let target = promise_id(&req.name, "name").ok();
     let message = if req.message.is_empty() {
         None
     } else {
@@ -340,20 +357,11 @@ pub async fn renegotiate<R: Repository, P: Customers, C: Clock>(
             }
         }
     };
-    v.check().map_err(invalid)?;
-    let (c, id) = target.expect("checked");
-    let r = Renegotiation {
-        due_time: due_time.expect("checked"),
+    Some(PromiseChange::Renegotiate(Renegotiation {
+        due_time: due_time?,
         message,
         message_text: req.message_text.clone(),
-        principal: ctx.principal.clone(),
-    };
-    let p = service
-        .renegotiate_promise(&ctx.tenant, c, id, r, etag_of(&req.etag), key)
-        .await
-        .map_err(to_status)?;
-    Ok(Response::new(pb::RenegotiatePromiseResponse {
-        promise: Some(promise_to_pb(&p)),
+        principal: principal.to_owned(),
     }))
 }
 

@@ -249,20 +249,10 @@ impl Wire for SlaPolicy {
     }
 }
 
-/// ReorderSlaPolicies.
-pub async fn reorder<R, P, C>(
-    service: &crate::domain::service::Conversations<R, P, C>,
-    tenant: &crate::domain::Tenant,
-    req: &pb::ReorderSlaPoliciesRequest,
-    key: Option<rapport_usecase::Idempotency>,
-) -> Result<pb::ReorderSlaPoliciesResponse, tonic::Status>
-where
-    R: crate::domain::repository::Repository,
-    P: crate::domain::ports::Customers,
-    C: crate::domain::Clock,
-{
+/// ReorderSlaPolicies → every policy, in the new order.
+pub fn order(req: &pb::ReorderSlaPoliciesRequest) -> Result<Vec<SlaPolicyId>, Violations> {
     let mut v = Violations::default();
-    let order: Vec<SlaPolicyId> = req
+    let order = req
         .names
         .iter()
         .enumerate()
@@ -274,13 +264,6 @@ where
     if req.names.is_empty() {
         v.add("names", "is required: every policy, in the new order");
     }
-    v.check()
-        .map_err(|v| super::error::to_status(crate::domain::Error::Invalid(v)))?;
-    let policies = service
-        .reorder_sla_policies(tenant, order, key)
-        .await
-        .map_err(super::error::to_status)?;
-    Ok(pb::ReorderSlaPoliciesResponse {
-        sla_policies: policies.iter().map(Wire::to_pb).collect(),
-    })
+    v.check()?;
+    Ok(order)
 }

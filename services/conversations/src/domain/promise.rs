@@ -371,6 +371,17 @@ pub struct Renegotiation {
     pub principal: String,
 }
 
+/// What KeepPromise, CancelPromise and RenegotiatePromise do to a promise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromiseChange {
+    /// Recorded as kept now.
+    Keep,
+    /// Withdrawn.
+    Cancel,
+    /// Its due time moved.
+    Renegotiate(Renegotiation),
+}
+
 /// Who a list of promises is for, as ListPromises names the owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner {
@@ -586,16 +597,10 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
             }
             v.check()?;
             let owner = owner.expect("checked");
-            let c = self.conversation(tenant, new.conversation).await?;
-            if c.state == State::Closed {
-                return Err(Error::InvalidTransition {
-                    from: c.state,
-                    action: "make a promise in",
-                });
-            }
+            let calendar = self.calendar_of(tenant, &owner).await?;
             let mut p = Promise {
                 id: PromiseId::generate(),
-                conversation: c.id,
+                conversation: new.conversation,
                 owner: owner.id,
                 kind: new.kind,
                 description: new.description.trim().to_owned(),
@@ -614,47 +619,72 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 update_time: now,
                 version: 1,
             };
-            let calendar = self.calendar_of(tenant, &owner).await?;
             p.reminder_time =
                 reminder_time(calendar.as_ref(), p.due_time, p.reminder_lead_secs, now);
-            let mut change = ChangeSet::new(tenant, now);
-            change.promises.push(RowWrite::Insert(p.clone()));
-            change
-                .events
-                .push(DomainEvent::Promise(PromiseEvent::Made(p.clone())));
-            match self.commit_as(&w, change, p.id, p).await? {
-                Ok(p) => Ok(p),
-                Err(clash) => Err(clash.into()),
+            for _ in 0..MAX_ATTEMPTS {
+                let c = self.conversation(tenant, new.conversation).await?;
+                if c.state == State::Closed {
+                    return Err(Error::InvalidTransition {
+                        from: c.state,
+                        action: "make a promise in",
+                    });
+                }
+                let mut change = ChangeSet::new(tenant, now);
+                // Made only in the conversation as read, not closed: a
+                // close committed meanwhile moved its version.
+                change.conversation_at = Some((c.id, c.version));
+                change.promises.push(RowWrite::Insert(p.clone()));
+                change
+                    .events
+                    .push(DomainEvent::Promise(PromiseEvent::Made(p.clone())));
+                match self.commit_as(&w, change, p.id, p.clone()).await? {
+                    Ok(p) => return Ok(p),
+                    Err(Clash::Failed(Error::Conflict)) => continue,
+                    Err(clash) => return Err(clash.into()),
+                }
             }
+            Err(w.exhausted())
         }
         .await;
         w.settle(result).await
     }
 
-    /// Changes one promise by `f` (the promise read, now → the next and its
-    /// event), guarded by its etag and version.
-    async fn change_promise(
+    /// Keeps, cancels or renegotiates promise `id` (KeepPromise,
+    /// CancelPromise, RenegotiatePromise), guarded by its etag and version.
+    pub async fn change_promise(
         &self,
         tenant: &Tenant,
         conversation: ConversationId,
         id: PromiseId,
+        action: PromiseChange,
         etag: Option<String>,
         idem: Option<Idempotency>,
-        f: impl Fn(&Promise, DateTime<Utc>) -> Result<(Promise, PromiseEvent), Error>,
     ) -> Result<Promise, Error> {
         let w = Write::new(self.repo(), tenant, idem.as_ref());
         let result = async {
             if let Some(prior) = w.replay().await? {
                 return Ok(prior);
             }
+            let sender = match &action {
+                PromiseChange::Renegotiate(r) => {
+                    self.check_renegotiation(tenant, conversation, r).await?
+                }
+                PromiseChange::Keep | PromiseChange::Cancel => None,
+            };
             for _ in 0..MAX_ATTEMPTS {
                 let current = self.promise(tenant, conversation, id).await?;
                 if etag.as_ref().is_some_and(|e| *e != current.etag()) {
                     return Err(Error::EtagMismatch);
                 }
                 let now = self.clock().now();
-                let (next, event) = f(&current, now)?;
-                let mut change = ChangeSet::new(tenant, now);
+                let (mut change, (next, event)) = match &action {
+                    PromiseChange::Keep => (ChangeSet::new(tenant, now), current.keep(now)?),
+                    PromiseChange::Cancel => (ChangeSet::new(tenant, now), current.cancel(now)?),
+                    PromiseChange::Renegotiate(r) => {
+                        self.renegotiated(tenant, &current, r, sender.as_ref(), now)
+                            .await?
+                    }
+                };
                 change.promises.push(RowWrite::Update {
                     value: next.clone(),
                     expected_version: current.version,
@@ -672,137 +702,92 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         w.settle(result).await
     }
 
-    /// Records a promise as kept now: on time when by its due time.
-    pub async fn keep_promise(
+    /// What a renegotiation asks that does not depend on the promise: a
+    /// due time in the future, a message named or text (not both), the
+    /// message a public one sent to the customer in this conversation; the
+    /// agent sending the text, if any.
+    async fn check_renegotiation(
         &self,
         tenant: &Tenant,
         conversation: ConversationId,
-        id: PromiseId,
-        etag: Option<String>,
-        idem: Option<Idempotency>,
-    ) -> Result<Promise, Error> {
-        self.change_promise(tenant, conversation, id, etag, idem, |p, now| p.keep(now))
-            .await
-    }
-
-    /// Withdraws an open promise.
-    pub async fn cancel_promise(
-        &self,
-        tenant: &Tenant,
-        conversation: ConversationId,
-        id: PromiseId,
-        etag: Option<String>,
-        idem: Option<Idempotency>,
-    ) -> Result<Promise, Error> {
-        self.change_promise(tenant, conversation, id, etag, idem, |p, now| p.cancel(now))
-            .await
-    }
-
-    /// Moves an open promise's due time (never its original one); a
-    /// promise the customer sees needs a message telling them: a public
-    /// message already sent in the conversation, or text sent now in the
-    /// same change through the outbound path.
-    pub async fn renegotiate_promise(
-        &self,
-        tenant: &Tenant,
-        conversation: ConversationId,
-        id: PromiseId,
-        r: Renegotiation,
-        etag: Option<String>,
-        idem: Option<Idempotency>,
-    ) -> Result<Promise, Error> {
-        let w = Write::new(self.repo(), tenant, idem.as_ref());
-        let result = async {
-            if let Some(prior) = w.replay().await? {
-                return Ok(prior);
-            }
-            let text = r.message_text.trim();
-            let mut v = Violations::default();
-            check_due(r.due_time, self.clock().now(), "due_time", &mut v);
-            if r.message.is_some() && !text.is_empty() {
-                v.add("message_text", "must be empty when `message` is given");
-            }
-            if text.chars().count() > super::rules::MAX_TEXT {
-                v.add("message_text", "is at most 100000 characters");
-            }
-            v.check()?;
-            // The message named must be a public one sent to the customer
-            // in this conversation.
-            if let Some(m) = r.message {
-                let message = self.message(tenant, conversation, m).await?;
-                if message.direction != Direction::Outbound
-                    || message.visibility != Visibility::Public
-                {
-                    return Err(Violations::one(
-                        "message",
-                        "must be a public message sent to the customer",
-                    )
-                    .into());
-                }
-            }
-            let sender = if text.is_empty() {
-                None
-            } else {
-                Some(self.agent_of(tenant, &r.principal).await?)
-            };
-            for _ in 0..MAX_ATTEMPTS {
-                let current = self.promise(tenant, conversation, id).await?;
-                if etag.as_ref().is_some_and(|e| *e != current.etag()) {
-                    return Err(Error::EtagMismatch);
-                }
-                if current.state != PromiseState::Open {
-                    return Err(current.refuse("renegotiate"));
-                }
-                if current.customer_visible && r.message.is_none() && sender.is_none() {
-                    return Err(Error::CustomerMessageRequired);
-                }
-                let now = self.clock().now();
-                let (mut change, sent) = match &sender {
-                    Some(agent) => {
-                        let c = self.conversation(tenant, conversation).await?;
-                        let out = Outbound {
-                            conversation,
-                            principal: r.principal.clone(),
-                            visibility: Visibility::Public,
-                            channel: None,
-                            purpose: Purpose::Service,
-                            subject: String::new(),
-                            text: text.to_owned(),
-                            html: String::new(),
-                            attachments: Vec::new(),
-                            call: None,
-                        };
-                        let (change, m) =
-                            self.outbound_change(tenant, &out, agent, &c, now).await?;
-                        (change, Some(m.id))
-                    }
-                    None => (ChangeSet::new(tenant, now), r.message),
-                };
-                let mut next = current.bumped(now);
-                next.due_time = r.due_time;
-                next.renegotiation_count += 1;
-                next.reminder_time = self.reminder_for(tenant, &next, now).await?;
-                change.promises.push(RowWrite::Update {
-                    value: next.clone(),
-                    expected_version: current.version,
-                });
-                change
-                    .events
-                    .push(DomainEvent::Promise(PromiseEvent::Renegotiated {
-                        promise: next.clone(),
-                        previous_due_time: current.due_time,
-                        message: sent,
-                    }));
-                match self.commit_as(&w, change, id, next).await? {
-                    Ok(p) => return Ok(p),
-                    Err(Clash::Failed(Error::Conflict)) => continue,
-                    Err(clash) => return Err(clash.into()),
-                }
-            }
-            Err(w.exhausted())
+        r: &Renegotiation,
+    ) -> Result<Option<Agent>, Error> {
+        let text = r.message_text.trim();
+        let mut v = Violations::default();
+        check_due(r.due_time, self.clock().now(), "due_time", &mut v);
+        if r.message.is_some() && !text.is_empty() {
+            v.add("message_text", "must be empty when `message` is given");
         }
-        .await;
-        w.settle(result).await
+        if text.chars().count() > super::rules::MAX_TEXT {
+            v.add("message_text", "is at most 100000 characters");
+        }
+        v.check()?;
+        if let Some(m) = r.message {
+            let message = self.message(tenant, conversation, m).await?;
+            if message.direction != Direction::Outbound || message.visibility != Visibility::Public
+            {
+                return Err(Violations::one(
+                    "message",
+                    "must be a public message sent to the customer",
+                )
+                .into());
+            }
+        }
+        if text.is_empty() {
+            Ok(None)
+        } else {
+            Some(self.agent_of(tenant, &r.principal).await).transpose()
+        }
+    }
+
+    /// `current` renegotiated at `now`: the promise as it becomes, its
+    /// event, and the change holding the message `sender` sends (a promise
+    /// the customer sees needs one telling them, or a message named).
+    async fn renegotiated(
+        &self,
+        tenant: &Tenant,
+        current: &Promise,
+        r: &Renegotiation,
+        sender: Option<&Agent>,
+        now: DateTime<Utc>,
+    ) -> Result<(ChangeSet, (Promise, PromiseEvent)), Error> {
+        if current.state != PromiseState::Open {
+            return Err(current.refuse("renegotiate"));
+        }
+        if current.customer_visible && r.message.is_none() && sender.is_none() {
+            return Err(Error::CustomerMessageRequired);
+        }
+        let conversation = current.conversation;
+        let (change, sent) = match sender {
+            Some(agent) => {
+                let c = self.conversation(tenant, conversation).await?;
+                let out = Outbound {
+                    conversation,
+                    principal: r.principal.clone(),
+                    visibility: Visibility::Public,
+                    channel: None,
+                    purpose: Purpose::Service,
+                    subject: String::new(),
+                    text: r.message_text.trim().to_owned(),
+                    html: String::new(),
+                    attachments: Vec::new(),
+                    call: None,
+                };
+                let (change, m) = self.outbound_change(tenant, &out, agent, &c, now).await?;
+                (change, Some(m.id))
+            }
+            None => (ChangeSet::new(tenant, now), r.message),
+        };
+        let mut next = current.bumped(now);
+        next.due_time = r.due_time;
+        next.renegotiation_count += 1;
+        next.reminder_time = self.reminder_for(tenant, &next, now).await?;
+        let event = PromiseEvent::Renegotiated {
+            promise: next.clone(),
+            previous_due_time: current.due_time,
+            message: sent,
+        };
+        Ok((change, (next, event)))
     }
 
     /// A page of promises, soonest due first, and the next page's cursor.

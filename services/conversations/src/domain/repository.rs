@@ -152,6 +152,17 @@ pub struct ChangeSet {
     /// auto-resolve); storage cancels it on every transition out of
     /// PENDING.
     pub pending_timer: Option<super::check_in::PendingTimer>,
+    /// A conversation the change depends on without writing it (a promise
+    /// made in it while it was not closed): a version conflict unless it is
+    /// still at this version. Storage takes its row lock, so that a
+    /// concurrent versioned write of it (a close) commits wholly before or
+    /// after this change.
+    pub conversation_at: Option<(ConversationId, i64)>,
+    /// A conversation that must hold no OPEN promise when the change
+    /// commits (it closes it), checked in the transaction after the
+    /// conversation's write: a promise made concurrently either finds the
+    /// conversation's version moved, or is found here (RESOURCE_IN_USE).
+    pub no_open_promise: Option<ConversationId>,
 }
 
 /// A message's delivery changed, valid only while its delivery is still
@@ -187,6 +198,8 @@ impl ChangeSet {
             occur_time: now,
             promises: Vec::new(),
             pending_timer: None,
+            conversation_at: None,
+            no_open_promise: None,
         }
     }
 }

@@ -486,7 +486,8 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         idem: Option<Idempotency>,
     ) -> Result<Conversation, Error> {
         if action == Action::Close {
-            // Closed is final: a promise still open would outlive it.
+            // Answered before the transition's own refusals; the commit
+            // checks again (`ChangeSet::no_open_promise`).
             self.check_no_open_promise(tenant, id).await?;
         }
         self.change_conversation(tenant, id, etag, idem, |c, now| {
@@ -560,6 +561,10 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 }
                 self.sla_effects(tenant, Some(&current), &next, &mut change)
                     .await?;
+                if next.state == State::Closed && current.state != State::Closed {
+                    // Closed is final: a promise still open would outlive it.
+                    change.no_open_promise = Some(id);
+                }
                 change.conversations.push(RowWrite::Update {
                     value: next.clone(),
                     expected_version: current.version,

@@ -10,16 +10,15 @@
 use rapport_events::consume::HandlerError;
 use rapport_store::idempotency;
 use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait as _, DatabaseTransaction, DbErr, EntityTrait as _, QueryFilter as _,
-    sea_query::{Expr, ExprTrait as _},
+    ActiveValue::Set, ColumnTrait as _, DatabaseTransaction, DbErr, EntityTrait as _,
+    QueryFilter as _, sea_query::Expr,
 };
 
 use super::{
     entities::{conversations, messages},
     rows::{document, to_conversation, to_message},
 };
-use crate::domain::{Error, Tenant, rules};
+use crate::domain::{Conversation, Error, Tenant, rules};
 
 /// Erases what `tenant`'s conversations hold about `customer` (its id).
 pub async fn erase(
@@ -55,30 +54,7 @@ pub async fn erase(
             .await
             .map_err(retry)?;
     }
-    let rows = conversations::Entity::find()
-        .filter(conversations::Column::Tenant.eq(tenant.as_str()))
-        .filter(conversations::Column::Customer.eq(customer))
-        .all(txn)
-        .await
-        .map_err(retry)?;
-    for row in rows {
-        let id = row.id.clone();
-        let mut conversation = to_conversation(row).map_err(broken)?;
-        rules::erase_conversation(&mut conversation);
-        conversations::Entity::update_many()
-            .set(conversations::ActiveModel {
-                document: Set(document(&conversation).map_err(broken)?),
-                ..Default::default()
-            })
-            .col_expr(
-                conversations::Column::Version,
-                Expr::col(conversations::Column::Version).add(1),
-            )
-            .filter(conversations::Column::Tenant.eq(tenant.as_str()))
-            .filter(conversations::Column::Id.eq(&id))
-            .exec(txn)
-            .await
-            .map_err(retry)?;
+    for id in rewrite_conversations(txn, &tenant, customer, rules::erase_conversation).await? {
         idempotency::forget_subject(txn, &tenant, &id, None)
             .await
             .map_err(retry)?;
@@ -86,12 +62,59 @@ pub async fn erase(
     Ok(())
 }
 
-fn retry(e: DbErr) -> HandlerError {
+/// Rewrites every conversation of `customer` (an id) by `f`, the customer
+/// column following the document; each one's version moves on, so that a
+/// writer that read it before reads it again instead of writing the old
+/// document back. A conversation written meanwhile (its version moved)
+/// retries the whole event. The ids rewritten.
+pub(super) async fn rewrite_conversations(
+    txn: &DatabaseTransaction,
+    tenant: &Tenant,
+    customer: &str,
+    f: impl Fn(&mut Conversation),
+) -> Result<Vec<String>, HandlerError> {
+    let rows = conversations::Entity::find()
+        .filter(conversations::Column::Tenant.eq(tenant.as_str()))
+        .filter(conversations::Column::Customer.eq(customer))
+        .all(txn)
+        .await
+        .map_err(retry)?;
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id = row.id.clone();
+        let mut c = to_conversation(row).map_err(broken)?;
+        let expected = c.version;
+        f(&mut c);
+        c.version = expected + 1;
+        let updated = conversations::Entity::update_many()
+            .set(conversations::ActiveModel {
+                customer: Set(c.customer.to_string()),
+                version: Set(c.version),
+                document: Set(document(&c).map_err(broken)?),
+                ..Default::default()
+            })
+            .filter(conversations::Column::Tenant.eq(tenant.as_str()))
+            .filter(conversations::Column::Id.eq(&id))
+            .filter(conversations::Column::Version.eq(expected))
+            .exec(txn)
+            .await
+            .map_err(retry)?;
+        if updated.rows_affected != 1 {
+            return Err(HandlerError::Retry(format!(
+                "conversation {id} changed meanwhile"
+            )));
+        }
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+pub(super) fn retry(e: DbErr) -> HandlerError {
     HandlerError::Retry(crate::storage::rows::db_error(&e).to_string())
 }
 
 /// A stored row that does not read: it will not read on a redelivery
 /// either, so the erasure is parked, loudly, for someone to look at.
-fn broken(e: Error) -> HandlerError {
+pub(super) fn broken(e: Error) -> HandlerError {
     HandlerError::Reject(e.to_string())
 }

@@ -9,15 +9,14 @@
 //! to move.
 use rapport_events::consume::HandlerError;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait as _, DatabaseTransaction, DbErr, EntityTrait as _,
-    QueryFilter as _, sea_query::Expr,
+    ColumnTrait as _, DatabaseTransaction, EntityTrait as _, QueryFilter as _, sea_query::Expr,
 };
 
 use super::{
-    entities::{conversations, messages, threads},
-    rows::{document, to_conversation},
+    entities::{messages, threads},
+    erasure::{retry, rewrite_conversations},
 };
-use crate::domain::{CustomerId, Error, Tenant};
+use crate::domain::{CustomerId, Tenant};
 
 /// Re-points what `tenant`'s conversations hold of `merged` to `survivor`
 /// (customer ids).
@@ -35,32 +34,7 @@ pub async fn repoint(
     if merged == survivor {
         return Ok(());
     }
-    let rows = conversations::Entity::find()
-        .filter(conversations::Column::Tenant.eq(tenant.as_str()))
-        .filter(conversations::Column::Customer.eq(merged))
-        .all(txn)
-        .await
-        .map_err(retry)?;
-    for row in rows {
-        let id = row.id.clone();
-        let mut c = to_conversation(row).map_err(broken)?;
-        let expected = c.version;
-        c.customer = survivor_id;
-        c.version += 1;
-        conversations::Entity::update_many()
-            .set(conversations::ActiveModel {
-                customer: Set(survivor.to_owned()),
-                version: Set(c.version),
-                document: Set(document(&c).map_err(broken)?),
-                ..Default::default()
-            })
-            .filter(conversations::Column::Tenant.eq(tenant.as_str()))
-            .filter(conversations::Column::Id.eq(id))
-            .filter(conversations::Column::Version.eq(expected))
-            .exec(txn)
-            .await
-            .map_err(retry)?;
-    }
+    rewrite_conversations(txn, &tenant, merged, |c| c.customer = survivor_id).await?;
     messages::Entity::update_many()
         .col_expr(messages::Column::Customer, Expr::value(survivor))
         .filter(messages::Column::Tenant.eq(tenant.as_str()))
@@ -101,13 +75,4 @@ pub async fn repoint(
         }
     }
     Ok(())
-}
-
-fn retry(e: DbErr) -> HandlerError {
-    HandlerError::Retry(crate::storage::rows::db_error(&e).to_string())
-}
-
-/// A stored row that does not read: parked, loudly, for someone to look at.
-fn broken(e: Error) -> HandlerError {
-    HandlerError::Reject(e.to_string())
 }

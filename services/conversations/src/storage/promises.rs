@@ -30,7 +30,7 @@ use super::{
 use crate::domain::{
     DomainEvent, Error,
     model::*,
-    promise::{Promise, PromiseCursor, PromiseFilter, PromiseId, PromiseStore},
+    promise::{Promise, PromiseCursor, PromiseFilter, PromiseId, PromiseState, PromiseStore},
     repository::{CommitError, RowWrite},
 };
 
@@ -123,7 +123,7 @@ async fn sync_timers<C: ConnectionTrait>(
     tenant: &Tenant,
     p: &Promise,
 ) -> Result<(), DbErr> {
-    let open = p.state == crate::domain::promise::PromiseState::Open;
+    let open = p.state == PromiseState::Open;
     if open {
         timers::schedule(conn, &timer(tenant, p, PROMISE_DUE, due_key(p), p.due_time)).await?;
     } else {
@@ -207,6 +207,21 @@ pub(super) fn version_after(promises: &[RowWrite<Promise>], event: &DomainEvent)
         })
         .find(|p| p.id == id)
         .and_then(|p| u64::try_from(p.version).ok())
+}
+
+/// The name of an OPEN promise of `conversation`, if it holds one.
+pub(super) async fn open_promise<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &Tenant,
+    conversation: ConversationId,
+) -> Result<Option<String>, DbErr> {
+    let row = entity::Entity::find()
+        .filter(P::Tenant.eq(tenant.as_str()))
+        .filter(P::ConversationId.eq(conversation.to_string()))
+        .filter(P::State.eq(PromiseState::Open.as_str()))
+        .one(conn)
+        .await?;
+    Ok(row.map(|r| format!("conversations/{conversation}/promises/{}", r.id)))
 }
 
 impl PromiseStore for SqlRepository {

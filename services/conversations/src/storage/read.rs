@@ -1,5 +1,5 @@
 //! Reads: every query filters by tenant.
-use rapport_store::micros;
+use rapport_store::{Seek, keyset_page, micros};
 use sea_orm::{
     ColumnTrait, ConnectionTrait as _, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
 };
@@ -11,6 +11,15 @@ use crate::domain::{
     model::*,
     repository::{ChangeSet, CommitError, ConversationFilter, Repository},
 };
+
+/// The states of a conversation someone still works on.
+fn active() -> [&'static str; 3] {
+    [
+        State::Open.as_str(),
+        State::Pending.as_str(),
+        State::Snoozed.as_str(),
+    ]
+}
 
 impl Repository for SqlRepository {
     async fn inbox(&self, tenant: &Tenant, id: InboxId) -> Result<Option<Inbox>, Error> {
@@ -30,18 +39,18 @@ impl Repository for SqlRepository {
         after: Option<InboxId>,
         limit: u32,
     ) -> Result<Vec<Inbox>, Error> {
-        let mut q = inboxes::Entity::find().filter(inboxes::Column::Tenant.eq(tenant.as_str()));
-        if let Some(after) = after {
-            q = q.filter(inboxes::Column::Id.gt(after.to_string()));
-        }
-        q.order_by_asc(inboxes::Column::Id)
-            .limit(u64::from(limit))
-            .all(&self.db.reader)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(to_inbox)
-            .collect()
+        keyset_page(
+            inboxes::Entity::find().filter(inboxes::Column::Tenant.eq(tenant.as_str())),
+            inboxes::Column::Id,
+            Seek::After(after.map(|a| a.to_string())),
+            limit,
+            &self.db.reader,
+        )
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(to_inbox)
+        .collect()
     }
 
     async fn managed<T: Managed>(
@@ -83,20 +92,20 @@ impl Repository for SqlRepository {
         limit: u32,
     ) -> Result<Vec<T>, Error> {
         use managed::Column as R;
-        let mut q = managed::Entity::find()
-            .filter(R::Kind.eq(kind_name(T::KIND)))
-            .filter(R::Tenant.eq(tenant.as_str()));
-        if let Some(after) = after {
-            q = q.filter(R::Id.gt(after.to_string()));
-        }
-        q.order_by_asc(R::Id)
-            .limit(u64::from(limit))
-            .all(&self.db.reader)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(to_managed)
-            .collect()
+        keyset_page(
+            managed::Entity::find()
+                .filter(R::Kind.eq(kind_name(T::KIND)))
+                .filter(R::Tenant.eq(tenant.as_str())),
+            R::Id,
+            Seek::After(after.map(|a| a.to_string())),
+            limit,
+            &self.db.reader,
+        )
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(to_managed)
+        .collect()
     }
 
     async fn active_count(&self, tenant: &Tenant, agent: AgentId) -> Result<u64, Error> {
@@ -105,11 +114,7 @@ impl Repository for SqlRepository {
         conversations::Entity::find()
             .filter(C::Tenant.eq(tenant.as_str()))
             .filter(C::Assignee.eq(agent.to_string()))
-            .filter(C::State.is_in([
-                State::Open.as_str(),
-                State::Pending.as_str(),
-                State::Snoozed.as_str(),
-            ]))
+            .filter(C::State.is_in(active()))
             .count(&self.db.reader)
             .await
             .map_err(db_err)
@@ -178,17 +183,18 @@ impl Repository for SqlRepository {
         if let Some(to) = f.create_to {
             q = q.filter(C::CreateTime.lt(micros(to)));
         }
-        if let Some(before) = before {
-            q = q.filter(C::Id.lt(before.to_string()));
-        }
-        q.order_by_desc(C::Id)
-            .limit(u64::from(limit))
-            .all(&self.db.reader)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(to_conversation)
-            .collect()
+        keyset_page(
+            q,
+            C::Id,
+            Seek::Before(before.map(|b| b.to_string())),
+            limit,
+            &self.db.reader,
+        )
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(to_conversation)
+        .collect()
     }
 
     async fn thread(
@@ -223,11 +229,7 @@ impl Repository for SqlRepository {
         conversations::Entity::find()
             .filter(C::Customer.eq(customer.to_string()))
             .filter(C::Tenant.eq(tenant.as_str()))
-            .filter(C::State.is_in([
-                State::Open.as_str(),
-                State::Pending.as_str(),
-                State::Snoozed.as_str(),
-            ]))
+            .filter(C::State.is_in(active()))
             .order_by_desc(C::Id)
             .one(&self.db.reader)
             .await
@@ -247,25 +249,21 @@ impl Repository for SqlRepository {
         // Rare admin paths (a calendar's update or delete): a scan of the
         // tenant's active conversations' pinned copies (JSON), which name
         // calendars by id.
-        let mut q = conversations::Entity::find()
-            .filter(C::Tenant.eq(tenant.as_str()))
-            .filter(C::State.is_in([
-                State::Open.as_str(),
-                State::Pending.as_str(),
-                State::Snoozed.as_str(),
-            ]))
-            .filter(C::AppliedSla.like(format!("%{calendar}%")));
-        if let Some(a) = after {
-            q = q.filter(C::Id.gt(a.to_string()));
-        }
-        q.order_by_asc(C::Id)
-            .limit(u64::from(limit))
-            .all(&self.db.reader)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(to_conversation)
-            .collect()
+        keyset_page(
+            conversations::Entity::find()
+                .filter(C::Tenant.eq(tenant.as_str()))
+                .filter(C::State.is_in(active()))
+                .filter(C::AppliedSla.like(format!("%{calendar}%"))),
+            C::Id,
+            Seek::After(after.map(|a| a.to_string())),
+            limit,
+            &self.db.reader,
+        )
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(to_conversation)
+        .collect()
     }
 
     async fn message(
@@ -336,20 +334,20 @@ impl Repository for SqlRepository {
         limit: u32,
     ) -> Result<Vec<Message>, Error> {
         use messages::Column as M;
-        let mut q = messages::Entity::find()
-            .filter(M::ConversationId.eq(conversation.to_string()))
-            .filter(M::Tenant.eq(tenant.as_str()));
-        if let Some(after) = after {
-            q = q.filter(M::Id.gt(after.to_string()));
-        }
-        q.order_by_asc(M::Id)
-            .limit(u64::from(limit))
-            .all(&self.db.reader)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(to_message)
-            .collect()
+        keyset_page(
+            messages::Entity::find()
+                .filter(M::ConversationId.eq(conversation.to_string()))
+                .filter(M::Tenant.eq(tenant.as_str())),
+            M::Id,
+            Seek::After(after.map(|a| a.to_string())),
+            limit,
+            &self.db.reader,
+        )
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(to_message)
+        .collect()
     }
 
     async fn history(
@@ -360,20 +358,20 @@ impl Repository for SqlRepository {
         limit: u32,
     ) -> Result<Vec<Message>, Error> {
         use messages::Column as M;
-        let mut q = messages::Entity::find()
-            .filter(M::Customer.eq(customer.to_string()))
-            .filter(M::Tenant.eq(tenant.as_str()));
-        if let Some(before) = before {
-            q = q.filter(M::Id.lt(before.to_string()));
-        }
-        q.order_by_desc(M::Id)
-            .limit(u64::from(limit))
-            .all(&self.db.reader)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(to_message)
-            .collect()
+        keyset_page(
+            messages::Entity::find()
+                .filter(M::Customer.eq(customer.to_string()))
+                .filter(M::Tenant.eq(tenant.as_str())),
+            M::Id,
+            Seek::Before(before.map(|b| b.to_string())),
+            limit,
+            &self.db.reader,
+        )
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(to_message)
+        .collect()
     }
 
     async fn next_case_number(&self, tenant: &Tenant) -> Result<i64, Error> {

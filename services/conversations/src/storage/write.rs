@@ -247,6 +247,34 @@ pub(super) async fn apply(
             }
         }
     }
+    if let Some((id, version)) = change.conversation_at {
+        // A write that changes nothing but takes the row's lock and checks
+        // its version after any concurrent writer has committed.
+        use conversations::Column as C;
+        let updated = conversations::Entity::update_many()
+            .col_expr(C::Version, Expr::col(C::Version))
+            .filter(C::Tenant.eq(tenant.as_str()))
+            .filter(C::Id.eq(id.to_string()))
+            .filter(C::Version.eq(version))
+            .exec(txn)
+            .await
+            .map_err(failed)?;
+        if updated.rows_affected != 1 {
+            return Err(CommitError::VersionConflict);
+        }
+    }
+    if let Some(id) = change.no_open_promise {
+        // After the conversation's write: on PostgreSQL a promise that held
+        // its lock has committed by now, and this statement sees it.
+        if let Some(p) = super::promises::open_promise(txn, tenant, id)
+            .await
+            .map_err(failed)?
+        {
+            return Err(CommitError::Other(Clash::Failed(
+                crate::domain::Error::InUse(format!("conversations/{id}"), p),
+            )));
+        }
+    }
     // Customers whose mark this transaction holds: asked once each (the row
     // lock keeps the answer until commit), not once per message.
     let mut marked: Vec<CustomerId> = Vec::new();

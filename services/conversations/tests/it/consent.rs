@@ -5,77 +5,17 @@
 //! and PostgreSQL.
 use std::time::Duration;
 
-use chrono::Timelike as _;
 use rapport_proto::profiles as ppb;
 
 use crate::harness::*;
-use crate::messages::{GRACE, agent, delivery_due, marketing, send, started, try_start};
-
-async fn set_consent(h: &Harness, customer: &str, status: ppb::ConsentStatus) {
-    h.profiles
-        .clone()
-        .set_consent(tenant_request(
-            TENANT,
-            ppb::SetConsentRequest {
-                name: customer.into(),
-                channel: Channel::Email as i32,
-                purpose: ppb::ConsentPurpose::Marketing as i32,
-                status: status as i32,
-                source: "test".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap_or_else(|s| panic!("SetConsent: {}", describe(&s)));
-}
+use crate::messages::{GRACE, delivery_due, marketing, send};
 
 #[tokio::test]
 async fn withdrawn_consent_cancels_a_message_waiting_for_quiet_hours() {
     let h = start().await;
-    agent(&h, TENANT, GRACE, pb::AgentKind::Human).await;
-    let inbound = started(&h).await;
-    let proactive = try_start(
-        &h,
-        TENANT,
-        pb::Conversation {
-            customer: inbound.customer.clone(),
-            inbox: inbound.inbox.clone(),
-            ..Default::default()
-        },
-        pb::Origin::Proactive,
-        "",
-    )
-    .await
-    .unwrap();
+    let (inbound, proactive) = proactive(&h).await;
     set_consent(&h, &inbound.customer, ppb::ConsentStatus::Granted).await;
-    // Quiet now, for two more hours (UTC, profiles' default zone).
-    let now = chrono::Utc::now();
-    let minute = now.hour() * 60 + now.minute();
-    let hhmm = |m: u32| format!("{:02}:{:02}", (m / 60) % 24, m % 60);
-    h.profiles
-        .clone()
-        .update_customer(tenant_request(
-            TENANT,
-            ppb::UpdateCustomerRequest {
-                customer: Some(ppb::Customer {
-                    name: inbound.customer.clone(),
-                    contact_preferences: Some(ppb::ContactPreferences {
-                        quiet_hours: Some(ppb::QuietHours {
-                            start: hhmm(minute + 24 * 60 - 60),
-                            end: hhmm(minute + 120),
-                        }),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["contact_preferences".into()],
-                }),
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .unwrap();
+    quiet_for_two_more_hours(&h, &inbound.customer).await;
     let waiting = send(&h, TENANT, GRACE, marketing(&proactive.name, "20% off"))
         .await
         .unwrap();

@@ -413,3 +413,118 @@ impl Harness {
             .conversations
     }
 }
+
+/// A customer's own conversation (they wrote first) and a PROACTIVE one
+/// Grace's agent starts with them: the setup of proactive sends.
+pub async fn proactive(h: &Harness) -> (pb::Conversation, pb::Conversation) {
+    use crate::messages::{GRACE, agent, started, try_start};
+    agent(h, TENANT, GRACE, pb::AgentKind::Human).await;
+    let inbound = started(h).await;
+    let proactive = try_start(
+        h,
+        TENANT,
+        pb::Conversation {
+            customer: inbound.customer.clone(),
+            inbox: inbound.inbox.clone(),
+            ..Default::default()
+        },
+        pb::Origin::Proactive,
+        "",
+    )
+    .await
+    .unwrap();
+    (inbound, proactive)
+}
+
+/// Sets `customer`'s marketing consent by e-mail in profiles.
+pub async fn set_consent(
+    h: &Harness,
+    customer: &str,
+    status: rapport_proto::profiles::ConsentStatus,
+) {
+    use rapport_proto::profiles as ppb;
+    h.profiles
+        .clone()
+        .set_consent(tenant_request(
+            TENANT,
+            ppb::SetConsentRequest {
+                name: customer.into(),
+                channel: Channel::Email as i32,
+                purpose: ppb::ConsentPurpose::Marketing as i32,
+                status: status as i32,
+                source: "test".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("SetConsent: {}", describe(&s)));
+}
+
+/// Gives `customer` quiet hours from an hour ago to two hours from now
+/// (UTC, profiles' default zone); now.
+pub async fn quiet_for_two_more_hours(
+    h: &Harness,
+    customer: &str,
+) -> chrono::DateTime<chrono::Utc> {
+    use chrono::Timelike as _;
+    use rapport_proto::profiles as ppb;
+    let now = chrono::Utc::now();
+    let minute = now.hour() * 60 + now.minute();
+    let hhmm = |m: u32| format!("{:02}:{:02}", (m / 60) % 24, m % 60);
+    h.profiles
+        .clone()
+        .update_customer(tenant_request(
+            TENANT,
+            ppb::UpdateCustomerRequest {
+                customer: Some(ppb::Customer {
+                    name: customer.into(),
+                    contact_preferences: Some(ppb::ContactPreferences {
+                        quiet_hours: Some(ppb::QuietHours {
+                            start: hhmm(minute + 24 * 60 - 60),
+                            end: hhmm(minute + 120),
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["contact_preferences".into()],
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("UpdateCustomer: {}", describe(&s)));
+    now
+}
+
+/// Creates an available agent of `kind` acting as `principal`, working by
+/// `calendar` (a business calendar's name, or empty).
+pub async fn create_agent(
+    h: &Harness,
+    tenant: &str,
+    principal: &str,
+    kind: pb::AgentKind,
+    calendar: &str,
+) -> pb::Agent {
+    h.client()
+        .create_agent(tenant_request(
+            tenant,
+            pb::CreateAgentRequest {
+                agent: Some(pb::Agent {
+                    display_name: principal.into(),
+                    kind: kind as i32,
+                    principal: principal.into(),
+                    availability: pb::AgentAvailability::Available as i32,
+                    business_calendar: calendar.into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("CreateAgent: {}", describe(&s)))
+        .into_inner()
+        .agent
+        .unwrap()
+}

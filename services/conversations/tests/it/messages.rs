@@ -54,25 +54,7 @@ pub(crate) async fn agent(
     principal: &str,
     kind: pb::AgentKind,
 ) -> pb::Agent {
-    h.client()
-        .create_agent(tenant_request(
-            tenant,
-            pb::CreateAgentRequest {
-                agent: Some(pb::Agent {
-                    display_name: principal.into(),
-                    kind: kind as i32,
-                    principal: principal.into(),
-                    availability: pb::AgentAvailability::Available as i32,
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .unwrap_or_else(|s| panic!("CreateAgent: {}", describe(&s)))
-        .into_inner()
-        .agent
-        .unwrap()
+    create_agent(h, tenant, principal, kind, "").await
 }
 
 /// A conversation the customer started with one email.
@@ -493,25 +475,10 @@ pub(crate) async fn delivery_due(h: &Harness, message: &pb::Message) -> Option<i
 
 #[tokio::test]
 async fn proactive_messages_ask_the_contact_policy_when_sent() {
-    use chrono::Timelike as _;
     use rapport_proto::profiles as ppb;
 
     let h = start().await;
-    agent(&h, TENANT, GRACE, pb::AgentKind::Human).await;
-    let inbound = started(&h).await;
-    let proactive = try_start(
-        &h,
-        TENANT,
-        pb::Conversation {
-            customer: inbound.customer.clone(),
-            inbox: inbound.inbox.clone(),
-            ..Default::default()
-        },
-        pb::Origin::Proactive,
-        "",
-    )
-    .await
-    .unwrap();
+    let (inbound, proactive) = proactive(&h).await;
 
     // No marketing consent: refused with profiles' reason, nothing stored.
     let refused = expect_err(send(&h, TENANT, GRACE, marketing(&proactive.name, "20% off")).await);
@@ -541,47 +508,8 @@ async fn proactive_messages_ask_the_contact_policy_when_sent() {
 
     // Consent given, but inside quiet hours (UTC, profiles' default zone):
     // accepted, its delivery deferred to their end on a durable timer.
-    let mut profiles = h.profiles.clone();
-    profiles
-        .set_consent(tenant_request(
-            TENANT,
-            ppb::SetConsentRequest {
-                name: inbound.customer.clone(),
-                channel: Channel::Email as i32,
-                purpose: ppb::ConsentPurpose::Marketing as i32,
-                status: ppb::ConsentStatus::Granted as i32,
-                source: "test".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap();
-    let now = chrono::Utc::now();
-    let minute = now.hour() * 60 + now.minute();
-    let hhmm = |m: u32| format!("{:02}:{:02}", (m / 60) % 24, m % 60);
-    profiles
-        .update_customer(tenant_request(
-            TENANT,
-            ppb::UpdateCustomerRequest {
-                customer: Some(ppb::Customer {
-                    name: inbound.customer.clone(),
-                    contact_preferences: Some(ppb::ContactPreferences {
-                        quiet_hours: Some(ppb::QuietHours {
-                            start: hhmm(minute + 24 * 60 - 60),
-                            end: hhmm(minute + 120),
-                        }),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["contact_preferences".into()],
-                }),
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .unwrap();
+    set_consent(&h, &inbound.customer, ppb::ConsentStatus::Granted).await;
+    let now = quiet_for_two_more_hours(&h, &inbound.customer).await;
     let deferred = send(&h, TENANT, GRACE, marketing(&proactive.name, "20% off"))
         .await
         .unwrap();

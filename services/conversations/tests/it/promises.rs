@@ -22,30 +22,8 @@ struct Setup {
     h: Harness,
     clock: ManualClock,
     conversation: String,
+    inbox: String,
     me: pb::Agent,
-}
-
-async fn agent(h: &Harness, tenant: &str, principal: &str, calendar: &str) -> pb::Agent {
-    h.client()
-        .create_agent(tenant_request(
-            tenant,
-            pb::CreateAgentRequest {
-                agent: Some(pb::Agent {
-                    display_name: principal.into(),
-                    kind: pb::AgentKind::Human as i32,
-                    principal: principal.into(),
-                    availability: pb::AgentAvailability::Available as i32,
-                    business_calendar: calendar.into(),
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .unwrap_or_else(|s| panic!("CreateAgent: {}", describe(&s)))
-        .into_inner()
-        .agent
-        .unwrap()
 }
 
 /// Weekdays 09:00–17:00 in `zone`.
@@ -87,7 +65,7 @@ async fn setup_at(now: &str, calendar_zone: Option<&str>) -> Setup {
         Some(z) => office_hours(&h, z).await,
         None => String::new(),
     };
-    let me = agent(&h, TENANT, ME, &calendar).await;
+    let me = create_agent(&h, TENANT, ME, pb::AgentKind::Human, &calendar).await;
     let inbox = h
         .create_inbox(email_inbox("support@acme.example", 3600))
         .await;
@@ -102,6 +80,7 @@ async fn setup_at(now: &str, calendar_zone: Option<&str>) -> Setup {
         h,
         clock,
         conversation: r.conversation.unwrap().name,
+        inbox: inbox.name,
         me,
     }
 }
@@ -699,7 +678,7 @@ async fn reminders_fall_inside_the_owners_business_hours() {
 async fn my_promises_due_today_end_at_midnight_in_my_zone() {
     // 23:30 on 1 December in Berlin, 22:30 UTC.
     let s = setup_at("2026-12-01T22:30:00Z", Some("Europe/Berlin")).await;
-    let bob = agent(&s.h, TENANT, "apiKeys/bob", "").await;
+    let bob = create_agent(&s.h, TENANT, "apiKeys/bob", pb::AgentKind::Human, "").await;
     let before_berlin_midnight = at("2026-12-01T22:50:00Z");
     let after_berlin_midnight = at("2026-12-01T23:30:00Z");
     let tomorrow = at("2026-12-02T10:00:00Z");
@@ -805,7 +784,7 @@ async fn promises_stay_in_their_tenant() {
             false,
         ))
         .await;
-    agent(&s.h, OTHER_TENANT, ME, "").await;
+    create_agent(&s.h, OTHER_TENANT, ME, pb::AgentKind::Human, "").await;
     let status = expect_err(s.try_get_in(OTHER_TENANT, &p.name).await);
     assert_error(&status, Code::NotFound, "PROMISE_NOT_FOUND");
     assert!(
@@ -953,4 +932,63 @@ async fn new_hours_of_the_owner_move_a_pending_reminder() {
     assert_eq!(moved.due_time, p.due_time);
     assert_eq!(moved.state(), pb::PromiseState::Open);
     assert_eq!(s.events(&p.name).await, [MADE]);
+}
+
+/// CreatePromise and CloseConversation at once, many times: one of them
+/// sees the other, so a CLOSED conversation never holds an OPEN promise
+/// (the check and the write are ordered by the conversation's row).
+#[tokio::test]
+async fn a_promise_made_while_closing_never_outlives_the_close() {
+    let s = setup_at("2026-12-03T09:00:00Z", None).await;
+    let due = s.clock_now() + Duration::days(2);
+    for n in 0..25 {
+        let from = format!("race{n}@example.com");
+        let r =
+            s.h.receive(
+                &s.inbox,
+                &from,
+                email("Race", &format!("<race{n}@example.com>")),
+            )
+            .await;
+        let conversation = r.conversation.unwrap().name;
+        s.h.resolve(&conversation).await.unwrap();
+        let (mut a, mut b) = (s.h.client(), s.h.client());
+        let make = a.create_promise(tenant_request(
+            TENANT,
+            pb::CreatePromiseRequest {
+                parent: conversation.clone(),
+                promise: Some(promise(pb::PromiseKind::Callback, due, false)),
+                request_id: String::new(),
+            },
+        ));
+        let close = b.close_conversation(tenant_request(
+            TENANT,
+            pb::CloseConversationRequest {
+                name: conversation.clone(),
+                ..Default::default()
+            },
+        ));
+        let (made, closed) = tokio::join!(make, close);
+        assert!(
+            made.is_ok() || closed.is_ok(),
+            "one of the two goes through: {made:?} {closed:?}"
+        );
+        let state = s.h.conversation(&conversation).await.state();
+        let open = s
+            .list_in(
+                TENANT,
+                pb::ListPromisesRequest {
+                    parent: conversation.clone(),
+                    states: vec![pb::PromiseState::Open as i32],
+                    ..Default::default()
+                },
+            )
+            .await;
+        assert!(
+            state != pb::ConversationState::Closed || open.is_empty(),
+            "round {n}: {conversation} is CLOSED with OPEN promises {open:?}"
+        );
+        assert_eq!(made.is_ok(), !open.is_empty());
+        assert_eq!(closed.is_ok(), state == pb::ConversationState::Closed);
+    }
 }
