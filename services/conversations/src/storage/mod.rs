@@ -13,6 +13,7 @@ pub mod delivery;
 mod entities;
 pub(crate) mod erasure;
 mod marks;
+mod metrics;
 pub(crate) mod merge;
 pub mod promises;
 mod read;
