@@ -16,6 +16,7 @@ mod erasure;
 mod inbound_email;
 mod inboxes;
 mod merges;
+mod metrics;
 mod messages;
 mod outbound_email;
 mod promises;
