@@ -13,9 +13,7 @@ use super::{
 };
 use crate::domain::{
     Clock, Error, Tenant,
-    metrics::{
-        DurationKpi, GroupBy, Kpi, MetricsQuery, Period, PeriodReport, Rate, Row, Summary,
-    },
+    metrics::{DurationKpi, GroupBy, Kpi, MetricsQuery, Period, PeriodReport, Rate, Row, Summary},
     ports::Customers,
     repository::Repository,
     service::Conversations,
@@ -32,14 +30,16 @@ fn query(req: &pb::QueryInteractionMetricsRequest) -> Result<MetricsQuery, Viola
     let group_by = v
         .take(
             "group_by",
-            from_pb!(pb::MetricsGroupBy, GroupBy, "METRICS_GROUP_BY", req.group_by),
+            from_pb!(
+                pb::MetricsGroupBy,
+                GroupBy,
+                "METRICS_GROUP_BY",
+                req.group_by
+            ),
         )
         .flatten()
         .unwrap_or_default();
-    let time = req
-        .time
-        .as_ref()
-        .and_then(|t| v.take("time", time(t)));
+    let time = req.time.as_ref().and_then(|t| v.take("time", time(t)));
     let mut inboxes = Vec::new();
     for (i, name) in req.inboxes.iter().enumerate() {
         match inbox_id(name, &format!("inboxes[{i}]")) {

@@ -668,7 +668,10 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
             channels: q.channels.clone(),
             fcr_window_secs: window,
         };
-        let now = self.repo().metric_aggregates(tenant, &scope(current)).await?;
+        let now = self
+            .repo()
+            .metric_aggregates(tenant, &scope(current))
+            .await?;
         let before = self
             .repo()
             .metric_aggregates(tenant, &scope(previous))

@@ -1048,7 +1048,9 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         }
         if let Some(call) = &out.call {
             next.sla.logged_call(
-                i64::from(call.talk_secs) + i64::from(call.hold_secs) + i64::from(call.wrap_up_secs),
+                i64::from(call.talk_secs)
+                    + i64::from(call.hold_secs)
+                    + i64::from(call.wrap_up_secs),
             );
         }
         let mut change = ChangeSet::new(tenant, now);
@@ -1058,8 +1060,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         // write (or, for an open conversation that changed nothing but
         // counts, the open guard) makes a concurrent resolve win and
         // this one read again. A note is valid in any state: counted.
-        let changed =
-            next.version != c.version || next.channels != c.channels || next.sla != c.sla;
+        let changed = next.version != c.version || next.channels != c.channels || next.sla != c.sla;
         if changed || (public && c.state != State::Open) {
             next.version = c.version + 1;
             next.update_time = now;

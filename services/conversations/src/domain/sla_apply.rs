@@ -168,7 +168,12 @@ pub fn effects(
 /// conversation brings besides its row: SLA timers and metric facts (the
 /// KPIs' too). For the storage-side timers (escalation, auto-resolve) that
 /// have the calendars at hand; the use-cases go through `sla_effects`.
-pub fn add_effects(change: &mut ChangeSet, before: &Conversation, after: &Conversation, hours: &Hours) {
+pub fn add_effects(
+    change: &mut ChangeSet,
+    before: &Conversation,
+    after: &Conversation,
+    hours: &Hours,
+) {
     change
         .metric_facts
         .extend(super::metrics::lifecycle_facts(Some(before), after));
@@ -558,9 +563,9 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
 mod tests {
     use super::*;
     use crate::domain::{
+        metrics::FactMetric,
         rules::{self, Action, tests::conv},
         sla::{PriorityTargets, SlaCondition, SlaPolicyId},
-        metrics::FactMetric,
         sla_clock::ClockEvent,
     };
 

@@ -183,10 +183,7 @@ impl Work {
         if self.calls {
             return self.call_seconds;
         }
-        self.seconds
-            + self
-                .since
-                .map_or(0, |s| (at - s).num_seconds().max(0))
+        self.seconds + self.since.map_or(0, |s| (at - s).num_seconds().max(0))
     }
 
     /// Closes the running stretch at `at` and opens one when `state` is

@@ -8,16 +8,24 @@
 //! Values are inlined as SQL literals: every one is a validated tenant, a
 //! UUID, an enum's stored name or an integer, and [`lit`] escapes quotes
 //! besides — one text for SQLite and PostgreSQL, whose placeholders differ.
-use rapport_store::micros;
-use sea_orm::{ConnectionTrait, QueryResult, Statement};
+use rapport_store::{Db, micros};
+use sea_orm::{
+    ConnectionTrait, DbErr, EntityTrait, QueryResult, Statement, TransactionTrait,
+    sea_query::OnConflict,
+};
 
-use super::{SqlRepository, rows::db_err};
+use super::{
+    SqlRepository,
+    entities::metric_facts,
+    rows::{db_err, metric_fact_row},
+};
 use crate::domain::{
     Error, Tenant,
     metrics::{
         Aggregates, BucketCount, FactMetric, GroupBy, Kpi, RateCount, Scope, VolumeCount,
         bucket_sql,
     },
+    repository::MetricFact,
 };
 
 const FACTS: &str = "conv_metric_facts";
@@ -230,4 +238,41 @@ impl SqlRepository {
             volume,
         })
     }
+}
+
+/// Bulk-writes `facts` of `tenant` (benchmark seeds: `crate::seed`), a
+/// thousand rows per statement, each fact once by its key, as the change
+/// that stops a clock writes it.
+pub(crate) async fn insert_facts(
+    db: &Db,
+    tenant: &Tenant,
+    facts: &[MetricFact],
+) -> Result<(), DbErr> {
+    let txn = db.writer.begin().await?;
+    for chunk in facts.chunks(1000) {
+        metric_facts::Entity::insert_many(chunk.iter().map(|f| metric_fact_row(tenant, f)))
+            .on_conflict(
+                OnConflict::columns([
+                    metric_facts::Column::Tenant,
+                    metric_facts::Column::ConversationId,
+                    metric_facts::Column::Metric,
+                    metric_facts::Column::Cycle,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    txn.commit().await
+}
+
+/// After a bulk load: fresh statistics, and on PostgreSQL a visibility map
+/// so the covering index answers without reading the table.
+pub(crate) async fn settle_facts(db: &Db) -> Result<(), DbErr> {
+    let sql = match db.backend() {
+        sea_orm::DatabaseBackend::Postgres => "VACUUM ANALYZE conv_metric_facts",
+        _ => "ANALYZE conv_metric_facts",
+    };
+    db.writer.execute_unprepared(sql).await.map(drop)
 }

@@ -177,7 +177,11 @@ pub(super) async fn write(
 
 /// The KPI fact of a promise kept or broken, with its conversation's
 /// dimensions (written once: a broken promise kept late stays broken).
-async fn outcome_fact(txn: &DatabaseTransaction, tenant: &Tenant, p: &Promise) -> Result<(), DbErr> {
+async fn outcome_fact(
+    txn: &DatabaseTransaction,
+    tenant: &Tenant,
+    p: &Promise,
+) -> Result<(), DbErr> {
     use crate::domain::promise::PromiseState;
     if !matches!(p.state, PromiseState::Kept | PromiseState::Broken) {
         return Ok(());

@@ -79,9 +79,14 @@ impl Fixture {
     }
 
     async fn answer(&self, c: &str, who: &str) {
-        send(&self.h, TENANT, who, reply(c, "on it", pb::Visibility::Public))
-            .await
-            .unwrap_or_else(|s| panic!("CreateMessage: {}", describe(&s)));
+        send(
+            &self.h,
+            TENANT,
+            who,
+            reply(c, "on it", pb::Visibility::Public),
+        )
+        .await
+        .unwrap_or_else(|s| panic!("CreateMessage: {}", describe(&s)));
     }
 
     async fn pending(&self, c: &str) {
@@ -315,12 +320,24 @@ async fn kpis_match_a_hand_computation() {
     // Resolution cycles: 7200 / 3600 (A), 10 800 and 3600 (B), 300 (C).
     assert_eq!(
         stats(&row.resolution),
-        (4, [5_475_000, 3600, 10_800], [4_575_000, 3600, 10_800], 4, 0)
+        (
+            4,
+            [5_475_000, 3600, 10_800],
+            [4_575_000, 3600, 10_800],
+            4,
+            0
+        )
     );
     // Across reopens B's second resolution is 14 400.
     assert_eq!(
         stats(&row.resolution_across_reopens),
-        (4, [8_175_000, 7200, 14_400], [7_275_000, 3600, 14_400], 4, 0)
+        (
+            4,
+            [8_175_000, 7200, 14_400],
+            [7_275_000, 3600, 14_400],
+            4,
+            0
+        )
     );
     // Periodic updates: 1800 (A), 600, 3000, 2400 (B), 0 (C).
     assert_eq!(
