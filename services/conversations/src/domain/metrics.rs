@@ -763,6 +763,37 @@ mod tests {
     }
 
     #[test]
+    fn handle_time_is_open_and_assigned_time_or_the_calls() {
+        use crate::domain::sla_clock::{ClockEvent as E, SlaClocks};
+        let t = |s: i64| utc("2026-12-07T08:00:00Z") + chrono::Duration::seconds(s);
+        let state = |from, to| E::StateChanged { from, to };
+        let mut k = SlaClocks::default();
+        k.apply(
+            E::Created {
+                customer_waiting: true,
+            },
+            t(0),
+        );
+        k.apply(E::Assigned { assigned: true }, t(10));
+        let before = k.clone();
+        // A customer's message changes nothing of the work: a busy
+        // conversation's messages stay counts-only writes.
+        k.apply(E::CustomerMessage, t(50));
+        assert_eq!(k.work, before.work);
+        k.apply(state(State::Open, State::Pending), t(100));
+        k.apply(state(State::Pending, State::Open), t(200));
+        k.apply(state(State::Open, State::Resolved), t(300));
+        assert_eq!(k.work.handle_seconds(t(300)), 90 + 100);
+        assert_eq!(k.work.handle_seconds(t(9000)), 190, "stopped");
+        // A reopen starts a new cycle of work; a logged call then counts
+        // instead of the time.
+        k.apply(state(State::Resolved, State::Open), t(400));
+        k.logged_call(480);
+        k.apply(state(State::Open, State::Resolved), t(1000));
+        assert_eq!(k.work.handle_seconds(t(1000)), 480);
+    }
+
+    #[test]
     fn reports_sum_buckets_per_group() {
         let bounds = Bounds {
             start: utc("2026-12-01T00:00:00Z"),

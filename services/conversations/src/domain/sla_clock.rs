@@ -188,12 +188,18 @@ impl Work {
 
     /// Closes the running stretch at `at` and opens one when `state` is
     /// OPEN and an agent holds the conversation.
+    /// Only a change of whether it is worked on changes anything: a
+    /// customer's message into a busy conversation stays a counts-only
+    /// write.
     fn tick(&mut self, state: State, at: DateTime<Utc>) {
-        if let Some(s) = self.since.take() {
-            self.seconds += (at - s).num_seconds().max(0);
-        }
-        if state == State::Open && self.assigned {
-            self.since = Some(at);
+        let working = state == State::Open && self.assigned;
+        match (self.since, working) {
+            (Some(s), false) => {
+                self.seconds += (at - s).num_seconds().max(0);
+                self.since = None;
+            }
+            (None, true) => self.since = Some(at),
+            _ => {}
         }
     }
 
