@@ -56,11 +56,11 @@ fn query(req: &pb::QueryInteractionMetricsRequest) -> Result<MetricsQuery, Viola
             None => {}
         }
     }
-    let fcr_window_secs = req.fcr_window.as_ref().and_then(|d| {
+    let fcr_window_secs = req.fcr_window.as_ref().map(|d| {
         if d.nanos != 0 {
             v.add("fcr_window", "must be whole seconds");
         }
-        Some(d.seconds)
+        d.seconds
     });
     v.check()?;
     Ok(MetricsQuery {

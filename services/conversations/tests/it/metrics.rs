@@ -268,7 +268,7 @@ async fn fixture() -> Fixture {
 type Stats = (i64, [i64; 3], [i64; 3], i64, i64);
 
 fn stats(d: &Option<pb::DurationStats>) -> Stats {
-    let d = d.clone().unwrap();
+    let d = (*d).unwrap();
     let s = |s: Option<pb::DurationSummary>| {
         let s = s.unwrap();
         let ms = |d: Option<prost_types::Duration>| {
@@ -288,7 +288,7 @@ fn stats(d: &Option<pb::DurationStats>) -> Stats {
 }
 
 fn rate(r: &Option<pb::RateStats>) -> (i64, i64) {
-    let r = r.clone().unwrap();
+    let r = (*r).unwrap();
     (r.count, r.total)
 }
 
@@ -310,7 +310,7 @@ async fn kpis_match_a_hand_computation() {
         stats(&row.first_response),
         (3, [4_300_000, 5400, 7200], [3_100_000, 1800, 7200], 2, 1)
     );
-    let fr = row.first_response.clone().unwrap();
+    let fr = row.first_response.unwrap();
     assert!((fr.attainment - 2.0 / 3.0).abs() < 1e-9);
     // Next response: 600, 1200.
     assert_eq!(
