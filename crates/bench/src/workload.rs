@@ -381,6 +381,8 @@ pub enum ConversationsCall {
         /// Messages per page.
         page_size: i32,
     },
+    /// `QueryInteractionMetrics`, the same request each call.
+    Metrics(rapport_proto::conversations::QueryInteractionMetricsRequest),
 }
 
 /// `rapport.conversations.v1.ConversationsService` calls.
@@ -440,6 +442,14 @@ impl Caller for ConversationsCaller {
                     page_token: page_tokens[spread(i, page_tokens.len())].clone(),
                 });
                 return self.client.list_customer_history(request).await.map(drop);
+            }
+            ConversationsCall::Metrics(query) => {
+                let request = credentials.request(query.clone());
+                return self
+                    .client
+                    .query_interaction_metrics(request)
+                    .await
+                    .map(drop);
             }
         };
         let request = credentials.request(request);

@@ -75,6 +75,9 @@ order; the event scenarios run only when named):
   conversations.history-small  ListCustomerHistory, a page of 50 from a random point of a 100-message history
   conversations.history      the same in a history of --history-messages (default 1,000,000), read against
                              conversations.history-small
+  conversations.metrics      QueryInteractionMetrics of a month grouped by agent, over the metric facts of
+                             --metrics-conversations (default 1,000,000) conversations spread over a year
+  conversations.metrics-year the same for the whole year (every conversation), not grouped
   nats.publish_consume       the event bus ceiling, raw async-nats on JetStream (needs --nats-url): --events
                              messages of an envelope's size published with pipelined PubAcks to a fresh stream
                              while a pull consumer acks them (events/s); then one message per tick at each
@@ -178,6 +181,9 @@ pub struct BenchArgs {
     /// Messages of the history `conversations.history` reads.
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]
     history_messages: u64,
+    /// Conversations whose metric facts `conversations.metrics` reads.
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    metrics_conversations: u64,
     /// Use the configured profiles database, which `rapport seed` filled with
     /// N customers, instead of a fresh one.
     #[arg(long, value_name = "N")]
@@ -297,6 +303,10 @@ enum Scenario {
     HistorySmall,
     #[value(name = "conversations.history")]
     History,
+    #[value(name = "conversations.metrics")]
+    Metrics,
+    #[value(name = "conversations.metrics-year")]
+    MetricsYear,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,6 +320,8 @@ enum Rpc {
     ReceiveKnown,
     HistorySmall,
     History,
+    Metrics,
+    MetricsYear,
 }
 
 impl Rpc {
@@ -317,7 +329,12 @@ impl Rpc {
     fn conversations(self) -> bool {
         matches!(
             self,
-            Self::ReceiveNew | Self::ReceiveKnown | Self::HistorySmall | Self::History
+            Self::ReceiveNew
+                | Self::ReceiveKnown
+                | Self::HistorySmall
+                | Self::History
+                | Self::Metrics
+                | Self::MetricsYear
         )
     }
 
@@ -331,7 +348,7 @@ impl Rpc {
 impl Scenario {
     /// Every scenario, in the order they run: reads before creates, so the
     /// reads see the seeded set only.
-    const ALL: [Scenario; 16] = [
+    const ALL: [Scenario; 18] = [
         Self::Echo,
         Self::EchoViaGateway,
         Self::Get,
@@ -348,6 +365,8 @@ impl Scenario {
         Self::ReceiveKnownViaGateway,
         Self::HistorySmall,
         Self::History,
+        Self::Metrics,
+        Self::MetricsYear,
     ];
 
     fn name(self) -> String {
@@ -388,6 +407,8 @@ impl Scenario {
             Self::ReceiveKnown | Self::ReceiveKnownViaGateway => Rpc::ReceiveKnown,
             Self::HistorySmall => Rpc::HistorySmall,
             Self::History => Rpc::History,
+            Self::Metrics => Rpc::Metrics,
+            Self::MetricsYear => Rpc::MetricsYear,
         }
     }
 
@@ -424,7 +445,7 @@ enum Selected {
 impl Selected {
     /// Every scenario, in the order they run: the RPC scenarios, then the
     /// event scenarios.
-    const ALL: [Selected; 19] = [
+    const ALL: [Selected; 21] = [
         Self::Rpc(Scenario::Echo),
         Self::Rpc(Scenario::EchoViaGateway),
         Self::Rpc(Scenario::Get),
@@ -441,6 +462,8 @@ impl Selected {
         Self::Rpc(Scenario::ReceiveKnownViaGateway),
         Self::Rpc(Scenario::HistorySmall),
         Self::Rpc(Scenario::History),
+        Self::Rpc(Scenario::Metrics),
+        Self::Rpc(Scenario::MetricsYear),
         Self::Events(events::Scenario::PublishConsume),
         Self::Events(events::Scenario::RelayThroughput),
         Self::Events(events::Scenario::Lag),
@@ -663,6 +686,9 @@ struct ConversationsSetup {
     /// of the long one, when their scenario runs.
     small: Option<(String, Arc<Vec<String>>)>,
     long: Option<(String, Arc<Vec<String>>)>,
+    /// The start of the seeded year of metric facts, when a metrics
+    /// scenario runs.
+    metrics_year: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A started server: where to call it and its index in
@@ -792,6 +818,14 @@ async fn bench(
             }),
             Rpc::HistorySmall => history(&conversations().small),
             Rpc::History => history(&conversations().long),
+            Rpc::Metrics | Rpc::MetricsYear => {
+                Call::Conversations(ConversationsCall::Metrics(metrics_request(
+                    scenario.rpc(),
+                    conversations()
+                        .metrics_year
+                        .expect("seeded for its scenario"),
+                )))
+            }
         };
         let ceiling = match scenario.rpc() {
             Rpc::Echo if !scenario.via_gateway() => None,
@@ -1377,12 +1411,74 @@ async fn prepare_conversations(
         true => Some(seed_history(url, secret, inbox_id, args.history_messages).await?),
         false => None,
     };
+    let metrics_year = match runs(Rpc::Metrics) || runs(Rpc::MetricsYear) {
+        true => Some(seed_metrics(url, inbox_id, args.metrics_conversations).await?),
+        false => None,
+    };
     Ok(ConversationsSetup {
         inbox,
         known,
         small,
         long,
+        metrics_year,
     })
+}
+
+/// The year the metric facts cover: 2025, so "now" is never inside it.
+fn metrics_year_start() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(1_735_689_600, 0).expect("2025-01-01")
+}
+
+/// Writes the metric facts of `conversations` conversations over a year
+/// on `inbox` (`rapport_conversations::seed`); the year's start.
+async fn seed_metrics(
+    url: &str,
+    inbox: uuid::Uuid,
+    conversations: u64,
+) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    use rapport_conversations::seed;
+    let plan = seed::MetricsPlan {
+        tenant: TENANT.to_owned(),
+        inbox,
+        conversations,
+        agents: 200,
+        start: metrics_year_start(),
+    };
+    tracing::info!(conversations, "writing a year of metric facts");
+    let db = Db::connect(url, &DbOptions::default()).await?;
+    let seeded = seed::seed_metric_facts(&db, &plan).await;
+    db.close().await;
+    let seeded = seeded?;
+    tracing::info!(
+        conversations,
+        facts = seeded.facts,
+        secs = format!("{:.1}", seeded.elapsed_secs),
+        "metric facts written"
+    );
+    Ok(plan.start)
+}
+
+/// The query of a metrics scenario: July of the seeded year by agent, or
+/// the whole year.
+fn metrics_request(
+    rpc: Rpc,
+    year: chrono::DateTime<chrono::Utc>,
+) -> rapport_proto::conversations::QueryInteractionMetricsRequest {
+    use rapport_proto::conversations::{MetricsGroupBy, MetricsPeriod};
+    let (period, group_by) = match rpc {
+        Rpc::MetricsYear => (MetricsPeriod::Year, MetricsGroupBy::None),
+        _ => (MetricsPeriod::Month, MetricsGroupBy::Agent),
+    };
+    rapport_proto::conversations::QueryInteractionMetricsRequest {
+        period: period as i32,
+        time: Some(prost_types::Timestamp {
+            seconds: year.timestamp() + 195 * 86_400,
+            nanos: 0,
+        }),
+        time_zone: "UTC".to_owned(),
+        group_by: group_by as i32,
+        ..Default::default()
+    }
 }
 
 /// Writes a history of `messages` of a new customer on `inbox`

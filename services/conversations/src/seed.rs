@@ -174,3 +174,163 @@ pub fn history_page_token(
         ),
     )
 }
+
+/// A year of metric facts to write (`rapport bench`'s
+/// `conversations.metrics`): the rows a year of conversations leaves in
+/// `conv_metric_facts`, without the conversations themselves (KPIs read
+/// the facts only).
+#[derive(Debug, Clone)]
+pub struct MetricsPlan {
+    /// Tenant.
+    pub tenant: String,
+    /// The inbox of every fact.
+    pub inbox: uuid::Uuid,
+    /// Conversations, created evenly over the year.
+    pub conversations: u64,
+    /// Distinct agents (and a tenth as many teams).
+    pub agents: u32,
+    /// The year's start.
+    pub start: chrono::DateTime<Utc>,
+}
+
+/// What [`seed_metric_facts`] wrote.
+#[derive(Debug, Clone)]
+pub struct SeededMetrics {
+    /// Rows written.
+    pub facts: u64,
+    /// Agents, as `agents/{id}`.
+    pub agents: Vec<String>,
+    /// Seconds it took.
+    pub elapsed_secs: f64,
+}
+
+/// splitmix64: a deterministic spread of values without a dependency.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Writes the facts of `plan.conversations` conversations over a year:
+/// each created, answered (first response), resolved (with its handle
+/// time); a tenth with a next response; one in twenty reopened and
+/// resolved again; one in twenty auto-resolved — about 4.4 rows each.
+pub async fn seed_metric_facts(db: &Db, plan: &MetricsPlan) -> anyhow::Result<SeededMetrics> {
+    use crate::domain::{
+        AgentId, Channel, InteractionType, Priority, TeamId, metrics::FactMetric,
+        repository::MetricFact,
+    };
+    anyhow::ensure!(plan.agents > 0, "agents must be above 0");
+    let tenant = Tenant::parse(&plan.tenant).map_err(|e| anyhow!("tenant: {e}"))?;
+    let agents: Vec<AgentId> = (0..plan.agents)
+        .map(|_| AgentId(uuid::Uuid::now_v7()))
+        .collect();
+    let teams: Vec<TeamId> = (0..plan.agents.div_ceil(10))
+        .map(|_| TeamId(uuid::Uuid::now_v7()))
+        .collect();
+    let channels = [Channel::Email, Channel::LiveChat, Channel::Phone];
+    let types = [InteractionType::Information, InteractionType::Complaint];
+    let year = 365 * 86_400_i64;
+    let n = i64::try_from(plan.conversations.max(1))?;
+    let started = Instant::now();
+    let mut facts = Vec::new();
+    let mut written = 0u64;
+    for i in 0..plan.conversations {
+        let r = mix(i);
+        let pick = |shift: u32, m: u64| ((r >> shift) % m) as usize;
+        let created = plan.start + chrono::Duration::seconds(i64::try_from(i)? * year / n);
+        let agent = agents[pick(0, agents.len() as u64)];
+        let base = MetricFact {
+            conversation: ConversationId(uuid::Uuid::from_u64_pair(r, i)),
+            metric: FactMetric::Created,
+            cycle: 0,
+            start: created,
+            stop: created,
+            calendar_seconds: 0,
+            business_seconds: 0,
+            met: None,
+            target_seconds: None,
+            agent: Some(agent),
+            team: Some(teams[pick(8, teams.len() as u64)]),
+            channel: Some(channels[pick(16, 3)]),
+            inbox: InboxId(plan.inbox),
+            priority: if pick(20, 4) == 0 {
+                Priority::High
+            } else {
+                Priority::Normal
+            },
+            interaction_type: Some(types[pick(24, 2)]),
+            policy: None,
+            auto: None,
+            human_agents: None,
+            definition_version: crate::domain::sla_clock::DEFINITION_VERSION,
+        };
+        let measured =
+            |metric, cycle, start: chrono::DateTime<Utc>, secs: i64, target: i64| MetricFact {
+                metric,
+                cycle,
+                start,
+                stop: start + chrono::Duration::seconds(secs),
+                calendar_seconds: secs,
+                business_seconds: secs * 2 / 5,
+                met: Some(secs <= target),
+                target_seconds: Some(target),
+                ..base.clone()
+            };
+        facts.push(base.clone());
+        let first = 30 + (mix(r) % 14_400) as i64;
+        facts.push(measured(FactMetric::FirstResponse, 0, created, first, 3600));
+        let resolve = first + (mix(r ^ 1) % 172_800) as i64;
+        let auto = pick(28, 20) == 0;
+        facts.push(MetricFact {
+            auto: Some(auto),
+            human_agents: Some(if pick(32, 5) == 0 { 2 } else { 1 }),
+            ..measured(FactMetric::Resolution, 0, created, resolve, 86_400)
+        });
+        let mut handle = measured(
+            FactMetric::Handle,
+            0,
+            created,
+            resolve.min(900 + first / 4),
+            0,
+        );
+        handle.met = None;
+        handle.target_seconds = None;
+        handle.stop = created + chrono::Duration::seconds(resolve);
+        facts.push(handle);
+        if pick(36, 10) == 0 {
+            facts.push(measured(
+                FactMetric::NextResponse,
+                0,
+                created + chrono::Duration::seconds(first),
+                (mix(r ^ 2) % 3600) as i64,
+                1800,
+            ));
+        }
+        if !auto && pick(40, 20) == 0 {
+            let reopen = created + chrono::Duration::seconds(resolve + 3600);
+            facts.push(measured(FactMetric::Reopen, 1, reopen, 0, 0));
+            facts.push(measured(FactMetric::Resolution, 1, reopen, 7200, 86_400));
+        }
+        if facts.len() >= 50_000 {
+            crate::storage::metrics::insert_facts(db, &tenant, &facts)
+                .await
+                .context("writing metric facts")?;
+            written += facts.len() as u64;
+            facts.clear();
+        }
+    }
+    crate::storage::metrics::insert_facts(db, &tenant, &facts)
+        .await
+        .context("writing metric facts")?;
+    written += facts.len() as u64;
+    crate::storage::metrics::settle_facts(db)
+        .await
+        .context("refreshing statistics")?;
+    Ok(SeededMetrics {
+        facts: written,
+        agents: agents.iter().map(|a| format!("agents/{a}")).collect(),
+        elapsed_secs: started.elapsed().as_secs_f64(),
+    })
+}

@@ -16,7 +16,7 @@ use crate::{
         Cause, Clock, DomainEvent, Tenant,
         repository::{Alert, ChangeSet, RowWrite, SlaTimer},
         rules::{self, Action},
-        sla_apply::{AlertDecision, decide, effects},
+        sla_apply::{AlertDecision, add_effects, decide},
     },
     storage::sla as store,
 };
@@ -95,9 +95,7 @@ pub fn timer_handler(clock: Arc<dyn Clock>, encode: Encode<DomainEvent>) -> Time
                         let (next, events) = rules::transition(&c, action, Cause::Automation, now)
                             .map_err(|e| HandlerError::Reject(e.to_string()))?;
                         if next != c {
-                            let (timers, facts) = effects(Some((&c, &hours)), &next, &hours, now);
-                            change.sla_timers.extend(timers);
-                            change.metric_facts.extend(facts);
+                            add_effects(&mut change, &c, &next, &hours);
                             change.conversations.push(RowWrite::Update {
                                 value: next,
                                 expected_version: c.version,

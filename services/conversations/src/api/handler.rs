@@ -411,6 +411,16 @@ impl<R: Repository, P: Customers, C: Clock> ConversationsService for Handler<R, 
             .map(Response::new)
     }
 
+    async fn query_interaction_metrics(
+        &self,
+        request: Request<pb::QueryInteractionMetricsRequest>,
+    ) -> Result<Response<pb::QueryInteractionMetricsResponse>, Status> {
+        let tenant = RequestContext::tenant_of(&request)?;
+        super::metrics::query_interaction_metrics(&self.service, &tenant, request.get_ref())
+            .await
+            .map(Response::new)
+    }
+
     async fn create_sla_policy(
         &self,
         request: Request<pb::CreateSlaPolicyRequest>,

@@ -8,5 +8,6 @@ pub mod error;
 pub mod events;
 pub mod handler;
 pub mod managed;
+pub mod metrics;
 pub mod promises;
 pub mod sla_policies;

@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod directory;
 pub mod error;
 pub mod managed;
+pub mod metrics;
 pub mod model;
 pub mod ports;
 pub mod promise;

@@ -235,8 +235,8 @@ pub struct SlaTimer {
 pub struct MetricFact {
     /// The conversation.
     pub conversation: ConversationId,
-    /// The metric.
-    pub metric: super::sla::Metric,
+    /// What it measures.
+    pub metric: super::metrics::FactMetric,
     /// Its cycle.
     pub cycle: u32,
     /// Started.
@@ -266,6 +266,11 @@ pub struct MetricFact {
     pub interaction_type: Option<InteractionType>,
     /// The applied policy and revision.
     pub policy: Option<(super::sla::SlaPolicyId, i64)>,
+    /// Of a resolution: whether automation resolved it.
+    pub auto: Option<bool>,
+    /// Of a resolution: the distinct human agents who replied publicly in
+    /// its cycle.
+    pub human_agents: Option<i32>,
     /// The definitions' version ([`super::sla_clock::DEFINITION_VERSION`]).
     pub definition_version: i32,
 }
@@ -351,6 +356,13 @@ pub trait Repository:
         tenant: &Tenant,
         id: InboxId,
     ) -> impl Future<Output = Result<Option<Inbox>, Error>> + Send;
+
+    /// The KPI aggregates of the tenant's metric facts in `scope`.
+    fn metric_aggregates(
+        &self,
+        tenant: &Tenant,
+        scope: &super::metrics::Scope,
+    ) -> impl Future<Output = Result<super::metrics::Aggregates, Error>> + Send;
 
     /// A page of inboxes in creation order after `after`.
     fn inboxes(

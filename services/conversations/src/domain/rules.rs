@@ -382,6 +382,14 @@ pub fn assign(
         next.sla
             .apply(super::sla_clock::ClockEvent::BotHandoff, now);
     }
+    if assignee.is_some() != c.assignee.is_some() {
+        next.sla.apply(
+            super::sla_clock::ClockEvent::Assigned {
+                assigned: assignee.is_some(),
+            },
+            now,
+        );
+    }
     let event = DomainEvent::Assigned {
         conversation: c.id,
         assignee,

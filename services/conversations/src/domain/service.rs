@@ -641,6 +641,12 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                 },
                 now,
             );
+            c.sla.apply(
+                ClockEvent::Assigned {
+                    assigned: c.assignee.is_some(),
+                },
+                now,
+            );
             c.applied_sla = self.select_sla(tenant, &c, inbox.channel, now).await?;
             let mut change = ChangeSet::new(tenant, now);
             self.sla_effects(tenant, None, &c, &mut change).await?;
@@ -818,6 +824,12 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
                     c.sla.apply(
                         ClockEvent::Created {
                             customer_waiting: true,
+                        },
+                        now,
+                    );
+                    c.sla.apply(
+                        ClockEvent::Assigned {
+                            assigned: c.assignee.is_some(),
                         },
                         now,
                     );
@@ -1040,6 +1052,18 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
             }),
         };
         rules::add_sent_message(&mut next, &message);
+        // What the KPIs need of this cycle's work: who answered (first
+        // contact resolution) and the logged call's handle time.
+        if public && human {
+            next.sla.replied_by(agent.id);
+        }
+        if let Some(call) = &out.call {
+            next.sla.logged_call(
+                i64::from(call.talk_secs)
+                    + i64::from(call.hold_secs)
+                    + i64::from(call.wrap_up_secs),
+            );
+        }
         let mut change = ChangeSet::new(tenant, now);
         self.sla_effects(tenant, Some(c), &next, &mut change)
             .await?;
@@ -1047,7 +1071,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         // write (or, for an open conversation that changed nothing but
         // counts, the open guard) makes a concurrent resolve win and
         // this one read again. A note is valid in any state: counted.
-        let changed = next.version != c.version || next.channels != c.channels;
+        let changed = next.version != c.version || next.channels != c.channels || next.sla != c.sla;
         if changed || (public && c.state != State::Open) {
             next.version = c.version + 1;
             next.update_time = now;

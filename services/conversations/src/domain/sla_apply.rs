@@ -160,9 +160,30 @@ pub fn effects(
                 _ => continue,
             };
             facts.push(fact(after, &stopped, hours));
+            if stopped.metric == Metric::Resolution {
+                facts.push(super::metrics::handle_fact(after, &stopped));
+            }
         }
     }
     (timers, facts)
+}
+
+/// Adds to `change` what every committed change `before` → `after` of a
+/// conversation brings besides its row: SLA timers and metric facts (the
+/// KPIs' too). For the storage-side timers (escalation, auto-resolve) that
+/// have the calendars at hand; the use-cases go through `sla_effects`.
+pub fn add_effects(
+    change: &mut ChangeSet,
+    before: &Conversation,
+    after: &Conversation,
+    hours: &Hours,
+) {
+    change
+        .metric_facts
+        .extend(super::metrics::lifecycle_facts(Some(before), after));
+    let (timers, facts) = effects(Some((before, hours)), after, hours, change.occur_time);
+    change.sla_timers.extend(timers);
+    change.metric_facts.extend(facts);
 }
 
 /// What a firing SLA timer does, decided on the conversation as it is now
@@ -239,9 +260,10 @@ pub fn fact(c: &Conversation, clock: &MetricClock, hours: &Hours) -> MetricFact 
     let met = target.map(|(p, t)| {
         sla_clock::evaluate(clock, t, hours.of(t), p, stop).status != Status::Breached
     });
+    let resolution = clock.metric == Metric::Resolution;
     MetricFact {
         conversation: c.id,
-        metric: clock.metric,
+        metric: clock.metric.into(),
         cycle: clock.cycle,
         start: clock.start,
         stop,
@@ -256,6 +278,9 @@ pub fn fact(c: &Conversation, clock: &MetricClock, hours: &Hours) -> MetricFact 
         priority: c.priority,
         interaction_type: c.interaction_type,
         policy: c.applied_sla.as_ref().map(|a| (a.policy, a.revision)),
+        auto: resolution.then(|| c.resolution.as_ref().is_some_and(|r| r.auto)),
+        human_agents: resolution
+            .then(|| i32::try_from(c.sla.work.repliers.len()).unwrap_or(i32::MAX)),
         definition_version: sla_clock::DEFINITION_VERSION,
     }
 }
@@ -585,6 +610,9 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
         after: &Conversation,
         change: &mut ChangeSet,
     ) -> Result<(), Error> {
+        change
+            .metric_facts
+            .extend(super::metrics::lifecycle_facts(before, after));
         if before.is_some_and(|b| {
             b.sla == after.sla && b.applied_sla == after.applied_sla && b.priority == after.priority
         }) {
@@ -625,6 +653,7 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
 mod tests {
     use super::*;
     use crate::domain::{
+        metrics::FactMetric,
         rules::{self, Action, tests::conv},
         sla::{PriorityTargets, SlaCondition, SlaPolicyId},
         sla_clock::ClockEvent,
@@ -748,7 +777,7 @@ mod tests {
         assert_eq!(facts.len(), 1);
         assert_eq!(
             (facts[0].metric, facts[0].calendar_seconds, facts[0].met),
-            (Metric::FirstResponse, 400, Some(true))
+            (FactMetric::FirstResponse, 400, Some(true))
         );
         assert_eq!(facts[0].policy.map(|(_, r)| r), Some(3));
         let late = reply(&c, 1200);
@@ -819,6 +848,7 @@ mod tests {
                     customer_waiting: true,
                 },
             ),
+            (10, E::Assigned { assigned: true }),
             (100, E::BotHandoff),
             (200, E::CustomerMessage),
             (
@@ -878,7 +908,7 @@ mod tests {
         // pending 300–700 paused: 600 s of a 1000 s target.
         let frt = facts_a
             .iter()
-            .find(|f| f.metric == Metric::FirstResponse)
+            .find(|f| f.metric == FactMetric::FirstResponse)
             .unwrap();
         assert_eq!(
             (frt.start, frt.calendar_seconds, frt.met),

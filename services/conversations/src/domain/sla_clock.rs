@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     calendar::BusinessCalendar,
-    model::State,
+    model::{AgentId, State},
     sla::{Metric, SlaPolicy, Target},
 };
 
@@ -59,6 +59,11 @@ pub enum ClockEvent {
         from: State,
         /// After.
         to: State,
+    },
+    /// The conversation was assigned to an agent (`true`) or unassigned.
+    Assigned {
+        /// Whether an agent holds it now.
+        assigned: bool,
     },
 }
 
@@ -146,12 +151,86 @@ pub struct SlaClocks {
     pub answered_in_cycle: bool,
     /// The state as the fold last saw it.
     pub state: Option<State>,
+    /// The work of the current resolution cycle (handle time, who
+    /// answered): what the KPIs need beyond the clocks.
+    #[serde(default)]
+    pub work: Work,
+}
+
+/// The work of one resolution cycle, folded with the clocks so a replay
+/// gives the same handle time and first-contact resolution.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Work {
+    /// Whether an agent holds the conversation.
+    pub assigned: bool,
+    /// Since when it has been OPEN and assigned (a stretch of handle time).
+    pub since: Option<DateTime<Utc>>,
+    /// Seconds OPEN and assigned in this cycle, before `since`.
+    pub seconds: i64,
+    /// Talk + hold + wrap-up seconds of the calls logged in this cycle.
+    pub call_seconds: i64,
+    /// Whether a call was logged in this cycle (then handle time is the
+    /// calls', as a phone agent's).
+    pub calls: bool,
+    /// The distinct human agents who replied publicly in this cycle.
+    pub repliers: Vec<AgentId>,
+}
+
+impl Work {
+    /// Handle seconds of the cycle at `at`: the calls' when a call was
+    /// logged, else the time OPEN and assigned.
+    pub fn handle_seconds(&self, at: DateTime<Utc>) -> i64 {
+        if self.calls {
+            return self.call_seconds;
+        }
+        self.seconds + self.since.map_or(0, |s| (at - s).num_seconds().max(0))
+    }
+
+    /// Closes the running stretch at `at` and opens one when `state` is
+    /// OPEN and an agent holds the conversation.
+    /// Only a change of whether it is worked on changes anything: a
+    /// customer's message into a busy conversation stays a counts-only
+    /// write.
+    fn tick(&mut self, state: State, at: DateTime<Utc>) {
+        let working = state == State::Open && self.assigned;
+        match (self.since, working) {
+            (Some(s), false) => {
+                self.seconds += (at - s).num_seconds().max(0);
+                self.since = None;
+            }
+            (None, true) => self.since = Some(at),
+            _ => {}
+        }
+    }
+
+    /// A new cycle at `at` (created or reopened): nothing worked yet.
+    fn restart(&mut self, state: State, at: DateTime<Utc>) {
+        *self = Self {
+            assigned: self.assigned,
+            ..Self::default()
+        };
+        self.tick(state, at);
+    }
 }
 
 impl SlaClocks {
     /// The latest cycle of `metric`.
     pub fn get(&self, metric: Metric) -> Option<&MetricClock> {
         self.clocks.iter().find(|c| c.metric == metric)
+    }
+
+    /// Records a public reply of human agent `agent` (the fold's
+    /// [`ClockEvent::HumanReply`] knows no agent).
+    pub fn replied_by(&mut self, agent: AgentId) {
+        if !self.work.repliers.contains(&agent) {
+            self.work.repliers.push(agent);
+        }
+    }
+
+    /// Records a logged call of `seconds` (talk + hold + wrap-up).
+    pub fn logged_call(&mut self, seconds: i64) {
+        self.work.calls = true;
+        self.work.call_seconds += seconds.max(0);
     }
 
     fn get_mut(&mut self, metric: Metric) -> Option<&mut MetricClock> {
@@ -196,6 +275,7 @@ impl SlaClocks {
             ClockEvent::Created { customer_waiting } => {
                 self.state = Some(State::Open);
                 self.clocks.clear();
+                self.work.restart(State::Open, at);
                 self.start(Metric::Resolution, at, &mut stopped);
                 if customer_waiting {
                     self.start(Metric::FirstResponse, at, &mut stopped);
@@ -232,6 +312,8 @@ impl SlaClocks {
             ClockEvent::BotHandoff => {
                 if !self.answered_in_cycle {
                     let state = self.state();
+                    // Bot time is no handle time either.
+                    self.work.restart(state, at);
                     for m in [Metric::FirstResponse, Metric::Resolution] {
                         if let Some(c) = self.get_mut(m).filter(|c| c.running()) {
                             *c = MetricClock::new(m, c.cycle, at, state);
@@ -255,6 +337,7 @@ impl SlaClocks {
                     }
                     State::Open if before == State::Resolved => {
                         self.answered_in_cycle = false;
+                        self.work.restart(to, at);
                         self.start(Metric::Resolution, at, &mut stopped);
                         stopped.clear();
                     }
@@ -275,7 +358,9 @@ impl SlaClocks {
                     }
                 }
             }
+            ClockEvent::Assigned { assigned } => self.work.assigned = assigned,
         }
+        self.work.tick(self.state(), at);
         stopped
     }
 }

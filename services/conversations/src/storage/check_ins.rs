@@ -22,7 +22,8 @@ use crate::domain::{
     DomainEvent,
     check_in::{self, PendingTimer, Stage},
     model::*,
-    repository::{ChangeSet, CommitError},
+    repository::{ChangeSet, CommitError, RowWrite},
+    sla_apply,
 };
 
 /// Timer kind: a pending conversation's check-in or auto-resolve.
@@ -87,14 +88,14 @@ async fn fire(
         .and_then(|(c, s)| Some((uuid::Uuid::parse_str(c).ok()?, Stage::parse(s)?)))
         .ok_or_else(|| Reject("unreadable pending timer payload".into()))?;
     let retry = |e: DbErr| Retry(rapport_store::to_error::<crate::domain::Error>(&e).to_string());
-    let Some(row) = conversations::Entity::find_by_id((tenant.to_string(), id.to_string()))
-        .one(txn)
+    // With the calendars its clocks count on: an auto-resolve stops them
+    // like any other resolve (metric facts, timers).
+    let Some((c, hours)) = super::sla::load(txn, &tenant, ConversationId(id))
         .await
-        .map_err(retry)?
+        .map_err(|e| Retry(e.to_string()))?
     else {
         return Ok(());
     };
-    let c = to_conversation(row).map_err(|e| Retry(e.to_string()))?;
     let Some(inbox) = inboxes::Entity::find_by_id((tenant.to_string(), c.inbox.to_string()))
         .one(txn)
         .await
@@ -108,11 +109,22 @@ async fn fire(
         .map_err(retry)?;
     // The time it was due: firing late (a worker down) acts as on time.
     let now = t.due;
-    let Some(change) = check_in::fire(&tenant, &c, &inbox, stage, in_reply_to, now)
+    let Some(mut change) = check_in::fire(&tenant, &c, &inbox, stage, in_reply_to, now)
         .map_err(|e| Retry(e.to_string()))?
     else {
         return Ok(());
     };
+    let updated: Vec<Conversation> = change
+        .conversations
+        .iter()
+        .filter_map(|w| match w {
+            RowWrite::Update { value, .. } if value.id == c.id => Some(value.clone()),
+            _ => None,
+        })
+        .collect();
+    for next in &updated {
+        sla_apply::add_effects(&mut change, &c, next, &hours);
+    }
     let prepared = write::prepare(encode, change).map_err(commit_error)?;
     write::apply(txn, &prepared).await.map_err(commit_error)
 }

@@ -197,6 +197,8 @@ pub mod metric_facts {
         pub policy: String,
         pub revision: i64,
         pub definition_version: i32,
+        pub auto: Option<bool>,
+        pub human_agents: Option<i32>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -14,6 +14,7 @@ mod entities;
 pub(crate) mod erasure;
 mod marks;
 pub(crate) mod merge;
+pub(crate) mod metrics;
 pub mod promises;
 mod read;
 mod rows;

@@ -170,8 +170,36 @@ pub(super) async fn write(
             }
         };
         sync_timers(txn, tenant, p).await.map_err(failed)?;
+        outcome_fact(txn, tenant, p).await.map_err(failed)?;
     }
     Ok(())
+}
+
+/// The KPI fact of a promise kept or broken, with its conversation's
+/// dimensions (written once: a broken promise kept late stays broken).
+async fn outcome_fact(
+    txn: &DatabaseTransaction,
+    tenant: &Tenant,
+    p: &Promise,
+) -> Result<(), DbErr> {
+    use crate::domain::promise::PromiseState;
+    if !matches!(p.state, PromiseState::Kept | PromiseState::Broken) {
+        return Ok(());
+    }
+    let Some(row) = super::entities::conversations::Entity::find_by_id((
+        tenant.to_string(),
+        p.conversation.to_string(),
+    ))
+    .one(txn)
+    .await?
+    else {
+        return Ok(());
+    };
+    let c = super::rows::to_conversation(row).map_err(|e| DbErr::Custom(e.to_string()))?;
+    match crate::domain::metrics::promise_fact(p, &c) {
+        Some(f) => super::write::insert_fact(txn, tenant, &f).await,
+        None => Ok(()),
+    }
 }
 
 /// Stores `p` if the stored version is still `expected`; whether it was.
@@ -335,6 +363,7 @@ async fn fire(
     }
     // The reminder timer of a broken promise goes with it.
     sync_timers(txn, &tenant, &next).await.map_err(retry)?;
+    outcome_fact(txn, &tenant, &next).await.map_err(retry)?;
     let event = DomainEvent::Promise(event);
     let trace = rapport_telemetry::propagation::current_traceparent();
     let version = u64::try_from(next.version).ok();

@@ -22,6 +22,14 @@ fn active() -> [&'static str; 3] {
 }
 
 impl Repository for SqlRepository {
+    async fn metric_aggregates(
+        &self,
+        tenant: &Tenant,
+        scope: &crate::domain::metrics::Scope,
+    ) -> Result<crate::domain::metrics::Aggregates, Error> {
+        self.aggregates(tenant, scope).await
+    }
+
     async fn inbox(&self, tenant: &Tenant, id: InboxId) -> Result<Option<Inbox>, Error> {
         inboxes::Entity::find()
             .filter(inboxes::Column::Tenant.eq(tenant.as_str()))

@@ -173,7 +173,7 @@ pub(super) fn metric_fact_row(tenant: &Tenant, f: &MetricFact) -> metric_facts::
     metric_facts::ActiveModel {
         tenant: Set(tenant.to_string()),
         conversation_id: Set(f.conversation.to_string()),
-        metric: Set(metric_name(f.metric).to_owned()),
+        metric: Set(f.metric.as_str().to_owned()),
         cycle: Set(i32::try_from(f.cycle).unwrap_or(i32::MAX)),
         start_time: Set(micros(f.start)),
         stop_time: Set(micros(f.stop)),
@@ -193,5 +193,7 @@ pub(super) fn metric_fact_row(tenant: &Tenant, f: &MetricFact) -> metric_facts::
         policy: Set(opt(f.policy.map(|(p, _)| p))),
         revision: Set(f.policy.map_or(0, |(_, r)| r)),
         definition_version: Set(f.definition_version),
+        auto: Set(f.auto),
+        human_agents: Set(f.human_agents),
     }
 }

@@ -5,7 +5,7 @@
 use rapport_proto::types::EventEnvelope;
 use rapport_store::{group_commit::BoxFuture, idempotency, is_unique_violation, micros, outbox};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait as _, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
     sea_query::{Expr, ExprTrait as _},
 };
 
@@ -322,27 +322,36 @@ pub(super) async fn apply(
         .map_err(failed)?;
     }
     for f in &change.metric_facts {
-        // Keyed by (conversation, metric, cycle): a fact is written once.
-        metric_facts::Entity::insert(metric_fact_row(tenant, f))
-            .on_conflict(
-                sea_orm::sea_query::OnConflict::columns([
-                    metric_facts::Column::Tenant,
-                    metric_facts::Column::ConversationId,
-                    metric_facts::Column::Metric,
-                    metric_facts::Column::Cycle,
-                ])
-                .do_nothing()
-                .to_owned(),
-            )
-            .exec_without_returning(txn)
-            .await
-            .map_err(failed)?;
+        insert_fact(txn, tenant, f).await.map_err(failed)?;
     }
     for envelope in &prepared.envelopes {
         txn.execute(&outbox::append_insert(envelope))
             .await
             .map_err(failed)?;
     }
+    Ok(())
+}
+
+/// Inserts metric fact `f` unless its key (conversation, metric, cycle)
+/// is stored: a fact is written once, so a replay changes nothing.
+pub(super) async fn insert_fact<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &Tenant,
+    f: &crate::domain::repository::MetricFact,
+) -> Result<(), DbErr> {
+    metric_facts::Entity::insert(metric_fact_row(tenant, f))
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::columns([
+                metric_facts::Column::Tenant,
+                metric_facts::Column::ConversationId,
+                metric_facts::Column::Metric,
+                metric_facts::Column::Cycle,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
     Ok(())
 }
 

@@ -17,6 +17,7 @@ mod inbound_email;
 mod inboxes;
 mod merges;
 mod messages;
+mod metrics;
 mod outbound_email;
 mod promises;
 mod receive;

@@ -38,7 +38,7 @@ fn targets(priority: pb::Priority, secs: [i64; 4], calendar: &str) -> pb::SlaPri
 
 /// The fallback policy: NORMAL 1 h / 30 min / 2 h / 1 day, URGENT 15 min
 /// first response, warning at 50 %, pausing while pending.
-fn fallback(calendar: &str) -> pb::SlaPolicy {
+pub(crate) fn fallback(calendar: &str) -> pb::SlaPolicy {
     pb::SlaPolicy {
         display_name: "Everyone".into(),
         targets: vec![
@@ -51,7 +51,7 @@ fn fallback(calendar: &str) -> pb::SlaPolicy {
     }
 }
 
-async fn create_policy(h: &Harness, policy: pb::SlaPolicy) -> pb::SlaPolicy {
+pub(crate) async fn create_policy(h: &Harness, policy: pb::SlaPolicy) -> pb::SlaPolicy {
     h.client()
         .create_sla_policy(tenant_request(
             TENANT,
@@ -68,7 +68,7 @@ async fn create_policy(h: &Harness, policy: pb::SlaPolicy) -> pb::SlaPolicy {
 }
 
 /// A calendar open Monday to Friday 09:00–17:00 UTC.
-async fn office_hours(h: &Harness) -> String {
+pub(crate) async fn office_hours(h: &Harness) -> String {
     let days = [
         pb::DayOfWeek::Monday,
         pb::DayOfWeek::Tuesday,
@@ -551,7 +551,9 @@ async fn facts(h: &Harness, c: &str) -> Vec<(String, i32, i64, i64, Option<bool>
     let backend = h.db.reader.get_database_backend();
     let sql = format!(
         "SELECT metric, cycle, calendar_seconds, business_seconds, met FROM conv_metric_facts \
-         WHERE tenant = '{TENANT}' AND conversation_id = '{id}' ORDER BY stop_time, metric, cycle"
+         WHERE tenant = '{TENANT}' AND conversation_id = '{id}' \
+         AND metric IN ('first_response', 'next_response', 'periodic_update', 'resolution') \
+         ORDER BY stop_time, metric, cycle"
     );
     h.db.reader
         .query_all_raw(Statement::from_string(backend, sql))
