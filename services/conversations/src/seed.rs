@@ -27,6 +27,9 @@ use crate::{
     storage::SqlRepository,
 };
 
+mod sla;
+pub use sla::{SeededSla, SlaPlan, seed_open_under_sla};
+
 /// A customer's history to write.
 #[derive(Debug, Clone)]
 pub struct HistoryPlan {

@@ -10,6 +10,7 @@ mod m20261202_000003_outbound;
 mod m20261202_000005_sla;
 mod m20261202_000006_promises;
 mod m20261202_000007_customer_marks;
+mod m20261202_000009_timers_by_kind;
 
 /// All conversations migrations, oldest first.
 #[derive(Debug)]
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000005_sla::Migration),
             Box::new(m20261202_000006_promises::Migration),
             Box::new(m20261202_000007_customer_marks::Migration),
+            Box::new(m20261202_000009_timers_by_kind::Migration),
         ]
     }
 
