@@ -1902,7 +1902,7 @@ mod tests {
                 .iter()
                 .filter_map(|s| match s {
                     Selected::Rpc(s) => Some(*s),
-                    Selected::Events(_) => None,
+                    Selected::Events(_) | Selected::Sla(_) => None,
                 })
                 .collect::<Vec<_>>(),
             Scenario::ALL,
@@ -1915,6 +1915,10 @@ mod tests {
             .iter()
             .position(|s| matches!(s, Selected::Events(_)));
         assert!(last_rpc < first_events);
+        assert!(
+            matches!(Selected::ALL.last(), Some(Selected::Sla(_))),
+            "the service level scenario runs last"
+        );
         assert!(events::check(&cli.bench, vec![events::Scenario::PublishConsume]).is_ok());
     }
 

@@ -146,9 +146,12 @@ pub(super) async fn run(args: &BenchArgs, env: &mut Environment) -> anyhow::Resu
             }
         })
     };
-    let server =
-        rapport_conversations::build_with(&config, &bus, Arc::new(rapport_conversations::SystemClock))
-            .await?;
+    let server = rapport_conversations::build_with(
+        &config,
+        &bus,
+        Arc::new(rapport_conversations::SystemClock),
+    )
+    .await?;
     let uri = format!("http://{}", server.local_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.serve(async {
@@ -190,7 +193,10 @@ async fn measure(
     let mut notes = Vec::new();
 
     // 1. The open conversations, due in 8 hours.
-    tracing::info!(conversations = a.sla_open, "writing open conversations under an SLA");
+    tracing::info!(
+        conversations = a.sla_open,
+        "writing open conversations under an SLA"
+    );
     let now = Utc::now();
     let open = seed::seed_open_under_sla(
         &db,
@@ -234,7 +240,11 @@ async fn measure(
         None => Vec::new(),
     };
     let me = std::process::id();
-    let ticks = |pids: &[u32]| pids.iter().filter_map(|p| procfs::cpu_ticks(*p)).sum::<u64>();
+    let ticks = |pids: &[u32]| {
+        pids.iter()
+            .filter_map(|p| procfs::cpu_ticks(*p))
+            .sum::<u64>()
+    };
     let xacts_before = match postgres {
         Some(name) => transactions(env, name).await,
         None => None,
@@ -274,10 +284,11 @@ async fn measure(
     let start = Utc::now() + chrono::Duration::from_std(lead)?;
     let window = chrono::Duration::from_std(a.sla_window)?;
     let n = i32::try_from(a.sla_breaches).unwrap_or(i32::MAX);
-    let arrivals: Vec<DateTime<Utc>> = (0..n)
-        .map(|i| start + window * i / n - target)
-        .collect();
-    tracing::info!(conversations = a.sla_breaches, "writing conversations that breach");
+    let arrivals: Vec<DateTime<Utc>> = (0..n).map(|i| start + window * i / n - target).collect();
+    tracing::info!(
+        conversations = a.sla_breaches,
+        "writing conversations that breach"
+    );
     let breaching = seed::seed_open_under_sla(
         &db,
         &seed::SlaPlan {
@@ -290,7 +301,9 @@ async fn measure(
     .await?;
     db.close().await;
     if Utc::now() >= start {
-        bail!("writing the breaching conversations outlasted the lead of {lead:?}: lags would be meaningless");
+        bail!(
+            "writing the breaching conversations outlasted the lead of {lead:?}: lags would be meaningless"
+        );
     }
     let end = start + window;
     tracing::info!(%start, %end, "breaches due");

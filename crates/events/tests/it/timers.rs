@@ -372,7 +372,10 @@ async fn a_worker_fires_only_its_kinds() {
 async fn next_due_is_the_earliest_later_timer_of_the_kinds() {
     let (_t, db) = timers_db().await;
     let clock = ManualClock::at(start());
-    assert_eq!(timers::next_due(&db, &clock, &["test"]).await.unwrap(), None);
+    assert_eq!(
+        timers::next_due(&db, &clock, &["test"]).await.unwrap(),
+        None
+    );
     let mut other = timer("other", start() + Duration::minutes(1), "p");
     other.kind = "someone-else".into();
     for t in [

@@ -121,8 +121,14 @@ pub async fn seed_open_under_sla(db: &Db, plan: &SlaPlan) -> anyhow::Result<Seed
                 delivery: None,
                 call: None,
             };
-            let mut c =
-                rules::inbound_conversation(&inbox, (id, case_number), customer, &subject, None, arrival);
+            let mut c = rules::inbound_conversation(
+                &inbox,
+                (id, case_number),
+                customer,
+                &subject,
+                None,
+                arrival,
+            );
             rules::add_customer_message(&mut c, &message);
             c.sla.apply(
                 ClockEvent::Created {
@@ -141,10 +147,15 @@ pub async fn seed_open_under_sla(db: &Db, plan: &SlaPlan) -> anyhow::Result<Seed
             if let Some(applied) = &c.applied_sla {
                 anyhow::ensure!(
                     applied.policy_at_revision.targets.iter().all(|t| {
-                        [t.first_response, t.next_response, t.periodic_update, t.resolution]
-                            .iter()
-                            .flatten()
-                            .all(|target| target.basis == TimeBasis::CalendarTime)
+                        [
+                            t.first_response,
+                            t.next_response,
+                            t.periodic_update,
+                            t.resolution,
+                        ]
+                        .iter()
+                        .flatten()
+                        .all(|target| target.basis == TimeBasis::CalendarTime)
                     }),
                     "policy {} counts business time: the seed reads no calendars",
                     applied.policy.0
