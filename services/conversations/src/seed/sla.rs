@@ -14,21 +14,19 @@
 //! not be used to write anything a client sent.
 use std::time::Instant;
 
-use anyhow::{Context as _, anyhow};
+use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use rapport_store::Db;
 
-use crate::{
-    domain::{
-        ConversationId, CustomerId, Direction, InboxId, Message, MessageId, SenderKind, Tenant,
-        Visibility,
-        repository::{ChangeSet, Repository as _, RowWrite, ThreadWrite},
-        rules,
-        sla::{self, SlaPolicy, SlaSubject, TimeBasis},
-        sla_apply::{Hours, effects},
-        sla_clock::ClockEvent,
-    },
-    storage::SqlRepository,
+use super::open_seed;
+
+use crate::domain::{
+    ConversationId, CustomerId, Direction, Message, MessageId, SenderKind, Visibility,
+    repository::{ChangeSet, Repository as _, RowWrite, ThreadWrite},
+    rules,
+    sla::{self, SlaPolicy, SlaSubject, TimeBasis},
+    sla_apply::{Hours, effects},
+    sla_clock::ClockEvent,
 };
 
 /// Open conversations to write, one new customer each.
@@ -64,17 +62,7 @@ pub struct SeededSla {
 /// calendar time (the seed reads no calendars).
 pub async fn seed_open_under_sla(db: &Db, plan: &SlaPlan) -> anyhow::Result<SeededSla> {
     anyhow::ensure!(plan.per_commit > 0, "per_commit must be above 0");
-    let tenant = Tenant::parse(&plan.tenant).map_err(|e| anyhow!("tenant: {e}"))?;
-    let repo = SqlRepository::new(
-        db.clone(),
-        crate::api::events::encode,
-        rapport_events::relay::Wake::default(),
-    );
-    let inbox = repo
-        .inbox(&tenant, InboxId(plan.inbox))
-        .await
-        .map_err(|e| anyhow!("reading the inbox: {e:?}"))?
-        .with_context(|| format!("inbox {} of tenant {tenant} not found", plan.inbox))?;
+    let (tenant, repo, inbox) = open_seed(db, &plan.tenant, plan.inbox).await?;
     anyhow::ensure!(
         inbox.business_calendar.is_empty(),
         "the seed reads no calendars: use an inbox without a business calendar"
