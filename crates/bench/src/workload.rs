@@ -503,6 +503,45 @@ pub async fn create_email_inbox(
     Ok(inbox.name)
 }
 
+/// Creates the fallback SLA policy of the bench tenant: a first response
+/// within `first_response_secs` of calendar time at normal priority (a new
+/// conversation's), no warning; returns its name (`slaPolicies/{id}`).
+pub async fn create_first_response_policy(
+    channel: Channel,
+    credentials: &Credentials,
+    first_response_secs: i64,
+) -> anyhow::Result<String> {
+    use rapport_proto::conversations::{
+        CreateSlaPolicyRequest, Priority, SlaPolicy, SlaPriorityTargets, SlaTarget,
+    };
+    let request = credentials.request(CreateSlaPolicyRequest {
+        sla_policy: Some(SlaPolicy {
+            display_name: "Bench first response".to_owned(),
+            targets: vec![SlaPriorityTargets {
+                priority: Priority::Normal as i32,
+                first_response: Some(SlaTarget {
+                    duration: Some(prost_types::Duration {
+                        seconds: first_response_secs,
+                        nanos: 0,
+                    }),
+                    business_calendar: String::new(),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    });
+    let policy = ConversationsServiceClient::new(channel)
+        .create_sla_policy(request)
+        .await
+        .context("creating the bench SLA policy")?
+        .into_inner()
+        .sla_policy
+        .context("CreateSlaPolicy returned no policy")?;
+    Ok(policy.name)
+}
+
 /// Makes each of `senders` known to conversations by receiving one message
 /// from them on `inbox`, `parallel` calls at a time: the senders of
 /// [`ConversationsCall::ReceiveKnown`].

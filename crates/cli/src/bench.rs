@@ -12,6 +12,7 @@
 //! The event platform's scenarios (`nats.publish_consume`, `events.*`) run
 //! in this process after the RPC scenarios: see [`events`].
 mod events;
+mod sla;
 
 use std::{
     io::{Read as _, Write as _},
@@ -87,6 +88,10 @@ order; the event scenarios run only when named):
   events.lag                 open loop at each --event-rates rate: one outbox row committed per tick, woken
                              relay, a consumer applying each event through its inbox with an INSERT as effect;
                              latency is commit → effect committed, in-process and on JetStream
+  conversations.sla-breach   conversations in this process: --sla-open (100,000) open conversations with a
+                             live SLA written through its rules (nothing due), CPU over --sla-idle; then
+                             --sla-breaches more due over --sla-window, lag from each due time to its
+                             SlaBreached on the bus (p50/p90/p99/max); runs last, only when named
 
 Servers run as child processes of this binary on a database made for the run (a SQLite file
 in a temporary directory, or a fresh PostgreSQL database dropped afterwards). Direct profiles
@@ -214,6 +219,9 @@ pub struct BenchArgs {
     /// command enum lopsided).
     #[command(flatten)]
     event: Box<events::EventArgs>,
+    /// `conversations.sla-breach`'s own settings.
+    #[command(flatten)]
+    sla: Box<sla::SlaArgs>,
 }
 
 /// The server processes the harness starts (not for people to call).
@@ -440,12 +448,14 @@ impl Scenario {
 enum Selected {
     Rpc(Scenario),
     Events(events::Scenario),
+    /// A service level scenario (in this process, after the others).
+    Sla(sla::Scenario),
 }
 
 impl Selected {
     /// Every scenario, in the order they run: the RPC scenarios, then the
     /// event scenarios.
-    const ALL: [Selected; 21] = [
+    const ALL: [Selected; 22] = [
         Self::Rpc(Scenario::Echo),
         Self::Rpc(Scenario::EchoViaGateway),
         Self::Rpc(Scenario::Get),
@@ -467,6 +477,7 @@ impl Selected {
         Self::Events(events::Scenario::PublishConsume),
         Self::Events(events::Scenario::RelayThroughput),
         Self::Events(events::Scenario::Lag),
+        Self::Sla(sla::Scenario::Breach),
     ];
 }
 
@@ -479,6 +490,7 @@ impl ValueEnum for Selected {
         match self {
             Self::Rpc(s) => s.to_possible_value(),
             Self::Events(s) => s.to_possible_value(),
+            Self::Sla(s) => s.to_possible_value(),
         }
     }
 }
@@ -501,16 +513,17 @@ pub async fn run(config: &RapportConfig, mut args: BenchArgs) -> anyhow::Result<
         .iter()
         .filter_map(|s| match s {
             Selected::Rpc(s) => Some(*s),
-            Selected::Events(_) => None,
+            Selected::Events(_) | Selected::Sla(_) => None,
         })
         .collect();
     let event_scenarios: Vec<events::Scenario> = selected
         .iter()
         .filter_map(|s| match s {
             Selected::Events(s) => Some(*s),
-            Selected::Rpc(_) => None,
+            Selected::Rpc(_) | Selected::Sla(_) => None,
         })
         .collect();
+    let sla_scenario = selected.iter().any(|s| matches!(s, Selected::Sla(_)));
     let event_scenarios = events::check(&args, event_scenarios)?;
     // Counted before pinning, which narrows what this process may use.
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
@@ -531,6 +544,11 @@ pub async fn run(config: &RapportConfig, mut args: BenchArgs) -> anyhow::Result<
             // The servers are done: nothing of theirs runs beside the events.
             env.stop_servers().await;
             notes = events::run(&args, &event_scenarios, &mut env, &mut report).await?;
+        }
+        if sla_scenario {
+            env.stop_servers().await;
+            report.run.database = args.database.name().to_owned();
+            notes.extend(sla::run(&args, &mut env).await?);
         }
         anyhow::Ok((report, notes))
     };
@@ -1980,7 +1998,7 @@ mod tests {
                 .iter()
                 .filter_map(|s| match s {
                     Selected::Rpc(s) => Some(*s),
-                    Selected::Events(_) => None,
+                    Selected::Events(_) | Selected::Sla(_) => None,
                 })
                 .collect::<Vec<_>>(),
             Scenario::ALL,
@@ -1993,6 +2011,10 @@ mod tests {
             .iter()
             .position(|s| matches!(s, Selected::Events(_)));
         assert!(last_rpc < first_events);
+        assert!(
+            matches!(Selected::ALL.last(), Some(Selected::Sla(_))),
+            "the service level scenario runs last"
+        );
         assert!(events::check(&cli.bench, vec![events::Scenario::PublishConsume]).is_ok());
     }
 

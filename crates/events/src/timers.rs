@@ -285,8 +285,61 @@ fn backoff(attempt: u64) -> Duration {
     Ord::min(Duration::from_secs(1u64 << exp), Duration::from_secs(600))
 }
 
-/// Starts firing due timers of `kinds`: looks every `poll` (and right after
-/// a pass that filled its batch) until the task is aborted.
+/// The earliest due time after `clock`'s now of a timer of `kinds`, µs
+/// since the epoch: when a worker has something to do next. One index probe
+/// per kind (`timers_kind_due`), whatever the number of timers scheduled
+/// later.
+pub async fn next_due(db: &Db, clock: &dyn Clock, kinds: &[&str]) -> Result<Option<i64>, DbErr> {
+    use entity::Column as C;
+    let now = clock.now().timestamp_micros();
+    let mut next: Option<i64> = None;
+    for kind in kinds {
+        let due: Option<i64> = entity::Entity::find()
+            .select_only()
+            .column(C::DueTime)
+            .filter(C::Kind.eq(*kind))
+            .filter(C::DueTime.gt(now))
+            .order_by_asc(C::DueTime)
+            .limit(1)
+            .into_tuple()
+            .one(&db.reader)
+            .await?;
+        next = match (next, due) {
+            (Some(a), Some(b)) => Some(Ord::min(a, b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok(next)
+}
+
+/// The shortest sleep between passes: a timer due within it fires at most
+/// this late. It also keeps a clock that does not follow real time (a
+/// test's `ManualClock`, standing a moment before a due time) from turning
+/// the loop into a busy one.
+const MIN_WAIT: Duration = Duration::from_millis(5);
+
+/// How long to sleep after a pass that left nothing due: until the earliest
+/// due time of `kinds` (so a timer fires at its due time, not up to a poll
+/// late), at most `poll` (a timer scheduled meanwhile for sooner is found
+/// then; a manual clock's tests advance it and wait at most that).
+async fn wait_after_pass(db: &Db, clock: &dyn Clock, kinds: &[&str], poll: Duration) -> Duration {
+    let next = match next_due(db, clock, kinds).await {
+        Ok(next) => next,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the next due timer failed; polling");
+            None
+        }
+    };
+    next.map_or(poll, |due| {
+        let until = due.saturating_sub(clock.now().timestamp_micros());
+        let until = Duration::from_micros(u64::try_from(until).unwrap_or(0));
+        until.clamp(Ord::min(MIN_WAIT, poll), poll)
+    })
+}
+
+/// Starts firing due timers of `kinds`: sleeps until the earliest due time
+/// of its kinds, at most `poll` (and not at all after a pass that filled
+/// its batch), until the task is aborted.
 pub fn spawn(
     db: Db,
     clock: Arc<dyn Clock>,
@@ -324,7 +377,8 @@ pub fn spawn_waking(
                 }
                 Err(e) => tracing::warn!(error = %e, "firing timers failed; retrying"),
             }
-            tokio::time::sleep(poll).await;
+            let wait = wait_after_pass(&db, clock.as_ref(), &kinds, poll).await;
+            tokio::time::sleep(wait).await;
         }
     })
 }

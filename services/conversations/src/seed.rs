@@ -27,6 +27,9 @@ use crate::{
     storage::SqlRepository,
 };
 
+mod sla;
+pub use sla::{SeededSla, SlaPlan, seed_open_under_sla};
+
 /// A customer's history to write.
 #[derive(Debug, Clone)]
 pub struct HistoryPlan {
@@ -72,17 +75,7 @@ pub async fn seed_history(db: &Db, plan: &HistoryPlan) -> anyhow::Result<SeededH
         plan.per_conversation > 0,
         "per_conversation must be above 0"
     );
-    let tenant = Tenant::parse(&plan.tenant).map_err(|e| anyhow!("tenant: {e}"))?;
-    let repo = SqlRepository::new(
-        db.clone(),
-        crate::api::events::encode,
-        rapport_events::relay::Wake::default(),
-    );
-    let inbox = repo
-        .inbox(&tenant, InboxId(plan.inbox))
-        .await
-        .map_err(|e| anyhow!("reading the inbox: {e:?}"))?
-        .with_context(|| format!("inbox {} of tenant {tenant} not found", plan.inbox))?;
+    let (tenant, repo, inbox) = open_seed(db, &plan.tenant, plan.inbox).await?;
     let conversations = plan.messages.div_ceil(plan.per_conversation);
     let stride = (plan.messages / plan.cursors.max(1) as u64).max(1);
     let started = Instant::now();
@@ -333,4 +326,25 @@ pub async fn seed_metric_facts(db: &Db, plan: &MetricsPlan) -> anyhow::Result<Se
         agents: agents.iter().map(|a| format!("agents/{a}")).collect(),
         elapsed_secs: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The tenant, a repository writing without waking a relay (a seed's
+/// changes raise no events), and the inbox `inbox` of the tenant.
+async fn open_seed(
+    db: &Db,
+    tenant: &str,
+    inbox: uuid::Uuid,
+) -> anyhow::Result<(Tenant, SqlRepository, crate::domain::Inbox)> {
+    let tenant = Tenant::parse(tenant).map_err(|e| anyhow!("tenant: {e}"))?;
+    let repo = SqlRepository::new(
+        db.clone(),
+        crate::api::events::encode,
+        rapport_events::relay::Wake::default(),
+    );
+    let inbox = repo
+        .inbox(&tenant, InboxId(inbox))
+        .await
+        .map_err(|e| anyhow!("reading the inbox: {e:?}"))?
+        .with_context(|| format!("inbox {inbox} of tenant {tenant} not found"))?;
+    Ok((tenant, repo, inbox))
 }

@@ -18,7 +18,11 @@ use sea_orm_migration::SchemaManager;
 async fn timers_db() -> (TestDb, Db) {
     let testdb = TestDb::fresh().await.unwrap();
     let db = open(&testdb).await;
-    rapport_events::schema::create_timers(&SchemaManager::new(&db.writer))
+    let schema = SchemaManager::new(&db.writer);
+    rapport_events::schema::create_timers(&schema)
+        .await
+        .unwrap();
+    rapport_events::schema::index_timers_by_kind(&schema)
         .await
         .unwrap();
     db.writer
@@ -360,4 +364,77 @@ async fn a_worker_fires_only_its_kinds() {
             .unwrap()
             .is_some()
     );
+}
+
+/// The next due time a worker sleeps until: the earliest of its kinds
+/// after now, never one due already, never another kind's.
+#[tokio::test]
+async fn next_due_is_the_earliest_later_timer_of_the_kinds() {
+    let (_t, db) = timers_db().await;
+    let clock = ManualClock::at(start());
+    assert_eq!(
+        timers::next_due(&db, &clock, &["test"]).await.unwrap(),
+        None
+    );
+    let mut other = timer("other", start() + Duration::minutes(1), "p");
+    other.kind = "someone-else".into();
+    for t in [
+        timer("past", start() - Duration::minutes(1), "p"),
+        timer("now", start(), "p"),
+        timer("later", start() + Duration::minutes(5), "p"),
+        timer("soon", start() + Duration::minutes(2), "p"),
+        other,
+    ] {
+        timers::schedule(&db.writer, &t).await.unwrap();
+    }
+    let at = |d: DateTime<Utc>| Some(d.timestamp_micros());
+    assert_eq!(
+        timers::next_due(&db, &clock, &["test"]).await.unwrap(),
+        at(start() + Duration::minutes(2))
+    );
+    assert_eq!(
+        timers::next_due(&db, &clock, &["test", "someone-else"])
+            .await
+            .unwrap(),
+        at(start() + Duration::minutes(1))
+    );
+    clock.advance(Duration::minutes(3));
+    assert_eq!(
+        timers::next_due(&db, &clock, &["test"]).await.unwrap(),
+        at(start() + Duration::minutes(5))
+    );
+}
+
+/// A running worker fires a timer at its due time, not at its next poll:
+/// with an hour's poll, the timer due in a moment still fires (the test
+/// would wait an hour otherwise).
+#[tokio::test]
+async fn a_worker_wakes_at_the_due_time_not_the_poll() {
+    let (_t, db) = timers_db().await;
+    let clock: Arc<dyn rapport_usecase::Clock> = Arc::new(rapport_usecase::SystemClock);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let handler: TimerHandler = Arc::new(move |_txn: &DatabaseTransaction, fired: &Fired| {
+        let _ = tx.send(fired.timer.key.clone());
+        Box::pin(async { Ok(()) })
+    });
+    // Scheduled before the worker starts: its first pass finds nothing due
+    // and sleeps, until the due time rather than for the poll.
+    let due = clock.now() + Duration::milliseconds(300);
+    timers::schedule(&db.writer, &timer("soon", due, "p"))
+        .await
+        .unwrap();
+    let worker = timers::spawn(
+        db.clone(),
+        clock.clone(),
+        vec!["test".into()],
+        handler,
+        std::time::Duration::from_secs(3600),
+    );
+    let key = tokio::time::timeout(std::time::Duration::from_secs(120), rx.recv())
+        .await
+        .expect("fired before the poll")
+        .unwrap();
+    worker.abort();
+    assert_eq!(key, "soon");
+    assert!(clock.now() >= due);
 }

@@ -11,6 +11,7 @@ mod m20261202_000005_sla;
 mod m20261202_000006_promises;
 mod m20261202_000007_customer_marks;
 mod m20261202_000008_interaction_metrics;
+mod m20261202_000009_timers_by_kind;
 
 /// All conversations migrations, oldest first.
 #[derive(Debug)]
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_promises::Migration),
             Box::new(m20261202_000007_customer_marks::Migration),
             Box::new(m20261202_000008_interaction_metrics::Migration),
+            Box::new(m20261202_000009_timers_by_kind::Migration),
         ]
     }
 
