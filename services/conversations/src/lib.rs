@@ -310,6 +310,9 @@ pub async fn build_with(
         assertion_public_keys: &config.assertion_public_keys,
     })
     .await?;
+    storage::metrics::ensure_rollups(&db)
+        .await
+        .map_err(|e| anyhow::anyhow!("rebuilding the KPI rollups: {e}"))?;
     let mailer = email::Mailer::new(&config.email)?;
     let deliveries = delivery::Deliverer::new(
         db.clone(),

@@ -12,6 +12,7 @@ mod m20261202_000006_promises;
 mod m20261202_000007_customer_marks;
 mod m20261202_000008_interaction_metrics;
 mod m20261202_000009_timers_by_kind;
+mod m20261202_000010_metric_rollups;
 
 /// All conversations migrations, oldest first.
 #[derive(Debug)]
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_customer_marks::Migration),
             Box::new(m20261202_000008_interaction_metrics::Migration),
             Box::new(m20261202_000009_timers_by_kind::Migration),
+            Box::new(m20261202_000010_metric_rollups::Migration),
         ]
     }
 

@@ -248,9 +248,7 @@ pub fn periods(period: Period, at: DateTime<Utc>, zone: Tz) -> Option<(Bounds, B
 
 /// The 3-significant-digit bucket of `seconds`: exact below 1000 s, else
 /// rounded down to three significant digits (< 1 % below the value).
-/// [`bucket_sql`] computes the same in SQL; this is its reference, for
-/// tests.
-#[cfg(test)]
+/// [`bucket_sql`] computes the same in SQL.
 pub fn bucket(seconds: i64) -> i64 {
     let mut step = 1;
     while seconds / step >= 1000 {
@@ -353,15 +351,30 @@ pub struct RateCount {
     pub total: i64,
 }
 
-/// Conversations created of one group, channel and interaction type.
+/// What volume is counted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum VolumeDimension {
+    /// The channel.
+    Channel,
+    /// The interaction type.
+    InteractionType,
+}
+
+str_enum!(VolumeDimension {
+    Channel => "volume_channel",
+    InteractionType => "volume_type",
+});
+
+/// Conversations created of one group with one channel or interaction
+/// type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeCount {
     /// The group's stored key.
     pub key: String,
-    /// The channel (empty: none).
-    pub channel: String,
-    /// The interaction type (empty: none).
-    pub interaction_type: String,
+    /// Counted by.
+    pub dimension: VolumeDimension,
+    /// The channel or type (empty: none).
+    pub value: String,
     /// How many.
     pub count: i64,
 }
@@ -575,10 +588,11 @@ pub fn report(bounds: Bounds, group_by: GroupBy, agg: Aggregates) -> PeriodRepor
     }
     for (key, v) in volume {
         if let Some(r) = rows.get_mut(&key) {
-            *r.volume_by_channel.entry(v.channel).or_default() += v.count;
-            *r.volume_by_interaction_type
-                .entry(v.interaction_type)
-                .or_default() += v.count;
+            let by = match v.dimension {
+                VolumeDimension::Channel => &mut r.volume_by_channel,
+                VolumeDimension::InteractionType => &mut r.volume_by_interaction_type,
+            };
+            *by.entry(v.value).or_default() += v.count;
         }
     }
     PeriodReport {
@@ -823,8 +837,8 @@ mod tests {
             promises: Vec::new(),
             volume: vec![VolumeCount {
                 key: "".into(),
-                channel: "email".into(),
-                interaction_type: "".into(),
+                dimension: VolumeDimension::Channel,
+                value: "email".into(),
                 count: 4,
             }],
         };

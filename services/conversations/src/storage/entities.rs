@@ -167,6 +167,51 @@ pub mod sla_alerts {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// Additive KPI aggregates of the facts per UTC day and month
+/// (`storage::metrics`; migration 000010).
+pub mod metric_rollups {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "conv_metric_rollups")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant: String,
+        /// What rows are grouped by (`GroupBy`'s stored name).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub group_kind: String,
+        /// `day` or `month`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub unit: String,
+        /// The UTC day's or month's start, µs since the epoch.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub unit_start: i64,
+        /// The group's stored key (empty: none).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub group_key: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub measure: String,
+        /// `calendar`/`business` of a duration; the channel or type of
+        /// volume; empty otherwise.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub label: String,
+        /// A duration's bucket; a reopen's delay in µs; 0 otherwise.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub bucket: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub shard: i16,
+        pub facts: i64,
+        pub seconds: i64,
+        pub met: i64,
+        pub breached: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod metric_facts {
     use sea_orm::entity::prelude::*;
 

@@ -143,11 +143,13 @@ async fn sync_timers<C: ConnectionTrait>(
     }
 }
 
-/// Writes the promise rows of a change (and their timers) in `txn`.
+/// Writes the promise rows of a change (and their timers) in `txn`; the
+/// facts of their outcomes add to `rollups`.
 pub(super) async fn write(
     txn: &DatabaseTransaction,
     tenant: &Tenant,
     promises: &[RowWrite<Promise>],
+    rollups: &mut super::metrics::Rollups,
 ) -> Result<(), CommitError> {
     for w in promises {
         let p = match w {
@@ -170,7 +172,9 @@ pub(super) async fn write(
             }
         };
         sync_timers(txn, tenant, p).await.map_err(failed)?;
-        outcome_fact(txn, tenant, p).await.map_err(failed)?;
+        outcome_fact(txn, tenant, p, rollups)
+            .await
+            .map_err(failed)?;
     }
     Ok(())
 }
@@ -181,6 +185,7 @@ async fn outcome_fact(
     txn: &DatabaseTransaction,
     tenant: &Tenant,
     p: &Promise,
+    rollups: &mut super::metrics::Rollups,
 ) -> Result<(), DbErr> {
     use crate::domain::promise::PromiseState;
     if !matches!(p.state, PromiseState::Kept | PromiseState::Broken) {
@@ -197,7 +202,7 @@ async fn outcome_fact(
     };
     let c = super::rows::to_conversation(row).map_err(|e| DbErr::Custom(e.to_string()))?;
     match crate::domain::metrics::promise_fact(p, &c) {
-        Some(f) => super::write::insert_fact(txn, tenant, &f).await,
+        Some(f) => super::metrics::record(txn, tenant, &f, rollups).await,
         None => Ok(()),
     }
 }
@@ -363,7 +368,11 @@ async fn fire(
     }
     // The reminder timer of a broken promise goes with it.
     sync_timers(txn, &tenant, &next).await.map_err(retry)?;
-    outcome_fact(txn, &tenant, &next).await.map_err(retry)?;
+    let mut rollups = super::metrics::Rollups::default();
+    outcome_fact(txn, &tenant, &next, &mut rollups)
+        .await
+        .map_err(retry)?;
+    rollups.write(txn, &tenant).await.map_err(retry)?;
     let event = DomainEvent::Promise(event);
     let trace = rapport_telemetry::propagation::current_traceparent();
     let version = u64::try_from(next.version).ok();

@@ -169,31 +169,31 @@ pub(super) fn metric_of(name: &str) -> Option<Metric> {
     .find(|m| metric_name(*m) == name)
 }
 
-pub(super) fn metric_fact_row(tenant: &Tenant, f: &MetricFact) -> metric_facts::ActiveModel {
-    metric_facts::ActiveModel {
-        tenant: Set(tenant.to_string()),
-        conversation_id: Set(f.conversation.to_string()),
-        metric: Set(f.metric.as_str().to_owned()),
-        cycle: Set(i32::try_from(f.cycle).unwrap_or(i32::MAX)),
-        start_time: Set(micros(f.start)),
-        stop_time: Set(micros(f.stop)),
-        calendar_seconds: Set(f.calendar_seconds),
-        business_seconds: Set(f.business_seconds),
-        met: Set(f.met),
-        target_seconds: Set(f.target_seconds),
-        agent: Set(opt(f.agent)),
-        team: Set(opt(f.team)),
-        channel: Set(f.channel.map(|c| c.as_str().to_owned()).unwrap_or_default()),
-        inbox_id: Set(f.inbox.to_string()),
-        priority: Set(f.priority.as_str().to_owned()),
-        interaction_type: Set(f
+pub(super) fn metric_fact_model(tenant: &Tenant, f: &MetricFact) -> metric_facts::Model {
+    metric_facts::Model {
+        tenant: tenant.to_string(),
+        conversation_id: f.conversation.to_string(),
+        metric: f.metric.as_str().to_owned(),
+        cycle: i32::try_from(f.cycle).unwrap_or(i32::MAX),
+        start_time: micros(f.start),
+        stop_time: micros(f.stop),
+        calendar_seconds: f.calendar_seconds,
+        business_seconds: f.business_seconds,
+        met: f.met,
+        target_seconds: f.target_seconds,
+        agent: opt(f.agent),
+        team: opt(f.team),
+        channel: f.channel.map(|c| c.as_str().to_owned()).unwrap_or_default(),
+        inbox_id: f.inbox.to_string(),
+        priority: f.priority.as_str().to_owned(),
+        interaction_type: f
             .interaction_type
             .map(|t| t.as_str().to_owned())
-            .unwrap_or_default()),
-        policy: Set(opt(f.policy.map(|(p, _)| p))),
-        revision: Set(f.policy.map_or(0, |(_, r)| r)),
-        definition_version: Set(f.definition_version),
-        auto: Set(f.auto),
-        human_agents: Set(f.human_agents),
+            .unwrap_or_default(),
+        policy: opt(f.policy.map(|(p, _)| p)),
+        revision: f.policy.map_or(0, |(_, r)| r),
+        definition_version: f.definition_version,
+        auto: f.auto,
+        human_agents: f.human_agents,
     }
 }

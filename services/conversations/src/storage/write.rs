@@ -301,7 +301,8 @@ pub(super) async fn apply(
             count_message(txn, tenant, m, change.still_open == Some(m.conversation)).await?;
         }
     }
-    super::promises::write(txn, tenant, &change.promises).await?;
+    let mut rollups = super::metrics::Rollups::default();
+    super::promises::write(txn, tenant, &change.promises, &mut rollups).await?;
     super::check_ins::sync(txn, change).await.map_err(failed)?;
     for d in &change.delivery_writes {
         write_delivery(txn, tenant, d).await?;
@@ -322,36 +323,18 @@ pub(super) async fn apply(
         .map_err(failed)?;
     }
     for f in &change.metric_facts {
-        insert_fact(txn, tenant, f).await.map_err(failed)?;
+        super::metrics::record(txn, tenant, f, &mut rollups)
+            .await
+            .map_err(failed)?;
     }
+    // Last of the rows this change locks: rows every change shares wait
+    // only for a commit, in one key order.
+    rollups.write(txn, tenant).await.map_err(failed)?;
     for envelope in &prepared.envelopes {
         txn.execute(&outbox::append_insert(envelope))
             .await
             .map_err(failed)?;
     }
-    Ok(())
-}
-
-/// Inserts metric fact `f` unless its key (conversation, metric, cycle)
-/// is stored: a fact is written once, so a replay changes nothing.
-pub(super) async fn insert_fact<C: ConnectionTrait>(
-    conn: &C,
-    tenant: &Tenant,
-    f: &crate::domain::repository::MetricFact,
-) -> Result<(), DbErr> {
-    metric_facts::Entity::insert(metric_fact_row(tenant, f))
-        .on_conflict(
-            sea_orm::sea_query::OnConflict::columns([
-                metric_facts::Column::Tenant,
-                metric_facts::Column::ConversationId,
-                metric_facts::Column::Metric,
-                metric_facts::Column::Cycle,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .exec_without_returning(conn)
-        .await?;
     Ok(())
 }
 

@@ -422,6 +422,101 @@ async fn kpis_match_a_hand_computation() {
     assert!(phone.current.unwrap().rows.is_empty());
 }
 
+/// Reports read rollups of UTC days and months, corrected by the facts of
+/// the hours a time zone moves a period's edges. In UTC−12 the fixture's
+/// Monday splits at 12:00 UTC into two weeks (A's first resolution in
+/// one, B's and its reopen in the other). Each report must equal the one
+/// read from the facts alone (a channel filter reads only facts), and a
+/// start that finds facts without rollups rebuilds them.
+#[tokio::test]
+async fn rollups_and_facts_give_one_report() {
+    let mut f = fixture().await;
+    let zoned = |period: pb::MetricsPeriod, group_by, window: i64, channels: Vec<i32>| {
+        pb::QueryInteractionMetricsRequest {
+            period: period as i32,
+            time_zone: "Etc/GMT+12".into(),
+            fcr_window: secs(window),
+            channels,
+            ..week(group_by, at(12, 0))
+        }
+    };
+    let mut reports = Vec::new();
+    for period in [
+        pb::MetricsPeriod::Week,
+        pb::MetricsPeriod::Month,
+        pb::MetricsPeriod::Year,
+    ] {
+        for group_by in [
+            pb::MetricsGroupBy::None,
+            pb::MetricsGroupBy::Agent,
+            pb::MetricsGroupBy::Priority,
+        ] {
+            // B reopened an hour after it resolved: a window of half an
+            // hour keeps it a first-contact resolution.
+            for window in [86_400, 1800] {
+                let rolled = f
+                    .query(TENANT, zoned(period, group_by, window, vec![]))
+                    .await
+                    .unwrap();
+                // Every channel: the same facts, read without rollups.
+                let all = (1..=6).collect();
+                let facts = f
+                    .query(TENANT, zoned(period, group_by, window, all))
+                    .await
+                    .unwrap();
+                assert_eq!(rolled, facts, "{period:?} by {group_by:?}, window {window}");
+                reports.push(rolled);
+            }
+        }
+    }
+    // The split week: A's first response before 12:00 UTC, B's and C's
+    // after; all three across both.
+    let week = &reports[0];
+    let current = &week.current.as_ref().unwrap().rows[0];
+    let previous = &week.previous.as_ref().unwrap().rows[0];
+    assert_eq!(stats(&previous.first_response).0, 1);
+    assert_eq!(stats(&current.first_response).0, 2);
+    assert_eq!(rate(&previous.first_contact_resolution), (1, 1), "A");
+    assert_eq!(
+        rate(&current.first_contact_resolution),
+        (0, 1),
+        "B reopened"
+    );
+    let short_window = &reports[1].current.as_ref().unwrap().rows[0];
+    assert_eq!(rate(&short_window.first_contact_resolution), (1, 1), "B");
+
+    // A database with facts and no rollups (written before them): the
+    // next start rebuilds them.
+    use sea_orm::ConnectionTrait as _;
+    f.h.db
+        .writer
+        .execute_unprepared("DELETE FROM conv_metric_rollups")
+        .await
+        .unwrap();
+    f.h.restart().await;
+    let mut i = 0;
+    for period in [
+        pb::MetricsPeriod::Week,
+        pb::MetricsPeriod::Month,
+        pb::MetricsPeriod::Year,
+    ] {
+        for group_by in [
+            pb::MetricsGroupBy::None,
+            pb::MetricsGroupBy::Agent,
+            pb::MetricsGroupBy::Priority,
+        ] {
+            for window in [86_400, 1800] {
+                let rebuilt = f
+                    .query(TENANT, zoned(period, group_by, window, vec![]))
+                    .await
+                    .unwrap();
+                assert_eq!(rebuilt, reports[i], "rebuilt {period:?} by {group_by:?}");
+                i += 1;
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn bad_queries_are_invalid_arguments() {
     let h = start().await;
