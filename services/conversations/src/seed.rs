@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use anyhow::{Context as _, anyhow};
-use chrono::Utc;
+use chrono::{Datelike as _, Utc};
 use rapport_kit::PageTokens;
 use rapport_store::Db;
 
@@ -306,7 +306,10 @@ pub async fn seed_metric_facts(db: &Db, plan: &MetricsPlan) -> anyhow::Result<Se
             facts.push(measured(FactMetric::Reopen, 1, reopen, 0, 0));
             facts.push(measured(FactMetric::Resolution, 1, reopen, 7200, 86_400));
         }
-        if facts.len() >= 50_000 {
+        // A month's facts per write, so its rollup rows are written once
+        // (the months are in order), not added to batch after batch.
+        let next = plan.start + chrono::Duration::seconds(i64::try_from(i + 1)? * year / n);
+        if next.month() != created.month() || facts.len() >= 1_000_000 {
             crate::storage::metrics::insert_facts(db, &tenant, &facts)
                 .await
                 .context("writing metric facts")?;

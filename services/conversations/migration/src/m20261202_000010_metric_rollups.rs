@@ -1,7 +1,7 @@
 //! Interaction KPI rollups: the additive aggregates of the metric facts
 //! (counts, sums, met and breached per duration bucket; first-contact
-//! resolution, promise and volume counts) per UTC day and per UTC month,
-//! for each way a report groups rows. A year's report then reads twelve
+//! resolution, promise and volume counts) per UTC month (`unit`), for
+//! each way a report groups rows. A year's report then reads twelve
 //! months of rollups and the facts of the few hours its time zone moves
 //! its edges, not a million conversations' facts.
 //!

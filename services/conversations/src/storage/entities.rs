@@ -167,7 +167,7 @@ pub mod sla_alerts {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// Additive KPI aggregates of the facts per UTC day and month
+/// Additive KPI aggregates of the facts per UTC month
 /// (`storage::metrics`; migration 000010).
 pub mod metric_rollups {
     use sea_orm::entity::prelude::*;
@@ -180,10 +180,10 @@ pub mod metric_rollups {
         /// What rows are grouped by (`GroupBy`'s stored name).
         #[sea_orm(primary_key, auto_increment = false)]
         pub group_kind: String,
-        /// `day` or `month`.
+        /// `month` (the only unit so far).
         #[sea_orm(primary_key, auto_increment = false)]
         pub unit: String,
-        /// The UTC day's or month's start, µs since the epoch.
+        /// The UTC month's start, µs since the epoch.
         #[sea_orm(primary_key, auto_increment = false)]
         pub unit_start: i64,
         /// The group's stored key (empty: none).

@@ -3,14 +3,14 @@
 //! bucket — so a report never reads facts one by one into the service.
 //!
 //! **Rollups.** Every fact, in the transaction that writes it, adds itself
-//! to `conv_metric_rollups` (migration 000010): per UTC day and per UTC
-//! month, per way of grouping, the counts and sums of its bucket. A
-//! period in any time zone is the UTC days or months between the UTC
-//! midnights nearest its edges, read from rollups, corrected by the facts
-//! of the few hours between those midnights and the period's real edges
-//! (added or taken away: every aggregate is a sum). A year is then twelve
-//! months of rollups and two slivers of facts; all of it read in one
-//! snapshot, so a fact written meanwhile is counted in both or neither.
+//! to `conv_metric_rollups` (migration 000010): per UTC month, per way of
+//! grouping, the counts and sums of its bucket. A period in any time zone
+//! is the whole UTC months between the UTC midnights nearest its edges,
+//! read from rollups, the other whole UTC days read from facts, corrected
+//! by the facts of the few hours between those midnights and the period's
+//! real edges (added or taken away: every aggregate is a sum). A year is
+//! then twelve months of rollups and two slivers of facts; all of it read
+//! in one snapshot, so a fact written meanwhile counts in both or neither.
 //!
 //! A report filtered by inbox or channel reads the facts of its period
 //! (rollups keep one grouping per row, not every combination).
@@ -230,8 +230,9 @@ fn next_month(start: i64) -> i64 {
         .map_or(i64::MAX, micros)
 }
 
-/// How a period is read: ranges of UTC day and month rollups (by their
-/// start), and the slivers of facts to add (+1) or take away (-1).
+/// How a period is read: a range of UTC month rollups (by their start),
+/// ranges of whole UTC days read from facts, and the slivers of facts to
+/// add (+1) or take away (-1).
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Plan {
     days: Vec<(i64, i64)>,
@@ -304,8 +305,11 @@ impl SqlRepository {
         let mut net = Net::default();
         if scope.inboxes.is_empty() && scope.channels.is_empty() {
             let p = plan(start, end);
-            net.add(rolled_up(&txn, tenant, scope, &p).await?, 1);
-            for (range, sign) in p.slivers {
+            if let Some(months) = p.months {
+                net.add(rolled_up(&txn, tenant, scope, months).await?, 1);
+            }
+            let days = p.days.into_iter().map(|range| (range, 1));
+            for (range, sign) in days.chain(p.slivers) {
                 net.add(from_facts(&txn, tenant, scope, range).await?, sign);
             }
         } else {
@@ -316,27 +320,20 @@ impl SqlRepository {
     }
 }
 
-/// The aggregates of the rollups `plan` names.
+/// The aggregates of the month rollups starting in `[start, end)`.
 async fn rolled_up<C: ConnectionTrait>(
     conn: &C,
     tenant: &Tenant,
     scope: &Scope,
-    plan: &Plan,
+    (start, end): (i64, i64),
 ) -> Result<Aggregates, Error> {
     let mut q = Sql::new(conn.get_database_backend());
-    let mut units = Vec::new();
-    let ranges = plan.months.iter().map(|&r| ("month", r));
-    for (unit, (a, b)) in ranges.chain(plan.days.iter().map(|&r| ("day", r))) {
-        units.push(format!(
-            "(unit = {} AND unit_start >= {} AND unit_start < {})",
-            q.bind(unit),
-            q.bind(a),
-            q.bind(b)
-        ));
-    }
-    if units.is_empty() {
-        return Ok(Aggregates::default());
-    }
+    let units = format!(
+        "unit = {} AND unit_start >= {} AND unit_start < {}",
+        q.bind(MONTH),
+        q.bind(start),
+        q.bind(end)
+    );
     // A reopen's delay decides it against the window here, so reopens
     // fold into one row per group.
     let reopen = q.bind(REOPEN);
@@ -351,7 +348,6 @@ async fn rolled_up<C: ConnectionTrait>(
          GROUP BY group_key, measure, label, CASE WHEN measure = {reopen} THEN 0 ELSE bucket END",
         tenant = q.bind(tenant.as_str()),
         kind = q.bind(scope.group_by.as_str()),
-        units = units.join(" OR "),
         window = q.bind(scope.fcr_window_secs.saturating_mul(1_000_000)),
     );
     let mut agg = Aggregates::default();
@@ -599,6 +595,11 @@ async fn volume<C: ConnectionTrait>(
 
 // ---- Writing facts and their rollups ----
 
+/// The rollups' unit: a UTC month. Days are not rolled up: for a year of
+/// a million conversations, a day's facts are fewer than its rollup rows
+/// per agent would be, so the days a period holds besides whole months
+/// (a week; a day) are read from the facts.
+const MONTH: &str = "month";
 const FCR: &str = "fcr";
 const REOPEN: &str = "fcr_reopen";
 const PROMISE: &str = "promise";
@@ -673,7 +674,8 @@ impl Rollups {
             (GroupBy::Inbox, dims.inbox_id.as_str()),
             (GroupBy::Priority, dims.priority.as_str()),
         ];
-        for (unit, unit_start) in [("day", day_start(at)), ("month", month_start(at))] {
+        {
+            let (unit, unit_start) = (MONTH, month_start(at));
             for (kind, key) in groups {
                 let e = self
                     .0
