@@ -26,36 +26,6 @@ struct Setup {
     me: pb::Agent,
 }
 
-/// Weekdays 09:00–17:00 in `zone`.
-async fn office_hours(h: &Harness, zone: &str) -> String {
-    let weekly_hours = (1..=5)
-        .map(|day| pb::WeeklyInterval {
-            day,
-            start_time: "09:00".into(),
-            end_time: "17:00".into(),
-        })
-        .collect();
-    h.client()
-        .create_business_calendar(tenant_request(
-            TENANT,
-            pb::CreateBusinessCalendarRequest {
-                business_calendar: Some(pb::BusinessCalendar {
-                    display_name: format!("Office {zone}"),
-                    time_zone: zone.into(),
-                    weekly_hours,
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .unwrap_or_else(|s| panic!("CreateBusinessCalendar: {}", describe(&s)))
-        .into_inner()
-        .business_calendar
-        .unwrap()
-        .name
-}
-
 /// The service at `now`, a conversation the customer started, and the
 /// caller's agent (with `calendar`, or none).
 async fn setup_at(now: &str, calendar_zone: Option<&str>) -> Setup {
