@@ -7,9 +7,12 @@ use sea_orm::{
 use super::{SqlRepository, entities::*, rows::*};
 use crate::domain::{
     Error,
+    calendars::CalendarId,
+    error::Kind,
     managed::Managed,
     model::*,
-    repository::{ChangeSet, CommitError, ConversationFilter, Repository},
+    repository::{CalendarUsers, ChangeSet, CommitError, ConversationFilter, Repository},
+    sla_apply::calendar_of_name,
 };
 
 /// The states of a conversation someone still works on.
@@ -200,6 +203,48 @@ impl Repository for SqlRepository {
             .filter(C::AppliedSla.like(format!("%{calendar}%")));
         let page = Page::after(after, limit);
         tenant_page(tenant, select, page, &self.db.reader, to_conversation).await
+    }
+
+    async fn calendar_users(
+        &self,
+        tenant: &Tenant,
+        calendar: CalendarId,
+    ) -> Result<CalendarUsers, Error> {
+        // Inboxes and agents name their calendar only inside their JSON
+        // documents, so the database narrows by text and each candidate is
+        // read to keep those whose calendar it is. An inbox holds the name
+        // as it was given (any form of the id that parses), so inboxes are
+        // narrowed to those naming a calendar at all; an agent's is always
+        // the id's canonical text. Rare admin path: a calendar's update.
+        let inboxes = inboxes::Entity::find()
+            .filter(inboxes::Column::Tenant.eq(tenant.as_str()))
+            .filter(inboxes::Column::Document.like("%businessCalendars/%"))
+            .order_by_asc(inboxes::Column::Id)
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?;
+        let agents = managed::Entity::find()
+            .filter(managed::Column::Tenant.eq(tenant.as_str()))
+            .filter(managed::Column::Kind.eq(kind_name(Kind::Agent)))
+            .filter(managed::Column::Document.like(format!("%{calendar}%")))
+            .order_by_asc(managed::Column::Id)
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?;
+        let mut users = CalendarUsers::default();
+        for row in inboxes {
+            let inbox = to_inbox(row)?;
+            if calendar_of_name(&inbox.business_calendar) == Some(calendar) {
+                users.inboxes.push(inbox.id);
+            }
+        }
+        for row in agents {
+            let agent: Agent = to_managed(row)?;
+            if agent.business_calendar == Some(calendar) {
+                users.agents.push(agent.id);
+            }
+        }
+        Ok(users)
     }
 
     async fn message(
