@@ -566,6 +566,24 @@ pub async fn office_hours(h: &Harness, zone: &str) -> String {
         .name
 }
 
+/// UpdateBusinessCalendar in [`TENANT`] of the `paths` of `calendar`
+/// (which names the calendar).
+pub async fn update_calendar(h: &Harness, calendar: pb::BusinessCalendar, paths: &[&str]) {
+    h.client()
+        .update_business_calendar(tenant_request(
+            TENANT,
+            pb::UpdateBusinessCalendarRequest {
+                business_calendar: Some(calendar),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("UpdateBusinessCalendar: {}", describe(&s)));
+}
+
 /// A target of `seconds`, in business time on `calendar` (a calendar's
 /// name) or, empty, in calendar time.
 pub fn sla_target(seconds: i64, calendar: &str) -> Option<pb::SlaTarget> {

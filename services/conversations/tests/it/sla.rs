@@ -782,28 +782,12 @@ async fn editing_a_calendar_moves_open_due_times_and_their_timers() {
         Some(at(7, 10))
     );
     let holiday = |holidays: Vec<pb::Holiday>| {
-        let client = h.client();
-        let office = office.clone();
-        async move {
-            client
-                .clone()
-                .update_business_calendar(tenant_request(
-                    TENANT,
-                    pb::UpdateBusinessCalendarRequest {
-                        business_calendar: Some(pb::BusinessCalendar {
-                            name: office,
-                            holidays,
-                            ..Default::default()
-                        }),
-                        update_mask: Some(prost_types::FieldMask {
-                            paths: vec!["holidays".into()],
-                        }),
-                        request_id: String::new(),
-                    },
-                ))
-                .await
-                .unwrap_or_else(|s| panic!("UpdateBusinessCalendar: {}", describe(&s)))
-        }
+        let calendar = pb::BusinessCalendar {
+            name: office.clone(),
+            holidays,
+            ..Default::default()
+        };
+        update_calendar(&h, calendar, &["holidays"])
     };
     // Monday becomes a holiday: due Tuesday 10:00, the timers with it.
     holiday(vec![pb::Holiday {
@@ -870,10 +854,27 @@ async fn an_inbox_calendar_change_moves_the_warning_timers_of_its_open_conversat
     };
     // Office hours from 09:00: the warning would fall at the due time, so
     // there is none.
-    set_calendar(office).await;
+    set_calendar(office.clone()).await;
     assert_eq!(
         timer_due(&h, &c.name, "first_response:0:warning").await,
         None
+    );
+    // The calendar the inbox names opens at 08:00 now: an edit of it moves
+    // the inbox's conversations, and the warning is back at 08:30.
+    let monday = pb::WeeklyInterval {
+        day: pb::DayOfWeek::Monday as i32,
+        start_time: "08:00".into(),
+        end_time: "17:00".into(),
+    };
+    let calendar = pb::BusinessCalendar {
+        name: office,
+        weekly_hours: vec![monday],
+        ..Default::default()
+    };
+    update_calendar(&h, calendar, &["weekly_hours"]).await;
+    assert_eq!(
+        timer_due(&h, &c.name, "first_response:0:warning").await,
+        Some(at(8, 30))
     );
     // No calendar again: 08:30, and it is raised then (the warning names
     // the due time it warns of).
