@@ -62,6 +62,106 @@ pub enum Seek {
     Before(Option<String>),
 }
 
+/// The page a list asks for: where it runs from, and how many rows at most.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// Direction and cursor.
+    pub seek: Seek,
+    /// Rows at most.
+    pub limit: u32,
+}
+
+impl Page {
+    /// Ascending, after `cursor` (a list's page token) when there is one.
+    pub fn after(cursor: Option<impl std::fmt::Display>, limit: u32) -> Self {
+        let seek = Seek::After(cursor.map(|c| c.to_string()));
+        Self { seek, limit }
+    }
+
+    /// Descending, before `cursor` (a list's page token) when there is one.
+    pub fn before(cursor: Option<impl std::fmt::Display>, limit: u32) -> Self {
+        let seek = Seek::Before(cursor.map(|c| c.to_string()));
+        Self { seek, limit }
+    }
+}
+
+/// A table whose rows are listed per tenant in keyset pages: which column
+/// names the tenant and which unique, time-ordered key the pages run over.
+/// Why a trait: every list of every service filters by the one and pages by
+/// the other, so naming them once per table leaves a list only its own
+/// filters (see [`tenant_page`]).
+pub trait TenantKeyed: EntityTrait {
+    /// The tenant every query of the table is scoped to.
+    const TENANT: Self::Column;
+    /// The key [`keyset_page`] runs over.
+    const KEY: Self::Column;
+}
+
+/// [`TenantKeyed`] for the `Entity` of each named entity module whose
+/// tenant column is `Tenant` and whose key is `Id` (every listed table's
+/// shape).
+#[macro_export]
+macro_rules! tenant_keyed {
+    ($($table:ident),+ $(,)?) => {
+        $(impl $crate::TenantKeyed for $table::Entity {
+            const TENANT: $table::Column = $table::Column::Tenant;
+            const KEY: $table::Column = $table::Column::Id;
+        })+
+    };
+}
+
+/// One keyset page of tenant `tenant`'s rows of `select` (a list's own
+/// filters, without the tenant's), each read by `row`: the one shape of
+/// every service's list query, database errors classified by [`to_error`].
+pub async fn tenant_page<E, T, Er, C>(
+    tenant: &rapport_usecase::Tenant,
+    select: Select<E>,
+    page: Page,
+    conn: &C,
+    row: impl FnMut(E::Model) -> Result<T, Er>,
+) -> Result<Vec<T>, Er>
+where
+    E: TenantKeyed,
+    Er: FromDbFailure,
+    C: ConnectionTrait,
+{
+    keyset_page(
+        select.filter(E::TENANT.eq(tenant.as_str())),
+        E::KEY,
+        page.seek,
+        page.limit,
+        conn,
+    )
+    .await
+    .map_err(|e| to_error(&e))?
+    .into_iter()
+    .map(row)
+    .collect()
+}
+
+/// Tenant `tenant`'s row of `select` (narrowed to one by a unique key, or
+/// ordered so that the first is the one wanted), read by `row`: the one
+/// shape of every service's single-row read.
+pub async fn tenant_one<E, T, Er, C>(
+    tenant: &rapport_usecase::Tenant,
+    select: Select<E>,
+    conn: &C,
+    row: impl FnOnce(E::Model) -> Result<T, Er>,
+) -> Result<Option<T>, Er>
+where
+    E: TenantKeyed,
+    Er: FromDbFailure,
+    C: ConnectionTrait,
+{
+    select
+        .filter(E::TENANT.eq(tenant.as_str()))
+        .one(conn)
+        .await
+        .map_err(|e| to_error(&e))?
+        .map(row)
+        .transpose()
+}
+
 /// One keyset page of `select`: at most `limit` rows ordered by `key` (a
 /// unique column, the resource's time-ordered id) in `seek`'s direction,
 /// past its cursor. Why keyset and not OFFSET: a page costs the same

@@ -345,6 +345,17 @@ pub struct ConversationFilter {
     pub create_to: Option<DateTime<Utc>>,
 }
 
+/// Who keeps the hours of one business calendar, each in id order: what a
+/// change of the calendar moves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CalendarUsers {
+    /// The inboxes naming it (their calendar places the warnings of
+    /// calendar-time targets and counts business seconds).
+    pub inboxes: Vec<InboxId>,
+    /// The agents working by it (it places their promises' reminders).
+    pub agents: Vec<AgentId>,
+}
+
 /// Storage of the conversations service. Every method is scoped to one
 /// tenant; stored idempotent results are read through [`Priors`].
 pub trait Repository:
@@ -451,6 +462,13 @@ pub trait Repository:
         after: Option<ConversationId>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Conversation>, Error>> + Send;
+
+    /// The inboxes and agents whose business calendar is `calendar`.
+    fn calendar_users(
+        &self,
+        tenant: &Tenant,
+        calendar: super::calendars::CalendarId,
+    ) -> impl Future<Output = Result<CalendarUsers, Error>> + Send;
 
     /// One message of a conversation.
     fn message(

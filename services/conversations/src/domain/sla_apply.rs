@@ -22,8 +22,7 @@ use super::{
     sla_clock::{self, Evaluation, MetricClock, Status, StopCause},
 };
 
-/// Conversations, inboxes or agents read per page when a calendar change
-/// moves timers.
+/// Conversations read per page when a calendar change moves timers.
 const RESCHEDULE_PAGE: u32 = 200;
 
 /// The calendars a conversation's clocks count on: its SLA's targets' and
@@ -423,36 +422,14 @@ impl<R: Repository, P: Customers, C: Clock> Conversations<R, P, C> {
             }
             after = page.last().map(|c| c.id);
         }
-        let calendar = CalendarId(id);
-        let mut after = None;
-        loop {
-            let page = self.repo().inboxes(tenant, after, RESCHEDULE_PAGE).await?;
-            for inbox in &page {
-                if calendar_of_name(&inbox.business_calendar) == Some(calendar) {
-                    self.reschedule_for_inbox(tenant, inbox.id).await?;
-                }
-            }
-            if page.len() < RESCHEDULE_PAGE as usize {
-                break;
-            }
-            after = page.last().map(|i| i.id);
+        let users = self.repo().calendar_users(tenant, CalendarId(id)).await?;
+        for inbox in users.inboxes {
+            self.reschedule_for_inbox(tenant, inbox).await?;
         }
-        let mut after = None;
-        loop {
-            let page: Vec<Agent> = self
-                .repo()
-                .managed_list(tenant, after, RESCHEDULE_PAGE)
-                .await?;
-            for agent in &page {
-                if agent.business_calendar == Some(calendar) {
-                    self.remind_again(tenant, agent.id).await?;
-                }
-            }
-            if page.len() < RESCHEDULE_PAGE as usize {
-                return Ok(());
-            }
-            after = page.last().map(|a| a.id.0);
+        for agent in users.agents {
+            self.remind_again(tenant, agent).await?;
         }
+        Ok(())
     }
 
     /// Schedules again the SLA timers of inbox `inbox`'s conversations

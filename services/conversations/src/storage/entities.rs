@@ -251,3 +251,5 @@ pub mod metric_facts {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+rapport_store::tenant_keyed!(inboxes, conversations, messages, managed);

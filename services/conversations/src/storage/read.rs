@@ -1,5 +1,5 @@
 //! Reads: every query filters by tenant.
-use rapport_store::{Seek, keyset_page, micros};
+use rapport_store::{Page, micros, tenant_one, tenant_page};
 use sea_orm::{
     ColumnTrait, ConnectionTrait as _, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
 };
@@ -7,9 +7,12 @@ use sea_orm::{
 use super::{SqlRepository, entities::*, rows::*};
 use crate::domain::{
     Error,
+    calendars::CalendarId,
+    error::Kind,
     managed::Managed,
     model::*,
-    repository::{ChangeSet, CommitError, ConversationFilter, Repository},
+    repository::{CalendarUsers, ChangeSet, CommitError, ConversationFilter, Repository},
+    sla_apply::calendar_of_name,
 };
 
 /// The states of a conversation someone still works on.
@@ -31,14 +34,8 @@ impl Repository for SqlRepository {
     }
 
     async fn inbox(&self, tenant: &Tenant, id: InboxId) -> Result<Option<Inbox>, Error> {
-        inboxes::Entity::find()
-            .filter(inboxes::Column::Tenant.eq(tenant.as_str()))
-            .filter(inboxes::Column::Id.eq(id.to_string()))
-            .one(&self.db.reader)
-            .await
-            .map_err(db_err)?
-            .map(to_inbox)
-            .transpose()
+        let select = inboxes::Entity::find().filter(inboxes::Column::Id.eq(id.to_string()));
+        tenant_one(tenant, select, &self.db.reader, to_inbox).await
     }
 
     async fn inboxes(
@@ -47,18 +44,9 @@ impl Repository for SqlRepository {
         after: Option<InboxId>,
         limit: u32,
     ) -> Result<Vec<Inbox>, Error> {
-        keyset_page(
-            inboxes::Entity::find().filter(inboxes::Column::Tenant.eq(tenant.as_str())),
-            inboxes::Column::Id,
-            Seek::After(after.map(|a| a.to_string())),
-            limit,
-            &self.db.reader,
-        )
-        .await
-        .map_err(db_err)?
-        .into_iter()
-        .map(to_inbox)
-        .collect()
+        let select = inboxes::Entity::find();
+        let page = Page::after(after, limit);
+        tenant_page(tenant, select, page, &self.db.reader, to_inbox).await
     }
 
     async fn managed<T: Managed>(
@@ -66,15 +54,10 @@ impl Repository for SqlRepository {
         tenant: &Tenant,
         id: uuid::Uuid,
     ) -> Result<Option<T>, Error> {
-        managed::Entity::find()
-            .filter(managed::Column::Tenant.eq(tenant.as_str()))
+        let select = managed::Entity::find()
             .filter(managed::Column::Id.eq(id.to_string()))
-            .filter(managed::Column::Kind.eq(kind_name(T::KIND)))
-            .one(&self.db.reader)
-            .await
-            .map_err(db_err)?
-            .map(to_managed)
-            .transpose()
+            .filter(managed::Column::Kind.eq(kind_name(T::KIND)));
+        tenant_one(tenant, select, &self.db.reader, to_managed).await
     }
 
     async fn managed_by_key<T: Managed>(
@@ -82,15 +65,10 @@ impl Repository for SqlRepository {
         tenant: &Tenant,
         key: &str,
     ) -> Result<Option<T>, Error> {
-        managed::Entity::find()
+        let select = managed::Entity::find()
             .filter(managed::Column::Key.eq(key))
-            .filter(managed::Column::Kind.eq(kind_name(T::KIND)))
-            .filter(managed::Column::Tenant.eq(tenant.as_str()))
-            .one(&self.db.reader)
-            .await
-            .map_err(db_err)?
-            .map(to_managed)
-            .transpose()
+            .filter(managed::Column::Kind.eq(kind_name(T::KIND)));
+        tenant_one(tenant, select, &self.db.reader, to_managed).await
     }
 
     async fn managed_list<T: Managed>(
@@ -99,21 +77,9 @@ impl Repository for SqlRepository {
         after: Option<uuid::Uuid>,
         limit: u32,
     ) -> Result<Vec<T>, Error> {
-        use managed::Column as R;
-        keyset_page(
-            managed::Entity::find()
-                .filter(R::Kind.eq(kind_name(T::KIND)))
-                .filter(R::Tenant.eq(tenant.as_str())),
-            R::Id,
-            Seek::After(after.map(|a| a.to_string())),
-            limit,
-            &self.db.reader,
-        )
-        .await
-        .map_err(db_err)?
-        .into_iter()
-        .map(to_managed)
-        .collect()
+        let select = managed::Entity::find().filter(managed::Column::Kind.eq(kind_name(T::KIND)));
+        let page = Page::after(after, limit);
+        tenant_page(tenant, select, page, &self.db.reader, to_managed).await
     }
 
     async fn active_count(&self, tenant: &Tenant, agent: AgentId) -> Result<u64, Error> {
@@ -133,14 +99,9 @@ impl Repository for SqlRepository {
         tenant: &Tenant,
         id: ConversationId,
     ) -> Result<Option<Conversation>, Error> {
-        conversations::Entity::find()
-            .filter(conversations::Column::Tenant.eq(tenant.as_str()))
-            .filter(conversations::Column::Id.eq(id.to_string()))
-            .one(&self.db.reader)
-            .await
-            .map_err(db_err)?
-            .map(to_conversation)
-            .transpose()
+        let select =
+            conversations::Entity::find().filter(conversations::Column::Id.eq(id.to_string()));
+        tenant_one(tenant, select, &self.db.reader, to_conversation).await
     }
 
     async fn conversation_by_case_number(
@@ -148,14 +109,9 @@ impl Repository for SqlRepository {
         tenant: &Tenant,
         case_number: i64,
     ) -> Result<Option<Conversation>, Error> {
-        conversations::Entity::find()
-            .filter(conversations::Column::CaseNumber.eq(case_number))
-            .filter(conversations::Column::Tenant.eq(tenant.as_str()))
-            .one(&self.db.reader)
-            .await
-            .map_err(db_err)?
-            .map(to_conversation)
-            .transpose()
+        let select =
+            conversations::Entity::find().filter(conversations::Column::CaseNumber.eq(case_number));
+        tenant_one(tenant, select, &self.db.reader, to_conversation).await
     }
 
     async fn conversations(
@@ -166,7 +122,7 @@ impl Repository for SqlRepository {
         limit: u32,
     ) -> Result<Vec<Conversation>, Error> {
         use conversations::Column as C;
-        let mut q = conversations::Entity::find().filter(C::Tenant.eq(tenant.as_str()));
+        let mut q = conversations::Entity::find();
         if let Some(customer) = f.customer {
             q = q.filter(C::Customer.eq(customer.to_string()));
         }
@@ -191,18 +147,8 @@ impl Repository for SqlRepository {
         if let Some(to) = f.create_to {
             q = q.filter(C::CreateTime.lt(micros(to)));
         }
-        keyset_page(
-            q,
-            C::Id,
-            Seek::Before(before.map(|b| b.to_string())),
-            limit,
-            &self.db.reader,
-        )
-        .await
-        .map_err(db_err)?
-        .into_iter()
-        .map(to_conversation)
-        .collect()
+        let page = Page::before(before, limit);
+        tenant_page(tenant, q, page, &self.db.reader, to_conversation).await
     }
 
     async fn thread(
@@ -234,16 +180,11 @@ impl Repository for SqlRepository {
         customer: CustomerId,
     ) -> Result<Option<Conversation>, Error> {
         use conversations::Column as C;
-        conversations::Entity::find()
+        let select = conversations::Entity::find()
             .filter(C::Customer.eq(customer.to_string()))
-            .filter(C::Tenant.eq(tenant.as_str()))
             .filter(C::State.is_in(active()))
-            .order_by_desc(C::Id)
-            .one(&self.db.reader)
-            .await
-            .map_err(db_err)?
-            .map(to_conversation)
-            .transpose()
+            .order_by_desc(C::Id);
+        tenant_one(tenant, select, &self.db.reader, to_conversation).await
     }
 
     async fn pinned_to_calendar(
@@ -257,21 +198,53 @@ impl Repository for SqlRepository {
         // Rare admin paths (a calendar's update or delete): a scan of the
         // tenant's active conversations' pinned copies (JSON), which name
         // calendars by id.
-        keyset_page(
-            conversations::Entity::find()
-                .filter(C::Tenant.eq(tenant.as_str()))
-                .filter(C::State.is_in(active()))
-                .filter(C::AppliedSla.like(format!("%{calendar}%"))),
-            C::Id,
-            Seek::After(after.map(|a| a.to_string())),
-            limit,
-            &self.db.reader,
-        )
-        .await
-        .map_err(db_err)?
-        .into_iter()
-        .map(to_conversation)
-        .collect()
+        let select = conversations::Entity::find()
+            .filter(C::State.is_in(active()))
+            .filter(C::AppliedSla.like(format!("%{calendar}%")));
+        let page = Page::after(after, limit);
+        tenant_page(tenant, select, page, &self.db.reader, to_conversation).await
+    }
+
+    async fn calendar_users(
+        &self,
+        tenant: &Tenant,
+        calendar: CalendarId,
+    ) -> Result<CalendarUsers, Error> {
+        // Inboxes and agents name their calendar only inside their JSON
+        // documents, so the database narrows by text and each candidate is
+        // read to keep those whose calendar it is. An inbox holds the name
+        // as it was given (any form of the id that parses), so inboxes are
+        // narrowed to those naming a calendar at all; an agent's is always
+        // the id's canonical text. Rare admin path: a calendar's update.
+        let inboxes = inboxes::Entity::find()
+            .filter(inboxes::Column::Tenant.eq(tenant.as_str()))
+            .filter(inboxes::Column::Document.like("%businessCalendars/%"))
+            .order_by_asc(inboxes::Column::Id)
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?;
+        let agents = managed::Entity::find()
+            .filter(managed::Column::Tenant.eq(tenant.as_str()))
+            .filter(managed::Column::Kind.eq(kind_name(Kind::Agent)))
+            .filter(managed::Column::Document.like(format!("%{calendar}%")))
+            .order_by_asc(managed::Column::Id)
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?;
+        let mut users = CalendarUsers::default();
+        for row in inboxes {
+            let inbox = to_inbox(row)?;
+            if calendar_of_name(&inbox.business_calendar) == Some(calendar) {
+                users.inboxes.push(inbox.id);
+            }
+        }
+        for row in agents {
+            let agent: Agent = to_managed(row)?;
+            if agent.business_calendar == Some(calendar) {
+                users.agents.push(agent.id);
+            }
+        }
+        Ok(users)
     }
 
     async fn message(
@@ -280,15 +253,10 @@ impl Repository for SqlRepository {
         conversation: ConversationId,
         id: MessageId,
     ) -> Result<Option<Message>, Error> {
-        messages::Entity::find()
-            .filter(messages::Column::Tenant.eq(tenant.as_str()))
+        let select = messages::Entity::find()
             .filter(messages::Column::Id.eq(id.to_string()))
-            .filter(messages::Column::ConversationId.eq(conversation.to_string()))
-            .one(&self.db.reader)
-            .await
-            .map_err(db_err)?
-            .map(to_message)
-            .transpose()
+            .filter(messages::Column::ConversationId.eq(conversation.to_string()));
+        tenant_one(tenant, select, &self.db.reader, to_message).await
     }
 
     async fn message_by_external_id(
@@ -297,15 +265,10 @@ impl Repository for SqlRepository {
         inbox: InboxId,
         external_id: &str,
     ) -> Result<Option<Message>, Error> {
-        messages::Entity::find()
+        let select = messages::Entity::find()
             .filter(messages::Column::ExternalId.eq(external_id))
-            .filter(messages::Column::InboxId.eq(inbox.to_string()))
-            .filter(messages::Column::Tenant.eq(tenant.as_str()))
-            .one(&self.db.reader)
-            .await
-            .map_err(db_err)?
-            .map(to_message)
-            .transpose()
+            .filter(messages::Column::InboxId.eq(inbox.to_string()));
+        tenant_one(tenant, select, &self.db.reader, to_message).await
     }
 
     async fn external_ids(
@@ -341,21 +304,10 @@ impl Repository for SqlRepository {
         after: Option<MessageId>,
         limit: u32,
     ) -> Result<Vec<Message>, Error> {
-        use messages::Column as M;
-        keyset_page(
-            messages::Entity::find()
-                .filter(M::ConversationId.eq(conversation.to_string()))
-                .filter(M::Tenant.eq(tenant.as_str())),
-            M::Id,
-            Seek::After(after.map(|a| a.to_string())),
-            limit,
-            &self.db.reader,
-        )
-        .await
-        .map_err(db_err)?
-        .into_iter()
-        .map(to_message)
-        .collect()
+        let select = messages::Entity::find()
+            .filter(messages::Column::ConversationId.eq(conversation.to_string()));
+        let page = Page::after(after, limit);
+        tenant_page(tenant, select, page, &self.db.reader, to_message).await
     }
 
     async fn history(
@@ -365,21 +317,10 @@ impl Repository for SqlRepository {
         before: Option<MessageId>,
         limit: u32,
     ) -> Result<Vec<Message>, Error> {
-        use messages::Column as M;
-        keyset_page(
-            messages::Entity::find()
-                .filter(M::Customer.eq(customer.to_string()))
-                .filter(M::Tenant.eq(tenant.as_str())),
-            M::Id,
-            Seek::Before(before.map(|b| b.to_string())),
-            limit,
-            &self.db.reader,
-        )
-        .await
-        .map_err(db_err)?
-        .into_iter()
-        .map(to_message)
-        .collect()
+        let select =
+            messages::Entity::find().filter(messages::Column::Customer.eq(customer.to_string()));
+        let page = Page::before(before, limit);
+        tenant_page(tenant, select, page, &self.db.reader, to_message).await
     }
 
     async fn next_case_number(&self, tenant: &Tenant) -> Result<i64, Error> {

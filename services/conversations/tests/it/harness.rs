@@ -528,3 +528,182 @@ pub async fn create_agent(
         .agent
         .unwrap()
 }
+
+/// A calendar open Monday to Friday 09:00–17:00 in `zone`.
+pub async fn office_hours(h: &Harness, zone: &str) -> String {
+    let days = [
+        pb::DayOfWeek::Monday,
+        pb::DayOfWeek::Tuesday,
+        pb::DayOfWeek::Wednesday,
+        pb::DayOfWeek::Thursday,
+        pb::DayOfWeek::Friday,
+    ];
+    h.client()
+        .create_business_calendar(tenant_request(
+            TENANT,
+            pb::CreateBusinessCalendarRequest {
+                business_calendar: Some(pb::BusinessCalendar {
+                    display_name: format!("Office {zone}"),
+                    time_zone: zone.into(),
+                    weekly_hours: days
+                        .into_iter()
+                        .map(|d| pb::WeeklyInterval {
+                            day: d as i32,
+                            start_time: "09:00".into(),
+                            end_time: "17:00".into(),
+                        })
+                        .collect(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("CreateBusinessCalendar: {}", describe(&s)))
+        .into_inner()
+        .business_calendar
+        .unwrap()
+        .name
+}
+
+/// UpdateBusinessCalendar in [`TENANT`] of the `paths` of `calendar`
+/// (which names the calendar).
+pub async fn update_calendar(h: &Harness, calendar: pb::BusinessCalendar, paths: &[&str]) {
+    h.client()
+        .update_business_calendar(tenant_request(
+            TENANT,
+            pb::UpdateBusinessCalendarRequest {
+                business_calendar: Some(calendar),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("UpdateBusinessCalendar: {}", describe(&s)));
+}
+
+/// A target of `seconds`, in business time on `calendar` (a calendar's
+/// name) or, empty, in calendar time.
+pub fn sla_target(seconds: i64, calendar: &str) -> Option<pb::SlaTarget> {
+    Some(pb::SlaTarget {
+        duration: Some(prost_types::Duration { seconds, nanos: 0 }),
+        business_calendar: calendar.into(),
+    })
+}
+
+/// `priority`'s first response, next response, periodic update and
+/// resolution targets (`secs`; 0: none) on `calendar`.
+pub fn sla_targets(
+    priority: pb::Priority,
+    secs: [i64; 4],
+    calendar: &str,
+) -> pb::SlaPriorityTargets {
+    let t = |s: i64| (s > 0).then(|| sla_target(s, calendar)).flatten();
+    pb::SlaPriorityTargets {
+        priority: priority as i32,
+        first_response: t(secs[0]),
+        next_response: t(secs[1]),
+        periodic_update: t(secs[2]),
+        resolution: t(secs[3]),
+    }
+}
+
+/// The fallback policy: NORMAL 1 h / 30 min / 2 h / 1 day, URGENT 15 min
+/// first response, warning at 50 %, pausing while pending.
+pub fn fallback(calendar: &str) -> pb::SlaPolicy {
+    pb::SlaPolicy {
+        display_name: "Everyone".into(),
+        targets: vec![
+            sla_targets(pb::Priority::Normal, [3600, 1800, 7200, 86_400], calendar),
+            sla_targets(pb::Priority::Urgent, [900, 0, 0, 0], calendar),
+        ],
+        pause_when_pending: true,
+        warn_at_percent: 50,
+        ..Default::default()
+    }
+}
+
+/// CreateSlaPolicy in [`TENANT`].
+pub async fn create_policy(h: &Harness, policy: pb::SlaPolicy) -> pb::SlaPolicy {
+    h.client()
+        .create_sla_policy(tenant_request(
+            TENANT,
+            pb::CreateSlaPolicyRequest {
+                sla_policy: Some(policy),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("CreateSlaPolicy: {}", describe(&s)))
+        .into_inner()
+        .sla_policy
+        .unwrap()
+}
+
+/// Services at `now` under the [`fallback`] policy, in calendar time or
+/// (`office`) on [`office_hours`] in UTC, whose name comes back (empty:
+/// none).
+pub async fn start_under_sla(
+    now: chrono::DateTime<chrono::Utc>,
+    office: bool,
+) -> (Harness, String) {
+    let h = start_at(rapport_usecase::ManualClock::at(now)).await;
+    let calendar = if office {
+        office_hours(&h, "UTC").await
+    } else {
+        String::new()
+    };
+    create_policy(&h, fallback(&calendar)).await;
+    (h, calendar)
+}
+
+/// What the SLA and KPI tests do to a conversation, in [`TENANT`].
+impl Harness {
+    /// An email from `from` into `inbox`, the `n`th of the test (its
+    /// external id): the conversation it landed in.
+    pub async fn write(&self, inbox: &str, from: &str, n: u32) -> pb::Conversation {
+        self.receive(inbox, from, email("help", &format!("<{n}@x>")))
+            .await
+            .conversation
+            .unwrap()
+    }
+
+    /// A public reply to conversation `c` by the agent acting as `who`.
+    pub async fn answer(&self, c: &str, who: &str) {
+        use crate::messages::{reply, send};
+        send(self, TENANT, who, reply(c, "on it", pb::Visibility::Public))
+            .await
+            .unwrap_or_else(|s| panic!("CreateMessage: {}", describe(&s)));
+    }
+
+    /// Assigns conversation `c` to `agent` (an agent's name).
+    pub async fn assign(&self, c: &str, agent: &str) {
+        self.client()
+            .assign_conversation(tenant_request(
+                TENANT,
+                pb::AssignConversationRequest {
+                    name: c.into(),
+                    assignee: agent.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap_or_else(|s| panic!("AssignConversation: {}", describe(&s)));
+    }
+
+    /// Marks conversation `c` pending (waiting on the customer).
+    pub async fn pending(&self, c: &str) {
+        self.client()
+            .mark_conversation_pending(tenant_request(
+                TENANT,
+                pb::MarkConversationPendingRequest {
+                    name: c.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap_or_else(|s| panic!("MarkConversationPending: {}", describe(&s)));
+    }
+}

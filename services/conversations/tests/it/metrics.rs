@@ -22,11 +22,10 @@
 //! - Promises: Ada's on A kept on time; Ben's on B broken at its due time.
 use chrono::{DateTime, Duration, TimeZone as _, Utc};
 use rapport_kit::convert::ts;
-use rapport_usecase::{Clock as _, ManualClock};
+use rapport_usecase::Clock as _;
 
 use crate::harness::*;
-use crate::messages::{agent, reply, send};
-use crate::sla::{create_policy, fallback, office_hours};
+use crate::messages::{agent, send};
 
 const ADA: &str = "apiKeys/ada";
 const BEN: &str = "apiKeys/ben";
@@ -52,55 +51,6 @@ impl Fixture {
     async fn to(&self, h: u32, m: u32) {
         let now = self.h.clock().now();
         self.h.clock().advance(at(h, m) - now);
-    }
-
-    async fn write(&self, inbox: &str, from: &str, n: u32) -> String {
-        self.h
-            .receive(inbox, from, email("help", &format!("<m{n}@x>")))
-            .await
-            .conversation
-            .unwrap()
-            .name
-    }
-
-    async fn assign(&self, c: &str, agent: &str) {
-        self.h
-            .client()
-            .assign_conversation(tenant_request(
-                TENANT,
-                pb::AssignConversationRequest {
-                    name: c.into(),
-                    assignee: agent.into(),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .unwrap_or_else(|s| panic!("AssignConversation: {}", describe(&s)));
-    }
-
-    async fn answer(&self, c: &str, who: &str) {
-        send(
-            &self.h,
-            TENANT,
-            who,
-            reply(c, "on it", pb::Visibility::Public),
-        )
-        .await
-        .unwrap_or_else(|s| panic!("CreateMessage: {}", describe(&s)));
-    }
-
-    async fn pending(&self, c: &str) {
-        self.h
-            .client()
-            .mark_conversation_pending(tenant_request(
-                TENANT,
-                pb::MarkConversationPendingRequest {
-                    name: c.into(),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .unwrap_or_else(|s| panic!("MarkConversationPending: {}", describe(&s)));
     }
 
     async fn promise(&self, c: &str, owner: &str, due: DateTime<Utc>) -> pb::Promise {
@@ -163,9 +113,7 @@ fn week(group_by: pb::MetricsGroupBy, time: DateTime<Utc>) -> pb::QueryInteracti
 }
 
 async fn fixture() -> Fixture {
-    let h = start_at(ManualClock::at(at(8, 0))).await;
-    let office = office_hours(&h).await;
-    create_policy(&h, fallback(&office)).await;
+    let (h, _) = start_under_sla(at(8, 0), true).await;
     let inbox = h
         .create_inbox(pb::Inbox {
             auto_resolve_after: secs(7200),
@@ -177,8 +125,8 @@ async fn fixture() -> Fixture {
     let ben = agent(&h, TENANT, BEN, pb::AgentKind::Human).await.name;
     let f = Fixture { h, ada, ben };
 
-    let a = f.write(&inbox, "a@example.com", 1).await;
-    f.assign(&a, &f.ada).await;
+    let a = f.h.write(&inbox, "a@example.com", 1).await.name;
+    f.h.assign(&a, &f.ada).await;
     f.to(9, 30).await;
     send(
         &f.h,
@@ -205,8 +153,8 @@ async fn fixture() -> Fixture {
     f.to(10, 0).await;
     f.h.resolve(&a).await.unwrap();
 
-    let b = f.write(&inbox, "b@example.com", 2).await;
-    f.assign(&b, &f.ben).await;
+    let b = f.h.write(&inbox, "b@example.com", 2).await.name;
+    f.h.assign(&b, &f.ben).await;
     f.to(10, 30).await;
     f.h.client()
         .keep_promise(tenant_request(
@@ -219,9 +167,9 @@ async fn fixture() -> Fixture {
         .await
         .unwrap_or_else(|s| panic!("KeepPromise: {}", describe(&s)));
     f.to(12, 0).await;
-    f.answer(&b, BEN).await;
+    f.h.answer(&b, BEN).await;
     let broken = f.promise(&b, &f.ben, at(12, 30)).await;
-    f.pending(&b).await;
+    f.h.pending(&b).await;
     f.to(13, 0).await;
     f.until("broken", || async {
         f.h.client()
@@ -238,23 +186,27 @@ async fn fixture() -> Fixture {
             .is_some_and(|p| p.state == pb::PromiseState::Broken as i32)
     })
     .await;
-    assert_eq!(f.write(&inbox, "b@example.com", 3).await, b);
+    assert_eq!(f.h.write(&inbox, "b@example.com", 3).await.name, b);
     f.to(13, 10).await;
-    f.answer(&b, BEN).await;
+    f.h.answer(&b, BEN).await;
     f.to(14, 0).await;
     f.h.resolve(&b).await.unwrap();
     f.to(15, 0).await;
-    assert_eq!(f.write(&inbox, "b@example.com", 4).await, b, "reopened");
+    assert_eq!(
+        f.h.write(&inbox, "b@example.com", 4).await.name,
+        b,
+        "reopened"
+    );
     f.to(15, 20).await;
-    f.answer(&b, BEN).await;
+    f.h.answer(&b, BEN).await;
     f.to(16, 0).await;
     f.h.resolve(&b).await.unwrap();
 
-    let c = f.write(&inbox, "c@example.com", 5).await;
-    f.assign(&c, &f.ada).await;
+    let c = f.h.write(&inbox, "c@example.com", 5).await.name;
+    f.h.assign(&c, &f.ada).await;
     f.to(16, 5).await;
-    f.answer(&c, ADA).await;
-    f.pending(&c).await;
+    f.h.answer(&c, ADA).await;
+    f.h.pending(&c).await;
     f.to(18, 5).await;
     f.until("auto-resolved", || async {
         f.h.conversation(&c).await.state == pb::ConversationState::Resolved as i32

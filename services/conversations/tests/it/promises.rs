@@ -26,36 +26,6 @@ struct Setup {
     me: pb::Agent,
 }
 
-/// Weekdays 09:00–17:00 in `zone`.
-async fn office_hours(h: &Harness, zone: &str) -> String {
-    let weekly_hours = (1..=5)
-        .map(|day| pb::WeeklyInterval {
-            day,
-            start_time: "09:00".into(),
-            end_time: "17:00".into(),
-        })
-        .collect();
-    h.client()
-        .create_business_calendar(tenant_request(
-            TENANT,
-            pb::CreateBusinessCalendarRequest {
-                business_calendar: Some(pb::BusinessCalendar {
-                    display_name: format!("Office {zone}"),
-                    time_zone: zone.into(),
-                    weekly_hours,
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .unwrap_or_else(|s| panic!("CreateBusinessCalendar: {}", describe(&s)))
-        .into_inner()
-        .business_calendar
-        .unwrap()
-        .name
-}
-
 /// The service at `now`, a conversation the customer started, and the
 /// caller's agent (with `calendar`, or none).
 async fn setup_at(now: &str, calendar_zone: Option<&str>) -> Setup {
@@ -905,27 +875,17 @@ async fn new_hours_of_the_owner_move_a_pending_reminder() {
         Some(ts(at("2026-12-04T15:00:00Z")))
     );
     // Friday becomes a holiday of that calendar: Thursday 16:00 Berlin.
-    s.h.client()
-        .update_business_calendar(tenant_request(
-            TENANT,
-            pb::UpdateBusinessCalendarRequest {
-                business_calendar: Some(pb::BusinessCalendar {
-                    name: office,
-                    holidays: vec![pb::Holiday {
-                        date: "2026-12-04".into(),
-                        display_name: "Closed".into(),
-                        open_hours: vec![],
-                    }],
-                    ..Default::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["holidays".into()],
-                }),
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .unwrap_or_else(|st| panic!("UpdateBusinessCalendar: {}", describe(&st)));
+    let closed = pb::Holiday {
+        date: "2026-12-04".into(),
+        display_name: "Closed".into(),
+        open_hours: vec![],
+    };
+    let calendar = pb::BusinessCalendar {
+        name: office,
+        holidays: vec![closed],
+        ..Default::default()
+    };
+    update_calendar(&s.h, calendar, &["holidays"]).await;
     let moved = s.get(&p.name).await;
     assert_eq!(moved.reminder_time, Some(ts(at("2026-12-03T15:00:00Z"))));
     // The due time and the promise itself are untouched.

@@ -8,112 +8,22 @@ use chrono::{DateTime, Duration, TimeZone as _, Utc};
 use rapport_usecase::ManualClock;
 
 use crate::harness::*;
-use crate::messages::{agent, reply, send};
+use crate::messages::agent;
 
 const HUMAN: &str = "apiKeys/ada";
 const BOT: &str = "apiKeys/bot";
+/// Who writes in.
+const CUSTOMER: &str = "ada@example.com";
 
 /// Monday 7 December 2026, 08:00 UTC.
 fn monday_8() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 7, 8, 0, 0).unwrap()
 }
 
-fn target(seconds: i64, calendar: &str) -> Option<pb::SlaTarget> {
-    Some(pb::SlaTarget {
-        duration: Some(prost_types::Duration { seconds, nanos: 0 }),
-        business_calendar: calendar.into(),
-    })
-}
-
-fn targets(priority: pb::Priority, secs: [i64; 4], calendar: &str) -> pb::SlaPriorityTargets {
-    let t = |s: i64| (s > 0).then(|| target(s, calendar)).flatten();
-    pb::SlaPriorityTargets {
-        priority: priority as i32,
-        first_response: t(secs[0]),
-        next_response: t(secs[1]),
-        periodic_update: t(secs[2]),
-        resolution: t(secs[3]),
-    }
-}
-
-/// The fallback policy: NORMAL 1 h / 30 min / 2 h / 1 day, URGENT 15 min
-/// first response, warning at 50 %, pausing while pending.
-pub(crate) fn fallback(calendar: &str) -> pb::SlaPolicy {
-    pb::SlaPolicy {
-        display_name: "Everyone".into(),
-        targets: vec![
-            targets(pb::Priority::Normal, [3600, 1800, 7200, 86_400], calendar),
-            targets(pb::Priority::Urgent, [900, 0, 0, 0], calendar),
-        ],
-        pause_when_pending: true,
-        warn_at_percent: 50,
-        ..Default::default()
-    }
-}
-
-pub(crate) async fn create_policy(h: &Harness, policy: pb::SlaPolicy) -> pb::SlaPolicy {
-    h.client()
-        .create_sla_policy(tenant_request(
-            TENANT,
-            pb::CreateSlaPolicyRequest {
-                sla_policy: Some(policy),
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .unwrap_or_else(|s| panic!("CreateSlaPolicy: {}", describe(&s)))
-        .into_inner()
-        .sla_policy
-        .unwrap()
-}
-
-/// A calendar open Monday to Friday 09:00–17:00 UTC.
-pub(crate) async fn office_hours(h: &Harness) -> String {
-    let days = [
-        pb::DayOfWeek::Monday,
-        pb::DayOfWeek::Tuesday,
-        pb::DayOfWeek::Wednesday,
-        pb::DayOfWeek::Thursday,
-        pb::DayOfWeek::Friday,
-    ];
-    h.client()
-        .create_business_calendar(tenant_request(
-            TENANT,
-            pb::CreateBusinessCalendarRequest {
-                business_calendar: Some(pb::BusinessCalendar {
-                    display_name: "Office".into(),
-                    time_zone: "UTC".into(),
-                    weekly_hours: days
-                        .into_iter()
-                        .map(|d| pb::WeeklyInterval {
-                            day: d as i32,
-                            start_time: "09:00".into(),
-                            end_time: "17:00".into(),
-                        })
-                        .collect(),
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .unwrap_or_else(|s| panic!("CreateBusinessCalendar: {}", describe(&s)))
-        .into_inner()
-        .business_calendar
-        .unwrap()
-        .name
-}
-
 /// Services at Monday 08:00 with the fallback policy (in calendar time, or
 /// on `office` hours), an email inbox, a human agent and a bot.
 async fn setup(office: bool) -> (Harness, String) {
-    let h = start_at(ManualClock::at(monday_8())).await;
-    let calendar = if office {
-        office_hours(&h).await
-    } else {
-        String::new()
-    };
-    create_policy(&h, fallback(&calendar)).await;
+    let (h, _) = start_under_sla(monday_8(), office).await;
     let inbox = h
         .create_inbox(email_inbox("support@acme.example", 86_400))
         .await;
@@ -138,24 +48,6 @@ fn time(t: &Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
 
 fn state(s: &pb::SlaMetricStatus) -> pb::SlaMetricState {
     pb::SlaMetricState::try_from(s.state).unwrap()
-}
-
-async fn write(h: &Harness, inbox: &str, n: u32) -> pb::Conversation {
-    h.receive(inbox, "ada@example.com", email("help", &format!("<{n}@x>")))
-        .await
-        .conversation
-        .unwrap()
-}
-
-async fn answer(h: &Harness, c: &pb::Conversation, who: &str) {
-    send(
-        h,
-        TENANT,
-        who,
-        reply(&c.name, "on it", pb::Visibility::Public),
-    )
-    .await
-    .unwrap_or_else(|s| panic!("CreateMessage: {}", describe(&s)));
 }
 
 async fn set_priority(h: &Harness, c: &pb::Conversation, p: pb::Priority) -> pb::Conversation {
@@ -193,7 +85,7 @@ async fn set_priority_with(
 #[tokio::test]
 async fn the_policy_is_pinned_on_create_and_a_priority_change_recomputes_from_the_start() {
     let (h, inbox) = setup(false).await;
-    let c = write(&h, &inbox, 1).await;
+    let c = h.write(&inbox, CUSTOMER, 1).await;
     let sla = c.sla.clone().expect("the fallback applies");
     assert_eq!(sla.revision, 1);
     let frt = metric(&c, pb::SlaMetric::FirstResponse).unwrap();
@@ -292,7 +184,7 @@ async fn warning_and_breach_fire_at_their_business_time_moments_once() {
     let (h, inbox) = setup(true).await;
     // Monday 08:00, before the 09:00 opening: the clock starts at 09:00;
     // one business hour, warning at 50 %.
-    let c = write(&h, &inbox, 1).await;
+    let c = h.write(&inbox, CUSTOMER, 1).await;
     let frt = metric(&c, pb::SlaMetric::FirstResponse).unwrap();
     let at = |h: u32, m: u32| Utc.with_ymd_and_hms(2026, 12, 7, h, m, 0).unwrap();
     assert_eq!(time(&frt.warn_time), Some(at(9, 30)));
@@ -326,7 +218,7 @@ async fn warning_and_breach_fire_at_their_business_time_moments_once() {
     let frt = metric(&now, pb::SlaMetric::FirstResponse).unwrap();
     assert_eq!(state(&frt), pb::SlaMetricState::Breached);
     // A late reply leaves it breached; nothing is raised again.
-    answer(&h, &c, HUMAN).await;
+    h.answer(&c.name, HUMAN).await;
     h.clock().advance(Duration::hours(30));
     let later = h.conversation(&c.name).await;
     assert_eq!(
@@ -360,9 +252,9 @@ async fn warning_and_breach_fire_at_their_business_time_moments_once() {
 #[tokio::test]
 async fn a_target_met_in_time_never_warns_nor_breaches() {
     let (h, inbox) = setup(false).await;
-    let c = write(&h, &inbox, 1).await;
+    let c = h.write(&inbox, CUSTOMER, 1).await;
     h.clock().advance(Duration::minutes(29));
-    answer(&h, &c, HUMAN).await;
+    h.answer(&c.name, HUMAN).await;
     let met = h.conversation(&c.name).await;
     let frt = metric(&met, pb::SlaMetric::FirstResponse).unwrap();
     assert_eq!(state(&frt), pb::SlaMetricState::Met);
@@ -401,7 +293,7 @@ async fn each_breach_is_raised_once_across_two_workers_and_a_restart() {
     let (second, client, db) = h.replica().await;
     let mut names = Vec::new();
     for n in 0..12 {
-        names.push(write(&h, &inbox, n).await.name);
+        names.push(h.write(&inbox, CUSTOMER, n).await.name);
     }
     // Both replicas' workers race for the due timers.
     h.clock().advance(Duration::minutes(61));
@@ -501,7 +393,7 @@ async fn a_breach_escalates_through_the_transition_once() {
         pb::Priority::Urgent as i32
     );
     let inbox = h.create_inbox(email_inbox("support@acme.example", 0)).await;
-    let c = write(&h, &inbox.name, 1).await;
+    let c = h.write(&inbox.name, CUSTOMER, 1).await;
     assert_eq!(c.priority, pb::Priority::Normal as i32);
     h.clock().advance(Duration::minutes(60));
     until_alerts(&h.db, &c.name, false, 1).await;
@@ -572,33 +464,6 @@ async fn facts(h: &Harness, c: &str) -> Vec<(String, i32, i64, i64, Option<bool>
         .collect()
 }
 
-async fn pending(h: &Harness, c: &str) {
-    h.client()
-        .mark_conversation_pending(tenant_request(
-            TENANT,
-            pb::MarkConversationPendingRequest {
-                name: c.into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap_or_else(|s| panic!("MarkConversationPending: {}", describe(&s)));
-}
-
-async fn assign(h: &Harness, c: &str, agent: &str) {
-    h.client()
-        .assign_conversation(tenant_request(
-            TENANT,
-            pb::AssignConversationRequest {
-                name: c.into(),
-                assignee: agent.into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap_or_else(|s| panic!("AssignConversation: {}", describe(&s)));
-}
-
 fn minutes(m: i64) -> DateTime<Utc> {
     monday_8() + Duration::minutes(m)
 }
@@ -607,15 +472,15 @@ fn minutes(m: i64) -> DateTime<Utc> {
 async fn a_customer_message_while_pending_reopens_and_resumes_the_clock() {
     // Zammad #1322: a customer note did not restart escalation.
     let (h, inbox) = setup(false).await;
-    let c = write(&h, &inbox, 1).await;
+    let c = h.write(&inbox, CUSTOMER, 1).await;
     h.clock().advance(Duration::minutes(10));
-    pending(&h, &c.name).await;
+    h.pending(&c.name).await;
     let paused = h.conversation(&c.name).await;
     let frt = metric(&paused, pb::SlaMetric::FirstResponse).unwrap();
     assert_eq!(state(&frt), pb::SlaMetricState::Paused);
     assert_eq!(frt.due_time, None);
     h.clock().advance(Duration::minutes(30));
-    let back = write(&h, &inbox, 2).await;
+    let back = h.write(&inbox, CUSTOMER, 2).await;
     assert_eq!(back.name, c.name);
     assert_eq!(back.state, pb::ConversationState::Open as i32);
     let frt = metric(&back, pb::SlaMetric::FirstResponse).unwrap();
@@ -632,9 +497,9 @@ async fn every_agent_reply_stops_the_update_clock_and_first_response_is_independ
     // Zammad #3140 (update escalated despite a reply) and #5177 (update
     // time overrode the first response).
     let (h, inbox) = setup(false).await;
-    let c = write(&h, &inbox, 1).await;
+    let c = h.write(&inbox, CUSTOMER, 1).await;
     h.clock().advance(Duration::minutes(20));
-    write(&h, &inbox, 2).await; // more messages move nothing
+    h.write(&inbox, CUSTOMER, 2).await; // more messages move nothing
     let waiting = h.conversation(&c.name).await;
     assert!(metric(&waiting, pb::SlaMetric::PeriodicUpdate).is_none());
     let frt = metric(&waiting, pb::SlaMetric::FirstResponse).unwrap();
@@ -643,11 +508,11 @@ async fn every_agent_reply_stops_the_update_clock_and_first_response_is_independ
         (Some(minutes(0)), Some(minutes(60)))
     );
     h.clock().advance(Duration::minutes(10)); // +30
-    answer(&h, &c, HUMAN).await;
+    h.answer(&c.name, HUMAN).await;
     h.clock().advance(Duration::minutes(30)); // +60
-    write(&h, &inbox, 3).await;
+    h.write(&inbox, CUSTOMER, 3).await;
     h.clock().advance(Duration::minutes(80)); // +140: a reply within the update's 2 h
-    answer(&h, &c, HUMAN).await;
+    h.answer(&c.name, HUMAN).await;
     let now = h.conversation(&c.name).await;
     let update = metric(&now, pb::SlaMetric::PeriodicUpdate).unwrap();
     assert_eq!(
@@ -680,7 +545,7 @@ async fn every_agent_reply_stops_the_update_clock_and_first_response_is_independ
 async fn bot_time_is_not_counted_and_a_bot_reply_is_no_response() {
     // Chatwoot #7679 / PR #6409.
     let (h, inbox) = setup(false).await;
-    let c = write(&h, &inbox, 1).await;
+    let c = h.write(&inbox, CUSTOMER, 1).await;
     let bot = h
         .client()
         .list_agents(tenant_request(TENANT, pb::ListAgentsRequest::default()))
@@ -700,9 +565,9 @@ async fn bot_time_is_not_counted_and_a_bot_reply_is_no_response() {
             .name
             .clone(),
     );
-    assign(&h, &c.name, &bot).await;
+    h.assign(&c.name, &bot).await;
     h.clock().advance(Duration::minutes(5));
-    answer(&h, &c, BOT).await;
+    h.answer(&c.name, BOT).await;
     h.clock().advance(Duration::minutes(25));
     let after_bot = h.conversation(&c.name).await;
     assert_eq!(after_bot.first_response_time, None);
@@ -710,7 +575,7 @@ async fn bot_time_is_not_counted_and_a_bot_reply_is_no_response() {
         state(&metric(&after_bot, pb::SlaMetric::FirstResponse).unwrap()),
         pb::SlaMetricState::Running
     );
-    assign(&h, &c.name, &human).await; // the hand-off, at +30
+    h.assign(&c.name, &human).await; // the hand-off, at +30
     let handed = h.conversation(&c.name).await;
     let frt = metric(&handed, pb::SlaMetric::FirstResponse).unwrap();
     assert_eq!(time(&frt.start_time), Some(minutes(30)));
@@ -718,7 +583,7 @@ async fn bot_time_is_not_counted_and_a_bot_reply_is_no_response() {
     let res = metric(&handed, pb::SlaMetric::Resolution).unwrap();
     assert_eq!(time(&res.start_time), Some(minutes(30)));
     h.clock().advance(Duration::minutes(40));
-    answer(&h, &c, HUMAN).await;
+    h.answer(&c.name, HUMAN).await;
     h.resolve(&c.name).await.unwrap();
     assert_eq!(
         facts(&h, &c.name).await,
@@ -735,9 +600,9 @@ async fn a_reopen_measures_from_the_reopen() {
     // Chatwoot PR #12058 / #11787: first response and reply time were wrong
     // after a reopen.
     let (h, inbox) = setup(false).await;
-    let c = write(&h, &inbox, 1).await;
+    let c = h.write(&inbox, CUSTOMER, 1).await;
     h.clock().advance(Duration::minutes(10));
-    answer(&h, &c, HUMAN).await;
+    h.answer(&c.name, HUMAN).await;
     h.clock().advance(Duration::minutes(50));
     h.resolve(&c.name).await.unwrap();
     let resolved = h.conversation(&c.name).await;
@@ -746,7 +611,7 @@ async fn a_reopen_measures_from_the_reopen() {
         pb::SlaMetricState::Met
     );
     h.clock().advance(Duration::hours(2)); // +180, inside the reopen window
-    let reopened = write(&h, &inbox, 2).await;
+    let reopened = h.write(&inbox, CUSTOMER, 2).await;
     assert_eq!(reopened.name, c.name);
     assert_eq!(reopened.reopen_count, 1);
     let res = metric(&reopened, pb::SlaMetric::Resolution).unwrap();
@@ -775,7 +640,7 @@ async fn a_reopen_measures_from_the_reopen() {
 #[tokio::test]
 async fn the_acknowledgement_states_the_reply_time_of_the_customers_sla_and_the_next_opening() {
     let h = start_at(ManualClock::at(monday_8())).await;
-    let office = office_hours(&h).await;
+    let office = office_hours(&h, "UTC").await;
     // Ada is a VIP: two business hours; everyone else a day.
     h.profiles
         .clone()
@@ -807,7 +672,7 @@ async fn the_acknowledgement_states_the_reply_time_of_the_customers_sla_and_the_
                 customer_tags: vec!["VIP".into()],
                 ..Default::default()
             }),
-            targets: vec![targets(pb::Priority::Normal, [7200, 0, 0, 0], &office)],
+            targets: vec![sla_targets(pb::Priority::Normal, [7200, 0, 0, 0], &office)],
             ..Default::default()
         },
     )
@@ -825,7 +690,7 @@ async fn the_acknowledgement_states_the_reply_time_of_the_customers_sla_and_the_
             ..email_inbox("support@acme.example", 3600)
         })
         .await;
-    let c = write(&h, &inbox.name, 1).await;
+    let c = h.write(&inbox.name, CUSTOMER, 1).await;
     assert_eq!(c.sla.as_ref().unwrap().sla_policy, vip.name);
     let mail = h.smtp.wait_for("Subject", "Case 1").await;
     // Quoted-printable soft line breaks undone.
@@ -907,7 +772,7 @@ async fn timer_due(h: &Harness, c: &str, suffix: &str) -> Option<DateTime<Utc>> 
 #[tokio::test]
 async fn editing_a_calendar_moves_open_due_times_and_their_timers() {
     let (h, inbox) = setup(true).await;
-    let c = write(&h, &inbox, 1).await;
+    let c = h.write(&inbox, CUSTOMER, 1).await;
     let office = metric(&c, pb::SlaMetric::FirstResponse)
         .unwrap()
         .business_calendar;
@@ -917,28 +782,12 @@ async fn editing_a_calendar_moves_open_due_times_and_their_timers() {
         Some(at(7, 10))
     );
     let holiday = |holidays: Vec<pb::Holiday>| {
-        let client = h.client();
-        let office = office.clone();
-        async move {
-            client
-                .clone()
-                .update_business_calendar(tenant_request(
-                    TENANT,
-                    pb::UpdateBusinessCalendarRequest {
-                        business_calendar: Some(pb::BusinessCalendar {
-                            name: office,
-                            holidays,
-                            ..Default::default()
-                        }),
-                        update_mask: Some(prost_types::FieldMask {
-                            paths: vec!["holidays".into()],
-                        }),
-                        request_id: String::new(),
-                    },
-                ))
-                .await
-                .unwrap_or_else(|s| panic!("UpdateBusinessCalendar: {}", describe(&s)))
-        }
+        let calendar = pb::BusinessCalendar {
+            name: office.clone(),
+            holidays,
+            ..Default::default()
+        };
+        update_calendar(&h, calendar, &["holidays"])
     };
     // Monday becomes a holiday: due Tuesday 10:00, the timers with it.
     holiday(vec![pb::Holiday {
@@ -972,13 +821,13 @@ async fn an_inbox_calendar_change_moves_the_warning_timers_of_its_open_conversat
     // Calendar-time targets: a 1 h first response from Monday 08:00 warns at
     // 50 %, 08:30. The inbox's calendar places warnings within its hours.
     let (h, inbox) = setup(false).await;
-    let c = write(&h, &inbox, 1).await;
+    let c = h.write(&inbox, CUSTOMER, 1).await;
     let at = |hh: u32, mm: u32| Utc.with_ymd_and_hms(2026, 12, 7, hh, mm, 0).unwrap();
     assert_eq!(
         timer_due(&h, &c.name, "first_response:0:warning").await,
         Some(at(8, 30))
     );
-    let office = office_hours(&h).await;
+    let office = office_hours(&h, "UTC").await;
     let set_calendar = |calendar: String| {
         let client = h.client();
         let inbox = inbox.clone();
@@ -1005,10 +854,27 @@ async fn an_inbox_calendar_change_moves_the_warning_timers_of_its_open_conversat
     };
     // Office hours from 09:00: the warning would fall at the due time, so
     // there is none.
-    set_calendar(office).await;
+    set_calendar(office.clone()).await;
     assert_eq!(
         timer_due(&h, &c.name, "first_response:0:warning").await,
         None
+    );
+    // The calendar the inbox names opens at 08:00 now: an edit of it moves
+    // the inbox's conversations, and the warning is back at 08:30.
+    let monday = pb::WeeklyInterval {
+        day: pb::DayOfWeek::Monday as i32,
+        start_time: "08:00".into(),
+        end_time: "17:00".into(),
+    };
+    let calendar = pb::BusinessCalendar {
+        name: office,
+        weekly_hours: vec![monday],
+        ..Default::default()
+    };
+    update_calendar(&h, calendar, &["weekly_hours"]).await;
+    assert_eq!(
+        timer_due(&h, &c.name, "first_response:0:warning").await,
+        Some(at(8, 30))
     );
     // No calendar again: 08:30, and it is raised then (the warning names
     // the due time it warns of).

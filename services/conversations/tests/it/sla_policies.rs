@@ -5,13 +5,6 @@ use tonic::Code;
 
 use crate::harness::*;
 
-fn target(seconds: i64, calendar: &str) -> Option<pb::SlaTarget> {
-    Some(pb::SlaTarget {
-        duration: Some(prost_types::Duration { seconds, nanos: 0 }),
-        business_calendar: calendar.into(),
-    })
-}
-
 async fn calendar(h: &Harness) -> String {
     h.client()
         .create_business_calendar(tenant_request(
@@ -45,8 +38,8 @@ fn vip_policy(calendar: &str) -> pb::SlaPolicy {
         }),
         targets: vec![pb::SlaPriorityTargets {
             priority: pb::Priority::Urgent as i32,
-            first_response: target(900, calendar),
-            resolution: target(400 * 3600, ""),
+            first_response: sla_target(900, calendar),
+            resolution: sla_target(400 * 3600, ""),
             ..Default::default()
         }],
         pause_when_pending: true,
@@ -82,7 +75,7 @@ async fn sla_policies_are_created_once_read_and_updated_as_new_revisions() {
     assert!(created.name.starts_with("slaPolicies/"));
     assert_eq!((created.revision, created.etag.as_str()), (1, "\"1\""));
     assert_eq!(created.condition.as_ref().unwrap().customer_tags, ["vip"]);
-    assert_eq!(created.targets[0].first_response, target(900, &cal));
+    assert_eq!(created.targets[0].first_response, sla_target(900, &cal));
     assert_eq!(
         try_create(&h, vip_policy(&cal), "p-1").await.unwrap(),
         created
@@ -166,7 +159,7 @@ async fn bad_policies_report_every_bad_field() {
     p.condition.as_mut().unwrap().priorities = vec![0];
     p.targets.push(pb::SlaPriorityTargets {
         priority: pb::Priority::Urgent as i32,
-        next_response: target(-5, "calendars/x"),
+        next_response: sla_target(-5, "calendars/x"),
         ..Default::default()
     });
     p.targets.push(pb::SlaPriorityTargets {

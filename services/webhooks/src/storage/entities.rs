@@ -58,3 +58,5 @@ pub mod deliveries {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+rapport_store::tenant_keyed!(subscriptions, deliveries);

@@ -1,5 +1,5 @@
 //! The repository's reads. Every query names the tenant.
-use rapport_store::Seek;
+use rapport_store::{Page, tenant_page};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::{SqlRepository, entities::*, rows::*};
@@ -31,19 +31,9 @@ impl Repository for SqlRepository {
         after: Option<SubscriptionId>,
         limit: u32,
     ) -> Result<Vec<Subscription>, Error> {
-        use subscriptions::Column as C;
-        rapport_store::keyset_page(
-            subscriptions::Entity::find().filter(C::Tenant.eq(tenant.as_str())),
-            C::Id,
-            Seek::After(after.map(|a| a.to_string())),
-            limit,
-            &self.db.reader,
-        )
-        .await
-        .map_err(db_err)?
-        .into_iter()
-        .map(to_subscription)
-        .collect()
+        let select = subscriptions::Entity::find();
+        let page = Page::after(after, limit);
+        tenant_page(tenant, select, page, &self.db.reader, to_subscription).await
     }
 
     async fn delivery(&self, tenant: &Tenant, id: DeliveryId) -> Result<Option<Delivery>, Error> {
@@ -64,21 +54,10 @@ impl Repository for SqlRepository {
         before: Option<DeliveryId>,
         limit: u32,
     ) -> Result<Vec<Delivery>, Error> {
-        use deliveries::Column as C;
-        rapport_store::keyset_page(
-            deliveries::Entity::find()
-                .filter(C::SubscriptionId.eq(subscription.to_string()))
-                .filter(C::Tenant.eq(tenant.as_str())),
-            C::Id,
-            Seek::Before(before.map(|b| b.to_string())),
-            limit,
-            &self.db.reader,
-        )
-        .await
-        .map_err(db_err)?
-        .into_iter()
-        .map(to_delivery)
-        .collect()
+        let select = deliveries::Entity::find()
+            .filter(deliveries::Column::SubscriptionId.eq(subscription.to_string()));
+        let page = Page::before(before, limit);
+        tenant_page(tenant, select, page, &self.db.reader, to_delivery).await
     }
 
     async fn commit(&self, change: ChangeSet) -> Result<(), CommitError> {
