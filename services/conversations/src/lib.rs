@@ -82,6 +82,12 @@ pub struct Config {
     /// How often, in milliseconds, due timers (deliveries, SLA warnings
     /// and breaches) are looked for.
     pub timer_poll_ms: u64,
+    /// Most firings of SLA alerts and of automation (promises, check-ins)
+    /// in flight at once, per worker (at least 1). On PostgreSQL each holds
+    /// a connection of `database.pool` while it commits: keep it below
+    /// `max_connections`, which requests share. A conversation's timers
+    /// always fire one after the other.
+    pub timer_concurrency: usize,
 }
 
 impl Default for Config {
@@ -105,6 +111,7 @@ impl Default for Config {
             connectors: ConnectorConfig::default(),
             clock_offset_seconds: 0,
             timer_poll_ms: 1_000,
+            timer_concurrency: 4,
         }
     }
 }
@@ -131,6 +138,7 @@ pub struct ConversationsServer {
     sla_alerts: rapport_events::timers::TimerHandler,
     clock: Arc<dyn Clock>,
     timer_poll: std::time::Duration,
+    timer_firing: rapport_events::timers::Firing,
 }
 
 impl std::fmt::Debug for ConversationsServer {
@@ -350,6 +358,7 @@ pub async fn build_with(
         sla_alerts: sla_alerts::timer_handler(clock.clone(), api::events::encode),
         clock,
         timer_poll: std::time::Duration::from_millis(config.timer_poll_ms.max(1)),
+        timer_firing: firing(config.timer_concurrency),
     })
 }
 
@@ -404,6 +413,7 @@ impl ConversationsServer {
             AUTOMATION_KINDS.iter().map(|k| (*k).to_owned()).collect(),
             automation_handler(),
             self.timer_poll,
+            self.timer_firing,
             Some(self.wake.clone()),
         );
         let sla_alerts = rapport_events::timers::spawn_waking(
@@ -412,6 +422,7 @@ impl ConversationsServer {
             vec![storage::sla::SLA_ALERT.to_owned()],
             self.sla_alerts,
             self.timer_poll,
+            self.timer_firing,
             Some(self.wake.clone()),
         );
         rapport_events::service::serve_with_outbox(
@@ -448,13 +459,29 @@ fn automation_handler() -> rapport_events::timers::TimerHandler {
     })
 }
 
+/// How the SLA and automation workers fire: up to `concurrency` at once,
+/// one lane per conversation (every one of their timers' payloads starts
+/// with its conversation's id), so a worker never fires two timers of one
+/// conversation at once — they read it and may write it back under its
+/// version (an escalation, an auto-resolve).
+fn firing(concurrency: usize) -> rapport_events::timers::Firing {
+    rapport_events::timers::Firing::concurrent(
+        concurrency,
+        rapport_events::timers::payload_head_lane,
+    )
+}
+
 /// Fires the automation timers (promises' due times and reminders, pending
 /// check-ins and auto-resolves) due by `clock` on `db`, as the running
 /// service does every second: a second worker, for tests and operators;
 /// the number fired.
 pub async fn fire_automation_timers(db: &Db, clock: &dyn Clock) -> anyhow::Result<usize> {
-    Ok(
-        rapport_events::timers::fire_due(db, clock, AUTOMATION_KINDS, &automation_handler())
-            .await?,
+    Ok(rapport_events::timers::fire_due_with(
+        db,
+        clock,
+        AUTOMATION_KINDS,
+        &automation_handler(),
+        firing(Config::default().timer_concurrency),
     )
+    .await?)
 }

@@ -68,6 +68,10 @@ pub(super) struct SlaArgs {
     /// conversations.timer_poll_ms of the served conversations.
     #[arg(long, default_value_t = 1_000, value_name = "MS")]
     pub(super) sla_poll_ms: u64,
+    /// conversations.timer_concurrency of the served conversations (1: one
+    /// firing at a time, as before it existed).
+    #[arg(long, default_value_t = rapport_conversations::Config::default().timer_concurrency, value_name = "N")]
+    pub(super) sla_timer_concurrency: usize,
 }
 
 /// Runs the scenario; returns what it measured, to print after the tables.
@@ -108,6 +112,7 @@ pub(super) async fn run(args: &BenchArgs, env: &mut Environment) -> anyhow::Resu
         assertion_public_keys: secrets.assertion_public_key(),
         service_key: secrets.conversations_service_key.clone().into(),
         timer_poll_ms: a.sla_poll_ms,
+        timer_concurrency: a.sla_timer_concurrency,
         ..rapport_conversations::Config::default()
     };
     let bus = Bus::in_process();
@@ -216,13 +221,14 @@ async fn measure(
         "open conversations written"
     );
     notes.push(format!(
-        "conversations.sla-breach on {}: {} cores, load average {} at start, timer poll {} ms; \
+        "conversations.sla-breach on {}: {} cores, load average {} at start, timer poll {} ms, timer concurrency {}; \
          {} open conversations with a live SLA (first response in 8 h, {} timers) written in {:.1} s \
          ({:.0}/s)",
         args.database.name(),
         std::thread::available_parallelism().map_or(1, usize::from),
         load_average(),
         a.sla_poll_ms,
+        a.sla_timer_concurrency,
         open.conversations,
         open.timers,
         open.elapsed_secs,

@@ -213,6 +213,74 @@ async fn two_workers_fire_each_timer_once() {
     assert_eq!(keys, expected, "each timer fired exactly once");
 }
 
+/// Wraps `inner`, counting each firing that starts while another of its
+/// lane is in flight in this worker.
+fn lane_watch(inner: TimerHandler, overlaps: Arc<std::sync::atomic::AtomicUsize>) -> TimerHandler {
+    let in_flight: Arc<std::sync::Mutex<std::collections::HashSet<Vec<u8>>>> = Arc::default();
+    Arc::new(move |txn: &DatabaseTransaction, fired: &Fired| {
+        let lane = timers::payload_head_lane(&fired.timer).to_vec();
+        if !in_flight.lock().unwrap().insert(lane.clone()) {
+            overlaps.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        let (in_flight, applied) = (in_flight.clone(), inner(txn, fired));
+        Box::pin(async move {
+            let out = applied.await;
+            // Gives the worker's other firings a turn while this one is
+            // still in flight.
+            tokio::task::yield_now().await;
+            in_flight.lock().unwrap().remove(&lane);
+            out
+        })
+    })
+}
+
+/// Two workers at once, each firing several timers at a time, over 200 due
+/// timers in 3 lanes: every timer fires exactly once, and a worker never
+/// has two timers of one lane in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_workers_fire_each_timer_once_and_a_lane_in_turn() {
+    let (_t, db) = timers_db().await;
+    let keys: Vec<String> = (0..200).map(|i| format!("k{i:03}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        let due = start() - Duration::seconds(i64::try_from(i).unwrap());
+        timers::schedule(&db.writer, &timer(key, due, &format!("lane{} {i}", i % 3)))
+            .await
+            .unwrap();
+    }
+    let clock = ManualClock::at(start());
+    let overlaps = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let firing = timers::Firing::concurrent(4, timers::payload_head_lane);
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let (db, clock) = (db.clone(), clock.clone());
+            let h = lane_watch(recorder(0), overlaps.clone());
+            tokio::spawn(async move {
+                let mut total = 0;
+                loop {
+                    let pass = || timers::fire_due_with(&db, &clock, &["test"], &h, firing);
+                    let n = pass().await.unwrap();
+                    if n == 0 && pass().await.unwrap() == 0 {
+                        return total;
+                    }
+                    total += n;
+                }
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for w in workers {
+        total += w.await.unwrap();
+    }
+    assert_eq!(total, 200);
+    let fired_keys: Vec<String> = fired(&db).await.into_iter().map(|(k, _)| k).collect();
+    assert_eq!(fired_keys, keys, "each timer fired exactly once");
+    assert_eq!(
+        overlaps.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "two timers of one lane in flight in one worker"
+    );
+}
+
 #[tokio::test]
 async fn a_transient_failure_fires_again_after_a_backoff() {
     let (_t, db) = timers_db().await;
