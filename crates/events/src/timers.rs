@@ -21,6 +21,12 @@
 //! 43 a second on a shared machine — a burst of SLA breaches queued for
 //! seconds. Timers of one lane (a conversation's) still fire one after the
 //! other in due order, so a worker never races itself over one subject.
+//! A batched worker ([`Firing::batched`]) goes further: each transaction
+//! in flight fires several claimed timers, each in a savepoint of its own
+//! (a handler's failure rolls back its own timer only), and commits once —
+//! one WAL flush for many firings. A batch that fails as a whole (a
+//! deadlock, a lost connection, its commit) is rolled back and its timers
+//! fired one transaction each, as an unbatched worker would.
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
@@ -199,6 +205,10 @@ pub struct Firing {
     /// escalation) would otherwise conflict with themselves and retry after
     /// a backoff; with a lane per subject they never do within a worker.
     pub lane: fn(&Timer) -> &[u8],
+    /// Whether a transaction fires several timers (module docs). Only for
+    /// handlers that act through their transaction alone: a batch rolled
+    /// back fires its timers again, one by one.
+    pub batched: bool,
 }
 
 impl Firing {
@@ -206,6 +216,7 @@ impl Firing {
     pub const SEQUENTIAL: Self = Self {
         concurrency: 1,
         lane: key_lane,
+        batched: false,
     };
 
     /// Up to `concurrency` firings at once, timers of one `lane` in turn.
@@ -213,6 +224,17 @@ impl Firing {
         Self {
             concurrency: concurrency.max(1),
             lane,
+            batched: false,
+        }
+    }
+
+    /// [`Firing::concurrent`], the claimed timers dealt out by lane to the
+    /// `concurrency` transactions, each firing its share and committing
+    /// once.
+    pub fn batched(concurrency: usize, lane: fn(&Timer) -> &[u8]) -> Self {
+        Self {
+            batched: true,
+            ..Self::concurrent(concurrency, lane)
         }
     }
 }
@@ -272,11 +294,21 @@ async fn pass(
 ) -> Result<Pass, DbErr> {
     let rows = claim(db, clock, kinds).await?;
     let claimed = rows.len();
-    let outcomes: Vec<(usize, Result<(), DbErr>)> = futures::stream::iter(lanes(rows, firing.lane))
-        .map(|lane| fire_lane(db, lane, handler, clock))
-        .buffer_unordered(firing.concurrency.max(1))
-        .collect()
-        .await;
+    let lanes = lanes(rows, firing.lane);
+    let in_flight = firing.concurrency.max(1);
+    let outcomes: Vec<(usize, Result<(), DbErr>)> = if firing.batched {
+        futures::stream::iter(deal(lanes, in_flight))
+            .map(|share| fire_batch(db, share, handler, clock))
+            .buffer_unordered(in_flight)
+            .collect()
+            .await
+    } else {
+        futures::stream::iter(lanes)
+            .map(|lane| fire_lane(db, lane, handler, clock))
+            .buffer_unordered(in_flight)
+            .collect()
+            .await
+    };
     let fired = outcomes.iter().map(|(n, _)| n).sum();
     let mut failures = outcomes.into_iter().filter_map(|(_, r)| r.err());
     match failures.next() {
@@ -348,6 +380,81 @@ fn lanes(rows: Vec<entity::Model>, lane: fn(&Timer) -> &[u8]) -> Vec<Vec<(entity
     out
 }
 
+/// `lanes` dealt round-robin into at most `n` shares: the earliest lanes
+/// spread over all of them, and a lane stays whole (its timers in turn).
+fn deal<T>(lanes: Vec<T>, n: usize) -> Vec<Vec<T>> {
+    let mut shares: Vec<Vec<T>> = Vec::new();
+    for (i, lane) in lanes.into_iter().enumerate() {
+        match shares.get_mut(i % n) {
+            Some(share) => share.push(lane),
+            None => shares.push(vec![lane]),
+        }
+    }
+    shares
+}
+
+type Lane = Vec<(entity::Model, Timer)>;
+
+/// Fires a share of lanes in one transaction; if the batch fails as a
+/// whole, each of its timers in a transaction of its own.
+async fn fire_batch(
+    db: &Db,
+    share: Vec<Lane>,
+    handler: &TimerHandler,
+    clock: &dyn Clock,
+) -> (usize, Result<(), DbErr>) {
+    match apply_batch(db, &share, handler).await {
+        Ok((fired, later)) => {
+            let mut result = Ok(());
+            for (row, attempt, why) in later {
+                if let Err(e) = fire_later(db, &row, attempt, &why, clock).await {
+                    result = Err(e);
+                }
+            }
+            (fired, result)
+        }
+        Err(e) => {
+            tracing::info!(error = %e, timers = share.iter().map(Vec::len).sum::<usize>(), "a batch of timers failed; firing them one by one");
+            let mut fired = 0;
+            let mut result = Ok(());
+            for lane in share {
+                let (n, r) = fire_lane(db, lane, handler, clock).await;
+                fired += n;
+                if r.is_err() {
+                    result = r;
+                }
+            }
+            (fired, result)
+        }
+    }
+}
+
+/// The one transaction of a batch: every timer of `share` in a savepoint
+/// of its own. The number applied, and those whose handler failed
+/// transiently (rolled back to their savepoint; to fire again later).
+async fn apply_batch(
+    db: &Db,
+    share: &[Lane],
+    handler: &TimerHandler,
+) -> Result<(usize, Vec<(entity::Model, u64, String)>), DbErr> {
+    let txn = db.writer.begin().await?;
+    let mut fired = 0;
+    let mut later = Vec::new();
+    for (row, timer) in share.iter().flatten() {
+        let firing = Fired {
+            timer: timer.clone(),
+            attempt: u64::try_from(row.attempts).unwrap_or(u64::MAX),
+        };
+        match apply_in(&txn, txn.begin().await?, row, &firing, handler).await? {
+            Applied::Yes => fired += 1,
+            Applied::No => {}
+            Applied::Later(why) => later.push((row.clone(), firing.attempt, why)),
+        }
+    }
+    txn.commit().await?;
+    Ok((fired, later))
+}
+
 /// Fires a lane's timers one after the other: how many were applied, and
 /// the error that stopped it (the rest stay claimed until their lease ends).
 async fn fire_lane(
@@ -389,10 +496,22 @@ async fn fire_one(
         Err(e) if rapport_store::classify(&e) == DbFailure::Contention => e.to_string(),
         Err(e) => return Err(e),
     };
-    // Again after a backoff that grows with the attempts (lease expiry is
-    // when it is free to fire again).
+    fire_later(db, row, fired.attempt, &why, clock).await?;
+    Ok(false)
+}
+
+/// Holds a timer whose `attempt`-th firing failed transiently (`why`) until
+/// a backoff that grows with the attempts is over: its lease's end is when
+/// it is free to fire again.
+async fn fire_later(
+    db: &Db,
+    row: &entity::Model,
+    attempt: u64,
+    why: &str,
+    clock: &dyn Clock,
+) -> Result<(), DbErr> {
     use entity::Column as C;
-    let wait = backoff(fired.attempt);
+    let wait = backoff(attempt);
     let retry_at =
         clock.now().timestamp_micros() + i64::try_from(wait.as_micros()).unwrap_or(i64::MAX);
     tracing::info!(key = %row.key, kind = %row.kind, error = %why, "timer handler failed; firing again later");
@@ -403,7 +522,7 @@ async fn fire_one(
         .filter(C::Generation.eq(row.generation))
         .exec(&db.writer)
         .await?;
-    Ok(false)
+    Ok(())
 }
 
 /// What a firing's transaction did.
@@ -417,25 +536,29 @@ enum Applied {
     Later(String),
 }
 
-/// The transaction of one firing: removes the schedule it claimed and runs
-/// the handler.
+/// The transaction of one firing.
 async fn apply(
     db: &Db,
     row: &entity::Model,
     fired: &Fired,
     handler: &TimerHandler,
 ) -> Result<Applied, DbErr> {
-    use entity::Column as C;
-    let txn = db.writer.begin().await?;
+    apply_in(&db.writer, db.writer.begin().await?, row, fired, handler).await
+}
+
+/// One firing in `txn` (a transaction, or a savepoint of a batch's
+/// transaction `parent`): removes the schedule it claimed and runs the
+/// handler, then commits or rolls back `txn`.
+async fn apply_in<C: ConnectionTrait>(
+    parent: &C,
+    txn: DatabaseTransaction,
+    row: &entity::Model,
+    fired: &Fired,
+    handler: &TimerHandler,
+) -> Result<Applied, DbErr> {
     // First: remove the schedule this firing claimed. A second firing of
     // the same schedule waits here for the first and then finds nothing.
-    let removed = entity::Entity::delete_many()
-        .filter(C::Tenant.eq(&row.tenant))
-        .filter(C::Key.eq(&row.key))
-        .filter(C::Generation.eq(row.generation))
-        .exec(&txn)
-        .await?;
-    if removed.rows_affected != 1 {
+    if remove(&txn, row).await? != 1 {
         txn.rollback().await?;
         return Ok(Applied::No);
     }
@@ -449,12 +572,27 @@ async fn apply(
             Ok(Applied::Later(why))
         }
         Err(HandlerError::Reject(why)) => {
-            // It can never fire as it is: keep the removal, say so loudly.
+            // It can never fire as it is: drop it without whatever the
+            // handler wrote before refusing, and say so loudly. (Another
+            // firing may have removed it meanwhile: then nothing to drop.)
             tracing::error!(tenant = %row.tenant, key = %row.key, kind = %row.kind, error = %why, "timer rejected by its handler and dropped");
-            txn.commit().await?;
+            txn.rollback().await?;
+            remove(parent, row).await?;
             Ok(Applied::No)
         }
     }
+}
+
+/// Deletes the schedule of `row` (its generation); the rows deleted.
+async fn remove<C: ConnectionTrait>(conn: &C, row: &entity::Model) -> Result<u64, DbErr> {
+    use entity::Column as C;
+    Ok(entity::Entity::delete_many()
+        .filter(C::Tenant.eq(&row.tenant))
+        .filter(C::Key.eq(&row.key))
+        .filter(C::Generation.eq(row.generation))
+        .exec(conn)
+        .await?
+        .rows_affected)
 }
 
 /// The wait before firing again after the `attempt`-th failed.

@@ -459,16 +459,15 @@ fn automation_handler() -> rapport_events::timers::TimerHandler {
     })
 }
 
-/// How the SLA and automation workers fire: up to `concurrency` at once,
-/// one lane per conversation (every one of their timers' payloads starts
-/// with its conversation's id), so a worker never fires two timers of one
+/// How the SLA and automation workers fire: up to `concurrency`
+/// transactions at once, each firing its share of a pass's timers and
+/// committing once (their handlers act through the transaction alone), one
+/// lane per conversation (every one of their timers' payloads starts with
+/// its conversation's id), so a worker never fires two timers of one
 /// conversation at once — they read it and may write it back under its
 /// version (an escalation, an auto-resolve).
 fn firing(concurrency: usize) -> rapport_events::timers::Firing {
-    rapport_events::timers::Firing::concurrent(
-        concurrency,
-        rapport_events::timers::payload_head_lane,
-    )
+    rapport_events::timers::Firing::batched(concurrency, rapport_events::timers::payload_head_lane)
 }
 
 /// Fires the automation timers (promises' due times and reminders, pending

@@ -239,6 +239,17 @@ fn lane_watch(inner: TimerHandler, overlaps: Arc<std::sync::atomic::AtomicUsize>
 /// has two timers of one lane in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_workers_fire_each_timer_once_and_a_lane_in_turn() {
+    two_workers_over_three_lanes(timers::Firing::concurrent(4, timers::payload_head_lane)).await;
+}
+
+/// The same with batched firing: each transaction fires its share of a
+/// pass and commits once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batched_workers_fire_each_timer_once_and_a_lane_in_turn() {
+    two_workers_over_three_lanes(timers::Firing::batched(4, timers::payload_head_lane)).await;
+}
+
+async fn two_workers_over_three_lanes(firing: timers::Firing) {
     let (_t, db) = timers_db().await;
     let keys: Vec<String> = (0..200).map(|i| format!("k{i:03}")).collect();
     for (i, key) in keys.iter().enumerate() {
@@ -249,7 +260,6 @@ async fn concurrent_workers_fire_each_timer_once_and_a_lane_in_turn() {
     }
     let clock = ManualClock::at(start());
     let overlaps = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let firing = timers::Firing::concurrent(4, timers::payload_head_lane);
     let workers: Vec<_> = (0..2)
         .map(|_| {
             let (db, clock) = (db.clone(), clock.clone());
@@ -279,6 +289,65 @@ async fn concurrent_workers_fire_each_timer_once_and_a_lane_in_turn() {
         0,
         "two timers of one lane in flight in one worker"
     );
+}
+
+/// In a batch, a handler's failure undoes its own timer only: the timer
+/// that failed transiently keeps its schedule and fires after its backoff,
+/// the rejected one is dropped without effect, the others fire once.
+#[tokio::test]
+async fn in_a_batch_a_failure_rolls_back_its_own_timer_only() {
+    let (_t, db) = timers_db().await;
+    let clock = ManualClock::at(start());
+    let h: TimerHandler = Arc::new(|txn: &DatabaseTransaction, fired: &Fired| {
+        Box::pin(async move {
+            let payload = String::from_utf8_lossy(&fired.timer.payload).into_owned();
+            txn.execute_unprepared(&format!(
+                "INSERT INTO fired (key, payload) VALUES ('{}', '{payload}')",
+                fired.timer.key
+            ))
+            .await
+            .map_err(|e| HandlerError::Retry(e.to_string()))?;
+            match payload.as_str() {
+                "flaky" if fired.attempt == 1 => Err(HandlerError::Retry("not yet".into())),
+                "broken" => Err(HandlerError::Reject("never".into())),
+                _ => Ok(()),
+            }
+        })
+    });
+    for (i, payload) in ["ok", "flaky", "ok", "broken", "ok"].iter().enumerate() {
+        let due = start() - Duration::seconds(10 - i64::try_from(i).unwrap());
+        timers::schedule(&db.writer, &timer(&format!("k{i}"), due, payload))
+            .await
+            .unwrap();
+    }
+    let batched = timers::Firing::batched(1, timers::payload_head_lane);
+    let pass = || timers::fire_due_with(&db, &clock, &["test"], &h, batched);
+    assert_eq!(pass().await.unwrap(), 3);
+    let fired_keys = || async {
+        fired(&db)
+            .await
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(fired_keys().await, ["k0", "k2", "k4"]);
+    assert!(
+        timers::get(&db.reader, "acme", "k1")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        timers::get(&db.reader, "acme", "k3")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Not before its backoff, then once.
+    assert_eq!(pass().await.unwrap(), 0);
+    clock.advance(Duration::seconds(2));
+    assert_eq!(pass().await.unwrap(), 1);
+    assert_eq!(fired_keys().await, ["k0", "k1", "k2", "k4"]);
 }
 
 #[tokio::test]

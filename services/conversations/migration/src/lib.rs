@@ -13,6 +13,7 @@ mod m20261202_000007_customer_marks;
 mod m20261202_000008_interaction_metrics;
 mod m20261202_000009_timers_by_kind;
 mod m20261202_000010_metric_rollups;
+mod m20261202_000011_rebuild_rollups;
 
 /// All conversations migrations, oldest first.
 #[derive(Debug)]
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000008_interaction_metrics::Migration),
             Box::new(m20261202_000009_timers_by_kind::Migration),
             Box::new(m20261202_000010_metric_rollups::Migration),
+            Box::new(m20261202_000011_rebuild_rollups::Migration),
         ]
     }
 

@@ -273,6 +273,18 @@ impl SlaPolicy {
                 "needs at least one priority's targets",
             );
         }
+        // An escalated conversation keeps this policy (its pinned copy):
+        // raised to a priority it has no targets for, it would stop being
+        // measured, breaches shown so far included.
+        if let Some(p) = self.escalation.and_then(|e| e.raise_priority_to)
+            && self.targets_for(p).is_none()
+        {
+            v.add(
+                format!("{prefix}.escalation.raise_priority_to"),
+                "the policy has no targets for this priority: an escalated conversation keeps \
+                 this policy and would no longer be measured",
+            );
+        }
         for (i, t) in self.targets.iter().enumerate() {
             let at = format!("{prefix}.targets[{i}]");
             if self.targets[..i].iter().any(|o| o.priority == t.priority) {

@@ -3,17 +3,19 @@
 //! bucket — so a report never reads facts one by one into the service.
 //!
 //! **Rollups.** Every fact, in the transaction that writes it, adds itself
-//! to `conv_metric_rollups` (migration 000010): per UTC month, per way of
-//! grouping, the counts and sums of its bucket. A period in any time zone
-//! is the whole UTC months between the UTC midnights nearest its edges,
-//! read from rollups, the other whole UTC days read from facts, corrected
-//! by the facts of the few hours between those midnights and the period's
-//! real edges (added or taken away: every aggregate is a sum). A year is
-//! then twelve months of rollups and two slivers of facts; all of it read
-//! in one snapshot, so a fact written meanwhile counts in both or neither.
+//! to `conv_metric_rollups` (migrations 000010, 000011): per UTC month and
+//! per UTC year, per way of grouping, the counts and sums of its bucket. A
+//! period in any time zone is the whole UTC years, then the whole UTC
+//! months, between the UTC midnights nearest its edges, read from rollups,
+//! the other whole UTC days read from facts, corrected by the facts of the
+//! few hours between those midnights and the period's real edges (added or
+//! taken away: every aggregate is a sum). A year is then one year of
+//! rollups and two slivers of facts; all of it read in one snapshot, so a
+//! fact written meanwhile counts in both or neither.
 //!
 //! A report filtered by inbox or channel reads the facts of its period
-//! (rollups keep one grouping per row, not every combination).
+//! (rollups keep one grouping per row, not every combination), and so does
+//! one grouped by agent ([`rolled_up_by`]).
 use std::collections::BTreeMap;
 
 use chrono::{Datelike, Months, NaiveDate};
@@ -40,6 +42,9 @@ use crate::domain::{
 };
 
 const FACTS: &str = "conv_metric_facts";
+
+/// PostgreSQL's memory for the sorts and hash tables of one report.
+const REPORT_WORK_MEM: &str = "64MB";
 
 /// An SQL text and its bound values, numbered placeholders (`?1` on
 /// SQLite, `$1` on PostgreSQL) so the text may name them in any order.
@@ -81,6 +86,18 @@ impl Sql {
 /// The group key column of `f`; empty when not grouped (the rollups'
 /// key), written as an expression of a column because PostgreSQL refuses
 /// to group by a constant.
+/// Whether `group_by` has rollups. Not by agent: an agent's month holds a
+/// few hundred facts, and almost every value of those lands in a bucket of
+/// its own, so an agent's rollup rows outnumber its facts (two per duration
+/// fact, calendar and business: at 200 agents and a million conversations
+/// a year, July had 750,000 agent rollup rows for 350,000 facts, and read
+/// past 10 s where the facts take about one). The groupings kept are few
+/// (teams, channels, inboxes, priorities), with thousands of facts each a
+/// month.
+fn rolled_up_by(group_by: GroupBy) -> bool {
+    group_by != GroupBy::Agent
+}
+
 fn key(group_by: GroupBy) -> &'static str {
     match group_by {
         GroupBy::None => "SUBSTR(f.tenant, 1, 0)",
@@ -213,36 +230,72 @@ fn day_start(t: i64) -> i64 {
     t.div_euclid(DAY) * DAY
 }
 
-/// The UTC month holding `t` (µs), as its start.
-fn month_start(t: i64) -> i64 {
-    let d = from_micros(t).date_naive();
-    micros(
-        NaiveDate::from_ymd_opt(d.year(), d.month(), 1)
-            .unwrap_or(d)
-            .and_time(chrono::NaiveTime::MIN)
-            .and_utc(),
-    )
+/// A rollup's span: a UTC month or a UTC year.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Unit {
+    Month,
+    Year,
 }
 
-fn next_month(start: i64) -> i64 {
-    let d = from_micros(start);
-    d.checked_add_months(Months::new(1))
-        .map_or(i64::MAX, micros)
+impl Unit {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Month => "month",
+            Self::Year => "year",
+        }
+    }
+
+    /// The unit holding `t` (µs), as its start.
+    fn start(self, t: i64) -> i64 {
+        let d = from_micros(t).date_naive();
+        let month = match self {
+            Self::Month => d.month(),
+            Self::Year => 1,
+        };
+        micros(
+            NaiveDate::from_ymd_opt(d.year(), month, 1)
+                .unwrap_or(d)
+                .and_time(chrono::NaiveTime::MIN)
+                .and_utc(),
+        )
+    }
+
+    /// The start of the unit after the one starting at `start`.
+    fn next(self, start: i64) -> i64 {
+        let months = match self {
+            Self::Month => 1,
+            Self::Year => 12,
+        };
+        from_micros(start)
+            .checked_add_months(Months::new(months))
+            .map_or(i64::MAX, micros)
+    }
+
+    /// The whole units in `[a, b)`, by their starts, if any.
+    fn within(self, a: i64, b: i64) -> Option<(i64, i64)> {
+        let first = if self.start(a) == a {
+            a
+        } else {
+            self.next(self.start(a))
+        };
+        let last = self.start(b);
+        (first < last).then_some((first, last))
+    }
 }
 
-/// How a period is read: a range of UTC month rollups (by their start),
-/// ranges of whole UTC days read from facts, and the slivers of facts to
-/// add (+1) or take away (-1).
+/// How a period is read: ranges of UTC year and month rollups (by their
+/// starts), ranges of whole UTC days read from facts, and the slivers of
+/// facts to add (+1) or take away (-1).
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Plan {
     days: Vec<(i64, i64)>,
-    months: Option<(i64, i64)>,
+    rollups: Vec<(Unit, (i64, i64))>,
     slivers: Vec<((i64, i64), i64)>,
 }
 
 /// The plan of `[start, end)`: the UTC midnights nearest its edges
-/// (within 12 hours of any zone's midnight), whole months between them
-/// where there are any, days around those.
+/// (within 12 hours of any zone's midnight), whole years between them
+/// where there are any, whole months around those, days around those.
 fn plan(start: i64, end: i64) -> Plan {
     let near = |t: i64| day_start(t + DAY / 2);
     let (a, b) = (near(start), near(end));
@@ -253,20 +306,22 @@ fn plan(start: i64, end: i64) -> Plan {
         };
     }
     let mut p = Plan::default();
-    let first_month = if month_start(a) == a {
-        a
-    } else {
-        next_month(month_start(a))
-    };
-    let last_month = month_start(b);
-    if first_month < last_month {
-        p.months = Some((first_month, last_month));
-        p.days.push((a, first_month));
-        p.days.push((last_month, b));
-    } else {
-        p.days.push((a, b));
+    let mut rest = vec![(a, b)];
+    for unit in [Unit::Year, Unit::Month] {
+        let mut smaller = Vec::new();
+        for (x, y) in rest {
+            match unit.within(x, y) {
+                Some((first, last)) => {
+                    p.rollups.push((unit, (first, last)));
+                    smaller.extend([(x, first), (last, y)]);
+                }
+                None => smaller.push((x, y)),
+            }
+        }
+        rest = smaller.into_iter().filter(|(x, y)| x < y).collect();
     }
-    p.days.retain(|(x, y)| x < y);
+    p.days = rest;
+    p.days.sort_unstable();
     // The edges' hours: facts in the period before `a` are added, facts
     // in `a`'s day before the period are taken away; likewise at the end.
     for (edge, aligned, inside) in [(start, a, 1), (end, b, -1)] {
@@ -301,12 +356,20 @@ impl SqlRepository {
             _ => reader.begin().await,
         }
         .map_err(db_err)?;
+        if reader.get_database_backend() == DatabaseBackend::Postgres {
+            // A report grouped by agent groups hundreds of thousands of
+            // (agent, KPI, bucket) keys: past the default 4 MB the hash
+            // aggregate spills to disk. For this transaction only.
+            txn.execute_unprepared(&format!("SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
+                .await
+                .map_err(db_err)?;
+        }
         let (start, end) = (micros(scope.bounds.start), micros(scope.bounds.end));
         let mut net = Net::default();
-        if scope.inboxes.is_empty() && scope.channels.is_empty() {
+        if scope.inboxes.is_empty() && scope.channels.is_empty() && rolled_up_by(scope.group_by) {
             let p = plan(start, end);
-            if let Some(months) = p.months {
-                net.add(rolled_up(&txn, tenant, scope, months).await?, 1);
+            for (unit, range) in p.rollups {
+                net.add(rolled_up(&txn, tenant, scope, unit, range).await?, 1);
             }
             let days = p.days.into_iter().map(|range| (range, 1));
             for (range, sign) in days.chain(p.slivers) {
@@ -320,17 +383,18 @@ impl SqlRepository {
     }
 }
 
-/// The aggregates of the month rollups starting in `[start, end)`.
+/// The aggregates of the `unit` rollups starting in `[start, end)`.
 async fn rolled_up<C: ConnectionTrait>(
     conn: &C,
     tenant: &Tenant,
     scope: &Scope,
+    unit: Unit,
     (start, end): (i64, i64),
 ) -> Result<Aggregates, Error> {
     let mut q = Sql::new(conn.get_database_backend());
     let units = format!(
         "unit = {} AND unit_start >= {} AND unit_start < {}",
-        q.bind(MONTH),
+        q.bind(unit.as_str()),
         q.bind(start),
         q.bind(end)
     );
@@ -599,7 +663,6 @@ async fn volume<C: ConnectionTrait>(
 /// a million conversations, a day's facts are fewer than its rollup rows
 /// per agent would be, so the days a period holds besides whole months
 /// (a week; a day) are read from the facts.
-const MONTH: &str = "month";
 const FCR: &str = "fcr";
 const REOPEN: &str = "fcr_reopen";
 const PROMISE: &str = "promise";
@@ -674,14 +737,14 @@ impl Rollups {
             (GroupBy::Inbox, dims.inbox_id.as_str()),
             (GroupBy::Priority, dims.priority.as_str()),
         ];
-        {
-            let (unit, unit_start) = (MONTH, month_start(at));
-            for (kind, key) in groups {
+        for unit in [Unit::Month, Unit::Year] {
+            let unit_start = unit.start(at);
+            for (kind, key) in groups.into_iter().filter(|(g, _)| rolled_up_by(*g)) {
                 let e = self
                     .0
                     .entry(RollupKey {
                         group_kind: kind.as_str(),
-                        unit,
+                        unit: unit.as_str(),
                         unit_start,
                         group_key: key.to_owned(),
                         measure: add.measure.to_owned(),
@@ -1072,11 +1135,14 @@ mod tests {
     }
 
     #[test]
-    fn a_berlin_year_is_twelve_utc_months_and_two_slivers() {
+    fn a_berlin_year_is_a_utc_year_and_two_slivers() {
         let p = plan(t("2025-12-31T23:00:00Z"), t("2026-12-31T23:00:00Z"));
         assert_eq!(
-            p.months,
-            Some((t("2026-01-01T00:00:00Z"), t("2027-01-01T00:00:00Z")))
+            p.rollups,
+            [(
+                Unit::Year,
+                (t("2026-01-01T00:00:00Z"), t("2027-01-01T00:00:00Z"))
+            )]
         );
         assert!(p.days.is_empty());
         assert_eq!(
@@ -1092,7 +1158,7 @@ mod tests {
     fn a_new_york_week_is_utc_days_minus_and_plus_its_hours() {
         // Monday 30 November 2026 00:00 in New York is 05:00 UTC.
         let p = plan(t("2026-11-30T05:00:00Z"), t("2026-12-07T05:00:00Z"));
-        assert_eq!(p.months, None);
+        assert!(p.rollups.is_empty());
         assert_eq!(
             p.days,
             vec![(t("2026-11-30T00:00:00Z"), t("2026-12-07T00:00:00Z"))]
@@ -1110,14 +1176,47 @@ mod tests {
     fn a_quarter_across_months_reads_months_and_days_around_them() {
         let p = plan(t("2026-09-15T00:00:00Z"), t("2026-12-20T00:00:00Z"));
         assert_eq!(
-            p.months,
-            Some((t("2026-10-01T00:00:00Z"), t("2026-12-01T00:00:00Z")))
+            p.rollups,
+            [(
+                Unit::Month,
+                (t("2026-10-01T00:00:00Z"), t("2026-12-01T00:00:00Z"))
+            )]
         );
         assert_eq!(
             p.days,
             vec![
                 (t("2026-09-15T00:00:00Z"), t("2026-10-01T00:00:00Z")),
                 (t("2026-12-01T00:00:00Z"), t("2026-12-20T00:00:00Z")),
+            ]
+        );
+        assert!(p.slivers.is_empty());
+    }
+
+    #[test]
+    fn a_range_across_years_reads_the_whole_year_then_months_then_days() {
+        let p = plan(t("2025-11-15T00:00:00Z"), t("2027-02-10T00:00:00Z"));
+        assert_eq!(
+            p.rollups,
+            [
+                (
+                    Unit::Year,
+                    (t("2026-01-01T00:00:00Z"), t("2027-01-01T00:00:00Z"))
+                ),
+                (
+                    Unit::Month,
+                    (t("2025-12-01T00:00:00Z"), t("2026-01-01T00:00:00Z"))
+                ),
+                (
+                    Unit::Month,
+                    (t("2027-01-01T00:00:00Z"), t("2027-02-01T00:00:00Z"))
+                ),
+            ]
+        );
+        assert_eq!(
+            p.days,
+            [
+                (t("2025-11-15T00:00:00Z"), t("2025-12-01T00:00:00Z")),
+                (t("2027-02-01T00:00:00Z"), t("2027-02-10T00:00:00Z")),
             ]
         );
         assert!(p.slivers.is_empty());

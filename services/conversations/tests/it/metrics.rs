@@ -383,46 +383,48 @@ async fn kpis_match_a_hand_computation() {
 #[tokio::test]
 async fn rollups_and_facts_give_one_report() {
     let mut f = fixture().await;
-    let zoned = |period: pb::MetricsPeriod, group_by, window: i64, channels: Vec<i32>| {
-        pb::QueryInteractionMetricsRequest {
-            period: period as i32,
-            time_zone: "Etc/GMT+12".into(),
-            fcr_window: secs(window),
-            channels,
-            ..week(group_by, at(12, 0))
-        }
-    };
-    let mut reports = Vec::new();
-    for period in [
-        pb::MetricsPeriod::Week,
-        pb::MetricsPeriod::Month,
-        pb::MetricsPeriod::Year,
-    ] {
-        for group_by in [
-            pb::MetricsGroupBy::None,
-            pb::MetricsGroupBy::Agent,
-            pb::MetricsGroupBy::Priority,
+    // UTC−12 reads month rollups and days around them (its year starts at
+    // noon UTC); Berlin's year is a whole UTC year of rollups, its month a
+    // UTC month, each with an hour's sliver at both ends.
+    let mut queries = Vec::new();
+    for time_zone in ["Etc/GMT+12", "Europe/Berlin"] {
+        for period in [
+            pb::MetricsPeriod::Week,
+            pb::MetricsPeriod::Month,
+            pb::MetricsPeriod::Year,
         ] {
-            // B reopened an hour after it resolved: a window of half an
-            // hour keeps it a first-contact resolution.
-            for window in [86_400, 1800] {
-                let rolled = f
-                    .query(TENANT, zoned(period, group_by, window, vec![]))
-                    .await
-                    .unwrap();
-                // Every channel: the same facts, read without rollups.
-                let all = (1..=6).collect();
-                let facts = f
-                    .query(TENANT, zoned(period, group_by, window, all))
-                    .await
-                    .unwrap();
-                assert_eq!(rolled, facts, "{period:?} by {group_by:?}, window {window}");
-                reports.push(rolled);
+            for group_by in [
+                pb::MetricsGroupBy::None,
+                pb::MetricsGroupBy::Agent,
+                pb::MetricsGroupBy::Priority,
+            ] {
+                // B reopened an hour after it resolved: a window of half
+                // an hour keeps it a first-contact resolution.
+                for window in [86_400, 1800] {
+                    queries.push(pb::QueryInteractionMetricsRequest {
+                        period: period as i32,
+                        time_zone: time_zone.into(),
+                        fcr_window: secs(window),
+                        ..week(group_by, at(12, 0))
+                    });
+                }
             }
         }
     }
-    // The split week: A's first response before 12:00 UTC, B's and C's
-    // after; all three across both.
+    let mut reports = Vec::new();
+    for q in &queries {
+        let rolled = f.query(TENANT, q.clone()).await.unwrap();
+        // Every channel: the same facts, read without rollups.
+        let facts = pb::QueryInteractionMetricsRequest {
+            channels: (1..=6).collect(),
+            ..q.clone()
+        };
+        let facts = f.query(TENANT, facts).await.unwrap();
+        assert_eq!(rolled, facts, "{q:?}");
+        reports.push(rolled);
+    }
+    // The split week in UTC−12: A's first response before 12:00 UTC, B's
+    // and C's after; all three across both.
     let week = &reports[0];
     let current = &week.current.as_ref().unwrap().rows[0];
     let previous = &week.previous.as_ref().unwrap().rows[0];
@@ -436,6 +438,9 @@ async fn rollups_and_facts_give_one_report() {
     );
     let short_window = &reports[1].current.as_ref().unwrap().rows[0];
     assert_eq!(rate(&short_window.first_contact_resolution), (1, 1), "B");
+    // Berlin's year holds all three.
+    let berlin_year = &reports[queries.len() - 6].current.as_ref().unwrap().rows[0];
+    assert_eq!(stats(&berlin_year.first_response).0, 3);
 
     // A database with facts and no rollups (written before them): the
     // next start rebuilds them.
@@ -446,26 +451,9 @@ async fn rollups_and_facts_give_one_report() {
         .await
         .unwrap();
     f.h.restart().await;
-    let mut i = 0;
-    for period in [
-        pb::MetricsPeriod::Week,
-        pb::MetricsPeriod::Month,
-        pb::MetricsPeriod::Year,
-    ] {
-        for group_by in [
-            pb::MetricsGroupBy::None,
-            pb::MetricsGroupBy::Agent,
-            pb::MetricsGroupBy::Priority,
-        ] {
-            for window in [86_400, 1800] {
-                let rebuilt = f
-                    .query(TENANT, zoned(period, group_by, window, vec![]))
-                    .await
-                    .unwrap();
-                assert_eq!(rebuilt, reports[i], "rebuilt {period:?} by {group_by:?}");
-                i += 1;
-            }
-        }
+    for (q, report) in queries.iter().zip(&reports) {
+        let rebuilt = f.query(TENANT, q.clone()).await.unwrap();
+        assert_eq!(&rebuilt, report, "rebuilt: {q:?}");
     }
 }
 
