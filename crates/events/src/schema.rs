@@ -87,6 +87,30 @@ pub async fn index_timers_by_kind(manager: &SchemaManager<'_>) -> Result<(), DbE
         .await
 }
 
+/// The migration that adds [`index_timers_by_kind`] to a service whose
+/// `timers` table was made without it, under the name the service's history
+/// records it by (sea-orm names migrations by their file stem, so a shared
+/// one takes its name).
+#[derive(Debug, Clone, Copy)]
+pub struct TimersByKind(pub &'static str);
+
+impl MigrationName for TimersByKind {
+    fn name(&self) -> &str {
+        self.0
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for TimersByKind {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        index_timers_by_kind(manager).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        drop_timers_kind_index(manager).await
+    }
+}
+
 /// Drops the index [`index_timers_by_kind`] creates.
 pub async fn drop_timers_kind_index(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     manager

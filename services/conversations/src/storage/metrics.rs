@@ -891,13 +891,12 @@ impl Rollups {
             R::Bucket,
             R::Shard,
         ]);
-        for col in ["facts", "seconds", "met", "breached"] {
-            let target = match col {
-                "facts" => R::Facts,
-                "seconds" => R::Seconds,
-                "met" => R::Met,
-                _ => R::Breached,
-            };
+        for (target, col) in [
+            (R::Facts, "facts"),
+            (R::Seconds, "seconds"),
+            (R::Met, "met"),
+            (R::Breached, "breached"),
+        ] {
             conflict.value(
                 target,
                 Expr::cust(format!("conv_metric_rollups.{col} + excluded.{col}")),

@@ -27,6 +27,10 @@ impl MigratorTrait for Migrator {
                 "m20261202_000005_outbox_pending_index",
             )),
             Box::new(m20261202_000006_cycle::Migration),
+            // Shared: its workers ask by kind (`timers::next_due`).
+            Box::new(rapport_events::schema::TimersByKind(
+                "m20261202_000007_timers_by_kind",
+            )),
         ]
     }
 

@@ -80,6 +80,16 @@ async fn migrations_go_down_and_up_again() {
             .await
             .contains(&"erasure_confirmations".to_owned())
     );
+    assert!(after_up.contains(&"timers_kind_due".to_owned()));
+    Migrator::down(&db.writer, Some(1))
+        .await
+        .expect("migration 7 down");
+    assert!(
+        !index_names(&db)
+            .await
+            .contains(&"timers_kind_due".to_owned()),
+        "migration 7 removes the timers' index by kind"
+    );
     Migrator::down(&db.writer, Some(1))
         .await
         .expect("migration 6 down");

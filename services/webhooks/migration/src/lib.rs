@@ -19,6 +19,10 @@ impl MigratorTrait for Migrator {
             Box::new(rapport_store::schema::OutboxPendingIndex(
                 "m20261202_000002_outbox_pending_index",
             )),
+            // Shared: its workers ask by kind (`timers::next_due`).
+            Box::new(rapport_events::schema::TimersByKind(
+                "m20261202_000003_timers_by_kind",
+            )),
         ]
     }
 
