@@ -59,19 +59,24 @@ fn timer(key: &str, due: DateTime<Utc>, payload: &str) -> Timer {
 fn recorder(fail_first: u64) -> TimerHandler {
     Arc::new(move |txn: &DatabaseTransaction, fired: &Fired| {
         Box::pin(async move {
-            let payload = String::from_utf8_lossy(&fired.timer.payload).into_owned();
-            txn.execute_unprepared(&format!(
-                "INSERT INTO fired (key, payload) VALUES ('{}', '{payload}')",
-                fired.timer.key
-            ))
-            .await
-            .unwrap();
+            record(txn, fired).await.unwrap();
             if fired.attempt <= fail_first {
                 return Err(HandlerError::Retry("not yet".into()));
             }
             Ok(())
         })
     })
+}
+
+/// Records `fired` (key and payload) in its transaction; the payload.
+async fn record(txn: &DatabaseTransaction, fired: &Fired) -> Result<String, sea_orm::DbErr> {
+    let payload = String::from_utf8_lossy(&fired.timer.payload).into_owned();
+    txn.execute_unprepared(&format!(
+        "INSERT INTO fired (key, payload) VALUES ('{}', '{payload}')",
+        fired.timer.key
+    ))
+    .await?;
+    Ok(payload)
 }
 
 async fn fired(db: &Db) -> Vec<(String, String)> {
@@ -300,13 +305,9 @@ async fn in_a_batch_a_failure_rolls_back_its_own_timer_only() {
     let clock = ManualClock::at(start());
     let h: TimerHandler = Arc::new(|txn: &DatabaseTransaction, fired: &Fired| {
         Box::pin(async move {
-            let payload = String::from_utf8_lossy(&fired.timer.payload).into_owned();
-            txn.execute_unprepared(&format!(
-                "INSERT INTO fired (key, payload) VALUES ('{}', '{payload}')",
-                fired.timer.key
-            ))
-            .await
-            .map_err(|e| HandlerError::Retry(e.to_string()))?;
+            let payload = record(txn, fired)
+                .await
+                .map_err(|e| HandlerError::Retry(e.to_string()))?;
             match payload.as_str() {
                 "flaky" if fired.attempt == 1 => Err(HandlerError::Retry("not yet".into())),
                 "broken" => Err(HandlerError::Reject("never".into())),

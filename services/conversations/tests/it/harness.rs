@@ -627,19 +627,27 @@ pub fn fallback(calendar: &str) -> pb::SlaPolicy {
 
 /// CreateSlaPolicy in [`TENANT`].
 pub async fn create_policy(h: &Harness, policy: pb::SlaPolicy) -> pb::SlaPolicy {
+    try_create_policy(h, policy, "")
+        .await
+        .unwrap_or_else(|s| panic!("CreateSlaPolicy: {}", describe(&s)))
+}
+
+/// CreateSlaPolicy in [`TENANT`] under `request_id`, refused or not.
+pub async fn try_create_policy(
+    h: &Harness,
+    policy: pb::SlaPolicy,
+    request_id: &str,
+) -> Result<pb::SlaPolicy, tonic::Status> {
     h.client()
         .create_sla_policy(tenant_request(
             TENANT,
             pb::CreateSlaPolicyRequest {
                 sla_policy: Some(policy),
-                request_id: String::new(),
+                request_id: request_id.into(),
             },
         ))
         .await
-        .unwrap_or_else(|s| panic!("CreateSlaPolicy: {}", describe(&s)))
-        .into_inner()
-        .sla_policy
-        .unwrap()
+        .map(|r| r.into_inner().sla_policy.unwrap())
 }
 
 /// Services at `now` under the [`fallback`] policy, in calendar time or

@@ -374,33 +374,13 @@ async fn a_breach_escalates_through_the_transition_once() {
         raise_priority_to: pb::Priority::Urgent as i32,
         move_to_team: format!("teams/{}", uuid::Uuid::now_v7()),
     });
-    let err = h
-        .client()
-        .create_sla_policy(tenant_request(
-            TENANT,
-            pb::CreateSlaPolicyRequest {
-                sla_policy: Some(bad.clone()),
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .unwrap_err();
+    let err = try_create_policy(&h, bad.clone(), "").await.unwrap_err();
     assert_violation(&err, "sla_policy.escalation.move_to_team");
     bad.escalation.as_mut().unwrap().move_to_team = team.name.clone();
     // Raising to a priority the policy has no targets for would leave the
     // escalated conversation unmeasured: refused.
     bad.escalation.as_mut().unwrap().raise_priority_to = pb::Priority::High as i32;
-    let err = h
-        .client()
-        .create_sla_policy(tenant_request(
-            TENANT,
-            pb::CreateSlaPolicyRequest {
-                sla_policy: Some(bad.clone()),
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .unwrap_err();
+    let err = try_create_policy(&h, bad.clone(), "").await.unwrap_err();
     assert_violation(&err, "sla_policy.escalation.raise_priority_to");
     bad.escalation.as_mut().unwrap().raise_priority_to = pb::Priority::Urgent as i32;
     let policy = create_policy(&h, bad).await;

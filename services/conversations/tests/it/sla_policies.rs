@@ -48,28 +48,11 @@ fn vip_policy(calendar: &str) -> pb::SlaPolicy {
     }
 }
 
-async fn try_create(
-    h: &Harness,
-    policy: pb::SlaPolicy,
-    request_id: &str,
-) -> Result<pb::SlaPolicy, tonic::Status> {
-    h.client()
-        .create_sla_policy(tenant_request(
-            TENANT,
-            pb::CreateSlaPolicyRequest {
-                sla_policy: Some(policy),
-                request_id: request_id.into(),
-            },
-        ))
-        .await
-        .map(|r| r.into_inner().sla_policy.unwrap())
-}
-
 #[tokio::test]
 async fn sla_policies_are_created_once_read_and_updated_as_new_revisions() {
     let h = start().await;
     let cal = calendar(&h).await;
-    let created = try_create(&h, vip_policy(&cal), "p-1")
+    let created = try_create_policy(&h, vip_policy(&cal), "p-1")
         .await
         .unwrap_or_else(|s| panic!("CreateSlaPolicy: {}", describe(&s)));
     assert!(created.name.starts_with("slaPolicies/"));
@@ -77,10 +60,12 @@ async fn sla_policies_are_created_once_read_and_updated_as_new_revisions() {
     assert_eq!(created.condition.as_ref().unwrap().customer_tags, ["vip"]);
     assert_eq!(created.targets[0].first_response, sla_target(900, &cal));
     assert_eq!(
-        try_create(&h, vip_policy(&cal), "p-1").await.unwrap(),
+        try_create_policy(&h, vip_policy(&cal), "p-1")
+            .await
+            .unwrap(),
         created
     );
-    let taken = expect_err(try_create(&h, vip_policy(&cal), "p-2").await);
+    let taken = expect_err(try_create_policy(&h, vip_policy(&cal), "p-2").await);
     assert_error(&taken, Code::AlreadyExists, "SLA_POLICY_ALREADY_EXISTS");
 
     let got = h
@@ -166,7 +151,7 @@ async fn bad_policies_report_every_bad_field() {
         priority: pb::Priority::Low as i32,
         ..Default::default()
     });
-    let status = expect_err(try_create(&h, p, "").await);
+    let status = expect_err(try_create_policy(&h, p, "").await);
     for field in [
         "sla_policy.display_name",
         "sla_policy.warn_at_percent",
@@ -181,7 +166,7 @@ async fn bad_policies_report_every_bad_field() {
     }
     // A well-formed policy naming a calendar that does not exist.
     let missing = expect_err(
-        try_create(
+        try_create_policy(
             &h,
             vip_policy("businessCalendars/0190a0a0-0000-7000-8000-000000000000"),
             "",
@@ -202,7 +187,7 @@ async fn reordering_sets_every_position_at_once_and_once_per_request_id() {
         let mut p = vip_policy("");
         p.display_name = label.into();
         p.position = n as i64;
-        names.push(try_create(&h, p, "").await.unwrap().name);
+        names.push(try_create_policy(&h, p, "").await.unwrap().name);
     }
     let reorder = |names: Vec<String>, request_id: &str| {
         let mut client = h.client();
@@ -257,7 +242,7 @@ async fn reordering_sets_every_position_at_once_and_once_per_request_id() {
 async fn a_calendar_in_use_is_kept_and_deletes_happen_once() {
     let h = start().await;
     let cal = calendar(&h).await;
-    let policy = try_create(&h, vip_policy(&cal), "").await.unwrap();
+    let policy = try_create_policy(&h, vip_policy(&cal), "").await.unwrap();
     let delete_calendar = |etag: &str, request_id: &str| {
         let mut client = h.client();
         let request = pb::DeleteBusinessCalendarRequest {
